@@ -1,0 +1,5 @@
+//! The `tally-relay` binary.
+
+fn main() {
+    println!("tally-relay");
+}

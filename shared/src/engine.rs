@@ -1,0 +1,1040 @@
+//! The engine: decides whether a request is allowed and which events it appends, and applies
+//! events to the state those decisions need. The relay is a shell around it.
+//!
+//! [`Engine::execute`] validates a whole request before it changes anything, then appends its
+//! events one by one through [`Engine::apply`] (the same function the relay uses to rebuild its
+//! state from the stored log at start). Every event gets the next gap-free [`Offset`]. What the
+//! engine does not keep in memory (message bodies, attachment records) it asks a [`Lookup`] for.
+
+use rustc_hash::FxHashMap;
+
+use crate::ids::{
+    AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, Offset, Seq, StaffId,
+};
+use crate::limits;
+use crate::model::{
+    Attachment, Conversation, ConversationKind, Counts, ForwardRef, Message, Notice, ReplyRef,
+    Staff, mentions_in,
+};
+use crate::protocol::{
+    Ack, ConversationState, ErrorCode, Event, LoggedEvent, Request, Snapshot, UnreadUpdate,
+};
+use crate::unread::{CountChange, StaffKey, Tracking, UnreadProjection};
+
+/// What the engine asks its host for: stored things it does not keep in memory.
+pub trait Lookup {
+    /// A stored message (its current text, or its tombstone).
+    fn message(&self, id: MessageId) -> Option<Message>;
+    /// An attachment this staff member uploaded.
+    fn attachment(&self, id: &AttachmentId, uploader: &StaffId) -> Option<Attachment>;
+}
+
+/// A refused request: nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct Rejection {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// What was wrong, for people.
+    pub message: String,
+}
+
+fn reject<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Rejection> {
+    Err(Rejection {
+        code,
+        message: message.into(),
+    })
+}
+
+/// An applied event: who receives it, and whose counts it changed.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The event and its offset.
+    pub event: LoggedEvent,
+    /// The staff allowed to see it.
+    pub recipients: Vec<StaffKey>,
+    /// The new counts and totals of each (staff, conversation) it changed: the relay's
+    /// `unread_updated` checkpoints, taken right after this event.
+    pub changes: Vec<(StaffKey, UnreadUpdate)>,
+}
+
+/// The result of an accepted request.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The events appended, in order (none for a repeated send or a no-op read).
+    pub applied: Vec<Applied>,
+    /// The acknowledgement for the author (its offset is the last event's, or the current one).
+    pub ack: Ack,
+}
+
+#[derive(Debug, Clone)]
+struct StaffRecord {
+    name: String,
+    active: bool,
+}
+
+#[derive(Debug, Clone)]
+struct ConversationRecord {
+    conversation: Conversation,
+    last_activity: Millis,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Created {
+    Message(MessageId),
+    Conversation(ConversationId),
+}
+
+/// The state decisions need, in memory: staff, conversations and participants, where each
+/// message lives, client ids, and the unread projection for everyone.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    staff: FxHashMap<StaffId, StaffRecord>,
+    conversations: FxHashMap<ConversationId, ConversationRecord>,
+    direct: FxHashMap<(StaffId, StaffId), ConversationId>,
+    messages: FxHashMap<MessageId, (ConversationId, Seq)>,
+    client_ids: FxHashMap<(StaffId, ClientMsgId), Created>,
+    next_conversation: u64,
+    next_message: u64,
+    offset: Offset,
+    projection: UnreadProjection,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Engine {
+    /// An engine with no staff and an empty log.
+    pub fn new() -> Self {
+        Engine {
+            staff: FxHashMap::default(),
+            conversations: FxHashMap::default(),
+            direct: FxHashMap::default(),
+            messages: FxHashMap::default(),
+            client_ids: FxHashMap::default(),
+            next_conversation: 1,
+            next_message: 1,
+            offset: Offset(0),
+            projection: UnreadProjection::new(Tracking::Everyone),
+        }
+    }
+
+    // ---- getters ----
+
+    /// The offset of the last applied event.
+    pub fn offset(&self) -> Offset {
+        self.offset
+    }
+
+    /// The unread projection over everyone.
+    pub fn projection(&self) -> &UnreadProjection {
+        &self.projection
+    }
+
+    /// Whether a staff member exists and is active.
+    pub fn is_active(&self, staff: &StaffId) -> bool {
+        self.staff.get(staff).is_some_and(|s| s.active)
+    }
+
+    /// The staff directory (active staff), sorted by name.
+    pub fn directory(&self) -> Vec<Staff> {
+        let mut out: Vec<Staff> = self
+            .staff
+            .iter()
+            .filter(|(_, r)| r.active)
+            .map(|(id, r)| Staff {
+                id: id.clone(),
+                name: r.name.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        out
+    }
+
+    /// A conversation.
+    pub fn conversation(&self, id: ConversationId) -> Option<&Conversation> {
+        self.conversations.get(&id).map(|r| &r.conversation)
+    }
+
+    /// Whether a staff member is in a conversation.
+    pub fn is_participant(&self, staff: &StaffId, id: ConversationId) -> bool {
+        self.conversation(id)
+            .is_some_and(|c| c.participants.contains(staff))
+    }
+
+    /// Where a message lives.
+    pub fn locate(&self, id: MessageId) -> Option<(ConversationId, Seq)> {
+        self.messages.get(&id).copied()
+    }
+
+    /// The interned key of a staff member (every staff member the engine knows has one).
+    pub fn key(&self, staff: &StaffId) -> Option<StaffKey> {
+        self.projection.key(staff)
+    }
+
+    /// The conversation ids a staff member is in.
+    pub fn conversations_of(&self, staff: &StaffId) -> Vec<ConversationId> {
+        self.projection
+            .conversations_of(staff)
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect()
+    }
+
+    /// One staff member's view of each of their conversations, without messages; the host
+    /// fills `messages` with the range [`snapshot_window`] gives.
+    pub fn conversation_states(&self, staff: &StaffId) -> Vec<ConversationState> {
+        let mut out = Vec::new();
+        for (id, last_read, head) in self.projection.conversations_of(staff) {
+            let Some(record) = self.conversations.get(&id) else {
+                continue;
+            };
+            out.push(ConversationState {
+                conversation: record.conversation.clone(),
+                head,
+                last_read,
+                muted: self.projection.is_muted(staff, id),
+                counts: self.projection.counts(staff, id).unwrap_or_default(),
+                last_activity: record.last_activity,
+                messages: Vec::new(),
+            });
+        }
+        out
+    }
+
+    /// A staff member's snapshot at the current offset; `fetch(conversation, from, to)` returns
+    /// the stored messages `from..=to` of a conversation, in order.
+    pub fn snapshot(
+        &self,
+        staff: &StaffId,
+        mut fetch: impl FnMut(ConversationId, Seq, Seq) -> Vec<Message>,
+    ) -> Snapshot {
+        let mut conversations = self.conversation_states(staff);
+        for c in &mut conversations {
+            let from = snapshot_window(c.head, c.last_read);
+            if from <= c.head {
+                c.messages = fetch(c.conversation.id, from, c.head);
+            }
+        }
+        Snapshot {
+            offset: self.offset,
+            me: staff.clone(),
+            staff: self.directory(),
+            total: self.projection.total(staff),
+            conversations,
+        }
+    }
+
+    // ---- staff directory (not part of the event log: it is the work app's) ----
+
+    /// Adds or updates a staff member.
+    pub fn upsert_staff(&mut self, staff: Staff, active: bool) {
+        self.intern(&staff.id);
+        self.staff.insert(
+            staff.id,
+            StaffRecord {
+                name: staff.name,
+                active,
+            },
+        );
+    }
+
+    fn intern(&mut self, staff: &StaffId) {
+        // Every staff member gets a key before their first event, so the relay can route to them.
+        self.projection.register(staff);
+    }
+
+    // ---- inputs ----
+
+    /// Applies one event from the log (at start, or as part of [`execute`](Self::execute)).
+    pub fn apply(&mut self, event: LoggedEvent) -> Applied {
+        debug_assert_eq!(event.offset, self.offset.next(), "offsets are gap-free");
+        self.offset = event.offset;
+        let id = event.event.conversation();
+        let mut recipients_before: Vec<StaffId> = Vec::new();
+        match &event.event {
+            Event::ConversationCreated {
+                conversation,
+                client_id,
+            } => {
+                for p in &conversation.participants {
+                    self.intern(p);
+                }
+                if conversation.kind == ConversationKind::Direct
+                    && let [a, b] = conversation.participants.as_slice()
+                {
+                    self.direct.insert(pair(a, b), conversation.id);
+                }
+                if let Some(cid) = client_id {
+                    self.client_ids.insert(
+                        (conversation.created_by.clone(), cid.clone()),
+                        Created::Conversation(conversation.id),
+                    );
+                }
+                self.next_conversation = self.next_conversation.max(conversation.id.0 + 1);
+                self.conversations.insert(
+                    conversation.id,
+                    ConversationRecord {
+                        conversation: conversation.clone(),
+                        last_activity: conversation.created_at,
+                    },
+                );
+            }
+            Event::ParticipantAdded { staff, .. } => {
+                self.intern(staff);
+                if let Some(r) = self.conversations.get_mut(&id)
+                    && !r.conversation.participants.contains(staff)
+                {
+                    r.conversation.participants.push(staff.clone());
+                }
+            }
+            Event::ParticipantRemoved { staff, .. } => {
+                if let Some(r) = self.conversations.get_mut(&id) {
+                    recipients_before = r.conversation.participants.clone();
+                    r.conversation.participants.retain(|p| p != staff);
+                }
+            }
+            Event::ConversationRenamed { title, .. } => {
+                if let Some(r) = self.conversations.get_mut(&id) {
+                    r.conversation.title = Some(title.clone());
+                }
+            }
+            Event::MessageCreated { message } => {
+                self.intern(&message.sender);
+                self.messages
+                    .insert(message.id, (message.conversation, message.seq));
+                if let Some(cid) = &message.client_id {
+                    self.client_ids.insert(
+                        (message.sender.clone(), cid.clone()),
+                        Created::Message(message.id),
+                    );
+                }
+                self.next_message = self.next_message.max(message.id.0 + 1);
+                if let Some(r) = self.conversations.get_mut(&id) {
+                    r.last_activity = r.last_activity.max(message.created_at);
+                }
+            }
+            Event::MessageEdited { .. }
+            | Event::MessageDeleted { .. }
+            | Event::MessagesRead { .. }
+            | Event::MarkedUnread { .. }
+            | Event::MuteChanged { .. } => {}
+        }
+        let mut changed: Vec<CountChange> = Vec::new();
+        // The engine only appends events it validated, so the projection always places them.
+        let placed = self.projection.apply(&event.event, &mut changed);
+        debug_assert!(placed.is_ok(), "{placed:?}");
+        let changes = changed
+            .into_iter()
+            .map(|c| {
+                let counts = self
+                    .projection
+                    .counts_by_key(c.staff, c.conversation)
+                    .unwrap_or_default();
+                let update = UnreadUpdate {
+                    offset: event.offset,
+                    conversation: c.conversation,
+                    unread: counts.unread,
+                    mentions: counts.mentions,
+                    total: self.projection.total_by_key(c.staff),
+                };
+                (c.staff, update)
+            })
+            .collect();
+        let recipients = match event.event.private_to() {
+            Some(staff) => self.key(staff).into_iter().collect(),
+            None if !recipients_before.is_empty() => recipients_before
+                .iter()
+                .filter_map(|p| self.key(p))
+                .collect(),
+            None => self
+                .conversation(id)
+                .map(|c| c.participants.iter().filter_map(|p| self.key(p)).collect())
+                .unwrap_or_default(),
+        };
+        Applied {
+            event,
+            recipients,
+            changes,
+        }
+    }
+
+    fn push(&mut self, out: &mut Vec<Applied>, event: Event) {
+        let logged = LoggedEvent {
+            offset: self.offset.next(),
+            event,
+        };
+        out.push(self.apply(logged));
+    }
+
+    /// Validates `request` from the authenticated `author` and, when allowed, appends its
+    /// events. Nothing changes when it is refused.
+    pub fn execute(
+        &mut self,
+        author: &StaffId,
+        request: &Request,
+        now: Millis,
+        lookup: &dyn Lookup,
+    ) -> Result<Outcome, Rejection> {
+        if !self.is_active(author) {
+            return reject(
+                ErrorCode::Unauthorized,
+                "unknown or deactivated staff member",
+            );
+        }
+        let mut applied = Vec::new();
+        let mut ack = Ack::default();
+        match request {
+            Request::Hello { .. } => {
+                return reject(ErrorCode::HelloRequired, "hello is only the first frame");
+            }
+            Request::RequestSnapshot => {}
+            Request::SendMessage {
+                client_id,
+                conversation,
+                body,
+                attachments,
+                reply_to,
+            } => {
+                ack.client_id = Some(client_id.clone());
+                if let Some(dup) = self.repeated_message(author, client_id) {
+                    return Ok(dup);
+                }
+                let c = self.writable(author, *conversation)?;
+                check_body(body, !attachments.is_empty())?;
+                if attachments.len() > limits::ATTACHMENTS_PER_MESSAGE_MAX {
+                    return reject(
+                        ErrorCode::InvalidInput,
+                        format!(
+                            "at most {} attachments per message",
+                            limits::ATTACHMENTS_PER_MESSAGE_MAX
+                        ),
+                    );
+                }
+                let mut files = Vec::with_capacity(attachments.len());
+                for a in attachments {
+                    match lookup.attachment(a, author) {
+                        Some(file) => files.push(file),
+                        None => {
+                            return reject(
+                                ErrorCode::NotFound,
+                                format!("no attachment {a} uploaded by you"),
+                            );
+                        }
+                    }
+                }
+                let reply = match reply_to {
+                    Some(id) => Some(self.reply_ref(*id, *conversation, lookup)?),
+                    None => None,
+                };
+                let mentions = mentions_in(body, &c.participants, author);
+                let message = Message {
+                    body: body.clone(),
+                    mentions,
+                    attachments: files,
+                    reply_to: reply,
+                    client_id: Some(client_id.clone()),
+                    ..self.new_message(*conversation, author, now)
+                };
+                ack.conversation = Some(*conversation);
+                ack.message = Some(message.id);
+                ack.seq = Some(message.seq);
+                self.push(&mut applied, Event::MessageCreated { message });
+            }
+            Request::ForwardMessage {
+                client_id,
+                message,
+                to,
+            } => {
+                ack.client_id = Some(client_id.clone());
+                if let Some(dup) = self.repeated_message(author, client_id) {
+                    return Ok(dup);
+                }
+                let source = self.readable_message(author, *message, lookup)?;
+                self.writable(author, *to)?;
+                if source.notice.is_some() {
+                    return reject(ErrorCode::NotAllowed, "system notices cannot be forwarded");
+                }
+                let message = Message {
+                    body: source.body.clone(),
+                    attachments: source.attachments.clone(),
+                    forwarded_from: Some(ForwardRef {
+                        conversation: source.conversation,
+                        message: source.id,
+                        sender: source.sender.clone(),
+                    }),
+                    client_id: Some(client_id.clone()),
+                    ..self.new_message(*to, author, now)
+                };
+                ack.conversation = Some(*to);
+                ack.message = Some(message.id);
+                ack.seq = Some(message.seq);
+                self.push(&mut applied, Event::MessageCreated { message });
+            }
+            Request::EditMessage { message, body } => {
+                let (conversation, seq) = self.own_message(author, *message)?;
+                check_body(body, true)?;
+                if body.trim().is_empty() {
+                    return reject(
+                        ErrorCode::InvalidInput,
+                        "an edit needs text; delete the message instead",
+                    );
+                }
+                ack.conversation = Some(conversation);
+                ack.message = Some(*message);
+                ack.seq = Some(seq);
+                let event = Event::MessageEdited {
+                    conversation,
+                    message: *message,
+                    seq,
+                    body: body.clone(),
+                    edited_at: now,
+                };
+                self.push(&mut applied, event);
+            }
+            Request::DeleteMessage { message } => {
+                let (conversation, seq) = self.own_message(author, *message)?;
+                ack.conversation = Some(conversation);
+                ack.message = Some(*message);
+                ack.seq = Some(seq);
+                if self.projection.is_deleted(conversation, seq) != Some(true) {
+                    let mentions = lookup
+                        .message(*message)
+                        .map(|m| m.mentions)
+                        .unwrap_or_default();
+                    let event = Event::MessageDeleted {
+                        conversation,
+                        message: *message,
+                        seq,
+                        sender: author.clone(),
+                        mentions,
+                    };
+                    self.push(&mut applied, event);
+                }
+            }
+            Request::CreateDirect { staff } => {
+                if staff == author {
+                    return reject(
+                        ErrorCode::InvalidInput,
+                        "a direct conversation needs someone else",
+                    );
+                }
+                if !self.is_active(staff) {
+                    return reject(ErrorCode::NotFound, format!("no staff member {staff}"));
+                }
+                if let Some(id) = self.direct.get(&pair(author, staff)) {
+                    ack.conversation = Some(*id);
+                } else {
+                    let conversation = Conversation {
+                        id: ConversationId(self.next_conversation),
+                        kind: ConversationKind::Direct,
+                        title: None,
+                        participants: vec![author.clone(), staff.clone()],
+                        created_by: author.clone(),
+                        created_at: now,
+                    };
+                    ack.conversation = Some(conversation.id);
+                    self.push(
+                        &mut applied,
+                        Event::ConversationCreated {
+                            conversation,
+                            client_id: None,
+                        },
+                    );
+                }
+            }
+            Request::CreateGroup {
+                client_id,
+                title,
+                participants,
+            } => {
+                ack.client_id = Some(client_id.clone());
+                if let Some(Created::Conversation(id)) =
+                    self.client_ids.get(&(author.clone(), client_id.clone()))
+                {
+                    ack.conversation = Some(*id);
+                    ack.offset = self.offset;
+                    return Ok(Outcome { applied, ack });
+                }
+                let title = check_title(title)?;
+                let mut members = vec![author.clone()];
+                for p in participants {
+                    if !self.is_active(p) {
+                        return reject(ErrorCode::NotFound, format!("no staff member {p}"));
+                    }
+                    if !members.contains(p) {
+                        members.push(p.clone());
+                    }
+                }
+                if members.len() > limits::GROUP_PARTICIPANTS_MAX {
+                    return reject(
+                        ErrorCode::InvalidInput,
+                        format!(
+                            "a group has at most {} participants",
+                            limits::GROUP_PARTICIPANTS_MAX
+                        ),
+                    );
+                }
+                let conversation = Conversation {
+                    id: ConversationId(self.next_conversation),
+                    kind: ConversationKind::Group,
+                    title: Some(title.clone()),
+                    participants: members,
+                    created_by: author.clone(),
+                    created_at: now,
+                };
+                let id = conversation.id;
+                ack.conversation = Some(id);
+                self.push(
+                    &mut applied,
+                    Event::ConversationCreated {
+                        conversation,
+                        client_id: Some(client_id.clone()),
+                    },
+                );
+                self.notice(&mut applied, id, author, now, Notice::Created { title });
+            }
+            Request::RenameConversation {
+                conversation,
+                title,
+            } => {
+                self.group(author, *conversation)?;
+                let title = check_title(title)?;
+                ack.conversation = Some(*conversation);
+                let event = Event::ConversationRenamed {
+                    conversation: *conversation,
+                    title: title.clone(),
+                    by: author.clone(),
+                };
+                self.push(&mut applied, event);
+                self.notice(
+                    &mut applied,
+                    *conversation,
+                    author,
+                    now,
+                    Notice::Renamed { title },
+                );
+            }
+            Request::AddParticipants {
+                conversation,
+                staff,
+            } => {
+                let c = self.group(author, *conversation)?;
+                if staff.is_empty() || staff.len() > limits::ADD_PARTICIPANTS_MAX {
+                    return reject(
+                        ErrorCode::InvalidInput,
+                        format!("add 1 to {} staff at a time", limits::ADD_PARTICIPANTS_MAX),
+                    );
+                }
+                let mut joining: Vec<StaffId> = Vec::new();
+                for s in staff {
+                    if !self.is_active(s) {
+                        return reject(ErrorCode::NotFound, format!("no staff member {s}"));
+                    }
+                    if !c.participants.contains(s) && !joining.contains(s) {
+                        joining.push(s.clone());
+                    }
+                }
+                if c.participants.len() + joining.len() > limits::GROUP_PARTICIPANTS_MAX {
+                    return reject(
+                        ErrorCode::InvalidInput,
+                        format!(
+                            "a group has at most {} participants",
+                            limits::GROUP_PARTICIPANTS_MAX
+                        ),
+                    );
+                }
+                ack.conversation = Some(*conversation);
+                for s in joining {
+                    let mut after = self
+                        .conversation(*conversation)
+                        .cloned()
+                        .expect("checked above");
+                    after.participants.push(s.clone());
+                    let head = self.projection.head(*conversation).unwrap_or_default();
+                    let event = Event::ParticipantAdded {
+                        conversation: after,
+                        staff: s.clone(),
+                        by: author.clone(),
+                        head,
+                    };
+                    self.push(&mut applied, event);
+                    self.notice(
+                        &mut applied,
+                        *conversation,
+                        author,
+                        now,
+                        Notice::ParticipantAdded { staff: s },
+                    );
+                }
+            }
+            Request::RemoveParticipant {
+                conversation,
+                staff,
+            } => {
+                let c = self.group(author, *conversation)?;
+                if !c.participants.contains(staff) {
+                    return reject(
+                        ErrorCode::NotFound,
+                        format!("{staff} is not in this conversation"),
+                    );
+                }
+                ack.conversation = Some(*conversation);
+                let event = Event::ParticipantRemoved {
+                    conversation: *conversation,
+                    staff: staff.clone(),
+                    by: author.clone(),
+                };
+                self.push(&mut applied, event);
+                let still_there = self.is_participant(author, *conversation);
+                let remaining = self
+                    .conversation(*conversation)
+                    .is_some_and(|c| !c.participants.is_empty());
+                if remaining {
+                    // Someone who left cannot write into the group; the notice is then by
+                    // nobody in it, so it counts for every remaining participant.
+                    let by = if still_there { author } else { staff };
+                    self.notice(
+                        &mut applied,
+                        *conversation,
+                        by,
+                        now,
+                        Notice::ParticipantRemoved {
+                            staff: staff.clone(),
+                        },
+                    );
+                }
+            }
+            Request::SetMuted {
+                conversation,
+                muted,
+            } => {
+                self.writable(author, *conversation)?;
+                ack.conversation = Some(*conversation);
+                if self.projection.is_muted(author, *conversation) != *muted {
+                    let event = Event::MuteChanged {
+                        conversation: *conversation,
+                        staff: author.clone(),
+                        muted: *muted,
+                    };
+                    self.push(&mut applied, event);
+                }
+            }
+            Request::MarkRead {
+                conversation,
+                up_to,
+            } => {
+                self.writable(author, *conversation)?;
+                ack.conversation = Some(*conversation);
+                self.read_up_to(&mut applied, author, *conversation, *up_to);
+            }
+            Request::MarkConversationRead { conversation } => {
+                self.writable(author, *conversation)?;
+                ack.conversation = Some(*conversation);
+                let head = self.projection.head(*conversation).unwrap_or_default();
+                self.read_up_to(&mut applied, author, *conversation, head);
+            }
+            Request::MarkAllRead => {
+                for (id, _, head) in self.projection.conversations_of(author) {
+                    self.read_up_to(&mut applied, author, id, head);
+                }
+            }
+            Request::MarkUnread { conversation, from } => {
+                self.writable(author, *conversation)?;
+                let head = self.projection.head(*conversation).unwrap_or_default();
+                if from.0 == 0 || *from > head {
+                    return reject(
+                        ErrorCode::NotFound,
+                        format!("no message {from} in this conversation"),
+                    );
+                }
+                ack.conversation = Some(*conversation);
+                let last_read = Seq(from.0 - 1);
+                if self.projection.last_read(author, *conversation) != Some(last_read) {
+                    let event = Event::MarkedUnread {
+                        conversation: *conversation,
+                        staff: author.clone(),
+                        last_read,
+                    };
+                    self.push(&mut applied, event);
+                }
+            }
+        }
+        ack.offset = self.offset;
+        Ok(Outcome { applied, ack })
+    }
+
+    fn read_up_to(
+        &mut self,
+        out: &mut Vec<Applied>,
+        author: &StaffId,
+        conversation: ConversationId,
+        up_to: Seq,
+    ) {
+        let head = self.projection.head(conversation).unwrap_or_default();
+        let current = self
+            .projection
+            .last_read(author, conversation)
+            .unwrap_or_default();
+        let last_read = next_watermark_on_read(current, up_to, head);
+        if last_read != current {
+            self.push(
+                out,
+                Event::MessagesRead {
+                    conversation,
+                    staff: author.clone(),
+                    last_read,
+                },
+            );
+        }
+    }
+
+    fn notice(
+        &mut self,
+        out: &mut Vec<Applied>,
+        conversation: ConversationId,
+        by: &StaffId,
+        now: Millis,
+        notice: Notice,
+    ) {
+        let message = Message {
+            notice: Some(notice),
+            ..self.new_message(conversation, by, now)
+        };
+        self.push(out, Event::MessageCreated { message });
+    }
+
+    fn new_message(&self, conversation: ConversationId, sender: &StaffId, now: Millis) -> Message {
+        Message {
+            id: MessageId(self.next_message),
+            conversation,
+            seq: self
+                .projection
+                .head(conversation)
+                .unwrap_or_default()
+                .next(),
+            sender: sender.clone(),
+            body: String::new(),
+            mentions: Vec::new(),
+            attachments: Vec::new(),
+            reply_to: None,
+            forwarded_from: None,
+            notice: None,
+            client_id: None,
+            created_at: now,
+            edited_at: None,
+            deleted: false,
+        }
+    }
+
+    fn repeated_message(&self, author: &StaffId, client_id: &ClientMsgId) -> Option<Outcome> {
+        let Created::Message(id) = self.client_ids.get(&(author.clone(), client_id.clone()))?
+        else {
+            return None;
+        };
+        let (conversation, seq) = self.locate(*id)?;
+        Some(Outcome {
+            applied: Vec::new(),
+            ack: Ack {
+                req: None,
+                offset: self.offset,
+                client_id: Some(client_id.clone()),
+                conversation: Some(conversation),
+                message: Some(*id),
+                seq: Some(seq),
+            },
+        })
+    }
+
+    fn writable(&self, author: &StaffId, id: ConversationId) -> Result<&Conversation, Rejection> {
+        let Some(c) = self.conversation(id) else {
+            return reject(ErrorCode::NotFound, format!("no conversation {id}"));
+        };
+        if !c.participants.contains(author) {
+            return reject(
+                ErrorCode::NotParticipant,
+                format!("you are not in conversation {id}"),
+            );
+        }
+        Ok(c)
+    }
+
+    fn group(&self, author: &StaffId, id: ConversationId) -> Result<Conversation, Rejection> {
+        let c = self.writable(author, id)?;
+        if c.kind != ConversationKind::Group {
+            return reject(
+                ErrorCode::NotAllowed,
+                "direct conversations have exactly two participants and no title",
+            );
+        }
+        Ok(c.clone())
+    }
+
+    fn readable_message(
+        &self,
+        author: &StaffId,
+        id: MessageId,
+        lookup: &dyn Lookup,
+    ) -> Result<Message, Rejection> {
+        let Some((conversation, seq)) = self.locate(id) else {
+            return reject(ErrorCode::NotFound, format!("no message {id}"));
+        };
+        if !self.is_participant(author, conversation) {
+            // Outsiders learn nothing, not even that the message exists.
+            return reject(ErrorCode::NotFound, format!("no message {id}"));
+        }
+        if self.projection.is_deleted(conversation, seq) == Some(true) {
+            return reject(ErrorCode::NotFound, format!("message {id} was deleted"));
+        }
+        match lookup.message(id) {
+            Some(m) => Ok(m),
+            None => reject(
+                ErrorCode::Internal,
+                format!("message {id} is missing from storage"),
+            ),
+        }
+    }
+
+    fn reply_ref(
+        &self,
+        id: MessageId,
+        conversation: ConversationId,
+        lookup: &dyn Lookup,
+    ) -> Result<ReplyRef, Rejection> {
+        match self.locate(id) {
+            Some((c, _)) if c == conversation => {}
+            _ => {
+                return reject(
+                    ErrorCode::NotFound,
+                    format!("no message {id} in this conversation"),
+                );
+            }
+        }
+        let m = self.readable_message(&self.any_participant(conversation), id, lookup)?;
+        Ok(ReplyRef {
+            message: m.id,
+            seq: m.seq,
+            sender: m.sender,
+            excerpt: m.body.chars().take(limits::REPLY_EXCERPT_CHARS).collect(),
+        })
+    }
+
+    fn any_participant(&self, conversation: ConversationId) -> StaffId {
+        self.conversation(conversation)
+            .and_then(|c| c.participants.first().cloned())
+            .expect("writable conversation")
+    }
+
+    fn own_message(
+        &self,
+        author: &StaffId,
+        id: MessageId,
+    ) -> Result<(ConversationId, Seq), Rejection> {
+        let Some((conversation, seq)) = self.locate(id) else {
+            return reject(ErrorCode::NotFound, format!("no message {id}"));
+        };
+        if !self.is_participant(author, conversation) {
+            return reject(ErrorCode::NotFound, format!("no message {id}"));
+        }
+        match self.projection.sender_of(conversation, seq) {
+            Some((sender, false)) if sender == author => Ok((conversation, seq)),
+            Some((_, true)) => reject(ErrorCode::NotAllowed, "system notices cannot be changed"),
+            _ => reject(ErrorCode::NotAuthor, "only its author may change a message"),
+        }
+    }
+
+    /// A staff member's counts in a conversation (zero when not in it).
+    pub fn counts(&self, staff: &StaffId, conversation: ConversationId) -> Counts {
+        self.projection
+            .counts(staff, conversation)
+            .unwrap_or_default()
+    }
+}
+
+/// The watermark after reading up to `up_to`: it only moves forward, and never past the head.
+pub fn next_watermark_on_read(last_read: Seq, up_to: Seq, head: Seq) -> Seq {
+    last_read.max(up_to.min(head))
+}
+
+/// The first seq of the messages a snapshot carries for a conversation: at least the newest
+/// [`limits::SNAPSHOT_RECENT_MESSAGES`], and the whole unread range when it fits in
+/// [`limits::SNAPSHOT_MAX_MESSAGES`].
+pub fn snapshot_window(head: Seq, last_read: Seq) -> Seq {
+    if head.0 == 0 {
+        return Seq(1);
+    }
+    let recent = head
+        .0
+        .saturating_sub(limits::SNAPSHOT_RECENT_MESSAGES - 1)
+        .max(1);
+    let cap = head
+        .0
+        .saturating_sub(limits::SNAPSHOT_MAX_MESSAGES - 1)
+        .max(1);
+    Seq(recent.min(last_read.0 + 1).max(cap))
+}
+
+fn pair(a: &StaffId, b: &StaffId) -> (StaffId, StaffId) {
+    if a <= b {
+        (a.clone(), b.clone())
+    } else {
+        (b.clone(), a.clone())
+    }
+}
+
+fn check_body(body: &str, has_attachments: bool) -> Result<(), Rejection> {
+    if body.len() > limits::BODY_MAX_BYTES {
+        return reject(
+            ErrorCode::InvalidInput,
+            format!("a message is at most {} bytes", limits::BODY_MAX_BYTES),
+        );
+    }
+    if body.trim().is_empty() && !has_attachments {
+        return reject(
+            ErrorCode::InvalidInput,
+            "a message needs text or an attachment",
+        );
+    }
+    Ok(())
+}
+
+fn check_title(title: &str) -> Result<String, Rejection> {
+    let t = title.trim();
+    if t.is_empty() || t.len() > limits::TITLE_MAX_BYTES {
+        return reject(
+            ErrorCode::InvalidInput,
+            format!("a title is 1 to {} bytes", limits::TITLE_MAX_BYTES),
+        );
+    }
+    if t.chars().any(char::is_control) {
+        return reject(
+            ErrorCode::InvalidInput,
+            "a title may not contain control characters",
+        );
+    }
+    Ok(t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_window_covers_recent_and_unread_up_to_the_cap() {
+        assert_eq!(snapshot_window(Seq(0), Seq(0)), Seq(1));
+        assert_eq!(snapshot_window(Seq(10), Seq(10)), Seq(1));
+        assert_eq!(snapshot_window(Seq(100), Seq(100)), Seq(51));
+        assert_eq!(snapshot_window(Seq(100), Seq(20)), Seq(21));
+        assert_eq!(snapshot_window(Seq(1000), Seq(0)), Seq(801));
+    }
+
+    #[test]
+    fn reading_never_moves_back_nor_past_head() {
+        assert_eq!(next_watermark_on_read(Seq(5), Seq(3), Seq(9)), Seq(5));
+        assert_eq!(next_watermark_on_read(Seq(5), Seq(30), Seq(9)), Seq(9));
+        assert_eq!(next_watermark_on_read(Seq(5), Seq(7), Seq(9)), Seq(7));
+    }
+}

@@ -1,0 +1,40 @@
+//! Tally's sans-IO core, shared by the relay and the browser.
+//!
+//! Tally's unread counts are never wrong because no write path updates a count: every accepted
+//! write appends events to one log, and counts are a projection of that log computed here,
+//! by the same code, in the relay and in the browser. This crate has no I/O, no clocks and no
+//! async runtime; it builds for native targets and for `wasm32-unknown-unknown`.
+//!
+//! A tour, from the outside in:
+//!
+//! - [`ids`]: newtypes for every id (`StaffId`, `ConversationId`, `MessageId`, `Seq`, `Offset`).
+//! - [`model`]: staff, conversations, messages, attachments, counts; mention parsing.
+//! - [`limits`]: every size and count limit, one table, used by both sides.
+//! - [`protocol`]: client and server frames (JSON, tagged by `type`), events, error codes.
+//! - [`unread`]: the projection — the counting rules and nothing else.
+//! - [`engine`]: validates each request and turns it into events; applies events. The relay is
+//!   a shell around it.
+//! - [`store`]: `ChatStore`, the reducer the browser runs as its `chatStore`.
+//! - [`oracle`]: the naive scan the tests and the load generator compare everything with.
+//! - [`memory`]: an in-memory host for the engine (messages, attachments, snapshots), for tests
+//!   and benchmarks.
+
+pub mod engine;
+pub mod ids;
+pub mod limits;
+pub mod memory;
+pub mod model;
+pub mod oracle;
+pub mod protocol;
+mod seq_index;
+pub mod store;
+pub mod unread;
+
+pub use engine::{Engine, Lookup, Outcome, Rejection};
+pub use ids::{
+    AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, Offset, RequestId, Seq, StaffId,
+};
+pub use model::{Attachment, Conversation, ConversationKind, Counts, Message, Staff, Totals};
+pub use protocol::{ClientFrame, ErrorCode, Event, LoggedEvent, Request, ServerFrame};
+pub use store::ChatStore;
+pub use unread::{Tracking, UnreadProjection};

@@ -1,0 +1,35 @@
+//! Every size and count limit, one table, read by the relay (to refuse) and the widget (to warn).
+
+/// Longest message body, in bytes of UTF-8.
+pub const BODY_MAX_BYTES: usize = 8 * 1024;
+/// Most attachments on one message.
+pub const ATTACHMENTS_PER_MESSAGE_MAX: usize = 10;
+/// Largest attachment, in bytes.
+pub const ATTACHMENT_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Longest attachment file name, in bytes.
+pub const ATTACHMENT_NAME_MAX: usize = 200;
+/// Most participants of a group conversation, its creator included.
+pub const GROUP_PARTICIPANTS_MAX: usize = 256;
+/// Longest conversation title, in bytes.
+pub const TITLE_MAX_BYTES: usize = 120;
+/// Longest staff id.
+pub const STAFF_ID_MAX: usize = 64;
+/// Longest staff display name, in bytes.
+pub const STAFF_NAME_MAX_BYTES: usize = 120;
+/// Longest client-made message id.
+pub const CLIENT_ID_MAX: usize = 64;
+/// Largest client frame, in bytes: the body limit plus room for the envelope and escaping.
+pub const CLIENT_FRAME_MAX_BYTES: usize = BODY_MAX_BYTES * 6 + 4 * 1024;
+/// Largest WebSocket frame the relay accepts (a client frame is never fragmented further).
+pub const WS_FRAME_MAX_BYTES: usize = CLIENT_FRAME_MAX_BYTES;
+/// Messages of each conversation that a snapshot always carries, when it has them.
+pub const SNAPSHOT_RECENT_MESSAGES: u64 = 50;
+/// Most messages of one conversation in a snapshot: the whole unread range up to this many,
+/// so that reading them can be counted by the widget itself.
+pub const SNAPSHOT_MAX_MESSAGES: u64 = 200;
+/// Most messages in one history page.
+pub const HISTORY_PAGE_MAX: u64 = 200;
+/// Characters of a quoted message kept in a reply.
+pub const REPLY_EXCERPT_CHARS: usize = 140;
+/// Most staff ids that may be added in one request.
+pub const ADD_PARTICIPANTS_MAX: usize = 64;

@@ -1,0 +1,120 @@
+//! An in-memory host for the [`Engine`]: what the relay keeps in SQLite, kept in maps. Tests,
+//! benchmarks and the load generator's oracle runs use it; the relay does not.
+
+use std::collections::BTreeMap;
+
+use crate::engine::{Engine, Lookup, Outcome, Rejection};
+use crate::ids::{AttachmentId, ConversationId, MessageId, Millis, Seq, StaffId};
+use crate::model::{Attachment, Message, Staff};
+use crate::protocol::{Event, Request, Snapshot};
+
+/// Stored messages and attachments, by id.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStorage {
+    messages: BTreeMap<(ConversationId, Seq), Message>,
+    ids: BTreeMap<MessageId, (ConversationId, Seq)>,
+    attachments: BTreeMap<(AttachmentId, StaffId), Attachment>,
+}
+
+impl MemoryStorage {
+    /// Keeps what an event changes about stored messages.
+    pub fn store(&mut self, event: &Event) {
+        match event {
+            Event::MessageCreated { message } => {
+                self.ids
+                    .insert(message.id, (message.conversation, message.seq));
+                self.messages
+                    .insert((message.conversation, message.seq), message.clone());
+            }
+            Event::MessageEdited {
+                conversation,
+                seq,
+                body,
+                edited_at,
+                ..
+            } => {
+                if let Some(m) = self.messages.get_mut(&(*conversation, *seq)) {
+                    m.body.clone_from(body);
+                    m.edited_at = Some(*edited_at);
+                }
+            }
+            Event::MessageDeleted {
+                conversation, seq, ..
+            } => {
+                if let Some(m) = self.messages.get_mut(&(*conversation, *seq)) {
+                    m.tombstone();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Records an upload.
+    pub fn upload(&mut self, uploader: &StaffId, attachment: Attachment) {
+        self.attachments
+            .insert((attachment.id.clone(), uploader.clone()), attachment);
+    }
+
+    /// Messages `from..=to` of a conversation.
+    pub fn range(&self, conversation: ConversationId, from: Seq, to: Seq) -> Vec<Message> {
+        self.messages
+            .range((conversation, from)..=(conversation, to))
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+}
+
+impl Lookup for MemoryStorage {
+    fn message(&self, id: MessageId) -> Option<Message> {
+        self.ids
+            .get(&id)
+            .and_then(|k| self.messages.get(k))
+            .cloned()
+    }
+
+    fn attachment(&self, id: &AttachmentId, uploader: &StaffId) -> Option<Attachment> {
+        self.attachments
+            .get(&(id.clone(), uploader.clone()))
+            .cloned()
+    }
+}
+
+/// An engine with its storage in memory.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryHost {
+    /// The engine.
+    pub engine: Engine,
+    /// Its storage.
+    pub storage: MemoryStorage,
+}
+
+impl MemoryHost {
+    /// A host with these staff, all active.
+    pub fn with_staff(staff: &[Staff]) -> Self {
+        let mut host = MemoryHost::default();
+        for s in staff {
+            host.engine.upsert_staff(s.clone(), true);
+        }
+        host
+    }
+
+    /// Executes a request and stores what it wrote.
+    pub fn execute(
+        &mut self,
+        author: &StaffId,
+        request: &Request,
+        now: Millis,
+    ) -> Result<Outcome, Rejection> {
+        let outcome = self.engine.execute(author, request, now, &self.storage)?;
+        for a in &outcome.applied {
+            self.storage.store(&a.event.event);
+        }
+        Ok(outcome)
+    }
+
+    /// A fresh snapshot for a staff member.
+    pub fn snapshot(&self, staff: &StaffId) -> Snapshot {
+        self.engine
+            .snapshot(staff, |c, from, to| self.storage.range(c, from, to))
+    }
+}

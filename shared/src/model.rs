@@ -1,0 +1,233 @@
+//! Domain types: staff, conversations, messages, attachments, and the counts a widget shows.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, Seq, StaffId};
+
+/// A staff member of the work app.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Staff {
+    /// Stable id, as the work app names them.
+    pub id: StaffId,
+    /// Display name.
+    pub name: String,
+}
+
+/// Direct (exactly two staff, one conversation per pair) or group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    /// Two staff; at most one per pair.
+    Direct,
+    /// A titled group of staff.
+    Group,
+}
+
+/// A conversation and who is in it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// Its id.
+    pub id: ConversationId,
+    /// Direct or group.
+    pub kind: ConversationKind,
+    /// A group's title; `None` for direct conversations, which take the other person's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The current participants, in the order they joined.
+    pub participants: Vec<StaffId>,
+    /// Who created it.
+    pub created_by: StaffId,
+    /// When it was created.
+    pub created_at: Millis,
+}
+
+/// What a system notice says happened. Notices are messages: they have a `seq`, a sender (the
+/// staff member who acted) and count as unread for everyone else, like any message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "notice", rename_all = "snake_case")]
+pub enum Notice {
+    /// A group was created with this title.
+    Created {
+        /// The title it was given.
+        title: String,
+    },
+    /// A group was renamed.
+    Renamed {
+        /// The new title.
+        title: String,
+    },
+    /// A participant was added.
+    ParticipantAdded {
+        /// Who was added.
+        staff: StaffId,
+    },
+    /// A participant was removed (by themselves: they left).
+    ParticipantRemoved {
+        /// Who was removed.
+        staff: StaffId,
+    },
+}
+
+/// A file attached to a message, stored by the relay under its content address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Content address.
+    pub id: AttachmentId,
+    /// File name as uploaded (for display and download only).
+    pub name: String,
+    /// Media type, sniffed from the content by the relay.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The message a reply quotes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyRef {
+    /// The quoted message.
+    pub message: MessageId,
+    /// Its position in the conversation.
+    pub seq: Seq,
+    /// Who wrote it.
+    pub sender: StaffId,
+    /// Its first characters, as they were when quoted.
+    pub excerpt: String,
+}
+
+/// Where a forwarded message came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardRef {
+    /// The source conversation.
+    pub conversation: ConversationId,
+    /// The source message.
+    pub message: MessageId,
+    /// Who wrote the original.
+    pub sender: StaffId,
+}
+
+/// A message: text with optional attachments, reply quote and forward origin, or a notice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Global id.
+    pub id: MessageId,
+    /// The conversation it belongs to.
+    pub conversation: ConversationId,
+    /// Its position there.
+    pub seq: Seq,
+    /// The authenticated staff member who wrote it (never a field a client sets).
+    pub sender: StaffId,
+    /// Text; empty when deleted, or for a message of attachments only.
+    pub body: String,
+    /// Participants it mentions (`@id` in the body), fixed when sent: edits do not change it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<StaffId>,
+    /// Attached files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+    /// The message this one replies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyRef>,
+    /// The message this one forwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_from: Option<ForwardRef>,
+    /// Set for system notices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<Notice>,
+    /// The sender's client-made id, for their own outbox to recognise it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<ClientMsgId>,
+    /// When the relay accepted it.
+    pub created_at: Millis,
+    /// When it was last edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<Millis>,
+    /// Deleted messages stay as tombstones so that sequences have no holes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+impl Message {
+    /// Turns the message into a tombstone: no text, no files, no mentions.
+    pub fn tombstone(&mut self) {
+        self.deleted = true;
+        self.body.clear();
+        self.attachments.clear();
+        self.reply_to = None;
+    }
+}
+
+/// One staff member's counts in one conversation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Messages by others after the watermark, not deleted.
+    pub unread: u32,
+    /// Of those, the ones that mention this staff member.
+    pub mentions: u32,
+}
+
+/// One staff member's totals over the conversations they have not muted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Sum of unread over unmuted conversations.
+    pub unread: u32,
+    /// Sum of mentions over unmuted conversations.
+    pub mentions: u32,
+}
+
+/// Finds the participants a body mentions: `@id` where `id` is a participant other than the
+/// sender, bounded by a non-id character on each side. Each is listed once, in body order.
+pub fn mentions_in(body: &str, participants: &[StaffId], sender: &StaffId) -> Vec<StaffId> {
+    let is_id_char =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
+    let mut found: Vec<StaffId> = Vec::new();
+    let mut prev: Option<char> = None;
+    for (i, c) in body.char_indices() {
+        let starts = c == '@' && !prev.is_some_and(|p| p.is_alphanumeric() || p == '@');
+        prev = Some(c);
+        if !starts {
+            continue;
+        }
+        let rest = &body[i + 1..];
+        let len = rest.find(|c: char| !is_id_char(c)).unwrap_or(rest.len());
+        // A trailing '.' ends a sentence, not an id ("thanks @bob.").
+        let id = rest[..len].trim_end_matches('.');
+        if let Some(p) = participants.iter().find(|p| p.as_str() == id)
+            && p != sender
+            && !found.contains(p)
+        {
+            found.push(p.clone());
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(id: &str) -> StaffId {
+        StaffId::new(id).unwrap()
+    }
+
+    #[test]
+    fn mentions_find_participants_but_not_sender_or_emails() {
+        let ps = [s("alice"), s("bob"), s("carol.d")];
+        assert_eq!(
+            mentions_in("hi @bob and @carol.d.", &ps, &s("alice")),
+            vec![s("bob"), s("carol.d")]
+        );
+        assert_eq!(
+            mentions_in("@alice me", &ps, &s("alice")),
+            Vec::<StaffId>::new()
+        );
+        assert_eq!(
+            mentions_in("mail x@bob.com", &ps, &s("alice")),
+            Vec::<StaffId>::new()
+        );
+        assert_eq!(
+            mentions_in("@bob @bob @dave", &ps, &s("alice")),
+            vec![s("bob")]
+        );
+        assert_eq!(mentions_in("(@bob)", &ps, &s("alice")), vec![s("bob")]);
+    }
+}

@@ -1,0 +1,635 @@
+//! The wire protocol: JSON text frames, internally tagged by a snake_case `type`.
+//!
+//! A client sends [`ClientFrame`]s; the relay sends [`ServerFrame`]s. Every event in the log is
+//! an [`Event`] at an [`Offset`]; the relay sends it as a [`ServerFrame::Event`], which is the
+//! event's own fields plus `offset`. `docs/protocol.md` shows every frame, and a test parses it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{
+    AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, Offset, RequestId, Seq, StaffId,
+};
+use crate::model::{Conversation, Counts, Message, Staff, Totals};
+
+/// A frame from a client, with an optional request id echoed in the reply it causes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// Echoed in the [`Ack`] or [`ErrorFrame`] that answers this frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<RequestId>,
+    /// What the client asks for.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+impl ClientFrame {
+    /// A frame without a request id.
+    pub fn new(request: Request) -> Self {
+        ClientFrame { req: None, request }
+    }
+
+    /// A frame with a request id.
+    pub fn with_req(req: u64, request: Request) -> Self {
+        ClientFrame {
+            req: Some(RequestId(req)),
+            request,
+        }
+    }
+}
+
+/// Everything a client can ask of the relay: the handshake, every write path, every read path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// The first frame of a connection: who I am, and what I have already applied.
+    Hello {
+        /// A signed token from the work app (or the relay's `token` command).
+        token: String,
+        /// The last offset this client applied; absent for a fresh start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_from: Option<Offset>,
+    },
+    /// Send text (and attachments previously uploaded), optionally as a reply.
+    SendMessage {
+        /// Client-made id: a repeat stores nothing new and gets the first acknowledgement.
+        client_id: ClientMsgId,
+        /// Where.
+        conversation: ConversationId,
+        /// Text; may be empty when there are attachments.
+        #[serde(default)]
+        body: String,
+        /// Uploaded attachments to include.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<AttachmentId>,
+        /// The message this replies to, in the same conversation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<MessageId>,
+    },
+    /// Copy a message one can read into a conversation one can write to.
+    ForwardMessage {
+        /// Client-made id, as for sends.
+        client_id: ClientMsgId,
+        /// The message to forward.
+        message: MessageId,
+        /// The conversation to forward it to.
+        to: ConversationId,
+    },
+    /// Change the text of one's own message.
+    EditMessage {
+        /// The message.
+        message: MessageId,
+        /// The new text.
+        body: String,
+    },
+    /// Delete one's own message.
+    DeleteMessage {
+        /// The message.
+        message: MessageId,
+    },
+    /// Open (or find) the direct conversation with someone.
+    CreateDirect {
+        /// The other staff member.
+        staff: StaffId,
+    },
+    /// Create a group conversation.
+    CreateGroup {
+        /// Client-made id: a repeat creates nothing new.
+        client_id: ClientMsgId,
+        /// Its title.
+        title: String,
+        /// The others to include (the creator is always in).
+        participants: Vec<StaffId>,
+    },
+    /// Rename a group.
+    RenameConversation {
+        /// The group.
+        conversation: ConversationId,
+        /// The new title.
+        title: String,
+    },
+    /// Add staff to a group.
+    AddParticipants {
+        /// The group.
+        conversation: ConversationId,
+        /// Who to add.
+        staff: Vec<StaffId>,
+    },
+    /// Remove someone from a group; removing oneself is leaving.
+    RemoveParticipant {
+        /// The group.
+        conversation: ConversationId,
+        /// Who to remove.
+        staff: StaffId,
+    },
+    /// Mute or unmute a conversation: a muted one stays out of the total.
+    SetMuted {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Muted or not.
+        muted: bool,
+    },
+    /// Read up to a message (what the viewport showed).
+    MarkRead {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The last message seen.
+        up_to: Seq,
+    },
+    /// Read a whole conversation.
+    MarkConversationRead {
+        /// The conversation.
+        conversation: ConversationId,
+    },
+    /// Read every conversation.
+    MarkAllRead,
+    /// Mark unread from a message on: the only way a watermark moves back.
+    MarkUnread {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The first message to count as unread again.
+        from: Seq,
+    },
+    /// Ask for a fresh snapshot (after a divergence).
+    RequestSnapshot,
+}
+
+impl Request {
+    /// The snake_case name of this request's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Hello { .. } => "hello",
+            Request::SendMessage { .. } => "send_message",
+            Request::ForwardMessage { .. } => "forward_message",
+            Request::EditMessage { .. } => "edit_message",
+            Request::DeleteMessage { .. } => "delete_message",
+            Request::CreateDirect { .. } => "create_direct",
+            Request::CreateGroup { .. } => "create_group",
+            Request::RenameConversation { .. } => "rename_conversation",
+            Request::AddParticipants { .. } => "add_participants",
+            Request::RemoveParticipant { .. } => "remove_participant",
+            Request::SetMuted { .. } => "set_muted",
+            Request::MarkRead { .. } => "mark_read",
+            Request::MarkConversationRead { .. } => "mark_conversation_read",
+            Request::MarkAllRead => "mark_all_read",
+            Request::MarkUnread { .. } => "mark_unread",
+            Request::RequestSnapshot => "request_snapshot",
+        }
+    }
+}
+
+/// An entry of the log. Each has an offset (carried beside it, see [`LoggedEvent`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A conversation exists; its participants start with watermark 0 (it has no history).
+    ConversationCreated {
+        /// The new conversation.
+        conversation: Conversation,
+        /// The creator's client-made id (groups), so a retried create makes nothing new.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<ClientMsgId>,
+    },
+    /// Someone joined a group; their watermark starts at the head at `at`.
+    ParticipantAdded {
+        /// The conversation as it is after the addition (so the newcomer can show it).
+        conversation: Conversation,
+        /// Who joined.
+        staff: StaffId,
+        /// Who added them.
+        by: StaffId,
+        /// The head when they joined: older history is not unread for them.
+        head: Seq,
+    },
+    /// Someone left or was removed from a group.
+    ParticipantRemoved {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Who left.
+        staff: StaffId,
+        /// Who removed them (themselves when leaving).
+        by: StaffId,
+    },
+    /// A group got a new title.
+    ConversationRenamed {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The new title.
+        title: String,
+        /// Who renamed it.
+        by: StaffId,
+    },
+    /// A message (text, reply, forward, attachments, or notice) was written.
+    MessageCreated {
+        /// The message.
+        message: Message,
+    },
+    /// A message's text changed. Counts do not.
+    MessageEdited {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The message.
+        message: MessageId,
+        /// Its position.
+        seq: Seq,
+        /// The new text.
+        body: String,
+        /// When.
+        edited_at: Millis,
+    },
+    /// A message was deleted: it stops counting for everyone who had not read it.
+    MessageDeleted {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The message.
+        message: MessageId,
+        /// Its position.
+        seq: Seq,
+        /// Its author (so a store that never saw it can still count the delete).
+        sender: StaffId,
+        /// Whom it mentioned.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<StaffId>,
+    },
+    /// A staff member's watermark moved forward.
+    MessagesRead {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Who read.
+        staff: StaffId,
+        /// The new watermark.
+        last_read: Seq,
+    },
+    /// A staff member marked messages unread: the watermark moved back.
+    MarkedUnread {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Who.
+        staff: StaffId,
+        /// The new watermark.
+        last_read: Seq,
+    },
+    /// A staff member muted or unmuted a conversation.
+    MuteChanged {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Who.
+        staff: StaffId,
+        /// Now muted or not.
+        muted: bool,
+    },
+}
+
+impl Event {
+    /// The conversation the event belongs to.
+    pub fn conversation(&self) -> ConversationId {
+        match self {
+            Event::ConversationCreated { conversation, .. }
+            | Event::ParticipantAdded { conversation, .. } => conversation.id,
+            Event::MessageCreated { message } => message.conversation,
+            Event::ParticipantRemoved { conversation, .. }
+            | Event::ConversationRenamed { conversation, .. }
+            | Event::MessageEdited { conversation, .. }
+            | Event::MessageDeleted { conversation, .. }
+            | Event::MessagesRead { conversation, .. }
+            | Event::MarkedUnread { conversation, .. }
+            | Event::MuteChanged { conversation, .. } => *conversation,
+        }
+    }
+
+    /// For events that only their actor receives (reads, marks, mutes): that staff member.
+    pub fn private_to(&self) -> Option<&StaffId> {
+        match self {
+            Event::MessagesRead { staff, .. }
+            | Event::MarkedUnread { staff, .. }
+            | Event::MuteChanged { staff, .. } => Some(staff),
+            _ => None,
+        }
+    }
+}
+
+/// An event and its place in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedEvent {
+    /// Its offset in the global log.
+    pub offset: Offset,
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Everything the relay sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The state of one staff member at an offset: the start of a session or a repair.
+    Snapshot(Snapshot),
+    /// The end of a replay after `hello` with `resume_from`: from here on, live events.
+    Resumed {
+        /// The last offset replayed.
+        offset: Offset,
+    },
+    /// One staff member's counts in one conversation changed, at `offset`.
+    UnreadUpdated(UnreadUpdate),
+    /// A write or read was accepted.
+    Ack(Ack),
+    /// A frame was refused; nothing changed.
+    Error(ErrorFrame),
+    /// An event of the log.
+    #[serde(untagged)]
+    Event(LoggedEvent),
+}
+
+/// The checkpoint the relay sends after each change to a staff member's counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadUpdate {
+    /// The offset of the event that changed the counts.
+    pub offset: Offset,
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// Its unread count.
+    pub unread: u32,
+    /// Its mention count.
+    pub mentions: u32,
+    /// The new total over unmuted conversations.
+    pub total: Totals,
+}
+
+/// A staff member's state: every conversation they are in, with recent messages and counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The offset this state is at.
+    pub offset: Offset,
+    /// Who this is.
+    pub me: StaffId,
+    /// The staff directory (for names and for starting conversations).
+    pub staff: Vec<Staff>,
+    /// Every conversation `me` is in.
+    pub conversations: Vec<ConversationState>,
+    /// Totals over the unmuted conversations.
+    pub total: Totals,
+}
+
+/// One conversation as one staff member sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationState {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// Seq of its newest message (0 if none).
+    pub head: Seq,
+    /// This staff member's watermark.
+    pub last_read: Seq,
+    /// Muted by this staff member.
+    #[serde(default)]
+    pub muted: bool,
+    /// This staff member's counts here.
+    pub counts: Counts,
+    /// When it last had a message (or was created).
+    pub last_activity: Millis,
+    /// The newest messages, contiguous up to `head` and in order (tombstones included), and
+    /// the whole unread range when that is not too long.
+    pub messages: Vec<Message>,
+}
+
+/// The answer to an accepted frame.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The request id of the frame, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<RequestId>,
+    /// The offset of the last event the write appended (or the current one if it changed
+    /// nothing); the write is durable when this arrives.
+    pub offset: Offset,
+    /// The send's client-made id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<ClientMsgId>,
+    /// The conversation written to or created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<ConversationId>,
+    /// The message created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<MessageId>,
+    /// Its seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<Seq>,
+}
+
+/// A refusal. Nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    /// The request id of the refused frame, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<RequestId>,
+    /// A stable code to act on.
+    pub code: ErrorCode,
+    /// A human-readable explanation (never containing secrets).
+    pub message: String,
+    /// For `rate_limited`: when to try again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// Stable error codes, on the wire in snake_case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, or not the shape of any frame.
+    MalformedFrame,
+    /// A `type` this relay does not know.
+    UnknownType,
+    /// Larger than `limits::CLIENT_FRAME_MAX_BYTES`.
+    FrameTooLarge,
+    /// A field breaks a rule (length, count, emptiness); the message says which.
+    InvalidInput,
+    /// The token is missing, forged, expired, or for someone unknown or deactivated.
+    Unauthorized,
+    /// The first frame must be `hello`, and only the first.
+    HelloRequired,
+    /// No such conversation, message, staff member or attachment (or not one you may see).
+    NotFound,
+    /// You are not a participant of that conversation.
+    NotParticipant,
+    /// Only the author may edit or delete a message.
+    NotAuthor,
+    /// That cannot be done to this kind of thing (e.g. renaming a direct conversation).
+    NotAllowed,
+    /// Too many requests; retry after `retry_after_ms`.
+    RateLimited,
+    /// The relay failed; the write was not stored.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, for documentation and metrics.
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::MalformedFrame,
+        ErrorCode::UnknownType,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::InvalidInput,
+        ErrorCode::Unauthorized,
+        ErrorCode::HelloRequired,
+        ErrorCode::NotFound,
+        ErrorCode::NotParticipant,
+        ErrorCode::NotAuthor,
+        ErrorCode::NotAllowed,
+        ErrorCode::RateLimited,
+        ErrorCode::Internal,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedFrame => "malformed_frame",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::InvalidInput => "invalid_input",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::HelloRequired => "hello_required",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::NotParticipant => "not_participant",
+            ErrorCode::NotAuthor => "not_author",
+            ErrorCode::NotAllowed => "not_allowed",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// WebSocket close codes the relay uses.
+pub mod close {
+    /// The relay is shutting down; reconnect and resume.
+    pub const GOING_AWAY: u16 = 1001;
+    /// The token was refused.
+    pub const UNAUTHORIZED: u16 = 4001;
+    /// No `hello` arrived in time.
+    pub const HELLO_TIMEOUT: u16 = 4002;
+    /// The staff member was deactivated.
+    pub const DEACTIVATED: u16 = 4003;
+    /// The client did not read its events fast enough; reconnect and resume from its offset.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// The peer stopped answering pings.
+    pub const DEAD_PEER: u16 = 4009;
+    /// Too many connections for this staff member.
+    pub const TOO_MANY_CONNECTIONS: u16 = 4029;
+}
+
+/// Why a client frame could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Longer than the frame limit.
+    #[error("frame of {0} bytes exceeds the limit of {max}", max = crate::limits::CLIENT_FRAME_MAX_BYTES)]
+    TooLarge(usize),
+    /// A `type` that names no request.
+    #[error("unknown frame type {0:?}")]
+    UnknownType(String),
+    /// Not JSON, or missing or ill-typed fields.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+impl DecodeError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::TooLarge(_) => ErrorCode::FrameTooLarge,
+            DecodeError::UnknownType(_) => ErrorCode::UnknownType,
+            DecodeError::Malformed(_) => ErrorCode::MalformedFrame,
+        }
+    }
+}
+
+const REQUEST_TYPES: [&str; 16] = [
+    "hello",
+    "send_message",
+    "forward_message",
+    "edit_message",
+    "delete_message",
+    "create_direct",
+    "create_group",
+    "rename_conversation",
+    "add_participants",
+    "remove_participant",
+    "set_muted",
+    "mark_read",
+    "mark_conversation_read",
+    "mark_all_read",
+    "mark_unread",
+    "request_snapshot",
+];
+
+/// Decodes a client frame, telling apart too large, unknown type, and malformed.
+pub fn decode_client_frame(text: &str) -> Result<ClientFrame, DecodeError> {
+    if text.len() > crate::limits::CLIENT_FRAME_MAX_BYTES {
+        return Err(DecodeError::TooLarge(text.len()));
+    }
+    serde_json::from_str::<ClientFrame>(text).map_err(|e| {
+        #[derive(Deserialize)]
+        struct Tag<'a> {
+            #[serde(borrow, rename = "type")]
+            kind: Option<std::borrow::Cow<'a, str>>,
+        }
+        match serde_json::from_str::<Tag<'_>>(text) {
+            Ok(Tag { kind: Some(kind) }) if !REQUEST_TYPES.contains(&kind.as_ref()) => {
+                DecodeError::UnknownType(kind.chars().take(40).collect())
+            }
+            _ => DecodeError::Malformed(e.to_string()),
+        }
+    })
+}
+
+/// Encodes a frame as JSON text.
+pub fn encode<T: Serialize>(frame: &T) -> String {
+    // Serializing these types cannot fail: no maps with non-string keys, no custom errors.
+    serde_json::to_string(frame).expect("frames always serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_type_table_names_every_request() {
+        let samples = [
+            r#"{"type":"mark_all_read"}"#,
+            r#"{"type":"request_snapshot"}"#,
+            r#"{"type":"hello","token":"t"}"#,
+        ];
+        for s in samples {
+            let f = decode_client_frame(s).unwrap();
+            assert!(REQUEST_TYPES.contains(&f.request.kind()));
+        }
+    }
+
+    #[test]
+    fn decode_tells_unknown_type_from_malformed() {
+        assert!(matches!(
+            decode_client_frame(r#"{"type":"fly"}"#),
+            Err(DecodeError::UnknownType(_))
+        ));
+        assert!(matches!(
+            decode_client_frame("{nope"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_client_frame(r#"{"type":"mark_read","conversation":"x"}"#),
+            Err(DecodeError::Malformed(_))
+        ));
+        let big = format!(
+            r#"{{"type":"hello","token":"{}"}}"#,
+            "a".repeat(crate::limits::CLIENT_FRAME_MAX_BYTES)
+        );
+        assert!(matches!(
+            decode_client_frame(&big),
+            Err(DecodeError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn error_codes_serialize_to_their_names() {
+        for code in ErrorCode::ALL {
+            assert_eq!(
+                serde_json::to_string(&code).unwrap(),
+                format!("\"{}\"", code.as_str())
+            );
+        }
+    }
+}

@@ -1,0 +1,580 @@
+//! `ChatStore`: the reducer the browser runs as its `chatStore`.
+//!
+//! It applies server frames (snapshot, events, `unread_updated`, acks, errors) and exposes what
+//! a widget shows. It counts with the same [`UnreadProjection`] the relay uses, for one staff
+//! member over the messages it has loaded, and treats each `unread_updated` as a checkpoint:
+//! where its own exact figure differs it takes the relay's, counts a divergence, and asks for a
+//! snapshot. Events at or below the applied offset are ignored, so replays are harmless.
+//!
+//! It does no I/O: [`ChatStore::apply`] returns the frames to send (a snapshot request), and
+//! [`ChatStore::request`] stamps outgoing frames with request ids so acks and errors find the
+//! send in the outbox they belong to.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ClientMsgId, ConversationId, MessageId, Millis, Offset, RequestId, Seq, StaffId};
+use crate::model::{Attachment, Conversation, ConversationKind, Counts, Message, Totals};
+use crate::protocol::{
+    ClientFrame, ErrorCode, ErrorFrame, Event, LoggedEvent, Request, ServerFrame, Snapshot,
+    UnreadUpdate,
+};
+use crate::unread::{Tracking, UnreadProjection};
+
+/// A conversation as the store holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversationView {
+    /// The conversation (participants, title).
+    pub conversation: Conversation,
+    /// When it last had a message.
+    pub last_activity: Millis,
+    /// Loaded messages: contiguous and in order, up to the newest.
+    pub messages: Vec<Message>,
+}
+
+impl ConversationView {
+    /// Whether every message back to the first is loaded.
+    pub fn history_complete(&self) -> bool {
+        self.messages.first().is_none_or(|m| m.seq.0 <= 1)
+    }
+
+    /// The seq of the oldest loaded message.
+    pub fn oldest_loaded(&self) -> Option<Seq> {
+        self.messages.first().map(|m| m.seq)
+    }
+}
+
+/// A send waiting for its acknowledgement (kept across reloads by the widget).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSend {
+    /// Its client-made id: resending it is safe.
+    pub client_id: ClientMsgId,
+    /// Where.
+    pub conversation: ConversationId,
+    /// Text.
+    pub body: String,
+    /// Uploaded files.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    /// The message it replies to.
+    #[serde(default)]
+    pub reply_to: Option<MessageId>,
+    /// Why the relay refused it, if it did (then it waits for the person to retry or drop it).
+    #[serde(default)]
+    pub failed: Option<String>,
+}
+
+impl PendingSend {
+    /// The frame that sends it.
+    pub fn request(&self) -> Request {
+        Request::SendMessage {
+            client_id: self.client_id.clone(),
+            conversation: self.conversation,
+            body: self.body.clone(),
+            attachments: self.attachments.iter().map(|a| a.id.clone()).collect(),
+            reply_to: self.reply_to,
+        }
+    }
+}
+
+/// A row of the conversation list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationItem {
+    /// The conversation.
+    pub id: ConversationId,
+    /// Its display title (a group's title, or the other person's name).
+    pub title: String,
+    /// Direct or group.
+    pub kind: ConversationKind,
+    /// The newest message, for a preview.
+    pub last_message: Option<Message>,
+    /// When it last had activity.
+    pub last_activity: Millis,
+    /// The viewer's counts.
+    pub counts: Counts,
+    /// Muted by the viewer.
+    pub muted: bool,
+}
+
+/// A checkpoint that disagreed with the store's own figure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    /// The checkpoint's offset.
+    pub offset: Offset,
+    /// Where.
+    pub conversation: ConversationId,
+    /// What the store had computed.
+    pub ours: Counts,
+    /// What the relay said (taken).
+    pub relays: Counts,
+}
+
+/// What applying a frame asks the host to do.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Effects {
+    /// Frames to send to the relay.
+    pub send: Vec<ClientFrame>,
+    /// A divergence to log.
+    pub divergence: Option<Divergence>,
+    /// A refusal to show (not tied to a pending send).
+    pub error: Option<ErrorFrame>,
+}
+
+/// Everything the widget shows, comparable across two stores (invariant 7 of DESIGN.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreSummary {
+    /// Per conversation: the conversation, head, watermark, muted, counts, activity, and the
+    /// newest messages.
+    pub conversations: Vec<(Conversation, Seq, Seq, bool, Counts, Millis, Vec<Message>)>,
+    /// Totals.
+    pub total: Totals,
+}
+
+/// The browser's state for one staff member.
+#[derive(Clone, Debug)]
+pub struct ChatStore {
+    me: Option<StaffId>,
+    applied: Offset,
+    names: BTreeMap<StaffId, String>,
+    conversations: FxHashMap<ConversationId, ConversationView>,
+    projection: UnreadProjection,
+    outbox: Vec<PendingSend>,
+    in_flight: FxHashMap<RequestId, ClientMsgId>,
+    next_req: u64,
+    divergences: u32,
+    awaiting_snapshot: bool,
+}
+
+impl Default for ChatStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChatStore {
+    /// An empty store, before the first snapshot.
+    pub fn new() -> Self {
+        ChatStore {
+            me: None,
+            applied: Offset(0),
+            names: BTreeMap::new(),
+            conversations: FxHashMap::default(),
+            projection: UnreadProjection::new(Tracking::Everyone),
+            outbox: Vec::new(),
+            in_flight: FxHashMap::default(),
+            next_req: 1,
+            divergences: 0,
+            awaiting_snapshot: false,
+        }
+    }
+
+    /// An empty store holding a saved outbox (after a reload).
+    pub fn with_outbox(outbox: Vec<PendingSend>) -> Self {
+        ChatStore {
+            outbox,
+            ..Self::new()
+        }
+    }
+
+    // ---- getters ----
+
+    /// Who is signed in, once a snapshot arrived.
+    pub fn me(&self) -> Option<&StaffId> {
+        self.me.as_ref()
+    }
+
+    /// The last offset applied: sent as `resume_from` on reconnect.
+    pub fn applied(&self) -> Offset {
+        self.applied
+    }
+
+    /// Whether a snapshot arrived yet.
+    pub fn is_ready(&self) -> bool {
+        self.me.is_some()
+    }
+
+    /// How many checkpoints disagreed with the store's own figure.
+    pub fn divergences(&self) -> u32 {
+        self.divergences
+    }
+
+    /// A staff member's display name (their id when unknown).
+    pub fn name_of<'a>(&'a self, staff: &'a StaffId) -> &'a str {
+        self.names.get(staff).map_or(staff.as_str(), String::as_str)
+    }
+
+    /// The staff directory, sorted by name.
+    pub fn directory(&self) -> Vec<(StaffId, String)> {
+        let mut v: Vec<_> = self
+            .names
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort_by(|a, b| a.1.cmp(&b.1));
+        v
+    }
+
+    /// Totals over unmuted conversations.
+    pub fn total(&self) -> Totals {
+        self.me
+            .as_ref()
+            .map(|me| self.projection.total(me))
+            .unwrap_or_default()
+    }
+
+    /// The viewer's counts in a conversation.
+    pub fn counts(&self, conversation: ConversationId) -> Counts {
+        self.me
+            .as_ref()
+            .and_then(|me| self.projection.counts(me, conversation))
+            .unwrap_or_default()
+    }
+
+    /// The viewer's watermark in a conversation.
+    pub fn last_read(&self, conversation: ConversationId) -> Seq {
+        self.me
+            .as_ref()
+            .and_then(|me| self.projection.last_read(me, conversation))
+            .unwrap_or_default()
+    }
+
+    /// The newest seq of a conversation.
+    pub fn head(&self, conversation: ConversationId) -> Seq {
+        self.projection.head(conversation).unwrap_or_default()
+    }
+
+    /// Whether the viewer muted a conversation.
+    pub fn is_muted(&self, conversation: ConversationId) -> bool {
+        self.me
+            .as_ref()
+            .is_some_and(|me| self.projection.is_muted(me, conversation))
+    }
+
+    /// A conversation.
+    pub fn conversation(&self, id: ConversationId) -> Option<&ConversationView> {
+        self.conversations.get(&id)
+    }
+
+    /// A conversation's display title.
+    pub fn title_of(&self, c: &Conversation) -> String {
+        match (&c.title, c.kind) {
+            (Some(t), _) => t.clone(),
+            (None, _) => {
+                let other = c.participants.iter().find(|p| Some(*p) != self.me.as_ref());
+                other.map_or_else(|| "Just you".to_string(), |p| self.name_of(p).to_string())
+            }
+        }
+    }
+
+    /// The conversation list, most recent activity first.
+    pub fn conversation_list(&self) -> Vec<ConversationItem> {
+        let mut items: Vec<ConversationItem> = self
+            .conversations
+            .values()
+            .map(|v| ConversationItem {
+                id: v.conversation.id,
+                title: self.title_of(&v.conversation),
+                kind: v.conversation.kind,
+                last_message: v.messages.iter().rev().find(|m| !m.deleted).cloned(),
+                last_activity: v.last_activity,
+                counts: self.counts(v.conversation.id),
+                muted: self.is_muted(v.conversation.id),
+            })
+            .collect();
+        items.sort_by(|a, b| b.last_activity.cmp(&a.last_activity).then(b.id.cmp(&a.id)));
+        items
+    }
+
+    /// Sends waiting for their acknowledgement.
+    pub fn outbox(&self) -> &[PendingSend] {
+        &self.outbox
+    }
+
+    /// Everything the widget shows, for comparing stores.
+    pub fn summary(&self, recent: usize) -> StoreSummary {
+        let mut conversations: Vec<_> = self
+            .conversations
+            .values()
+            .map(|v| {
+                let id = v.conversation.id;
+                let mut c = v.conversation.clone();
+                c.participants.sort();
+                let skip = v.messages.len().saturating_sub(recent);
+                (
+                    c,
+                    self.head(id),
+                    self.last_read(id),
+                    self.is_muted(id),
+                    self.counts(id),
+                    v.last_activity,
+                    v.messages[skip..].to_vec(),
+                )
+            })
+            .collect();
+        conversations.sort_by_key(|c| c.0.id);
+        StoreSummary {
+            conversations,
+            total: self.total(),
+        }
+    }
+
+    // ---- inputs ----
+
+    /// Stamps a request with a fresh request id.
+    pub fn request(&mut self, request: Request) -> ClientFrame {
+        let req = RequestId(self.next_req);
+        self.next_req += 1;
+        if let Request::SendMessage { client_id, .. } = &request {
+            self.in_flight.insert(req, client_id.clone());
+        }
+        ClientFrame {
+            req: Some(req),
+            request,
+        }
+    }
+
+    /// Queues a send: it shows at once as pending and stays until acknowledged. Returns the
+    /// frame to send now.
+    pub fn queue_send(&mut self, pending: PendingSend) -> ClientFrame {
+        let request = pending.request();
+        self.outbox.retain(|p| p.client_id != pending.client_id);
+        self.outbox.push(pending);
+        self.request(request)
+    }
+
+    /// The frames that resend every pending send that has not failed (after a reconnect).
+    pub fn resend_outbox(&mut self) -> Vec<ClientFrame> {
+        let requests: Vec<Request> = self
+            .outbox
+            .iter()
+            .filter(|p| p.failed.is_none())
+            .map(PendingSend::request)
+            .collect();
+        requests.into_iter().map(|r| self.request(r)).collect()
+    }
+
+    /// Retries a failed send.
+    pub fn retry(&mut self, client_id: &ClientMsgId) -> Option<ClientFrame> {
+        let p = self.outbox.iter_mut().find(|p| &p.client_id == client_id)?;
+        p.failed = None;
+        let request = p.request();
+        Some(self.request(request))
+    }
+
+    /// Drops a pending send.
+    pub fn discard(&mut self, client_id: &ClientMsgId) {
+        self.outbox.retain(|p| &p.client_id != client_id);
+    }
+
+    /// Applies one frame from the relay.
+    pub fn apply(&mut self, frame: ServerFrame) -> Effects {
+        let mut fx = Effects::default();
+        match frame {
+            ServerFrame::Snapshot(s) => self.load_snapshot(s),
+            ServerFrame::Resumed { .. } => {}
+            ServerFrame::Event(e) => self.apply_event(e, &mut fx),
+            ServerFrame::UnreadUpdated(u) => self.checkpoint(u, &mut fx),
+            ServerFrame::Ack(ack) => {
+                let by_req = ack.req.and_then(|r| self.in_flight.remove(&r));
+                if let Some(cid) = ack.client_id.or(by_req) {
+                    self.outbox.retain(|p| p.client_id != cid);
+                }
+            }
+            ServerFrame::Error(e) => {
+                let pending = e.req.and_then(|r| self.in_flight.remove(&r));
+                let retryable = matches!(e.code, ErrorCode::RateLimited | ErrorCode::Internal);
+                match pending.and_then(|cid| self.outbox.iter_mut().find(|p| p.client_id == cid)) {
+                    Some(p) if !retryable => p.failed = Some(e.message.clone()),
+                    Some(_) => {}
+                    None => fx.error = Some(e),
+                }
+            }
+        }
+        fx
+    }
+
+    /// Adds an older page of a conversation's history (contiguous, in order, ending just
+    /// before the oldest loaded message).
+    pub fn apply_history(&mut self, conversation: ConversationId, older: Vec<Message>) {
+        let Some(view) = self.conversations.get_mut(&conversation) else {
+            return;
+        };
+        let fits = match (older.last(), view.messages.first()) {
+            (Some(last), Some(first)) => last.seq.next() == first.seq,
+            (Some(last), None) => {
+                last.seq == self.projection.head(conversation).unwrap_or_default()
+            }
+            (None, _) => false,
+        };
+        if !fits || older.iter().any(|m| m.conversation != conversation) {
+            return;
+        }
+        self.projection.prepend_history(conversation, &older);
+        let mut merged = older;
+        merged.append(&mut view.messages);
+        view.messages = merged;
+    }
+
+    fn load_snapshot(&mut self, s: Snapshot) {
+        let me = s.me.clone();
+        self.projection = UnreadProjection::new(Tracking::Only(me.clone()));
+        self.conversations.clear();
+        self.names = s.staff.into_iter().map(|st| (st.id, st.name)).collect();
+        for c in s.conversations {
+            self.projection.load_conversation(&me, &c);
+            for m in &c.messages {
+                self.settle_outbox(m);
+            }
+            self.conversations.insert(
+                c.conversation.id,
+                ConversationView {
+                    conversation: c.conversation,
+                    last_activity: c.last_activity,
+                    messages: c.messages,
+                },
+            );
+        }
+        self.applied = s.offset;
+        self.me = Some(me);
+        self.awaiting_snapshot = false;
+    }
+
+    fn settle_outbox(&mut self, m: &Message) {
+        if Some(&m.sender) == self.me.as_ref()
+            && let Some(cid) = &m.client_id
+        {
+            self.outbox.retain(|p| &p.client_id != cid);
+        }
+    }
+
+    fn apply_event(&mut self, logged: LoggedEvent, fx: &mut Effects) {
+        let Some(me) = self.me.clone() else { return };
+        if logged.offset <= self.applied || self.awaiting_snapshot {
+            return;
+        }
+        let mut changes = Vec::new();
+        if self.projection.apply(&logged.event, &mut changes).is_err() {
+            // A missed event: only a snapshot can repair that.
+            self.awaiting_snapshot = true;
+            fx.send.push(self.request(Request::RequestSnapshot));
+            return;
+        }
+        self.applied = logged.offset;
+        match logged.event {
+            Event::ConversationCreated { conversation, .. } => {
+                if conversation.participants.contains(&me) {
+                    let last_activity = conversation.created_at;
+                    self.conversations.insert(
+                        conversation.id,
+                        ConversationView {
+                            conversation,
+                            last_activity,
+                            messages: Vec::new(),
+                        },
+                    );
+                }
+            }
+            Event::ParticipantAdded { conversation, .. } => {
+                match self.conversations.get_mut(&conversation.id) {
+                    Some(v) => v.conversation.participants = conversation.participants,
+                    None => {
+                        let last_activity = conversation.created_at;
+                        self.conversations.insert(
+                            conversation.id,
+                            ConversationView {
+                                conversation,
+                                last_activity,
+                                messages: Vec::new(),
+                            },
+                        );
+                    }
+                }
+            }
+            Event::ParticipantRemoved {
+                conversation,
+                staff,
+                ..
+            } => {
+                if staff == me {
+                    self.conversations.remove(&conversation);
+                } else if let Some(v) = self.conversations.get_mut(&conversation) {
+                    v.conversation.participants.retain(|p| *p != staff);
+                }
+            }
+            Event::ConversationRenamed {
+                conversation,
+                title,
+                ..
+            } => {
+                if let Some(v) = self.conversations.get_mut(&conversation) {
+                    v.conversation.title = Some(title);
+                }
+            }
+            Event::MessageCreated { message } => {
+                self.settle_outbox(&message);
+                if let Some(v) = self.conversations.get_mut(&message.conversation) {
+                    v.last_activity = v.last_activity.max(message.created_at);
+                    v.messages.push(message);
+                }
+            }
+            Event::MessageEdited {
+                conversation,
+                seq,
+                body,
+                edited_at,
+                ..
+            } => {
+                if let Some(m) = self.message_mut(conversation, seq) {
+                    m.body = body;
+                    m.edited_at = Some(edited_at);
+                }
+            }
+            Event::MessageDeleted {
+                conversation, seq, ..
+            } => {
+                if let Some(m) = self.message_mut(conversation, seq) {
+                    m.tombstone();
+                }
+            }
+            Event::MessagesRead { .. } | Event::MarkedUnread { .. } | Event::MuteChanged { .. } => {
+            }
+        }
+    }
+
+    fn message_mut(&mut self, conversation: ConversationId, seq: Seq) -> Option<&mut Message> {
+        let v = self.conversations.get_mut(&conversation)?;
+        let first = v.messages.first()?.seq;
+        let i = usize::try_from(seq.0.checked_sub(first.0)?).ok()?;
+        v.messages.get_mut(i)
+    }
+
+    fn checkpoint(&mut self, u: UnreadUpdate, fx: &mut Effects) {
+        let Some(me) = self.me.clone() else { return };
+        if u.offset < self.applied || self.awaiting_snapshot {
+            // Stale: a later event already moved the counts; a later checkpoint will follow.
+            return;
+        }
+        let ours = self.counts(u.conversation);
+        let relays = Counts {
+            unread: u.unread,
+            mentions: u.mentions,
+        };
+        let mut diverged = self.projection.checkpoint(&me, u.conversation, relays);
+        if self.projection.total(&me) != u.total {
+            diverged = true;
+        }
+        if diverged {
+            self.divergences += 1;
+            fx.divergence = Some(Divergence {
+                offset: u.offset,
+                conversation: u.conversation,
+                ours,
+                relays,
+            });
+            self.awaiting_snapshot = true;
+            fx.send.push(self.request(Request::RequestSnapshot));
+        }
+    }
+}
