@@ -8,13 +8,11 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::ids::{
-    AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, Offset, Seq, StaffId,
-};
+use crate::ids::{AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, Offset, Seq, StaffId};
 use crate::limits;
 use crate::model::{
-    Attachment, Conversation, ConversationKind, Counts, ForwardRef, Message, Notice, ReplyRef,
-    Staff, mentions_in,
+    Attachment, Conversation, ConversationKind, Counts, ForwardRef, Message, Notice, ReplyRef, Staff,
+    mentions_in,
 };
 use crate::protocol::{
     Ack, ConversationState, ErrorCode, Event, LoggedEvent, Request, Snapshot, UnreadUpdate,
@@ -346,10 +344,9 @@ impl Engine {
             .collect();
         let recipients = match event.event.private_to() {
             Some(staff) => self.key(staff).into_iter().collect(),
-            None if !recipients_before.is_empty() => recipients_before
-                .iter()
-                .filter_map(|p| self.key(p))
-                .collect(),
+            None if !recipients_before.is_empty() => {
+                recipients_before.iter().filter_map(|p| self.key(p)).collect()
+            }
             None => self
                 .conversation(id)
                 .map(|c| c.participants.iter().filter_map(|p| self.key(p)).collect())
@@ -380,10 +377,7 @@ impl Engine {
         lookup: &dyn Lookup,
     ) -> Result<Outcome, Rejection> {
         if !self.is_active(author) {
-            return reject(
-                ErrorCode::Unauthorized,
-                "unknown or deactivated staff member",
-            );
+            return reject(ErrorCode::Unauthorized, "unknown or deactivated staff member");
         }
         let mut applied = Vec::new();
         let mut ack = Ack::default();
@@ -419,10 +413,7 @@ impl Engine {
                     match lookup.attachment(a, author) {
                         Some(file) => files.push(file),
                         None => {
-                            return reject(
-                                ErrorCode::NotFound,
-                                format!("no attachment {a} uploaded by you"),
-                            );
+                            return reject(ErrorCode::NotFound, format!("no attachment {a} uploaded by you"));
                         }
                     }
                 }
@@ -501,10 +492,7 @@ impl Engine {
                 ack.message = Some(*message);
                 ack.seq = Some(seq);
                 if self.projection.is_deleted(conversation, seq) != Some(true) {
-                    let mentions = lookup
-                        .message(*message)
-                        .map(|m| m.mentions)
-                        .unwrap_or_default();
+                    let mentions = lookup.message(*message).map(|m| m.mentions).unwrap_or_default();
                     let event = Event::MessageDeleted {
                         conversation,
                         message: *message,
@@ -597,10 +585,7 @@ impl Engine {
                 );
                 self.notice(&mut applied, id, author, now, Notice::Created { title });
             }
-            Request::RenameConversation {
-                conversation,
-                title,
-            } => {
+            Request::RenameConversation { conversation, title } => {
                 self.group(author, *conversation)?;
                 let title = check_title(title)?;
                 ack.conversation = Some(*conversation);
@@ -618,10 +603,7 @@ impl Engine {
                     Notice::Renamed { title },
                 );
             }
-            Request::AddParticipants {
-                conversation,
-                staff,
-            } => {
+            Request::AddParticipants { conversation, staff } => {
                 let c = self.group(author, *conversation)?;
                 if staff.is_empty() || staff.len() > limits::ADD_PARTICIPANTS_MAX {
                     return reject(
@@ -649,10 +631,7 @@ impl Engine {
                 }
                 ack.conversation = Some(*conversation);
                 for s in joining {
-                    let mut after = self
-                        .conversation(*conversation)
-                        .cloned()
-                        .expect("checked above");
+                    let mut after = self.conversation(*conversation).cloned().expect("checked above");
                     after.participants.push(s.clone());
                     let head = self.projection.head(*conversation).unwrap_or_default();
                     let event = Event::ParticipantAdded {
@@ -671,10 +650,7 @@ impl Engine {
                     );
                 }
             }
-            Request::RemoveParticipant {
-                conversation,
-                staff,
-            } => {
+            Request::RemoveParticipant { conversation, staff } => {
                 let c = self.group(author, *conversation)?;
                 if !c.participants.contains(staff) {
                     return reject(
@@ -702,16 +678,11 @@ impl Engine {
                         *conversation,
                         by,
                         now,
-                        Notice::ParticipantRemoved {
-                            staff: staff.clone(),
-                        },
+                        Notice::ParticipantRemoved { staff: staff.clone() },
                     );
                 }
             }
-            Request::SetMuted {
-                conversation,
-                muted,
-            } => {
+            Request::SetMuted { conversation, muted } => {
                 self.writable(author, *conversation)?;
                 ack.conversation = Some(*conversation);
                 if self.projection.is_muted(author, *conversation) != *muted {
@@ -723,10 +694,7 @@ impl Engine {
                     self.push(&mut applied, event);
                 }
             }
-            Request::MarkRead {
-                conversation,
-                up_to,
-            } => {
+            Request::MarkRead { conversation, up_to } => {
                 self.writable(author, *conversation)?;
                 ack.conversation = Some(*conversation);
                 self.read_up_to(&mut applied, author, *conversation, *up_to);
@@ -811,11 +779,7 @@ impl Engine {
         Message {
             id: MessageId(self.next_message),
             conversation,
-            seq: self
-                .projection
-                .head(conversation)
-                .unwrap_or_default()
-                .next(),
+            seq: self.projection.head(conversation).unwrap_or_default().next(),
             sender: sender.clone(),
             body: String::new(),
             mentions: Vec::new(),
@@ -831,8 +795,7 @@ impl Engine {
     }
 
     fn repeated_message(&self, author: &StaffId, client_id: &ClientMsgId) -> Option<Outcome> {
-        let Created::Message(id) = self.client_ids.get(&(author.clone(), client_id.clone()))?
-        else {
+        let Created::Message(id) = self.client_ids.get(&(author.clone(), client_id.clone()))? else {
             return None;
         };
         let (conversation, seq) = self.locate(*id)?;
@@ -928,11 +891,7 @@ impl Engine {
             .expect("writable conversation")
     }
 
-    fn own_message(
-        &self,
-        author: &StaffId,
-        id: MessageId,
-    ) -> Result<(ConversationId, Seq), Rejection> {
+    fn own_message(&self, author: &StaffId, id: MessageId) -> Result<(ConversationId, Seq), Rejection> {
         let Some((conversation, seq)) = self.locate(id) else {
             return reject(ErrorCode::NotFound, format!("no message {id}"));
         };
@@ -948,9 +907,7 @@ impl Engine {
 
     /// A staff member's counts in a conversation (zero when not in it).
     pub fn counts(&self, staff: &StaffId, conversation: ConversationId) -> Counts {
-        self.projection
-            .counts(staff, conversation)
-            .unwrap_or_default()
+        self.projection.counts(staff, conversation).unwrap_or_default()
     }
 }
 
@@ -966,14 +923,8 @@ pub fn snapshot_window(head: Seq, last_read: Seq) -> Seq {
     if head.0 == 0 {
         return Seq(1);
     }
-    let recent = head
-        .0
-        .saturating_sub(limits::SNAPSHOT_RECENT_MESSAGES - 1)
-        .max(1);
-    let cap = head
-        .0
-        .saturating_sub(limits::SNAPSHOT_MAX_MESSAGES - 1)
-        .max(1);
+    let recent = head.0.saturating_sub(limits::SNAPSHOT_RECENT_MESSAGES - 1).max(1);
+    let cap = head.0.saturating_sub(limits::SNAPSHOT_MAX_MESSAGES - 1).max(1);
     Seq(recent.min(last_read.0 + 1).max(cap))
 }
 
@@ -993,10 +944,7 @@ fn check_body(body: &str, has_attachments: bool) -> Result<(), Rejection> {
         );
     }
     if body.trim().is_empty() && !has_attachments {
-        return reject(
-            ErrorCode::InvalidInput,
-            "a message needs text or an attachment",
-        );
+        return reject(ErrorCode::InvalidInput, "a message needs text or an attachment");
     }
     Ok(())
 }

@@ -21,8 +21,7 @@ impl MemoryStorage {
     pub fn store(&mut self, event: &Event) {
         match event {
             Event::MessageCreated { message } => {
-                self.ids
-                    .insert(message.id, (message.conversation, message.seq));
+                self.ids.insert(message.id, (message.conversation, message.seq));
                 self.messages
                     .insert((message.conversation, message.seq), message.clone());
             }
@@ -66,16 +65,11 @@ impl MemoryStorage {
 
 impl Lookup for MemoryStorage {
     fn message(&self, id: MessageId) -> Option<Message> {
-        self.ids
-            .get(&id)
-            .and_then(|k| self.messages.get(k))
-            .cloned()
+        self.ids.get(&id).and_then(|k| self.messages.get(k)).cloned()
     }
 
     fn attachment(&self, id: &AttachmentId, uploader: &StaffId) -> Option<Attachment> {
-        self.attachments
-            .get(&(id.clone(), uploader.clone()))
-            .cloned()
+        self.attachments.get(&(id.clone(), uploader.clone())).cloned()
     }
 }
 

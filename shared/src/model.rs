@@ -177,8 +177,7 @@ pub struct Totals {
 /// Finds the participants a body mentions: `@id` where `id` is a participant other than the
 /// sender, bounded by a non-id character on each side. Each is listed once, in body order.
 pub fn mentions_in(body: &str, participants: &[StaffId], sender: &StaffId) -> Vec<StaffId> {
-    let is_id_char =
-        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
+    let is_id_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
     let mut found: Vec<StaffId> = Vec::new();
     let mut prev: Option<char> = None;
     for (i, c) in body.char_indices() {
@@ -216,18 +215,12 @@ mod tests {
             mentions_in("hi @bob and @carol.d.", &ps, &s("alice")),
             vec![s("bob"), s("carol.d")]
         );
-        assert_eq!(
-            mentions_in("@alice me", &ps, &s("alice")),
-            Vec::<StaffId>::new()
-        );
+        assert_eq!(mentions_in("@alice me", &ps, &s("alice")), Vec::<StaffId>::new());
         assert_eq!(
             mentions_in("mail x@bob.com", &ps, &s("alice")),
             Vec::<StaffId>::new()
         );
-        assert_eq!(
-            mentions_in("@bob @bob @dave", &ps, &s("alice")),
-            vec![s("bob")]
-        );
+        assert_eq!(mentions_in("@bob @bob @dave", &ps, &s("alice")), vec![s("bob")]);
         assert_eq!(mentions_in("(@bob)", &ps, &s("alice")), vec![s("bob")]);
     }
 }

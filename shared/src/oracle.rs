@@ -49,30 +49,24 @@ impl Oracle {
     pub fn observe(&mut self, event: &Event) {
         match event {
             Event::ConversationCreated { conversation, .. } => {
-                let members: BTreeSet<StaffId> =
-                    conversation.participants.iter().cloned().collect();
+                let members: BTreeSet<StaffId> = conversation.participants.iter().cloned().collect();
                 for p in &members {
                     self.watermarks.insert((p.clone(), conversation.id), Seq(0));
                 }
                 self.members.insert(conversation.id, members);
             }
             Event::ParticipantAdded {
-                conversation,
-                staff,
-                ..
+                conversation, staff, ..
             } => {
                 let head = self.head(conversation.id);
                 self.members
                     .entry(conversation.id)
                     .or_default()
                     .insert(staff.clone());
-                self.watermarks
-                    .insert((staff.clone(), conversation.id), head);
+                self.watermarks.insert((staff.clone(), conversation.id), head);
             }
             Event::ParticipantRemoved {
-                conversation,
-                staff,
-                ..
+                conversation, staff, ..
             } => {
                 if let Some(m) = self.members.get_mut(conversation) {
                     m.remove(staff);
@@ -134,13 +128,8 @@ impl Oracle {
             }
         };
         match request {
-            Request::MarkRead {
-                conversation,
-                up_to,
-            } => read_to(self, *conversation, *up_to),
-            Request::MarkConversationRead { conversation } => {
-                read_to(self, *conversation, Seq(u64::MAX))
-            }
+            Request::MarkRead { conversation, up_to } => read_to(self, *conversation, *up_to),
+            Request::MarkConversationRead { conversation } => read_to(self, *conversation, Seq(u64::MAX)),
             Request::MarkAllRead => {
                 let mine: Vec<ConversationId> = self
                     .watermarks

@@ -617,10 +617,7 @@ mod tests {
             r#"{{"type":"hello","token":"{}"}}"#,
             "a".repeat(crate::limits::CLIENT_FRAME_MAX_BYTES)
         );
-        assert!(matches!(
-            decode_client_frame(&big),
-            Err(DecodeError::TooLarge(_))
-        ));
+        assert!(matches!(decode_client_frame(&big), Err(DecodeError::TooLarge(_))));
     }
 
     #[test]

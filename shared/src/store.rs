@@ -18,8 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{ClientMsgId, ConversationId, MessageId, Millis, Offset, RequestId, Seq, StaffId};
 use crate::model::{Attachment, Conversation, ConversationKind, Counts, Message, Totals};
 use crate::protocol::{
-    ClientFrame, ErrorCode, ErrorFrame, Event, LoggedEvent, Request, ServerFrame, Snapshot,
-    UnreadUpdate,
+    ClientFrame, ErrorCode, ErrorFrame, Event, LoggedEvent, Request, ServerFrame, Snapshot, UnreadUpdate,
 };
 use crate::unread::{Tracking, UnreadProjection};
 
@@ -207,11 +206,7 @@ impl ChatStore {
 
     /// The staff directory, sorted by name.
     pub fn directory(&self) -> Vec<(StaffId, String)> {
-        let mut v: Vec<_> = self
-            .names
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut v: Vec<_> = self.names.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         v.sort_by(|a, b| a.1.cmp(&b.1));
         v
     }
@@ -403,9 +398,7 @@ impl ChatStore {
         };
         let fits = match (older.last(), view.messages.first()) {
             (Some(last), Some(first)) => last.seq.next() == first.seq,
-            (Some(last), None) => {
-                last.seq == self.projection.head(conversation).unwrap_or_default()
-            }
+            (Some(last), None) => last.seq == self.projection.head(conversation).unwrap_or_default(),
             (None, _) => false,
         };
         if !fits || older.iter().any(|m| m.conversation != conversation) {
@@ -493,9 +486,7 @@ impl ChatStore {
                 }
             }
             Event::ParticipantRemoved {
-                conversation,
-                staff,
-                ..
+                conversation, staff, ..
             } => {
                 if staff == me {
                     self.conversations.remove(&conversation);
@@ -504,9 +495,7 @@ impl ChatStore {
                 }
             }
             Event::ConversationRenamed {
-                conversation,
-                title,
-                ..
+                conversation, title, ..
             } => {
                 if let Some(v) = self.conversations.get_mut(&conversation) {
                     v.conversation.title = Some(title);
@@ -538,8 +527,7 @@ impl ChatStore {
                     m.tombstone();
                 }
             }
-            Event::MessagesRead { .. } | Event::MarkedUnread { .. } | Event::MuteChanged { .. } => {
-            }
+            Event::MessagesRead { .. } | Event::MarkedUnread { .. } | Event::MuteChanged { .. } => {}
         }
     }
 

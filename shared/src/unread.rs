@@ -130,10 +130,7 @@ impl ConversationCounts {
                 .or_insert_with(SeqIndex::new)
                 .push(seq);
             for m in meta.mentions.iter() {
-                self.mentioning
-                    .entry(*m)
-                    .or_insert_with(SeqIndex::new)
-                    .push(seq);
+                self.mentioning.entry(*m).or_insert_with(SeqIndex::new).push(seq);
             }
         }
         self.meta.push(meta);
@@ -147,10 +144,7 @@ impl ConversationCounts {
         if last_read.0 + 1 < self.known_from.0 {
             return None;
         }
-        let own = self
-            .by_sender
-            .get(&staff)
-            .map_or(0, |i| i.count_after(last_read));
+        let own = self.by_sender.get(&staff).map_or(0, |i| i.count_after(last_read));
         Some(Counts {
             unread: self.live.count_after(last_read) - own,
             mentions: self
@@ -208,10 +202,7 @@ impl UnreadProjection {
     /// As [`counts`](Self::counts), by key.
     pub fn counts_by_key(&self, staff: StaffKey, conversation: ConversationId) -> Option<Counts> {
         let c = self.conversations.get(&conversation)?;
-        c.members
-            .iter()
-            .find(|m| m.staff == staff)
-            .map(|m| m.counts)
+        c.members.iter().find(|m| m.staff == staff).map(|m| m.counts)
     }
 
     /// Whether the counts of `staff` in `conversation` were computed here (not awaiting the
@@ -222,9 +213,7 @@ impl UnreadProjection {
 
     /// A staff member's totals over unmuted conversations.
     pub fn total(&self, staff: &StaffId) -> Totals {
-        self.key(staff)
-            .map(|k| self.total_by_key(k))
-            .unwrap_or_default()
+        self.key(staff).map(|k| self.total_by_key(k)).unwrap_or_default()
     }
 
     /// As [`total`](Self::total), by key.
@@ -316,11 +305,7 @@ impl UnreadProjection {
 
     /// Applies one event, appending to `changes` each (staff, conversation) whose counts or
     /// total changed.
-    pub fn apply(
-        &mut self,
-        event: &Event,
-        changes: &mut Vec<CountChange>,
-    ) -> Result<(), ProjectionError> {
+    pub fn apply(&mut self, event: &Event, changes: &mut Vec<CountChange>) -> Result<(), ProjectionError> {
         match event {
             Event::ConversationCreated { conversation, .. } => {
                 let mut c = ConversationCounts::new(Seq(0));
@@ -352,9 +337,7 @@ impl UnreadProjection {
                 }
             }
             Event::ParticipantRemoved {
-                conversation,
-                staff,
-                ..
+                conversation, staff, ..
             } => {
                 let Some(key) = self.key(staff) else {
                     return Ok(());
@@ -439,10 +422,7 @@ impl UnreadProjection {
         Ok(())
     }
 
-    fn conversation_mut(
-        &mut self,
-        id: ConversationId,
-    ) -> Result<&mut ConversationCounts, ProjectionError> {
+    fn conversation_mut(&mut self, id: ConversationId) -> Result<&mut ConversationCounts, ProjectionError> {
         self.conversations
             .get_mut(&id)
             .ok_or(ProjectionError::UnknownConversation(id))
@@ -634,8 +614,7 @@ impl UnreadProjection {
     /// Extends a conversation's known messages backwards with an older page (contiguous, in
     /// order, ending just before the first known message). Counts do not change.
     pub fn prepend_history(&mut self, conversation: ConversationId, older: &[Message]) {
-        let metas: Vec<(Seq, MessageMeta)> =
-            older.iter().map(|m| (m.seq, self.meta_of(m))).collect();
+        let metas: Vec<(Seq, MessageMeta)> = older.iter().map(|m| (m.seq, self.meta_of(m))).collect();
         let Some(c) = self.conversations.get_mut(&conversation) else {
             return;
         };
@@ -672,12 +651,7 @@ impl UnreadProjection {
     /// Takes the relay's counts for one staff member and conversation (an `unread_updated`
     /// checkpoint). Returns true when this projection had computed different exact counts: a
     /// divergence worth recording.
-    pub fn checkpoint(
-        &mut self,
-        staff: &StaffId,
-        conversation: ConversationId,
-        counts: Counts,
-    ) -> bool {
+    pub fn checkpoint(&mut self, staff: &StaffId, conversation: ConversationId, counts: Counts) -> bool {
         let Some(key) = self.key(staff) else {
             return false;
         };

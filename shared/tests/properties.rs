@@ -13,8 +13,8 @@ use tally_shared::memory::MemoryHost;
 use tally_shared::oracle::Oracle;
 use tally_shared::protocol::{ServerFrame, UnreadUpdate};
 use tally_shared::{
-    Attachment, AttachmentId, ChatStore, ClientMsgId, ConversationId, MessageId, Millis, Request,
-    Seq, Staff, StaffId,
+    Attachment, AttachmentId, ChatStore, ClientMsgId, ConversationId, MessageId, Millis, Request, Seq, Staff,
+    StaffId,
 };
 
 const STAFF: [&str; 4] = ["ann", "bob", "cy", "dee"];
@@ -189,12 +189,8 @@ impl World {
 
     fn request(&mut self, op: &Op) -> Option<(usize, Request)> {
         let s = |i: usize| StaffId::new(STAFF[i]).unwrap();
-        let pick = |mask: u8| -> Vec<StaffId> {
-            (0..STAFF.len())
-                .filter(|i| mask & (1 << i) != 0)
-                .map(s)
-                .collect()
-        };
+        let pick =
+            |mask: u8| -> Vec<StaffId> { (0..STAFF.len()).filter(|i| mask & (1 << i) != 0).map(s).collect() };
         self.client_ids += 1;
         let client_id = ClientMsgId::new(format!("c{}", self.client_ids)).unwrap();
         Some(match op.clone() {
@@ -366,8 +362,7 @@ impl World {
             }
             Op::Replay => {
                 if let Some(last) = self.last.clone() {
-                    let before: Vec<_> =
-                        self.stores.iter().map(|s| s.summary(usize::MAX)).collect();
+                    let before: Vec<_> = self.stores.iter().map(|s| s.summary(usize::MAX)).collect();
                     let frame = ServerFrame::Event(last.event.clone());
                     for key in &last.recipients {
                         let who = self.index_of(*key);
@@ -408,9 +403,7 @@ impl World {
                         tally_shared::Event::ConversationCreated { conversation, .. } => {
                             self.conversations.push(conversation.id)
                         }
-                        tally_shared::Event::MessageCreated { message } => {
-                            self.messages.push(message.id)
-                        }
+                        tally_shared::Event::MessageCreated { message } => self.messages.push(message.id),
                         _ => {}
                     }
                     self.deliver(applied);
@@ -458,11 +451,7 @@ impl World {
                     Some(expected),
                     "relay counts of {staff} in {c}"
                 );
-                assert_eq!(
-                    store.counts(c),
-                    expected,
-                    "browser counts of {staff} in {c}"
-                );
+                assert_eq!(store.counts(c), expected, "browser counts of {staff} in {c}");
                 assert_eq!(
                     store.last_read(c),
                     self.oracle.last_read(staff, c).unwrap(),
@@ -487,11 +476,7 @@ impl World {
             let (mut ours, mut theirs) = (store.summary(50), fresh.summary(50));
             // A store keeps what it has loaded; a snapshot carries a window. Compare the
             // messages both hold (the newest ones).
-            for (a, b) in ours
-                .conversations
-                .iter_mut()
-                .zip(theirs.conversations.iter_mut())
-            {
+            for (a, b) in ours.conversations.iter_mut().zip(theirs.conversations.iter_mut()) {
                 let common = a.6.len().min(b.6.len());
                 a.6.drain(..a.6.len() - common);
                 b.6.drain(..b.6.len() - common);

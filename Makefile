@@ -1,0 +1,39 @@
+# Tally: `make run` starts the demo, `make test` runs every test. Both install what they need.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/tools/binaryen/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+export TRUNK_OFFLINE := true
+export TRUNK_SKIP_VERSION_CHECK := true
+export CHROMEDRIVER := /usr/bin/chromedriver
+
+LISTEN ?= 127.0.0.1:8080
+DATA ?= data
+
+.PHONY: run test setup-build setup-test frontend relay relay-dev bench fuzz
+
+## Build the widget and the relay (release), then serve the demo on http://$(LISTEN).
+run: setup-build frontend relay
+	./target/release/tally-relay serve --demo --listen $(LISTEN) --data $(DATA) --static dist
+
+## Every test: format, lints (native and wasm32), native tests, browser tests, bundle, e2e.
+test: setup-test
+	scripts/test.sh
+
+setup-build:
+	@scripts/setup.sh build
+
+setup-test:
+	@scripts/setup.sh test
+
+frontend:
+	trunk build --release
+
+relay:
+	cargo build --release -p tally-relay --bins
+
+## The relay in debug mode for `trunk serve` (which proxies /ws and /api to it).
+relay-dev:
+	cargo run -p tally-relay -- serve --demo --listen 127.0.0.1:8080 --data $(DATA) --static dist
+
+## Benchmarks (release): criterion for the projection and reducer.
+bench:
+	cargo bench -p tally-shared --bench projection

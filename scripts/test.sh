@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test of Tally and ends with one line counting them all. Called by `make test`
+# (which installs the tools first) and so by CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+step() {
+  printf '\n\033[1m== %s\033[0m\n' "$1"
+  shift
+  "$@" 2>&1 | tee -a "$log"
+}
+
+step "format" cargo fmt --all -- --check
+step "clippy (native)" cargo clippy --workspace --all-targets --locked -- -D warnings
+step "clippy (wasm32)" cargo clippy -p tally-shared -p tally-frontend --lib --tests --target wasm32-unknown-unknown --locked -- -D warnings
+step "native tests" cargo test --workspace --locked
+step "browser tests (wasm-bindgen-test in headless Chromium)" \
+  cargo test -p tally-frontend --target wasm32-unknown-unknown --locked
+step "release bundle" trunk build --release
+step "release relay" cargo build --release --locked -p tally-relay --bins
+if [ -f e2e/package.json ]; then
+  step "end to end (node --test, playwright-core, Chromium)" bash -c 'cd e2e && node --test --test-concurrency=1 --test-reporter=spec'
+fi
+
+# One closing line that counts every test run above (cargo's last line is often doc-tests' 0).
+passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -oE '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+e2e_pass=$(grep -oE '^ℹ pass [0-9]+' "$log" | awk '{s+=$3} END {print s+0}')
+e2e_fail=$(grep -oE '^ℹ fail [0-9]+' "$log" | awk '{s+=$3} END {print s+0}')
+echo
+echo "tests: $((passed + e2e_pass)) passed, $((failed + e2e_fail)) failed"
