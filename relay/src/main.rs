@@ -1,5 +1,169 @@
-//! The `tally-relay` binary.
+//! The `tally-relay` command line.
 
-fn main() {
-    println!("tally-relay");
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tally_relay::auth::{self, Keys};
+use tally_relay::storage::{self, Durability};
+use tally_relay::{Config, start};
+use tally_shared::{Staff, StaffId, limits};
+
+#[derive(Parser)]
+#[command(
+    name = "tally-relay",
+    version,
+    about = "Tally's relay: staff messaging with unread counts that are never wrong"
+)]
+struct Cli {
+    /// Where the database, secret and attachments live.
+    #[arg(long, global = true, env = "TALLY_DATA", default_value = "./data")]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the WebSocket endpoint, the API and the built frontend.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The built frontend (Trunk's dist/).
+        #[arg(long = "static", env = "TALLY_STATIC", default_value = "dist")]
+        static_dir: PathBuf,
+        /// Seed demo staff and conversations and offer a sign-in picker.
+        #[arg(long)]
+        demo: bool,
+        /// `full` (acknowledged writes survive power loss) or `normal` (survive a relay crash).
+        #[arg(long, value_enum, default_value = "full")]
+        durability: Durability,
+        /// Events kept in memory so that reconnecting clients get a replay, not a snapshot.
+        #[arg(long, default_value_t = 100_000)]
+        retain_events: usize,
+        /// Other origins allowed to open WebSockets (the relay's own always is).
+        #[arg(long = "allow-origin")]
+        allowed_origins: Vec<String>,
+    },
+    /// Print a signed token for a staff member.
+    Token {
+        /// The staff id.
+        staff: StaffId,
+        /// How long it is valid (e.g. 30m, 8h, 2d).
+        #[arg(long, default_value = "8h", value_parser = auth::parse_ttl)]
+        ttl: Duration,
+    },
+    /// Manage staff.
+    Staff {
+        #[command(subcommand)]
+        command: StaffCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum StaffCmd {
+    /// Add (or rename and reactivate) a staff member.
+    Add {
+        /// The staff id.
+        id: StaffId,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List staff.
+    List,
+    /// Deactivate a staff member: their sessions close and their tokens stop working.
+    Deactivate {
+        /// The staff id.
+        id: StaffId,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,warp=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Serve {
+            listen,
+            static_dir,
+            demo,
+            durability,
+            retain_events,
+            allowed_origins,
+        } => {
+            let config = Config {
+                data: cli.data,
+                static_dir: static_dir.is_dir().then_some(static_dir),
+                demo,
+                durability,
+                retain_events,
+                allowed_origins,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&listen).await?;
+                let running = start(config, listener).await?;
+                println!("tally-relay listening on http://{}", running.addr);
+                shutdown_signal().await;
+                tracing::info!("shutting down");
+                running.shutdown().await;
+                anyhow::Ok(())
+            })?;
+        }
+        Cmd::Token { staff, ttl } => {
+            std::fs::create_dir_all(&cli.data)?;
+            let keys = Keys::new(&auth::load_secret(&cli.data)?);
+            println!("{}", keys.mint(&staff, ttl));
+        }
+        Cmd::Staff { command } => {
+            let conn = storage::open(&cli.data, Durability::Full)?;
+            match command {
+                StaffCmd::Add { id, name } => {
+                    anyhow::ensure!(
+                        !name.trim().is_empty() && name.len() <= limits::STAFF_NAME_MAX_BYTES,
+                        "a name is 1 to {} bytes",
+                        limits::STAFF_NAME_MAX_BYTES
+                    );
+                    storage::upsert_staff(
+                        &conn,
+                        &Staff {
+                            id: id.clone(),
+                            name: name.trim().into(),
+                        },
+                    )?;
+                    println!("added {id}");
+                }
+                StaffCmd::List => {
+                    for (s, active) in storage::load_staff(&conn)? {
+                        println!(
+                            "{}\t{}\t{}",
+                            s.id,
+                            s.name,
+                            if active { "active" } else { "deactivated" }
+                        );
+                    }
+                }
+                StaffCmd::Deactivate { id } => {
+                    anyhow::ensure!(storage::deactivate_staff(&conn, &id)?, "no staff member {id}");
+                    println!("deactivated {id}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -385,7 +385,7 @@ impl Engine {
             Request::Hello { .. } => {
                 return reject(ErrorCode::HelloRequired, "hello is only the first frame");
             }
-            Request::RequestSnapshot => {}
+            Request::RequestSnapshot | Request::Ping => {}
             Request::SendMessage {
                 client_id,
                 conversation,

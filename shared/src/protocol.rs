@@ -151,6 +151,9 @@ pub enum Request {
     },
     /// Ask for a fresh snapshot (after a divergence).
     RequestSnapshot,
+    /// Answered by an ack carrying the current offset. Requests are handled in order, so once
+    /// the ack arrives every earlier event has too.
+    Ping,
 }
 
 impl Request {
@@ -173,6 +176,7 @@ impl Request {
             Request::MarkAllRead => "mark_all_read",
             Request::MarkUnread { .. } => "mark_unread",
             Request::RequestSnapshot => "request_snapshot",
+            Request::Ping => "ping",
         }
     }
 }
@@ -537,7 +541,7 @@ impl DecodeError {
     }
 }
 
-const REQUEST_TYPES: [&str; 16] = [
+const REQUEST_TYPES: [&str; 17] = [
     "hello",
     "send_message",
     "forward_message",
@@ -554,6 +558,7 @@ const REQUEST_TYPES: [&str; 16] = [
     "mark_all_read",
     "mark_unread",
     "request_snapshot",
+    "ping",
 ];
 
 /// Decodes a client frame, telling apart too large, unknown type, and malformed.

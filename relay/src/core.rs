@@ -1,0 +1,495 @@
+//! The core: one thread that owns the engine, the SQLite connection, the hub and the retained
+//! log. It takes commands in batches: every write of a batch is validated by the engine and
+//! appended inside one transaction, committed once (group commit), and only then acknowledged
+//! and fanned out. Reads (snapshots, history, attachment checks) are answered between batches,
+//! so each sees a state that every connection has been sent consistently.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+use tally_shared::engine::Applied;
+use tally_shared::protocol::{ErrorFrame, ServerFrame, encode};
+use tally_shared::unread::StaffKey;
+use tally_shared::{
+    Attachment, AttachmentId, ClientFrame, ConversationId, Engine, ErrorCode, Message, Millis, Offset, Seq,
+    StaffId, limits,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::hub::{ConnHandle, Hub};
+use crate::metrics::Metrics;
+use crate::storage::{self, SqlLookup};
+use tally_shared::protocol::close;
+
+/// Most commands taken into one batch.
+const MAX_BATCH: usize = 256;
+/// Most frames a replay may take before a snapshot is cheaper.
+const MAX_REPLAY: usize = crate::hub::QUEUE_FRAMES / 2;
+
+/// Where a reply goes.
+pub type Reply<T> = oneshot::Sender<T>;
+
+/// What sessions and HTTP handlers ask of the core.
+#[derive(Debug)]
+pub enum Command {
+    /// A connection said hello: register it and send it a snapshot or a replay.
+    Hello {
+        staff: StaffId,
+        resume_from: Option<Offset>,
+        conn: ConnHandle,
+        reply: Reply<Result<(), ErrorFrame>>,
+    },
+    /// A connection asked for a fresh snapshot (after a divergence).
+    Snapshot { staff: StaffId, conn: ConnHandle },
+    /// A client frame from a connection.
+    Execute {
+        staff: StaffId,
+        frame: ClientFrame,
+        conn: ConnHandle,
+    },
+    /// A connection closed.
+    Disconnected { staff: StaffId, conn_id: u64 },
+    /// A page of history.
+    History {
+        staff: StaffId,
+        conversation: ConversationId,
+        before: Option<Seq>,
+        limit: u64,
+        reply: Reply<Result<Vec<Message>, ErrorCode>>,
+    },
+    /// May this staff member fetch this attachment? Its content type and size if so.
+    Attachment {
+        staff: StaffId,
+        id: AttachmentId,
+        reply: Reply<Result<(String, u64), ErrorCode>>,
+    },
+    /// Record an upload whose bytes are stored.
+    Upload {
+        staff: StaffId,
+        attachment: Attachment,
+        reply: Reply<Result<(), ErrorCode>>,
+    },
+    /// The staff directory, for the demo sign-in picker.
+    Directory { reply: Reply<Vec<tally_shared::Staff>> },
+    /// Whether a staff member exists and is active.
+    IsActive { staff: StaffId, reply: Reply<bool> },
+    /// The current offset.
+    Health { reply: Reply<Offset> },
+    /// Re-read the staff table (the CLI may have changed it).
+    ReloadStaff,
+    /// Flush, close every connection with going-away, and stop.
+    Shutdown { done: Reply<()> },
+}
+
+struct Retained {
+    offset: Offset,
+    frame: Arc<str>,
+    recipients: Vec<StaffKey>,
+    updates: Vec<(StaffKey, Arc<str>)>,
+}
+
+/// The core's state; runs on its own thread.
+pub struct Core {
+    conn: Connection,
+    engine: Engine,
+    hub: Hub,
+    retained: VecDeque<Retained>,
+    retain: usize,
+    metrics: Arc<Metrics>,
+}
+
+fn now() -> Millis {
+    Millis(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    )
+}
+
+impl Core {
+    /// Loads staff and replays the stored log into the engine (rebuilding every count).
+    pub fn load(conn: Connection, retain: usize, metrics: Arc<Metrics>) -> anyhow::Result<Core> {
+        let mut core = Core {
+            conn,
+            engine: Engine::new(),
+            hub: Hub::default(),
+            retained: VecDeque::new(),
+            retain,
+            metrics,
+        };
+        core.reload_staff()?;
+        let started = Instant::now();
+        let mut events = 0u64;
+        let mut replayed = Vec::new();
+        storage::for_each_event(&core.conn, |e| replayed.push(e))?;
+        let keep_from = replayed.len().saturating_sub(retain);
+        for (i, e) in replayed.into_iter().enumerate() {
+            let applied = core.engine.apply(e);
+            events += 1;
+            if i >= keep_from {
+                let frame: Arc<str> = encode(&applied.event).into();
+                core.retain_event(&applied, frame);
+            }
+        }
+        tracing::info!(
+            events,
+            offset = core.engine.offset().0,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "log replayed"
+        );
+        Ok(core)
+    }
+
+    /// The engine (for seeding the demo before serving).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Executes a request as a staff member outside any connection (the demo seed).
+    pub fn execute_local(&mut self, staff: &StaffId, request: tally_shared::Request) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        let outcome = self
+            .engine
+            .execute(staff, &request, now(), &SqlLookup(&tx))
+            .map_err(|r| anyhow::anyhow!("seed request refused: {r}"))?;
+        for a in &outcome.applied {
+            storage::append(&tx, &a.event, &encode(&a.event))?;
+        }
+        tx.commit()?;
+        for a in outcome.applied {
+            let frame: Arc<str> = encode(&a.event).into();
+            self.retain_event(&a, frame);
+        }
+        Ok(())
+    }
+
+    /// Adds a staff member to storage and the engine.
+    pub fn add_staff(&mut self, staff: tally_shared::Staff) -> anyhow::Result<()> {
+        storage::upsert_staff(&self.conn, &staff)?;
+        self.engine.upsert_staff(staff, true);
+        Ok(())
+    }
+
+    fn reload_staff(&mut self) -> anyhow::Result<()> {
+        for (staff, active) in storage::load_staff(&self.conn)? {
+            let id = staff.id.clone();
+            let was_active = self.engine.is_active(&id);
+            self.engine.upsert_staff(staff, active);
+            if was_active
+                && !active
+                && let Some(key) = self.engine.key(&id)
+            {
+                tracing::info!(staff = %id, "deactivated: closing sessions");
+                self.hub.close_staff(key, close::DEACTIVATED);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until shutdown.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            if let Some(done) = self.handle_batch(batch) {
+                // Take what is still queued, then stop.
+                rx.close();
+                let mut rest = Vec::new();
+                while let Ok(c) = rx.try_recv() {
+                    rest.push(c);
+                }
+                let _ = self.handle_batch(rest);
+                self.hub.close_all(close::GOING_AWAY);
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    fn handle_batch(&mut self, batch: Vec<Command>) -> Option<Reply<()>> {
+        let started = Instant::now();
+        let mut writes = Vec::new();
+        let mut reads = Vec::new();
+        let tx = match self.conn.transaction() {
+            Ok(tx) => tx,
+            Err(e) => fatal(&e),
+        };
+        let stamp = now();
+        for cmd in batch {
+            match cmd {
+                Command::Execute { staff, frame, conn } => {
+                    let result = self
+                        .engine
+                        .execute(&staff, &frame.request, stamp, &SqlLookup(&tx));
+                    let mut frames = Vec::new();
+                    if let Ok(outcome) = &result {
+                        for a in &outcome.applied {
+                            let text = encode(&a.event);
+                            if let Err(e) = storage::append(&tx, &a.event, &text) {
+                                // The engine has moved on; storage must not fall behind it.
+                                fatal(&*e);
+                            }
+                            frames.push(Arc::<str>::from(text));
+                        }
+                    }
+                    writes.push((frame.req, conn, result, frames));
+                }
+                other => reads.push(other),
+            }
+        }
+        let appended: usize = writes.iter().map(|w| w.3.len()).sum();
+        if appended > 0 {
+            if let Err(e) = tx.commit() {
+                fatal(&e);
+            }
+            self.metrics.commit_batch.observe(writes.len() as u64);
+            self.metrics
+                .commit_latency_us
+                .observe(started.elapsed().as_micros() as u64);
+            self.metrics.events_appended.fetch_add(appended as u64, Relaxed);
+        } else {
+            drop(tx);
+        }
+        for (req, conn, result, frames) in writes {
+            match result {
+                Ok(outcome) => {
+                    for (applied, frame) in outcome.applied.iter().zip(frames) {
+                        self.fan_out(applied, frame);
+                    }
+                    let ack = ServerFrame::Ack(tally_shared::protocol::Ack { req, ..outcome.ack });
+                    self.send(&conn, encode(&ack).into());
+                }
+                Err(rejection) => {
+                    self.metrics.reject(rejection.code);
+                    let e = ErrorFrame {
+                        req,
+                        code: rejection.code,
+                        message: rejection.message,
+                        retry_after_ms: None,
+                    };
+                    self.send(&conn, encode(&ServerFrame::Error(e)).into());
+                }
+            }
+        }
+        let mut shutdown = None;
+        for cmd in reads {
+            match cmd {
+                Command::Shutdown { done } => shutdown = Some(done),
+                other => self.read(other),
+            }
+        }
+        shutdown
+    }
+
+    fn send(&self, conn: &ConnHandle, frame: Arc<str>) {
+        if conn.send(&frame, &self.metrics) {
+            self.metrics.frames_out.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn fan_out(&mut self, applied: &Applied, frame: Arc<str>) {
+        for key in &applied.recipients {
+            self.hub.send(*key, &frame, &self.metrics);
+        }
+        let mut out = applied.recipients.len() as u64;
+        for (key, update) in &applied.changes {
+            let text: Arc<str> = encode(&ServerFrame::UnreadUpdated(*update)).into();
+            self.hub.send(*key, &text, &self.metrics);
+            out += 1;
+        }
+        self.metrics.frames_out.fetch_add(out, Relaxed);
+        self.retain_event(applied, frame);
+    }
+
+    fn retain_event(&mut self, applied: &Applied, frame: Arc<str>) {
+        if self.retain == 0 {
+            return;
+        }
+        let updates = applied
+            .changes
+            .iter()
+            .map(|(k, u)| (*k, Arc::<str>::from(encode(&ServerFrame::UnreadUpdated(*u)))))
+            .collect();
+        self.retained.push_back(Retained {
+            offset: applied.event.offset,
+            frame,
+            recipients: applied.recipients.clone(),
+            updates,
+        });
+        while self.retained.len() > self.retain {
+            self.retained.pop_front();
+        }
+    }
+
+    /// The frames a staff member missed after `from`, if the retained log still has them all
+    /// and they are few enough.
+    fn replay(&self, key: StaffKey, from: Offset) -> Option<Vec<Arc<str>>> {
+        let current = self.engine.offset();
+        if from > current {
+            return None;
+        }
+        if from == current {
+            return Some(Vec::new());
+        }
+        let first = self.retained.front()?.offset;
+        if first.0 > from.0 + 1 {
+            return None;
+        }
+        let mut frames = Vec::new();
+        for r in self.retained.iter().filter(|r| r.offset > from) {
+            if r.recipients.contains(&key) {
+                frames.push(r.frame.clone());
+            }
+            frames.extend(
+                r.updates
+                    .iter()
+                    .filter(|(k, _)| *k == key)
+                    .map(|(_, f)| f.clone()),
+            );
+            if frames.len() > MAX_REPLAY {
+                return None;
+            }
+        }
+        Some(frames)
+    }
+
+    fn snapshot_frame(&self, staff: &StaffId) -> Arc<str> {
+        let snapshot = self.engine.snapshot(staff, |c, from, to| {
+            storage::message_range(&self.conn, c, from, to).unwrap_or_else(|e| fatal(&e))
+        });
+        encode(&ServerFrame::Snapshot(snapshot)).into()
+    }
+
+    fn read(&mut self, cmd: Command) {
+        match cmd {
+            Command::Hello {
+                staff,
+                resume_from,
+                conn,
+                reply,
+            } => {
+                let Some(key) = self.engine.key(&staff).filter(|_| self.engine.is_active(&staff)) else {
+                    let e = ErrorFrame {
+                        req: None,
+                        code: ErrorCode::Unauthorized,
+                        message: "unknown or deactivated staff member".into(),
+                        retry_after_ms: None,
+                    };
+                    let _ = reply.send(Err(e));
+                    return;
+                };
+                match resume_from.and_then(|from| self.replay(key, from)) {
+                    Some(frames) => {
+                        for f in frames {
+                            self.send(&conn, f);
+                        }
+                        let resumed = ServerFrame::Resumed {
+                            offset: self.engine.offset(),
+                        };
+                        self.send(&conn, encode(&resumed).into());
+                    }
+                    None => {
+                        let frame = self.snapshot_frame(&staff);
+                        self.send(&conn, frame);
+                    }
+                }
+                self.hub.register(key, conn);
+                let _ = reply.send(Ok(()));
+            }
+            Command::Snapshot { staff, conn } => {
+                let frame = self.snapshot_frame(&staff);
+                self.send(&conn, frame);
+            }
+            Command::Execute { .. } | Command::Shutdown { .. } => unreachable!("handled in the batch"),
+            Command::Disconnected { staff, conn_id } => {
+                if let Some(key) = self.engine.key(&staff) {
+                    self.hub.unregister(key, conn_id);
+                }
+            }
+            Command::History {
+                staff,
+                conversation,
+                before,
+                limit,
+                reply,
+            } => {
+                let result = if !self.engine.is_participant(&staff, conversation) {
+                    Err(if self.engine.conversation(conversation).is_some() {
+                        ErrorCode::NotParticipant
+                    } else {
+                        ErrorCode::NotFound
+                    })
+                } else {
+                    let head = self.engine.projection().head(conversation).unwrap_or_default();
+                    let to = before.map_or(head, |b| Seq(b.0.saturating_sub(1)).min(head));
+                    let limit = limit.clamp(1, limits::HISTORY_PAGE_MAX);
+                    let from = Seq(to.0.saturating_sub(limit - 1).max(1));
+                    if to.0 == 0 {
+                        Ok(Vec::new())
+                    } else {
+                        Ok(storage::message_range(&self.conn, conversation, from, to)
+                            .unwrap_or_else(|e| fatal(&e)))
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::Attachment { staff, id, reply } => {
+                let result = match storage::attachment_use(&self.conn, &id).unwrap_or_else(|e| fatal(&e)) {
+                    None => Err(ErrorCode::NotFound),
+                    Some((content_type, size, conversations, uploaders)) => {
+                        let allowed = uploaders.contains(&staff)
+                            || conversations
+                                .iter()
+                                .any(|c| self.engine.is_participant(&staff, *c));
+                        if allowed {
+                            Ok((content_type, size))
+                        } else {
+                            Err(ErrorCode::NotParticipant)
+                        }
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::Upload {
+                staff,
+                attachment,
+                reply,
+            } => {
+                let result = storage::record_upload(&self.conn, &staff, &attachment).map_err(|e| {
+                    tracing::error!(error = %e, "recording an upload failed");
+                    ErrorCode::Internal
+                });
+                let _ = reply.send(result);
+            }
+            Command::Directory { reply } => {
+                let _ = reply.send(self.engine.directory());
+            }
+            Command::IsActive { staff, reply } => {
+                let _ = reply.send(self.engine.is_active(&staff));
+            }
+            Command::Health { reply } => {
+                let _ = reply.send(self.engine.offset());
+            }
+            Command::ReloadStaff => {
+                if let Err(e) = self.reload_staff() {
+                    tracing::warn!(error = %e, "reloading staff failed");
+                }
+            }
+        }
+    }
+}
+
+/// Storage failed after the engine accepted a write: memory and disk would disagree, so stop.
+/// Nothing unacknowledged is lost; a restart rebuilds everything from the committed log.
+fn fatal(e: &dyn std::fmt::Display) -> ! {
+    tracing::error!(error = %e, "storage failed; stopping so that a restart rebuilds from the log");
+    std::process::exit(70);
+}

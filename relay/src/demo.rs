@@ -1,0 +1,77 @@
+//! The demo: a handful of staff and conversations with history, seeded once.
+
+use tally_shared::{ClientMsgId, Request, Staff, StaffId};
+
+use crate::core::Core;
+
+/// The demo staff: (id, name).
+pub const STAFF: [(&str, &str); 5] = [
+    ("alice", "Alice Martin"),
+    ("bob", "Bob Chen"),
+    ("carol", "Carol Diaz"),
+    ("dan", "Dan Okafor"),
+    ("erin", "Erin Walsh"),
+];
+
+fn id(s: &str) -> StaffId {
+    StaffId::new(s).expect("demo ids are valid")
+}
+
+/// Adds the demo staff (idempotent) and, on an empty log, conversations with history.
+pub fn seed(core: &mut Core) -> anyhow::Result<()> {
+    for (sid, name) in STAFF {
+        core.add_staff(Staff {
+            id: id(sid),
+            name: name.into(),
+        })?;
+    }
+    if core.engine().offset().0 > 0 {
+        return Ok(());
+    }
+    let mut n = 0;
+    let mut say = |core: &mut Core, who: &str, conversation: u64, body: &str| -> anyhow::Result<()> {
+        n += 1;
+        core.execute_local(
+            &id(who),
+            Request::SendMessage {
+                client_id: ClientMsgId::new(format!("demo-{n}"))?,
+                conversation: tally_shared::ConversationId(conversation),
+                body: body.into(),
+                attachments: vec![],
+                reply_to: None,
+            },
+        )
+    };
+    core.execute_local(&id("alice"), Request::CreateDirect { staff: id("bob") })?; // 1
+    core.execute_local(
+        &id("carol"),
+        Request::CreateGroup {
+            client_id: ClientMsgId::new("demo-front-desk")?,
+            title: "Front desk".into(),
+            participants: vec![id("alice"), id("bob"), id("dan")],
+        },
+    )?; // 2
+    core.execute_local(&id("dan"), Request::CreateDirect { staff: id("alice") })?; // 3
+    say(core, "bob", 1, "Morning! Did the courier come by yet?")?;
+    say(
+        core,
+        "alice",
+        1,
+        "Not yet, I'll ping you when the parcel is here.",
+    )?;
+    say(
+        core,
+        "carol",
+        2,
+        "Reminder: fire drill at 11:00, please guide visitors to the car park.",
+    )?;
+    say(core, "dan", 2, "Got it. @alice can you cover reception at 10:45?")?;
+    say(core, "bob", 2, "I'll take the east stairs.")?;
+    say(
+        core,
+        "dan",
+        3,
+        "Could you sign the visitor log when you have a minute?",
+    )?;
+    Ok(())
+}

@@ -1,0 +1,578 @@
+//! HTTP routes: the WebSocket endpoint, attachments, history, health, metrics, the demo
+//! sign-in picker, and the built frontend. Every error is a JSON body with a stable code.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tally_shared::{Attachment, AttachmentId, ConversationId, ErrorCode, Seq, StaffId, limits};
+use warp::http::{HeaderValue, Response, StatusCode, header};
+use warp::hyper::body::Bytes;
+use warp::{Filter, Rejection, Reply};
+
+use crate::core::Command;
+use crate::server::AppState;
+use crate::session;
+
+/// A refusal with an HTTP status and a stable code.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl warp::reject::Reject for ApiError {}
+
+fn api_error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Rejection {
+    warp::reject::custom(ApiError {
+        status,
+        code: code.as_str(),
+        message: message.into(),
+    })
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+fn json_error(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
+    let mut r =
+        warp::reply::with_status(warp::reply::json(&ErrorBody { code, message }), status).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let reply = if let Some(e) = r.find::<ApiError>() {
+        json_error(e.status, e.code, &e.message)
+    } else if r.is_not_found() {
+        json_error(StatusCode::NOT_FOUND, "not_found", "no such route")
+    } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the body is over the limit",
+        )
+    } else if r.find::<warp::reject::LengthRequired>().is_some() {
+        json_error(
+            StatusCode::LENGTH_REQUIRED,
+            "invalid_input",
+            "a Content-Length is required",
+        )
+    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not_allowed",
+            "method not allowed",
+        )
+    } else if r.find::<warp::reject::InvalidQuery>().is_some()
+        || r.find::<warp::body::BodyDeserializeError>().is_some()
+    {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "malformed query or body",
+        )
+    } else {
+        tracing::debug!(rejection = ?r, "unhandled rejection");
+        json_error(StatusCode::BAD_REQUEST, "invalid_input", "bad request")
+    };
+    Ok(reply)
+}
+
+fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// The staff member behind an `Authorization: Bearer` header (never a URL parameter).
+fn bearer(state: AppState) -> impl Filter<Extract = (StaffId,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(with_state(state))
+        .and_then(|h: Option<String>, state: AppState| async move {
+            let unauthorized = |m: &str| api_error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, m);
+            let token = h
+                .as_deref()
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .ok_or_else(|| unauthorized("missing bearer token"))?;
+            let staff = state
+                .keys
+                .verify(token)
+                .map_err(|e| unauthorized(&e.to_string()))?;
+            let active = state
+                .ask(|reply| Command::IsActive {
+                    staff: staff.clone(),
+                    reply,
+                })
+                .await
+                .unwrap_or(false);
+            if !active {
+                return Err(unauthorized("unknown or deactivated staff member"));
+            }
+            Ok(staff)
+        })
+}
+
+/// Every route.
+pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    // GET /ws: the WebSocket endpoint. The transport's limits are generous enough that an
+    // oversized frame still reaches the decoder and gets a `frame_too_large` error frame.
+    let ws = warp::path!("ws")
+        .and(warp::ws())
+        .and(warp::header::optional::<String>("origin"))
+        .and(warp::header::optional::<String>("host"))
+        .and(with_state(state.clone()))
+        .and_then(
+            |ws: warp::ws::Ws, origin: Option<String>, host: Option<String>, state: AppState| async move {
+                if !origin_allowed(origin.as_deref(), host.as_deref(), &state.config.allowed_origins) {
+                    return Err(api_error(
+                        StatusCode::FORBIDDEN,
+                        ErrorCode::NotAllowed,
+                        "origin not allowed",
+                    ));
+                }
+                Ok(ws
+                    .max_message_size(4 * limits::CLIENT_FRAME_MAX_BYTES)
+                    .max_frame_size(4 * limits::CLIENT_FRAME_MAX_BYTES)
+                    .on_upgrade(move |socket| session::serve(socket, state)))
+            },
+        );
+
+    // POST /api/attachments?name=FILE: the raw bytes; answers the attachment record.
+    let upload = warp::path!("api" / "attachments")
+        .and(warp::post())
+        .and(bearer(state.clone()))
+        .and(warp::query::<NameQuery>())
+        .and(warp::body::content_length_limit(limits::ATTACHMENT_MAX_BYTES))
+        .and(warp::body::bytes())
+        .and(with_state(state.clone()))
+        .and_then(upload);
+
+    // GET /api/attachments/{id}?name=FILE: only for staff in a conversation that references it.
+    let download = warp::path!("api" / "attachments" / String)
+        .and(warp::get())
+        .and(bearer(state.clone()))
+        .and(warp::query::<NameQuery>())
+        .and(with_state(state.clone()))
+        .and_then(download);
+
+    // GET /api/conversations/{id}/messages?before=SEQ&limit=N: a page of history.
+    let history = warp::path!("api" / "conversations" / u64 / "messages")
+        .and(warp::get())
+        .and(bearer(state.clone()))
+        .and(warp::query::<HistoryQuery>())
+        .and(with_state(state.clone()))
+        .and_then(history);
+
+    // GET /healthz
+    let health = warp::path!("healthz")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and_then(|state: AppState| async move {
+            match state.ask(|reply| Command::Health { reply }).await {
+                Some(offset) => Ok(warp::reply::json(
+                    &serde_json::json!({ "status": "ok", "offset": offset }),
+                )),
+                None => Err(api_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Internal,
+                    "stopping",
+                )),
+            }
+        });
+
+    // GET /metrics: Prometheus text.
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .map(|state: AppState| {
+            warp::reply::with_header(
+                state.metrics.render(),
+                "content-type",
+                "text/plain; version=0.0.4",
+            )
+        });
+
+    // GET /api/demo/staff and POST /api/demo/token: the sign-in picker, with --demo only.
+    let demo_enabled = state.config.demo;
+    let demo_gate = warp::any().and_then(move || async move {
+        if demo_enabled {
+            Ok(())
+        } else {
+            Err(warp::reject::not_found())
+        }
+    });
+    let demo_staff = warp::path!("api" / "demo" / "staff")
+        .and(warp::get())
+        .and(demo_gate)
+        .and(with_state(state.clone()))
+        .and_then(|(), state: AppState| async move {
+            let staff = state
+                .ask(|reply| Command::Directory { reply })
+                .await
+                .unwrap_or_default();
+            Ok::<_, Rejection>(warp::reply::json(&staff))
+        });
+    let demo_token = warp::path!("api" / "demo" / "token")
+        .and(warp::post())
+        .and(demo_gate)
+        .and(warp::body::content_length_limit(1024))
+        .and(warp::body::json::<DemoSignIn>())
+        .and(with_state(state.clone()))
+        .and_then(|(), body: DemoSignIn, state: AppState| async move {
+            let active = state
+                .ask(|reply| Command::IsActive {
+                    staff: body.staff.clone(),
+                    reply,
+                })
+                .await
+                .unwrap_or(false);
+            if !active {
+                return Err(api_error(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::NotFound,
+                    "no such staff member",
+                ));
+            }
+            let token = state.keys.mint(&body.staff, Duration::from_secs(8 * 3600));
+            Ok(warp::reply::json(&serde_json::json!({ "token": token })))
+        });
+
+    let api = ws
+        .or(upload)
+        .or(download)
+        .or(history)
+        .or(health)
+        .or(metrics)
+        .or(demo_staff)
+        .or(demo_token);
+    let files = static_files(state.config.static_dir.clone());
+    api.or(files).recover(recover).map(security_headers)
+}
+
+fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else {
+        // Not a browser: browsers always send Origin on WebSocket upgrades.
+        return true;
+    };
+    let own = host.is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"));
+    own || allowed.iter().any(|a| a == origin)
+}
+
+fn security_headers(reply: impl Reply) -> warp::reply::Response {
+    let mut r = reply.into_response();
+    let h = r.headers_mut();
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    h.entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("no-referrer"));
+    h.entry(header::X_FRAME_OPTIONS)
+        .or_insert(HeaderValue::from_static("DENY"));
+    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' blob: data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ));
+    r
+}
+
+fn static_files(dir: Option<std::path::PathBuf>) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
+    match dir {
+        Some(dir) => warp::get()
+            .and(warp::fs::dir(dir))
+            .map(|file: warp::fs::File| {
+                let name = file
+                    .path()
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let mut r = file.into_response();
+                let cache = if is_hashed(&name) {
+                    "public, max-age=31536000, immutable"
+                } else {
+                    "no-cache"
+                };
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+                r
+            })
+            .boxed(),
+        None => warp::any()
+            .and_then(|| async { Err::<warp::reply::Response, _>(warp::reject::not_found()) })
+            .boxed(),
+    }
+}
+
+/// Trunk names built assets `name-<16 hex digits>.ext`: those never change.
+fn is_hashed(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or_default();
+    let stem = stem.strip_suffix("_bg").unwrap_or(stem);
+    stem.rsplit('-')
+        .next()
+        .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[derive(Deserialize)]
+struct NameQuery {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    before: Option<u64>,
+    limit: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct DemoSignIn {
+    staff: StaffId,
+}
+
+fn core_gone() -> Rejection {
+    api_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal,
+        "relay stopping",
+    )
+}
+
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::NotParticipant | ErrorCode::NotAuthor | ErrorCode::NotAllowed => StatusCode::FORBIDDEN,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// A file name safe for a header and a file system: no paths, no quotes, no control characters.
+fn clean_name(name: Option<String>) -> String {
+    let name = name.unwrap_or_default();
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = base
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '"' | ';' | '\\'))
+        .take(limits::ATTACHMENT_NAME_MAX)
+        .collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
+    if cleaned.is_empty() {
+        "file".into()
+    } else {
+        cleaned
+    }
+}
+
+/// The media type of some bytes, from their content (never from what the uploader claims).
+pub fn sniff(bytes: &[u8]) -> &'static str {
+    const SIGNATURES: [(&[u8], &str); 7] = [
+        (b"\x89PNG\r\n\x1a\n", "image/png"),
+        (b"\xff\xd8\xff", "image/jpeg"),
+        (b"GIF87a", "image/gif"),
+        (b"GIF89a", "image/gif"),
+        (b"%PDF-", "application/pdf"),
+        (b"PK\x03\x04", "application/zip"),
+        (b"\x1f\x8b", "application/gzip"),
+    ];
+    for (magic, ty) in SIGNATURES {
+        if bytes.starts_with(magic) {
+            return ty;
+        }
+    }
+    if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        return "image/webp";
+    }
+    if !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok() {
+        return "text/plain; charset=utf-8";
+    }
+    "application/octet-stream"
+}
+
+fn attachment_path(state: &AppState, id: &AttachmentId) -> std::path::PathBuf {
+    let s = id.as_str();
+    state.config.data.join("attachments").join(&s[..2]).join(s)
+}
+
+async fn upload(
+    staff: StaffId,
+    q: NameQuery,
+    body: Bytes,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    if body.is_empty() {
+        return Err(api_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidInput,
+            "empty upload",
+        ));
+    }
+    let id = AttachmentId::new(hex::encode(Sha256::digest(&body))).expect("hex is a valid id");
+    let path = attachment_path(&state, &id);
+    if tokio::fs::metadata(&path).await.is_err() {
+        let dir = path.parent().expect("attachments live in a folder");
+        let tmp = dir.join(format!(".{}.tmp", id.as_str()));
+        let write = async {
+            tokio::fs::create_dir_all(dir).await?;
+            let mut f = tokio::fs::File::create(&tmp).await?;
+            tokio::io::AsyncWriteExt::write_all(&mut f, &body).await?;
+            f.sync_all().await?;
+            tokio::fs::rename(&tmp, &path).await
+        };
+        if let Err(e) = write.await {
+            tracing::error!(error = %e, "storing an upload failed");
+            return Err(api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "could not store the file",
+            ));
+        }
+    }
+    let attachment = Attachment {
+        id,
+        name: clean_name(q.name),
+        content_type: sniff(&body).to_string(),
+        size: body.len() as u64,
+    };
+    let a = attachment.clone();
+    match state
+        .ask(|reply| Command::Upload {
+            staff,
+            attachment: a,
+            reply,
+        })
+        .await
+    {
+        Some(Ok(())) => {
+            Ok(warp::reply::with_status(warp::reply::json(&attachment), StatusCode::CREATED).into_response())
+        }
+        Some(Err(code)) => Err(api_error(status_of(code), code, "could not record the upload")),
+        None => Err(core_gone()),
+    }
+}
+
+async fn download(
+    id: String,
+    staff: StaffId,
+    q: NameQuery,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    let not_found = || api_error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such attachment");
+    let id = AttachmentId::new(id)
+        .ok()
+        .filter(AttachmentId::is_content_address)
+        .ok_or_else(not_found)?;
+    let (content_type, _size) = match state
+        .ask(|reply| Command::Attachment {
+            staff,
+            id: id.clone(),
+            reply,
+        })
+        .await
+    {
+        Some(Ok(v)) => v,
+        Some(Err(ErrorCode::NotFound)) => return Err(not_found()),
+        Some(Err(code)) => {
+            return Err(api_error(
+                status_of(code),
+                code,
+                "you are not in a conversation with this file",
+            ));
+        }
+        None => return Err(core_gone()),
+    };
+    let bytes = tokio::fs::read(attachment_path(&state, &id))
+        .await
+        .map_err(|_| not_found())?;
+    let inline = matches!(
+        content_type.as_str(),
+        "image/png" | "image/jpeg" | "image/gif" | "image/webp"
+    );
+    let name = clean_name(q.name);
+    let disposition = format!(
+        "{}; filename=\"{}\"",
+        if inline { "inline" } else { "attachment" },
+        name.replace(|c: char| !c.is_ascii(), "_")
+    );
+    let mut r = Response::new(bytes.into());
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("attachment")),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    Ok(r)
+}
+
+async fn history(
+    conversation: u64,
+    staff: StaffId,
+    q: HistoryQuery,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    let before = q.before.map(Seq);
+    let limit = q.limit.unwrap_or(50);
+    let conversation = ConversationId(conversation);
+    match state
+        .ask(|reply| Command::History {
+            staff,
+            conversation,
+            before,
+            limit,
+            reply,
+        })
+        .await
+    {
+        Some(Ok(messages)) => {
+            Ok(warp::reply::json(&serde_json::json!({ "messages": messages })).into_response())
+        }
+        Some(Err(code)) => Err(api_error(
+            status_of(code),
+            code,
+            "you are not in this conversation",
+        )),
+        None => Err(core_gone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffing_ignores_claims_and_reads_content() {
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\nrest"), "image/png");
+        assert_eq!(sniff(b"<html><script>"), "text/plain; charset=utf-8");
+        assert_eq!(sniff(&[0, 1, 2, 255]), "application/octet-stream");
+    }
+
+    #[test]
+    fn names_cannot_traverse_or_inject_headers() {
+        assert_eq!(clean_name(Some("../../etc/passwd".into())), "passwd");
+        assert_eq!(clean_name(Some("a\"b;\r\nc.png".into())), "abc.png");
+        assert_eq!(clean_name(None), "file");
+        assert_eq!(clean_name(Some("..".into())), "file");
+    }
+
+    #[test]
+    fn hashed_assets_are_recognised() {
+        assert!(is_hashed("tally-frontend-3f2a9c1b0d4e5f67_bg.wasm"));
+        assert!(is_hashed("tally-frontend-3f2a9c1b0d4e5f67.js"));
+        assert!(!is_hashed("index.html"));
+    }
+}

@@ -1,0 +1,145 @@
+//! Who receives what: each staff member's open connections, each with a bounded queue. A
+//! connection whose queue is full is closed as a slow consumer (it resumes from its offset),
+//! so one stalled client never grows memory or slows anyone else.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use rustc_hash::FxHashMap;
+use tally_shared::unread::StaffKey;
+use tokio::sync::{Notify, mpsc};
+
+use crate::metrics::Metrics;
+use tally_shared::protocol::close;
+
+/// Frames queued per connection before it counts as a slow consumer.
+pub const QUEUE_FRAMES: usize = 1024;
+
+/// What a connection's writer sends.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A JSON text frame (shared by every recipient of the same event).
+    Text(Arc<str>),
+}
+
+/// Tells a connection's tasks to close the socket with a code.
+#[derive(Debug, Default)]
+pub struct Closer {
+    code: AtomicU16,
+    notify: Notify,
+}
+
+impl Closer {
+    /// Asks the connection to close with `code` (the first code asked for wins).
+    pub fn close(&self, code: u16) {
+        if self
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.notify.notify_waiters();
+            self.notify.notify_one();
+        }
+    }
+
+    /// The code asked for, if any.
+    pub fn code(&self) -> Option<u16> {
+        match self.code.load(Ordering::Acquire) {
+            0 => None,
+            c => Some(c),
+        }
+    }
+
+    /// Waits until a close is asked for.
+    pub async fn closed(&self) -> u16 {
+        loop {
+            let notified = self.notify.notified();
+            if let Some(code) = self.code() {
+                return code;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One connection, as the hub knows it.
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    /// Unique per process.
+    pub id: u64,
+    /// Its queue.
+    pub tx: mpsc::Sender<Outbound>,
+    /// Its close signal.
+    pub closer: Arc<Closer>,
+}
+
+impl ConnHandle {
+    /// Queues a frame; a full queue closes the connection as a slow consumer.
+    pub fn send(&self, frame: &Arc<str>, metrics: &Metrics) -> bool {
+        match self.tx.try_send(Outbound::Text(frame.clone())) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.closer.code().is_none() {
+                    metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                }
+                self.closer.close(close::SLOW_CONSUMER);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// Every open connection, by staff member.
+#[derive(Debug, Default)]
+pub struct Hub {
+    by_staff: FxHashMap<StaffKey, Vec<ConnHandle>>,
+}
+
+impl Hub {
+    /// Adds a connection.
+    pub fn register(&mut self, staff: StaffKey, conn: ConnHandle) {
+        self.by_staff.entry(staff).or_default().push(conn);
+    }
+
+    /// Removes a connection.
+    pub fn unregister(&mut self, staff: StaffKey, id: u64) {
+        if let Some(conns) = self.by_staff.get_mut(&staff) {
+            conns.retain(|c| c.id != id);
+            if conns.is_empty() {
+                self.by_staff.remove(&staff);
+            }
+        }
+    }
+
+    /// How many connections a staff member has open.
+    pub fn count(&self, staff: StaffKey) -> usize {
+        self.by_staff.get(&staff).map_or(0, Vec::len)
+    }
+
+    /// Queues a frame to every connection of a staff member, dropping the ones that failed.
+    pub fn send(&mut self, staff: StaffKey, frame: &Arc<str>, metrics: &Metrics) {
+        if let Some(conns) = self.by_staff.get_mut(&staff) {
+            conns.retain(|c| c.send(frame, metrics));
+            if conns.is_empty() {
+                self.by_staff.remove(&staff);
+            }
+        }
+    }
+
+    /// Closes every connection of a staff member.
+    pub fn close_staff(&mut self, staff: StaffKey, code: u16) {
+        for c in self.by_staff.remove(&staff).unwrap_or_default() {
+            c.closer.close(code);
+        }
+    }
+
+    /// Closes every connection.
+    pub fn close_all(&mut self, code: u16) {
+        for (_, conns) in self.by_staff.drain() {
+            for c in conns {
+                c.closer.close(code);
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Counters and histograms, rendered in the Prometheus text format at `GET /metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use tally_shared::ErrorCode;
+
+const BATCH_BUCKETS: [u64; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+const LATENCY_BUCKETS_US: [u64; 10] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
+];
+
+/// A histogram with fixed buckets.
+#[derive(Debug)]
+pub struct Histogram<const N: usize> {
+    bounds: [u64; N],
+    counts: [AtomicU64; N],
+    count: AtomicU64,
+    sum: AtomicU64,
+}
+
+impl<const N: usize> Histogram<N> {
+    fn new(bounds: [u64; N]) -> Self {
+        Histogram {
+            bounds,
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, v: u64) {
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
+            self.counts[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum.fetch_add(v, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str, scale: f64) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cumulative}", *b as f64 / scale);
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum.load(Relaxed) as f64 / scale);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// Every metric the relay exports.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Open WebSocket connections.
+    pub connections: AtomicU64,
+    /// Client frames received.
+    pub frames_in: AtomicU64,
+    /// Server frames queued to connections.
+    pub frames_out: AtomicU64,
+    /// Events appended to the log.
+    pub events_appended: AtomicU64,
+    /// Connections closed because they could not keep up.
+    pub slow_consumers: AtomicU64,
+    /// Refused frames, by error code (indexed like `ErrorCode::ALL`).
+    pub rejected: [AtomicU64; ErrorCode::ALL.len()],
+    /// Writes per commit.
+    pub commit_batch: Histogram<8>,
+    /// Commit latency in microseconds.
+    pub commit_latency_us: Histogram<10>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            connections: AtomicU64::new(0),
+            frames_in: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
+            events_appended: AtomicU64::new(0),
+            slow_consumers: AtomicU64::new(0),
+            rejected: std::array::from_fn(|_| AtomicU64::new(0)),
+            commit_batch: Histogram::new(BATCH_BUCKETS),
+            commit_latency_us: Histogram::new(LATENCY_BUCKETS_US),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a refused frame.
+    pub fn reject(&self, code: ErrorCode) {
+        let i = ErrorCode::ALL.iter().position(|c| *c == code).unwrap_or(0);
+        self.rejected[i].fetch_add(1, Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, kind: &str, v: &AtomicU64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                v.load(Relaxed)
+            );
+        };
+        counter(
+            &mut out,
+            "tally_connections",
+            "Open WebSocket connections.",
+            "gauge",
+            &self.connections,
+        );
+        counter(
+            &mut out,
+            "tally_frames_in_total",
+            "Client frames received.",
+            "counter",
+            &self.frames_in,
+        );
+        counter(
+            &mut out,
+            "tally_frames_out_total",
+            "Server frames queued.",
+            "counter",
+            &self.frames_out,
+        );
+        counter(
+            &mut out,
+            "tally_events_appended_total",
+            "Events appended to the log.",
+            "counter",
+            &self.events_appended,
+        );
+        counter(
+            &mut out,
+            "tally_slow_consumer_disconnects_total",
+            "Connections closed for not keeping up.",
+            "counter",
+            &self.slow_consumers,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tally_rejected_frames_total Refused frames by error code."
+        );
+        let _ = writeln!(out, "# TYPE tally_rejected_frames_total counter");
+        for (code, v) in ErrorCode::ALL.iter().zip(&self.rejected) {
+            let _ = writeln!(
+                out,
+                "tally_rejected_frames_total{{code=\"{}\"}} {}",
+                code.as_str(),
+                v.load(Relaxed)
+            );
+        }
+        self.commit_batch
+            .render(&mut out, "tally_commit_batch_size", "Writes per commit.", 1.0);
+        self.commit_latency_us
+            .render(&mut out, "tally_commit_seconds", "Commit latency.", 1e6);
+        out
+    }
+}

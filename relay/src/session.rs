@@ -1,0 +1,250 @@
+//! One WebSocket: the hello handshake, the read loop (decode, hand to the core), and the write
+//! loop (the connection's queue, heartbeats, closing).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tally_shared::protocol::{ErrorFrame, ServerFrame, close, decode_client_frame, encode};
+use tally_shared::{ErrorCode, Request};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+use warp::ws::{Message, WebSocket};
+
+use crate::core::Command;
+use crate::hub::{Closer, ConnHandle, Outbound, QUEUE_FRAMES};
+use crate::server::AppState;
+
+/// How long a connection may take to say hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the relay pings.
+pub const PING_EVERY: Duration = Duration::from_secs(20);
+/// Silence after which a peer counts as dead.
+pub const DEAD_AFTER: Duration = Duration::from_secs(60);
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+fn error_text(code: ErrorCode, message: impl Into<String>) -> String {
+    encode(&ServerFrame::Error(ErrorFrame {
+        req: None,
+        code,
+        message: message.into(),
+        retry_after_ms: None,
+    }))
+}
+
+/// Serves one upgraded socket to its end.
+pub async fn serve(ws: WebSocket, state: AppState) {
+    state.metrics.connections.fetch_add(1, Relaxed);
+    let (mut sink, mut stream) = ws.split();
+
+    // Hello: the first frame, within the timeout.
+    let first = tokio::time::timeout(HELLO_TIMEOUT, async {
+        loop {
+            match stream.next().await {
+                Some(Ok(m)) if m.is_text() => return Some(m),
+                Some(Ok(m)) if m.is_ping() || m.is_pong() => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await;
+    let refuse = |code: ErrorCode, message: &str, close_code: u16| {
+        (
+            error_text(code, message),
+            Message::close_with(close_code, message.to_string()),
+        )
+    };
+    let outcome = match first {
+        Err(_) => Err(refuse(
+            ErrorCode::HelloRequired,
+            "no hello within 10 s",
+            close::HELLO_TIMEOUT,
+        )),
+        Ok(None) => Err((String::new(), Message::close())),
+        Ok(Some(m)) => match decode_client_frame(m.to_str().unwrap_or_default()) {
+            Ok(frame) => match frame.request {
+                Request::Hello { token, resume_from } => match state.keys.verify(&token) {
+                    Ok(staff) => Ok((staff, resume_from)),
+                    Err(e) => Err(refuse(
+                        ErrorCode::Unauthorized,
+                        &e.to_string(),
+                        close::UNAUTHORIZED,
+                    )),
+                },
+                _ => Err(refuse(
+                    ErrorCode::HelloRequired,
+                    "the first frame must be hello",
+                    close::UNAUTHORIZED,
+                )),
+            },
+            Err(e) => Err(refuse(e.code(), &e.to_string(), close::UNAUTHORIZED)),
+        },
+    };
+    let (staff, resume_from) = match outcome {
+        Ok(v) => v,
+        Err((text, close_frame)) => {
+            if !text.is_empty() {
+                let _ = sink.send(Message::text(text)).await;
+            }
+            let _ = sink.send(close_frame).await;
+            state.metrics.connections.fetch_sub(1, Relaxed);
+            return;
+        }
+    };
+
+    let id = NEXT_CONN.fetch_add(1, Relaxed);
+    let span = tracing::info_span!("session", conn = id, staff = %staff);
+    async move {
+        let (tx, mut rx) = mpsc::channel::<Outbound>(QUEUE_FRAMES);
+        let closer = Arc::new(Closer::default());
+        let conn = ConnHandle {
+            id,
+            tx,
+            closer: closer.clone(),
+        };
+        let (reply, answer) = oneshot::channel();
+        let hello = Command::Hello {
+            staff: staff.clone(),
+            resume_from,
+            conn: conn.clone(),
+            reply,
+        };
+        let registered = match state.core.send(hello).await {
+            Ok(()) => answer.await.unwrap_or_else(|_| {
+                Err(ErrorFrame {
+                    req: None,
+                    code: ErrorCode::Internal,
+                    message: "relay stopping".into(),
+                    retry_after_ms: None,
+                })
+            }),
+            Err(_) => return,
+        };
+        if let Err(e) = registered {
+            let _ = sink.send(Message::text(encode(&ServerFrame::Error(e)))).await;
+            let _ = sink
+                .send(Message::close_with(close::UNAUTHORIZED, "refused"))
+                .await;
+            state.metrics.connections.fetch_sub(1, Relaxed);
+            return;
+        }
+        tracing::debug!("connected");
+
+        let last_heard = Arc::new(AtomicU64::new(0));
+        let epoch = Instant::now();
+        let heard = last_heard.clone();
+        let writer_closer = closer.clone();
+        let writer = tokio::spawn(async move {
+            let mut ping = tokio::time::interval(PING_EVERY);
+            ping.tick().await;
+            loop {
+                tokio::select! {
+                    biased;
+                    code = writer_closer.closed() => {
+                        let _ = sink.send(Message::close_with(code, close_reason(code))).await;
+                        break;
+                    }
+                    item = rx.recv() => match item {
+                        Some(Outbound::Text(text)) => {
+                            if sink.send(Message::text(text.to_string())).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = ping.tick() => {
+                        let silent = epoch.elapsed().as_millis() as u64 - heard.load(Relaxed);
+                        if silent > DEAD_AFTER.as_millis() as u64 {
+                            let _ = sink.send(Message::close_with(close::DEAD_PEER, "no pong")).await;
+                            break;
+                        }
+                        if sink.send(Message::ping(Vec::new())).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = sink.close().await;
+        });
+
+        loop {
+            let next = tokio::select! {
+                m = stream.next() => m,
+                _ = closer.closed() => break,
+            };
+            let Some(Ok(msg)) = next else { break };
+            last_heard.store(epoch.elapsed().as_millis() as u64, Relaxed);
+            if msg.is_close() {
+                break;
+            }
+            if msg.is_ping() || msg.is_pong() {
+                continue;
+            }
+            state.metrics.frames_in.fetch_add(1, Relaxed);
+            let Ok(text) = msg.to_str() else {
+                state.metrics.reject(ErrorCode::MalformedFrame);
+                conn.send(
+                    &error_text(ErrorCode::MalformedFrame, "frames are JSON text").into(),
+                    &state.metrics,
+                );
+                continue;
+            };
+            match decode_client_frame(text) {
+                Ok(frame) => {
+                    if let Request::Hello { .. } = frame.request {
+                        state.metrics.reject(ErrorCode::HelloRequired);
+                        let e = ErrorFrame {
+                            req: frame.req,
+                            code: ErrorCode::HelloRequired,
+                            message: "already said hello".into(),
+                            retry_after_ms: None,
+                        };
+                        conn.send(&encode(&ServerFrame::Error(e)).into(), &state.metrics);
+                        continue;
+                    }
+                    let cmd = if let Request::RequestSnapshot = frame.request {
+                        Command::Snapshot {
+                            staff: staff.clone(),
+                            conn: conn.clone(),
+                        }
+                    } else {
+                        Command::Execute {
+                            staff: staff.clone(),
+                            frame,
+                            conn: conn.clone(),
+                        }
+                    };
+                    if state.core.send(cmd).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    state.metrics.reject(e.code());
+                    conn.send(&error_text(e.code(), e.to_string()).into(), &state.metrics);
+                }
+            }
+        }
+        closer.close(1000);
+        let _ = writer.await;
+        let _ = state
+            .core
+            .send(Command::Disconnected { staff, conn_id: id })
+            .await;
+        state.metrics.connections.fetch_sub(1, Relaxed);
+        tracing::debug!("disconnected");
+    }
+    .instrument(span)
+    .await;
+}
+
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        close::GOING_AWAY => "relay restarting",
+        close::SLOW_CONSUMER => "too slow; resume from your offset",
+        close::DEACTIVATED => "deactivated",
+        close::DEAD_PEER => "no pong",
+        _ => "",
+    }
+}

@@ -1,0 +1,263 @@
+//! Test harness: a real relay on 127.0.0.1:0 with a temporary data dir, real WebSocket clients
+//! (tokio-tungstenite) whose frames feed a real `ChatStore`, and a bare HTTP/1.1 client.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tally_relay::auth::{self, Keys};
+use tally_relay::storage::{self, Durability};
+use tally_relay::{Config, Running};
+use tally_shared::protocol::{Ack, ErrorFrame, ServerFrame, encode};
+use tally_shared::{ChatStore, ClientFrame, Request, Staff, StaffId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn sid(s: &str) -> StaffId {
+    StaffId::new(s).unwrap()
+}
+
+pub struct Relay {
+    pub running: Option<Running>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub keys: Keys,
+}
+
+impl Relay {
+    pub async fn start(staff: &[&str]) -> Relay {
+        Self::start_with(staff, |_| {}).await
+    }
+
+    pub async fn start_with(staff: &[&str], tweak: impl FnOnce(&mut Config)) -> Relay {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = storage::open(dir.path(), Durability::Normal).unwrap();
+        for s in staff {
+            storage::upsert_staff(
+                &conn,
+                &Staff {
+                    id: sid(s),
+                    name: s.to_uppercase(),
+                },
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let mut config = Config::new(dir.path());
+        config.durability = Durability::Normal;
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = tally_relay::start(config, listener).await.unwrap();
+        let keys = Keys::new(&auth::load_secret(dir.path()).unwrap());
+        Relay {
+            addr: running.addr,
+            running: Some(running),
+            dir,
+            keys,
+        }
+    }
+
+    pub fn token(&self, staff: &str) -> String {
+        self.keys.mint(&sid(staff), Duration::from_secs(600))
+    }
+
+    pub async fn connect(&self, staff: &str) -> Client {
+        Client::connect(self.addr, &self.token(staff), None).await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct Client {
+    pub ws: Ws,
+    pub store: ChatStore,
+    pub frames: Vec<ServerFrame>,
+    next_req: u64,
+}
+
+impl Client {
+    pub async fn raw(addr: SocketAddr) -> Ws {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .unwrap();
+        ws
+    }
+
+    pub async fn connect(addr: SocketAddr, token: &str, resume_from: Option<tally_shared::Offset>) -> Client {
+        Self::connect_with_store(addr, token, resume_from, ChatStore::new()).await
+    }
+
+    pub async fn connect_with_store(
+        addr: SocketAddr,
+        token: &str,
+        resume_from: Option<tally_shared::Offset>,
+        store: ChatStore,
+    ) -> Client {
+        let mut ws = Self::raw(addr).await;
+        let hello = ClientFrame::new(Request::Hello {
+            token: token.into(),
+            resume_from,
+        });
+        ws.send(Message::text(encode(&hello))).await.unwrap();
+        let mut c = Client {
+            ws,
+            store,
+            frames: Vec::new(),
+            next_req: 1000,
+        };
+        let first = c.next().await.expect("a first frame");
+        assert!(
+            matches!(
+                first,
+                ServerFrame::Snapshot(_)
+                    | ServerFrame::Resumed { .. }
+                    | ServerFrame::Event(_)
+                    | ServerFrame::UnreadUpdated(_)
+            ),
+            "{first:?}"
+        );
+        if resume_from.is_some() {
+            if !matches!(first, ServerFrame::Snapshot(_)) {
+                c.until(|f| matches!(f, ServerFrame::Resumed { .. })).await;
+            }
+        }
+        c
+    }
+
+    /// The next frame, applied to the store.
+    pub async fn next(&mut self) -> Option<ServerFrame> {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time")?
+                .ok()?;
+            match msg {
+                Message::Text(t) => {
+                    let frame: ServerFrame = serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t}"));
+                    let fx = self.store.apply(frame.clone());
+                    assert_eq!(fx.divergence, None, "the store diverged from the relay");
+                    self.frames.push(frame.clone());
+                    return Some(frame);
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Frames until one matches; returns it.
+    pub async fn until(&mut self, pred: impl Fn(&ServerFrame) -> bool) -> ServerFrame {
+        loop {
+            let f = self.next().await.expect("connection open");
+            if pred(&f) {
+                return f;
+            }
+        }
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    /// Sends a request and waits for its ack or error.
+    pub async fn call(&mut self, request: Request) -> Result<Ack, ErrorFrame> {
+        self.next_req += 1;
+        let req = self.next_req;
+        self.send_text(encode(&ClientFrame::with_req(req, request))).await;
+        match self
+            .until(|f| match f {
+                ServerFrame::Ack(a) => a.req.map(|r| r.0) == Some(req),
+                ServerFrame::Error(e) => e.req.map(|r| r.0) == Some(req),
+                _ => false,
+            })
+            .await
+        {
+            ServerFrame::Ack(a) => Ok(a),
+            ServerFrame::Error(e) => Err(e),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Waits until every event the relay sent before now has arrived.
+    pub async fn sync(&mut self) {
+        self.call(Request::Ping).await.unwrap();
+    }
+
+    /// The close code the relay ended the connection with.
+    pub async fn closed_with(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("closed in time")
+            {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// A bare HTTP/1.1 request; returns (status, headers, body).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut body = out[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
