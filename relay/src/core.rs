@@ -26,8 +26,6 @@ use tally_shared::protocol::close;
 
 /// Most commands taken into one batch.
 const MAX_BATCH: usize = 256;
-/// Most frames a replay may take before a snapshot is cheaper.
-const MAX_REPLAY: usize = crate::hub::QUEUE_FRAMES / 2;
 
 /// Where a reply goes.
 pub type Reply<T> = oneshot::Sender<T>;
@@ -98,6 +96,8 @@ pub struct Core {
     hub: Hub,
     retained: VecDeque<Retained>,
     retain: usize,
+    /// Most frames a replay may take before a snapshot is cheaper (half a connection's queue).
+    max_replay: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -111,13 +111,19 @@ fn now() -> Millis {
 
 impl Core {
     /// Loads staff and replays the stored log into the engine (rebuilding every count).
-    pub fn load(conn: Connection, retain: usize, metrics: Arc<Metrics>) -> anyhow::Result<Core> {
+    pub fn load(
+        conn: Connection,
+        retain: usize,
+        max_replay: usize,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Core> {
         let mut core = Core {
             conn,
             engine: Engine::new(),
             hub: Hub::default(),
             retained: VecDeque::new(),
             retain,
+            max_replay,
             metrics,
         };
         core.reload_staff()?;
@@ -354,7 +360,7 @@ impl Core {
                     .filter(|(k, _)| *k == key)
                     .map(|(_, f)| f.clone()),
             );
-            if frames.len() > MAX_REPLAY {
+            if frames.len() > self.max_replay {
                 return None;
             }
         }

@@ -104,6 +104,7 @@ fn main() -> anyhow::Result<()> {
                 durability,
                 retain_events,
                 allowed_origins,
+                queue_frames: tally_relay::hub::QUEUE_FRAMES,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async move {

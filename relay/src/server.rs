@@ -30,6 +30,8 @@ pub struct Config {
     pub retain_events: usize,
     /// Origins (besides the relay's own) allowed to open WebSockets.
     pub allowed_origins: Vec<String>,
+    /// Frames queued per connection before it is closed as a slow consumer.
+    pub queue_frames: usize,
 }
 
 impl Config {
@@ -42,6 +44,7 @@ impl Config {
             durability: Durability::Full,
             retain_events: 100_000,
             allowed_origins: Vec::new(),
+            queue_frames: crate::hub::QUEUE_FRAMES,
         }
     }
 }
@@ -101,7 +104,12 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let metrics = Arc::new(Metrics::default());
     std::fs::create_dir_all(config.data.join("attachments"))?;
     let conn = storage::open(&config.data, config.durability)?;
-    let mut core = Core::load(conn, config.retain_events, metrics.clone())?;
+    let mut core = Core::load(
+        conn,
+        config.retain_events,
+        config.queue_frames / 2,
+        metrics.clone(),
+    )?;
     if config.demo {
         demo::seed(&mut core)?;
     }

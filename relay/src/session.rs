@@ -13,13 +13,15 @@ use tracing::Instrument;
 use warp::ws::{Message, WebSocket};
 
 use crate::core::Command;
-use crate::hub::{Closer, ConnHandle, Outbound, QUEUE_FRAMES};
+use crate::hub::{Closer, ConnHandle, Outbound};
 use crate::server::AppState;
 
 /// How long a connection may take to say hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the relay pings.
 pub const PING_EVERY: Duration = Duration::from_secs(20);
+/// How long a closing connection waits for the client's close reply.
+pub const CLOSE_DRAIN: Duration = Duration::from_secs(5);
 /// Silence after which a peer counts as dead.
 pub const DEAD_AFTER: Duration = Duration::from_secs(60);
 
@@ -97,7 +99,7 @@ pub async fn serve(ws: WebSocket, state: AppState) {
     let id = NEXT_CONN.fetch_add(1, Relaxed);
     let span = tracing::info_span!("session", conn = id, staff = %staff);
     async move {
-        let (tx, mut rx) = mpsc::channel::<Outbound>(QUEUE_FRAMES);
+        let (tx, mut rx) = mpsc::channel::<Outbound>(state.config.queue_frames);
         let closer = Arc::new(Closer::default());
         let conn = ConnHandle {
             id,
@@ -169,17 +171,25 @@ pub async fn serve(ws: WebSocket, state: AppState) {
             let _ = sink.close().await;
         });
 
+        // After the relay asks to close, keep reading (and ignoring) until the client answers
+        // the close or a deadline passes: closing a socket with unread input makes the kernel
+        // reset it, and the client would lose the frames still in flight to it.
+        let mut closing: Option<tokio::time::Instant> = None;
         loop {
             let next = tokio::select! {
                 m = stream.next() => m,
-                _ = closer.closed() => break,
+                _ = closer.closed(), if closing.is_none() => {
+                    closing = Some(tokio::time::Instant::now() + CLOSE_DRAIN);
+                    continue;
+                }
+                _ = tokio::time::sleep_until(closing.unwrap_or_else(tokio::time::Instant::now)), if closing.is_some() => break,
             };
             let Some(Ok(msg)) = next else { break };
             last_heard.store(epoch.elapsed().as_millis() as u64, Relaxed);
             if msg.is_close() {
                 break;
             }
-            if msg.is_ping() || msg.is_pong() {
+            if msg.is_ping() || msg.is_pong() || closing.is_some() {
                 continue;
             }
             state.metrics.frames_in.fetch_add(1, Relaxed);

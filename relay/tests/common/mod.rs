@@ -227,7 +227,8 @@ pub async fn http(
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
+    // A server may answer (413) and close before reading a large body: that is not an error.
+    let _ = s.write_all(body).await;
     let mut out = Vec::new();
     tokio::time::timeout(WAIT, s.read_to_end(&mut out))
         .await

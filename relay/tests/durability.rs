@@ -1,0 +1,182 @@
+//! Invariant 3: a write acknowledged to its author survives `kill -9` of the relay. Runs the
+//! real binary as a child process on a real data dir.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tally_shared::protocol::{ServerFrame, encode};
+use tally_shared::{ClientFrame, ClientMsgId, ConversationId, Request};
+use tokio_tungstenite::tungstenite::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tally-relay");
+
+fn cli(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn serve(data: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .arg("--data")
+        .arg(data)
+        .args(["serve", "--listen", "127.0.0.1:0", "--static", "/nonexistent"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().parse().unwrap();
+    (child, addr)
+}
+
+fn send(conversation: ConversationId, i: usize) -> ClientFrame {
+    ClientFrame::with_req(
+        i as u64,
+        Request::SendMessage {
+            client_id: ClientMsgId::new(format!("burst-{i}")).unwrap(),
+            conversation,
+            body: format!("message {i}"),
+            attachments: vec![],
+            reply_to: None,
+        },
+    )
+}
+
+async fn all_messages(addr: SocketAddr, token: &str, dm: ConversationId) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut before = u64::MAX;
+    loop {
+        let path = format!("/api/conversations/{dm}/messages?before={before}&limit=200");
+        let (status, _, body) = http(addr, "GET", &path, &[("Authorization", &bearer(token))], b"").await;
+        assert_eq!(status, 200);
+        let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let msgs = page["messages"].as_array().unwrap().clone();
+        if msgs.is_empty() {
+            break;
+        }
+        before = msgs[0]["seq"].as_u64().unwrap();
+        out.splice(0..0, msgs);
+        if before <= 1 {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9_and_retries_store_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    cli(data, &["staff", "add", "alice", "--name", "Alice"]);
+    cli(data, &["staff", "add", "bob", "--name", "Bob"]);
+    let alice_token = cli(data, &["token", "alice", "--ttl", "10m"]);
+    let bob_token = cli(data, &["token", "bob"]);
+    let (mut child, addr) = serve(data);
+
+    let mut alice = Client::connect(addr, &alice_token, None).await;
+    let dm = alice
+        .call(Request::CreateDirect { staff: sid("bob") })
+        .await
+        .unwrap()
+        .conversation
+        .unwrap();
+    const BURST: usize = 400;
+    for i in 0..BURST {
+        alice.ws.send(Message::text(encode(&send(dm, i)))).await.unwrap();
+    }
+    let mut acked = BTreeSet::new();
+    while acked.len() < BURST / 4 {
+        if let Some(ServerFrame::Ack(a)) = alice.next().await {
+            acked.insert(a.client_id.unwrap().to_string());
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Acks already in the socket were sent after their commit too.
+    while let Ok(Some(Ok(Message::Text(t)))) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), alice.ws.next()).await
+    {
+        if let Ok(ServerFrame::Ack(a)) = serde_json::from_str::<ServerFrame>(&t) {
+            acked.insert(a.client_id.unwrap().to_string());
+        }
+    }
+
+    let (mut child, addr) = serve(data);
+    let stored = all_messages(addr, &bob_token, dm).await;
+    let ids: Vec<String> = stored
+        .iter()
+        .map(|m| m["client_id"].as_str().unwrap().to_string())
+        .collect();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "nothing stored twice");
+    for a in &acked {
+        assert!(unique.contains(a), "acknowledged {a} was lost");
+    }
+    let bob = Client::connect(addr, &bob_token, None).await;
+    assert_eq!(
+        bob.store.counts(dm).unread as usize,
+        ids.len(),
+        "counts rebuilt from the log"
+    );
+
+    // The outbox retries everything: each stored once, the rest stored now.
+    let mut alice = Client::connect(addr, &alice_token, None).await;
+    for i in 0..BURST {
+        alice.ws.send(Message::text(encode(&send(dm, i)))).await.unwrap();
+    }
+    let mut acks = 0;
+    while acks < BURST {
+        if let Some(ServerFrame::Ack(_)) = alice.next().await {
+            acks += 1;
+        }
+    }
+    let stored = all_messages(addr, &bob_token, dm).await;
+    assert_eq!(stored.len(), BURST);
+    let mut bob = Client::connect(addr, &bob_token, None).await;
+    bob.sync().await;
+    assert_eq!(bob.store.counts(dm).unread as usize, BURST);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    eprintln!("acknowledged before kill: {}, stored: {}", acked.len(), ids.len());
+}
+
+#[tokio::test]
+async fn sigterm_flushes_and_closes_sockets_with_going_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    cli(data, &["staff", "add", "alice", "--name", "Alice"]);
+    let token = cli(data, &["token", "alice"]);
+    let (mut child, addr) = serve(data);
+    let mut alice = Client::connect(addr, &token, None).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        alice.closed_with().await,
+        Some(tally_shared::protocol::close::GOING_AWAY)
+    );
+    assert!(child.wait().unwrap().success());
+}

@@ -1,0 +1,418 @@
+//! Resume, bad input, slow consumers, and the HTTP surface, over real sockets.
+
+mod common;
+
+use common::*;
+use futures_util::SinkExt;
+use tally_shared::protocol::{ServerFrame, close, encode};
+use tally_shared::{ClientFrame, ClientMsgId, ConversationId, ErrorCode, Request};
+use tokio_tungstenite::tungstenite::Message;
+
+fn send(conversation: ConversationId, id: &str, body: &str) -> Request {
+    Request::SendMessage {
+        client_id: ClientMsgId::new(id).unwrap(),
+        conversation,
+        body: body.into(),
+        attachments: vec![],
+        reply_to: None,
+    }
+}
+
+async fn pair(relay: &Relay) -> (Client, Client, ConversationId) {
+    let mut alice = relay.connect("alice").await;
+    let bob = relay.connect("bob").await;
+    let dm = alice
+        .call(Request::CreateDirect { staff: sid("bob") })
+        .await
+        .unwrap()
+        .conversation
+        .unwrap();
+    (alice, bob, dm)
+}
+
+#[tokio::test]
+async fn a_client_that_resumes_gets_what_it_missed_and_converges() {
+    let relay = Relay::start(&["alice", "bob"]).await;
+    let (mut alice, mut bob, dm) = pair(&relay).await;
+    alice.call(send(dm, "a1", "one")).await.unwrap();
+    bob.sync().await;
+    let store = bob.store.clone();
+    let offset = store.applied();
+    drop(bob);
+    for i in 0..5 {
+        alice
+            .call(send(dm, &format!("b{i}"), "while you were away"))
+            .await
+            .unwrap();
+    }
+    let mut bob = Client::connect_with_store(relay.addr, &relay.token("bob"), Some(offset), store).await;
+    assert!(
+        bob.frames
+            .iter()
+            .any(|f| matches!(f, ServerFrame::Resumed { .. })),
+        "a replay, not a snapshot"
+    );
+    bob.sync().await;
+    assert_eq!(bob.store.counts(dm).unread, 6);
+    let fresh = relay.connect("bob").await;
+    assert_eq!(
+        bob.store.summary(50),
+        fresh.store.summary(50),
+        "resumed == fresh snapshot"
+    );
+}
+
+#[tokio::test]
+async fn a_client_older_than_the_retained_log_gets_a_snapshot() {
+    let relay = Relay::start_with(&["alice", "bob"], |c| c.retain_events = 2).await;
+    let (mut alice, mut bob, dm) = pair(&relay).await;
+    bob.sync().await;
+    let offset = bob.store.applied();
+    let store = bob.store.clone();
+    drop(bob);
+    for i in 0..5 {
+        alice.call(send(dm, &format!("c{i}"), "many")).await.unwrap();
+    }
+    let mut bob = Client::connect_with_store(relay.addr, &relay.token("bob"), Some(offset), store).await;
+    assert!(matches!(bob.frames[0], ServerFrame::Snapshot(_)));
+    bob.sync().await;
+    assert_eq!(bob.store.counts(dm).unread, 5);
+}
+
+#[tokio::test]
+async fn bad_input_gets_an_error_code_and_changes_nothing() {
+    let relay = Relay::start(&["alice", "bob", "carol"]).await;
+    let (mut alice, mut bob, dm) = pair(&relay).await;
+    alice.call(send(dm, "ok", "fine")).await.unwrap();
+    bob.sync().await;
+    let before = bob.store.summary(50);
+
+    let expect_error = async |c: &mut Client, text: String, code: ErrorCode| {
+        c.send_text(text).await;
+        match c.until(|f| matches!(f, ServerFrame::Error(_))).await {
+            ServerFrame::Error(e) => assert_eq!(e.code, code, "{e:?}"),
+            _ => unreachable!(),
+        }
+    };
+    // Malformed JSON, unknown type, missing fields, oversized frame, a second hello.
+    expect_error(&mut alice, "{not json".into(), ErrorCode::MalformedFrame).await;
+    expect_error(
+        &mut alice,
+        r#"{"type":"launch_rockets"}"#.into(),
+        ErrorCode::UnknownType,
+    )
+    .await;
+    expect_error(
+        &mut alice,
+        r#"{"type":"send_message","conversation":"one"}"#.into(),
+        ErrorCode::MalformedFrame,
+    )
+    .await;
+    let huge = format!(
+        r#"{{"type":"send_message","client_id":"h","conversation":1,"body":"{}"}}"#,
+        "x".repeat(tally_shared::limits::CLIENT_FRAME_MAX_BYTES)
+    );
+    expect_error(&mut alice, huge, ErrorCode::FrameTooLarge).await;
+    expect_error(
+        &mut alice,
+        encode(&ClientFrame::new(Request::Hello {
+            token: "t".into(),
+            resume_from: None,
+        })),
+        ErrorCode::HelloRequired,
+    )
+    .await;
+    alice.ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    alice
+        .until(|f| matches!(f, ServerFrame::Error(e) if e.code == ErrorCode::MalformedFrame))
+        .await;
+    // A smuggled sender is ignored: the author is the connection.
+    alice
+        .send_text(r#"{"type":"send_message","req":7,"client_id":"smuggle","conversation":1,"body":"who wrote me","sender":"bob"}"#.into())
+        .await;
+    alice.until(|f| matches!(f, ServerFrame::Ack(_))).await;
+    bob.sync().await;
+    let last = bob
+        .store
+        .conversation(dm)
+        .unwrap()
+        .messages
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last.sender, sid("alice"));
+    assert_eq!(bob.store.counts(dm).unread, 2);
+    // The connection survived every error, and the other one never noticed.
+    alice.sync().await;
+    assert_ne!(before, bob.store.summary(50));
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_a_code() {
+    let relay = Relay::start(&["alice"]).await;
+    // Forged (another secret), expired, for an unknown staff member, garbage.
+    let forged = tally_relay::auth::Keys::new(b"someone else's secret, 32 bytes!")
+        .mint(&sid("alice"), std::time::Duration::from_secs(60));
+    let unknown = relay
+        .keys
+        .mint(&sid("mallory"), std::time::Duration::from_secs(60));
+    for token in [forged.as_str(), unknown.as_str(), "garbage"] {
+        let mut ws = Client::raw(relay.addr).await;
+        ws.send(Message::text(encode(&ClientFrame::new(Request::Hello {
+            token: token.into(),
+            resume_from: None,
+        }))))
+        .await
+        .unwrap();
+        let (code, close_code) = read_refusal(&mut ws).await;
+        assert_eq!(code, ErrorCode::Unauthorized, "{token}");
+        assert_eq!(close_code, Some(close::UNAUTHORIZED));
+    }
+    // No hello at all: the first frame must be hello.
+    let mut ws = Client::raw(relay.addr).await;
+    ws.send(Message::text(encode(&ClientFrame::new(Request::Ping))))
+        .await
+        .unwrap();
+    assert_eq!(read_refusal(&mut ws).await.0, ErrorCode::HelloRequired);
+}
+
+async fn read_refusal(ws: &mut Ws) -> (ErrorCode, Option<u16>) {
+    use futures_util::StreamExt;
+    let mut code = None;
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
+            Some(Ok(Message::Text(t))) => {
+                if let Ok(ServerFrame::Error(e)) = serde_json::from_str(&t) {
+                    code = Some(e.code);
+                }
+            }
+            Some(Ok(Message::Close(f))) => return (code.unwrap(), f.map(|f| u16::from(f.code))),
+            Some(Ok(_)) => {}
+            _ => return (code.unwrap(), None),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_and_others_keep_going() {
+    let relay = Relay::start_with(&["alice", "bob", "carol"], |c| c.queue_frames = 32).await;
+    let mut alice = relay.connect("alice").await;
+    let mut carol = relay.connect("carol").await;
+    let g = alice
+        .call(Request::CreateGroup {
+            client_id: ClientMsgId::new("g").unwrap(),
+            title: "G".into(),
+            participants: vec![sid("bob"), sid("carol")],
+        })
+        .await
+        .unwrap()
+        .conversation
+        .unwrap();
+    // Bob says hello and then never reads.
+    let mut stalled = Client::raw(relay.addr).await;
+    stalled
+        .send(Message::text(encode(&ClientFrame::new(Request::Hello {
+            token: relay.token("bob"),
+            resume_from: None,
+        }))))
+        .await
+        .unwrap();
+    let body = "y".repeat(tally_shared::limits::BODY_MAX_BYTES);
+    let mut n = 0;
+    // Enough to fill the kernel's socket buffers and then bob's queue.
+    while n < 4000 {
+        alice.call(send(g, &format!("s{n}"), &body)).await.unwrap();
+        n += 1;
+        if n % 100 == 0 {
+            carol.sync().await;
+            let (_, _, metrics) = http(relay.addr, "GET", "/metrics", &[], b"").await;
+            let text = String::from_utf8(metrics).unwrap();
+            if text.contains("tally_slow_consumer_disconnects_total 1") {
+                break;
+            }
+        }
+    }
+    assert!(n < 4000, "bob was never closed as a slow consumer");
+    // Carol got everything, in order.
+    carol.sync().await;
+    assert_eq!(carol.store.counts(g).unread as usize, n + 1);
+    // Bob's socket ends with the documented close code once he reads again.
+    use futures_util::StreamExt;
+    let mut code = None;
+    let mut texts = 0;
+    loop {
+        let m = tokio::time::timeout(WAIT, stalled.next()).await.unwrap();
+        match m {
+            Some(Ok(Message::Close(f))) => {
+                code = f.map(|f| u16::from(f.code));
+                break;
+            }
+            Some(Ok(_)) => texts += 1,
+            other => {
+                eprintln!("after {texts} frames: {other:?}");
+                break;
+            }
+        }
+    }
+    assert_eq!(code, Some(close::SLOW_CONSUMER));
+}
+
+#[tokio::test]
+async fn attachments_are_for_participants_only() {
+    let relay = Relay::start(&["alice", "bob", "carol"]).await;
+    let (mut alice, _bob, dm) = pair(&relay).await;
+    let auth = |s: &str| bearer(&relay.token(s));
+    let png = b"\x89PNG\r\n\x1a\n fake image".to_vec();
+    let (status, _, body) = http(
+        relay.addr,
+        "POST",
+        "/api/attachments?name=../../x.png",
+        &[("Authorization", &auth("alice")), ("Content-Type", "text/html")],
+        &png,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let file: tally_shared::Attachment = serde_json::from_slice(&body).unwrap();
+    assert_eq!(file.content_type, "image/png", "sniffed, not trusted");
+    assert_eq!(file.name, "x.png");
+    alice
+        .call(Request::SendMessage {
+            client_id: ClientMsgId::new("f").unwrap(),
+            conversation: dm,
+            body: String::new(),
+            attachments: vec![file.id.clone()],
+            reply_to: None,
+        })
+        .await
+        .unwrap();
+    let url = format!("/api/attachments/{}?name=x.png", file.id);
+    let (status, head, bytes) = http(relay.addr, "GET", &url, &[("Authorization", &auth("bob"))], b"").await;
+    assert_eq!(status, 200);
+    assert_eq!(bytes, png);
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: image/png"));
+    assert!(head.contains("x-content-type-options: nosniff"));
+    assert!(head.contains("content-disposition: inline"));
+    // An outsider, no token, a bad id.
+    assert_eq!(
+        http(relay.addr, "GET", &url, &[("Authorization", &auth("carol"))], b"")
+            .await
+            .0,
+        403
+    );
+    assert_eq!(http(relay.addr, "GET", &url, &[], b"").await.0, 401);
+    assert_eq!(
+        http(
+            relay.addr,
+            "GET",
+            "/api/attachments/..%2f..%2fsecret",
+            &[("Authorization", &auth("bob"))],
+            b""
+        )
+        .await
+        .0,
+        404
+    );
+    // Carol cannot attach a file she did not upload.
+    let mut carol = relay.connect("carol").await;
+    let g = carol
+        .call(Request::CreateGroup {
+            client_id: ClientMsgId::new("g").unwrap(),
+            title: "G".into(),
+            participants: vec![],
+        })
+        .await
+        .unwrap()
+        .conversation
+        .unwrap();
+    let err = carol
+        .call(Request::SendMessage {
+            client_id: ClientMsgId::new("steal").unwrap(),
+            conversation: g,
+            body: String::new(),
+            attachments: vec![file.id.clone()],
+            reply_to: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    // Over the size limit.
+    let big = vec![0u8; tally_shared::limits::ATTACHMENT_MAX_BYTES as usize + 1];
+    let (status, _, body) = http(
+        relay.addr,
+        "POST",
+        "/api/attachments?name=big.bin",
+        &[("Authorization", &auth("alice"))],
+        &big,
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert!(String::from_utf8_lossy(&body).contains("\"code\""));
+}
+
+#[tokio::test]
+async fn history_pages_health_metrics_and_no_demo_picker() {
+    let relay = Relay::start(&["alice", "bob"]).await;
+    let (mut alice, _bob, dm) = pair(&relay).await;
+    for i in 0..30 {
+        alice
+            .call(send(dm, &format!("h{i}"), &format!("message {i}")))
+            .await
+            .unwrap();
+    }
+    let auth = bearer(&relay.token("bob"));
+    let (status, _, body) = http(
+        relay.addr,
+        "GET",
+        &format!("/api/conversations/{dm}/messages?before=11&limit=5"),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let seqs: Vec<u64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![6, 7, 8, 9, 10]);
+    assert_eq!(
+        http(
+            relay.addr,
+            "GET",
+            "/api/conversations/999/messages",
+            &[("Authorization", &auth)],
+            b""
+        )
+        .await
+        .0,
+        404
+    );
+    let (status, _, body) = http(relay.addr, "GET", "/healthz", &[], b"").await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("\"ok\""));
+    let (_, _, metrics) = http(relay.addr, "GET", "/metrics", &[], b"").await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(metrics.contains("tally_events_appended_total 31"), "{metrics}");
+    assert!(metrics.contains("tally_commit_batch_size_count"));
+    let (status, _, body) = http(relay.addr, "GET", "/api/demo/staff", &[], b"").await;
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("not_found"));
+}
+
+#[tokio::test]
+async fn a_foreign_origin_cannot_open_a_websocket() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let relay = Relay::start(&["alice"]).await;
+    let mut req = format!("ws://{}/ws", relay.addr).into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Origin", "https://evil.example".parse().unwrap());
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    let mut req = format!("ws://{}/ws", relay.addr).into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Origin", format!("http://{}", relay.addr).parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_ok());
+}
