@@ -371,7 +371,7 @@ impl Core {
         let snapshot = self.engine.snapshot(staff, |c, from, to| {
             storage::message_range(&self.conn, c, from, to).unwrap_or_else(|e| fatal(&e))
         });
-        encode(&ServerFrame::Snapshot(snapshot)).into()
+        encode(&ServerFrame::Snapshot(Box::new(snapshot))).into()
     }
 
     fn read(&mut self, cmd: Command) {
@@ -450,7 +450,12 @@ impl Core {
             Command::Attachment { staff, id, reply } => {
                 let result = match storage::attachment_use(&self.conn, &id).unwrap_or_else(|e| fatal(&e)) {
                     None => Err(ErrorCode::NotFound),
-                    Some((content_type, size, conversations, uploaders)) => {
+                    Some(storage::AttachmentUse {
+                        content_type,
+                        size,
+                        conversations,
+                        uploaders,
+                    }) => {
                         let allowed = uploaders.contains(&staff)
                             || conversations
                                 .iter()

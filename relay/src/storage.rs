@@ -218,11 +218,21 @@ pub fn record_upload(conn: &Connection, uploader: &StaffId, a: &Attachment) -> r
     Ok(())
 }
 
-/// The conversations a stored attachment is referenced from, and its content type and size.
-pub fn attachment_use(
-    conn: &Connection,
-    id: &AttachmentId,
-) -> rusqlite::Result<Option<(String, u64, Vec<ConversationId>, Vec<StaffId>)>> {
+/// Where a stored attachment is used, and what it is.
+#[derive(Debug, Clone)]
+pub struct AttachmentUse {
+    /// Sniffed media type.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Conversations whose messages reference it.
+    pub conversations: Vec<ConversationId>,
+    /// Staff who uploaded it.
+    pub uploaders: Vec<StaffId>,
+}
+
+/// Where a stored attachment is used, if it is stored.
+pub fn attachment_use(conn: &Connection, id: &AttachmentId) -> rusqlite::Result<Option<AttachmentUse>> {
     let Some((content_type, size)) = conn
         .prepare_cached("SELECT content_type, size FROM attachments WHERE id = ?1")?
         .query_row([id.as_str()], |r| {
@@ -241,7 +251,12 @@ pub fn attachment_use(
         .query_map([id.as_str()], |r| r.get::<_, String>(0))?
         .filter_map(|s| s.ok().and_then(|s| StaffId::new(s).ok()))
         .collect();
-    Ok(Some((content_type, size, conversations, uploaders)))
+    Ok(Some(AttachmentUse {
+        content_type,
+        size,
+        conversations,
+        uploaders,
+    }))
 }
 
 /// What the engine asks storage for, answered inside the writer's open transaction so that

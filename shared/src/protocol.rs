@@ -322,11 +322,14 @@ pub struct LoggedEvent {
 }
 
 /// Everything the relay sends.
+// Events are the common frame and live one at a time; boxing them would cost an allocation
+// per frame to save stack space nobody is short of.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// The state of one staff member at an offset: the start of a session or a repair.
-    Snapshot(Snapshot),
+    Snapshot(Box<Snapshot>),
     /// The end of a replay after `hello` with `resume_from`: from here on, live events.
     Resumed {
         /// The last offset replayed.

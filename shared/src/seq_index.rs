@@ -4,12 +4,18 @@
 use crate::ids::Seq;
 
 /// Positions appended in increasing order, each live until removed.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct SeqIndex {
     seqs: Vec<Seq>,
     /// Fenwick tree over `seqs` (1-based: `tree[0]` is unused), 1 per live entry.
     tree: Vec<u32>,
     live: u32,
+}
+
+impl Default for SeqIndex {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl SeqIndex {

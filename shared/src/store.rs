@@ -121,12 +121,30 @@ pub struct Effects {
     pub error: Option<ErrorFrame>,
 }
 
+/// One conversation as [`StoreSummary`] compares it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversationSummary {
+    /// The conversation (participants sorted).
+    pub conversation: Conversation,
+    /// Its newest seq.
+    pub head: Seq,
+    /// The viewer's watermark.
+    pub last_read: Seq,
+    /// Muted by the viewer.
+    pub muted: bool,
+    /// The viewer's counts.
+    pub counts: Counts,
+    /// Last activity.
+    pub last_activity: Millis,
+    /// The newest messages.
+    pub messages: Vec<Message>,
+}
+
 /// Everything the widget shows, comparable across two stores (invariant 7 of DESIGN.md).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoreSummary {
-    /// Per conversation: the conversation, head, watermark, muted, counts, activity, and the
-    /// newest messages.
-    pub conversations: Vec<(Conversation, Seq, Seq, bool, Counts, Millis, Vec<Message>)>,
+    /// Per conversation, by id.
+    pub conversations: Vec<ConversationSummary>,
     /// Totals.
     pub total: Totals,
 }
@@ -297,18 +315,18 @@ impl ChatStore {
                 let mut c = v.conversation.clone();
                 c.participants.sort();
                 let skip = v.messages.len().saturating_sub(recent);
-                (
-                    c,
-                    self.head(id),
-                    self.last_read(id),
-                    self.is_muted(id),
-                    self.counts(id),
-                    v.last_activity,
-                    v.messages[skip..].to_vec(),
-                )
+                ConversationSummary {
+                    conversation: c,
+                    head: self.head(id),
+                    last_read: self.last_read(id),
+                    muted: self.is_muted(id),
+                    counts: self.counts(id),
+                    last_activity: v.last_activity,
+                    messages: v.messages[skip..].to_vec(),
+                }
             })
             .collect();
-        conversations.sort_by_key(|c| c.0.id);
+        conversations.sort_by_key(|c| c.conversation.id);
         StoreSummary {
             conversations,
             total: self.total(),
@@ -367,7 +385,7 @@ impl ChatStore {
     pub fn apply(&mut self, frame: ServerFrame) -> Effects {
         let mut fx = Effects::default();
         match frame {
-            ServerFrame::Snapshot(s) => self.load_snapshot(s),
+            ServerFrame::Snapshot(s) => self.load_snapshot(*s),
             ServerFrame::Resumed { .. } => {}
             ServerFrame::Event(e) => self.apply_event(e, &mut fx),
             ServerFrame::UnreadUpdated(u) => self.checkpoint(u, &mut fx),

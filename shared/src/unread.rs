@@ -125,12 +125,9 @@ impl ConversationCounts {
     fn index(&mut self, seq: Seq, meta: MessageMeta) {
         if !meta.deleted {
             self.live.push(seq);
-            self.by_sender
-                .entry(meta.sender)
-                .or_insert_with(SeqIndex::new)
-                .push(seq);
+            self.by_sender.entry(meta.sender).or_default().push(seq);
             for m in meta.mentions.iter() {
-                self.mentioning.entry(*m).or_insert_with(SeqIndex::new).push(seq);
+                self.mentioning.entry(*m).or_default().push(seq);
             }
         }
         self.meta.push(meta);

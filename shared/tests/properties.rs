@@ -149,7 +149,7 @@ impl World {
             .iter()
             .map(|s| {
                 let mut store = ChatStore::new();
-                store.apply(ServerFrame::Snapshot(host.snapshot(s)));
+                store.apply(ServerFrame::Snapshot(Box::new(host.snapshot(s))));
                 store
             })
             .collect();
@@ -356,7 +356,9 @@ impl World {
             Op::Reconnect { who } => {
                 let outbox = self.stores[*who].outbox().to_vec();
                 let mut store = ChatStore::with_outbox(outbox);
-                store.apply(ServerFrame::Snapshot(self.host.snapshot(&self.staff[*who])));
+                store.apply(ServerFrame::Snapshot(Box::new(
+                    self.host.snapshot(&self.staff[*who]),
+                )));
                 self.stores[*who] = store;
                 return;
             }
@@ -472,14 +474,14 @@ impl World {
             assert_eq!(store.divergences(), 0);
             // Invariant 7: snapshot + events == fresh snapshot.
             let mut fresh = ChatStore::new();
-            fresh.apply(ServerFrame::Snapshot(self.host.snapshot(staff)));
+            fresh.apply(ServerFrame::Snapshot(Box::new(self.host.snapshot(staff))));
             let (mut ours, mut theirs) = (store.summary(50), fresh.summary(50));
             // A store keeps what it has loaded; a snapshot carries a window. Compare the
             // messages both hold (the newest ones).
             for (a, b) in ours.conversations.iter_mut().zip(theirs.conversations.iter_mut()) {
-                let common = a.6.len().min(b.6.len());
-                a.6.drain(..a.6.len() - common);
-                b.6.drain(..b.6.len() - common);
+                let common = a.messages.len().min(b.messages.len());
+                a.messages.drain(..a.messages.len() - common);
+                b.messages.drain(..b.messages.len() - common);
             }
             assert_eq!(ours, theirs, "{staff}: store != fresh snapshot");
         }

@@ -127,10 +127,8 @@ impl Client {
             ),
             "{first:?}"
         );
-        if resume_from.is_some() {
-            if !matches!(first, ServerFrame::Snapshot(_)) {
-                c.until(|f| matches!(f, ServerFrame::Resumed { .. })).await;
-            }
+        if resume_from.is_some() && !matches!(first, ServerFrame::Snapshot(_)) {
+            c.until(|f| matches!(f, ServerFrame::Resumed { .. })).await;
         }
         c
     }
