@@ -1,1 +1,204 @@
-fn main() {}
+//! Events applied per second by the relay's projection and the browser's store, after 1k,
+//! 100k and 1M events of history: the cost of one event must not grow with history.
+//!
+//! `cargo bench -p tally-shared --bench projection`
+
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tally_shared::protocol::{ConversationState, LoggedEvent, ServerFrame, Snapshot};
+use tally_shared::unread::CountChange;
+use tally_shared::{
+    ChatStore, Conversation, ConversationId, ConversationKind, Counts, Event, Message, MessageId, Millis,
+    Offset, Seq, StaffId, Totals, Tracking, UnreadProjection,
+};
+
+const CONVERSATIONS: u64 = 100;
+const HISTORY: [u64; 3] = [1_000, 100_000, 1_000_000];
+
+fn staff(i: u64) -> StaffId {
+    StaffId::new(format!("s{i}")).unwrap()
+}
+
+fn conversation(c: u64) -> Conversation {
+    Conversation {
+        id: ConversationId(c),
+        kind: ConversationKind::Direct,
+        title: None,
+        participants: vec![staff(0), staff(c)],
+        created_by: staff(0),
+        created_at: Millis(0),
+    }
+}
+
+/// The n-th message: round robin over the conversations, alternating senders.
+fn message(n: u64) -> Event {
+    let c = 1 + n % CONVERSATIONS;
+    let seq = n / CONVERSATIONS + 1;
+    Event::MessageCreated {
+        message: Message {
+            id: MessageId(n + 1),
+            conversation: ConversationId(c),
+            seq: Seq(seq),
+            sender: if seq % 3 == 0 { staff(0) } else { staff(c) },
+            body: String::new(),
+            mentions: vec![],
+            attachments: vec![],
+            reply_to: None,
+            forwarded_from: None,
+            notice: None,
+            client_id: None,
+            created_at: Millis(n),
+            edited_at: None,
+            deleted: false,
+        },
+    }
+}
+
+fn projection_with_history(history: u64) -> UnreadProjection {
+    let mut p = UnreadProjection::new(Tracking::Everyone);
+    let mut sink = Vec::new();
+    for c in 1..=CONVERSATIONS {
+        p.apply(
+            &Event::ConversationCreated {
+                conversation: conversation(c),
+                client_id: None,
+            },
+            &mut sink,
+        )
+        .unwrap();
+    }
+    for n in 0..history {
+        p.apply(&message(n), &mut sink).unwrap();
+        sink.clear();
+    }
+    p
+}
+
+fn store_with_history(history: u64) -> ChatStore {
+    let me = staff(0);
+    let mut store = ChatStore::new();
+    let conversations = (1..=CONVERSATIONS)
+        .map(|c| ConversationState {
+            conversation: conversation(c),
+            head: Seq(0),
+            last_read: Seq(0),
+            muted: false,
+            counts: Counts::default(),
+            last_activity: Millis(0),
+            messages: vec![],
+        })
+        .collect();
+    let snapshot = Snapshot {
+        offset: Offset(0),
+        me,
+        staff: vec![],
+        conversations,
+        total: Totals::default(),
+    };
+    store.apply(ServerFrame::Snapshot(Box::new(snapshot)));
+    for n in 0..history {
+        store.apply(ServerFrame::Event(LoggedEvent {
+            offset: Offset(n + 1),
+            event: message(n),
+        }));
+    }
+    store
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("projection/message_created");
+    g.throughput(Throughput::Elements(1))
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3));
+    for history in HISTORY {
+        let mut p = projection_with_history(history);
+        let mut next = history;
+        g.bench_function(BenchmarkId::from_parameter(history), |b| {
+            b.iter_custom(|iters| {
+                let events: Vec<Event> = (next..next + iters).map(message).collect();
+                next += iters;
+                let mut changes: Vec<CountChange> = Vec::with_capacity(4);
+                let start = Instant::now();
+                for e in &events {
+                    p.apply(e, &mut changes).unwrap();
+                    changes.clear();
+                }
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("projection/mark_read_and_unread");
+    g.throughput(Throughput::Elements(2))
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3));
+    for history in HISTORY {
+        let mut p = projection_with_history(history);
+        let head = history / CONVERSATIONS;
+        g.bench_function(BenchmarkId::from_parameter(history), |b| {
+            let mut changes = Vec::new();
+            let mut i = 0u64;
+            b.iter(|| {
+                // Mark unread from a random-ish point, then read to the middle: two recounts.
+                i = i
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let from = 1 + (i >> 33) % head;
+                let c = ConversationId(1 + (i >> 20) % CONVERSATIONS);
+                p.apply(
+                    &Event::MarkedUnread {
+                        conversation: c,
+                        staff: staff(0),
+                        last_read: Seq(from - 1),
+                    },
+                    &mut changes,
+                )
+                .unwrap();
+                p.apply(
+                    &Event::MessagesRead {
+                        conversation: c,
+                        staff: staff(0),
+                        last_read: Seq((from + head) / 2),
+                    },
+                    &mut changes,
+                )
+                .unwrap();
+                changes.clear();
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("store/message_created");
+    g.throughput(Throughput::Elements(1))
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3));
+    for history in HISTORY {
+        let mut store = store_with_history(history);
+        let mut next = history;
+        g.bench_function(BenchmarkId::from_parameter(history), |b| {
+            b.iter_custom(|iters| {
+                let frames: Vec<ServerFrame> = (next..next + iters)
+                    .map(|n| {
+                        ServerFrame::Event(LoggedEvent {
+                            offset: Offset(n + 1),
+                            event: message(n),
+                        })
+                    })
+                    .collect();
+                next += iters;
+                let start = Instant::now();
+                for f in frames {
+                    store.apply(f);
+                }
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -544,7 +544,8 @@ impl DecodeError {
     }
 }
 
-const REQUEST_TYPES: [&str; 17] = [
+/// The `type` of every client frame.
+pub const REQUEST_TYPES: [&str; 17] = [
     "hello",
     "send_message",
     "forward_message",

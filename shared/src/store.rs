@@ -461,7 +461,13 @@ impl ChatStore {
     }
 
     fn apply_event(&mut self, logged: LoggedEvent, fx: &mut Effects) {
-        let Some(me) = self.me.clone() else { return };
+        // Taken out and put back rather than cloned: this runs for every event.
+        let Some(me) = self.me.take() else { return };
+        self.apply_event_as(&me, logged, fx);
+        self.me = Some(me);
+    }
+
+    fn apply_event_as(&mut self, me: &StaffId, logged: LoggedEvent, fx: &mut Effects) {
         if logged.offset <= self.applied || self.awaiting_snapshot {
             return;
         }
@@ -475,7 +481,7 @@ impl ChatStore {
         self.applied = logged.offset;
         match logged.event {
             Event::ConversationCreated { conversation, .. } => {
-                if conversation.participants.contains(&me) {
+                if conversation.participants.contains(me) {
                     let last_activity = conversation.created_at;
                     self.conversations.insert(
                         conversation.id,
@@ -506,7 +512,7 @@ impl ChatStore {
             Event::ParticipantRemoved {
                 conversation, staff, ..
             } => {
-                if staff == me {
+                if staff == *me {
                     self.conversations.remove(&conversation);
                 } else if let Some(v) = self.conversations.get_mut(&conversation) {
                     v.conversation.participants.retain(|p| *p != staff);
@@ -520,7 +526,11 @@ impl ChatStore {
                 }
             }
             Event::MessageCreated { message } => {
-                self.settle_outbox(&message);
+                if message.sender == *me
+                    && let Some(cid) = &message.client_id
+                {
+                    self.outbox.retain(|p| &p.client_id != cid);
+                }
                 if let Some(v) = self.conversations.get_mut(&message.conversation) {
                     v.last_activity = v.last_activity.max(message.created_at);
                     v.messages.push(message);
@@ -557,18 +567,23 @@ impl ChatStore {
     }
 
     fn checkpoint(&mut self, u: UnreadUpdate, fx: &mut Effects) {
-        let Some(me) = self.me.clone() else { return };
+        let Some(me) = self.me.take() else { return };
+        self.checkpoint_as(&me, u, fx);
+        self.me = Some(me);
+    }
+
+    fn checkpoint_as(&mut self, me: &StaffId, u: UnreadUpdate, fx: &mut Effects) {
         if u.offset < self.applied || self.awaiting_snapshot {
             // Stale: a later event already moved the counts; a later checkpoint will follow.
             return;
         }
-        let ours = self.counts(u.conversation);
+        let ours = self.projection.counts(me, u.conversation).unwrap_or_default();
         let relays = Counts {
             unread: u.unread,
             mentions: u.mentions,
         };
-        let mut diverged = self.projection.checkpoint(&me, u.conversation, relays);
-        if self.projection.total(&me) != u.total {
+        let mut diverged = self.projection.checkpoint(me, u.conversation, relays);
+        if self.projection.total(me) != u.total {
             diverged = true;
         }
         if diverged {
