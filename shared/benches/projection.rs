@@ -40,7 +40,7 @@ fn message(n: u64) -> Event {
             id: MessageId(n + 1),
             conversation: ConversationId(c),
             seq: Seq(seq),
-            sender: if seq % 3 == 0 { staff(0) } else { staff(c) },
+            sender: if seq.is_multiple_of(3) { staff(0) } else { staff(c) },
             body: String::new(),
             mentions: vec![],
             attachments: vec![],
