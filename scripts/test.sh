@@ -13,7 +13,9 @@ step() {
 
 step "format" cargo fmt --all -- --check
 step "clippy (native)" cargo clippy --workspace --all-targets --locked -- -D warnings
-step "clippy (wasm32)" cargo clippy -p tally-shared -p tally-frontend --lib --tests --target wasm32-unknown-unknown --locked -- -D warnings
+# shared's property tests use proptest, which does not target wasm32; its library does.
+step "clippy (wasm32, shared)" cargo clippy -p tally-shared --lib --target wasm32-unknown-unknown --locked -- -D warnings
+step "clippy (wasm32, frontend)" cargo clippy -p tally-frontend --lib --tests --target wasm32-unknown-unknown --locked -- -D warnings
 step "native tests" cargo test --workspace --locked
 step "browser tests (wasm-bindgen-test in headless Chromium)" \
   cargo test -p tally-frontend --target wasm32-unknown-unknown --locked

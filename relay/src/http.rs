@@ -251,7 +251,81 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(demo_staff)
         .or(demo_token);
     let files = static_files(state.config.static_dir.clone());
-    api.or(files).recover(recover).map(security_headers)
+    let csp = content_security_policy(state.config.static_dir.as_deref());
+    api.or(files)
+        .recover(recover)
+        .map(move |reply| security_headers(reply, &csp))
+}
+
+/// The policy for everything the relay serves: scripts only from the relay itself (plus the
+/// exact inline loader Trunk writes into index.html, by hash), WebAssembly compilation, no
+/// framing, no referrer.
+fn content_security_policy(static_dir: Option<&std::path::Path>) -> HeaderValue {
+    let mut hashes = String::new();
+    if let Some(html) = static_dir.and_then(|d| std::fs::read_to_string(d.join("index.html")).ok()) {
+        for script in inline_scripts(&html) {
+            hashes.push_str(&format!(
+                " 'sha256-{}'",
+                base64_engine::encode(&Sha256::digest(script.as_bytes()))
+            ));
+        }
+    }
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'{hashes}; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' blob: data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    );
+    HeaderValue::from_str(&policy).expect("the policy is ASCII")
+}
+
+/// The bodies of inline `<script>` elements (those without `src`).
+fn inline_scripts(html: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<script") {
+        let after = &rest[start..];
+        let Some(open_end) = after.find('>') else { break };
+        let tag = &after[..open_end];
+        let body_start = open_end + 1;
+        let Some(close) = after[body_start..].find("</script>") else {
+            break;
+        };
+        if !tag.contains("src=") {
+            out.push(&after[body_start..body_start + close]);
+        }
+        rest = &after[body_start + close..];
+    }
+    out
+}
+
+/// Standard base64, for CSP hashes.
+mod base64_engine {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub(super) fn encode(bytes: &[u8]) -> String {
+        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+        for chunk in bytes.chunks(3) {
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(TABLE[(n >> (18 - 6 * i)) as usize & 63] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn encodes_like_rfc_4648() {
+        assert_eq!(encode(b""), "");
+        assert_eq!(encode(b"f"), "Zg==");
+        assert_eq!(encode(b"fo"), "Zm8=");
+        assert_eq!(encode(b"foo"), "Zm9v");
+        assert_eq!(encode(b"foobar"), "Zm9vYmFy");
+    }
 }
 
 fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
@@ -263,7 +337,7 @@ fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) 
     own || allowed.iter().any(|a| a == origin)
 }
 
-fn security_headers(reply: impl Reply) -> warp::reply::Response {
+fn security_headers(reply: impl Reply, csp: &HeaderValue) -> warp::reply::Response {
     let mut r = reply.into_response();
     let h = r.headers_mut();
     h.entry(header::X_CONTENT_TYPE_OPTIONS)
@@ -272,10 +346,7 @@ fn security_headers(reply: impl Reply) -> warp::reply::Response {
         .or_insert(HeaderValue::from_static("no-referrer"));
     h.entry(header::X_FRAME_OPTIONS)
         .or_insert(HeaderValue::from_static("DENY"));
-    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(
-        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
-         img-src 'self' blob: data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-    ));
+    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(csp.clone());
     r
 }
 

@@ -1,0 +1,108 @@
+//! HTTP calls: history pages, uploads (with progress), attachment downloads. The token goes in
+//! the `Authorization` header, never in a URL.
+
+use tally_shared::{Attachment, ConversationId, Message, Seq};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use web_sys::{ProgressEvent, XmlHttpRequest};
+
+use crate::options::MountOptions;
+
+/// An older page of a conversation: the messages before `before`.
+pub async fn history(
+    options: &MountOptions,
+    conversation: ConversationId,
+    before: Seq,
+    limit: u64,
+) -> Result<Vec<Message>, String> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        messages: Vec<Message>,
+    }
+    let token = options.token().await.ok_or("no token")?;
+    let url = format!(
+        "{}/api/conversations/{conversation}/messages?before={before}&limit={limit}",
+        options.http_base()
+    );
+    let resp = gloo::net::http::Request::get(&url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.ok() {
+        return Err(format!("history: HTTP {}", resp.status()));
+    }
+    resp.json::<Page>()
+        .await
+        .map(|p| p.messages)
+        .map_err(|e| e.to_string())
+}
+
+/// Downloads an attachment into a blob URL (an `<img src>` cannot send a header).
+pub async fn attachment_url(options: &MountOptions, a: &Attachment) -> Result<String, String> {
+    let token = options.token().await.ok_or("no token")?;
+    let url = format!(
+        "{}/api/attachments/{}?name={}",
+        options.http_base(),
+        a.id,
+        js_sys::encode_uri_component(&a.name)
+    );
+    let resp = gloo::net::http::Request::get(&url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.ok() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    let bytes = resp.binary().await.map_err(|e| e.to_string())?;
+    let array = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes.as_slice()));
+    let props = web_sys::BlobPropertyBag::new();
+    props.set_type(&a.content_type);
+    let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&array, &props).map_err(|_| "blob")?;
+    web_sys::Url::create_object_url_with_blob(&blob).map_err(|_| "url".into())
+}
+
+/// Uploads a file, reporting progress (0.0 to 1.0); resolves to the attachment record.
+pub async fn upload(
+    options: &MountOptions,
+    file: web_sys::File,
+    progress: impl Fn(f64) + 'static,
+) -> Result<Attachment, String> {
+    let token = options.token().await.ok_or("no token")?;
+    let url = format!(
+        "{}/api/attachments?name={}",
+        options.http_base(),
+        js_sys::encode_uri_component(&file.name())
+    );
+    let xhr = XmlHttpRequest::new().map_err(|_| "xhr")?;
+    xhr.open("POST", &url).map_err(|_| "open")?;
+    xhr.set_request_header("Authorization", &format!("Bearer {token}"))
+        .map_err(|_| "header")?;
+    let on_progress = Closure::<dyn Fn(ProgressEvent)>::new(move |e: ProgressEvent| {
+        if e.length_computable() && e.total() > 0.0 {
+            progress(e.loaded() / e.total());
+        }
+    });
+    if let Ok(up) = xhr.upload() {
+        up.set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
+    }
+    let done = js_sys::Promise::new(&mut |resolve, reject| {
+        xhr.set_onload(Some(&resolve));
+        xhr.set_onerror(Some(&reject));
+    });
+    xhr.send_with_opt_blob(Some(&file)).map_err(|_| "send")?;
+    wasm_bindgen_futures::JsFuture::from(done)
+        .await
+        .map_err(|_| "network error".to_string())?;
+    drop(on_progress);
+    let text = xhr.response_text().ok().flatten().unwrap_or_default();
+    if xhr.status().unwrap_or(0) != 201 {
+        let code = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("HTTP {}", xhr.status().unwrap_or(0)));
+        return Err(code);
+    }
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}

@@ -1,0 +1,251 @@
+//! The composer: multi-line, Enter to send, Shift+Enter for a new line, attachments by picker
+//! or drag-and-drop with upload progress, reply and edit modes.
+
+use tally_shared::store::PendingSend;
+use tally_shared::{Attachment, ConversationId, Message, Request, limits};
+use web_sys::{HtmlInputElement, HtmlTextAreaElement};
+use yew::prelude::*;
+
+use super::{icons, use_chat};
+use crate::state::Action;
+use crate::{api, util};
+
+/// Properties.
+#[derive(Properties, PartialEq)]
+pub struct ComposerProps {
+    /// Where to send.
+    pub conversation: ConversationId,
+    /// The message being replied to.
+    pub reply_to: Option<Message>,
+    /// The message being edited.
+    pub editing: Option<Message>,
+    /// Called after a send or edit (to clear reply and edit modes).
+    pub on_done: Callback<()>,
+}
+
+#[derive(Clone, PartialEq)]
+struct Upload {
+    name: String,
+    progress: f64,
+    done: Option<Result<Attachment, String>>,
+}
+
+/// The composer.
+#[function_component(Composer)]
+pub fn composer(props: &ComposerProps) -> Html {
+    let chat = use_chat();
+    let text = use_state(String::new);
+    let uploads = use_state(Vec::<Upload>::new);
+    let dragging = use_state(|| false);
+    let input = use_node_ref();
+    let file_input = use_node_ref();
+
+    // Entering edit mode puts the message's text in the box.
+    {
+        let text = text.clone();
+        let input = input.clone();
+        use_effect_with(props.editing.as_ref().map(|m| m.id), move |_| {
+            if let Some(area) = input.cast::<HtmlTextAreaElement>() {
+                let _ = area.focus();
+            }
+            let _ = text;
+        });
+    }
+    {
+        let text = text.clone();
+        let editing = props.editing.clone();
+        use_effect_with(editing.as_ref().map(|m| m.id), move |_| {
+            if let Some(m) = editing {
+                text.set(m.body);
+            }
+        });
+    }
+
+    let start_uploads = {
+        let (uploads, options) = (uploads.clone(), chat.options.clone());
+        Callback::from(move |files: Vec<web_sys::File>| {
+            let base = (*uploads).clone();
+            let start = base.len();
+            let mut all = base;
+            for f in &files {
+                all.push(Upload {
+                    name: f.name(),
+                    progress: 0.0,
+                    done: None,
+                });
+            }
+            uploads.set(all.clone());
+            // Progress and results land in a shared list; each update re-renders.
+            let shared = std::rc::Rc::new(std::cell::RefCell::new(all));
+            for (i, file) in files.into_iter().enumerate() {
+                let (uploads, options, shared) = (uploads.clone(), options.clone(), shared.clone());
+                let idx = start + i;
+                wasm_bindgen_futures::spawn_local(async move {
+                    if file.size() > limits::ATTACHMENT_MAX_BYTES as f64 {
+                        shared.borrow_mut()[idx].done = Some(Err("larger than 10 MB".into()));
+                        uploads.set(shared.borrow().clone());
+                        return;
+                    }
+                    let (u2, s2) = (uploads.clone(), shared.clone());
+                    let result = api::upload(&options, file, move |p| {
+                        s2.borrow_mut()[idx].progress = p;
+                        u2.set(s2.borrow().clone());
+                    })
+                    .await;
+                    shared.borrow_mut()[idx].done = Some(result);
+                    uploads.set(shared.borrow().clone());
+                });
+            }
+        })
+    };
+
+    let busy = uploads.iter().any(|u| u.done.is_none());
+    let ready: Vec<Attachment> = uploads
+        .iter()
+        .filter_map(|u| u.done.clone().and_then(Result::ok))
+        .collect();
+    let submit = {
+        let (state, text, uploads) = (chat.state.clone(), text.clone(), uploads.clone());
+        let (conversation, reply_to, editing, on_done) = (
+            props.conversation,
+            props.reply_to.clone(),
+            props.editing.clone(),
+            props.on_done.clone(),
+        );
+        let ready = ready.clone();
+        Callback::from(move |_: ()| {
+            let body = text.trim().to_string();
+            if busy || (body.is_empty() && ready.is_empty()) || body.len() > limits::BODY_MAX_BYTES {
+                return;
+            }
+            if let Some(m) = &editing {
+                state.dispatch(Action::Request(Request::EditMessage { message: m.id, body }));
+            } else {
+                state.dispatch(Action::Send(PendingSend {
+                    client_id: util::client_id(),
+                    conversation,
+                    body,
+                    attachments: ready.clone(),
+                    reply_to: reply_to.as_ref().map(|m| m.id),
+                    failed: None,
+                }));
+            }
+            text.set(String::new());
+            uploads.set(Vec::new());
+            on_done.emit(());
+        })
+    };
+    let onkeydown = {
+        let submit = submit.clone();
+        let on_done = props.on_done.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Enter" && !e.shift_key() && !e.is_composing() {
+                e.prevent_default();
+                submit.emit(());
+            } else if e.key() == "Escape" {
+                on_done.emit(());
+            }
+        })
+    };
+    let oninput = {
+        let text = text.clone();
+        Callback::from(move |e: InputEvent| {
+            if let Some(t) = e.target_dyn_into::<HtmlTextAreaElement>() {
+                text.set(t.value());
+            }
+        })
+    };
+    let pick = {
+        let file_input = file_input.clone();
+        Callback::from(move |_| {
+            if let Some(i) = file_input.cast::<HtmlInputElement>() {
+                i.click();
+            }
+        })
+    };
+    let on_files = {
+        let start_uploads = start_uploads.clone();
+        Callback::from(move |e: Event| {
+            let input: HtmlInputElement = e.target_unchecked_into();
+            if let Some(list) = input.files() {
+                start_uploads.emit((0..list.length()).filter_map(|i| list.get(i)).collect());
+            }
+            input.set_value("");
+        })
+    };
+    let ondragover = {
+        let dragging = dragging.clone();
+        Callback::from(move |e: DragEvent| {
+            e.prevent_default();
+            dragging.set(true);
+        })
+    };
+    let ondragleave = {
+        let dragging = dragging.clone();
+        Callback::from(move |_: DragEvent| dragging.set(false))
+    };
+    let ondrop = {
+        let (dragging, start_uploads) = (dragging.clone(), start_uploads.clone());
+        Callback::from(move |e: DragEvent| {
+            e.prevent_default();
+            dragging.set(false);
+            if let Some(list) = e.data_transfer().and_then(|d| d.files()) {
+                start_uploads.emit((0..list.length()).filter_map(|i| list.get(i)).collect());
+            }
+        })
+    };
+    let too_long = text.len() > limits::BODY_MAX_BYTES;
+    let send_click = {
+        let submit = submit.clone();
+        Callback::from(move |_| submit.emit(()))
+    };
+    let cancel = {
+        let (on_done, text, editing) = (props.on_done.clone(), text.clone(), props.editing.is_some());
+        Callback::from(move |_| {
+            if editing {
+                text.set(String::new());
+            }
+            on_done.emit(())
+        })
+    };
+    let store = &chat.state.0.store;
+    html! {
+        <div class={classes!("tally-composer", dragging.then_some("tally-dragging"))} {ondragover} {ondragleave} {ondrop}>
+            if let Some(m) = &props.reply_to {
+                <div class="tally-composer-mode">
+                    {"Replying to "}<strong>{ store.name_of(&m.sender).to_string() }</strong>{": "}
+                    { m.body.chars().take(60).collect::<String>() }
+                    <button class="tally-link" onclick={cancel.clone()} aria-label="Cancel reply">{"✕"}</button>
+                </div>
+            }
+            if props.editing.is_some() {
+                <div class="tally-composer-mode">{"Editing message"}
+                    <button class="tally-link" onclick={cancel} aria-label="Cancel edit">{"✕"}</button>
+                </div>
+            }
+            if !uploads.is_empty() {
+                <ul class="tally-uploads">
+                    { for uploads.iter().map(|u| html! {
+                        <li>
+                            { icons::paperclip() }{" "}{ u.name.clone() }
+                            { match &u.done {
+                                None => html! { <progress max="1" value={u.progress.to_string()} aria-label={format!("Uploading {}", u.name)} /> },
+                                Some(Ok(_)) => html! { <span class="tally-ok">{" ✓"}</span> },
+                                Some(Err(e)) => html! { <span class="tally-failed">{" "}{ e.clone() }</span> },
+                            } }
+                        </li>
+                    }) }
+                </ul>
+            }
+            <div class="tally-composer-row">
+                <button class="tally-icon-button" aria-label="Attach files" title="Attach files" onclick={pick}>{ icons::paperclip() }</button>
+                <input type="file" multiple=true hidden=true ref={file_input} onchange={on_files} data-testid="file-input" />
+                <textarea ref={input} rows="1" placeholder="Write a message…" aria-label="Message"
+                    value={(*text).clone()} {oninput} {onkeydown} data-testid="composer" />
+                <button class="tally-send" aria-label={if props.editing.is_some() { "Save" } else { "Send" }}
+                    disabled={busy || too_long || (text.trim().is_empty() && ready.is_empty())} onclick={send_click}>{"➤"}</button>
+            </div>
+            if too_long { <div class="tally-failed" role="alert">{ format!("Messages are at most {} KB.", limits::BODY_MAX_BYTES / 1024) }</div> }
+        </div>
+    }
+}

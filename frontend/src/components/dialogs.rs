@@ -1,0 +1,197 @@
+//! Dialogs: start a conversation (direct or group), forward a message, group settings.
+
+use tally_shared::{ConversationId, MessageId, Request, StaffId};
+use web_sys::HtmlInputElement;
+use yew::prelude::*;
+
+use super::use_chat;
+use crate::state::Action;
+use crate::util;
+
+/// Properties of a dialog that can be closed.
+#[derive(Properties, PartialEq)]
+pub struct DialogProps {
+    /// Called to close it.
+    pub on_close: Callback<()>,
+}
+
+/// Pick staff: one makes a direct conversation, several (with a title) a group.
+#[function_component(NewConversation)]
+pub fn new_conversation(props: &DialogProps) -> Html {
+    let chat = use_chat();
+    let picked = use_state(Vec::<StaffId>::new);
+    let title = use_state(String::new);
+    let store = &chat.state.0.store;
+    let me = store.me().cloned();
+    let people: Vec<(StaffId, String)> = store
+        .directory()
+        .into_iter()
+        .filter(|(id, _)| Some(id) != me.as_ref())
+        .collect();
+    let create = {
+        let (state, picked, title, on_close) = (
+            chat.state.clone(),
+            picked.clone(),
+            title.clone(),
+            props.on_close.clone(),
+        );
+        Callback::from(move |_| {
+            let request = match picked.as_slice() {
+                [] => return,
+                [one] if title.trim().is_empty() => Request::CreateDirect { staff: one.clone() },
+                many => Request::CreateGroup {
+                    client_id: util::client_id(),
+                    title: if title.trim().is_empty() {
+                        "New group".into()
+                    } else {
+                        title.trim().to_string()
+                    },
+                    participants: many.to_vec(),
+                },
+            };
+            state.dispatch(Action::RequestAndOpen(request));
+            on_close.emit(());
+        })
+    };
+    let is_group = picked.len() > 1;
+    html! {
+        <div class="tally-dialog" role="dialog" aria-label="New conversation">
+            <h3>{"New conversation"}</h3>
+            <ul class="tally-pick">
+                { for people.into_iter().map(|(id, name)| {
+                    let checked = picked.contains(&id);
+                    let picked = picked.clone();
+                    let id2 = id.clone();
+                    let onchange = Callback::from(move |_| {
+                        let mut v = (*picked).clone();
+                        if let Some(i) = v.iter().position(|p| *p == id2) { v.remove(i); } else { v.push(id2.clone()); }
+                        picked.set(v);
+                    });
+                    html! { <li key={id.to_string()}><label><input type="checkbox" {checked} {onchange} />{" "}{ name }</label></li> }
+                }) }
+            </ul>
+            if is_group {
+                <input class="tally-input" placeholder="Group name" aria-label="Group name" value={(*title).clone()}
+                    oninput={let t = title.clone(); Callback::from(move |e: InputEvent| t.set(e.target_unchecked_into::<HtmlInputElement>().value()))} />
+            }
+            <div class="tally-dialog-actions">
+                <button class="tally-link" onclick={let c = props.on_close.clone(); move |_| c.emit(())}>{"Cancel"}</button>
+                <button class="tally-primary" disabled={picked.is_empty()} onclick={create}>
+                    { if is_group { "Create group" } else { "Start conversation" } }
+                </button>
+            </div>
+        </div>
+    }
+}
+
+/// Properties.
+#[derive(Properties, PartialEq)]
+pub struct ForwardProps {
+    /// The message to forward.
+    pub message: MessageId,
+    /// Called to close it.
+    pub on_close: Callback<()>,
+}
+
+/// Pick the conversation to forward to.
+#[function_component(ForwardDialog)]
+pub fn forward_dialog(props: &ForwardProps) -> Html {
+    let chat = use_chat();
+    let items = chat.state.0.store.conversation_list();
+    html! {
+        <div class="tally-dialog" role="dialog" aria-label="Forward to">
+            <h3>{"Forward to…"}</h3>
+            <ul class="tally-pick">
+                { for items.into_iter().map(|item| {
+                    let (state, on_close, message, to) = (chat.state.clone(), props.on_close.clone(), props.message, item.id);
+                    let onclick = Callback::from(move |_| {
+                        state.dispatch(Action::Request(Request::ForwardMessage { client_id: util::client_id(), message, to }));
+                        on_close.emit(());
+                    });
+                    html! { <li key={item.id.0.to_string()}><button class="tally-link" {onclick}>{ item.title }</button></li> }
+                }) }
+            </ul>
+            <div class="tally-dialog-actions">
+                <button class="tally-link" onclick={let c = props.on_close.clone(); move |_| c.emit(())}>{"Cancel"}</button>
+            </div>
+        </div>
+    }
+}
+
+/// Properties.
+#[derive(Properties, PartialEq)]
+pub struct GroupProps {
+    /// The group.
+    pub id: ConversationId,
+    /// Called to close it.
+    pub on_close: Callback<()>,
+}
+
+/// Rename, add people, remove people, leave.
+#[function_component(GroupDialog)]
+pub fn group_dialog(props: &GroupProps) -> Html {
+    let chat = use_chat();
+    let store = &chat.state.0.store;
+    let Some(view) = store.conversation(props.id) else {
+        return html! {};
+    };
+    let title = use_state(|| view.conversation.title.clone().unwrap_or_default());
+    let me = store.me().cloned();
+    let id = props.id;
+    let send = |r: Request| {
+        let (state, on_close) = (chat.state.clone(), props.on_close.clone());
+        Callback::from(move |_| {
+            state.dispatch(Action::Request(r.clone()));
+            on_close.emit(());
+        })
+    };
+    let rename = {
+        let (state, title, on_close) = (chat.state.clone(), title.clone(), props.on_close.clone());
+        Callback::from(move |_| {
+            state.dispatch(Action::Request(Request::RenameConversation {
+                conversation: id,
+                title: (*title).clone(),
+            }));
+            on_close.emit(());
+        })
+    };
+    let others: Vec<(StaffId, String)> = store
+        .directory()
+        .into_iter()
+        .filter(|(s, _)| !view.conversation.participants.contains(s))
+        .collect();
+    html! {
+        <div class="tally-dialog" role="dialog" aria-label="Group settings">
+            <h3>{"Group settings"}</h3>
+            <label class="tally-field">{"Name"}
+                <input class="tally-input" value={(*title).clone()}
+                    oninput={let t = title.clone(); Callback::from(move |e: InputEvent| t.set(e.target_unchecked_into::<HtmlInputElement>().value()))} />
+            </label>
+            <button class="tally-primary" onclick={rename}>{"Rename"}</button>
+            <h4>{"People"}</h4>
+            <ul class="tally-pick">
+                { for view.conversation.participants.iter().map(|p| html! {
+                    <li key={p.to_string()}>{ store.name_of(p).to_string() }
+                        if Some(p) != me.as_ref() {
+                            {" "}<button class="tally-link" onclick={send(Request::RemoveParticipant { conversation: id, staff: p.clone() })}>{"Remove"}</button>
+                        }
+                    </li>
+                }) }
+            </ul>
+            if !others.is_empty() {
+                <h4>{"Add"}</h4>
+                <ul class="tally-pick">
+                    { for others.into_iter().map(|(s, name)| html! {
+                        <li key={s.to_string()}><button class="tally-link" onclick={send(Request::AddParticipants { conversation: id, staff: vec![s.clone()] })}>{"+ "}{ name }</button></li>
+                    }) }
+                </ul>
+            }
+            <div class="tally-dialog-actions">
+                if let Some(me) = me {
+                    <button class="tally-danger" onclick={send(Request::RemoveParticipant { conversation: id, staff: me })}>{"Leave group"}</button>
+                }
+                <button class="tally-link" onclick={let c = props.on_close.clone(); move |_| c.emit(())}>{"Close"}</button>
+            </div>
+        </div>
+    }
+}

@@ -1,0 +1,63 @@
+//! The conversation list: name, preview, time, unread and mention badges, muted state,
+//! ordered by last activity.
+
+use yew::prelude::*;
+
+use super::{icons, use_chat};
+use crate::state::Action;
+use crate::util;
+
+/// The list.
+#[function_component(ConversationList)]
+pub fn conversation_list() -> Html {
+    let chat = use_chat();
+    let store = &chat.state.0.store;
+    let items = store.conversation_list();
+    if items.is_empty() {
+        return html! { <div class="tally-empty">{"No conversations yet. Start one with ✎."}</div> };
+    }
+    html! {
+        <ul class="tally-list" role="list" data-testid="conversation-list">
+            { for items.into_iter().map(|item| {
+                let state = chat.state.clone();
+                let id = item.id;
+                let onclick = Callback::from(move |_| state.dispatch(Action::Open(Some(id))));
+                let preview = item.last_message.as_ref().map(|m| {
+                    let who = if Some(&m.sender) == store.me() { "You".to_string() } else { store.name_of(&m.sender).to_string() };
+                    let text = if m.notice.is_some() {
+                        crate::components::conversation::notice_text(store, m)
+                    } else if m.body.is_empty() && !m.attachments.is_empty() {
+                        format!("{who}: [file] {}", m.attachments[0].name)
+                    } else {
+                        format!("{who}: {}", m.body)
+                    };
+                    text.chars().take(90).collect::<String>()
+                }).unwrap_or_default();
+                let unread = item.counts.unread;
+                let label = format!("{}, {} unread{}", item.title, unread, if item.muted { ", muted" } else { "" });
+                html! {
+                    <li key={id.0.to_string()}>
+                        <button class={classes!("tally-item", (unread > 0).then_some("tally-item-unread"))}
+                            aria-label={label} data-conversation={id.0.to_string()} {onclick}>
+                            <span class="tally-avatar" aria-hidden="true">{ util::initials(&item.title) }</span>
+                            <span class="tally-item-main">
+                                <span class="tally-item-top">
+                                    <span class="tally-item-title">{ item.title.clone() }</span>
+                                    if item.muted { <span class="tally-muted-icon" title="Muted" aria-hidden="true">{ icons::bell_off() }</span> }
+                                    <span class="tally-item-time">{ util::short_time(item.last_activity) }</span>
+                                </span>
+                                <span class="tally-item-bottom">
+                                    <span class="tally-preview">{ preview }</span>
+                                    if item.counts.mentions > 0 { <span class="tally-badge tally-badge-mention" data-testid="mention-badge">{"@"}</span> }
+                                    if unread > 0 {
+                                        <span class={classes!("tally-badge", item.muted.then_some("tally-badge-muted"))} data-testid="unread-badge">{ unread }</span>
+                                    }
+                                </span>
+                            </span>
+                        </button>
+                    </li>
+                }
+            }) }
+        </ul>
+    }
+}

@@ -1,0 +1,143 @@
+//! The WebSocket: `hello` with the token and the last applied offset, every frame into the
+//! chatStore, reconnection with exponential backoff and jitter, and the outbox resent on
+//! every reconnect.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use futures_channel::mpsc;
+use futures_util::{SinkExt, StreamExt};
+use gloo::net::websocket::{Message, WebSocketError, futures::WebSocket};
+use tally_shared::protocol::{ServerFrame, close, encode};
+use tally_shared::{ClientFrame, Offset, Request};
+use yew::Callback;
+
+use crate::options::MountOptions;
+use crate::state::{Action, ConnectionState};
+
+/// Where frames to send go: the current socket's writer, when connected.
+#[derive(Clone, Default)]
+pub struct Outlet(Rc<RefCell<Option<mpsc::UnboundedSender<String>>>>);
+
+impl Outlet {
+    /// Sends a frame if connected; false otherwise (the outbox and the read logic retry).
+    pub fn send(&self, frame: &ClientFrame) -> bool {
+        match &*self.0.borrow() {
+            Some(tx) => tx.unbounded_send(encode(frame)).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// Delay before reconnect attempt `attempt` (1, 2, ...): 0.5 s doubling up to 30 s, with full
+/// jitter in its upper half so that a relay restart is not met by every client at once.
+pub fn backoff_ms(attempt: u32, random: f64) -> u32 {
+    let cap = 500u32.saturating_mul(1 << attempt.min(6)).min(30_000);
+    (cap as f64 * (0.5 + random * 0.5)) as u32
+}
+
+/// Runs the connection until the staff member is deactivated or signed out.
+pub async fn run(
+    options: Rc<MountOptions>,
+    dispatch: Callback<Action>,
+    applied: Rc<Cell<Offset>>,
+    outlet: Outlet,
+) {
+    let mut attempt = 0u32;
+    loop {
+        let close_code = match options.token().await {
+            Some(token) => connect_once(&options, &token, &dispatch, &applied, &outlet, &mut attempt).await,
+            None => Some(close::UNAUTHORIZED),
+        };
+        *outlet.0.borrow_mut() = None;
+        match close_code {
+            Some(close::DEACTIVATED) => {
+                dispatch.emit(Action::Connection(ConnectionState::Offline(
+                    "Your account was deactivated.".into(),
+                )));
+                return;
+            }
+            Some(close::UNAUTHORIZED) if options.get_token.is_none() => {
+                dispatch.emit(Action::Connection(ConnectionState::Offline(
+                    "Signed out: the token was refused.".into(),
+                )));
+                return;
+            }
+            _ => {}
+        }
+        attempt += 1;
+        dispatch.emit(Action::Connection(ConnectionState::Reconnecting { attempt }));
+        gloo::timers::future::TimeoutFuture::new(backoff_ms(attempt, js_sys::Math::random())).await;
+    }
+}
+
+async fn connect_once(
+    options: &MountOptions,
+    token: &str,
+    dispatch: &Callback<Action>,
+    applied: &Rc<Cell<Offset>>,
+    outlet: &Outlet,
+    attempt: &mut u32,
+) -> Option<u16> {
+    let ws = WebSocket::open(&options.ws_url()).ok()?;
+    let (mut sink, mut stream) = ws.split();
+    let resume_from = Some(applied.get()).filter(|o| o.0 > 0);
+    let hello = ClientFrame::new(Request::Hello {
+        token: token.to_string(),
+        resume_from,
+    });
+    if sink.send(Message::Text(encode(&hello))).await.is_err() {
+        return None;
+    }
+    let (tx, mut rx) = mpsc::unbounded::<String>();
+    *outlet.0.borrow_mut() = Some(tx);
+    wasm_bindgen_futures::spawn_local(async move {
+        while let Some(text) = rx.next().await {
+            if sink.send(Message::Text(text)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut first = true;
+    while let Some(msg) = stream.next().await {
+        match msg {
+            Ok(Message::Text(text)) => match serde_json::from_str::<ServerFrame>(&text) {
+                Ok(frame) => {
+                    if first {
+                        first = false;
+                        *attempt = 0;
+                        if matches!(
+                            frame,
+                            ServerFrame::Resumed { .. }
+                                | ServerFrame::Event(_)
+                                | ServerFrame::UnreadUpdated(_)
+                        ) {
+                            dispatch.emit(Action::Connection(ConnectionState::Connected));
+                        }
+                        // Sends that were waiting go out again; their client ids make that safe.
+                        dispatch.emit(Action::Reconnected);
+                    }
+                    dispatch.emit(Action::Frame(frame));
+                }
+                Err(e) => gloo::console::warn!(format!("tally: unreadable frame: {e}")),
+            },
+            Ok(Message::Bytes(_)) => {}
+            Err(WebSocketError::ConnectionClose(ev)) => return Some(ev.code),
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped_with_jitter() {
+        assert_eq!(backoff_ms(1, 1.0), 1000);
+        assert_eq!(backoff_ms(1, 0.0), 500);
+        assert_eq!(backoff_ms(20, 1.0), 30_000);
+        assert!(backoff_ms(3, 0.5) < backoff_ms(4, 0.5));
+    }
+}

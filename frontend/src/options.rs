@@ -1,0 +1,87 @@
+//! The options a host page passes to `mount(element, options)`, read with serde-wasm-bindgen.
+
+use serde::Deserialize;
+use wasm_bindgen::{JsCast, JsValue};
+
+/// Widget options.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MountOptions {
+    /// The relay's base URL (`https://chat.example.com`); the page's own origin when absent.
+    pub relay_url: Option<String>,
+    /// A token for the signed-in staff member.
+    pub token: Option<String>,
+    /// `"light"`, `"dark"` or `"auto"` (follows `prefers-color-scheme`, the default).
+    pub theme: Option<String>,
+    /// Show the total in the page title, like `(3) Work app` (default true).
+    pub title_badge: Option<bool>,
+    /// Start with the panel open.
+    pub open: Option<bool>,
+    /// Where the outbox is kept (default `tally.outbox`); tests use their own.
+    pub storage_key: Option<String>,
+    /// A function returning a fresh token (or a promise of one), called on every connect when
+    /// given. Not deserialized: read from the JS object by [`MountOptions::from_js`].
+    #[serde(skip)]
+    pub get_token: Option<TokenSource>,
+}
+
+/// A JS function that yields tokens.
+#[derive(Clone, Debug)]
+pub struct TokenSource(pub js_sys::Function);
+
+impl PartialEq for TokenSource {
+    fn eq(&self, other: &Self) -> bool {
+        JsValue::from(&self.0) == JsValue::from(&other.0)
+    }
+}
+
+impl MountOptions {
+    /// Reads the options object a host page passed.
+    pub fn from_js(value: JsValue) -> Result<MountOptions, JsValue> {
+        if value.is_undefined() || value.is_null() {
+            return Ok(MountOptions::default());
+        }
+        let mut options: MountOptions =
+            serde_wasm_bindgen::from_value(value.clone()).map_err(JsValue::from)?;
+        let f = js_sys::Reflect::get(&value, &JsValue::from_str("getToken")).unwrap_or(JsValue::UNDEFINED);
+        if let Some(f) = f.dyn_ref::<js_sys::Function>() {
+            options.get_token = Some(TokenSource(f.clone()));
+        }
+        Ok(options)
+    }
+
+    /// The WebSocket URL.
+    pub fn ws_url(&self) -> String {
+        let base = self.http_base();
+        let base = base
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1);
+        format!("{base}/ws")
+    }
+
+    /// The base URL for HTTP calls (no trailing slash).
+    pub fn http_base(&self) -> String {
+        match &self.relay_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => gloo::utils::window().location().origin().unwrap_or_default(),
+        }
+    }
+
+    /// The outbox's localStorage key.
+    pub fn storage_key(&self) -> String {
+        self.storage_key.clone().unwrap_or_else(|| "tally.outbox".into())
+    }
+
+    /// A token: from `getToken()` when given, else the fixed one.
+    pub async fn token(&self) -> Option<String> {
+        if let Some(TokenSource(f)) = &self.get_token {
+            let out = f.call0(&JsValue::NULL).ok()?;
+            let out = match out.dyn_into::<js_sys::Promise>() {
+                Ok(p) => wasm_bindgen_futures::JsFuture::from(p).await.ok()?,
+                Err(v) => v,
+            };
+            return out.as_string();
+        }
+        self.token.clone()
+    }
+}

@@ -1,0 +1,83 @@
+//! Small helpers: ids, times, storage.
+
+use tally_shared::store::PendingSend;
+use tally_shared::{ClientMsgId, Millis};
+
+/// A fresh client-made message id.
+pub fn client_id() -> ClientMsgId {
+    let part = || (js_sys::Math::random() * 4_294_967_296.0) as u32;
+    ClientMsgId::new(format!(
+        "{:08x}{:08x}{:08x}{:08x}",
+        part(),
+        part(),
+        part(),
+        part()
+    ))
+    .expect("hex is a valid id")
+}
+
+/// The saved outbox, if any.
+pub fn load_outbox(key: &str) -> Vec<PendingSend> {
+    <gloo::storage::LocalStorage as gloo::storage::Storage>::get::<Vec<PendingSend>>(key).unwrap_or_default()
+}
+
+/// Saves the outbox (or clears it when empty).
+pub fn save_outbox(key: &str, outbox: &[PendingSend]) {
+    use gloo::storage::{LocalStorage, Storage};
+    if outbox.is_empty() {
+        LocalStorage::delete(key);
+    } else {
+        let _ = LocalStorage::set(key, outbox);
+    }
+}
+
+/// `14:05` for today, `Mon 14:05` this week, else `12 Mar`.
+pub fn short_time(at: Millis) -> String {
+    let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(at.0 as f64));
+    let now = js_sys::Date::new_0();
+    let hm = format!("{:02}:{:02}", d.get_hours(), d.get_minutes());
+    let same_day = d.to_date_string() == now.to_date_string();
+    if same_day {
+        return hm;
+    }
+    let days = (now.get_time() - d.get_time()) / 86_400_000.0;
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    if days < 6.0 {
+        format!("{} {hm}", DAYS[d.get_day() as usize])
+    } else {
+        format!("{} {}", d.get_date(), MONTHS[d.get_month() as usize])
+    }
+}
+
+/// A day heading: `Today`, `Yesterday`, or `Monday 12 March`.
+pub fn day_label(at: Millis) -> String {
+    let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(at.0 as f64));
+    let now = js_sys::Date::new_0();
+    let yesterday = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(now.get_time() - 86_400_000.0));
+    if d.to_date_string() == now.to_date_string() {
+        "Today".into()
+    } else if d.to_date_string() == yesterday.to_date_string() {
+        "Yesterday".into()
+    } else {
+        d.to_date_string().into()
+    }
+}
+
+/// The calendar day of a time, for grouping.
+pub fn day_key(at: Millis) -> String {
+    js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(at.0 as f64))
+        .to_date_string()
+        .into()
+}
+
+/// Initials for an avatar.
+pub fn initials(name: &str) -> String {
+    name.split_whitespace()
+        .filter_map(|w| w.chars().next())
+        .take(2)
+        .collect::<String>()
+        .to_uppercase()
+}

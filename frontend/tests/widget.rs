@@ -1,0 +1,330 @@
+//! The widget in headless Chromium: the real components and chatStore, with the socket replaced
+//! by the real shared engine (`MemoryHost`) — frames the widget sends are executed by it, and
+//! its events come back to the widget as the relay would send them.
+#![cfg(target_arch = "wasm32")]
+
+use std::rc::Rc;
+
+use tally_frontend::app::{App, AppProps, Harness};
+use tally_frontend::options::MountOptions;
+use tally_frontend::state::Action;
+use tally_shared::memory::MemoryHost;
+use tally_shared::protocol::{ServerFrame, UnreadUpdate};
+use tally_shared::{ClientMsgId, ConversationId, Millis, Request, Staff, StaffId};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::*;
+use web_sys::HtmlElement;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn sid(s: &str) -> StaffId {
+    StaffId::new(s).unwrap()
+}
+
+/// The relay's engine, driving one widget signed in as bob.
+struct World {
+    host: MemoryHost,
+    harness: Harness,
+    root: web_sys::Element,
+    handled: usize,
+    clock: u64,
+}
+
+impl World {
+    async fn new(key: &str) -> World {
+        let staff: Vec<Staff> = ["alice", "bob", "carol"]
+            .iter()
+            .map(|s| Staff {
+                id: sid(s),
+                name: s.to_uppercase(),
+            })
+            .collect();
+        let mut host = MemoryHost::with_staff(&staff);
+        host.execute(
+            &sid("alice"),
+            &Request::CreateDirect { staff: sid("bob") },
+            Millis(1),
+        )
+        .unwrap();
+        let mut w = Self::mount(host, key).await;
+        w.deliver_snapshot();
+        settle().await;
+        w
+    }
+
+    async fn mount(host: MemoryHost, key: &str) -> World {
+        let doc = gloo::utils::document();
+        let root = doc.create_element("div").unwrap();
+        doc.body().unwrap().append_child(&root).unwrap();
+        let harness = Harness::default();
+        let options = Rc::new(MountOptions {
+            storage_key: Some(key.into()),
+            title_badge: Some(false),
+            ..Default::default()
+        });
+        yew::Renderer::<App>::with_root_and_props(
+            root.clone(),
+            AppProps {
+                options,
+                harness: Some(harness.clone()),
+            },
+        )
+        .render();
+        settle().await;
+        World {
+            host,
+            harness,
+            root,
+            handled: 0,
+            clock: 10,
+        }
+    }
+
+    fn deliver_snapshot(&mut self) {
+        self.harness
+            .deliver(ServerFrame::Snapshot(Box::new(self.host.snapshot(&sid("bob")))));
+    }
+
+    /// Someone else acts; bob's widget receives what the relay would send him.
+    fn act(&mut self, who: &str, request: Request) {
+        self.clock += 1;
+        let outcome = self
+            .host
+            .execute(&sid(who), &request, Millis(self.clock))
+            .unwrap();
+        let bob = self.host.engine.key(&sid("bob")).unwrap();
+        for a in outcome.applied {
+            if a.recipients.contains(&bob) {
+                self.harness.deliver(ServerFrame::Event(a.event.clone()));
+            }
+            for (k, u) in &a.changes {
+                if *k == bob {
+                    self.harness.deliver(ServerFrame::UnreadUpdated(*u));
+                }
+            }
+        }
+    }
+
+    /// Executes what bob's widget sent since the last pump.
+    async fn pump(&mut self) {
+        settle().await;
+        let sent: Vec<_> = self.harness.sent.borrow()[self.handled..].to_vec();
+        self.handled += sent.len();
+        for frame in sent {
+            match frame.request {
+                Request::Hello { .. } | Request::Ping => {}
+                Request::RequestSnapshot => self.deliver_snapshot(),
+                request => {
+                    self.clock += 1;
+                    let bob = self.host.engine.key(&sid("bob")).unwrap();
+                    match self.host.execute(&sid("bob"), &request, Millis(self.clock)) {
+                        Ok(outcome) => {
+                            for a in &outcome.applied {
+                                if a.recipients.contains(&bob) {
+                                    self.harness.deliver(ServerFrame::Event(a.event.clone()));
+                                }
+                                for (k, u) in &a.changes {
+                                    if *k == bob {
+                                        self.harness.deliver(ServerFrame::UnreadUpdated(*u));
+                                    }
+                                }
+                            }
+                            let ack = tally_shared::protocol::Ack {
+                                req: frame.req,
+                                ..outcome.ack
+                            };
+                            self.harness.deliver(ServerFrame::Ack(ack));
+                        }
+                        Err(r) => {
+                            self.harness
+                                .deliver(ServerFrame::Error(tally_shared::protocol::ErrorFrame {
+                                    req: frame.req,
+                                    code: r.code,
+                                    message: r.message,
+                                    retry_after_ms: None,
+                                }))
+                        }
+                    }
+                }
+            }
+        }
+        settle().await;
+    }
+
+    fn text(&self, selector: &str) -> Option<String> {
+        self.root
+            .query_selector(selector)
+            .unwrap()
+            .map(|e| e.text_content().unwrap_or_default())
+    }
+
+    fn count(&self, selector: &str) -> u32 {
+        self.root.query_selector_all(selector).unwrap().length()
+    }
+
+    async fn click(&self, selector: &str) {
+        let el: HtmlElement = self
+            .root
+            .query_selector(selector)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no {selector}"))
+            .unchecked_into();
+        el.click();
+        settle().await;
+    }
+
+    fn sent_of(&self, kind: &str) -> usize {
+        self.harness
+            .sent
+            .borrow()
+            .iter()
+            .filter(|f| f.request.kind() == kind)
+            .count()
+    }
+}
+
+async fn settle() {
+    gloo::timers::future::TimeoutFuture::new(40).await;
+}
+
+fn send(conversation: ConversationId, id: &str, body: &str) -> Request {
+    Request::SendMessage {
+        client_id: ClientMsgId::new(id).unwrap(),
+        conversation,
+        body: body.into(),
+        attachments: vec![],
+        reply_to: None,
+    }
+}
+
+#[wasm_bindgen_test]
+async fn anothers_message_raises_the_badge_and_opening_reads_it_with_one_frame() {
+    let mut w = World::new("t1").await;
+    assert_eq!(w.text("[data-testid=total-badge]"), None);
+    w.act("alice", send(ConversationId(1), "a1", "hi bob"));
+    w.act("alice", send(ConversationId(1), "a2", "are you there?"));
+    settle().await;
+    assert_eq!(w.text("[data-testid=total-badge]").as_deref(), Some("2"));
+    w.click(".tally-launcher").await;
+    assert_eq!(w.text("[data-testid=unread-badge]").as_deref(), Some("2"));
+    // Opening the conversation shows both messages; the viewport reads them with one frame.
+    let _ = gloo::utils::window().focus();
+    w.click("[data-conversation='1']").await;
+    assert!(
+        w.count("[data-testid=new-divider]") == 1,
+        "the divider sits at the watermark"
+    );
+    gloo::timers::future::TimeoutFuture::new(600).await;
+    assert_eq!(w.sent_of("mark_read"), 1, "one mark-read frame");
+    w.pump().await;
+    assert_eq!(w.text("[data-testid=total-badge]"), None, "badge cleared");
+    assert_eq!(w.sent_of("mark_read"), 1, "no more frames after the read");
+}
+
+#[wasm_bindgen_test]
+async fn muted_conversations_leave_the_total_but_keep_their_badge() {
+    let mut w = World::new("t2").await;
+    w.act(
+        "carol",
+        Request::CreateGroup {
+            client_id: ClientMsgId::new("g").unwrap(),
+            title: "Team".into(),
+            participants: vec![sid("bob")],
+        },
+    );
+    w.act("alice", send(ConversationId(1), "a1", "direct"));
+    settle().await;
+    assert_eq!(w.text("[data-testid=total-badge]").as_deref(), Some("2"));
+    w.harness.dispatch(Action::Request(Request::SetMuted {
+        conversation: ConversationId(2),
+        muted: true,
+    }));
+    w.pump().await;
+    assert_eq!(w.text("[data-testid=total-badge]").as_deref(), Some("1"));
+    w.click(".tally-launcher").await;
+    assert_eq!(
+        w.count("[data-testid=unread-badge]"),
+        2,
+        "the muted one keeps its own badge"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn mentions_show_a_marker_on_the_launcher() {
+    let mut w = World::new("t3").await;
+    w.act("alice", send(ConversationId(1), "a1", "@bob look"));
+    settle().await;
+    assert_eq!(w.count("[data-testid=mention-marker]"), 1);
+}
+
+#[wasm_bindgen_test]
+async fn a_divergent_checkpoint_is_repaired_and_counted() {
+    let mut w = World::new("t4").await;
+    w.act("alice", send(ConversationId(1), "a1", "one"));
+    settle().await;
+    w.harness.deliver(ServerFrame::UnreadUpdated(UnreadUpdate {
+        offset: w.host.engine.offset(),
+        conversation: ConversationId(1),
+        unread: 5,
+        mentions: 0,
+        total: tally_shared::Totals {
+            unread: 5,
+            mentions: 0,
+        },
+    }));
+    settle().await;
+    assert_eq!(
+        w.text("[data-testid=total-badge]").as_deref(),
+        Some("5"),
+        "the relay's figure is taken"
+    );
+    assert_eq!(w.sent_of("request_snapshot"), 1, "and a snapshot is asked for");
+    w.pump().await;
+    assert_eq!(
+        w.text("[data-testid=total-badge]").as_deref(),
+        Some("1"),
+        "the snapshot repairs it"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn the_outbox_survives_a_reload() {
+    let key = "t5";
+    let _ = web_sys::window()
+        .unwrap()
+        .local_storage()
+        .unwrap()
+        .unwrap()
+        .remove_item(key);
+    let w = World::new(key).await;
+    // Offline: the send is queued but never acknowledged.
+    w.harness.dispatch(Action::Send(tally_shared::store::PendingSend {
+        client_id: ClientMsgId::new("offline-1").unwrap(),
+        conversation: ConversationId(1),
+        body: "written offline".into(),
+        attachments: vec![],
+        reply_to: None,
+        failed: None,
+    }));
+    settle().await;
+    let host = w.host.clone();
+    w.root.remove();
+    // Reload: a new widget with the same storage.
+    let mut w = World::mount(host, key).await;
+    w.deliver_snapshot();
+    settle().await;
+    w.harness.dispatch(Action::Reconnected);
+    w.harness.dispatch(Action::Open(Some(ConversationId(1))));
+    w.click(".tally-launcher").await;
+    assert_eq!(w.count("[data-testid=pending]"), 1, "shown as sending");
+    w.pump().await;
+    assert_eq!(w.count("[data-testid=pending]"), 0, "acknowledged");
+    assert!(w.text(".tally-messages").unwrap().contains("written offline"));
+    assert_eq!(
+        w.host
+            .storage
+            .range(ConversationId(1), tally_shared::Seq(1), tally_shared::Seq(9))
+            .len(),
+        1
+    );
+}
