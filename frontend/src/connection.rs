@@ -45,6 +45,13 @@ pub async fn run(
 ) {
     let mut attempt = 0u32;
     loop {
+        if !is_online() {
+            dispatch.emit(Action::Connection(ConnectionState::Offline(
+                "You are offline. Messages wait in the outbox.".into(),
+            )));
+            window_event("online").await;
+            attempt = 0;
+        }
         let close_code = match options.token().await {
             Some(token) => connect_once(&options, &token, &dispatch, &applied, &outlet, &mut attempt).await,
             None => Some(close::UNAUTHORIZED),
@@ -65,9 +72,14 @@ pub async fn run(
             }
             _ => {}
         }
+        if !is_online() {
+            continue;
+        }
         attempt += 1;
         dispatch.emit(Action::Connection(ConnectionState::Reconnecting { attempt }));
-        gloo::timers::future::TimeoutFuture::new(backoff_ms(attempt, js_sys::Math::random())).await;
+        let delay = gloo::timers::future::TimeoutFuture::new(backoff_ms(attempt, js_sys::Math::random()));
+        // Coming back online cuts the wait short.
+        let _ = futures_util::future::select(delay, Box::pin(window_event("online"))).await;
     }
 }
 
@@ -99,7 +111,14 @@ async fn connect_once(
         }
     });
     let mut first = true;
-    while let Some(msg) = stream.next().await {
+    let mut offline = Box::pin(window_event("offline"));
+    loop {
+        let msg = match futures_util::future::select(stream.next(), offline.as_mut()).await {
+            futures_util::future::Either::Left((Some(msg), _)) => msg,
+            futures_util::future::Either::Left((None, _)) => return None,
+            // The browser lost the network: drop this socket now rather than wait for a timeout.
+            futures_util::future::Either::Right(_) => return None,
+        };
         match msg {
             Ok(Message::Text(text)) => match serde_json::from_str::<ServerFrame>(&text) {
                 Ok(frame) => {
@@ -126,7 +145,22 @@ async fn connect_once(
             Err(_) => return None,
         }
     }
-    None
+}
+
+fn is_online() -> bool {
+    gloo::utils::window().navigator().on_line()
+}
+
+/// Resolves the next time the window fires `name`.
+async fn window_event(name: &'static str) {
+    let (tx, rx) = futures_channel::oneshot::channel::<()>();
+    let mut tx = Some(tx);
+    let _listener = gloo::events::EventListener::once(&gloo::utils::window(), name, move |_| {
+        if let Some(tx) = tx.take() {
+            let _ = tx.send(());
+        }
+    });
+    let _ = rx.await;
 }
 
 #[cfg(test)]

@@ -85,6 +85,16 @@ async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> {
     Ok(reply)
 }
 
+type Route = warp::filters::BoxedFilter<(warp::reply::Response,)>;
+
+fn boxed<F, R>(filter: F) -> Route
+where
+    F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
+    R: Reply + 'static,
+{
+    filter.map(Reply::into_response).boxed()
+}
+
 fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
     warp::any().map(move || state.clone())
 }
@@ -242,14 +252,23 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
             Ok(warp::reply::json(&serde_json::json!({ "token": token })))
         });
 
-    let api = ws
-        .or(upload)
-        .or(download)
-        .or(history)
-        .or(health)
-        .or(metrics)
-        .or(demo_staff)
-        .or(demo_token);
+    // Each route boxed to one response type keeps the combined filter's type shallow (the
+    // nested type otherwise overflows the trait solver in release builds).
+    let api = boxed(ws)
+        .or(boxed(upload))
+        .unify()
+        .or(boxed(download))
+        .unify()
+        .or(boxed(history))
+        .unify()
+        .or(boxed(health))
+        .unify()
+        .or(boxed(metrics))
+        .unify()
+        .or(boxed(demo_staff))
+        .unify()
+        .or(boxed(demo_token))
+        .unify();
     let files = static_files(state.config.static_dir.clone());
     let csp = content_security_policy(state.config.static_dir.as_deref());
     api.or(files)

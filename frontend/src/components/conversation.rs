@@ -87,18 +87,23 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     // only forward.
     let seen = use_memo(id, |_| Rc::new(Cell::new(0u64)));
     let known_read = use_memo(id, |_| Rc::new(Cell::new(0u64)));
-    known_read.set(known_read.get().max(last_read.0));
     if last_read.0 < known_read.get() {
+        // Marked unread (here or on another device): what was seen before no longer counts;
+        // only messages that come into view again do.
+        known_read.set(last_read.0);
+        seen.set(seen.get().min(last_read.0));
+    } else {
         known_read.set(last_read.0);
     }
+    // `flush(false)` reads after a short debounce; `flush(true)` at once (leaving the view).
     let flush = {
         let state = chat.state.clone();
         let (seen, known_read) = ((*seen).clone(), (*known_read).clone());
         use_memo(id, move |_| {
             let timer: Rc<RefCell<Option<Timeout>>> = Rc::default();
-            Rc::new(move || {
+            Rc::new(move |now: bool| {
                 let (state, seen, known_read) = (state.clone(), seen.clone(), known_read.clone());
-                let t = Timeout::new(250, move || {
+                let read = move || {
                     if document_attends() && seen.get() > known_read.get() {
                         known_read.set(seen.get());
                         state.dispatch(Action::Request(Request::MarkRead {
@@ -106,9 +111,14 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
                             up_to: Seq(seen.get()),
                         }));
                     }
-                });
-                *timer.borrow_mut() = Some(t);
-            }) as Rc<dyn Fn()>
+                };
+                if now {
+                    timer.borrow_mut().take();
+                    read();
+                } else {
+                    *timer.borrow_mut() = Some(Timeout::new(250, read));
+                }
+            }) as Rc<dyn Fn(bool)>
         })
     };
     let observer = {
@@ -126,7 +136,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
                         seen.set(seen.get().max(seq));
                     }
                 }
-                flush();
+                flush(false);
             });
             let obs = IntersectionObserver::new(cb.as_ref().unchecked_ref()).ok();
             (obs, cb)
@@ -135,10 +145,15 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     {
         let flush = (*flush).clone();
         use_effect_with(id, move |_| {
-            let f1 = flush.clone();
-            let visible = EventListener::new(&gloo::utils::document(), "visibilitychange", move |_| f1());
-            let focus = EventListener::new(&gloo::utils::window(), "focus", move |_| flush());
-            move || drop((visible, focus))
+            let (f1, f2) = (flush.clone(), flush.clone());
+            let visible =
+                EventListener::new(&gloo::utils::document(), "visibilitychange", move |_| f1(false));
+            let focus = EventListener::new(&gloo::utils::window(), "focus", move |_| f2(false));
+            move || {
+                drop((visible, focus));
+                // Leaving the conversation: what the viewport showed was read.
+                flush(true);
+            }
         });
     }
     let count = view.as_ref().map_or(0, |v| v.messages.len());

@@ -1,0 +1,153 @@
+// Shared helpers: the real relay binary on a free loopback port with a fresh data dir, tokens
+// from `tally-relay token`, and one Chromium context per staff member with the widget mounted
+// through the documented `mount()` API.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const BIN = join(root, 'target', 'release', 'tally-relay');
+export const DIST = join(root, 'dist');
+
+export class Relay {
+  constructor(staff) {
+    this.data = mkdtempSync(join(tmpdir(), 'tally-e2e-'));
+    for (const id of staff) this.cli('staff', 'add', id, '--name', id[0].toUpperCase() + id.slice(1));
+    this.port = 0;
+  }
+  cli(...args) {
+    return execFileSync(BIN, ['--data', this.data, ...args], { encoding: 'utf8' }).trim();
+  }
+  token(staff) {
+    return this.cli('token', staff, '--ttl', '1h');
+  }
+  async start() {
+    const listen = `127.0.0.1:${this.port}`;
+    this.child = spawn(BIN, ['--data', this.data, 'serve', '--listen', listen, '--static', DIST], {
+      env: { ...process.env, RUST_LOG: 'error' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const line = await new Promise((resolve, reject) => {
+      let buf = '';
+      this.child.stdout.on('data', (d) => {
+        buf += d;
+        if (buf.includes('\n')) resolve(buf.split('\n')[0]);
+      });
+      this.child.on('exit', (code) => reject(new Error(`relay exited with ${code}`)));
+    });
+    this.url = line.trim().split(' ').pop();
+    this.port = Number(new URL(this.url).port);
+    return this;
+  }
+  kill9() {
+    this.child.kill('SIGKILL');
+    return new Promise((r) => this.child.once('exit', r));
+  }
+  async stop() {
+    if (this.child && this.child.exitCode === null) {
+      this.child.kill('SIGTERM');
+      await new Promise((r) => this.child.once('exit', r));
+    }
+    rmSync(this.data, { recursive: true, force: true });
+  }
+}
+
+export async function launch() {
+  const args = ['--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+  if (process.getuid && process.getuid() === 0) args.push('--no-sandbox');
+  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args });
+}
+
+/** A staff member's tab: the relay's page with the widget mounted for them. */
+export async function tab(browser, relay, staff, { context } = {}) {
+  const ctx = context ?? (await browser.newContext({ viewport: { width: 1000, height: 760 } }));
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => console.error(`[${staff}] page error:`, e.message));
+  await page.goto(relay.url + '/');
+  await page.waitForFunction(() => window.wasmBindings && window.wasmBindings.mount);
+  const token = relay.token(staff);
+  await page.evaluate(([token, staff]) => {
+    const el = document.createElement('div');
+    el.id = 'messenger';
+    document.body.append(el);
+    window.wasmBindings.mount(el, { token, storageKey: `tally.outbox.${staff}` });
+  }, [token, staff]);
+  await page.waitForSelector('.tally-launcher');
+  return { page, context: ctx, staff, token };
+}
+
+/** The launcher's total badge ("" when none). */
+export async function total(t) {
+  const el = await t.page.$('#messenger [data-testid=total-badge]');
+  return el ? (await el.textContent()).trim() : '';
+}
+
+/** Waits until the total badge shows `expected` ("" for none). */
+export async function expectTotal(t, expected) {
+  await t.page.waitForFunction(
+    (want) => {
+      const el = document.querySelector('#messenger [data-testid=total-badge]');
+      return (el ? el.textContent.trim() : '') === want;
+    },
+    String(expected),
+    { timeout: 10_000 },
+  ).catch(async (e) => {
+    throw new Error(`${t.staff}: total badge is "${await total(t)}", expected "${expected}" (${e.message})`);
+  });
+}
+
+/** Waits until a conversation's list badge shows `expected` ("" for none). */
+export async function expectItemBadge(t, title, expected) {
+  await t.page.waitForFunction(
+    ([title, want]) => {
+      const item = [...document.querySelectorAll('#messenger .tally-item')].find((b) => b.querySelector('.tally-item-title')?.textContent === title);
+      if (!item) return false;
+      const el = item.querySelector('[data-testid=unread-badge]');
+      return (el ? el.textContent.trim() : '') === want;
+    },
+    [title, String(expected)],
+    { timeout: 10_000 },
+  );
+}
+
+export async function openPanel(t) {
+  if (!(await t.page.$('#messenger .tally-panel'))) await t.page.click('#messenger .tally-launcher');
+  await t.page.waitForSelector('#messenger .tally-panel');
+}
+
+export async function backToList(t) {
+  const back = await t.page.$('#messenger [aria-label="Back to conversations"]');
+  if (back) await back.click();
+  await t.page.waitForSelector('#messenger [data-testid=conversation-list], #messenger .tally-empty');
+}
+
+export async function openConversation(t, title) {
+  // Reading counts only in the focused tab, as for a person who clicks into the window.
+  await t.page.bringToFront();
+  await openPanel(t);
+  await backToList(t);
+  await t.page.click(`#messenger .tally-item:has(.tally-item-title:text-is("${title}"))`);
+  await t.page.waitForSelector('#messenger .tally-conversation');
+}
+
+/** Starts a direct conversation with someone through the dialog, and opens it. */
+export async function startDirect(t, withName) {
+  await openPanel(t);
+  await t.page.click('#messenger [aria-label="New conversation"]');
+  await t.page.click(`#messenger .tally-dialog label:has-text("${withName}") input`);
+  await t.page.click('#messenger .tally-dialog .tally-primary');
+  await t.page.waitForSelector('#messenger .tally-conversation');
+}
+
+export async function say(t, text) {
+  await t.page.fill('#messenger [data-testid=composer]', text);
+  await t.page.press('#messenger [data-testid=composer]', 'Enter');
+  await t.page.waitForFunction(
+    (text) => [...document.querySelectorAll('#messenger .tally-msg:not(.tally-pending) .tally-text')].some((e) => e.textContent === text),
+    text,
+    { timeout: 10_000 },
+  );
+}

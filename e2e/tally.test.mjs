@@ -1,0 +1,175 @@
+// End to end: the real relay binary, Debian's Chromium, two (or three) staff at once. Every
+// assertion is about what a person sees, with waits on conditions, never fixed sleeps.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Relay, launch, tab, expectTotal, expectItemBadge, openPanel, openConversation, startDirect, say, backToList } from './helpers.mjs';
+
+let browser;
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+test('A sends to B: B sees 1, A sees 0; B opens it and both badges clear', async () => {
+  const relay = await new Relay(['alice', 'bob']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const b = await tab(browser, relay, 'bob');
+    await startDirect(a, 'Bob');
+    await say(a, 'Hello Bob!');
+    await expectTotal(b, 1);
+    await openPanel(b);
+    await expectItemBadge(b, 'Alice', 1);
+    await expectTotal(a, '');
+    await b.page.bringToFront();
+    await openConversation(b, 'Alice');
+    await expectTotal(b, '');
+    await backToList(b);
+    await expectItemBadge(b, 'Alice', '');
+    await expectTotal(a, '');
+  } finally {
+    await relay.stop();
+  }
+});
+
+test('edit keeps the count, delete of an unread message lowers it, reply and mark unread work', async () => {
+  const relay = await new Relay(['alice', 'bob']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const b = await tab(browser, relay, 'bob');
+    await startDirect(a, 'Bob');
+    await say(a, 'first');
+    await say(a, 'second');
+    await expectTotal(b, 2);
+    // Edit: B's count stays 2, the text changes.
+    await a.page.hover('#messenger .tally-msg:has-text("second")');
+    await a.page.click('#messenger .tally-msg:has-text("second") [aria-label="Message actions"]');
+    await a.page.click('#messenger .tally-menu >> text=Edit');
+    await a.page.fill('#messenger [data-testid=composer]', 'second, edited');
+    await a.page.press('#messenger [data-testid=composer]', 'Enter');
+    await openConversation(b, 'Alice');
+    await b.page.waitForSelector('#messenger .tally-msg:has-text("second, edited")');
+    await backToList(b);
+    // Reading happened when B opened it; A writes again and deletes it before B reads.
+    await say(a, 'oops');
+    await expectTotal(b, 1);
+    a.page.once('dialog', (d) => d.accept());
+    await a.page.hover('#messenger .tally-msg:has-text("oops")');
+    await a.page.click('#messenger .tally-msg:has-text("oops") [aria-label="Message actions"]');
+    await a.page.click('#messenger .tally-menu >> text=Delete');
+    await expectTotal(b, '');
+    // B marks unread from "first": the badge comes back with both live messages.
+    await openConversation(b, 'Alice');
+    await b.page.hover('#messenger .tally-msg:has-text("first")');
+    await b.page.click('#messenger .tally-msg:has-text("first") [aria-label="Message actions"]');
+    await b.page.click('#messenger .tally-menu >> text=Mark unread from here');
+    await backToList(b);
+    await expectTotal(b, 2);
+  } finally {
+    await relay.stop();
+  }
+});
+
+test('two tabs of B stay in step; mark all read clears both', async () => {
+  const relay = await new Relay(['alice', 'bob']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const b1 = await tab(browser, relay, 'bob');
+    const b2 = await tab(browser, relay, 'bob', { context: b1.context });
+    await startDirect(a, 'Bob');
+    await say(a, 'one');
+    await say(a, 'two');
+    await expectTotal(b1, 2);
+    await expectTotal(b2, 2);
+    await openPanel(b2);
+    await b2.page.click('#messenger [aria-label="Mark all as read"]');
+    await expectTotal(b2, '');
+    await expectTotal(b1, '');
+  } finally {
+    await relay.stop();
+  }
+});
+
+test('the relay is killed with SIGKILL and restarted: both reconnect, nothing acknowledged is lost', async () => {
+  const relay = await new Relay(['alice', 'bob']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const b = await tab(browser, relay, 'bob');
+    await startDirect(a, 'Bob');
+    await say(a, 'before the crash');
+    await expectTotal(b, 1);
+    await relay.kill9();
+    await a.page.waitForSelector('#messenger [data-testid=reconnecting]');
+    await relay.start();
+    await a.page.waitForSelector('#messenger [data-testid=reconnecting]', { state: 'detached', timeout: 20_000 });
+    await say(a, 'after the restart');
+    await expectTotal(b, 2);
+  } finally {
+    await relay.stop();
+  }
+});
+
+test('B goes offline, writes two messages, comes back: each is delivered exactly once', async () => {
+  const relay = await new Relay(['alice', 'bob']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const b = await tab(browser, relay, 'bob');
+    await startDirect(a, 'Bob');
+    await say(a, 'are you there?');
+    await openConversation(b, 'Alice');
+    await b.context.setOffline(true);
+    for (const text of ['offline one', 'offline two']) {
+      await b.page.fill('#messenger [data-testid=composer]', text);
+      await b.page.press('#messenger [data-testid=composer]', 'Enter');
+    }
+    await b.page.waitForFunction(() => document.querySelectorAll('#messenger [data-testid=pending]').length === 2);
+    await b.context.setOffline(false);
+    await expectTotal(a, 2);
+    await openConversation(a, 'Bob');
+    await a.page.waitForFunction(() => {
+      const texts = [...document.querySelectorAll('#messenger .tally-msg .tally-text')].map((e) => e.textContent);
+      return texts.filter((t) => t === 'offline one').length === 1 && texts.filter((t) => t === 'offline two').length === 1;
+    });
+    await b.page.waitForFunction(() => document.querySelectorAll('#messenger [data-testid=pending]').length === 0, null, { timeout: 20_000 });
+  } finally {
+    await relay.stop();
+  }
+});
+
+test('a hostile script in B’s tab cannot send as A nor read a conversation B is not in', async () => {
+  const relay = await new Relay(['alice', 'bob', 'carol']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const c = await tab(browser, relay, 'carol');
+    const b = await tab(browser, relay, 'bob');
+    await startDirect(a, 'Carol');
+    await say(a, 'private to carol');
+    await expectTotal(c, 1);
+    const result = await b.page.evaluate(async (token) => {
+      const ws = new WebSocket(location.origin.replace('http', 'ws') + '/ws');
+      const frames = [];
+      ws.onmessage = (e) => frames.push(JSON.parse(e.data));
+      await new Promise((r) => (ws.onopen = r));
+      ws.send(JSON.stringify({ type: 'hello', token }));
+      const wait = (pred) => new Promise((r) => { const t = setInterval(() => { const f = frames.find(pred); if (f) { clearInterval(t); r(f); } }, 20); });
+      await wait((f) => f.type === 'snapshot');
+      // Alice and Carol's conversation is 1; Bob is not in it.
+      ws.send(JSON.stringify({ type: 'send_message', req: 1, client_id: 'forged', conversation: 1, body: 'from alice, honest', sender: 'alice' }));
+      ws.send(JSON.stringify({ type: 'mark_read', req: 2, conversation: 1, up_to: 1 }));
+      const e1 = await wait((f) => f.req === 1);
+      const e2 = await wait((f) => f.req === 2);
+      const history = await fetch('/api/conversations/1/messages', { headers: { Authorization: `Bearer ${token}` } });
+      return { e1, e2, history: history.status, leaked: frames.some((f) => f.type === 'message_created') };
+    }, b.token);
+    assert.equal(result.e1.code, 'not_participant');
+    assert.equal(result.e2.code, 'not_participant');
+    assert.equal(result.history, 403);
+    assert.equal(result.leaked, false);
+    await expectTotal(c, 1);
+    await expectTotal(a, '');
+  } finally {
+    await relay.stop();
+  }
+});
