@@ -98,6 +98,8 @@ pub struct Core {
     retain: usize,
     /// Most frames a replay may take before a snapshot is cheaper (half a connection's queue).
     max_replay: usize,
+    /// Most open connections per staff member.
+    connection_cap: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -124,6 +126,7 @@ impl Core {
             retained: VecDeque::new(),
             retain,
             max_replay,
+            connection_cap: usize::MAX,
             metrics,
         };
         core.reload_staff()?;
@@ -147,6 +150,11 @@ impl Core {
             "log replayed"
         );
         Ok(core)
+    }
+
+    /// Sets the most connections one staff member may have open.
+    pub fn set_connection_cap(&mut self, cap: usize) {
+        self.connection_cap = cap;
     }
 
     /// The engine (for seeding the demo before serving).
@@ -392,6 +400,17 @@ impl Core {
                     let _ = reply.send(Err(e));
                     return;
                 };
+                if self.hub.count(key) >= self.connection_cap {
+                    self.metrics.reject(ErrorCode::RateLimited);
+                    let e = ErrorFrame {
+                        req: None,
+                        code: ErrorCode::RateLimited,
+                        message: format!("at most {} connections per staff member", self.connection_cap),
+                        retry_after_ms: None,
+                    };
+                    let _ = reply.send(Err(e));
+                    return;
+                }
                 match resume_from.and_then(|from| self.replay(key, from)) {
                     Some(frames) => {
                         for f in frames {

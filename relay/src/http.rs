@@ -135,22 +135,9 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::ws())
         .and(warp::header::optional::<String>("origin"))
         .and(warp::header::optional::<String>("host"))
+        .and(warp::addr::remote())
         .and(with_state(state.clone()))
-        .and_then(
-            |ws: warp::ws::Ws, origin: Option<String>, host: Option<String>, state: AppState| async move {
-                if !origin_allowed(origin.as_deref(), host.as_deref(), &state.config.allowed_origins) {
-                    return Err(api_error(
-                        StatusCode::FORBIDDEN,
-                        ErrorCode::NotAllowed,
-                        "origin not allowed",
-                    ));
-                }
-                Ok(ws
-                    .max_message_size(4 * limits::CLIENT_FRAME_MAX_BYTES)
-                    .max_frame_size(4 * limits::CLIENT_FRAME_MAX_BYTES)
-                    .on_upgrade(move |socket| session::serve(socket, state)))
-            },
-        );
+        .and_then(upgrade);
 
     // POST /api/attachments?name=FILE: the raw bytes; answers the attachment record.
     let upload = warp::path!("api" / "attachments")
@@ -345,6 +332,46 @@ mod base64_engine {
         assert_eq!(encode(b"foo"), "Zm9v");
         assert_eq!(encode(b"foobar"), "Zm9vYmFy");
     }
+}
+
+async fn upgrade(
+    ws: warp::ws::Ws,
+    origin: Option<String>,
+    host: Option<String>,
+    peer: Option<std::net::SocketAddr>,
+    state: AppState,
+) -> Result<impl Reply, Rejection> {
+    // Cross-site WebSocket hijacking: a page on another site cannot ride a user's session.
+    if !origin_allowed(origin.as_deref(), host.as_deref(), &state.config.allowed_origins) {
+        return Err(api_error(
+            StatusCode::FORBIDDEN,
+            ErrorCode::NotAllowed,
+            "origin not allowed",
+        ));
+    }
+    if let Some(ip) = peer.map(|p| p.ip()) {
+        let l = &state.config.limits;
+        let now = std::time::Instant::now();
+        if let Err(wait) = state
+            .address_buckets
+            .take(&ip, l.connects_per_sec, l.connect_burst, now)
+        {
+            state.metrics.reject(ErrorCode::RateLimited);
+            let message = format!(
+                "too many connection attempts; retry in {} ms",
+                wait.as_millis() + 1
+            );
+            return Err(api_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                message,
+            ));
+        }
+    }
+    Ok(ws
+        .max_message_size(4 * limits::CLIENT_FRAME_MAX_BYTES)
+        .max_frame_size(4 * limits::CLIENT_FRAME_MAX_BYTES)
+        .on_upgrade(move |socket| session::serve(socket, state)))
 }
 
 fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {

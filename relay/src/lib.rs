@@ -7,6 +7,7 @@
 //! - [`hub`]: each staff member's connections and their bounded queues.
 //! - [`storage`]: SQLite in WAL mode — the event log, messages, staff, attachments.
 //! - [`auth`]: HS256 tokens and the signing secret.
+//! - [`limits`]: rate limits and connection caps.
 //! - [`metrics`]: counters and histograms in the Prometheus format.
 //! - [`demo`]: demo staff and conversations.
 //!
@@ -17,6 +18,7 @@ pub mod core;
 pub mod demo;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod session;

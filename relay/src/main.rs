@@ -45,6 +45,8 @@ enum Cmd {
         /// Other origins allowed to open WebSockets (the relay's own always is).
         #[arg(long = "allow-origin")]
         allowed_origins: Vec<String>,
+        #[command(flatten)]
+        limits: tally_relay::limits::Limits,
     },
     /// Print a signed token for a staff member.
     Token {
@@ -97,6 +99,7 @@ fn main() -> anyhow::Result<()> {
             durability,
             retain_events,
             allowed_origins,
+            limits,
         } => {
             let config = Config {
                 data: cli.data,
@@ -106,6 +109,7 @@ fn main() -> anyhow::Result<()> {
                 retain_events,
                 allowed_origins,
                 queue_frames: tally_relay::hub::QUEUE_FRAMES,
+                limits,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async move {

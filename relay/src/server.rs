@@ -11,6 +11,7 @@ use warp::Filter;
 
 use crate::auth::Keys;
 use crate::core::{Command, Core};
+use crate::limits::{Buckets, Kind};
 use crate::metrics::Metrics;
 use crate::storage::{self, Durability};
 use crate::{demo, http};
@@ -32,6 +33,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Frames queued per connection before it is closed as a slow consumer.
     pub queue_frames: usize,
+    /// Rate limits and connection caps.
+    pub limits: crate::limits::Limits,
 }
 
 impl Config {
@@ -45,6 +48,7 @@ impl Config {
             retain_events: 100_000,
             allowed_origins: Vec::new(),
             queue_frames: crate::hub::QUEUE_FRAMES,
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -60,6 +64,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The configuration.
     pub config: Arc<Config>,
+    /// Per staff member: writes and reads.
+    pub staff_buckets: Arc<Buckets<(tally_shared::StaffId, Kind)>>,
+    /// Per client address: connection attempts.
+    pub address_buckets: Arc<Buckets<std::net::IpAddr>>,
 }
 
 impl AppState {
@@ -110,6 +118,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         config.queue_frames / 2,
         metrics.clone(),
     )?;
+    core.set_connection_cap(config.limits.connections_per_staff);
     if config.demo {
         demo::seed(&mut core)?;
     }
@@ -122,6 +131,8 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         keys,
         metrics,
         config: Arc::new(config),
+        staff_buckets: Arc::default(),
+        address_buckets: Arc::default(),
     };
 
     // The staff CLI writes to the database directly; pick its changes up every second.

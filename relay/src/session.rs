@@ -125,10 +125,9 @@ pub async fn serve(ws: WebSocket, state: AppState) {
             Err(_) => return,
         };
         if let Err(e) = registered {
+            let code = if e.code == ErrorCode::RateLimited { close::TOO_MANY_CONNECTIONS } else { close::UNAUTHORIZED };
             let _ = sink.send(Message::text(encode(&ServerFrame::Error(e)))).await;
-            let _ = sink
-                .send(Message::close_with(close::UNAUTHORIZED, "refused"))
-                .await;
+            let _ = sink.send(Message::close_with(code, "refused")).await;
             state.metrics.connections.fetch_sub(1, Relaxed);
             return;
         }
@@ -210,6 +209,23 @@ pub async fn serve(ws: WebSocket, state: AppState) {
                             code: ErrorCode::HelloRequired,
                             message: "already said hello".into(),
                             retry_after_ms: None,
+                        };
+                        conn.send(&encode(&ServerFrame::Error(e)).into(), &state.metrics);
+                        continue;
+                    }
+                    let limits = &state.config.limits;
+                    let kind = crate::limits::kind_of(&frame.request);
+                    let (rate, burst) = match kind {
+                        crate::limits::Kind::Read => (limits.reads_per_sec, limits.read_burst),
+                        crate::limits::Kind::Write => (limits.writes_per_sec, limits.write_burst),
+                    };
+                    if let Err(wait) = state.staff_buckets.take(&(staff.clone(), kind), rate, burst, Instant::now()) {
+                        state.metrics.reject(ErrorCode::RateLimited);
+                        let e = ErrorFrame {
+                            req: frame.req,
+                            code: ErrorCode::RateLimited,
+                            message: "too many requests".into(),
+                            retry_after_ms: Some(wait.as_millis() as u64 + 1),
                         };
                         conn.send(&encode(&ServerFrame::Error(e)).into(), &state.metrics);
                         continue;

@@ -37,6 +37,16 @@ fn serve(data: &Path) -> (Child, SocketAddr) {
         .arg("--data")
         .arg(data)
         .args(["serve", "--listen", "127.0.0.1:0", "--static", "/nonexistent"])
+        .args([
+            "--writes-per-sec",
+            "1e9",
+            "--write-burst",
+            "1e9",
+            "--reads-per-sec",
+            "1e9",
+            "--read-burst",
+            "1e9",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -50,6 +50,8 @@ impl Relay {
         drop(conn);
         let mut config = Config::new(dir.path());
         config.durability = Durability::Normal;
+        // Functional tests send bursts; the security suite sets the limits it tests.
+        config.limits = tally_relay::limits::Limits::unlimited();
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let running = tally_relay::start(config, listener).await.unwrap();
