@@ -37,3 +37,9 @@ relay-dev:
 ## Benchmarks (release): criterion for the projection and reducer.
 bench:
 	cargo bench -p tally-shared --bench projection
+
+## Fuzz the frame decoder and the projection (60 s each; nightly + cargo-fuzz; not in CI).
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+	cd fuzz && cargo +nightly fuzz run -O decode_frames corpus/decode_frames -- -max_total_time=60
+	cd fuzz && cargo +nightly fuzz run -O projection corpus/projection -- -max_total_time=60

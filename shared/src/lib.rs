@@ -18,6 +18,7 @@
 //! - [`oracle`]: the naive scan the tests and the load generator compare everything with.
 //! - [`memory`]: an in-memory host for the engine (messages, attachments, snapshots), for tests
 //!   and benchmarks.
+//! - [`sim`]: engine + stores + oracle stepped together, for property tests and fuzzing.
 
 pub mod engine;
 pub mod ids;
@@ -27,6 +28,7 @@ pub mod model;
 pub mod oracle;
 pub mod protocol;
 mod seq_index;
+pub mod sim;
 pub mod store;
 pub mod unread;
 

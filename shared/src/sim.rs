@@ -1,0 +1,554 @@
+//! A simulation of the whole system without I/O, for property tests and fuzzing: the engine as
+//! the relay runs it, one `ChatStore` per staff member fed exactly the frames the relay would
+//! send them, and the naive [`Oracle`]. After every step the three must agree (invariants 1, 2
+//! and 7 of DESIGN.md); replays must change nothing; refusals must append nothing. It panics on
+//! the first violation, which is what a property test or a fuzzer wants.
+
+use crate::engine::Applied;
+use crate::memory::MemoryHost;
+use crate::oracle::Oracle;
+use crate::protocol::ServerFrame;
+use crate::{
+    Attachment, AttachmentId, ChatStore, ClientMsgId, ConversationId, MessageId, Millis, Request, Seq, Staff,
+    StaffId,
+};
+
+/// The simulated staff.
+pub const STAFF: [&str; 4] = ["ann", "bob", "cy", "dee"];
+
+/// One step of a simulation: every write and read path, plus reconnects and replays.
+#[derive(Clone, Debug)]
+#[allow(missing_docs)]
+pub enum Op {
+    CreateDirect(usize, usize),
+    CreateGroup(usize, u8),
+    Send {
+        who: usize,
+        conv: usize,
+        mentions: u8,
+        reply: Option<usize>,
+        attach: bool,
+    },
+    Resend {
+        who: usize,
+    },
+    Forward {
+        who: usize,
+        msg: usize,
+        to: usize,
+    },
+    Edit {
+        who: usize,
+        msg: usize,
+    },
+    Delete {
+        who: usize,
+        msg: usize,
+    },
+    Rename {
+        who: usize,
+        conv: usize,
+    },
+    Add {
+        who: usize,
+        conv: usize,
+        staff: u8,
+    },
+    Remove {
+        who: usize,
+        conv: usize,
+        staff: usize,
+    },
+    Mute {
+        who: usize,
+        conv: usize,
+        muted: bool,
+    },
+    MarkRead {
+        who: usize,
+        conv: usize,
+        up_to: u64,
+    },
+    MarkConversationRead {
+        who: usize,
+        conv: usize,
+    },
+    MarkAllRead {
+        who: usize,
+    },
+    MarkUnread {
+        who: usize,
+        conv: usize,
+        from: u64,
+    },
+    Reconnect {
+        who: usize,
+    },
+    Replay,
+}
+
+impl Op {
+    /// Reads one operation from fuzzer bytes; `None` when they run out.
+    pub fn decode(bytes: &mut &[u8]) -> Option<Op> {
+        let mut next = || -> Option<u8> {
+            let (b, rest) = bytes.split_first()?;
+            *bytes = rest;
+            Some(*b)
+        };
+        let who = |b: u8| b as usize % STAFF.len();
+        let op = match next()? % 17 {
+            0 => Op::CreateDirect(who(next()?), who(next()?)),
+            1 => Op::CreateGroup(who(next()?), next()?),
+            2 => {
+                let (w, c, m, r, a) = (next()?, next()?, next()?, next()?, next()?);
+                Op::Send {
+                    who: who(w),
+                    conv: c as usize,
+                    mentions: m,
+                    reply: (r % 2 == 0).then_some(r as usize / 2),
+                    attach: a % 8 == 0,
+                }
+            }
+            3 => Op::Resend { who: who(next()?) },
+            4 => Op::Forward {
+                who: who(next()?),
+                msg: next()? as usize,
+                to: next()? as usize,
+            },
+            5 => Op::Edit {
+                who: who(next()?),
+                msg: next()? as usize,
+            },
+            6 => Op::Delete {
+                who: who(next()?),
+                msg: next()? as usize,
+            },
+            7 => Op::Rename {
+                who: who(next()?),
+                conv: next()? as usize,
+            },
+            8 => Op::Add {
+                who: who(next()?),
+                conv: next()? as usize,
+                staff: next()?,
+            },
+            9 => Op::Remove {
+                who: who(next()?),
+                conv: next()? as usize,
+                staff: who(next()?),
+            },
+            10 => Op::Mute {
+                who: who(next()?),
+                conv: next()? as usize,
+                muted: next()? % 2 == 0,
+            },
+            11 => Op::MarkRead {
+                who: who(next()?),
+                conv: next()? as usize,
+                up_to: u64::from(next()?),
+            },
+            12 => Op::MarkConversationRead {
+                who: who(next()?),
+                conv: next()? as usize,
+            },
+            13 => Op::MarkAllRead { who: who(next()?) },
+            14 => Op::MarkUnread {
+                who: who(next()?),
+                conv: next()? as usize,
+                from: u64::from(next()?),
+            },
+            15 => Op::Reconnect { who: who(next()?) },
+            _ => Op::Replay,
+        };
+        Some(op)
+    }
+}
+
+/// The relay's engine, a browser store per staff member, and the oracle, stepped together.
+pub struct World {
+    host: MemoryHost,
+    oracle: Oracle,
+    staff: Vec<StaffId>,
+    /// Each staff member's browser store.
+    pub stores: Vec<ChatStore>,
+    conversations: Vec<ConversationId>,
+    messages: Vec<MessageId>,
+    sent: Vec<(usize, Request)>,
+    last: Option<Applied>,
+    clock: u64,
+    client_ids: u64,
+}
+
+impl World {
+    /// Four staff, no conversations, an attachment each of them uploaded.
+    pub fn new() -> Self {
+        let staff: Vec<StaffId> = STAFF.iter().map(|s| StaffId::new(*s).unwrap()).collect();
+        let directory: Vec<Staff> = staff
+            .iter()
+            .map(|id| Staff {
+                id: id.clone(),
+                name: id.to_string().to_uppercase(),
+            })
+            .collect();
+        let mut host = MemoryHost::with_staff(&directory);
+        let attachment = Attachment {
+            id: AttachmentId::new("a".repeat(64)).unwrap(),
+            name: "plan.pdf".into(),
+            content_type: "application/pdf".into(),
+            size: 10,
+        };
+        for s in &staff {
+            host.storage.upload(s, attachment.clone());
+        }
+        let stores = staff
+            .iter()
+            .map(|s| {
+                let mut store = ChatStore::new();
+                store.apply(ServerFrame::Snapshot(Box::new(host.snapshot(s))));
+                store
+            })
+            .collect();
+        World {
+            host,
+            oracle: Oracle::new(),
+            staff,
+            stores,
+            conversations: Vec::new(),
+            messages: Vec::new(),
+            sent: Vec::new(),
+            last: None,
+            clock: 1_000,
+            client_ids: 0,
+        }
+    }
+
+    /// The `i`-th conversation created (modulo how many exist).
+    pub fn conv(&self, i: usize) -> ConversationId {
+        if self.conversations.is_empty() {
+            ConversationId(999)
+        } else {
+            self.conversations[i % self.conversations.len()]
+        }
+    }
+
+    fn msg(&self, i: usize) -> MessageId {
+        if self.messages.is_empty() {
+            MessageId(999)
+        } else {
+            self.messages[i % self.messages.len()]
+        }
+    }
+
+    fn head(&self, c: ConversationId) -> u64 {
+        self.host.engine.projection().head(c).unwrap_or_default().0
+    }
+
+    fn request(&mut self, op: &Op) -> Option<(usize, Request)> {
+        let s = |i: usize| StaffId::new(STAFF[i]).unwrap();
+        let pick =
+            |mask: u8| -> Vec<StaffId> { (0..STAFF.len()).filter(|i| mask & (1 << i) != 0).map(s).collect() };
+        self.client_ids += 1;
+        let client_id = ClientMsgId::new(format!("c{}", self.client_ids)).unwrap();
+        Some(match op.clone() {
+            Op::CreateDirect(a, b) => (a, Request::CreateDirect { staff: s(b) }),
+            Op::CreateGroup(a, m) => (
+                a,
+                Request::CreateGroup {
+                    client_id,
+                    title: format!("g{m}"),
+                    participants: pick(m),
+                },
+            ),
+            Op::Send {
+                who,
+                conv,
+                mentions,
+                reply,
+                attach,
+            } => {
+                let mut body = String::from("hi");
+                for m in pick(mentions) {
+                    body.push_str(&format!(" @{m}"));
+                }
+                let attachments = if attach {
+                    vec![AttachmentId::new("a".repeat(64)).unwrap()]
+                } else {
+                    vec![]
+                };
+                let reply_to = reply.map(|r| self.msg(r));
+                (
+                    who,
+                    Request::SendMessage {
+                        client_id,
+                        conversation: self.conv(conv),
+                        body,
+                        attachments,
+                        reply_to,
+                    },
+                )
+            }
+            Op::Resend { who } => {
+                return self.sent.iter().rev().find(|(w, _)| *w == who).cloned();
+            }
+            Op::Forward { who, msg, to } => (
+                who,
+                Request::ForwardMessage {
+                    client_id,
+                    message: self.msg(msg),
+                    to: self.conv(to),
+                },
+            ),
+            Op::Edit { who, msg } => (
+                who,
+                Request::EditMessage {
+                    message: self.msg(msg),
+                    body: "edited @bob".into(),
+                },
+            ),
+            Op::Delete { who, msg } => (
+                who,
+                Request::DeleteMessage {
+                    message: self.msg(msg),
+                },
+            ),
+            Op::Rename { who, conv } => (
+                who,
+                Request::RenameConversation {
+                    conversation: self.conv(conv),
+                    title: "renamed".into(),
+                },
+            ),
+            Op::Add { who, conv, staff } => (
+                who,
+                Request::AddParticipants {
+                    conversation: self.conv(conv),
+                    staff: pick(staff),
+                },
+            ),
+            Op::Remove { who, conv, staff } => (
+                who,
+                Request::RemoveParticipant {
+                    conversation: self.conv(conv),
+                    staff: s(staff),
+                },
+            ),
+            Op::Mute { who, conv, muted } => (
+                who,
+                Request::SetMuted {
+                    conversation: self.conv(conv),
+                    muted,
+                },
+            ),
+            Op::MarkRead { who, conv, up_to } => {
+                let c = self.conv(conv);
+                let up_to = up_to % (self.head(c) + 3);
+                (
+                    who,
+                    Request::MarkRead {
+                        conversation: c,
+                        up_to: Seq(up_to),
+                    },
+                )
+            }
+            Op::MarkConversationRead { who, conv } => (
+                who,
+                Request::MarkConversationRead {
+                    conversation: self.conv(conv),
+                },
+            ),
+            Op::MarkAllRead { who } => (who, Request::MarkAllRead),
+            Op::MarkUnread { who, conv, from } => {
+                let c = self.conv(conv);
+                let from = from % (self.head(c) + 2);
+                (
+                    who,
+                    Request::MarkUnread {
+                        conversation: c,
+                        from: Seq(from),
+                    },
+                )
+            }
+            Op::Reconnect { .. } | Op::Replay => return None,
+        })
+    }
+
+    fn deliver(&mut self, applied: &Applied) {
+        let frame = ServerFrame::Event(applied.event.clone());
+        for key in &applied.recipients {
+            let who = self.index_of(*key);
+            let fx = self.stores[who].apply(frame.clone());
+            assert!(
+                fx.send.is_empty(),
+                "store of {} asked for a snapshot after {:?}",
+                self.staff[who],
+                applied.event
+            );
+            for (k, update) in applied.changes.iter().filter(|(k, _)| k == key) {
+                let _ = k;
+                let fx = self.stores[who].apply(ServerFrame::UnreadUpdated(*update));
+                assert_eq!(
+                    fx.divergence, None,
+                    "store of {} diverged after {:?}",
+                    self.staff[who], applied.event
+                );
+            }
+        }
+        // Every count change goes to someone who received the event.
+        for (k, _) in &applied.changes {
+            assert!(
+                applied.recipients.contains(k),
+                "unread_updated for a non-recipient"
+            );
+        }
+    }
+
+    fn index_of(&self, key: crate::unread::StaffKey) -> usize {
+        let id = self.host.engine.projection().staff_id(key);
+        self.staff.iter().position(|s| s == id).unwrap()
+    }
+
+    /// Runs one operation: a request through the engine (delivering its events and checkpoints
+    /// to each recipient's store), a reconnect, or a replay. Panics on a broken invariant.
+    pub fn step(&mut self, op: &Op) {
+        match op {
+            Op::Reconnect { who } => {
+                let outbox = self.stores[*who].outbox().to_vec();
+                let mut store = ChatStore::with_outbox(outbox);
+                store.apply(ServerFrame::Snapshot(Box::new(
+                    self.host.snapshot(&self.staff[*who]),
+                )));
+                self.stores[*who] = store;
+                return;
+            }
+            Op::Replay => {
+                if let Some(last) = self.last.clone() {
+                    let before: Vec<_> = self.stores.iter().map(|s| s.summary(usize::MAX)).collect();
+                    let frame = ServerFrame::Event(last.event.clone());
+                    for key in &last.recipients {
+                        let who = self.index_of(*key);
+                        self.stores[who].apply(frame.clone());
+                    }
+                    let after: Vec<_> = self.stores.iter().map(|s| s.summary(usize::MAX)).collect();
+                    assert_eq!(before, after, "a replayed event changed a store");
+                }
+                return;
+            }
+            _ => {}
+        }
+        let Some((who, request)) = self.request(op) else {
+            return;
+        };
+        let author = self.staff[who].clone();
+        self.clock += 1;
+        let offset_before = self.host.engine.offset();
+        let before: Vec<_> = self.stores.iter().map(|s| s.summary(usize::MAX)).collect();
+        match self.host.execute(&author, &request, Millis(self.clock)) {
+            Err(_) => {
+                assert_eq!(
+                    self.host.engine.offset(),
+                    offset_before,
+                    "a refused request appended events"
+                );
+            }
+            Ok(outcome) => {
+                if matches!(
+                    request,
+                    Request::SendMessage { .. } | Request::ForwardMessage { .. }
+                ) {
+                    self.sent.push((who, request.clone()));
+                }
+                for applied in &outcome.applied {
+                    self.oracle.observe(&applied.event.event);
+                    match &applied.event.event {
+                        crate::Event::ConversationCreated { conversation, .. } => {
+                            self.conversations.push(conversation.id)
+                        }
+                        crate::Event::MessageCreated { message } => self.messages.push(message.id),
+                        _ => {}
+                    }
+                    self.deliver(applied);
+                    self.last = Some(applied.clone());
+                }
+                self.oracle.accepted(&author, &request);
+                if !outcome.applied.is_empty() {
+                    let after: Vec<_> = self.stores.iter().map(|s| s.summary(usize::MAX)).collect();
+                    assert_ne!(before, after, "events of {request:?} changed no store");
+                }
+            }
+        }
+    }
+
+    /// Checks invariants 1, 2 and 7 for every staff member. Panics on a violation.
+    pub fn check(&self) {
+        let projection = self.host.engine.projection();
+        for (i, staff) in self.staff.iter().enumerate() {
+            let store = &self.stores[i];
+            let mut list_sum = (0, 0);
+            for item in store.conversation_list() {
+                assert!(
+                    self.oracle.is_member(staff, item.id),
+                    "{staff} sees {} without being in it",
+                    item.id
+                );
+                if !item.muted {
+                    list_sum.0 += item.counts.unread;
+                    list_sum.1 += item.counts.mentions;
+                }
+            }
+            // Invariant 2, in the browser.
+            assert_eq!(
+                (store.total().unread, store.total().mentions),
+                list_sum,
+                "{staff}: total != sum of unmuted"
+            );
+            for (s, c) in self.oracle.memberships() {
+                if &s != staff {
+                    continue;
+                }
+                let expected = self.oracle.counts(staff, c);
+                // Invariant 1: oracle == relay == browser.
+                assert_eq!(
+                    projection.counts(staff, c),
+                    Some(expected),
+                    "relay counts of {staff} in {c}"
+                );
+                assert_eq!(store.counts(c), expected, "browser counts of {staff} in {c}");
+                assert_eq!(
+                    store.last_read(c),
+                    self.oracle.last_read(staff, c).unwrap(),
+                    "watermark of {staff} in {c}"
+                );
+                assert!(store.conversation(c).is_some(), "{staff} does not see {c}");
+            }
+            assert_eq!(
+                projection.total(staff),
+                self.oracle.total(staff),
+                "relay total of {staff}"
+            );
+            assert_eq!(
+                store.total(),
+                self.oracle.total(staff),
+                "browser total of {staff}"
+            );
+            assert_eq!(store.divergences(), 0);
+            // Invariant 7: snapshot + events == fresh snapshot.
+            let mut fresh = ChatStore::new();
+            fresh.apply(ServerFrame::Snapshot(Box::new(self.host.snapshot(staff))));
+            let (mut ours, mut theirs) = (store.summary(50), fresh.summary(50));
+            // A store keeps what it has loaded; a snapshot carries a window. Compare the
+            // messages both hold (the newest ones).
+            for (a, b) in ours.conversations.iter_mut().zip(theirs.conversations.iter_mut()) {
+                let common = a.messages.len().min(b.messages.len());
+                a.messages.drain(..a.messages.len() - common);
+                b.messages.drain(..b.messages.len() - common);
+            }
+            assert_eq!(ours, theirs, "{staff}: store != fresh snapshot");
+        }
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
