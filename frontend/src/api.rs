@@ -38,6 +38,20 @@ pub async fn history(
         .map_err(|e| e.to_string())
 }
 
+/// The staff directory.
+pub async fn directory(options: &MountOptions) -> Result<Vec<tally_shared::Staff>, String> {
+    let token = options.token().await.ok_or("no token")?;
+    let resp = gloo::net::http::Request::get(&format!("{}/api/staff", options.http_base()))
+        .header("Authorization", &format!("Bearer {token}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.ok() {
+        return Err(format!("directory: HTTP {}", resp.status()));
+    }
+    resp.json().await.map_err(|e| e.to_string())
+}
+
 /// Downloads an attachment into a blob URL (an `<img src>` cannot send a header).
 pub async fn attachment_url(options: &MountOptions, a: &Attachment) -> Result<String, String> {
     let token = options.token().await.ok_or("no token")?;

@@ -90,7 +90,17 @@ pub fn app(props: &AppProps) -> Html {
             let emit = Callback::from(move |a: Action| dispatch.dispatch(a));
             match harness {
                 Some(h) => *h.dispatch.borrow_mut() = Some(emit),
-                None => wasm_bindgen_futures::spawn_local(connection::run(options, emit, applied, outlet)),
+                None => {
+                    let (o, e) = (options.clone(), emit.clone());
+                    // The directory (names for the new-conversation dialog), once per page.
+                    wasm_bindgen_futures::spawn_local(async move {
+                        match crate::api::directory(&o).await {
+                            Ok(staff) => e.emit(Action::Directory(staff)),
+                            Err(err) => gloo::console::warn!(format!("tally: {err}")),
+                        }
+                    });
+                    wasm_bindgen_futures::spawn_local(connection::run(options, emit, applied, outlet));
+                }
             }
         });
     }

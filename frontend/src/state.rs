@@ -46,6 +46,8 @@ pub enum Action {
     Retry(ClientMsgId),
     /// Drop a failed send.
     Discard(ClientMsgId),
+    /// The staff directory arrived.
+    Directory(Vec<tally_shared::Staff>),
     /// An older page of history arrived.
     History(ConversationId, Vec<Message>),
     /// The connection changed state.
@@ -168,6 +170,7 @@ impl Reducible for ChatStoreState {
             }
             Action::Discard(id) => s.store.discard(&id),
             Action::History(c, messages) => s.store.apply_history(c, messages),
+            Action::Directory(staff) => s.store.add_names(staff),
             Action::Connection(state) => s.connection = state,
             Action::Open(c) => s.open = c,
             Action::TogglePanel => s.panel_open = !s.panel_open,

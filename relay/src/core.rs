@@ -24,8 +24,8 @@ use crate::metrics::Metrics;
 use crate::storage::{self, SqlLookup};
 use tally_shared::protocol::close;
 
-/// Most commands taken into one batch.
-const MAX_BATCH: usize = 256;
+/// Most commands taken into one batch (the default; `--max-batch` changes it).
+pub const MAX_BATCH: usize = 256;
 
 /// Where a reply goes.
 pub type Reply<T> = oneshot::Sender<T>;
@@ -100,6 +100,8 @@ pub struct Core {
     max_replay: usize,
     /// Most open connections per staff member.
     connection_cap: usize,
+    /// Most commands per group commit.
+    max_batch: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -127,6 +129,7 @@ impl Core {
             retain,
             max_replay,
             connection_cap: usize::MAX,
+            max_batch: MAX_BATCH,
             metrics,
         };
         core.reload_staff()?;
@@ -150,6 +153,11 @@ impl Core {
             "log replayed"
         );
         Ok(core)
+    }
+
+    /// Sets the most commands one group commit takes (1 means a commit per write).
+    pub fn set_max_batch(&mut self, max: usize) {
+        self.max_batch = max.max(1);
     }
 
     /// Sets the most connections one staff member may have open.
@@ -207,7 +215,7 @@ impl Core {
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         while let Some(first) = rx.blocking_recv() {
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
+            while batch.len() < self.max_batch {
                 match rx.try_recv() {
                     Ok(c) => batch.push(c),
                     Err(_) => break,

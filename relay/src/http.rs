@@ -165,6 +165,18 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(with_state(state.clone()))
         .and_then(history);
 
+    // GET /api/staff: the directory, for starting conversations.
+    let directory = warp::path!("api" / "staff")
+        .and(warp::get())
+        .and(bearer(state.clone()))
+        .and(with_state(state.clone()))
+        .and_then(|_me: StaffId, state: AppState| async move {
+            match state.ask(|reply| Command::Directory { reply }).await {
+                Some(staff) => Ok(warp::reply::json(&staff)),
+                None => Err(core_gone()),
+            }
+        });
+
     // GET /healthz
     let health = warp::path!("healthz")
         .and(warp::get())
@@ -247,6 +259,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(boxed(download))
         .unify()
         .or(boxed(history))
+        .unify()
+        .or(boxed(directory))
         .unify()
         .or(boxed(health))
         .unify()

@@ -47,6 +47,9 @@ enum Cmd {
         allowed_origins: Vec<String>,
         #[command(flatten)]
         limits: tally_relay::limits::Limits,
+        /// Most writes per group commit (1: a commit per write; for measuring group commit).
+        #[arg(long, default_value_t = tally_relay::core::MAX_BATCH)]
+        max_batch: usize,
     },
     /// Print a signed token for a staff member.
     Token {
@@ -100,6 +103,7 @@ fn main() -> anyhow::Result<()> {
             retain_events,
             allowed_origins,
             limits,
+            max_batch,
         } => {
             let config = Config {
                 data: cli.data,
@@ -110,6 +114,7 @@ fn main() -> anyhow::Result<()> {
                 allowed_origins,
                 queue_frames: tally_relay::hub::QUEUE_FRAMES,
                 limits,
+                max_batch,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async move {

@@ -35,6 +35,8 @@ pub struct Config {
     pub queue_frames: usize,
     /// Rate limits and connection caps.
     pub limits: crate::limits::Limits,
+    /// Most writes per group commit.
+    pub max_batch: usize,
 }
 
 impl Config {
@@ -49,6 +51,7 @@ impl Config {
             allowed_origins: Vec::new(),
             queue_frames: crate::hub::QUEUE_FRAMES,
             limits: crate::limits::Limits::default(),
+            max_batch: crate::core::MAX_BATCH,
         }
     }
 }
@@ -119,6 +122,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         metrics.clone(),
     )?;
     core.set_connection_cap(config.limits.connections_per_staff);
+    core.set_max_batch(config.max_batch);
     if config.demo {
         demo::seed(&mut core)?;
     }

@@ -390,6 +390,11 @@ async fn history_pages_health_metrics_and_no_demo_picker() {
         .0,
         404
     );
+    let (status, _, body) = http(relay.addr, "GET", "/api/staff", &[("Authorization", &auth)], b"").await;
+    assert_eq!(status, 200);
+    let staff: Vec<tally_shared::Staff> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(staff.len(), 2);
+    assert_eq!(http(relay.addr, "GET", "/api/staff", &[], b"").await.0, 401);
     let (status, _, body) = http(relay.addr, "GET", "/healthz", &[], b"").await;
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&body).contains("\"ok\""));

@@ -217,10 +217,28 @@ impl Engine {
                 c.messages = fetch(c.conversation.id, from, c.head);
             }
         }
+        // The people in these conversations, not the whole directory: a snapshot's size must not
+        // grow with the number of staff (the widget fetches the directory once, over HTTP).
+        let mut people: Vec<&StaffId> = conversations
+            .iter()
+            .flat_map(|c| &c.conversation.participants)
+            .collect();
+        people.push(staff);
+        people.sort();
+        people.dedup();
+        let names = people
+            .into_iter()
+            .filter_map(|id| {
+                self.staff.get(id).map(|r| Staff {
+                    id: id.clone(),
+                    name: r.name.clone(),
+                })
+            })
+            .collect();
         Snapshot {
             offset: self.offset,
             me: staff.clone(),
-            staff: self.directory(),
+            staff: names,
             total: self.projection.total(staff),
             conversations,
         }

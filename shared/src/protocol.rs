@@ -368,7 +368,7 @@ pub struct Snapshot {
     pub offset: Offset,
     /// Who this is.
     pub me: StaffId,
-    /// The staff directory (for names and for starting conversations).
+    /// Names of the people in these conversations (the full directory is `GET /api/staff`).
     pub staff: Vec<Staff>,
     /// Every conversation `me` is in.
     pub conversations: Vec<ConversationState>,

@@ -376,6 +376,13 @@ impl ChatStore {
         Some(self.request(request))
     }
 
+    /// Learns names (the staff directory, fetched once by the widget).
+    pub fn add_names(&mut self, staff: Vec<crate::model::Staff>) {
+        for s in staff {
+            self.names.insert(s.id, s.name);
+        }
+    }
+
     /// Drops a pending send.
     pub fn discard(&mut self, client_id: &ClientMsgId) {
         self.outbox.retain(|p| &p.client_id != client_id);
@@ -432,7 +439,8 @@ impl ChatStore {
         let me = s.me.clone();
         self.projection = UnreadProjection::new(Tracking::Only(me.clone()));
         self.conversations.clear();
-        self.names = s.staff.into_iter().map(|st| (st.id, st.name)).collect();
+        // Keep names learned from the directory; the snapshot's are the freshest for its people.
+        self.names.extend(s.staff.into_iter().map(|st| (st.id, st.name)));
         for c in s.conversations {
             self.projection.load_conversation(&me, &c);
             for m in &c.messages {

@@ -1,0 +1,611 @@
+//! `tally-loadgen`: drives a real `tally-relay` over loopback with many staff, measures it, and
+//! runs the same scenario against a bare fan-out server (the ceiling) for comparison.
+//!
+//! ```sh
+//! cargo build --release -p tally-relay --bins
+//! target/release/tally-loadgen run --scenario all --json target/loadgen.json
+//! ```
+
+mod ceiling;
+mod client;
+mod target;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use client::{Client, Shared};
+use futures_util::future::join_all;
+use rand::prelude::*;
+use serde::Serialize;
+use tally_relay::storage::Durability;
+use tally_shared::oracle::Oracle;
+use tally_shared::{ClientMsgId, ConversationId, Request};
+use target::{Target, staff_id};
+
+#[derive(Parser)]
+#[command(name = "tally-loadgen", about = "Load generator for tally-relay")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run scenarios and print a report.
+    Run {
+        #[arg(long, value_enum, default_value = "all")]
+        scenario: Scenario,
+        /// Shorter runs (what `make bench` uses).
+        #[arg(long)]
+        quick: bool,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// The bare fan-out server (started by `run`).
+    Ceiling {
+        #[arg(long)]
+        membership: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum Scenario {
+    All,
+    Steady,
+    Burst,
+    Idle,
+    Storm,
+    Durability,
+}
+
+#[derive(Serialize, Default, Clone, Debug)]
+struct Report {
+    scenario: String,
+    target: String,
+    sends_acked_per_s: f64,
+    frames_delivered_per_s: f64,
+    created_ms: [f64; 4],
+    unread_ms: [f64; 4],
+    cpu_percent: f64,
+    peak_rss_mib: f64,
+    rss_per_connection_kib: f64,
+    converged_s: f64,
+    errors: u64,
+    divergences: u64,
+    counts_exact: Option<bool>,
+    note: String,
+}
+
+fn quantiles(h: &hdrhistogram::Histogram<u64>) -> [f64; 4] {
+    if h.is_empty() {
+        return [0.0; 4];
+    }
+    [
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.95),
+        h.value_at_quantile(0.99),
+        h.max(),
+    ]
+    .map(|v| v as f64 / 1000.0)
+}
+
+/// Conversations: many direct pairs, some groups of 5 to 50. Members by staff index.
+fn plan(staff: usize, conversations: usize, rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let groups = conversations / 10;
+    let mut out = Vec::new();
+    let mut pairs = std::collections::HashSet::new();
+    while out.len() < conversations - groups {
+        let (a, b) = (rng.random_range(0..staff), rng.random_range(0..staff));
+        if a != b && pairs.insert((a.min(b), a.max(b))) {
+            out.push(vec![a, b]);
+        }
+    }
+    for _ in 0..groups {
+        let size = rng.random_range(5..=50.min(staff));
+        let mut members: Vec<usize> = (0..staff).collect();
+        members.shuffle(rng);
+        members.truncate(size);
+        out.push(members);
+    }
+    out
+}
+
+async fn connect_all(target: &Target, ids: impl Iterator<Item = usize>, shared: &Arc<Shared>) -> Vec<Client> {
+    let ids: Vec<usize> = ids.collect();
+    let mut clients = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(250) {
+        let batch = join_all(
+            chunk
+                .iter()
+                .map(|i| Client::connect(target.addr, *i, target.token(*i), None, shared.clone())),
+        )
+        .await;
+        clients.extend(batch.into_iter().map(|c| c.expect("connect")));
+    }
+    clients
+}
+
+/// Creates the planned conversations on the relay (ids 1, 2, ... in order), or tells the
+/// ceiling about them.
+async fn create(clients: &[Client], plan: &[Vec<usize>]) {
+    for (i, members) in plan.iter().enumerate() {
+        let creator = &clients[members[0]];
+        let request = if members.len() == 2 {
+            Request::CreateDirect {
+                staff: staff_id(members[1]),
+            }
+        } else {
+            Request::CreateGroup {
+                client_id: ClientMsgId::new(format!("plan-{i}")).unwrap(),
+                title: format!("Group {i}"),
+                participants: members[1..].iter().map(|m| staff_id(*m)).collect(),
+            }
+        };
+        creator.call(request).await;
+    }
+    join_all(clients.iter().map(Client::sync)).await;
+}
+
+fn ceiling_for(plan: &[Vec<usize>]) -> (Target, tempfile::NamedTempFile) {
+    let members: HashMap<u64, Vec<String>> = plan
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (i as u64 + 1, m.iter().map(|s| staff_id(*s).to_string()).collect()))
+        .collect();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_string(&members).unwrap()).unwrap();
+    (Target::ceiling(file.path()), file)
+}
+
+/// Sends `count` messages: paced at `rate` per second, or as fast as acknowledged with
+/// `window` in flight. Returns the elapsed time until all are acknowledged and delivered.
+async fn drive(
+    clients: &[Client],
+    plan: &[Vec<usize>],
+    shared: &Arc<Shared>,
+    count: usize,
+    rate: Option<f64>,
+    window: usize,
+    rng: &mut StdRng,
+) -> Duration {
+    let by_index: HashMap<usize, &Client> = clients.iter().map(|c| (c.index, c)).collect();
+    let start = Instant::now();
+    let before = shared.acked_sends.load(Relaxed);
+    shared.window.add_permits(window);
+    for n in 0..count {
+        match rate {
+            Some(r) => {
+                let due = start + Duration::from_secs_f64(n as f64 / r);
+                if due > Instant::now() {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+            }
+            None => shared.window.acquire().await.expect("open").forget(),
+        }
+        let c = rng.random_range(0..plan.len());
+        let sender = plan[c][rng.random_range(0..plan[c].len())];
+        if let Some(client) = by_index.get(&sender) {
+            client.send(ConversationId(c as u64 + 1), shared);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shared.acked_sends.load(Relaxed) - before < count as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    join_all(clients.iter().map(Client::sync)).await;
+    start.elapsed()
+}
+
+/// Rebuilds the oracle from every delivered event and accepted read, and compares every
+/// client's counts and total with it.
+fn counts_exact(shared: &Shared, clients: &[Client]) -> bool {
+    let log = shared.log.lock().unwrap();
+    let mut reads = shared.reads.lock().unwrap().clone();
+    reads.sort_by_key(|r| r.0);
+    let mut oracle = Oracle::new();
+    let mut ri = 0;
+    let apply_reads = |oracle: &mut Oracle, ri: &mut usize, upto: u64| {
+        while *ri < reads.len() && reads[*ri].0 < upto {
+            oracle.accepted(&staff_id(reads[*ri].1), &reads[*ri].2);
+            *ri += 1;
+        }
+    };
+    for (offset, event) in log.iter() {
+        apply_reads(&mut oracle, &mut ri, *offset);
+        oracle.observe(event);
+    }
+    apply_reads(&mut oracle, &mut ri, u64::MAX);
+    let mut exact = true;
+    for c in clients {
+        let store = c.store();
+        let me = staff_id(c.index);
+        for (s, conv) in oracle.memberships() {
+            if s == me && store.counts(conv) != oracle.counts(&me, conv) {
+                eprintln!(
+                    "{me} in {conv}: widget {:?}, oracle {:?}",
+                    store.counts(conv),
+                    oracle.counts(&me, conv)
+                );
+                exact = false;
+            }
+        }
+        if store.total() != oracle.total(&me) {
+            exact = false;
+        }
+    }
+    exact
+}
+
+/// How much load: `count` sends, paced at `rate`/s or `window` in flight, and the chance a
+/// recipient reads what it receives.
+#[derive(Clone, Copy)]
+struct Load {
+    count: usize,
+    rate: Option<f64>,
+    window: usize,
+    read_rate: f64,
+}
+
+async fn fanout(name: &str, relay: bool, staff: usize, plan: &[Vec<usize>], load: Load) -> Report {
+    let mut rng = StdRng::seed_from_u64(42);
+    let Load {
+        count,
+        rate,
+        window,
+        read_rate,
+    } = load;
+    let shared = Shared::new(if relay { read_rate } else { 0.0 }, relay);
+    let (target, _file) = if relay {
+        (
+            Target::relay(staff, Durability::Full, tally_relay::core::MAX_BATCH),
+            None,
+        )
+    } else {
+        let (t, f) = ceiling_for(plan);
+        (t, Some(f))
+    };
+    let clients = connect_all(&target, 0..staff, &shared).await;
+    if relay {
+        create(&clients, plan).await;
+    }
+    *shared.created.lock().unwrap() = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).unwrap();
+    *shared.unread.lock().unwrap() = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let (cpu0, frames0) = (target.cpu_seconds(), shared.frames.load(Relaxed));
+    let elapsed = drive(&clients, plan, &shared, count, rate, window, &mut rng).await;
+    let secs = elapsed.as_secs_f64();
+    let report = Report {
+        scenario: name.into(),
+        target: if relay { "relay" } else { "ceiling" }.into(),
+        sends_acked_per_s: count as f64 / secs,
+        frames_delivered_per_s: (shared.frames.load(Relaxed) - frames0) as f64 / secs,
+        created_ms: quantiles(&shared.created.lock().unwrap()),
+        unread_ms: quantiles(&shared.unread.lock().unwrap()),
+        cpu_percent: (target.cpu_seconds() - cpu0) / secs * 100.0,
+        peak_rss_mib: target.rss_mib().1,
+        errors: shared.errors.load(Relaxed),
+        divergences: shared.divergences.load(Relaxed),
+        counts_exact: relay.then(|| counts_exact(&shared, &clients)),
+        ..Report::default()
+    };
+    for c in clients {
+        c.close();
+    }
+    report
+}
+
+async fn idle(relay: bool, staff: usize) -> Report {
+    let shared = Shared::new(0.0, false);
+    let plan = vec![vec![0, 1]];
+    let (target, _file) = if relay {
+        (
+            Target::relay(staff, Durability::Full, tally_relay::core::MAX_BATCH),
+            None,
+        )
+    } else {
+        let (t, f) = ceiling_for(&plan);
+        (t, Some(f))
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = target.rss_mib().0;
+    let clients = connect_all(&target, 0..staff, &shared).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (after, peak) = target.rss_mib();
+    let report = Report {
+        scenario: "idle".into(),
+        target: if relay { "relay" } else { "ceiling" }.into(),
+        peak_rss_mib: peak,
+        rss_per_connection_kib: (after - before) * 1024.0 / staff as f64,
+        errors: shared.errors.load(Relaxed),
+        note: format!("{staff} connections; RSS {before:.1} MiB before, {after:.1} MiB after"),
+        ..Report::default()
+    };
+    for c in clients {
+        c.close();
+    }
+    report
+}
+
+async fn storm(staff: usize, missed: usize) -> Report {
+    let writer = staff;
+    let groups = 100;
+    let plan: Vec<Vec<usize>> = (0..groups)
+        .map(|g| {
+            std::iter::once(writer)
+                .chain((g * staff / groups)..((g + 1) * staff / groups))
+                .collect()
+        })
+        .collect();
+    let shared = Shared::new(0.0, false);
+    let target = Target::relay(staff + 1, Durability::Full, tally_relay::core::MAX_BATCH);
+    let mut clients = connect_all(&target, 0..=staff, &shared).await;
+    create(&clients, &plan).await;
+    // Everyone reads what they have (the creation notices), then everyone but the writer leaves.
+    join_all(clients.iter().map(|c| c.call(Request::MarkAllRead))).await;
+    join_all(clients.iter().map(Client::sync)).await;
+    let writer_client = clients.pop().expect("writer");
+    let stores: Vec<_> = clients.iter().map(|c| (c.index, c.store())).collect();
+    for c in clients {
+        c.close();
+    }
+    let mut rng = StdRng::seed_from_u64(7);
+    let writer_only: Vec<Vec<usize>> = plan.iter().map(|_| vec![writer]).collect();
+    drive(
+        std::slice::from_ref(&writer_client),
+        &writer_only,
+        &shared,
+        missed,
+        None,
+        64,
+        &mut rng,
+    )
+    .await;
+    // Everyone comes back at once, resuming from their offset.
+    let (cpu0, started) = (target.cpu_seconds(), Instant::now());
+    let reconnecting = stores.into_iter().map(|(i, store)| {
+        let shared = shared.clone();
+        let token = target.token(i);
+        let addr = target.addr;
+        async move {
+            Client::connect(addr, i, token, Some(store), shared)
+                .await
+                .expect("reconnect")
+        }
+    });
+    let clients = join_all(reconnecting).await;
+    join_all(clients.iter().map(Client::sync)).await;
+    let converged = started.elapsed().as_secs_f64();
+    // Each staff member's group got `missed / groups` messages on average; check against the
+    // relay's own fresh snapshot rather than an estimate.
+    let mut exact = true;
+    for c in &clients {
+        let fresh = Client::connect(
+            target.addr,
+            c.index,
+            target.token(c.index),
+            None,
+            Shared::new(0.0, false),
+        )
+        .await
+        .expect("fresh");
+        let (a, b) = (c.store().summary(0), fresh.store().summary(0));
+        if a.total != b.total
+            || a.conversations
+                .iter()
+                .zip(&b.conversations)
+                .any(|(x, y)| x.counts != y.counts)
+        {
+            exact = false;
+        }
+        fresh.close();
+    }
+    Report {
+        scenario: "storm".into(),
+        target: "relay".into(),
+        converged_s: converged,
+        cpu_percent: (target.cpu_seconds() - cpu0) / converged * 100.0,
+        peak_rss_mib: target.rss_mib().1,
+        errors: shared.errors.load(Relaxed),
+        divergences: shared.divergences.load(Relaxed),
+        counts_exact: Some(exact),
+        note: format!("{staff} staff resumed at once after {missed} events"),
+        ..Report::default()
+    }
+}
+
+async fn durability(count: usize, max_batch: usize) -> Report {
+    let pairs = 50;
+    let plan: Vec<Vec<usize>> = (0..pairs).map(|p| vec![2 * p, 2 * p + 1]).collect();
+    let shared = Shared::new(0.0, false);
+    let target = Target::relay(2 * pairs, Durability::Full, max_batch);
+    let clients = connect_all(&target, 0..2 * pairs, &shared).await;
+    create(&clients, &plan).await;
+    let mut rng = StdRng::seed_from_u64(9);
+    let elapsed = drive(&clients, &plan, &shared, count, None, 200, &mut rng).await;
+    let r = Report {
+        scenario: "durability".into(),
+        target: if max_batch == 1 {
+            "relay, commit per write"
+        } else {
+            "relay, group commit"
+        }
+        .into(),
+        sends_acked_per_s: count as f64 / elapsed.as_secs_f64(),
+        errors: shared.errors.load(Relaxed),
+        note: "synchronous=FULL; 100 staff, 200 sends in flight".into(),
+        ..Report::default()
+    };
+    for c in clients {
+        c.close();
+    }
+    r
+}
+
+fn print(reports: &[Report]) {
+    println!(
+        "{:<11} {:<24} {:>9} {:>11} {:>30} {:>30} {:>6} {:>8} {:>7} {:>7} {:>4} {:>5}",
+        "scenario",
+        "target",
+        "sends/s",
+        "frames/s",
+        "send→message_created ms p50/95/99/max",
+        "send→unread_updated ms p50/95/99/max",
+        "cpu%",
+        "peakMiB",
+        "KiB/conn",
+        "conv s",
+        "err",
+        "exact"
+    );
+    for r in reports {
+        let q = |v: [f64; 4]| format!("{:.1}/{:.1}/{:.1}/{:.1}", v[0], v[1], v[2], v[3]);
+        println!(
+            "{:<11} {:<24} {:>9.0} {:>11.0} {:>30} {:>30} {:>6.0} {:>8.1} {:>7.1} {:>7.2} {:>4} {:>5}",
+            r.scenario,
+            r.target,
+            r.sends_acked_per_s,
+            r.frames_delivered_per_s,
+            q(r.created_ms),
+            q(r.unread_ms),
+            r.cpu_percent,
+            r.peak_rss_mib,
+            r.rss_per_connection_kib,
+            r.converged_s,
+            r.errors + r.divergences,
+            r.counts_exact.map_or("-", |e| if e { "yes" } else { "NO" })
+        );
+    }
+}
+
+fn ratio(relay: &Report, ceiling: &Report) -> String {
+    format!(
+        "relay/ceiling: sends {:.2}, frames {:.2}",
+        relay.sends_acked_per_s / ceiling.sends_acked_per_s.max(1e-9),
+        relay.frames_delivered_per_s / ceiling.frames_delivered_per_s.max(1e-9)
+    )
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.cmd {
+        Cmd::Ceiling { membership } => {
+            let raw: HashMap<u64, Vec<String>> = serde_json::from_str(&std::fs::read_to_string(membership)?)?;
+            let members = raw
+                .into_iter()
+                .map(|(c, m)| {
+                    (
+                        ConversationId(c),
+                        m.into_iter()
+                            .filter_map(|s| tally_shared::StaffId::new(s).ok())
+                            .collect(),
+                    )
+                })
+                .collect();
+            runtime.block_on(ceiling::serve(members))
+        }
+        Cmd::Run {
+            scenario,
+            quick,
+            json,
+        } => runtime.block_on(async move {
+            let mut reports = Vec::new();
+            let mut notes = Vec::new();
+            let all = scenario == Scenario::All;
+            if all || scenario == Scenario::Steady {
+                let (staff, convs, rate, secs) = (1000, 300, 1000.0, if quick { 20.0 } else { 60.0 });
+                let plan = plan(staff, convs, &mut StdRng::seed_from_u64(1));
+                let count = (rate * secs) as usize;
+                let r = fanout(
+                    "steady",
+                    true,
+                    staff,
+                    &plan,
+                    Load {
+                        count,
+                        rate: Some(rate),
+                        window: 0,
+                        read_rate: 0.5,
+                    },
+                )
+                .await;
+                let c = fanout(
+                    "steady",
+                    false,
+                    staff,
+                    &plan,
+                    Load {
+                        count,
+                        rate: Some(rate),
+                        window: 0,
+                        read_rate: 0.0,
+                    },
+                )
+                .await;
+                notes.push(format!("steady: {}", ratio(&r, &c)));
+                reports.extend([r, c]);
+            }
+            if all || scenario == Scenario::Burst {
+                let members: Vec<usize> = (0..50).collect();
+                let plan = vec![members];
+                let r = fanout(
+                    "burst",
+                    true,
+                    50,
+                    &plan,
+                    Load {
+                        count: 5000,
+                        rate: None,
+                        window: 64,
+                        read_rate: 0.0,
+                    },
+                )
+                .await;
+                let c = fanout(
+                    "burst",
+                    false,
+                    50,
+                    &plan,
+                    Load {
+                        count: 5000,
+                        rate: None,
+                        window: 64,
+                        read_rate: 0.0,
+                    },
+                )
+                .await;
+                notes.push(format!("burst: {}", ratio(&r, &c)));
+                reports.extend([r, c]);
+            }
+            if all || scenario == Scenario::Idle {
+                let n = 10_000;
+                reports.push(idle(true, n).await);
+                reports.push(idle(false, n).await);
+            }
+            if all || scenario == Scenario::Storm {
+                reports.push(storm(1000, 10_000).await);
+            }
+            if all || scenario == Scenario::Durability {
+                let n = if quick { 3000 } else { 10_000 };
+                reports.push(durability(n, tally_relay::core::MAX_BATCH).await);
+                reports.push(durability(n / 5, 1).await);
+            }
+            print(&reports);
+            for n in &notes {
+                println!("{n}");
+            }
+            if let Some(path) = json {
+                let by: BTreeMap<String, &Report> = reports
+                    .iter()
+                    .map(|r| (format!("{}/{}", r.scenario, r.target), r))
+                    .collect();
+                std::fs::write(path, serde_json::to_string_pretty(&by)?)?;
+            }
+            anyhow::Ok(())
+        }),
+    }
+}
