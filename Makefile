@@ -34,9 +34,12 @@ relay:
 relay-dev:
 	cargo run -p tally-relay -- serve --demo --listen 127.0.0.1:8080 --data $(DATA) --static dist
 
-## Benchmarks (release): criterion for the projection and reducer.
+## Benchmarks (release): criterion for the projection and store, then the relay under load
+## against the bare fan-out ceiling (about 5 minutes on 2 cores).
 bench:
 	cargo bench -p tally-shared --bench projection
+	cargo build --release -p tally-relay --bins
+	./target/release/tally-loadgen run --scenario all --quick --json target/loadgen.json
 
 ## Fuzz the frame decoder and the projection (60 s each; nightly + cargo-fuzz; not in CI).
 fuzz:
