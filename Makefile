@@ -8,7 +8,7 @@ export CHROMEDRIVER := /usr/bin/chromedriver
 LISTEN ?= 127.0.0.1:8080
 DATA ?= data
 
-.PHONY: run test setup-build setup-test frontend relay relay-dev bench fuzz
+.PHONY: run test setup-build setup-test frontend relay relay-dev bench fuzz screenshots
 
 ## Build the widget and the relay (release), then serve the demo on http://$(LISTEN).
 run: setup-build frontend relay
@@ -46,3 +46,7 @@ fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 	cd fuzz && cargo +nightly fuzz run -O decode_frames corpus/decode_frames -- -max_total_time=60
 	cd fuzz && cargo +nightly fuzz run -O projection corpus/projection -- -max_total_time=60
+
+## Retake the README's screenshots from the demo (release builds first).
+screenshots: setup-test frontend relay
+	node e2e/screenshots.mjs

@@ -151,3 +151,16 @@ export async function say(t, text) {
     { timeout: 10_000 },
   );
 }
+
+/** Creates a group with some people through the dialog, and opens it. */
+export async function startGroup(t, names, title) {
+  await openPanel(t);
+  await t.page.click('#messenger [aria-label="New conversation"]');
+  for (const n of names) await t.page.click(`#messenger .tally-dialog label:has-text("${n}") input`);
+  if (names.length < 2) {
+    // One person and a title still makes a group.
+  }
+  await t.page.fill('#messenger .tally-dialog [aria-label="Group name"]', title).catch(() => {});
+  await t.page.click('#messenger .tally-dialog .tally-primary');
+  await t.page.waitForSelector(`#messenger .tally-conv-title h3:text-is("${title}")`);
+}

@@ -1,8 +1,11 @@
 // End to end: the real relay binary, Debian's Chromium, two (or three) staff at once. Every
 // assertion is about what a person sees, with waits on conditions, never fixed sleeps.
 import { test, before, after } from 'node:test';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { Relay, launch, tab, expectTotal, expectItemBadge, openPanel, openConversation, startDirect, say, backToList } from './helpers.mjs';
+import { Relay, launch, tab, expectTotal, expectItemBadge, openPanel, openConversation, startDirect, startGroup, say, backToList } from './helpers.mjs';
 
 let browser;
 before(async () => {
@@ -34,7 +37,7 @@ test('A sends to B: B sees 1, A sees 0; B opens it and both badges clear', async
   }
 });
 
-test('edit keeps the count, delete of an unread message lowers it, reply and mark unread work', async () => {
+test('edit keeps the count, delete of an unread message lowers it, mark unread brings it back', async () => {
   const relay = await new Relay(['alice', 'bob']).start();
   try {
     const a = await tab(browser, relay, 'alice');
@@ -169,6 +172,93 @@ test('a hostile script in B’s tab cannot send as A nor read a conversation B i
     assert.equal(result.leaked, false);
     await expectTotal(c, 1);
     await expectTotal(a, '');
+  } finally {
+    await relay.stop();
+  }
+});
+
+async function menu(t, text, action) {
+  await t.page.hover(`#messenger .tally-msg:has-text("${text}")`);
+  await t.page.click(`#messenger .tally-msg:has-text("${text}") [aria-label="Message actions"]`);
+  await t.page.click(`#messenger .tally-menu >> text=${action}`);
+}
+
+test('attachment, reply, forward and a group notice each reach B with the right count', async () => {
+  const relay = await new Relay(['alice', 'bob', 'carol']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const b = await tab(browser, relay, 'bob');
+    const c = await tab(browser, relay, 'carol');
+    // Attachment: A uploads and sends; B can open it, Carol (outside) gets 403.
+    await startDirect(a, 'Bob');
+    const file = join(tmpdir(), 'rota.txt');
+    writeFileSync(file, 'Monday: Alice\nTuesday: Bob\n');
+    await a.page.setInputFiles('#messenger [data-testid=file-input]', file);
+    await a.page.waitForSelector('#messenger .tally-uploads .tally-ok');
+    await a.page.press('#messenger [data-testid=composer]', 'Enter');
+    await expectTotal(b, 1);
+    await openConversation(b, 'Alice');
+    await b.page.waitForSelector('#messenger [data-testid=attachment]');
+    const id = await a.page.evaluate(async (token) => {
+      const r = await fetch('/api/conversations/1/messages', { headers: { Authorization: `Bearer ${token}` } });
+      return (await r.json()).messages.find((m) => m.attachments).attachments[0].id;
+    }, a.token);
+    const status = (t) => t.page.evaluate(async ([token, id]) => (await fetch(`/api/attachments/${id}`, { headers: { Authorization: `Bearer ${token}` } })).status, [t.token, id]);
+    assert.equal(await status(b), 200);
+    assert.equal(await status(c), 403);
+    // Reply: B replies to the file; A's count rises by one and the quote shows.
+    await say(b, 'Thanks!');
+    await menu(b, 'Thanks!', 'Reply');
+    await say(b, 'See you Tuesday');
+    await expectTotal(a, 2);
+    await backToList(b);
+    // A group with Carol; then A adds B: B sees the group with only the notice unread.
+    await startGroup(a, ['Carol'], 'Front desk');
+    await say(a, 'history before Bob');
+    await a.page.click('#messenger [aria-label="Group settings"]');
+    await a.page.click('#messenger .tally-dialog button:has-text("+ Bob")');
+    await expectTotal(b, 1);
+    await openPanel(b);
+    await expectItemBadge(b, 'Front desk', 1);
+    // Forward: A forwards the group message into the direct conversation with B.
+    await menu(a, 'history before Bob', 'Forward');
+    await a.page.click('#messenger .tally-dialog button:has-text("Bob")');
+    await expectItemBadge(b, 'Alice', 1);
+    await expectTotal(b, 2);
+    await openConversation(b, 'Alice');
+    await b.page.waitForSelector('#messenger .tally-forwarded');
+  } finally {
+    await relay.stop();
+  }
+});
+
+test('mentions raise a marker; muting a group takes it out of the total but keeps its badge', async () => {
+  const relay = await new Relay(['alice', 'bob', 'carol']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const b = await tab(browser, relay, 'bob');
+    await startGroup(a, ['Bob', 'Carol'], 'Ops');
+    await say(a, '@bob can you check the door?');
+    await expectTotal(b, 2); // the creation notice and the mention
+    await b.page.waitForSelector('#messenger [data-testid=mention-marker]');
+    await openPanel(b);
+    await b.page.waitForSelector('#messenger .tally-item:has-text("Ops") [data-testid=mention-badge]');
+    await startDirect(a, 'Bob');
+    await say(a, 'and a direct one');
+    await expectTotal(b, 3);
+    // Mute from the conversation header, then look at the list without reading anything new.
+    await openConversation(b, 'Ops');
+    await b.page.click('#messenger [aria-label="Mute"]');
+    await backToList(b);
+    await expectTotal(b, 1);
+    await say(a, 'another direct one');
+    await expectTotal(b, 2);
+    await expectItemBadge(b, 'Alice', 2);
+    // News in the muted group: its own badge shows it, the total does not.
+    await openConversation(a, 'Ops');
+    await say(a, 'muted news');
+    await expectItemBadge(b, 'Ops', 1);
+    await expectTotal(b, 2);
   } finally {
     await relay.stop();
   }

@@ -53,7 +53,7 @@ pub fn new_conversation(props: &DialogProps) -> Html {
             on_close.emit(());
         })
     };
-    let is_group = picked.len() > 1;
+    let is_group = picked.len() > 1 || !title.trim().is_empty();
     html! {
         <div class="tally-dialog" role="dialog" aria-label="New conversation">
             <h3>{"New conversation"}</h3>
@@ -70,10 +70,9 @@ pub fn new_conversation(props: &DialogProps) -> Html {
                     html! { <li key={id.to_string()}><label><input type="checkbox" {checked} {onchange} />{" "}{ name }</label></li> }
                 }) }
             </ul>
-            if is_group {
-                <input class="tally-input" placeholder="Group name" aria-label="Group name" value={(*title).clone()}
-                    oninput={let t = title.clone(); Callback::from(move |e: InputEvent| t.set(e.target_unchecked_into::<HtmlInputElement>().value()))} />
-            }
+            <input class="tally-input" placeholder={if is_group { "Group name" } else { "Group name (leave empty for a direct chat)" }}
+                aria-label="Group name" value={(*title).clone()}
+                oninput={let t = title.clone(); Callback::from(move |e: InputEvent| t.set(e.target_unchecked_into::<HtmlInputElement>().value()))} />
             <div class="tally-dialog-actions">
                 <button class="tally-link" onclick={let c = props.on_close.clone(); move |_| c.emit(())}>{"Cancel"}</button>
                 <button class="tally-primary" disabled={picked.is_empty()} onclick={create}>
