@@ -8,6 +8,21 @@ use web_sys::{ProgressEvent, XmlHttpRequest};
 
 use crate::options::MountOptions;
 
+/// A GET with the bearer token; errors name the status.
+async fn get(options: &MountOptions, path: &str) -> Result<gloo::net::http::Response, String> {
+    let token = options.token().await.ok_or("no token")?;
+    let resp = gloo::net::http::Request::get(&format!("{}{path}", options.http_base()))
+        .header("Authorization", &format!("Bearer {token}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.ok() {
+        Ok(resp)
+    } else {
+        Err(format!("{path}: HTTP {}", resp.status()))
+    }
+}
+
 /// An older page of a conversation: the messages before `before`.
 pub async fn history(
     options: &MountOptions,
@@ -19,56 +34,32 @@ pub async fn history(
     struct Page {
         messages: Vec<Message>,
     }
-    let token = options.token().await.ok_or("no token")?;
-    let url = format!(
-        "{}/api/conversations/{conversation}/messages?before={before}&limit={limit}",
-        options.http_base()
-    );
-    let resp = gloo::net::http::Request::get(&url)
-        .header("Authorization", &format!("Bearer {token}"))
-        .send()
+    let path = format!("/api/conversations/{conversation}/messages?before={before}&limit={limit}");
+    let page: Page = get(options, &path)
+        .await?
+        .json()
         .await
         .map_err(|e| e.to_string())?;
-    if !resp.ok() {
-        return Err(format!("history: HTTP {}", resp.status()));
-    }
-    resp.json::<Page>()
-        .await
-        .map(|p| p.messages)
-        .map_err(|e| e.to_string())
+    Ok(page.messages)
 }
 
 /// The staff directory.
 pub async fn directory(options: &MountOptions) -> Result<Vec<tally_shared::Staff>, String> {
-    let token = options.token().await.ok_or("no token")?;
-    let resp = gloo::net::http::Request::get(&format!("{}/api/staff", options.http_base()))
-        .header("Authorization", &format!("Bearer {token}"))
-        .send()
+    get(options, "/api/staff")
+        .await?
+        .json()
         .await
-        .map_err(|e| e.to_string())?;
-    if !resp.ok() {
-        return Err(format!("directory: HTTP {}", resp.status()));
-    }
-    resp.json().await.map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Downloads an attachment into a blob URL (an `<img src>` cannot send a header).
 pub async fn attachment_url(options: &MountOptions, a: &Attachment) -> Result<String, String> {
-    let token = options.token().await.ok_or("no token")?;
-    let url = format!(
-        "{}/api/attachments/{}?name={}",
-        options.http_base(),
+    let path = format!(
+        "/api/attachments/{}?name={}",
         a.id,
         js_sys::encode_uri_component(&a.name)
     );
-    let resp = gloo::net::http::Request::get(&url)
-        .header("Authorization", &format!("Bearer {token}"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !resp.ok() {
-        return Err(format!("HTTP {}", resp.status()));
-    }
+    let resp = get(options, &path).await?;
     let bytes = resp.binary().await.map_err(|e| e.to_string())?;
     let array = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes.as_slice()));
     let props = web_sys::BlobPropertyBag::new();

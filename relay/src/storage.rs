@@ -150,10 +150,7 @@ pub fn append(tx: &Transaction<'_>, event: &LoggedEvent, frame: &str) -> anyhow:
         Event::MessageEdited {
             seq, body, edited_at, ..
         } => {
-            update_message(tx, conversation, *seq, |m| {
-                m.body.clone_from(body);
-                m.edited_at = Some(*edited_at);
-            })?;
+            update_message(tx, conversation, *seq, |m| m.edit(body, *edited_at))?;
         }
         Event::MessageDeleted { seq, .. } => update_message(tx, conversation, *seq, Message::tombstone)?,
         _ => {}

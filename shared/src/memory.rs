@@ -33,8 +33,7 @@ impl MemoryStorage {
                 ..
             } => {
                 if let Some(m) = self.messages.get_mut(&(*conversation, *seq)) {
-                    m.body.clone_from(body);
-                    m.edited_at = Some(*edited_at);
+                    m.edit(body, *edited_at);
                 }
             }
             Event::MessageDeleted {

@@ -147,6 +147,13 @@ pub struct Message {
 }
 
 impl Message {
+    /// Applies an edit: new text, and when.
+    pub fn edit(&mut self, body: &str, at: Millis) {
+        self.body.clear();
+        self.body.push_str(body);
+        self.edited_at = Some(at);
+    }
+
     /// Turns the message into a tombstone: no text, no files, no mentions.
     pub fn tombstone(&mut self) {
         self.deleted = true;

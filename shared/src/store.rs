@@ -552,8 +552,7 @@ impl ChatStore {
                 ..
             } => {
                 if let Some(m) = self.message_mut(conversation, seq) {
-                    m.body = body;
-                    m.edited_at = Some(edited_at);
+                    m.edit(&body, edited_at);
                 }
             }
             Event::MessageDeleted {

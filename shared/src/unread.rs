@@ -459,17 +459,7 @@ impl UnreadProjection {
                     m.counts.mentions += 1;
                 }
             }
-            if m.counts != before {
-                if !m.muted {
-                    let t = &mut self.totals[m.staff.0 as usize];
-                    sub_totals(t, before);
-                    add_totals(t, m.counts);
-                }
-                changes.push(CountChange {
-                    staff: m.staff,
-                    conversation: id,
-                });
-            }
+            settle(&mut self.totals, m, before, id, changes);
         }
         c.index(
             seq,
@@ -527,17 +517,7 @@ impl UnreadProjection {
             if mentions.contains(&m.staff) {
                 m.counts.mentions = m.counts.mentions.saturating_sub(1);
             }
-            if m.counts != before {
-                if !m.muted {
-                    let t = &mut self.totals[m.staff.0 as usize];
-                    sub_totals(t, before);
-                    add_totals(t, m.counts);
-                }
-                changes.push(CountChange {
-                    staff: m.staff,
-                    conversation: id,
-                });
-            }
+            settle(&mut self.totals, m, before, id, changes);
         }
         Ok(())
     }
@@ -567,17 +547,7 @@ impl UnreadProjection {
             }
             None => m.exact = false,
         }
-        if m.counts != before {
-            if !m.muted {
-                let t = &mut self.totals[staff.0 as usize];
-                sub_totals(t, before);
-                add_totals(t, m.counts);
-            }
-            changes.push(CountChange {
-                staff,
-                conversation: id,
-            });
-        }
+        settle(&mut self.totals, m, before, id, changes);
         Ok(())
     }
 
@@ -698,6 +668,29 @@ impl Member {
             exact: true,
         }
     }
+}
+
+/// After a member's counts changed from `before`: keeps their total in step (when the
+/// conversation is not muted) and records the change.
+fn settle(
+    totals: &mut [Totals],
+    m: &Member,
+    before: Counts,
+    conversation: ConversationId,
+    changes: &mut Vec<CountChange>,
+) {
+    if m.counts == before {
+        return;
+    }
+    if !m.muted {
+        let t = &mut totals[m.staff.0 as usize];
+        sub_totals(t, before);
+        add_totals(t, m.counts);
+    }
+    changes.push(CountChange {
+        staff: m.staff,
+        conversation,
+    });
 }
 
 fn add_totals(t: &mut Totals, c: Counts) {
