@@ -19,7 +19,7 @@ use tally_shared::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::hub::{ConnHandle, Hub};
+use crate::hub::{ConnHandle, Frame, Hub};
 use crate::metrics::Metrics;
 use crate::storage::{self, SqlLookup};
 use tally_shared::protocol::close;
@@ -84,9 +84,9 @@ pub enum Command {
 
 struct Retained {
     offset: Offset,
-    frame: Arc<str>,
+    frame: Frame,
     recipients: Vec<StaffKey>,
-    updates: Vec<(StaffKey, Arc<str>)>,
+    updates: Vec<(StaffKey, Frame)>,
 }
 
 /// The core's state; runs on its own thread.
@@ -142,7 +142,7 @@ impl Core {
             let applied = core.engine.apply(e);
             events += 1;
             if i >= keep_from {
-                let frame: Arc<str> = encode(&applied.event).into();
+                let frame: Frame = encode(&applied.event).into();
                 core.retain_event(&applied, frame);
             }
         }
@@ -182,7 +182,7 @@ impl Core {
         }
         tx.commit()?;
         for a in outcome.applied {
-            let frame: Arc<str> = encode(&a.event).into();
+            let frame: Frame = encode(&a.event).into();
             self.retain_event(&a, frame);
         }
         Ok(())
@@ -259,7 +259,7 @@ impl Core {
                                 // The engine has moved on; storage must not fall behind it.
                                 fatal(&*e);
                             }
-                            frames.push(Arc::<str>::from(text));
+                            frames.push(Frame::from(text));
                         }
                     }
                     writes.push((frame.req, conn, result, frames));
@@ -311,35 +311,34 @@ impl Core {
         shutdown
     }
 
-    fn send(&self, conn: &ConnHandle, frame: Arc<str>) {
+    fn send(&self, conn: &ConnHandle, frame: Frame) {
         if conn.send(&frame, &self.metrics) {
             self.metrics.frames_out.fetch_add(1, Relaxed);
         }
     }
 
-    fn fan_out(&mut self, applied: &Applied, frame: Arc<str>) {
+    fn fan_out(&mut self, applied: &Applied, frame: Frame) {
         for key in &applied.recipients {
             self.hub.send(*key, &frame, &self.metrics);
         }
-        let mut out = applied.recipients.len() as u64;
-        for (key, update) in &applied.changes {
-            let text: Arc<str> = encode(&ServerFrame::UnreadUpdated(*update)).into();
-            self.hub.send(*key, &text, &self.metrics);
-            out += 1;
+        let updates = unread_frames(applied);
+        for (key, text) in &updates {
+            self.hub.send(*key, text, &self.metrics);
         }
+        let out = (applied.recipients.len() + updates.len()) as u64;
         self.metrics.frames_out.fetch_add(out, Relaxed);
-        self.retain_event(applied, frame);
+        self.retain(applied, frame, updates);
     }
 
-    fn retain_event(&mut self, applied: &Applied, frame: Arc<str>) {
+    fn retain_event(&mut self, applied: &Applied, frame: Frame) {
+        let updates = unread_frames(applied);
+        self.retain(applied, frame, updates);
+    }
+
+    fn retain(&mut self, applied: &Applied, frame: Frame, updates: Vec<(StaffKey, Frame)>) {
         if self.retain == 0 {
             return;
         }
-        let updates = applied
-            .changes
-            .iter()
-            .map(|(k, u)| (*k, Arc::<str>::from(encode(&ServerFrame::UnreadUpdated(*u)))))
-            .collect();
         self.retained.push_back(Retained {
             offset: applied.event.offset,
             frame,
@@ -353,7 +352,7 @@ impl Core {
 
     /// The frames a staff member missed after `from`, if the retained log still has them all
     /// and they are few enough.
-    fn replay(&self, key: StaffKey, from: Offset) -> Option<Vec<Arc<str>>> {
+    fn replay(&self, key: StaffKey, from: Offset) -> Option<Vec<Frame>> {
         let current = self.engine.offset();
         if from > current {
             return None;
@@ -383,7 +382,7 @@ impl Core {
         Some(frames)
     }
 
-    fn snapshot_frame(&self, staff: &StaffId) -> Arc<str> {
+    fn snapshot_frame(&self, staff: &StaffId) -> Frame {
         let snapshot = self.engine.snapshot(staff, |c, from, to| {
             storage::message_range(&self.conn, c, from, to).unwrap_or_else(|e| fatal(&e))
         });
@@ -523,6 +522,16 @@ impl Core {
             }
         }
     }
+}
+
+/// Each changed count of an event as its `unread_updated` frame, encoded once for sending and
+/// for the retained log.
+fn unread_frames(applied: &Applied) -> Vec<(StaffKey, Frame)> {
+    applied
+        .changes
+        .iter()
+        .map(|(k, u)| (*k, Frame::from(encode(&ServerFrame::UnreadUpdated(*u)))))
+        .collect()
 }
 
 /// Storage failed after the engine accepted a write: memory and disk would disagree, so stop.

@@ -4,9 +4,14 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tally_shared::{Attachment, AttachmentId, ConversationId, ErrorCode, Seq, StaffId, limits};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use warp::http::{HeaderValue, Response, StatusCode, header};
 use warp::hyper::body::Bytes;
 use warp::{Filter, Rejection, Reply};
@@ -129,10 +134,11 @@ fn bearer(state: AppState) -> impl Filter<Extract = (StaffId,), Error = Rejectio
 
 /// Every route.
 pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    // GET /ws: the WebSocket endpoint. The transport's limits are generous enough that an
-    // oversized frame still reaches the decoder and gets a `frame_too_large` error frame.
+    // GET /ws: the WebSocket endpoint.
     let ws = warp::path!("ws")
-        .and(warp::ws())
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<OnUpgrade>())
         .and(warp::header::optional::<String>("origin"))
         .and(warp::header::optional::<String>("host"))
         .and(warp::addr::remote())
@@ -348,8 +354,27 @@ mod base64_engine {
     }
 }
 
+/// The `Sec-WebSocket-Accept` answer to a valid upgrade request (RFC 6455 §4.2.1).
+fn websocket_accept(headers: &warp::http::HeaderMap) -> Option<String> {
+    let has = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    let version = headers.get(header::SEC_WEBSOCKET_VERSION)?;
+    if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") || version != "13" {
+        return None;
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
+    Some(derive_accept_key(key.as_bytes()))
+}
+
+/// Accepts a WebSocket upgrade by hand rather than with `warp::ws()`, which cannot pass
+/// tungstenite the small read buffer that keeps an idle connection cheap.
 async fn upgrade(
-    ws: warp::ws::Ws,
+    headers: warp::http::HeaderMap,
+    on_upgrade: Option<OnUpgrade>,
     origin: Option<String>,
     host: Option<String>,
     peer: Option<std::net::SocketAddr>,
@@ -382,10 +407,34 @@ async fn upgrade(
             ));
         }
     }
-    Ok(ws
-        .max_message_size(4 * limits::CLIENT_FRAME_MAX_BYTES)
-        .max_frame_size(4 * limits::CLIENT_FRAME_MAX_BYTES)
-        .on_upgrade(move |socket| session::serve(socket, state)))
+    let (Some(accept), Some(on_upgrade)) = (websocket_accept(&headers), on_upgrade) else {
+        return Err(api_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::MalformedFrame,
+            "a WebSocket upgrade (HTTP/1.1, version 13) is required",
+        ));
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                let config = Some(session::websocket_config());
+                let socket = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
+                session::serve(socket, state).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+        }
+    });
+    let mut response = warp::reply().into_response();
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+    );
+    Ok(response)
 }
 
 fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {

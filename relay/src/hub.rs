@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+pub use tokio_tungstenite::tungstenite::Utf8Bytes as Frame;
+
 use rustc_hash::FxHashMap;
 use tally_shared::unread::StaffKey;
 use tokio::sync::{Notify, mpsc};
@@ -18,8 +20,9 @@ pub const QUEUE_FRAMES: usize = 1024;
 /// What a connection's writer sends.
 #[derive(Debug, Clone)]
 pub enum Outbound {
-    /// A JSON text frame (shared by every recipient of the same event).
-    Text(Arc<str>),
+    /// A JSON text frame. A [`Frame`] is reference-counted bytes: an event is encoded once and
+    /// the same buffer is queued to, and written to the socket of, every recipient.
+    Text(Frame),
 }
 
 /// Tells a connection's tasks to close the socket with a code.
@@ -75,7 +78,7 @@ pub struct ConnHandle {
 
 impl ConnHandle {
     /// Queues a frame; a full queue closes the connection as a slow consumer.
-    pub fn send(&self, frame: &Arc<str>, metrics: &Metrics) -> bool {
+    pub fn send(&self, frame: &Frame, metrics: &Metrics) -> bool {
         match self.tx.try_send(Outbound::Text(frame.clone())) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -118,7 +121,7 @@ impl Hub {
     }
 
     /// Queues a frame to every connection of a staff member, dropping the ones that failed.
-    pub fn send(&mut self, staff: StaffKey, frame: &Arc<str>, metrics: &Metrics) {
+    pub fn send(&mut self, staff: StaffKey, frame: &Frame, metrics: &Metrics) {
         if let Some(conns) = self.by_staff.get_mut(&staff) {
             conns.retain(|c| c.send(frame, metrics));
             if conns.is_empty() {

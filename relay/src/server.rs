@@ -152,6 +152,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     });
 
     let addr = listener.local_addr()?;
+    // Events are small frames that must leave at once: without TCP_NODELAY a frame written
+    // while the previous one is unacknowledged waits for the peer's delayed ACK (up to 40 ms).
+    // warp accepts the connections itself; on Linux they inherit the option from the listener.
+    socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
     let routes = http::routes(state.clone()).with(warp::trace::request());
     let (stop_http, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(

@@ -7,10 +7,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tally_shared::protocol::{ErrorFrame, ServerFrame, close, decode_client_frame, encode};
-use tally_shared::{ErrorCode, Request};
+use tally_shared::{ErrorCode, Request, limits};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use tracing::Instrument;
-use warp::ws::{Message, WebSocket};
 
 use crate::core::Command;
 use crate::hub::{Closer, ConnHandle, Outbound};
@@ -25,7 +28,28 @@ pub const CLOSE_DRAIN: Duration = Duration::from_secs(5);
 /// Silence after which a peer counts as dead.
 pub const DEAD_AFTER: Duration = Duration::from_secs(60);
 
+/// Most queued frames a writer sends before flushing the socket once.
+const WRITE_BATCH: usize = 64;
+
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// The transport settings of every connection. Tungstenite's default 128 KiB read buffer per
+/// connection would dominate an idle relay's memory; client frames are small, and a larger one
+/// still arrives whole (the buffer grows for it). The size limits are generous enough that an
+/// oversized frame still reaches the decoder and gets a `frame_too_large` error frame.
+pub fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .max_message_size(Some(4 * limits::CLIENT_FRAME_MAX_BYTES))
+        .max_frame_size(Some(4 * limits::CLIENT_FRAME_MAX_BYTES))
+}
+
+fn close_with(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: code.into(),
+        reason: Utf8Bytes::from(reason),
+    }))
+}
 
 fn error_text(code: ErrorCode, message: impl Into<String>) -> String {
     encode(&ServerFrame::Error(ErrorFrame {
@@ -37,7 +61,10 @@ fn error_text(code: ErrorCode, message: impl Into<String>) -> String {
 }
 
 /// Serves one upgraded socket to its end.
-pub async fn serve(ws: WebSocket, state: AppState) {
+pub async fn serve<S>(ws: WebSocketStream<S>, state: AppState)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     state.metrics.connections.fetch_add(1, Relaxed);
     let (mut sink, mut stream) = ws.split();
 
@@ -45,7 +72,7 @@ pub async fn serve(ws: WebSocket, state: AppState) {
     let first = tokio::time::timeout(HELLO_TIMEOUT, async {
         loop {
             match stream.next().await {
-                Some(Ok(m)) if m.is_text() => return Some(m),
+                Some(Ok(Message::Text(text))) => return Some(text),
                 Some(Ok(m)) if m.is_ping() || m.is_pong() => continue,
                 _ => return None,
             }
@@ -53,10 +80,7 @@ pub async fn serve(ws: WebSocket, state: AppState) {
     })
     .await;
     let refuse = |code: ErrorCode, message: &str, close_code: u16| {
-        (
-            error_text(code, message),
-            Message::close_with(close_code, message.to_string()),
-        )
+        (error_text(code, message), close_with(close_code, message))
     };
     let outcome = match first {
         Err(_) => Err(refuse(
@@ -64,8 +88,8 @@ pub async fn serve(ws: WebSocket, state: AppState) {
             "no hello within 10 s",
             close::HELLO_TIMEOUT,
         )),
-        Ok(None) => Err((String::new(), Message::close())),
-        Ok(Some(m)) => match decode_client_frame(m.to_str().unwrap_or_default()) {
+        Ok(None) => Err((String::new(), Message::Close(None))),
+        Ok(Some(text)) => match decode_client_frame(&text) {
             Ok(frame) => match frame.request {
                 Request::Hello { token, resume_from } => match state.keys.verify(&token) {
                     Ok(staff) => Ok((staff, resume_from)),
@@ -127,7 +151,7 @@ pub async fn serve(ws: WebSocket, state: AppState) {
         if let Err(e) = registered {
             let code = if e.code == ErrorCode::RateLimited { close::TOO_MANY_CONNECTIONS } else { close::UNAUTHORIZED };
             let _ = sink.send(Message::text(encode(&ServerFrame::Error(e)))).await;
-            let _ = sink.send(Message::close_with(code, "refused")).await;
+            let _ = sink.send(close_with(code, "refused")).await;
             state.metrics.connections.fetch_sub(1, Relaxed);
             return;
         }
@@ -144,24 +168,32 @@ pub async fn serve(ws: WebSocket, state: AppState) {
                 tokio::select! {
                     biased;
                     code = writer_closer.closed() => {
-                        let _ = sink.send(Message::close_with(code, close_reason(code))).await;
+                        let _ = sink.send(close_with(code, close_reason(code))).await;
                         break;
                     }
-                    item = rx.recv() => match item {
-                        Some(Outbound::Text(text)) => {
-                            if sink.send(Message::text(text.to_string())).await.is_err() {
+                    item = rx.recv() => {
+                        // Write what is queued (up to a batch) and flush once: one system call
+                        // for a burst of events rather than one each.
+                        let Some(Outbound::Text(first)) = item else { break };
+                        let mut fed = sink.feed(Message::Text(first)).await;
+                        for _ in 1..WRITE_BATCH {
+                            let Ok(Outbound::Text(next)) = rx.try_recv() else { break };
+                            if fed.is_err() {
                                 break;
                             }
+                            fed = sink.feed(Message::Text(next)).await;
                         }
-                        None => break,
-                    },
+                        if fed.is_err() || sink.flush().await.is_err() {
+                            break;
+                        }
+                    }
                     _ = ping.tick() => {
                         let silent = epoch.elapsed().as_millis() as u64 - heard.load(Relaxed);
                         if silent > DEAD_AFTER.as_millis() as u64 {
-                            let _ = sink.send(Message::close_with(close::DEAD_PEER, "no pong")).await;
+                            let _ = sink.send(close_with(close::DEAD_PEER, "no pong")).await;
                             break;
                         }
-                        if sink.send(Message::ping(Vec::new())).await.is_err() {
+                        if sink.send(Message::Ping(Bytes::new())).await.is_err() {
                             break;
                         }
                     }
@@ -192,7 +224,7 @@ pub async fn serve(ws: WebSocket, state: AppState) {
                 continue;
             }
             state.metrics.frames_in.fetch_add(1, Relaxed);
-            let Ok(text) = msg.to_str() else {
+            let Message::Text(text) = msg else {
                 state.metrics.reject(ErrorCode::MalformedFrame);
                 conn.send(
                     &error_text(ErrorCode::MalformedFrame, "frames are JSON text").into(),
@@ -200,7 +232,7 @@ pub async fn serve(ws: WebSocket, state: AppState) {
                 );
                 continue;
             };
-            match decode_client_frame(text) {
+            match decode_client_frame(&text) {
                 Ok(frame) => {
                     if let Request::Hello { .. } = frame.request {
                         state.metrics.reject(ErrorCode::HelloRequired);

@@ -421,3 +421,44 @@ async fn a_foreign_origin_cannot_open_a_websocket() {
         .insert("Origin", format!("http://{}", relay.addr).parse().unwrap());
     assert!(tokio_tungstenite::connect_async(req).await.is_ok());
 }
+
+/// Sends an upgrade request for `/ws` with these extra headers; returns the response head.
+async fn upgrade_head(addr: std::net::SocketAddr, extra: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /ws HTTP/1.1\r\nHost: {addr}\r\n{extra}\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap().to_ascii_lowercase()
+}
+
+#[tokio::test]
+async fn a_request_to_the_socket_endpoint_that_is_no_websocket_upgrade_gets_a_json_400() {
+    let relay = Relay::start(&["alice"]).await;
+    let upgrade = "Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n";
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let version = "Sec-WebSocket-Version: 13\r\n";
+    let cases = [
+        String::new(),
+        format!("Connection: close\r\nUpgrade: websocket\r\n{key}{version}"),
+        format!("{upgrade}{key}Sec-WebSocket-Version: 8\r\n"),
+        format!("{upgrade}{version}"),
+    ];
+    for extra in &cases {
+        let head = upgrade_head(relay.addr, extra).await;
+        assert!(head.starts_with("http/1.1 400"), "{extra}: {head}");
+        assert!(head.contains("content-type: application/json"), "{extra}: {head}");
+    }
+    // The RFC 6455 example key gets the RFC's answer.
+    let head = upgrade_head(relay.addr, &format!("{upgrade}{key}{version}")).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+}

@@ -1,4 +1,5 @@
-//! The ceiling: the least a fan-out server can do with the same frames. No authentication, no
+//! The ceiling: the least a fan-out server can do with the same frames (each encoded once and
+//! shared by its recipients, on the relay's transport settings). No authentication, no
 //! validation, no storage, no counts: `hello` names the staff member, `send_message` is
 //! stamped and sent to every member of its conversation, and acknowledged.
 
@@ -10,13 +11,13 @@ use futures_util::{SinkExt, StreamExt};
 use tally_shared::protocol::{Ack, Event, LoggedEvent, ServerFrame, decode_client_frame, encode};
 use tally_shared::{ConversationId, Message, MessageId, Millis, Offset, Request, Seq, StaffId};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 
 type Members = HashMap<ConversationId, Vec<StaffId>>;
 
 struct State {
     members: Members,
-    conns: Mutex<HashMap<StaffId, Vec<mpsc::UnboundedSender<Arc<str>>>>>,
+    conns: Mutex<HashMap<StaffId, Vec<mpsc::UnboundedSender<Utf8Bytes>>>>,
     offset: AtomicU64,
     seqs: Mutex<HashMap<ConversationId, u64>>,
 }
@@ -34,14 +35,17 @@ pub(crate) async fn serve(members: Members) -> anyhow::Result<()> {
         let (tcp, _) = listener.accept().await?;
         let state = state.clone();
         tokio::spawn(async move {
-            let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+            // The relay's transport settings, so that both pay the same per connection.
+            let config = tally_relay::session::websocket_config();
+            let _ = tcp.set_nodelay(true);
+            let Ok(ws) = tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await else {
                 return;
             };
             let (mut sink, mut stream) = ws.split();
-            let (tx, mut rx) = mpsc::unbounded_channel::<Arc<str>>();
+            let (tx, mut rx) = mpsc::unbounded_channel::<Utf8Bytes>();
             tokio::spawn(async move {
                 while let Some(text) = rx.recv().await {
-                    if sink.send(WsMessage::text(text.to_string())).await.is_err() {
+                    if sink.send(WsMessage::Text(text)).await.is_err() {
                         break;
                     }
                 }
@@ -95,7 +99,7 @@ pub(crate) async fn serve(members: Members) -> anyhow::Result<()> {
                             edited_at: None,
                             deleted: false,
                         };
-                        let event: Arc<str> = encode(&LoggedEvent {
+                        let event: Utf8Bytes = encode(&LoggedEvent {
                             offset: Offset(offset),
                             event: Event::MessageCreated { message },
                         })

@@ -86,7 +86,9 @@ impl Client {
         store: Option<ChatStore>,
         shared: Arc<Shared>,
     ) -> anyhow::Result<Client> {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await?;
+        // TCP_NODELAY, as browsers do.
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/ws"), None, true).await?;
         let (mut sink, mut stream) = ws.split();
         let resume_from = store.as_ref().map(ChatStore::applied).filter(|o| o.0 > 0);
         sink.send(Message::text(encode(&ClientFrame::new(Request::Hello {
