@@ -229,7 +229,7 @@ pub fn composer(props: &ComposerProps) -> Html {
                         <li>
                             { icons::paperclip() }{" "}{ u.name.clone() }
                             { match &u.done {
-                                None => html! { <progress max="1" value={u.progress.to_string()} aria-label={format!("Uploading {}", u.name)} /> },
+                                None => html! { <progress max="100" value={((u.progress * 100.0) as u32).to_string()} aria-label={format!("Uploading {}", u.name)} /> },
                                 Some(Ok(_)) => html! { <span class="tally-ok">{" ✓"}</span> },
                                 Some(Err(e)) => html! { <span class="tally-failed">{" "}{ e.clone() }</span> },
                             } }

@@ -538,8 +538,10 @@ pub fn attachment_view(props: &AttachmentProps) -> Html {
             });
         })
     };
+    // Integer arithmetic: formatting a float would pull Rust's float printing into the bundle.
     let size = if a.size > 1_048_576 {
-        format!("{:.1} MB", a.size as f64 / 1_048_576.0)
+        let tenths = (a.size * 10 + 524_288) / 1_048_576;
+        format!("{}.{} MB", tenths / 10, tenths % 10)
     } else {
         format!("{} KB", a.size.div_ceil(1024))
     };
