@@ -410,7 +410,7 @@ async fn upgrade(
     let (Some(accept), Some(on_upgrade)) = (websocket_accept(&headers), on_upgrade) else {
         return Err(api_error(
             StatusCode::BAD_REQUEST,
-            ErrorCode::MalformedFrame,
+            ErrorCode::InvalidInput,
             "a WebSocket upgrade (HTTP/1.1, version 13) is required",
         ));
     };
