@@ -30,6 +30,7 @@ pub mod protocol;
 mod seq_index;
 pub mod sim;
 pub mod store;
+mod tagged;
 pub mod unread;
 
 pub use engine::{Engine, Lookup, Outcome, Rejection};

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::tagged;
+
 use crate::ids::{AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, Seq, StaffId};
 
 /// A staff member of the work app.
@@ -43,7 +45,7 @@ pub struct Conversation {
 
 /// What a system notice says happened. Notices are messages: they have a `seq`, a sender (the
 /// staff member who acted) and count as unread for everyone else, like any message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "notice", rename_all = "snake_case")]
 pub enum Notice {
     /// A group was created with this title.
@@ -66,6 +68,34 @@ pub enum Notice {
         /// Who was removed.
         staff: StaffId,
     },
+}
+
+// Decoded with the tag first (see `tagged`), without serde's buffering.
+tagged::twin!(NoticeFields => Notice {
+    Created { title: String },
+    Renamed { title: String },
+    ParticipantAdded { staff: StaffId },
+    ParticipantRemoved { staff: StaffId },
+});
+
+impl<'de> Deserialize<'de> for Notice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Notice;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a notice object, `notice` first")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Notice, A::Error> {
+                let lead = tagged::lead(&mut map, "notice")?;
+                if lead.offset.is_some() {
+                    return Err(serde::de::Error::custom("a notice has no offset"));
+                }
+                NoticeFields::deserialize(tagged::Rest::new(lead.tag, map)).map(Notice::from)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// A file attached to a message, stored by the relay under its content address.

@@ -4,12 +4,14 @@
 //! an [`Event`] at an [`Offset`]; the relay sends it as a [`ServerFrame::Event`], which is the
 //! event's own fields plus `offset`. `docs/protocol.md` shows every frame, and a test parses it.
 
+use serde::de::{self, MapAccess};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{
     AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, Offset, RequestId, Seq, StaffId,
 };
 use crate::model::{Conversation, Counts, Message, Staff, Totals};
+use crate::tagged;
 
 /// A frame from a client, with an optional request id echoed in the reply it causes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,7 +184,7 @@ impl Request {
 }
 
 /// An entry of the log. Each has an offset (carried beside it, see [`LoggedEvent`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A conversation exists; its participants start with watermark 0 (it has no history).
@@ -312,7 +314,7 @@ impl Event {
 }
 
 /// An event and its place in the log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LoggedEvent {
     /// Its offset in the global log.
     pub offset: Offset,
@@ -325,7 +327,7 @@ pub struct LoggedEvent {
 // Events are the common frame and live one at a time; boxing them would cost an allocation
 // per frame to save stack space nobody is short of.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// The state of one staff member at an offset: the start of a session or a repair.
@@ -345,6 +347,122 @@ pub enum ServerFrame {
     #[serde(untagged)]
     Event(LoggedEvent),
 }
+
+// ---- decoding server frames and events: tag first (see `tagged`), nothing buffered ----
+
+tagged::twin!(EventFields => Event {
+    ConversationCreated {
+        conversation: Conversation,
+        #[serde(default)]
+        client_id: Option<ClientMsgId>,
+    },
+    ParticipantAdded { conversation: Conversation, staff: StaffId, by: StaffId, head: Seq },
+    ParticipantRemoved { conversation: ConversationId, staff: StaffId, by: StaffId },
+    ConversationRenamed { conversation: ConversationId, title: String, by: StaffId },
+    MessageCreated { message: Message },
+    MessageEdited {
+        conversation: ConversationId,
+        message: MessageId,
+        seq: Seq,
+        body: String,
+        edited_at: Millis,
+    },
+    MessageDeleted {
+        conversation: ConversationId,
+        message: MessageId,
+        seq: Seq,
+        sender: StaffId,
+        #[serde(default)]
+        mentions: Vec<StaffId>,
+    },
+    MessagesRead { conversation: ConversationId, staff: StaffId, last_read: Seq },
+    MarkedUnread { conversation: ConversationId, staff: StaffId, last_read: Seq },
+    MuteChanged { conversation: ConversationId, staff: StaffId, muted: bool },
+});
+
+/// The server frames that are not events, as an externally tagged twin of [`ServerFrame`].
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FrameFields {
+    Snapshot(Box<Snapshot>),
+    Resumed { offset: Offset },
+    UnreadUpdated(UnreadUpdate),
+    Ack(Ack),
+    Error(ErrorFrame),
+}
+
+/// The `type`s of server frames that are not events.
+const FRAME_TYPES: [&str; 5] = ["snapshot", "resumed", "unread_updated", "ack", "error"];
+
+/// Decodes the rest of an object that started with `offset` and an event `type`.
+fn logged_event<'de, A: MapAccess<'de>>(lead: tagged::Lead, map: A) -> Result<LoggedEvent, A::Error> {
+    let offset = lead
+        .offset
+        .ok_or_else(|| de::Error::custom("an event's `offset` comes right before its `type`"))?;
+    let event = EventFields::deserialize(tagged::Rest::new(lead.tag, map))?.into();
+    Ok(LoggedEvent { offset, event })
+}
+
+/// Declares a `Deserialize` that reads a map with `visit_map`.
+macro_rules! map_deserialize {
+    ($ty:ty, $expecting:literal, |$map:ident| $body:expr) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> de::Visitor<'de> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut $map: A) -> Result<$ty, A::Error> {
+                        $body
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+    };
+}
+
+map_deserialize!(
+    ServerFrame,
+    "a server frame: an object, `type` first (events: `offset`, `type`)",
+    |map| {
+        let lead = tagged::lead(&mut map, "type")?;
+        if FRAME_TYPES.contains(&lead.tag.as_str()) {
+            if lead.offset.is_some() {
+                return Err(de::Error::custom("only events start with `offset`"));
+            }
+            return Ok(
+                match FrameFields::deserialize(tagged::Rest::new(lead.tag, map))? {
+                    FrameFields::Snapshot(s) => ServerFrame::Snapshot(s),
+                    FrameFields::Resumed { offset } => ServerFrame::Resumed { offset },
+                    FrameFields::UnreadUpdated(u) => ServerFrame::UnreadUpdated(u),
+                    FrameFields::Ack(a) => ServerFrame::Ack(a),
+                    FrameFields::Error(e) => ServerFrame::Error(e),
+                },
+            );
+        }
+        logged_event(lead, map).map(ServerFrame::Event)
+    }
+);
+
+map_deserialize!(
+    LoggedEvent,
+    "an event: an object starting with `offset`, then `type`",
+    |map| {
+        let lead = tagged::lead(&mut map, "type")?;
+        logged_event(lead, map)
+    }
+);
+
+map_deserialize!(Event, "an event: an object, `type` first", |map| {
+    let lead = tagged::lead(&mut map, "type")?;
+    if lead.offset.is_some() {
+        return Err(de::Error::custom("an offset belongs to a logged event"));
+    }
+    EventFields::deserialize(tagged::Rest::new(lead.tag, map)).map(Event::from)
+});
 
 /// The checkpoint the relay sends after each change to a staff member's counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -594,6 +712,51 @@ pub fn encode<T: Serialize>(frame: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn server(json: &str) -> Result<ServerFrame, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn server_frames_decode_with_the_tag_first_and_events_with_offset_first() {
+        assert_eq!(
+            server(r#"{"type":"resumed","offset":9}"#),
+            Ok(ServerFrame::Resumed { offset: Offset(9) })
+        );
+        let read = server(
+            r#"{"offset":9,"type":"messages_read","conversation":2,"staff":"bob","last_read":4,"extra":[1]}"#,
+        );
+        assert_eq!(
+            read,
+            Ok(ServerFrame::Event(LoggedEvent {
+                offset: Offset(9),
+                event: Event::MessagesRead {
+                    conversation: ConversationId(2),
+                    staff: StaffId::new("bob").unwrap(),
+                    last_read: Seq(4),
+                },
+            }))
+        );
+        // What breaks the order is refused with a message that says so, as is what lacks parts.
+        for (json, says) in [
+            (r#"{"offset":9,"type":"resumed"}"#, "only events"),
+            (r#"{"req":1,"type":"ack","offset":3}"#, "must be the first field"),
+            (
+                r#"{"type":"messages_read","offset":9,"conversation":2,"staff":"b","last_read":4}"#,
+                "offset",
+            ),
+            (r#"{"offset":9}"#, "missing field `type`"),
+            (r#"{"offset":9,"type":"fly"}"#, "unknown variant `fly`"),
+            (r#"{"type":"ack"}"#, "missing field `offset`"),
+            (r#"[1]"#, "invalid type"),
+        ] {
+            let e = server(json).unwrap_err();
+            assert!(e.contains(says), "{json}: {e}");
+        }
+        let notice = r#"{"id":1,"conversation":2,"seq":1,"sender":"bob","body":"","created_at":0,"notice":{"title":"T","notice":"created"}}"#;
+        let e = serde_json::from_str::<Message>(notice).unwrap_err().to_string();
+        assert!(e.contains("`notice` must be the first field"), "{e}");
+    }
 
     #[test]
     fn request_type_table_names_every_request() {
