@@ -20,7 +20,7 @@ use crate::model::{Attachment, Conversation, ConversationKind, Counts, Message, 
 use crate::protocol::{
     ClientFrame, ErrorCode, ErrorFrame, Event, LoggedEvent, Request, ServerFrame, Snapshot, UnreadUpdate,
 };
-use crate::unread::{Tracking, UnreadProjection};
+use crate::unread::{CountChange, Tracking, UnreadProjection};
 
 /// A conversation as the store holds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -162,6 +162,9 @@ pub struct ChatStore {
     next_req: u64,
     divergences: u32,
     awaiting_snapshot: bool,
+    /// The projection's list of changed counts, kept to save an allocation per event (the
+    /// store reads its counts from the projection, not from this list).
+    scratch: Vec<CountChange>,
 }
 
 impl Default for ChatStore {
@@ -184,6 +187,7 @@ impl ChatStore {
             next_req: 1,
             divergences: 0,
             awaiting_snapshot: false,
+            scratch: Vec::new(),
         }
     }
 
@@ -479,8 +483,8 @@ impl ChatStore {
         if logged.offset <= self.applied || self.awaiting_snapshot {
             return;
         }
-        let mut changes = Vec::new();
-        if self.projection.apply(&logged.event, &mut changes).is_err() {
+        self.scratch.clear();
+        if self.projection.apply(&logged.event, &mut self.scratch).is_err() {
             // A missed event: only a snapshot can repair that.
             self.awaiting_snapshot = true;
             fx.send.push(self.request(Request::RequestSnapshot));
