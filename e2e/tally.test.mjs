@@ -95,6 +95,47 @@ test('two tabs of B stay in step; mark all read clears both', async () => {
   }
 });
 
+test('reading counts what scrolls into view; the header button reads the rest; both tabs follow', async () => {
+  const relay = await new Relay(['alice', 'bob']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const b1 = await tab(browser, relay, 'bob');
+    const b2 = await tab(browser, relay, 'bob', { context: b1.context });
+    await startDirect(a, 'Bob');
+    const n = 40;
+    for (let i = 1; i <= n; i++) await say(a, `line ${i}`);
+    await expectTotal(b2, n);
+    // The number B's other tab shows, once it moves below `above`.
+    const drops = async (above) => {
+      await b2.page.waitForFunction(
+        (above) => Number(document.querySelector('#messenger [data-testid=total-badge]')?.textContent ?? 0) < above,
+        above,
+        { timeout: 10_000 },
+      );
+      return Number((await b2.page.textContent('#messenger [data-testid=total-badge]').catch(() => '0')) || 0);
+    };
+    // Opening shows the divider and the first unread lines: only those are read.
+    await openConversation(b1, 'Alice');
+    const afterOpen = await drops(n);
+    assert.ok(afterOpen > 0, `opening read everything (${afterOpen} left), not just what is in view`);
+    // Scrolling one screen down reads what comes into view, and no more.
+    await b1.page.evaluate(() => {
+      const list = document.querySelector('#messenger .tally-messages');
+      list.scrollTop += list.clientHeight / 2;
+    });
+    const afterScroll = await drops(afterOpen);
+    assert.ok(afterScroll > 0, `half a screen read everything (${afterScroll} left)`);
+    await expectTotal(b1, afterScroll);
+    // The header's button reads the rest, wherever the view is.
+    await b1.page.click('#messenger [aria-label="Mark conversation as read"]');
+    await expectTotal(b1, '');
+    await expectTotal(b2, '');
+    await expectTotal(a, '');
+  } finally {
+    await relay.stop();
+  }
+});
+
 test('the relay is killed with SIGKILL and restarted: both reconnect, nothing acknowledged is lost', async () => {
   const relay = await new Relay(['alice', 'bob']).start();
   try {
