@@ -11,6 +11,8 @@ use tally_shared::{ErrorCode, Request, limits};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use tracing::Instrument;
@@ -37,11 +39,45 @@ static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 /// connection would dominate an idle relay's memory; client frames are small, and a larger one
 /// still arrives whole (the buffer grows for it). The size limits are generous enough that an
 /// oversized frame still reaches the decoder and gets a `frame_too_large` error frame.
+///
+/// Tungstenite also keeps its write buffer's largest size for the connection's life, so one
+/// large snapshot would stay allocated all day: the buffer is written out past [`FRAGMENT`], and
+/// [`fragments`] splits larger frames into WebSocket continuation frames of that size.
 pub fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
+        .write_buffer_size(FRAGMENT)
         .max_message_size(Some(4 * limits::CLIENT_FRAME_MAX_BYTES))
         .max_frame_size(Some(4 * limits::CLIENT_FRAME_MAX_BYTES))
+}
+
+/// The largest WebSocket frame the relay writes; longer messages are fragmented (RFC 6455
+/// §5.4), which every WebSocket client reassembles.
+pub const FRAGMENT: usize = 8 * 1024;
+
+/// A text message as the frames to write: itself, or fragments of at most [`FRAGMENT`] bytes
+/// that share its buffer (a fragment may end inside a UTF-8 character: only the whole
+/// message must be valid).
+pub fn fragments(text: Utf8Bytes) -> impl Iterator<Item = Message> {
+    let small = (text.len() <= FRAGMENT).then(|| Message::Text(text.clone()));
+    let large = (text.len() > FRAGMENT).then(|| {
+        let bytes = Bytes::from(text);
+        let count = bytes.len().div_ceil(FRAGMENT);
+        (0..count).map(move |i| {
+            let chunk = bytes.slice(i * FRAGMENT..((i + 1) * FRAGMENT).min(bytes.len()));
+            let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
+            Message::Frame(Frame::message(chunk, opcode, i + 1 == count))
+        })
+    });
+    small.into_iter().chain(large.into_iter().flatten())
+}
+
+/// Feeds a frame's fragments to the socket without flushing.
+async fn feed<S: futures_util::Sink<Message> + Unpin>(sink: &mut S, text: Utf8Bytes) -> Result<(), S::Error> {
+    for message in fragments(text) {
+        sink.feed(message).await?;
+    }
+    Ok(())
 }
 
 fn close_with(code: u16, reason: &str) -> Message {
@@ -175,13 +211,13 @@ where
                         // Write what is queued (up to a batch) and flush once: one system call
                         // for a burst of events rather than one each.
                         let Some(Outbound::Text(first)) = item else { break };
-                        let mut fed = sink.feed(Message::Text(first)).await;
+                        let mut fed = feed(&mut sink, first).await;
                         for _ in 1..WRITE_BATCH {
                             let Ok(Outbound::Text(next)) = rx.try_recv() else { break };
                             if fed.is_err() {
                                 break;
                             }
-                            fed = sink.feed(Message::Text(next)).await;
+                            fed = feed(&mut sink, next).await;
                         }
                         if fed.is_err() || sink.flush().await.is_err() {
                             break;
@@ -304,5 +340,47 @@ fn close_reason(code: u16) -> &'static str {
         close::DEACTIVATED => "deactivated",
         close::DEAD_PEER => "no pong",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payloads(text: &str) -> Vec<(bool, Option<Data>, Vec<u8>)> {
+        fragments(Utf8Bytes::from(text))
+            .map(|m| match m {
+                Message::Text(t) => (true, Some(Data::Text), t.as_bytes().to_vec()),
+                Message::Frame(f) => {
+                    let opcode = match f.header().opcode {
+                        OpCode::Data(d) => Some(d),
+                        OpCode::Control(_) => None,
+                    };
+                    (f.header().is_final, opcode, f.payload().to_vec())
+                }
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_small_message_is_one_frame_and_a_large_one_is_fragmented_in_order() {
+        assert_eq!(payloads("{}"), vec![(true, Some(Data::Text), b"{}".to_vec())]);
+        // Two-byte characters, so that fragment boundaries fall inside them.
+        let text = "é".repeat(FRAGMENT + 7);
+        let parts = payloads(&text);
+        assert_eq!(parts.len(), 3);
+        assert!(parts.iter().all(|p| p.2.len() <= FRAGMENT));
+        let flags: Vec<_> = parts.iter().map(|p| (p.0, p.1)).collect();
+        assert_eq!(
+            flags,
+            [
+                (false, Some(Data::Text)),
+                (false, Some(Data::Continue)),
+                (true, Some(Data::Continue))
+            ]
+        );
+        let whole: Vec<u8> = parts.into_iter().flat_map(|p| p.2).collect();
+        assert_eq!(whole, text.as_bytes());
     }
 }

@@ -31,6 +31,28 @@ async fn pair(relay: &Relay) -> (Client, Client, ConversationId) {
 }
 
 #[tokio::test]
+async fn a_snapshot_many_fragments_long_arrives_whole() {
+    let relay = Relay::start(&["alice", "bob"]).await;
+    let (mut alice, _bob, dm) = pair(&relay).await;
+    let body = "ü".repeat(tally_shared::limits::BODY_MAX_BYTES / 2);
+    for n in 0..40 {
+        alice.call(send(dm, &format!("big{n}"), &body)).await.unwrap();
+    }
+    // A new tab's snapshot carries the 40 messages: ~330 KB, written as 8 KiB fragments.
+    let bob = relay.connect("bob").await;
+    let snapshot = bob
+        .frames
+        .iter()
+        .find(|f| matches!(f, ServerFrame::Snapshot(_)))
+        .unwrap();
+    assert!(encode(snapshot).len() > 20 * tally_relay::session::FRAGMENT);
+    assert_eq!(bob.store.counts(dm).unread, 40);
+    let view = bob.store.conversation(dm).unwrap();
+    assert_eq!(view.messages.len(), 40);
+    assert!(view.messages.iter().all(|m| m.body == body));
+}
+
+#[tokio::test]
 async fn a_client_that_resumes_gets_what_it_missed_and_converges() {
     let relay = Relay::start(&["alice", "bob"]).await;
     let (mut alice, mut bob, dm) = pair(&relay).await;

@@ -330,6 +330,72 @@ async fn idle(relay: bool, staff: usize) -> Report {
     report
 }
 
+/// Idle connections whose snapshots carry history: staff in groups of 50, each group with 60
+/// messages of 1,000 characters, so that every hello is answered with a snapshot of ~60 KB
+/// (the newest 50 messages). What a connection keeps after sending that is the point.
+async fn idle_with_history(staff: usize) -> Report {
+    let shared = Shared::new(0.0, false);
+    let target = Target::relay(staff, Durability::Full, tally_relay::core::MAX_BATCH);
+    let creators: Vec<usize> = (0..staff).step_by(50).collect();
+    let writers = connect_all(&target, creators.iter().copied(), &shared).await;
+    // One after the other, so that group g gets conversation id g + 1.
+    for w in &writers {
+        let members = (w.index + 1..(w.index + 50).min(staff)).map(staff_id).collect();
+        w.call(Request::CreateGroup {
+            client_id: ClientMsgId::new(format!("history-{}", w.index)).expect("valid id"),
+            title: format!("Group {}", w.index / 50),
+            participants: members,
+        })
+        .await;
+    }
+    let body = "x".repeat(1000);
+    join_all(writers.iter().map(|w| {
+        let body = body.clone();
+        async move {
+            let conversation = ConversationId(w.index as u64 / 50 + 1);
+            for n in 0..60 {
+                w.call(Request::SendMessage {
+                    client_id: ClientMsgId::new(format!("h{}-{n}", w.index)).expect("valid id"),
+                    conversation,
+                    body: body.clone(),
+                    attachments: vec![],
+                    reply_to: None,
+                })
+                .await;
+            }
+        }
+    }))
+    .await;
+    for w in writers {
+        w.close();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = target.rss_mib().0;
+    let clients = connect_all(&target, 0..staff, &shared).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (after, peak) = target.rss_mib();
+    let received = clients
+        .iter()
+        .filter(|c| c.store().summary(0).total.unread >= 50)
+        .count();
+    for c in clients {
+        c.close();
+    }
+    Report {
+        scenario: "idle".into(),
+        target: "relay, 60 KB snapshots".into(),
+        peak_rss_mib: peak,
+        rss_per_connection_kib: (after - before) * 1024.0 / staff as f64,
+        errors: shared.errors.load(Relaxed),
+        counts_exact: Some(received == staff - creators.len()),
+        note: format!(
+            "{staff} connections, each sent the newest 50 of its group's 60 messages; RSS {before:.1} MiB \
+             before, {after:.1} MiB after"
+        ),
+        ..Report::default()
+    }
+}
+
 async fn storm(staff: usize, missed: usize) -> Report {
     let writer = staff;
     let groups = 100;
@@ -585,6 +651,7 @@ fn main() -> anyhow::Result<()> {
                 let n = 10_000;
                 reports.push(idle(true, n).await);
                 reports.push(idle(false, n).await);
+                reports.push(idle_with_history(n).await);
             }
             if all || scenario == Scenario::Storm {
                 reports.push(storm(1000, 10_000).await);
