@@ -78,25 +78,13 @@ tagged::twin!(NoticeFields => Notice {
     ParticipantRemoved { staff: StaffId },
 });
 
-impl<'de> Deserialize<'de> for Notice {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Notice;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a notice object, `notice` first")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Notice, A::Error> {
-                let lead = tagged::lead(&mut map, "notice")?;
-                if lead.offset.is_some() {
-                    return Err(serde::de::Error::custom("a notice has no offset"));
-                }
-                NoticeFields::deserialize(tagged::Rest::new(lead.tag, map)).map(Notice::from)
-            }
-        }
-        d.deserialize_map(V)
+tagged::map_deserialize!(Notice, "a notice object, `notice` first", |map| {
+    let lead = tagged::lead(&mut map, "notice")?;
+    if lead.offset.is_some() {
+        return Err(serde::de::Error::custom("a notice has no offset"));
     }
-}
+    NoticeFields::deserialize(tagged::Rest::new(lead.tag, map)).map(Notice::from)
+});
 
 /// A file attached to a message, stored by the relay under its content address.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -403,28 +403,7 @@ fn logged_event<'de, A: MapAccess<'de>>(lead: tagged::Lead, map: A) -> Result<Lo
     Ok(LoggedEvent { offset, event })
 }
 
-/// Declares a `Deserialize` that reads a map with `visit_map`.
-macro_rules! map_deserialize {
-    ($ty:ty, $expecting:literal, |$map:ident| $body:expr) => {
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<'de> de::Visitor<'de> for V {
-                    type Value = $ty;
-                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                        f.write_str($expecting)
-                    }
-                    fn visit_map<A: MapAccess<'de>>(self, mut $map: A) -> Result<$ty, A::Error> {
-                        $body
-                    }
-                }
-                d.deserialize_map(V)
-            }
-        }
-    };
-}
-
-map_deserialize!(
+tagged::map_deserialize!(
     ServerFrame,
     "a server frame: an object, `type` first (events: `offset`, `type`)",
     |map| {
@@ -447,7 +426,7 @@ map_deserialize!(
     }
 );
 
-map_deserialize!(
+tagged::map_deserialize!(
     LoggedEvent,
     "an event: an object starting with `offset`, then `type`",
     |map| {
@@ -456,7 +435,7 @@ map_deserialize!(
     }
 );
 
-map_deserialize!(Event, "an event: an object, `type` first", |map| {
+tagged::map_deserialize!(Event, "an event: an object, `type` first", |map| {
     let lead = tagged::lead(&mut map, "type")?;
     if lead.offset.is_some() {
         return Err(de::Error::custom("an offset belongs to a logged event"));

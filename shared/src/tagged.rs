@@ -168,3 +168,26 @@ macro_rules! twin {
 }
 
 pub(crate) use twin;
+
+/// Declares a `Deserialize` that reads a map with `visit_map`.
+macro_rules! map_deserialize {
+    ($ty:ty, $expecting:literal, |$map:ident| $body:expr) => {
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut $map: A) -> Result<$ty, A::Error> {
+                        $body
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+    };
+}
+
+pub(crate) use map_deserialize;
