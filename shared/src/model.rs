@@ -43,41 +43,36 @@ pub struct Conversation {
     pub created_at: Millis,
 }
 
-/// What a system notice says happened. Notices are messages: they have a `seq`, a sender (the
-/// staff member who acted) and count as unread for everyone else, like any message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "notice", rename_all = "snake_case")]
-pub enum Notice {
-    /// A group was created with this title.
-    Created {
-        /// The title it was given.
-        title: String,
-    },
-    /// A group was renamed.
-    Renamed {
-        /// The new title.
-        title: String,
-    },
-    /// A participant was added.
-    ParticipantAdded {
-        /// Who was added.
-        staff: StaffId,
-    },
-    /// A participant was removed (by themselves: they left).
-    ParticipantRemoved {
-        /// Who was removed.
-        staff: StaffId,
-    },
+tagged::tagged_enum! {
+    /// What a system notice says happened. Notices are messages: they have a `seq`, a sender (the
+    /// staff member who acted) and count as unread for everyone else, like any message.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    #[serde(tag = "notice", rename_all = "snake_case")]
+    pub enum Notice, decoded as NoticeFields {
+        /// A group was created with this title.
+        Created {
+            /// The title it was given.
+            title: String,
+        },
+        /// A group was renamed.
+        Renamed {
+            /// The new title.
+            title: String,
+        },
+        /// A participant was added.
+        ParticipantAdded {
+            /// Who was added.
+            staff: StaffId,
+        },
+        /// A participant was removed (by themselves: they left).
+        ParticipantRemoved {
+            /// Who was removed.
+            staff: StaffId,
+        },
+    }
 }
 
 // Decoded with the tag first (see `tagged`), without serde's buffering.
-tagged::twin!(NoticeFields => Notice {
-    Created { title: String },
-    Renamed { title: String },
-    ParticipantAdded { staff: StaffId },
-    ParticipantRemoved { staff: StaffId },
-});
-
 tagged::map_deserialize!(Notice, "a notice object, `notice` first", |map| {
     let lead = tagged::lead(&mut map, "notice")?;
     if lead.offset.is_some() {

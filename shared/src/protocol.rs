@@ -183,106 +183,108 @@ impl Request {
     }
 }
 
-/// An entry of the log. Each has an offset (carried beside it, see [`LoggedEvent`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Event {
-    /// A conversation exists; its participants start with watermark 0 (it has no history).
-    ConversationCreated {
-        /// The new conversation.
-        conversation: Conversation,
-        /// The creator's client-made id (groups), so a retried create makes nothing new.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        client_id: Option<ClientMsgId>,
-    },
-    /// Someone joined a group; their watermark starts at the head at `at`.
-    ParticipantAdded {
-        /// The conversation as it is after the addition (so the newcomer can show it).
-        conversation: Conversation,
-        /// Who joined.
-        staff: StaffId,
-        /// Who added them.
-        by: StaffId,
-        /// The head when they joined: older history is not unread for them.
-        head: Seq,
-    },
-    /// Someone left or was removed from a group.
-    ParticipantRemoved {
-        /// The conversation.
-        conversation: ConversationId,
-        /// Who left.
-        staff: StaffId,
-        /// Who removed them (themselves when leaving).
-        by: StaffId,
-    },
-    /// A group got a new title.
-    ConversationRenamed {
-        /// The conversation.
-        conversation: ConversationId,
-        /// The new title.
-        title: String,
-        /// Who renamed it.
-        by: StaffId,
-    },
-    /// A message (text, reply, forward, attachments, or notice) was written.
-    MessageCreated {
-        /// The message.
-        message: Message,
-    },
-    /// A message's text changed. Counts do not.
-    MessageEdited {
-        /// The conversation.
-        conversation: ConversationId,
-        /// The message.
-        message: MessageId,
-        /// Its position.
-        seq: Seq,
-        /// The new text.
-        body: String,
-        /// When.
-        edited_at: Millis,
-    },
-    /// A message was deleted: it stops counting for everyone who had not read it.
-    MessageDeleted {
-        /// The conversation.
-        conversation: ConversationId,
-        /// The message.
-        message: MessageId,
-        /// Its position.
-        seq: Seq,
-        /// Its author (so a store that never saw it can still count the delete).
-        sender: StaffId,
-        /// Whom it mentioned.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        mentions: Vec<StaffId>,
-    },
-    /// A staff member's watermark moved forward.
-    MessagesRead {
-        /// The conversation.
-        conversation: ConversationId,
-        /// Who read.
-        staff: StaffId,
-        /// The new watermark.
-        last_read: Seq,
-    },
-    /// A staff member marked messages unread: the watermark moved back.
-    MarkedUnread {
-        /// The conversation.
-        conversation: ConversationId,
-        /// Who.
-        staff: StaffId,
-        /// The new watermark.
-        last_read: Seq,
-    },
-    /// A staff member muted or unmuted a conversation.
-    MuteChanged {
-        /// The conversation.
-        conversation: ConversationId,
-        /// Who.
-        staff: StaffId,
-        /// Now muted or not.
-        muted: bool,
-    },
+tagged::tagged_enum! {
+    /// An entry of the log. Each has an offset (carried beside it, see [`LoggedEvent`]).
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum Event, decoded as EventFields {
+        /// A conversation exists; its participants start with watermark 0 (it has no history).
+        ConversationCreated {
+            /// The new conversation.
+            conversation: Conversation,
+            /// The creator's client-made id (groups), so a retried create makes nothing new.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            client_id: Option<ClientMsgId>,
+        },
+        /// Someone joined a group; their watermark starts at the head at `at`.
+        ParticipantAdded {
+            /// The conversation as it is after the addition (so the newcomer can show it).
+            conversation: Conversation,
+            /// Who joined.
+            staff: StaffId,
+            /// Who added them.
+            by: StaffId,
+            /// The head when they joined: older history is not unread for them.
+            head: Seq,
+        },
+        /// Someone left or was removed from a group.
+        ParticipantRemoved {
+            /// The conversation.
+            conversation: ConversationId,
+            /// Who left.
+            staff: StaffId,
+            /// Who removed them (themselves when leaving).
+            by: StaffId,
+        },
+        /// A group got a new title.
+        ConversationRenamed {
+            /// The conversation.
+            conversation: ConversationId,
+            /// The new title.
+            title: String,
+            /// Who renamed it.
+            by: StaffId,
+        },
+        /// A message (text, reply, forward, attachments, or notice) was written.
+        MessageCreated {
+            /// The message.
+            message: Message,
+        },
+        /// A message's text changed. Counts do not.
+        MessageEdited {
+            /// The conversation.
+            conversation: ConversationId,
+            /// The message.
+            message: MessageId,
+            /// Its position.
+            seq: Seq,
+            /// The new text.
+            body: String,
+            /// When.
+            edited_at: Millis,
+        },
+        /// A message was deleted: it stops counting for everyone who had not read it.
+        MessageDeleted {
+            /// The conversation.
+            conversation: ConversationId,
+            /// The message.
+            message: MessageId,
+            /// Its position.
+            seq: Seq,
+            /// Its author (so a store that never saw it can still count the delete).
+            sender: StaffId,
+            /// Whom it mentioned.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            mentions: Vec<StaffId>,
+        },
+        /// A staff member's watermark moved forward.
+        MessagesRead {
+            /// The conversation.
+            conversation: ConversationId,
+            /// Who read.
+            staff: StaffId,
+            /// The new watermark.
+            last_read: Seq,
+        },
+        /// A staff member marked messages unread: the watermark moved back.
+        MarkedUnread {
+            /// The conversation.
+            conversation: ConversationId,
+            /// Who.
+            staff: StaffId,
+            /// The new watermark.
+            last_read: Seq,
+        },
+        /// A staff member muted or unmuted a conversation.
+        MuteChanged {
+            /// The conversation.
+            conversation: ConversationId,
+            /// Who.
+            staff: StaffId,
+            /// Now muted or not.
+            muted: bool,
+        },
+    }
 }
 
 impl Event {
@@ -349,36 +351,6 @@ pub enum ServerFrame {
 }
 
 // ---- decoding server frames and events: tag first (see `tagged`), nothing buffered ----
-
-tagged::twin!(EventFields => Event {
-    ConversationCreated {
-        conversation: Conversation,
-        #[serde(default)]
-        client_id: Option<ClientMsgId>,
-    },
-    ParticipantAdded { conversation: Conversation, staff: StaffId, by: StaffId, head: Seq },
-    ParticipantRemoved { conversation: ConversationId, staff: StaffId, by: StaffId },
-    ConversationRenamed { conversation: ConversationId, title: String, by: StaffId },
-    MessageCreated { message: Message },
-    MessageEdited {
-        conversation: ConversationId,
-        message: MessageId,
-        seq: Seq,
-        body: String,
-        edited_at: Millis,
-    },
-    MessageDeleted {
-        conversation: ConversationId,
-        message: MessageId,
-        seq: Seq,
-        sender: StaffId,
-        #[serde(default)]
-        mentions: Vec<StaffId>,
-    },
-    MessagesRead { conversation: ConversationId, staff: StaffId, last_read: Seq },
-    MarkedUnread { conversation: ConversationId, staff: StaffId, last_read: Seq },
-    MuteChanged { conversation: ConversationId, staff: StaffId, muted: bool },
-});
 
 /// The server frames that are not events, as an externally tagged twin of [`ServerFrame`].
 #[derive(Deserialize)]

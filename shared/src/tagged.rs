@@ -144,30 +144,42 @@ impl<'de, A: MapAccess<'de>> VariantAccess<'de> for Fields<A> {
     }
 }
 
-/// Declares an externally tagged twin of a tagged enum with struct variants (same variant and
-/// field names, the same decoding attributes) and its conversion into the real enum. The
-/// compiler checks the twin against the real enum: a field missing here does not build.
-macro_rules! twin {
-    ($twin:ident => $real:ident {
-        $( $variant:ident { $( $(#[$attr:meta])* $field:ident : $ty:ty ),* $(,)? } ),* $(,)?
-    }) => {
+/// Declares a tagged enum with struct variants (`#[serde(tag = ...)]` among its attributes, for
+/// `Serialize`) and, from the same tokens, its externally tagged twin `$twin` (the same variants,
+/// fields and field attributes, deriving only `Deserialize`) with the conversion into the real
+/// enum. One definition, so the two cannot drift.
+macro_rules! tagged_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident, decoded as $twin:ident {
+            $(
+                $(#[$vmeta:meta])*
+                $variant:ident { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* $(,)? }
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            $( $(#[$vmeta])* $variant { $( $(#[$fmeta])* $field: $ty ),* } ),*
+        }
+
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "snake_case")]
         enum $twin {
-            $( $variant { $( $(#[$attr])* $field: $ty ),* } ),*
+            $( $variant { $( $(#[$fmeta])* $field: $ty ),* } ),*
         }
 
-        impl From<$twin> for $real {
-            fn from(t: $twin) -> $real {
+        impl From<$twin> for $name {
+            fn from(t: $twin) -> $name {
                 match t {
-                    $( $twin::$variant { $($field),* } => $real::$variant { $($field),* } ),*
+                    $( $twin::$variant { $($field),* } => $name::$variant { $($field),* } ),*
                 }
             }
         }
     };
 }
 
-pub(crate) use twin;
+pub(crate) use tagged_enum;
 
 /// Declares a `Deserialize` that reads a map with `visit_map`.
 macro_rules! map_deserialize {
