@@ -35,7 +35,7 @@ relay-dev:
 	cargo run -p tally-relay -- serve --demo --listen 127.0.0.1:8080 --data $(DATA) --static dist
 
 ## Benchmarks (release): criterion for the projection and store, then the relay under load
-## against the bare fan-out ceiling (about 5 minutes on 2 cores).
+## against the bare fan-out ceiling (about 7 minutes on 2 cores).
 bench:
 	cargo bench -p tally-shared --bench projection
 	cargo build --release -p tally-relay --bins
