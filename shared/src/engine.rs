@@ -444,7 +444,7 @@ impl Engine {
                     body: body.clone(),
                     mentions,
                     attachments: files,
-                    reply_to: reply,
+                    reply_to: reply.map(Box::new),
                     client_id: Some(client_id.clone()),
                     ..self.new_message(*conversation, author, now)
                 };
@@ -470,11 +470,11 @@ impl Engine {
                 let message = Message {
                     body: source.body.clone(),
                     attachments: source.attachments.clone(),
-                    forwarded_from: Some(ForwardRef {
+                    forwarded_from: Some(Box::new(ForwardRef {
                         conversation: source.conversation,
                         message: source.id,
                         sender: source.sender.clone(),
-                    }),
+                    })),
                     client_id: Some(client_id.clone()),
                     ..self.new_message(*to, author, now)
                 };
@@ -787,7 +787,7 @@ impl Engine {
         notice: Notice,
     ) {
         let message = Message {
-            notice: Some(notice),
+            notice: Some(Box::new(notice)),
             ..self.new_message(conversation, by, now)
         };
         self.push(out, Event::MessageCreated { message });

@@ -137,15 +137,16 @@ pub struct Message {
     /// Attached files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
-    /// The message this one replies to.
+    /// The message this one replies to. (This and the next two are boxed: most messages have
+    /// none of them, and a browser keeps every message it has loaded.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reply_to: Option<ReplyRef>,
+    pub reply_to: Option<Box<ReplyRef>>,
     /// The message this one forwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub forwarded_from: Option<ForwardRef>,
+    pub forwarded_from: Option<Box<ForwardRef>>,
     /// Set for system notices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notice: Option<Notice>,
+    pub notice: Option<Box<Notice>>,
     /// The sender's client-made id, for their own outbox to recognise it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<ClientMsgId>,

@@ -31,7 +31,7 @@ pub fn notice_text(store: &ChatStore, m: &Message) -> String {
             store.name_of(s).to_string()
         }
     };
-    match &m.notice {
+    match m.notice.as_deref() {
         Some(Notice::Created { title }) => format!("{} created “{title}”", who(&m.sender)),
         Some(Notice::Renamed { title }) => {
             format!("{} renamed the conversation to “{title}”", who(&m.sender))
