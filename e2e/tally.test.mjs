@@ -8,6 +8,16 @@ import assert from 'node:assert/strict';
 import { Relay, launch, tab, expectTotal, expectItemBadge, openPanel, openConversation, startDirect, startGroup, say, backToList } from './helpers.mjs';
 
 let browser;
+
+/** Alice in one tab, Bob in two tabs of one browser context, and their direct conversation. */
+async function aliceAndTwoTabsOfBob(relay) {
+  const a = await tab(browser, relay, 'alice');
+  const b1 = await tab(browser, relay, 'bob');
+  const b2 = await tab(browser, relay, 'bob', { context: b1.context });
+  await startDirect(a, 'Bob');
+  return { a, b1, b2 };
+}
+
 before(async () => {
   browser = await launch();
 });
@@ -78,10 +88,7 @@ test('edit keeps the count, delete of an unread message lowers it, mark unread b
 test('two tabs of B stay in step; mark all read clears both', async () => {
   const relay = await new Relay(['alice', 'bob']).start();
   try {
-    const a = await tab(browser, relay, 'alice');
-    const b1 = await tab(browser, relay, 'bob');
-    const b2 = await tab(browser, relay, 'bob', { context: b1.context });
-    await startDirect(a, 'Bob');
+    const { a, b1, b2 } = await aliceAndTwoTabsOfBob(relay);
     await say(a, 'one');
     await say(a, 'two');
     await expectTotal(b1, 2);
@@ -98,10 +105,7 @@ test('two tabs of B stay in step; mark all read clears both', async () => {
 test('reading counts what scrolls into view; the header button reads the rest; both tabs follow', async () => {
   const relay = await new Relay(['alice', 'bob']).start();
   try {
-    const a = await tab(browser, relay, 'alice');
-    const b1 = await tab(browser, relay, 'bob');
-    const b2 = await tab(browser, relay, 'bob', { context: b1.context });
-    await startDirect(a, 'Bob');
+    const { a, b1, b2 } = await aliceAndTwoTabsOfBob(relay);
     const n = 40;
     for (let i = 1; i <= n; i++) await say(a, `line ${i}`);
     await expectTotal(b2, n);
