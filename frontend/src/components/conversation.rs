@@ -538,7 +538,7 @@ pub fn attachment_view(props: &AttachmentProps) -> Html {
             });
         })
     };
-    // Integer arithmetic: formatting a float would pull Rust's float printing into the bundle.
+    // Tenths of a MB, rounded, in integers: no float formatting.
     let size = if a.size > 1_048_576 {
         let tenths = (a.size * 10 + 524_288) / 1_048_576;
         format!("{}.{} MB", tenths / 10, tenths % 10)
