@@ -93,3 +93,28 @@ fn unread_updated_is_a_checkpoint_that_repairs() {
     assert_eq!(bob.counts(c).unread, 7, "the relay's figure is taken");
     assert!(matches!(fx.send[0].request, Request::RequestSnapshot));
 }
+
+/// Found by CI: a delete of a message old enough to be outside every recipient's snapshot
+/// (the 50 most recent per conversation), already read by everyone, changes nothing any store
+/// can see. That is right, and the simulation must not call it a lost event.
+#[test]
+fn deleting_a_read_message_no_store_holds_changes_no_store() {
+    let mut world = World::new();
+    world.step(&Op::CreateDirect(0, 1));
+    let send = Op::Send {
+        who: 0,
+        conv: 0,
+        mentions: 0,
+        reply: None,
+        attach: false,
+    };
+    for _ in 0..=tally_shared::limits::SNAPSHOT_RECENT_MESSAGES {
+        world.step(&send);
+    }
+    world.step(&Op::MarkConversationRead { who: 1, conv: 0 });
+    world.step(&Op::Reconnect { who: 0 });
+    world.step(&Op::Reconnect { who: 1 });
+    world.check();
+    world.step(&Op::Delete { who: 0, msg: 0 });
+    world.check();
+}
