@@ -11,6 +11,9 @@ use tally_shared::StaffId;
 pub const AUDIENCE: &str = "tally";
 /// Clock skew tolerated between the work app and the relay.
 pub const LEEWAY_SECS: u64 = 30;
+/// The longest token lifetime (`exp - iat`) accepted by default: a leaked token is worth at
+/// most this long.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The claims of a Tally token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,6 +26,25 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at (seconds since the epoch).
     pub exp: u64,
+    /// Not valid before (seconds since the epoch), if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+}
+
+/// A verified token: whose it is, and when it stops being valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The staff member.
+    pub staff: StaffId,
+    /// Its `exp` (seconds since the epoch); an open socket is closed once it passes.
+    pub exp: u64,
+}
+
+impl Verified {
+    /// How long from now until the token is refused (its `exp` plus the clock-skew leeway).
+    pub fn valid_for(&self) -> Duration {
+        Duration::from_secs((self.exp + LEEWAY_SECS).saturating_sub(now_secs()))
+    }
 }
 
 /// Why a token was refused. The wire never says which, to give forgers nothing to learn from.
@@ -31,6 +53,9 @@ pub enum TokenError {
     /// Expired (past the leeway).
     #[error("token expired")]
     Expired,
+    /// Its lifetime is longer than the relay accepts.
+    #[error("token lifetime over the relay's maximum")]
+    TooLong,
     /// Bad signature, wrong audience, malformed, or a `sub` that is not a staff id.
     #[error("invalid token")]
     Invalid,
@@ -41,6 +66,7 @@ pub enum TokenError {
 pub struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    max_ttl: Duration,
 }
 
 impl std::fmt::Debug for Keys {
@@ -50,11 +76,12 @@ impl std::fmt::Debug for Keys {
 }
 
 impl Keys {
-    /// Keys from a secret.
-    pub fn new(secret: &[u8]) -> Self {
+    /// Keys from a secret, accepting tokens that live at most `max_ttl`.
+    pub fn new(secret: &[u8], max_ttl: Duration) -> Self {
         Keys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            max_ttl,
         }
     }
 
@@ -66,6 +93,7 @@ impl Keys {
             aud: AUDIENCE.into(),
             iat,
             exp: iat + ttl.as_secs(),
+            nbf: None,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail")
     }
@@ -75,20 +103,27 @@ impl Keys {
         encode(&Header::new(Algorithm::HS256), claims, &self.encoding).expect("HS256 signing cannot fail")
     }
 
-    /// Verifies a token: HS256 only, the Tally audience, not expired, `sub` a valid staff id.
-    pub fn verify(&self, token: &str) -> Result<StaffId, TokenError> {
+    /// Verifies a token: HS256 only, the Tally audience, not expired, not before its `nbf`,
+    /// not issued in the future, a lifetime within the maximum, `sub` a valid staff id.
+    pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         let mut v = Validation::new(Algorithm::HS256);
         v.set_audience(&[AUDIENCE]);
         v.set_required_spec_claims(&["exp", "iat", "sub", "aud"]);
+        v.validate_nbf = true;
         v.leeway = LEEWAY_SECS;
         let data = decode::<Claims>(token, &self.decoding, &v).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
             _ => TokenError::Invalid,
         })?;
-        if data.claims.iat > now_secs() + LEEWAY_SECS {
+        let c = data.claims;
+        if c.iat > now_secs() + LEEWAY_SECS {
             return Err(TokenError::Invalid);
         }
-        StaffId::new(data.claims.sub).map_err(|_| TokenError::Invalid)
+        if c.exp.saturating_sub(c.iat) > self.max_ttl.as_secs() {
+            return Err(TokenError::TooLong);
+        }
+        let staff = StaffId::new(c.sub).map_err(|_| TokenError::Invalid)?;
+        Ok(Verified { staff, exp: c.exp })
     }
 }
 
@@ -150,14 +185,36 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_forgeries_fail() {
-        let keys = Keys::new(b"0123456789abcdef0123456789abcdef");
+        let keys = Keys::new(b"0123456789abcdef0123456789abcdef", MAX_TOKEN_TTL);
         let alice = StaffId::new("alice").unwrap();
         let token = keys.mint(&alice, Duration::from_secs(60));
-        assert_eq!(keys.verify(&token).unwrap(), alice);
-        let other = Keys::new(b"another secret another secret 12");
+        assert_eq!(keys.verify(&token).unwrap().staff, alice);
+        let other = Keys::new(b"another secret another secret 12", MAX_TOKEN_TTL);
         assert!(matches!(other.verify(&token), Err(TokenError::Invalid)));
         assert!(matches!(keys.verify("not.a.token"), Err(TokenError::Invalid)));
         assert_eq!(format!("{keys:?}"), "Keys(<secret>)");
+    }
+
+    #[test]
+    fn not_yet_valid_and_too_long_lived_tokens_are_refused() {
+        let keys = Keys::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(3600));
+        let now = now_secs();
+        let claims = |iat: u64, exp: u64, nbf: Option<u64>| Claims {
+            sub: "alice".into(),
+            aud: AUDIENCE.into(),
+            iat,
+            exp,
+            nbf,
+        };
+        let early = keys.sign(&claims(now, now + 600, Some(now + 300)));
+        assert!(
+            matches!(keys.verify(&early), Err(TokenError::Invalid)),
+            "nbf in the future"
+        );
+        let ready = keys.sign(&claims(now, now + 600, Some(now)));
+        assert!(keys.verify(&ready).is_ok());
+        let long = keys.sign(&claims(now, now + 7200, None));
+        assert!(matches!(keys.verify(&long), Err(TokenError::TooLong)));
     }
 
     #[test]

@@ -40,8 +40,12 @@ pub enum Command {
         conn: ConnHandle,
         reply: Reply<Result<(), ErrorFrame>>,
     },
-    /// A connection asked for a fresh snapshot (after a divergence).
-    Snapshot { staff: StaffId, conn: ConnHandle },
+    /// A connection asked for a fresh snapshot (after a divergence); acknowledged after it.
+    Snapshot {
+        staff: StaffId,
+        req: Option<tally_shared::RequestId>,
+        conn: ConnHandle,
+    },
     /// A client frame from a connection.
     Execute {
         staff: StaffId,
@@ -64,12 +68,21 @@ pub enum Command {
         id: AttachmentId,
         reply: Reply<Result<(String, u64), ErrorCode>>,
     },
-    /// Record an upload whose bytes are stored.
+    /// May this staff member upload this many bytes now (rate aside)?
+    UploadAllowance {
+        staff: StaffId,
+        size: u64,
+        reply: Reply<Result<(), ErrorCode>>,
+    },
+    /// Move an upload's bytes (written and synced to `file`) into place and record it.
     Upload {
         staff: StaffId,
         attachment: Attachment,
+        file: std::path::PathBuf,
         reply: Reply<Result<(), ErrorCode>>,
     },
+    /// Delete the files nothing references once their grace period is over.
+    CollectAttachments,
     /// The staff directory, for the demo sign-in picker.
     Directory { reply: Reply<Vec<tally_shared::Staff>> },
     /// Whether a staff member exists and is active.
@@ -102,7 +115,20 @@ pub struct Core {
     connection_cap: usize,
     /// Most commands per group commit.
     max_batch: usize,
+    /// Where attachments live, how long unreferenced ones are kept, and the upload quota.
+    files: Files,
     metrics: Arc<Metrics>,
+}
+
+/// What the core needs to know about attachment files.
+#[derive(Debug, Clone)]
+pub struct Files {
+    /// The data directory.
+    pub data: std::path::PathBuf,
+    /// How long an upload nothing references is kept, in milliseconds.
+    pub grace_ms: u64,
+    /// Bytes of distinct files a staff member may upload in 24 hours.
+    pub quota_per_day: u64,
 }
 
 fn now() -> Millis {
@@ -130,6 +156,11 @@ impl Core {
             max_replay,
             connection_cap: usize::MAX,
             max_batch: MAX_BATCH,
+            files: Files {
+                data: std::path::PathBuf::from("."),
+                grace_ms: crate::attachments::GRACE.as_millis() as u64,
+                quota_per_day: crate::limits::UPLOAD_BYTES_PER_DAY,
+            },
             metrics,
         };
         core.reload_staff()?;
@@ -158,6 +189,11 @@ impl Core {
     /// Sets the most commands one group commit takes (1 means a commit per write).
     pub fn set_max_batch(&mut self, max: usize) {
         self.max_batch = max.max(1);
+    }
+
+    /// Sets where files live, their grace period and the upload quota.
+    pub fn set_files(&mut self, files: Files) {
+        self.files = files;
     }
 
     /// Sets the most connections one staff member may have open.
@@ -360,13 +396,15 @@ impl Core {
         if from == current {
             return Some(Vec::new());
         }
+        // The replay starts with the `unread_updated` of the event at `from` itself: a client
+        // that applied that event may have lost its checkpoint in the same disconnect.
         let first = self.retained.front()?.offset;
-        if first.0 > from.0 + 1 {
+        if first.0 > from.0.max(1) {
             return None;
         }
         let mut frames = Vec::new();
-        for r in self.retained.iter().filter(|r| r.offset > from) {
-            if r.recipients.contains(&key) {
+        for r in self.retained.iter().filter(|r| r.offset >= from) {
+            if r.offset > from && r.recipients.contains(&key) {
                 frames.push(r.frame.clone());
             }
             frames.extend(
@@ -436,9 +474,15 @@ impl Core {
                 self.hub.register(key, conn);
                 let _ = reply.send(Ok(()));
             }
-            Command::Snapshot { staff, conn } => {
+            Command::Snapshot { staff, req, conn } => {
                 let frame = self.snapshot_frame(&staff);
                 self.send(&conn, frame);
+                let ack = tally_shared::protocol::Ack {
+                    req,
+                    offset: self.engine.offset(),
+                    ..Default::default()
+                };
+                self.send(&conn, encode(&ServerFrame::Ack(ack)).into());
             }
             Command::Execute { .. } | Command::Shutdown { .. } => unreachable!("handled in the batch"),
             Command::Disconnected { staff, conn_id } => {
@@ -474,7 +518,9 @@ impl Core {
                 let _ = reply.send(result);
             }
             Command::Attachment { staff, id, reply } => {
-                let result = match storage::attachment_use(&self.conn, &id).unwrap_or_else(|e| fatal(&e)) {
+                let since = now().0.saturating_sub(self.files.grace_ms);
+                let used = storage::attachment_use(&self.conn, &id, since).unwrap_or_else(|e| fatal(&e));
+                let result = match used {
                     None => Err(ErrorCode::NotFound),
                     Some(storage::AttachmentUse {
                         content_type,
@@ -495,17 +541,37 @@ impl Core {
                 };
                 let _ = reply.send(result);
             }
+            Command::UploadAllowance { staff, size, reply } => {
+                let _ = reply.send(self.upload_allowed(&staff, size));
+            }
             Command::Upload {
                 staff,
                 attachment,
+                file,
                 reply,
             } => {
-                let result = storage::record_upload(&self.conn, &staff, &attachment).map_err(|e| {
-                    tracing::error!(error = %e, "recording an upload failed");
-                    ErrorCode::Internal
+                let result = self.upload_allowed(&staff, attachment.size).and_then(|()| {
+                    // Moved into place here, on the thread that collects unreferenced files, so
+                    // that no collection can fall between storing and recording it.
+                    let path = crate::attachments::path_of(&self.files.data, &attachment.id);
+                    let placed = path
+                        .parent()
+                        .map_or(Ok(()), std::fs::create_dir_all)
+                        .and_then(|()| std::fs::rename(&file, &path));
+                    placed
+                        .map_err(anyhow::Error::from)
+                        .and_then(|()| {
+                            storage::record_upload(&self.conn, &staff, &attachment, now().0)
+                                .map_err(Into::into)
+                        })
+                        .map_err(|e| {
+                            tracing::error!(error = %e, "recording an upload failed");
+                            ErrorCode::Internal
+                        })
                 });
                 let _ = reply.send(result);
             }
+            Command::CollectAttachments => self.collect_attachments(),
             Command::Directory { reply } => {
                 let _ = reply.send(self.engine.directory());
             }
@@ -520,6 +586,39 @@ impl Core {
                     tracing::warn!(error = %e, "reloading staff failed");
                 }
             }
+        }
+    }
+}
+
+impl Core {
+    /// Whether a staff member's uploads in the last 24 hours leave room for `size` more bytes.
+    fn upload_allowed(&self, staff: &StaffId, size: u64) -> Result<(), ErrorCode> {
+        let day_ago = now().0.saturating_sub(24 * 3600 * 1000);
+        let used = storage::uploaded_bytes_since(&self.conn, staff, day_ago).unwrap_or_else(|e| fatal(&e));
+        if used.saturating_add(size) > self.files.quota_per_day {
+            return Err(ErrorCode::QuotaExceeded);
+        }
+        Ok(())
+    }
+
+    /// Deletes the records and files of attachments that no live message references and that
+    /// nobody uploaded within the grace period.
+    fn collect_attachments(&mut self) {
+        let before = now().0.saturating_sub(self.files.grace_ms);
+        let ids = storage::collect_attachments(&self.conn, before).unwrap_or_else(|e| fatal(&e));
+        for id in &ids {
+            let path = crate::attachments::path_of(&self.files.data, id);
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(error = %e, attachment = %id, "could not delete an unreferenced file");
+            }
+        }
+        if !ids.is_empty() {
+            tracing::info!(files = ids.len(), "deleted unreferenced attachments");
+            self.metrics
+                .attachments_collected
+                .fetch_add(ids.len() as u64, Relaxed);
         }
     }
 }

@@ -13,6 +13,14 @@ pub const STAFF: [(&str, &str); 5] = [
     ("erin", "Erin Walsh"),
 ];
 
+/// How long a demo sign-in's token lasts.
+pub const TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(8 * 3600);
+
+/// Whether a staff id is one of the demo's: the picker mints tokens for these only.
+pub fn is_demo_staff(staff: &StaffId) -> bool {
+    STAFF.iter().any(|(id, _)| *id == staff.as_str())
+}
+
 fn id(s: &str) -> StaffId {
     StaffId::new(s).expect("demo ids are valid")
 }

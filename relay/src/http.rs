@@ -1,22 +1,24 @@
 //! HTTP routes: the WebSocket endpoint, attachments, history, health, metrics, the demo
-//! sign-in picker, and the built frontend. Every error is a JSON body with a stable code.
+//! sign-in picker, and the built frontend. Every error is a JSON body with a stable code, and
+//! every `GET` route answers `HEAD` too.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tally_shared::{Attachment, AttachmentId, ConversationId, ErrorCode, Seq, StaffId, limits};
+use tally_shared::{ConversationId, ErrorCode, Seq, StaffId, limits};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
-use warp::http::{HeaderValue, Response, StatusCode, header};
-use warp::hyper::body::Bytes;
+use warp::http::{HeaderValue, StatusCode, header};
 use warp::{Filter, Rejection, Reply};
 
+use crate::attachments;
 use crate::core::Command;
+use crate::limits::Kind;
+use crate::listener::ConnInfo;
 use crate::server::AppState;
 use crate::session;
 
@@ -30,7 +32,8 @@ pub struct ApiError {
 
 impl warp::reject::Reject for ApiError {}
 
-fn api_error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Rejection {
+/// A refusal as a rejection that `recover` turns into its JSON body.
+pub fn api_error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Rejection {
     warp::reject::custom(ApiError {
         status,
         code: code.as_str(),
@@ -104,6 +107,11 @@ fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Inf
     warp::any().map(move || state.clone())
 }
 
+/// `GET`, and `HEAD` wherever `GET` works (hyper sends no body for `HEAD`).
+fn get_or_head() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::get().or(warp::head()).unify()
+}
+
 /// The staff member behind an `Authorization: Bearer` header (never a URL parameter).
 fn bearer(state: AppState) -> impl Filter<Extract = (StaffId,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
@@ -117,7 +125,8 @@ fn bearer(state: AppState) -> impl Filter<Extract = (StaffId,), Error = Rejectio
             let staff = state
                 .keys
                 .verify(token)
-                .map_err(|e| unauthorized(&e.to_string()))?;
+                .map_err(|e| unauthorized(&e.to_string()))?
+                .staff;
             let active = state
                 .ask(|reply| Command::IsActive {
                     staff: staff.clone(),
@@ -132,40 +141,51 @@ fn bearer(state: AppState) -> impl Filter<Extract = (StaffId,), Error = Rejectio
         })
 }
 
-/// Every route.
-pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+/// Every route, boxed (the accept loop serves one concrete filter type).
+pub fn routes(state: AppState) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
     // GET /ws: the WebSocket endpoint.
     let ws = warp::path!("ws")
         .and(warp::get())
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<OnUpgrade>())
-        .and(warp::header::optional::<String>("origin"))
-        .and(warp::header::optional::<String>("host"))
-        .and(warp::addr::remote())
+        .and(warp::ext::get::<ConnInfo>())
         .and(with_state(state.clone()))
         .and_then(upgrade);
 
-    // POST /api/attachments?name=FILE: the raw bytes; answers the attachment record.
+    // POST /api/attachments?name=FILE: the raw bytes; answers the attachment record. The rate
+    // and the quota are checked from Content-Length before the body is read.
     let upload = warp::path!("api" / "attachments")
         .and(warp::post())
         .and(bearer(state.clone()))
         .and(warp::query::<NameQuery>())
         .and(warp::body::content_length_limit(limits::ATTACHMENT_MAX_BYTES))
-        .and(warp::body::bytes())
+        .and(warp::header::<u64>("content-length"))
         .and(with_state(state.clone()))
-        .and_then(upload);
+        .and_then(
+            |staff: StaffId, q: NameQuery, length: u64, state: AppState| async move {
+                attachments::admit_upload(staff, q.name, length, state).await
+            },
+        )
+        .and(warp::body::bytes())
+        .and_then(attachments::upload);
 
-    // GET /api/attachments/{id}?name=FILE: only for staff in a conversation that references it.
+    // GET /api/attachments/{id}?name=FILE: only for staff in a conversation whose live message
+    // references it.
     let download = warp::path!("api" / "attachments" / String)
-        .and(warp::get())
+        .and(get_or_head())
         .and(bearer(state.clone()))
         .and(warp::query::<NameQuery>())
+        .and(warp::header::optional::<String>("if-none-match"))
         .and(with_state(state.clone()))
-        .and_then(download);
+        .and_then(
+            |id: String, staff: StaffId, q: NameQuery, etag: Option<String>, state: AppState| {
+                attachments::download(id, staff, q.name, etag, state)
+            },
+        );
 
     // GET /api/conversations/{id}/messages?before=SEQ&limit=N: a page of history.
     let history = warp::path!("api" / "conversations" / u64 / "messages")
-        .and(warp::get())
+        .and(get_or_head())
         .and(bearer(state.clone()))
         .and(warp::query::<HistoryQuery>())
         .and(with_state(state.clone()))
@@ -173,7 +193,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
 
     // GET /api/staff: the directory, for starting conversations.
     let directory = warp::path!("api" / "staff")
-        .and(warp::get())
+        .and(get_or_head())
         .and(bearer(state.clone()))
         .and(with_state(state.clone()))
         .and_then(|_me: StaffId, state: AppState| async move {
@@ -185,7 +205,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
 
     // GET /healthz
     let health = warp::path!("healthz")
-        .and(warp::get())
+        .and(get_or_head())
         .and(with_state(state.clone()))
         .and_then(|state: AppState| async move {
             match state.ask(|reply| Command::Health { reply }).await {
@@ -200,19 +220,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
             }
         });
 
-    // GET /metrics: Prometheus text.
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .map(|state: AppState| {
-            warp::reply::with_header(
-                state.metrics.render(),
-                "content-type",
-                "text/plain; version=0.0.4",
-            )
-        });
-
-    // GET /api/demo/staff and POST /api/demo/token: the sign-in picker, with --demo only.
+    // GET /api/demo/staff and POST /api/demo/token: the sign-in picker, with --demo only, and
+    // only for the demo's own staff (never for real staff added beside them).
     let demo_enabled = state.config.demo;
     let demo_gate = warp::any().and_then(move || async move {
         if demo_enabled {
@@ -222,14 +231,17 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         }
     });
     let demo_staff = warp::path!("api" / "demo" / "staff")
-        .and(warp::get())
+        .and(get_or_head())
         .and(demo_gate)
         .and(with_state(state.clone()))
         .and_then(|(), state: AppState| async move {
-            let staff = state
+            let staff: Vec<_> = state
                 .ask(|reply| Command::Directory { reply })
                 .await
-                .unwrap_or_default();
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|s| crate::demo::is_demo_staff(&s.id))
+                .collect();
             Ok::<_, Rejection>(warp::reply::json(&staff))
         });
     let demo_token = warp::path!("api" / "demo" / "token")
@@ -239,27 +251,28 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::body::json::<DemoSignIn>())
         .and(with_state(state.clone()))
         .and_then(|(), body: DemoSignIn, state: AppState| async move {
-            let active = state
-                .ask(|reply| Command::IsActive {
-                    staff: body.staff.clone(),
-                    reply,
-                })
-                .await
-                .unwrap_or(false);
+            let active = crate::demo::is_demo_staff(&body.staff)
+                && state
+                    .ask(|reply| Command::IsActive {
+                        staff: body.staff.clone(),
+                        reply,
+                    })
+                    .await
+                    .unwrap_or(false);
             if !active {
                 return Err(api_error(
                     StatusCode::NOT_FOUND,
                     ErrorCode::NotFound,
-                    "no such staff member",
+                    "no such demo staff member",
                 ));
             }
-            let token = state.keys.mint(&body.staff, Duration::from_secs(8 * 3600));
+            let token = state.keys.mint(&body.staff, crate::demo::TOKEN_TTL);
             Ok(warp::reply::json(&serde_json::json!({ "token": token })))
         });
 
     // Each route boxed to one response type keeps the combined filter's type shallow (the
     // nested type otherwise overflows the trait solver in release builds).
-    let api = boxed(ws)
+    let mut api = boxed(ws)
         .or(boxed(upload))
         .unify()
         .or(boxed(download))
@@ -270,17 +283,45 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .unify()
         .or(boxed(health))
         .unify()
-        .or(boxed(metrics))
-        .unify()
         .or(boxed(demo_staff))
         .unify()
         .or(boxed(demo_token))
-        .unify();
+        .unify()
+        .boxed();
+    if state.config.metrics_listen.is_none() {
+        api = api.or(metrics(state.clone())).unify().boxed();
+    }
     let files = static_files(state.config.static_dir.clone());
     let csp = content_security_policy(state.config.static_dir.as_deref());
     api.or(files)
+        .unify()
         .recover(recover)
+        .unify()
         .map(move |reply| security_headers(reply, &csp))
+        .with(warp::trace::request())
+        .map(Reply::into_response)
+        .boxed()
+}
+
+/// GET /metrics: Prometheus text.
+fn metrics(state: AppState) -> Route {
+    boxed(
+        warp::path!("metrics")
+            .and(get_or_head())
+            .and(with_state(state))
+            .map(|state: AppState| {
+                warp::reply::with_header(
+                    state.metrics.render(),
+                    "content-type",
+                    "text/plain; version=0.0.4",
+                )
+            }),
+    )
+}
+
+/// The routes of the separate metrics address (`--metrics-listen`): `/metrics` alone.
+pub fn metrics_routes(state: AppState) -> Route {
+    metrics(state).recover(recover).unify().boxed()
 }
 
 /// The policy for everything the relay serves: scripts only from the relay itself (plus the
@@ -375,20 +416,21 @@ fn websocket_accept(headers: &warp::http::HeaderMap) -> Option<String> {
 async fn upgrade(
     headers: warp::http::HeaderMap,
     on_upgrade: Option<OnUpgrade>,
-    origin: Option<String>,
-    host: Option<String>,
-    peer: Option<std::net::SocketAddr>,
+    conn: ConnInfo,
     state: AppState,
 ) -> Result<impl Reply, Rejection> {
+    let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let (origin, host) = (header(header::ORIGIN), header(header::HOST));
     // Cross-site WebSocket hijacking: a page on another site cannot ride a user's session.
-    if !origin_allowed(origin.as_deref(), host.as_deref(), &state.config.allowed_origins) {
+    if !origin_allowed(origin, host, &state.config.allowed_origins) {
         return Err(api_error(
             StatusCode::FORBIDDEN,
             ErrorCode::NotAllowed,
             "origin not allowed",
         ));
     }
-    if let Some(ip) = peer.map(|p| p.ip()) {
+    let ip = crate::address::client_ip(conn.0.peer.ip(), &headers, &state.config.trusted_proxies);
+    {
         let l = &state.config.limits;
         let now = std::time::Instant::now();
         if let Err(wait) = state
@@ -420,7 +462,7 @@ async fn upgrade(
                 let io = TokioIo::new(upgraded);
                 let config = Some(session::websocket_config());
                 let socket = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
-                session::serve(socket, state).await;
+                session::serve(socket, state, conn.0, ip).await;
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
@@ -456,12 +498,20 @@ fn security_headers(reply: impl Reply, csp: &HeaderValue) -> warp::reply::Respon
     h.entry(header::X_FRAME_OPTIONS)
         .or_insert(HeaderValue::from_static("DENY"));
     h.entry(header::CONTENT_SECURITY_POLICY).or_insert(csp.clone());
+    // JSON answers are per staff member and per moment: no cache may keep them.
+    let json = h
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if json {
+        h.entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
     r
 }
 
 fn static_files(dir: Option<std::path::PathBuf>) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
     match dir {
-        Some(dir) => warp::get()
+        Some(dir) => get_or_head()
             .and(warp::fs::dir(dir))
             .map(|file: warp::fs::File| {
                 let name = file
@@ -512,7 +562,8 @@ struct DemoSignIn {
     staff: StaffId,
 }
 
-fn core_gone() -> Rejection {
+/// The core has stopped (the relay is shutting down).
+pub fn core_gone() -> Rejection {
     api_error(
         StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal,
@@ -520,183 +571,16 @@ fn core_gone() -> Rejection {
     )
 }
 
-fn status_of(code: ErrorCode) -> StatusCode {
+/// The HTTP status of a refusal.
+pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::NotParticipant | ErrorCode::NotAuthor | ErrorCode::NotAllowed => StatusCode::FORBIDDEN,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimited | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
-}
-
-/// A file name safe for a header and a file system: no paths, no quotes, no control characters.
-fn clean_name(name: Option<String>) -> String {
-    let name = name.unwrap_or_default();
-    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = base
-        .chars()
-        .filter(|c| !c.is_control() && !matches!(c, '"' | ';' | '\\'))
-        .take(limits::ATTACHMENT_NAME_MAX)
-        .collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
-    if cleaned.is_empty() {
-        "file".into()
-    } else {
-        cleaned
-    }
-}
-
-/// The media type of some bytes, from their content (never from what the uploader claims).
-pub fn sniff(bytes: &[u8]) -> &'static str {
-    const SIGNATURES: [(&[u8], &str); 7] = [
-        (b"\x89PNG\r\n\x1a\n", "image/png"),
-        (b"\xff\xd8\xff", "image/jpeg"),
-        (b"GIF87a", "image/gif"),
-        (b"GIF89a", "image/gif"),
-        (b"%PDF-", "application/pdf"),
-        (b"PK\x03\x04", "application/zip"),
-        (b"\x1f\x8b", "application/gzip"),
-    ];
-    for (magic, ty) in SIGNATURES {
-        if bytes.starts_with(magic) {
-            return ty;
-        }
-    }
-    if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        return "image/webp";
-    }
-    if !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok() {
-        return "text/plain; charset=utf-8";
-    }
-    "application/octet-stream"
-}
-
-fn attachment_path(state: &AppState, id: &AttachmentId) -> std::path::PathBuf {
-    let s = id.as_str();
-    state.config.data.join("attachments").join(&s[..2]).join(s)
-}
-
-async fn upload(
-    staff: StaffId,
-    q: NameQuery,
-    body: Bytes,
-    state: AppState,
-) -> Result<warp::reply::Response, Rejection> {
-    if body.is_empty() {
-        return Err(api_error(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidInput,
-            "empty upload",
-        ));
-    }
-    let id = AttachmentId::new(hex::encode(Sha256::digest(&body))).expect("hex is a valid id");
-    let path = attachment_path(&state, &id);
-    if tokio::fs::metadata(&path).await.is_err() {
-        let dir = path.parent().expect("attachments live in a folder");
-        let tmp = dir.join(format!(".{}.tmp", id.as_str()));
-        let write = async {
-            tokio::fs::create_dir_all(dir).await?;
-            let mut f = tokio::fs::File::create(&tmp).await?;
-            tokio::io::AsyncWriteExt::write_all(&mut f, &body).await?;
-            f.sync_all().await?;
-            tokio::fs::rename(&tmp, &path).await
-        };
-        if let Err(e) = write.await {
-            tracing::error!(error = %e, "storing an upload failed");
-            return Err(api_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::Internal,
-                "could not store the file",
-            ));
-        }
-    }
-    let attachment = Attachment {
-        id,
-        name: clean_name(q.name),
-        content_type: sniff(&body).to_string(),
-        size: body.len() as u64,
-    };
-    let a = attachment.clone();
-    match state
-        .ask(|reply| Command::Upload {
-            staff,
-            attachment: a,
-            reply,
-        })
-        .await
-    {
-        Some(Ok(())) => {
-            Ok(warp::reply::with_status(warp::reply::json(&attachment), StatusCode::CREATED).into_response())
-        }
-        Some(Err(code)) => Err(api_error(status_of(code), code, "could not record the upload")),
-        None => Err(core_gone()),
-    }
-}
-
-async fn download(
-    id: String,
-    staff: StaffId,
-    q: NameQuery,
-    state: AppState,
-) -> Result<warp::reply::Response, Rejection> {
-    let not_found = || api_error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such attachment");
-    let id = AttachmentId::new(id)
-        .ok()
-        .filter(AttachmentId::is_content_address)
-        .ok_or_else(not_found)?;
-    let (content_type, _size) = match state
-        .ask(|reply| Command::Attachment {
-            staff,
-            id: id.clone(),
-            reply,
-        })
-        .await
-    {
-        Some(Ok(v)) => v,
-        Some(Err(ErrorCode::NotFound)) => return Err(not_found()),
-        Some(Err(code)) => {
-            return Err(api_error(
-                status_of(code),
-                code,
-                "you are not in a conversation with this file",
-            ));
-        }
-        None => return Err(core_gone()),
-    };
-    let bytes = tokio::fs::read(attachment_path(&state, &id))
-        .await
-        .map_err(|_| not_found())?;
-    let inline = matches!(
-        content_type.as_str(),
-        "image/png" | "image/jpeg" | "image/gif" | "image/webp"
-    );
-    let name = clean_name(q.name);
-    let disposition = format!(
-        "{}; filename=\"{}\"",
-        if inline { "inline" } else { "attachment" },
-        name.replace(|c: char| !c.is_ascii(), "_")
-    );
-    let mut r = Response::new(bytes.into());
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(&content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("attachment")),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=31536000, immutable"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; sandbox"),
-    );
-    Ok(r)
 }
 
 async fn history(
@@ -705,6 +589,7 @@ async fn history(
     q: HistoryQuery,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
+    attachments::take_budget(&state, &staff, Kind::History)?;
     let before = q.before.map(Seq);
     let limit = q.limit.unwrap_or(50);
     let conversation = ConversationId(conversation);
@@ -733,21 +618,6 @@ async fn history(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sniffing_ignores_claims_and_reads_content() {
-        assert_eq!(sniff(b"\x89PNG\r\n\x1a\nrest"), "image/png");
-        assert_eq!(sniff(b"<html><script>"), "text/plain; charset=utf-8");
-        assert_eq!(sniff(&[0, 1, 2, 255]), "application/octet-stream");
-    }
-
-    #[test]
-    fn names_cannot_traverse_or_inject_headers() {
-        assert_eq!(clean_name(Some("../../etc/passwd".into())), "passwd");
-        assert_eq!(clean_name(Some("a\"b;\r\nc.png".into())), "abc.png");
-        assert_eq!(clean_name(None), "file");
-        assert_eq!(clean_name(Some("..".into())), "file");
-    }
 
     #[test]
     fn hashed_assets_are_recognised() {

@@ -1,9 +1,10 @@
-//! Who receives what: each staff member's open connections, each with a bounded queue. A
-//! connection whose queue is full is closed as a slow consumer (it resumes from its offset),
-//! so one stalled client never grows memory or slows anyone else.
+//! Who receives what: each staff member's open connections, each with a queue bounded in frames
+//! and in bytes. A connection whose queue is full is closed as a slow consumer (it resumes from
+//! its offset), so one stalled client never grows memory or slows anyone else. A connection
+//! stays registered, and counts against its staff member's cap, until its socket is closed.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 
 pub use tokio_tungstenite::tungstenite::Utf8Bytes as Frame;
 
@@ -16,6 +17,9 @@ use tally_shared::protocol::close;
 
 /// Frames queued per connection before it counts as a slow consumer.
 pub const QUEUE_FRAMES: usize = 1024;
+/// Bytes queued per connection before it counts as a slow consumer (a single larger frame,
+/// such as a big snapshot, is still queued when the queue is empty).
+pub const QUEUE_BYTES: usize = 1024 * 1024;
 
 /// What a connection's writer sends.
 #[derive(Debug, Clone)]
@@ -65,6 +69,39 @@ impl Closer {
     }
 }
 
+/// The bytes a connection has queued and not yet handed to its socket.
+#[derive(Debug)]
+pub struct Queued {
+    bytes: AtomicUsize,
+    max: usize,
+}
+
+impl Queued {
+    /// A budget of `max` bytes.
+    pub fn new(max: usize) -> Self {
+        Queued {
+            bytes: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Reserves room for `len` bytes, or says the queue is full. An empty queue takes any
+    /// frame, so a frame larger than the budget is still deliverable to a client that reads.
+    fn reserve(&self, len: usize) -> bool {
+        let before = self.bytes.fetch_add(len, Ordering::AcqRel);
+        if before > 0 && before + len > self.max {
+            self.bytes.fetch_sub(len, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back the room of a frame that was written (or dropped).
+    pub fn release(&self, len: usize) {
+        self.bytes.fetch_sub(len, Ordering::AcqRel);
+    }
+}
+
 /// One connection, as the hub knows it.
 #[derive(Debug, Clone)]
 pub struct ConnHandle {
@@ -72,24 +109,40 @@ pub struct ConnHandle {
     pub id: u64,
     /// Its queue.
     pub tx: mpsc::Sender<Outbound>,
+    /// The bytes in its queue.
+    pub queued: Arc<Queued>,
     /// Its close signal.
     pub closer: Arc<Closer>,
 }
 
 impl ConnHandle {
-    /// Queues a frame; a full queue closes the connection as a slow consumer.
+    /// Queues a frame; a queue full in frames or bytes closes the connection as a slow
+    /// consumer. False if the frame was not queued.
     pub fn send(&self, frame: &Frame, metrics: &Metrics) -> bool {
+        if self.closer.code().is_some() {
+            return false;
+        }
+        if !self.queued.reserve(frame.len()) {
+            self.slow(metrics);
+            return false;
+        }
         match self.tx.try_send(Outbound::Text(frame.clone())) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.closer.code().is_none() {
-                    metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            Err(e) => {
+                self.queued.release(frame.len());
+                if let mpsc::error::TrySendError::Full(_) = e {
+                    self.slow(metrics);
                 }
-                self.closer.close(close::SLOW_CONSUMER);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    fn slow(&self, metrics: &Metrics) {
+        if self.closer.code().is_none() {
+            metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        }
+        self.closer.close(close::SLOW_CONSUMER);
     }
 }
 
@@ -120,29 +173,25 @@ impl Hub {
         self.by_staff.get(&staff).map_or(0, Vec::len)
     }
 
-    /// Queues a frame to every connection of a staff member, dropping the ones that failed.
-    pub fn send(&mut self, staff: StaffKey, frame: &Frame, metrics: &Metrics) {
-        if let Some(conns) = self.by_staff.get_mut(&staff) {
-            conns.retain(|c| c.send(frame, metrics));
-            if conns.is_empty() {
-                self.by_staff.remove(&staff);
-            }
-        }
+    /// Queues a frame to every open connection of a staff member; the number queued to.
+    /// Closing connections stay registered (and counted) until their socket is gone.
+    pub fn send(&self, staff: StaffKey, frame: &Frame, metrics: &Metrics) -> u64 {
+        self.by_staff.get(&staff).map_or(0, |conns| {
+            conns.iter().filter(|c| c.send(frame, metrics)).count() as u64
+        })
     }
 
     /// Closes every connection of a staff member.
-    pub fn close_staff(&mut self, staff: StaffKey, code: u16) {
-        for c in self.by_staff.remove(&staff).unwrap_or_default() {
+    pub fn close_staff(&self, staff: StaffKey, code: u16) {
+        for c in self.by_staff.get(&staff).into_iter().flatten() {
             c.closer.close(code);
         }
     }
 
     /// Closes every connection.
-    pub fn close_all(&mut self, code: u16) {
-        for (_, conns) in self.by_staff.drain() {
-            for c in conns {
-                c.closer.close(code);
-            }
+    pub fn close_all(&self, code: u16) {
+        for c in self.by_staff.values().flatten() {
+            c.closer.close(code);
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Abuse limits: token buckets per staff member (writes, read marks), per address (connection
-//! attempts), and a cap on each staff member's open connections. All configurable.
+//! Abuse limits: token buckets per staff member (writes, read marks, snapshots, history pages,
+//! uploads), an upload quota, per address (connection attempts), and a cap on each staff
+//! member's open connections. All configurable.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -11,7 +12,7 @@ use tally_shared::Request;
 /// The limits, as the command line sets them.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Limits {
-    /// Writes (sends, edits, deletes, creates, mutes, snapshots) per second per staff member.
+    /// Writes (sends, edits, deletes, creates, mutes) per second per staff member.
     #[arg(long, env = "TALLY_WRITES_PER_SEC", default_value_t = 10.0)]
     pub writes_per_sec: f64,
     /// Writes a staff member may make in a burst.
@@ -32,7 +33,31 @@ pub struct Limits {
     /// Open connections per staff member (tabs and devices together).
     #[arg(long, env = "TALLY_CONNECTIONS_PER_STAFF", default_value_t = 16)]
     pub connections_per_staff: usize,
+    /// `request_snapshot`s per second per staff member (a snapshot is the costliest frame).
+    #[arg(long, env = "TALLY_SNAPSHOTS_PER_SEC", default_value_t = 0.2)]
+    pub snapshots_per_sec: f64,
+    /// Snapshots a staff member may ask for in a burst.
+    #[arg(long, env = "TALLY_SNAPSHOT_BURST", default_value_t = 5.0)]
+    pub snapshot_burst: f64,
+    /// History pages per second per staff member.
+    #[arg(long, env = "TALLY_HISTORY_PER_SEC", default_value_t = 5.0)]
+    pub history_per_sec: f64,
+    /// History pages a staff member may fetch in a burst.
+    #[arg(long, env = "TALLY_HISTORY_BURST", default_value_t = 40.0)]
+    pub history_burst: f64,
+    /// Uploads per second per staff member.
+    #[arg(long, env = "TALLY_UPLOADS_PER_SEC", default_value_t = 0.5)]
+    pub uploads_per_sec: f64,
+    /// Uploads a staff member may make in a burst.
+    #[arg(long, env = "TALLY_UPLOAD_BURST", default_value_t = 10.0)]
+    pub upload_burst: f64,
+    /// Bytes of distinct files a staff member may upload in any 24 hours.
+    #[arg(long, env = "TALLY_UPLOAD_BYTES_PER_DAY", default_value_t = UPLOAD_BYTES_PER_DAY)]
+    pub upload_bytes_per_day: u64,
 }
+
+/// The default upload quota: 256 MiB per staff member per 24 hours.
+pub const UPLOAD_BYTES_PER_DAY: u64 = 256 * 1024 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -44,6 +69,13 @@ impl Default for Limits {
             connects_per_sec: 2.0,
             connect_burst: 30.0,
             connections_per_staff: 16,
+            snapshots_per_sec: 0.2,
+            snapshot_burst: 5.0,
+            history_per_sec: 5.0,
+            history_burst: 40.0,
+            uploads_per_sec: 0.5,
+            upload_burst: 10.0,
+            upload_bytes_per_day: UPLOAD_BYTES_PER_DAY,
         }
     }
 }
@@ -59,6 +91,24 @@ impl Limits {
             connects_per_sec: 1e9,
             connect_burst: 1e9,
             connections_per_staff: usize::MAX,
+            snapshots_per_sec: 1e9,
+            snapshot_burst: 1e9,
+            history_per_sec: 1e9,
+            history_burst: 1e9,
+            uploads_per_sec: 1e9,
+            upload_burst: 1e9,
+            upload_bytes_per_day: u64::MAX,
+        }
+    }
+
+    /// The (rate per second, burst) of a kind of request.
+    pub fn budget(&self, kind: Kind) -> (f64, f64) {
+        match kind {
+            Kind::Read => (self.reads_per_sec, self.read_burst),
+            Kind::Write => (self.writes_per_sec, self.write_burst),
+            Kind::Snapshot => (self.snapshots_per_sec, self.snapshot_burst),
+            Kind::History => (self.history_per_sec, self.history_burst),
+            Kind::Upload => (self.uploads_per_sec, self.upload_burst),
         }
     }
 }
@@ -68,8 +118,14 @@ impl Limits {
 pub enum Kind {
     /// A read mark or ping.
     Read,
-    /// Anything that writes (or costs like a write, such as a snapshot).
+    /// Anything that writes.
     Write,
+    /// A `request_snapshot`.
+    Snapshot,
+    /// A page of history over HTTP.
+    History,
+    /// An upload over HTTP.
+    Upload,
 }
 
 /// Classifies a request.
@@ -80,6 +136,7 @@ pub fn kind_of(request: &Request) -> Kind {
         | Request::MarkAllRead
         | Request::MarkUnread { .. }
         | Request::Ping => Kind::Read,
+        Request::RequestSnapshot => Kind::Snapshot,
         _ => Kind::Write,
     }
 }
@@ -123,6 +180,16 @@ impl<K: Eq + Hash + Clone> Buckets<K> {
             Ok(())
         } else {
             Err(Duration::from_secs_f64((1.0 - b.tokens) / rate))
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> Buckets<K> {
+    /// Gives a token back (an attempt that turned out legitimate), up to the burst.
+    pub fn refund(&self, key: &K, burst: f64) {
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = map.get_mut(key) {
+            b.tokens = (b.tokens + 1.0).min(burst);
         }
     }
 }

@@ -50,6 +50,8 @@ enum Cmd {
         /// Most writes per group commit (1: a commit per write; for measuring group commit).
         #[arg(long, default_value_t = tally_relay::core::MAX_BATCH)]
         max_batch: usize,
+        #[command(flatten)]
+        sockets: Box<SocketArgs>,
     },
     /// Print a signed token for a staff member.
     Token {
@@ -64,6 +66,35 @@ enum Cmd {
         #[command(subcommand)]
         command: StaffCmd,
     },
+}
+
+/// How sockets, tokens and files are bounded.
+#[derive(clap::Args)]
+struct SocketArgs {
+    /// Bytes queued per connection before it is closed as a slow consumer.
+    #[arg(long, env = "TALLY_QUEUE_BYTES", default_value_t = tally_relay::hub::QUEUE_BYTES)]
+    queue_bytes: usize,
+    /// Most open sockets, HTTP and WebSocket (default: the descriptor limit less 64).
+    /// Unauthenticated sockets are evicted, oldest first, to make room.
+    #[arg(long, env = "TALLY_MAX_SOCKETS")]
+    max_sockets: Option<usize>,
+    /// Longest a client may take to send request headers, and longest an idle keep-alive
+    /// connection stays open (e.g. 15s).
+    #[arg(long, env = "TALLY_HEADER_TIMEOUT", default_value = "15s", value_parser = auth::parse_ttl)]
+    header_timeout: Duration,
+    /// A reverse proxy (address or CIDR) whose `Forwarded` / `X-Forwarded-For` name the client
+    /// (repeatable). Without it those headers are ignored.
+    #[arg(long = "trust-proxy", env = "TALLY_TRUST_PROXY", value_delimiter = ',')]
+    trust_proxy: Vec<tally_relay::address::Cidr>,
+    /// Serve `/metrics` on this address instead of the main one (e.g. 127.0.0.1:9090).
+    #[arg(long, env = "TALLY_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Longest token lifetime (`exp - iat`) accepted (e.g. 24h).
+    #[arg(long, env = "TALLY_MAX_TOKEN_TTL", default_value = "24h", value_parser = auth::parse_ttl)]
+    max_token_ttl: Duration,
+    /// How long an upload that no live message references is kept (e.g. 24h).
+    #[arg(long, env = "TALLY_ATTACHMENT_GRACE", default_value = "24h", value_parser = auth::parse_ttl)]
+    attachment_grace: Duration,
 }
 
 #[derive(Subcommand)]
@@ -104,17 +135,26 @@ fn main() -> anyhow::Result<()> {
             allowed_origins,
             limits,
             max_batch,
+            sockets,
         } => {
             let config = Config {
-                data: cli.data,
                 static_dir: static_dir.is_dir().then_some(static_dir),
                 demo,
                 durability,
                 retain_events,
                 allowed_origins,
-                queue_frames: tally_relay::hub::QUEUE_FRAMES,
                 limits,
                 max_batch,
+                queue_bytes: sockets.queue_bytes,
+                max_sockets: sockets
+                    .max_sockets
+                    .unwrap_or_else(tally_relay::listener::default_cap),
+                header_timeout: sockets.header_timeout,
+                trusted_proxies: sockets.trust_proxy,
+                metrics_listen: sockets.metrics_listen,
+                max_token_ttl: sockets.max_token_ttl,
+                attachment_grace: sockets.attachment_grace,
+                ..Config::new(cli.data)
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async move {
@@ -129,7 +169,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Token { staff, ttl } => {
             std::fs::create_dir_all(&cli.data)?;
-            let keys = Keys::new(&auth::load_secret(&cli.data)?);
+            let keys = Keys::new(&auth::load_secret(&cli.data)?, auth::MAX_TOKEN_TTL);
             println!("{}", keys.mint(&staff, ttl));
         }
         Cmd::Staff { command } => {

@@ -65,6 +65,16 @@ pub struct Metrics {
     pub events_appended: AtomicU64,
     /// Connections closed because they could not keep up.
     pub slow_consumers: AtomicU64,
+    /// Open TCP sockets (HTTP and WebSocket), until each is really closed.
+    pub sockets: AtomicU64,
+    /// Unauthenticated sockets closed to make room under the socket cap.
+    pub sockets_evicted: AtomicU64,
+    /// Sockets refused because the cap was reached by authenticated ones.
+    pub sockets_refused: AtomicU64,
+    /// Sockets reset because their peer did not take a close or a write in time.
+    pub sockets_killed: AtomicU64,
+    /// Unreferenced attachments deleted after their grace period.
+    pub attachments_collected: AtomicU64,
     /// Refused frames, by error code (indexed like `ErrorCode::ALL`).
     pub rejected: [AtomicU64; ErrorCode::ALL.len()],
     /// Writes per commit.
@@ -81,6 +91,11 @@ impl Default for Metrics {
             frames_out: AtomicU64::new(0),
             events_appended: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
+            sockets: AtomicU64::new(0),
+            sockets_evicted: AtomicU64::new(0),
+            sockets_refused: AtomicU64::new(0),
+            sockets_killed: AtomicU64::new(0),
+            attachments_collected: AtomicU64::new(0),
             rejected: std::array::from_fn(|_| AtomicU64::new(0)),
             commit_batch: Histogram::new(BATCH_BUCKETS),
             commit_latency_us: Histogram::new(LATENCY_BUCKETS_US),
@@ -140,6 +155,40 @@ impl Metrics {
             "counter",
             &self.slow_consumers,
         );
+        for (name, help, kind, v) in [
+            (
+                "tally_sockets",
+                "Open TCP sockets, HTTP and WebSocket.",
+                "gauge",
+                &self.sockets,
+            ),
+            (
+                "tally_sockets_evicted_total",
+                "Unauthenticated sockets closed to make room under the cap.",
+                "counter",
+                &self.sockets_evicted,
+            ),
+            (
+                "tally_sockets_refused_total",
+                "Sockets refused: the cap was reached by authenticated ones.",
+                "counter",
+                &self.sockets_refused,
+            ),
+            (
+                "tally_sockets_killed_total",
+                "Sockets reset after a write or close deadline passed.",
+                "counter",
+                &self.sockets_killed,
+            ),
+            (
+                "tally_attachments_collected_total",
+                "Unreferenced attachments deleted after their grace period.",
+                "counter",
+                &self.attachments_collected,
+            ),
+        ] {
+            counter(&mut out, name, help, kind, v);
+        }
         let _ = writeln!(
             out,
             "# HELP tally_rejected_frames_total Refused frames by error code."

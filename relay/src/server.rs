@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use warp::Filter;
 
 use crate::auth::Keys;
 use crate::core::{Command, Core};
@@ -37,6 +36,21 @@ pub struct Config {
     pub limits: crate::limits::Limits,
     /// Most writes per group commit.
     pub max_batch: usize,
+    /// Bytes queued per connection before it is closed as a slow consumer.
+    pub queue_bytes: usize,
+    /// Most open sockets (HTTP and WebSocket); unauthenticated ones are evicted to make room.
+    pub max_sockets: usize,
+    /// Longest a client may take to send request headers, and longest an idle keep-alive
+    /// connection stays open.
+    pub header_timeout: Duration,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` name the client.
+    pub trusted_proxies: Vec<crate::address::Cidr>,
+    /// Serve `/metrics` on this address only (not on the main one).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Longest token lifetime (`exp - iat`) accepted.
+    pub max_token_ttl: Duration,
+    /// How long an uploaded file attached to no live message is kept.
+    pub attachment_grace: Duration,
 }
 
 impl Config {
@@ -52,9 +66,19 @@ impl Config {
             queue_frames: crate::hub::QUEUE_FRAMES,
             limits: crate::limits::Limits::default(),
             max_batch: crate::core::MAX_BATCH,
+            queue_bytes: crate::hub::QUEUE_BYTES,
+            max_sockets: crate::listener::default_cap(),
+            header_timeout: HEADER_TIMEOUT,
+            trusted_proxies: Vec::new(),
+            metrics_listen: None,
+            max_token_ttl: crate::auth::MAX_TOKEN_TTL,
+            attachment_grace: crate::attachments::GRACE,
         }
     }
 }
+
+/// The default header-read and keep-alive idle timeout.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
@@ -71,6 +95,8 @@ pub struct AppState {
     pub staff_buckets: Arc<Buckets<(tally_shared::StaffId, Kind)>>,
     /// Per client address: connection attempts.
     pub address_buckets: Arc<Buckets<std::net::IpAddr>>,
+    /// Every open socket.
+    pub sockets: Arc<crate::listener::Sockets>,
 }
 
 impl AppState {
@@ -111,7 +137,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         std::fs::create_dir_all(&config.data)?;
         config.data.clone()
     })?;
-    let keys = Keys::new(&secret);
+    let keys = Keys::new(&secret, config.max_token_ttl);
     let metrics = Arc::new(Metrics::default());
     std::fs::create_dir_all(config.data.join("attachments"))?;
     let conn = storage::open(&config.data, config.durability)?;
@@ -123,6 +149,11 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     )?;
     core.set_connection_cap(config.limits.connections_per_staff);
     core.set_max_batch(config.max_batch);
+    core.set_files(crate::core::Files {
+        data: config.data.clone(),
+        grace_ms: config.attachment_grace.as_millis() as u64,
+        quota_per_day: config.limits.upload_bytes_per_day,
+    });
     if config.demo {
         demo::seed(&mut core)?;
     }
@@ -130,6 +161,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let core_thread = std::thread::Builder::new()
         .name("tally-core".into())
         .spawn(move || core.run(rx))?;
+    let sockets = crate::listener::Sockets::new(config.max_sockets, metrics.clone());
     let state = AppState {
         core: tx,
         keys,
@@ -137,14 +169,24 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         config: Arc::new(config),
         staff_buckets: Arc::default(),
         address_buckets: Arc::default(),
+        sockets: sockets.clone(),
     };
 
-    // The staff CLI writes to the database directly; pick its changes up every second.
+    // The staff CLI writes to the database directly; pick its changes up every second. Look
+    // for unreferenced attachments at start and then every few minutes.
     let ticker = state.core.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(1));
+        let mut since_collect = crate::attachments::COLLECT_EVERY;
         loop {
             every.tick().await;
+            if since_collect >= crate::attachments::COLLECT_EVERY {
+                since_collect = Duration::ZERO;
+                if ticker.send(Command::CollectAttachments).await.is_err() {
+                    break;
+                }
+            }
+            since_collect += Duration::from_secs(1);
             if ticker.send(Command::ReloadStaff).await.is_err() {
                 break;
             }
@@ -156,16 +198,30 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     // while the previous one is unacknowledged waits for the peer's delayed ACK (up to 40 ms).
     // warp accepts the connections itself; on Linux they inherit the option from the listener.
     socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
-    let routes = http::routes(state.clone()).with(warp::trace::request());
     let (stop_http, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async {
-                let _ = stopped.await;
-            })
-            .run(),
-    );
+    let stopped = futures_util::FutureExt::shared(async {
+        let _ = stopped.await;
+    });
+    if let Some(metrics_addr) = state.config.metrics_listen {
+        let metrics_listener = TcpListener::bind(metrics_addr).await?;
+        tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
+        let own = crate::listener::Sockets::new(64, state.metrics.clone());
+        let limits = crate::listener::SocketLimits {
+            header_timeout: state.config.header_timeout,
+        };
+        tokio::spawn(crate::listener::serve(
+            metrics_listener,
+            http::metrics_routes(state.clone()),
+            own,
+            limits,
+            stopped.clone(),
+        ));
+    }
+    let routes = http::routes(state.clone());
+    let limits = crate::listener::SocketLimits {
+        header_timeout: state.config.header_timeout,
+    };
+    let server = tokio::spawn(crate::listener::serve(listener, routes, sockets, limits, stopped));
     tracing::info!(%addr, "relay listening");
     Ok(Running {
         addr,

@@ -1,32 +1,41 @@
 //! One WebSocket: the hello handshake, the read loop (decode, hand to the core), and the write
 //! loop (the connection's queue, heartbeats, closing).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use tally_shared::protocol::{ErrorFrame, ServerFrame, close, decode_client_frame, encode};
-use tally_shared::{ErrorCode, Request, limits};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tally_shared::protocol::{ErrorFrame, ServerFrame, close, decode_client_frame, encode, peek_req};
+use tally_shared::{ClientFrame, ErrorCode, Offset, Request, RequestId, StaffId, limits};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
 use tracing::Instrument;
 
+use crate::auth::Verified;
 use crate::core::Command;
-use crate::hub::{Closer, ConnHandle, Outbound};
+use crate::hub::{Closer, ConnHandle, Frame, Outbound, Queued};
+use crate::listener::Socket;
+use crate::metrics::Metrics;
 use crate::server::AppState;
 
-/// How long a connection may take to say hello.
+/// How long a connection may take from `accept` to a valid hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the relay pings.
 pub const PING_EVERY: Duration = Duration::from_secs(20);
 /// How long a closing connection waits for the client's close reply.
-pub const CLOSE_DRAIN: Duration = Duration::from_secs(5);
+pub const CLOSE_DRAIN: Duration = Duration::from_secs(3);
+/// How long a closing connection's writer gets to send its close frame before the socket is
+/// reset (a peer that does not read would otherwise hold it forever).
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Longest one batch of writes may wait for the peer to take it.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Silence after which a peer counts as dead.
 pub const DEAD_AFTER: Duration = Duration::from_secs(60);
 
@@ -66,7 +75,7 @@ pub fn fragments(text: Utf8Bytes) -> impl Iterator<Item = Message> {
         (0..count).map(move |i| {
             let chunk = bytes.slice(i * FRAGMENT..((i + 1) * FRAGMENT).min(bytes.len()));
             let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
-            Message::Frame(Frame::message(chunk, opcode, i + 1 == count))
+            Message::Frame(WsFrame::message(chunk, opcode, i + 1 == count))
         })
     });
     small.into_iter().chain(large.into_iter().flatten())
@@ -80,248 +89,94 @@ async fn feed<S: futures_util::Sink<Message> + Unpin>(sink: &mut S, text: Utf8By
     Ok(())
 }
 
-fn close_with(code: u16, reason: &str) -> Message {
+fn close_with(code: u16) -> Message {
     Message::Close(Some(CloseFrame {
         code: code.into(),
-        reason: Utf8Bytes::from(reason),
+        reason: Utf8Bytes::from(close_reason(code)),
     }))
 }
 
-fn error_text(code: ErrorCode, message: impl Into<String>) -> String {
-    encode(&ServerFrame::Error(ErrorFrame {
-        req: None,
+/// An error frame, encoded: every refusal a session sends is built here.
+fn error_text(
+    req: Option<RequestId>,
+    code: ErrorCode,
+    message: impl Into<String>,
+    retry_after_ms: Option<u64>,
+) -> Frame {
+    Frame::from(encode(&ServerFrame::Error(ErrorFrame {
+        req,
         code,
         message: message.into(),
-        retry_after_ms: None,
-    }))
+        retry_after_ms,
+    })))
 }
 
-/// Serves one upgraded socket to its end.
-pub async fn serve<S>(ws: WebSocketStream<S>, state: AppState)
+/// Serves one upgraded socket to its end: the hello, then the reader here and the writer in
+/// its own task, then a teardown that closes the socket for sure.
+pub async fn serve<S>(ws: WebSocketStream<S>, state: AppState, socket: Arc<Socket>, ip: IpAddr)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     state.metrics.connections.fetch_add(1, Relaxed);
     let (mut sink, mut stream) = ws.split();
-
-    // Hello: the first frame, within the timeout.
-    let first = tokio::time::timeout(HELLO_TIMEOUT, async {
-        loop {
-            match stream.next().await {
-                Some(Ok(Message::Text(text))) => return Some(text),
-                Some(Ok(m)) if m.is_ping() || m.is_pong() => continue,
-                _ => return None,
-            }
-        }
-    })
-    .await;
-    let refuse = |code: ErrorCode, message: &str, close_code: u16| {
-        (error_text(code, message), close_with(close_code, message))
+    let Some((token, resume_from)) = hello(&mut sink, &mut stream, &state, &socket).await else {
+        state.metrics.connections.fetch_sub(1, Relaxed);
+        return;
     };
-    let outcome = match first {
-        Err(_) => Err(refuse(
-            ErrorCode::HelloRequired,
-            "no hello within 10 s",
-            close::HELLO_TIMEOUT,
-        )),
-        Ok(None) => Err((String::new(), Message::Close(None))),
-        Ok(Some(text)) => match decode_client_frame(&text) {
-            Ok(frame) => match frame.request {
-                Request::Hello { token, resume_from } => match state.keys.verify(&token) {
-                    Ok(staff) => Ok((staff, resume_from)),
-                    Err(e) => Err(refuse(
-                        ErrorCode::Unauthorized,
-                        &e.to_string(),
-                        close::UNAUTHORIZED,
-                    )),
-                },
-                _ => Err(refuse(
-                    ErrorCode::HelloRequired,
-                    "the first frame must be hello",
-                    close::UNAUTHORIZED,
-                )),
-            },
-            Err(e) => Err(refuse(e.code(), &e.to_string(), close::UNAUTHORIZED)),
-        },
-    };
-    let (staff, resume_from) = match outcome {
-        Ok(v) => v,
-        Err((text, close_frame)) => {
-            if !text.is_empty() {
-                let _ = sink.send(Message::text(text)).await;
-            }
-            let _ = sink.send(close_frame).await;
-            state.metrics.connections.fetch_sub(1, Relaxed);
-            return;
-        }
-    };
-
+    let staff = token.staff.clone();
     let id = NEXT_CONN.fetch_add(1, Relaxed);
     let span = tracing::info_span!("session", conn = id, staff = %staff);
     async move {
-        let (tx, mut rx) = mpsc::channel::<Outbound>(state.config.queue_frames);
-        let closer = Arc::new(Closer::default());
+        let (tx, rx) = mpsc::channel::<Outbound>(state.config.queue_frames);
         let conn = ConnHandle {
             id,
             tx,
-            closer: closer.clone(),
+            queued: Arc::new(Queued::new(state.config.queue_bytes)),
+            closer: Arc::new(Closer::default()),
         };
-        let (reply, answer) = oneshot::channel();
-        let hello = Command::Hello {
-            staff: staff.clone(),
-            resume_from,
-            conn: conn.clone(),
-            reply,
-        };
-        let registered = match state.core.send(hello).await {
-            Ok(()) => answer.await.unwrap_or_else(|_| {
-                Err(ErrorFrame {
-                    req: None,
-                    code: ErrorCode::Internal,
-                    message: "relay stopping".into(),
-                    retry_after_ms: None,
-                })
-            }),
-            Err(_) => return,
-        };
-        if let Err(e) = registered {
-            let code = if e.code == ErrorCode::RateLimited { close::TOO_MANY_CONNECTIONS } else { close::UNAUTHORIZED };
-            let _ = sink.send(Message::text(encode(&ServerFrame::Error(e)))).await;
-            let _ = sink.send(close_with(code, "refused")).await;
+        if let Err(refusal) = register(&state, &staff, resume_from, &conn).await {
+            let code = match refusal.code {
+                ErrorCode::RateLimited => close::TOO_MANY_CONNECTIONS,
+                _ => close::UNAUTHORIZED,
+            };
+            let refusal = ServerFrame::Error(refusal);
+            refuse(&mut sink, &state, &socket, encode(&refusal).into(), code).await;
             state.metrics.connections.fetch_sub(1, Relaxed);
             return;
         }
+        // A connection that authenticated is no attack: its attempt does not count against its
+        // address, and it is no longer evicted to make room for new sockets.
+        let l = &state.config.limits;
+        state.address_buckets.refund(&ip, l.connect_burst);
+        socket.authenticate();
         tracing::debug!("connected");
 
-        let last_heard = Arc::new(AtomicU64::new(0));
-        let epoch = Instant::now();
-        let heard = last_heard.clone();
-        let writer_closer = closer.clone();
-        let writer = tokio::spawn(async move {
-            let mut ping = tokio::time::interval(PING_EVERY);
-            ping.tick().await;
-            loop {
-                tokio::select! {
-                    biased;
-                    code = writer_closer.closed() => {
-                        let _ = sink.send(close_with(code, close_reason(code))).await;
-                        break;
-                    }
-                    item = rx.recv() => {
-                        // Write what is queued (up to a batch) and flush once: one system call
-                        // for a burst of events rather than one each.
-                        let Some(Outbound::Text(first)) = item else { break };
-                        let mut fed = feed(&mut sink, first).await;
-                        for _ in 1..WRITE_BATCH {
-                            let Ok(Outbound::Text(next)) = rx.try_recv() else { break };
-                            if fed.is_err() {
-                                break;
-                            }
-                            fed = feed(&mut sink, next).await;
-                        }
-                        if fed.is_err() || sink.flush().await.is_err() {
-                            break;
-                        }
-                    }
-                    _ = ping.tick() => {
-                        let silent = epoch.elapsed().as_millis() as u64 - heard.load(Relaxed);
-                        if silent > DEAD_AFTER.as_millis() as u64 {
-                            let _ = sink.send(close_with(close::DEAD_PEER, "no pong")).await;
-                            break;
-                        }
-                        if sink.send(Message::Ping(Bytes::new())).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-            let _ = sink.close().await;
-        });
+        let heard = Arc::new(Heard::default());
+        let writer = tokio::spawn(write_loop(
+            sink,
+            rx,
+            conn.clone(),
+            heard.clone(),
+            state.metrics.clone(),
+        ));
+        let session = Session {
+            staff: staff.clone(),
+            conn,
+            state: state.clone(),
+        };
+        session.read_loop(&mut stream, &heard, token.valid_for()).await;
 
-        // After the relay asks to close, keep reading (and ignoring) until the client answers
-        // the close or a deadline passes: closing a socket with unread input makes the kernel
-        // reset it, and the client would lose the frames still in flight to it.
-        let mut closing: Option<tokio::time::Instant> = None;
-        loop {
-            let next = tokio::select! {
-                m = stream.next() => m,
-                _ = closer.closed(), if closing.is_none() => {
-                    closing = Some(tokio::time::Instant::now() + CLOSE_DRAIN);
-                    continue;
-                }
-                _ = tokio::time::sleep_until(closing.unwrap_or_else(tokio::time::Instant::now)), if closing.is_some() => break,
-            };
-            let Some(Ok(msg)) = next else { break };
-            last_heard.store(epoch.elapsed().as_millis() as u64, Relaxed);
-            if msg.is_close() {
-                break;
-            }
-            if msg.is_ping() || msg.is_pong() || closing.is_some() {
-                continue;
-            }
-            state.metrics.frames_in.fetch_add(1, Relaxed);
-            let Message::Text(text) = msg else {
-                state.metrics.reject(ErrorCode::MalformedFrame);
-                conn.send(
-                    &error_text(ErrorCode::MalformedFrame, "frames are JSON text").into(),
-                    &state.metrics,
-                );
-                continue;
-            };
-            match decode_client_frame(&text) {
-                Ok(frame) => {
-                    if let Request::Hello { .. } = frame.request {
-                        state.metrics.reject(ErrorCode::HelloRequired);
-                        let e = ErrorFrame {
-                            req: frame.req,
-                            code: ErrorCode::HelloRequired,
-                            message: "already said hello".into(),
-                            retry_after_ms: None,
-                        };
-                        conn.send(&encode(&ServerFrame::Error(e)).into(), &state.metrics);
-                        continue;
-                    }
-                    let limits = &state.config.limits;
-                    let kind = crate::limits::kind_of(&frame.request);
-                    let (rate, burst) = match kind {
-                        crate::limits::Kind::Read => (limits.reads_per_sec, limits.read_burst),
-                        crate::limits::Kind::Write => (limits.writes_per_sec, limits.write_burst),
-                    };
-                    if let Err(wait) = state.staff_buckets.take(&(staff.clone(), kind), rate, burst, Instant::now()) {
-                        state.metrics.reject(ErrorCode::RateLimited);
-                        let e = ErrorFrame {
-                            req: frame.req,
-                            code: ErrorCode::RateLimited,
-                            message: "too many requests".into(),
-                            retry_after_ms: Some(wait.as_millis() as u64 + 1),
-                        };
-                        conn.send(&encode(&ServerFrame::Error(e)).into(), &state.metrics);
-                        continue;
-                    }
-                    let cmd = if let Request::RequestSnapshot = frame.request {
-                        Command::Snapshot {
-                            staff: staff.clone(),
-                            conn: conn.clone(),
-                        }
-                    } else {
-                        Command::Execute {
-                            staff: staff.clone(),
-                            frame,
-                            conn: conn.clone(),
-                        }
-                    };
-                    if state.core.send(cmd).await.is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    state.metrics.reject(e.code());
-                    conn.send(&error_text(e.code(), e.to_string()).into(), &state.metrics);
-                }
-            }
+        // Teardown: give the writer a moment to send its close frame, then reset the socket if
+        // the peer is not taking it. The connection counts (per staff and in the socket cap)
+        // until both halves of the socket are dropped.
+        session.conn.closer.close(close::NORMAL);
+        let mut writer = writer;
+        if tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_err() {
+            state.metrics.sockets_killed.fetch_add(1, Relaxed);
+            state.sockets.kill(&socket);
+            let _ = writer.await;
         }
-        closer.close(1000);
-        let _ = writer.await;
+        drop(stream);
         let _ = state
             .core
             .send(Command::Disconnected { staff, conn_id: id })
@@ -333,12 +188,337 @@ where
     .await;
 }
 
+/// The first frame, which must be a valid `hello`, before the deadline that started when the
+/// socket was accepted (so a slow upgrade does not buy more time). Refuses and closes otherwise.
+async fn hello<K, R>(
+    sink: &mut K,
+    stream: &mut R,
+    state: &AppState,
+    socket: &Socket,
+) -> Option<(Verified, Option<Offset>)>
+where
+    K: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    let deadline = socket.accepted() + HELLO_TIMEOUT;
+    let first = tokio::time::timeout_at(deadline, async {
+        loop {
+            match stream.next().await {
+                Some(Ok(Message::Text(text))) => return Ok(text),
+                Some(Ok(m)) if m.is_ping() || m.is_pong() => continue,
+                Some(Err(e)) => return Err(close_code_of(&e)),
+                _ => return Err(None),
+            }
+        }
+    })
+    .await;
+    let refusal = |code: ErrorCode, message: &str, close_code: u16| {
+        Err((error_text(None, code, message, None), close_code))
+    };
+    let outcome = match first {
+        Err(_) => refusal(
+            ErrorCode::HelloRequired,
+            "no hello within 10 s",
+            close::HELLO_TIMEOUT,
+        ),
+        Ok(Err(Some(code))) => Err((Frame::from(""), code)),
+        Ok(Err(None)) => return None,
+        Ok(Ok(text)) => match decode_client_frame(&text) {
+            Ok(ClientFrame {
+                request: Request::Hello { token, resume_from },
+                ..
+            }) => match state.keys.verify(&token) {
+                Ok(verified) => Ok((verified, resume_from)),
+                Err(e) => refusal(ErrorCode::Unauthorized, &e.to_string(), close::UNAUTHORIZED),
+            },
+            Ok(_) => refusal(
+                ErrorCode::HelloRequired,
+                "the first frame must be hello",
+                close::UNAUTHORIZED,
+            ),
+            Err(e) => refusal(e.code(), &e.to_string(), close::UNAUTHORIZED),
+        },
+    };
+    match outcome {
+        Ok(hello) => Some(hello),
+        Err((text, close_code)) => {
+            refuse(sink, state, socket, text, close_code).await;
+            None
+        }
+    }
+}
+
+/// Sends a refusal (if any) and a close, and resets the socket if the peer does not take them.
+async fn refuse<K: Sink<Message> + Unpin>(
+    sink: &mut K,
+    state: &AppState,
+    socket: &Socket,
+    text: Frame,
+    code: u16,
+) {
+    let send = async {
+        if !text.is_empty() {
+            sink.send(Message::Text(text)).await?;
+        }
+        sink.send(close_with(code)).await
+    };
+    if tokio::time::timeout(CLOSE_GRACE, send).await.is_err() {
+        state.metrics.sockets_killed.fetch_add(1, Relaxed);
+        state.sockets.kill(socket);
+    }
+}
+
+/// Registers the connection with the core, which sends it a snapshot or a replay.
+async fn register(
+    state: &AppState,
+    staff: &StaffId,
+    resume_from: Option<Offset>,
+    conn: &ConnHandle,
+) -> Result<(), ErrorFrame> {
+    let gone = || ErrorFrame {
+        req: None,
+        code: ErrorCode::Internal,
+        message: "relay stopping".into(),
+        retry_after_ms: None,
+    };
+    let (reply, answer) = oneshot::channel();
+    let hello = Command::Hello {
+        staff: staff.clone(),
+        resume_from,
+        conn: conn.clone(),
+        reply,
+    };
+    state.core.send(hello).await.map_err(|_| gone())?;
+    answer.await.unwrap_or_else(|_| Err(gone()))
+}
+
+/// When the peer was last heard from, in milliseconds since the session started.
+#[derive(Debug)]
+struct Heard {
+    epoch: Instant,
+    last: AtomicU64,
+}
+
+impl Default for Heard {
+    fn default() -> Self {
+        Heard {
+            epoch: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Heard {
+    fn now(&self) {
+        self.last.store(self.epoch.elapsed().as_millis() as u64, Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last.load(Relaxed)))
+    }
+}
+
+/// The writer: the connection's queue to the socket in flushed batches, pings, and the close
+/// frame. A write that the peer does not take within [`WRITE_TIMEOUT`] ends it.
+async fn write_loop<K>(
+    mut sink: K,
+    mut rx: mpsc::Receiver<Outbound>,
+    conn: ConnHandle,
+    heard: Arc<Heard>,
+    metrics: Arc<Metrics>,
+) where
+    K: Sink<Message> + Unpin,
+{
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            biased;
+            code = conn.closer.closed() => {
+                let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close_with(code))).await;
+                break;
+            }
+            item = rx.recv() => {
+                // Write what is queued (up to a batch) and flush once: one system call for a
+                // burst of events rather than one each.
+                let Some(Outbound::Text(first)) = item else { break };
+                let batch = async {
+                    let mut next = Some(first);
+                    let mut written = 0;
+                    while let Some(text) = next.take() {
+                        let len = text.len();
+                        let fed = feed(&mut sink, text).await;
+                        conn.queued.release(len);
+                        fed?;
+                        written += 1;
+                        if written < WRITE_BATCH
+                            && let Ok(Outbound::Text(t)) = rx.try_recv()
+                        {
+                            next = Some(t);
+                        }
+                    }
+                    sink.flush().await
+                };
+                match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        metrics.slow_consumers.fetch_add(1, Relaxed);
+                        conn.closer.close(close::SLOW_CONSUMER);
+                        break;
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if heard.silent_for() > DEAD_AFTER {
+                    conn.closer.close(close::DEAD_PEER);
+                    continue;
+                }
+                let sent = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Ping(Bytes::new()))).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    break;
+                }
+            }
+        }
+    }
+    // Whatever ended the writer ends the reader too.
+    conn.closer.close(close::NORMAL);
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+}
+
+/// The close code for a read error the peer caused, if it deserves one.
+fn close_code_of(e: &WsError) -> Option<u16> {
+    match e {
+        WsError::Capacity(_) => Some(close::MESSAGE_TOO_BIG),
+        WsError::Protocol(_) => Some(close::PROTOCOL_ERROR),
+        WsError::Utf8(_) => Some(close::INVALID_PAYLOAD),
+        _ => None,
+    }
+}
+
+/// One authenticated connection's reading side.
+struct Session {
+    staff: StaffId,
+    conn: ConnHandle,
+    state: AppState,
+}
+
+impl Session {
+    /// Reads frames until the peer closes, breaks the protocol, or a close asked for by anyone
+    /// (the writer, the core, the token's expiry) has drained.
+    async fn read_loop<R>(&self, stream: &mut R, heard: &Heard, token_valid_for: Duration)
+    where
+        R: Stream<Item = Result<Message, WsError>> + Unpin,
+    {
+        let expires = tokio::time::Instant::now() + token_valid_for;
+        // After a close is asked for, keep reading (and ignoring) until the client answers it or
+        // a deadline passes: closing a socket with unread input makes the kernel reset it, and
+        // the client would lose the frames still in flight to it.
+        let mut closing: Option<tokio::time::Instant> = None;
+        let closer = &self.conn.closer;
+        loop {
+            let next = tokio::select! {
+                m = stream.next() => m,
+                _ = closer.closed(), if closing.is_none() => {
+                    closing = Some(tokio::time::Instant::now() + CLOSE_DRAIN);
+                    continue;
+                }
+                () = tokio::time::sleep_until(closing.unwrap_or(expires)), if closing.is_some() => break,
+                () = tokio::time::sleep_until(expires), if closing.is_none() => {
+                    // The token expired while the socket was open: the widget reconnects with
+                    // a fresh one (getToken), exactly as HTTP would answer 401 now.
+                    closer.close(close::UNAUTHORIZED);
+                    continue;
+                }
+            };
+            let msg = match next {
+                Some(Ok(msg)) => msg,
+                Some(Err(e)) => {
+                    if let Some(code) = close_code_of(&e) {
+                        closer.close(code);
+                    }
+                    break;
+                }
+                None => break,
+            };
+            heard.now();
+            if msg.is_close() {
+                break;
+            }
+            if msg.is_ping() || msg.is_pong() || closing.is_some() {
+                continue;
+            }
+            self.state.metrics.frames_in.fetch_add(1, Relaxed);
+            let Message::Text(text) = msg else {
+                self.refuse(None, ErrorCode::MalformedFrame, "frames are JSON text", None);
+                continue;
+            };
+            if let Some(cmd) = self.dispatch(&text)
+                && self.state.core.send(cmd).await.is_err()
+            {
+                break;
+            }
+        }
+    }
+
+    /// Decodes a frame and checks its budget: the command for the core, or a refusal sent.
+    fn dispatch(&self, text: &str) -> Option<Command> {
+        let frame = match decode_client_frame(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.refuse(peek_req(text), e.code(), e.to_string(), None);
+                return None;
+            }
+        };
+        if let Request::Hello { .. } = frame.request {
+            self.refuse(frame.req, ErrorCode::HelloRequired, "already said hello", None);
+            return None;
+        }
+        let kind = crate::limits::kind_of(&frame.request);
+        let (rate, burst) = self.state.config.limits.budget(kind);
+        let key = (self.staff.clone(), kind);
+        if let Err(wait) = self.state.staff_buckets.take(&key, rate, burst, Instant::now()) {
+            let retry = Some(wait.as_millis() as u64 + 1);
+            self.refuse(frame.req, ErrorCode::RateLimited, "too many requests", retry);
+            return None;
+        }
+        let (staff, conn) = (self.staff.clone(), self.conn.clone());
+        Some(match frame.request {
+            Request::RequestSnapshot => Command::Snapshot {
+                staff,
+                req: frame.req,
+                conn,
+            },
+            _ => Command::Execute { staff, frame, conn },
+        })
+    }
+
+    fn refuse(
+        &self,
+        req: Option<RequestId>,
+        code: ErrorCode,
+        message: impl Into<String>,
+        retry: Option<u64>,
+    ) {
+        self.state.metrics.reject(code);
+        self.conn
+            .send(&error_text(req, code, message, retry), &self.state.metrics);
+    }
+}
+
 fn close_reason(code: u16) -> &'static str {
     match code {
         close::GOING_AWAY => "relay restarting",
-        close::SLOW_CONSUMER => "too slow; resume from your offset",
+        close::PROTOCOL_ERROR => "protocol error",
+        close::INVALID_PAYLOAD => "text frames must be UTF-8",
+        close::MESSAGE_TOO_BIG => "message too big",
+        close::UNAUTHORIZED => "token refused or expired",
+        close::HELLO_TIMEOUT => "no hello in time",
         close::DEACTIVATED => "deactivated",
+        close::SLOW_CONSUMER => "too slow; resume from your offset",
         close::DEAD_PEER => "no pong",
+        close::TOO_MANY_CONNECTIONS => "too many connections",
         _ => "",
     }
 }

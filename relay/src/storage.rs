@@ -1,5 +1,9 @@
 //! Durable storage in one SQLite file (WAL): the event log, the current state of each message
 //! (for history and snapshots), staff, and attachment records. Only the writer thread writes.
+//!
+//! Deleting a message redacts it everywhere it was stored: its text and files in its own row
+//! and in the log's events that carried them (creation and edits), and the excerpt of every
+//! reply that quoted it. Its mentions stay, because replaying the log must count as before.
 
 use std::path::Path;
 
@@ -52,6 +56,29 @@ const MIGRATIONS: &[&str] = &[
         conversation INTEGER NOT NULL,
         PRIMARY KEY (attachment, conversation)
      ) WITHOUT ROWID;",
+    // 2: uploads know when (quota, grace), files are referenced per message (a delete stops
+    // serving them), and replies and message events are found by message (redaction).
+    "ALTER TABLE uploads ADD COLUMN uploaded_at INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX uploads_by_staff ON uploads (staff, uploaded_at);
+     CREATE TABLE message_files (
+        attachment TEXT NOT NULL,
+        message INTEGER NOT NULL,
+        conversation INTEGER NOT NULL,
+        PRIMARY KEY (attachment, message)
+     ) WITHOUT ROWID;
+     CREATE INDEX message_files_by_message ON message_files (message);
+     INSERT OR IGNORE INTO message_files (attachment, message, conversation)
+        SELECT json_extract(f.value, '$.id'), m.id, m.conversation
+        FROM messages m, json_each(m.payload, '$.attachments') f;
+     DROP TABLE message_attachments;
+     ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+     UPDATE messages SET reply_to = json_extract(payload, '$.reply_to.message');
+     CREATE INDEX messages_by_reply_to ON messages (reply_to) WHERE reply_to IS NOT NULL;
+     ALTER TABLE events ADD COLUMN message INTEGER;
+     UPDATE events SET message = CASE json_extract(frame, '$.type')
+        WHEN 'message_created' THEN json_extract(frame, '$.message.id')
+        WHEN 'message_edited' THEN json_extract(frame, '$.message') END;
+     CREATE INDEX events_by_message ON events (message) WHERE message IS NOT NULL;",
 ];
 
 /// Opens (creating and migrating) the database under `data`.
@@ -127,24 +154,35 @@ pub fn for_each_event(conn: &Connection, mut f: impl FnMut(LoggedEvent)) -> anyh
 /// Appends one event (`frame` is its JSON as sent) and keeps the messages it changes.
 pub fn append(tx: &Transaction<'_>, event: &LoggedEvent, frame: &str) -> anyhow::Result<()> {
     let conversation = event.event.conversation();
-    tx.prepare_cached("INSERT INTO events (offset, conversation, frame) VALUES (?1, ?2, ?3)")?
-        .execute(params![event.offset.0 as i64, conversation.0 as i64, frame])?;
+    let message = match &event.event {
+        Event::MessageCreated { message } => Some(message.id),
+        Event::MessageEdited { message, .. } => Some(*message),
+        _ => None,
+    };
+    tx.prepare_cached("INSERT INTO events (offset, conversation, frame, message) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![
+            event.offset.0 as i64,
+            conversation.0 as i64,
+            frame,
+            message.map(|m| m.0 as i64)
+        ])?;
     match &event.event {
         Event::MessageCreated { message } => {
             tx.prepare_cached(
-                "INSERT INTO messages (conversation, seq, id, payload) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO messages (conversation, seq, id, payload, reply_to) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![
                 conversation.0 as i64,
                 message.seq.0 as i64,
                 message.id.0 as i64,
-                serde_json::to_string(message)?
+                serde_json::to_string(message)?,
+                message.reply_to.as_ref().map(|r| r.message.0 as i64),
             ])?;
             for a in &message.attachments {
                 tx.prepare_cached(
-                    "INSERT OR IGNORE INTO message_attachments (attachment, conversation) VALUES (?1, ?2)",
+                    "INSERT OR IGNORE INTO message_files (attachment, message, conversation) VALUES (?1, ?2, ?3)",
                 )?
-                .execute(params![a.id.as_str(), conversation.0 as i64])?;
+                .execute(params![a.id.as_str(), message.id.0 as i64, conversation.0 as i64])?;
             }
         }
         Event::MessageEdited {
@@ -152,8 +190,61 @@ pub fn append(tx: &Transaction<'_>, event: &LoggedEvent, frame: &str) -> anyhow:
         } => {
             update_message(tx, conversation, *seq, |m| m.edit(body, *edited_at))?;
         }
-        Event::MessageDeleted { seq, .. } => update_message(tx, conversation, *seq, Message::tombstone)?,
+        Event::MessageDeleted { seq, message, .. } => {
+            update_message(tx, conversation, *seq, Message::tombstone)?;
+            redact(tx, *message)?;
+        }
         _ => {}
+    }
+    Ok(())
+}
+
+/// Removes a deleted message's text and files from the log's events that carried them, stops
+/// serving its files, and redacts the excerpt of every reply that quoted it.
+fn redact(tx: &Transaction<'_>, deleted: MessageId) -> anyhow::Result<()> {
+    tx.prepare_cached("DELETE FROM message_files WHERE message = ?1")?
+        .execute([deleted.0 as i64])?;
+    rewrite_events(tx, deleted, |event| match event {
+        Event::MessageCreated { message } => {
+            message.body.clear();
+            message.attachments.clear();
+        }
+        Event::MessageEdited { body, .. } => body.clear(),
+        _ => {}
+    })?;
+    let replies: Vec<(i64, i64, i64)> = tx
+        .prepare_cached("SELECT conversation, seq, id FROM messages WHERE reply_to = ?1")?
+        .query_map([deleted.0 as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (conversation, seq, id) in replies {
+        let quote = |m: &mut Message| {
+            m.redact_quote_of(deleted);
+        };
+        update_message(tx, ConversationId(conversation as u64), Seq(seq as u64), quote)?;
+        rewrite_events(tx, MessageId(id as u64), |event| {
+            if let Event::MessageCreated { message } = event {
+                quote(message);
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Rewrites the stored frames of a message's events (its creation and edits).
+fn rewrite_events(
+    tx: &Transaction<'_>,
+    message: MessageId,
+    change: impl Fn(&mut Event),
+) -> anyhow::Result<()> {
+    let rows: Vec<(i64, String)> = tx
+        .prepare_cached("SELECT offset, frame FROM events WHERE message = ?1")?
+        .query_map([message.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (offset, frame) in rows {
+        let mut event: LoggedEvent = serde_json::from_str(&frame)?;
+        change(&mut event.event);
+        tx.prepare_cached("UPDATE events SET frame = ?2 WHERE offset = ?1")?
+            .execute(params![offset, tally_shared::protocol::encode(&event)])?;
     }
     Ok(())
 }
@@ -194,25 +285,43 @@ pub fn message_range(
     })?;
     let mut out = Vec::new();
     for row in rows {
-        if let Ok(m) = serde_json::from_str(&row?) {
-            out.push(m);
-        }
+        // A row that does not decode is a broken store: callers rely on contiguous messages.
+        let m = serde_json::from_str(&row?).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        out.push(m);
     }
     Ok(out)
 }
 
-/// Records an upload (the bytes are already stored under their content address).
-pub fn record_upload(conn: &Connection, uploader: &StaffId, a: &Attachment) -> rusqlite::Result<()> {
+/// Records an upload (the bytes are already stored under their content address) at `now`
+/// (milliseconds since the epoch).
+pub fn record_upload(
+    conn: &Connection,
+    uploader: &StaffId,
+    a: &Attachment,
+    now: u64,
+) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT OR IGNORE INTO attachments (id, content_type, size) VALUES (?1, ?2, ?3)",
         params![a.id.as_str(), a.content_type, a.size as i64],
     )?;
     conn.execute(
-        "INSERT INTO uploads (attachment, staff, name) VALUES (?1, ?2, ?3)
-         ON CONFLICT (attachment, staff) DO UPDATE SET name = excluded.name",
-        params![a.id.as_str(), uploader.as_str(), a.name],
+        "INSERT INTO uploads (attachment, staff, name, uploaded_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (attachment, staff) DO UPDATE SET name = excluded.name, uploaded_at = excluded.uploaded_at",
+        params![a.id.as_str(), uploader.as_str(), a.name, now as i64],
     )?;
     Ok(())
+}
+
+/// The bytes a staff member uploaded since `since` (each distinct file once).
+pub fn uploaded_bytes_since(conn: &Connection, uploader: &StaffId, since: u64) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "SELECT COALESCE(SUM(a.size), 0) FROM uploads u JOIN attachments a ON a.id = u.attachment
+         WHERE u.staff = ?1 AND u.uploaded_at >= ?2",
+    )?
+    .query_row(params![uploader.as_str(), since as i64], |r| r.get::<_, i64>(0))
+    .map(|n| n as u64)
 }
 
 /// Where a stored attachment is used, and what it is.
@@ -222,14 +331,19 @@ pub struct AttachmentUse {
     pub content_type: String,
     /// Size in bytes.
     pub size: u64,
-    /// Conversations whose messages reference it.
+    /// Conversations whose live (not deleted) messages reference it.
     pub conversations: Vec<ConversationId>,
-    /// Staff who uploaded it.
+    /// Staff who uploaded it since the cut-off asked for.
     pub uploaders: Vec<StaffId>,
 }
 
-/// Where a stored attachment is used, if it is stored.
-pub fn attachment_use(conn: &Connection, id: &AttachmentId) -> rusqlite::Result<Option<AttachmentUse>> {
+/// Where a stored attachment is used, if it is stored; uploads before `uploaded_since` do not
+/// count (after the grace period only a live message gives access).
+pub fn attachment_use(
+    conn: &Connection,
+    id: &AttachmentId,
+    uploaded_since: u64,
+) -> rusqlite::Result<Option<AttachmentUse>> {
     let Some((content_type, size)) = conn
         .prepare_cached("SELECT content_type, size FROM attachments WHERE id = ?1")?
         .query_row([id.as_str()], |r| {
@@ -240,20 +354,48 @@ pub fn attachment_use(conn: &Connection, id: &AttachmentId) -> rusqlite::Result<
         return Ok(None);
     };
     let conversations = conn
-        .prepare_cached("SELECT conversation FROM message_attachments WHERE attachment = ?1")?
+        .prepare_cached("SELECT DISTINCT conversation FROM message_files WHERE attachment = ?1")?
         .query_map([id.as_str()], |r| Ok(ConversationId(r.get::<_, i64>(0)? as u64)))?
         .collect::<Result<Vec<_>, _>>()?;
-    let uploaders = conn
-        .prepare_cached("SELECT staff FROM uploads WHERE attachment = ?1")?
-        .query_map([id.as_str()], |r| r.get::<_, String>(0))?
-        .filter_map(|s| s.ok().and_then(|s| StaffId::new(s).ok()))
-        .collect();
+    let mut uploaders = Vec::new();
+    let mut stmt =
+        conn.prepare_cached("SELECT staff FROM uploads WHERE attachment = ?1 AND uploaded_at >= ?2")?;
+    for staff in stmt.query_map(params![id.as_str(), uploaded_since as i64], |r| {
+        r.get::<_, String>(0)
+    })? {
+        if let Ok(staff) = StaffId::new(staff?) {
+            uploaders.push(staff);
+        }
+    }
     Ok(Some(AttachmentUse {
         content_type,
         size,
         conversations,
         uploaders,
     }))
+}
+
+/// Forgets every attachment that no live message references and nobody uploaded since
+/// `uploaded_before`; returns their ids, whose files the caller deletes.
+pub fn collect_attachments(conn: &Connection, uploaded_before: u64) -> rusqlite::Result<Vec<AttachmentId>> {
+    let tx = conn.unchecked_transaction()?;
+    let ids: Vec<String> = tx
+        .prepare(
+            "SELECT a.id FROM attachments a
+             WHERE NOT EXISTS (SELECT 1 FROM message_files f WHERE f.attachment = a.id)
+               AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.attachment = a.id AND u.uploaded_at >= ?1)",
+        )?
+        .query_map([uploaded_before as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        tx.execute("DELETE FROM uploads WHERE attachment = ?1", [id])?;
+        tx.execute("DELETE FROM attachments WHERE id = ?1", [id])?;
+    }
+    tx.commit()?;
+    Ok(ids
+        .into_iter()
+        .filter_map(|id| AttachmentId::new(id).ok())
+        .collect())
 }
 
 /// What the engine asks storage for, answered inside the writer's open transaction so that

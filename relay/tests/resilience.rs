@@ -173,8 +173,11 @@ async fn bad_input_gets_an_error_code_and_changes_nothing() {
 async fn bad_tokens_are_refused_with_a_code() {
     let relay = Relay::start(&["alice"]).await;
     // Forged (another secret), expired, for an unknown staff member, garbage.
-    let forged = tally_relay::auth::Keys::new(b"someone else's secret, 32 bytes!")
-        .mint(&sid("alice"), std::time::Duration::from_secs(60));
+    let forged = tally_relay::auth::Keys::new(
+        b"someone else's secret, 32 bytes!",
+        tally_relay::auth::MAX_TOKEN_TTL,
+    )
+    .mint(&sid("alice"), std::time::Duration::from_secs(60));
     let unknown = relay
         .keys
         .mint(&sid("mallory"), std::time::Duration::from_secs(60));

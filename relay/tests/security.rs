@@ -158,6 +158,7 @@ async fn expired_wrong_audience_and_future_tokens_are_refused() {
         aud: aud.into(),
         iat,
         exp,
+        nbf: None,
     };
     for (what, token) in [
         (

@@ -8,6 +8,7 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::client_ids::{ClientIds, Created, IdKind, Remembered};
 use crate::ids::{AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, Offset, Seq, StaffId};
 use crate::limits;
 use crate::model::{
@@ -77,12 +78,6 @@ struct ConversationRecord {
     last_activity: Millis,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Created {
-    Message(MessageId),
-    Conversation(ConversationId),
-}
-
 /// The state decisions need, in memory: staff, conversations and participants, where each
 /// message lives, client ids, and the unread projection for everyone.
 #[derive(Debug, Clone)]
@@ -91,7 +86,7 @@ pub struct Engine {
     conversations: FxHashMap<ConversationId, ConversationRecord>,
     direct: FxHashMap<(StaffId, StaffId), ConversationId>,
     messages: FxHashMap<MessageId, (ConversationId, Seq)>,
-    client_ids: FxHashMap<(StaffId, ClientMsgId), Created>,
+    client_ids: ClientIds,
     next_conversation: u64,
     next_message: u64,
     offset: Offset,
@@ -112,7 +107,7 @@ impl Engine {
             conversations: FxHashMap::default(),
             direct: FxHashMap::default(),
             messages: FxHashMap::default(),
-            client_ids: FxHashMap::default(),
+            client_ids: ClientIds::default(),
             next_conversation: 1,
             next_message: 1,
             offset: Offset(0),
@@ -285,10 +280,15 @@ impl Engine {
                     self.direct.insert(pair(a, b), conversation.id);
                 }
                 if let Some(cid) = client_id {
-                    self.client_ids.insert(
-                        (conversation.created_by.clone(), cid.clone()),
-                        Created::Conversation(conversation.id),
-                    );
+                    // A group's creation is always followed by its `created` notice, whose
+                    // offset the first acknowledgement carried.
+                    let remembered = Remembered {
+                        created: Created::Conversation(conversation.id),
+                        ack_offset: event.offset.next(),
+                    };
+                    let at = conversation.created_at;
+                    let by = &conversation.created_by;
+                    self.client_ids.remember(by, IdKind::Group, cid, at, remembered);
                 }
                 self.next_conversation = self.next_conversation.max(conversation.id.0 + 1);
                 self.conversations.insert(
@@ -323,10 +323,18 @@ impl Engine {
                 self.messages
                     .insert(message.id, (message.conversation, message.seq));
                 if let Some(cid) = &message.client_id {
-                    self.client_ids.insert(
-                        (message.sender.clone(), cid.clone()),
-                        Created::Message(message.id),
-                    );
+                    let kind = if message.forwarded_from.is_some() {
+                        IdKind::Forward
+                    } else {
+                        IdKind::Send
+                    };
+                    let remembered = Remembered {
+                        created: Created::Message(message.id),
+                        ack_offset: event.offset,
+                    };
+                    let at = message.created_at;
+                    self.client_ids
+                        .remember(&message.sender, kind, cid, at, remembered);
                 }
                 self.next_message = self.next_message.max(message.id.0 + 1);
                 if let Some(r) = self.conversations.get_mut(&id) {
@@ -411,10 +419,10 @@ impl Engine {
                 attachments,
                 reply_to,
             } => {
-                ack.client_id = Some(client_id.clone());
-                if let Some(dup) = self.repeated_message(author, client_id) {
-                    return Ok(dup);
+                if let Some(first) = self.first_ack(author, IdKind::Send, client_id) {
+                    return Ok(first);
                 }
+                ack.client_id = Some(client_id.clone());
                 let c = self.writable(author, *conversation)?;
                 check_body(body, !attachments.is_empty())?;
                 if attachments.len() > limits::ATTACHMENTS_PER_MESSAGE_MAX {
@@ -458,10 +466,10 @@ impl Engine {
                 message,
                 to,
             } => {
-                ack.client_id = Some(client_id.clone());
-                if let Some(dup) = self.repeated_message(author, client_id) {
-                    return Ok(dup);
+                if let Some(first) = self.first_ack(author, IdKind::Forward, client_id) {
+                    return Ok(first);
                 }
+                ack.client_id = Some(client_id.clone());
                 let source = self.readable_message(author, *message, lookup)?;
                 self.writable(author, *to)?;
                 if source.notice.is_some() {
@@ -557,14 +565,10 @@ impl Engine {
                 title,
                 participants,
             } => {
-                ack.client_id = Some(client_id.clone());
-                if let Some(Created::Conversation(id)) =
-                    self.client_ids.get(&(author.clone(), client_id.clone()))
-                {
-                    ack.conversation = Some(*id);
-                    ack.offset = self.offset;
-                    return Ok(Outcome { applied, ack });
+                if let Some(first) = self.first_ack(author, IdKind::Group, client_id) {
+                    return Ok(first);
                 }
+                ack.client_id = Some(client_id.clone());
                 let title = check_title(title)?;
                 let mut members = vec![author.clone()];
                 for p in participants {
@@ -812,21 +816,28 @@ impl Engine {
         }
     }
 
-    fn repeated_message(&self, author: &StaffId, client_id: &ClientMsgId) -> Option<Outcome> {
-        let Created::Message(id) = self.client_ids.get(&(author.clone(), client_id.clone()))? else {
-            return None;
+    /// The first acknowledgement of a write this author already made with this client id:
+    /// a retry stores nothing and learns what the first attempt did, whatever changed since.
+    fn first_ack(&self, author: &StaffId, kind: IdKind, client_id: &ClientMsgId) -> Option<Outcome> {
+        let first = self.client_ids.get(author, kind, client_id)?;
+        let mut ack = Ack {
+            req: None,
+            offset: first.ack_offset,
+            client_id: Some(client_id.clone()),
+            ..Ack::default()
         };
-        let (conversation, seq) = self.locate(*id)?;
+        match first.created {
+            Created::Message(id) => {
+                let (conversation, seq) = self.locate(id)?;
+                ack.conversation = Some(conversation);
+                ack.message = Some(id);
+                ack.seq = Some(seq);
+            }
+            Created::Conversation(id) => ack.conversation = Some(id),
+        }
         Some(Outcome {
             applied: Vec::new(),
-            ack: Ack {
-                req: None,
-                offset: self.offset,
-                client_id: Some(client_id.clone()),
-                conversation: Some(conversation),
-                message: Some(*id),
-                seq: Some(seq),
-            },
+            ack,
         })
     }
 
@@ -900,6 +911,7 @@ impl Engine {
             seq: m.seq,
             sender: m.sender,
             excerpt: m.body.chars().take(limits::REPLY_EXCERPT_CHARS).collect(),
+            deleted: false,
         })
     }
 

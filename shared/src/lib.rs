@@ -12,6 +12,7 @@
 //! - [`limits`]: every size and count limit, one table, used by both sides.
 //! - [`protocol`]: client and server frames (JSON, tagged by `type`), events, error codes.
 //! - [`unread`]: the projection — the counting rules and nothing else.
+//! - [`client_ids`]: which write each client-made id made, remembered for a bounded time.
 //! - [`engine`]: validates each request and turns it into events; applies events. The relay is
 //!   a shell around it.
 //! - [`store`]: `ChatStore`, the reducer the browser runs as its `chatStore`.
@@ -20,6 +21,7 @@
 //!   and benchmarks.
 //! - [`sim`]: engine + stores + oracle stepped together, for property tests and fuzzing.
 
+pub mod client_ids;
 pub mod engine;
 pub mod ids;
 pub mod limits;

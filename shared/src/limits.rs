@@ -33,3 +33,9 @@ pub const HISTORY_PAGE_MAX: u64 = 200;
 pub const REPLY_EXCERPT_CHARS: usize = 140;
 /// Most staff ids that may be added in one request.
 pub const ADD_PARTICIPANTS_MAX: usize = 64;
+/// How long the relay remembers a client-made id after its write, in milliseconds: a retry
+/// within this time gets the first acknowledgement; an outbox must not retry an older write by
+/// itself.
+pub const CLIENT_ID_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Most client-made ids remembered per staff member (the oldest are forgotten first).
+pub const CLIENT_IDS_PER_STAFF: usize = 1000;

@@ -37,10 +37,17 @@ impl MemoryStorage {
                 }
             }
             Event::MessageDeleted {
-                conversation, seq, ..
+                conversation,
+                message,
+                seq,
+                ..
             } => {
                 if let Some(m) = self.messages.get_mut(&(*conversation, *seq)) {
                     m.tombstone();
+                }
+                let later = (*conversation, Seq(seq.0 + 1))..=(*conversation, Seq(u64::MAX));
+                for (_, m) in self.messages.range_mut(later) {
+                    m.redact_quote_of(*message);
                 }
             }
             _ => {}

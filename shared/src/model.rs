@@ -103,8 +103,19 @@ pub struct ReplyRef {
     pub seq: Seq,
     /// Who wrote it.
     pub sender: StaffId,
-    /// Its first characters, as they were when quoted.
+    /// Its first characters, as they were when quoted (empty once it is deleted).
     pub excerpt: String,
+    /// The quoted message was deleted: its excerpt is gone everywhere.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+impl ReplyRef {
+    /// Forgets the quoted text: its message was deleted.
+    pub fn redact(&mut self) {
+        self.excerpt.clear();
+        self.deleted = true;
+    }
 }
 
 /// Where a forwarded message came from.
@@ -174,6 +185,17 @@ impl Message {
         self.body.clear();
         self.attachments.clear();
         self.reply_to = None;
+    }
+
+    /// Redacts this message's quote of `deleted`, if it quotes it; true if it did.
+    pub fn redact_quote_of(&mut self, deleted: MessageId) -> bool {
+        match self.reply_to.as_deref_mut() {
+            Some(r) if r.message == deleted && !r.deleted => {
+                r.redact();
+                true
+            }
+            _ => false,
+        }
     }
 }
 

@@ -530,13 +530,15 @@ pub enum ErrorCode {
     NotAllowed,
     /// Too many requests; retry after `retry_after_ms`.
     RateLimited,
+    /// A budget over a longer time (such as the upload bytes per day) is spent.
+    QuotaExceeded,
     /// The relay failed; the write was not stored.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and metrics.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::MalformedFrame,
         ErrorCode::UnknownType,
         ErrorCode::FrameTooLarge,
@@ -548,6 +550,7 @@ impl ErrorCode {
         ErrorCode::NotAuthor,
         ErrorCode::NotAllowed,
         ErrorCode::RateLimited,
+        ErrorCode::QuotaExceeded,
         ErrorCode::Internal,
     ];
 
@@ -565,6 +568,7 @@ impl ErrorCode {
             ErrorCode::NotAuthor => "not_author",
             ErrorCode::NotAllowed => "not_allowed",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::Internal => "internal",
         }
     }
@@ -572,9 +576,18 @@ impl ErrorCode {
 
 /// WebSocket close codes the relay uses.
 pub mod close {
+    /// A normal close (the client's own, or the relay's when a session ends).
+    pub const NORMAL: u16 = 1000;
     /// The relay is shutting down; reconnect and resume.
     pub const GOING_AWAY: u16 = 1001;
-    /// The token was refused.
+    /// A WebSocket protocol violation (RFC 6455 §7.4.1).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// A message over the size the relay reads at all.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The token was refused, or it expired while the socket was open: reconnect with a fresh
+    /// one.
     pub const UNAUTHORIZED: u16 = 4001;
     /// No `hello` arrived in time.
     pub const HELLO_TIMEOUT: u16 = 4002;
@@ -652,6 +665,19 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, DecodeError> {
             _ => DecodeError::Malformed(e.to_string()),
         }
     })
+}
+
+/// The request id of a frame that could not be decoded, when it is readable, so that its
+/// error can still name the request.
+pub fn peek_req(text: &str) -> Option<RequestId> {
+    #[derive(Deserialize)]
+    struct Req {
+        req: Option<RequestId>,
+    }
+    if text.len() > crate::limits::CLIENT_FRAME_MAX_BYTES {
+        return None;
+    }
+    serde_json::from_str::<Req>(text).ok()?.req
 }
 
 /// Encodes a frame as JSON text.
@@ -741,6 +767,17 @@ mod tests {
             "a".repeat(crate::limits::CLIENT_FRAME_MAX_BYTES)
         );
         assert!(matches!(decode_client_frame(&big), Err(DecodeError::TooLarge(_))));
+    }
+
+    #[test]
+    fn the_request_id_of_an_undecodable_frame_is_still_read() {
+        assert_eq!(peek_req(r#"{"req":7,"type":"fly"}"#), Some(RequestId(7)));
+        assert_eq!(
+            peek_req(r#"{"type":"mark_read","req":8,"conversation":"x"}"#),
+            Some(RequestId(8))
+        );
+        assert_eq!(peek_req(r#"{"type":"mark_read"}"#), None);
+        assert_eq!(peek_req("{nope"), None);
     }
 
     #[test]

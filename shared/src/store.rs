@@ -560,10 +560,20 @@ impl ChatStore {
                 }
             }
             Event::MessageDeleted {
-                conversation, seq, ..
+                conversation,
+                message,
+                seq,
+                ..
             } => {
                 if let Some(m) = self.message_mut(conversation, seq) {
                     m.tombstone();
+                }
+                // Replies quote only their own conversation, and only earlier messages.
+                if let Some(c) = self.conversations.get_mut(&conversation) {
+                    let later = c.messages.partition_point(|m| m.seq <= seq);
+                    for m in &mut c.messages[later..] {
+                        m.redact_quote_of(message);
+                    }
                 }
             }
             Event::MessagesRead { .. } | Event::MarkedUnread { .. } | Event::MuteChanged { .. } => {}

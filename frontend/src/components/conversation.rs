@@ -459,7 +459,7 @@ fn message_row(
                     <div class="tally-forwarded">{"Forwarded from "}{ store.name_of(&f.sender).to_string() }</div>
                 }
                 if let Some(r) = &m.reply_to {
-                    <div class="tally-quote"><strong>{ store.name_of(&r.sender).to_string() }</strong>{" "}{ r.excerpt.clone() }</div>
+                    <div class="tally-quote"><strong>{ store.name_of(&r.sender).to_string() }</strong>{" "}{ if r.deleted { "Deleted message".to_string() } else { r.excerpt.clone() } }</div>
                 }
                 if m.deleted {
                     <em>{"Message deleted"}</em>

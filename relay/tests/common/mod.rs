@@ -55,7 +55,7 @@ impl Relay {
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let running = tally_relay::start(config, listener).await.unwrap();
-        let keys = Keys::new(&auth::load_secret(dir.path()).unwrap());
+        let keys = Keys::new(&auth::load_secret(dir.path()).unwrap(), auth::MAX_TOKEN_TTL);
         Relay {
             addr: running.addr,
             running: Some(running),

@@ -96,7 +96,10 @@ impl Target {
             .spawn()
             .expect("the release relay next to tally-loadgen (cargo build --release)");
         let addr = listening(&mut child);
-        let keys = Keys::new(&auth::load_secret(dir.path()).expect("secret"));
+        let keys = Keys::new(
+            &auth::load_secret(dir.path()).expect("secret"),
+            auth::MAX_TOKEN_TTL,
+        );
         Target {
             child,
             addr,

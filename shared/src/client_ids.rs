@@ -1,0 +1,148 @@
+//! Client-made ids: which write each one made, so that a retried write is stored once and gets
+//! its first acknowledgement again.
+//!
+//! An id is scoped to its author and to the kind of write (a send, a forward and a group create
+//! may reuse one another's ids without meeting). Ids are remembered for
+//! [`limits::CLIENT_ID_RETENTION_MS`] after their write and at most
+//! [`limits::CLIENT_IDS_PER_STAFF`] per author, so memory stays bounded whatever clients send.
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+
+use crate::ids::{ClientMsgId, ConversationId, MessageId, Millis, Offset, StaffId};
+use crate::limits;
+
+/// The writes that carry a client-made id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IdKind {
+    /// `send_message`.
+    Send,
+    /// `forward_message`.
+    Forward,
+    /// `create_group`.
+    Group,
+}
+
+/// What a write with a client-made id created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// A message.
+    Message(MessageId),
+    /// A conversation.
+    Conversation(ConversationId),
+}
+
+/// A remembered write: what it created and the offset its acknowledgement carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Remembered {
+    /// What it created.
+    pub created: Created,
+    /// The offset of its first acknowledgement.
+    pub ack_offset: Offset,
+}
+
+type Key = (StaffId, IdKind, ClientMsgId);
+
+/// The remembered client-made ids of every author.
+#[derive(Clone, Debug, Default)]
+pub struct ClientIds {
+    by_key: FxHashMap<Key, Remembered>,
+    /// Each author's ids in the order written, to forget the oldest.
+    order: FxHashMap<StaffId, VecDeque<(Millis, IdKind, ClientMsgId)>>,
+}
+
+impl ClientIds {
+    /// What `author` created with `id` for this kind of write, if it is still remembered.
+    pub fn get(&self, author: &StaffId, kind: IdKind, id: &ClientMsgId) -> Option<Remembered> {
+        self.by_key.get(&(author.clone(), kind, id.clone())).copied()
+    }
+
+    /// Remembers a write made at `at`, forgetting what is too old or too many.
+    pub fn remember(&mut self, author: &StaffId, kind: IdKind, id: &ClientMsgId, at: Millis, r: Remembered) {
+        let key = (author.clone(), kind, id.clone());
+        if self.by_key.insert(key, r).is_some() {
+            return;
+        }
+        let order = self.order.entry(author.clone()).or_default();
+        order.push_back((at, kind, id.clone()));
+        while let Some((oldest, _, _)) = order.front() {
+            let expired = oldest.0.saturating_add(limits::CLIENT_ID_RETENTION_MS) < at.0;
+            if !expired && order.len() <= limits::CLIENT_IDS_PER_STAFF {
+                break;
+            }
+            let (_, kind, id) = order.pop_front().expect("front exists");
+            self.by_key.remove(&(author.clone(), kind, id));
+        }
+    }
+
+    /// How many ids are remembered in all.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cid(i: usize) -> ClientMsgId {
+        ClientMsgId::new(format!("c{i}")).unwrap()
+    }
+
+    fn message(i: u64) -> Remembered {
+        Remembered {
+            created: Created::Message(MessageId(i)),
+            ack_offset: Offset(i),
+        }
+    }
+
+    #[test]
+    fn kinds_and_authors_do_not_share_ids() {
+        let (alice, bob) = (StaffId::new("alice").unwrap(), StaffId::new("bob").unwrap());
+        let mut ids = ClientIds::default();
+        ids.remember(&alice, IdKind::Send, &cid(1), Millis(0), message(1));
+        assert_eq!(ids.get(&alice, IdKind::Send, &cid(1)), Some(message(1)));
+        assert_eq!(ids.get(&alice, IdKind::Group, &cid(1)), None);
+        assert_eq!(ids.get(&alice, IdKind::Forward, &cid(1)), None);
+        assert_eq!(ids.get(&bob, IdKind::Send, &cid(1)), None);
+    }
+
+    #[test]
+    fn ids_are_forgotten_after_the_retention_time_or_past_the_count() {
+        let alice = StaffId::new("alice").unwrap();
+        let mut ids = ClientIds::default();
+        ids.remember(&alice, IdKind::Send, &cid(0), Millis(0), message(0));
+        let later = Millis(limits::CLIENT_ID_RETENTION_MS);
+        ids.remember(&alice, IdKind::Send, &cid(1), later, message(1));
+        assert!(
+            ids.get(&alice, IdKind::Send, &cid(0)).is_some(),
+            "kept for the whole window"
+        );
+        ids.remember(&alice, IdKind::Send, &cid(2), Millis(later.0 + 1), message(2));
+        assert!(
+            ids.get(&alice, IdKind::Send, &cid(0)).is_none(),
+            "forgotten after it"
+        );
+        for i in 3..limits::CLIENT_IDS_PER_STAFF + 10 {
+            ids.remember(
+                &alice,
+                IdKind::Send,
+                &cid(i),
+                Millis(later.0 + 1),
+                message(i as u64),
+            );
+        }
+        assert_eq!(ids.len(), limits::CLIENT_IDS_PER_STAFF);
+        assert!(ids.get(&alice, IdKind::Send, &cid(5)).is_none());
+        assert!(
+            ids.get(&alice, IdKind::Send, &cid(limits::CLIENT_IDS_PER_STAFF + 9))
+                .is_some()
+        );
+    }
+}
