@@ -36,14 +36,15 @@ pub struct Claims {
 pub struct Verified {
     /// The staff member.
     pub staff: StaffId,
-    /// Its `exp` (seconds since the epoch); an open socket is closed once it passes.
-    pub exp: u64,
+    /// When it stops being accepted: its `exp` plus the clock-skew leeway (seconds since the
+    /// epoch). An open socket is closed then.
+    pub valid_until: u64,
 }
 
 impl Verified {
-    /// How long from now until the token is refused (its `exp` plus the clock-skew leeway).
+    /// How long from now until the token is refused.
     pub fn valid_for(&self) -> Duration {
-        Duration::from_secs((self.exp + LEEWAY_SECS).saturating_sub(now_secs()))
+        Duration::from_secs(self.valid_until.saturating_sub(now_secs()))
     }
 }
 
@@ -67,6 +68,7 @@ pub struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     max_ttl: Duration,
+    leeway: u64,
 }
 
 impl std::fmt::Debug for Keys {
@@ -82,7 +84,14 @@ impl Keys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             max_ttl,
+            leeway: LEEWAY_SECS,
         }
+    }
+
+    /// The same keys with another clock-skew leeway (tests use none).
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway.as_secs();
+        self
     }
 
     /// Mints a token for a staff member.
@@ -110,20 +119,23 @@ impl Keys {
         v.set_audience(&[AUDIENCE]);
         v.set_required_spec_claims(&["exp", "iat", "sub", "aud"]);
         v.validate_nbf = true;
-        v.leeway = LEEWAY_SECS;
+        v.leeway = self.leeway;
         let data = decode::<Claims>(token, &self.decoding, &v).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
             _ => TokenError::Invalid,
         })?;
         let c = data.claims;
-        if c.iat > now_secs() + LEEWAY_SECS {
+        if c.iat > now_secs() + self.leeway {
             return Err(TokenError::Invalid);
         }
         if c.exp.saturating_sub(c.iat) > self.max_ttl.as_secs() {
             return Err(TokenError::TooLong);
         }
         let staff = StaffId::new(c.sub).map_err(|_| TokenError::Invalid)?;
-        Ok(Verified { staff, exp: c.exp })
+        Ok(Verified {
+            staff,
+            valid_until: c.exp + self.leeway,
+        })
     }
 }
 

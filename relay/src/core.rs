@@ -393,13 +393,13 @@ impl Core {
         if from > current {
             return None;
         }
-        if from == current {
-            return Some(Vec::new());
-        }
-        // The replay starts with the `unread_updated` of the event at `from` itself: a client
-        // that applied that event may have lost its checkpoint in the same disconnect.
-        let first = self.retained.front()?.offset;
-        if first.0 > from.0.max(1) {
+        // The replay starts with the `unread_updated` of the event at `from` itself (while the
+        // retained log still has it): a client that applied that event may have lost its
+        // checkpoint in the same disconnect.
+        let Some(first) = self.retained.front().map(|r| r.offset) else {
+            return (from == current).then(Vec::new);
+        };
+        if first.0 > from.0 + 1 {
             return None;
         }
         let mut frames = Vec::new();
@@ -475,6 +475,10 @@ impl Core {
                 let _ = reply.send(Ok(()));
             }
             Command::Snapshot { staff, req, conn } => {
+                if conn.closer.code().is_some() {
+                    // Closing (say, as a slow consumer): a snapshot would only be dropped.
+                    return;
+                }
                 let frame = self.snapshot_frame(&staff);
                 self.send(&conn, frame);
                 let ack = tally_shared::protocol::Ack {

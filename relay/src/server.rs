@@ -49,6 +49,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Longest token lifetime (`exp - iat`) accepted.
     pub max_token_ttl: Duration,
+    /// Clock skew tolerated on token times.
+    pub token_leeway: Duration,
     /// How long an uploaded file attached to no live message is kept.
     pub attachment_grace: Duration,
 }
@@ -72,6 +74,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             metrics_listen: None,
             max_token_ttl: crate::auth::MAX_TOKEN_TTL,
+            token_leeway: Duration::from_secs(crate::auth::LEEWAY_SECS),
             attachment_grace: crate::attachments::GRACE,
         }
     }
@@ -120,6 +123,13 @@ pub struct Running {
 }
 
 impl Running {
+    /// Deletes unreferenced attachments past their grace period now (as the relay does every
+    /// few minutes), and waits until it is done.
+    pub async fn collect_attachments(&self) {
+        let _ = self.state.core.send(Command::CollectAttachments).await;
+        let _ = self.state.ask(|reply| Command::Health { reply }).await;
+    }
+
     /// Stops accepting, flushes pending writes, closes every socket with going-away.
     pub async fn shutdown(self) {
         let _ = self.stop_http.send(());
@@ -137,7 +147,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         std::fs::create_dir_all(&config.data)?;
         config.data.clone()
     })?;
-    let keys = Keys::new(&secret, config.max_token_ttl);
+    let keys = Keys::new(&secret, config.max_token_ttl).with_leeway(config.token_leeway);
     let metrics = Arc::new(Metrics::default());
     std::fs::create_dir_all(config.data.join("attachments"))?;
     let conn = storage::open(&config.data, config.durability)?;

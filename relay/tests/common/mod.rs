@@ -129,7 +129,7 @@ impl Client {
             ),
             "{first:?}"
         );
-        if resume_from.is_some() && !matches!(first, ServerFrame::Snapshot(_)) {
+        if resume_from.is_some() && !matches!(first, ServerFrame::Snapshot(_) | ServerFrame::Resumed { .. }) {
             c.until(|f| matches!(f, ServerFrame::Resumed { .. })).await;
         }
         c
@@ -261,4 +261,134 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
+}
+
+/// The real `tally-relay` binary serving a temporary data dir, killed when dropped.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub keys: Keys,
+}
+
+impl Binary {
+    /// Adds `staff`, then serves with `args` (after `serve`); `nofile` limits its descriptors.
+    pub fn serve(staff: &[&str], args: &[&str], nofile: Option<u32>) -> Binary {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = storage::open(dir.path(), Durability::Normal).unwrap();
+        let tx = conn.transaction().unwrap();
+        for s in staff {
+            let member = Staff {
+                id: sid(s),
+                name: s.to_uppercase(),
+            };
+            storage::upsert_staff(&tx, &member).unwrap();
+        }
+        tx.commit().unwrap();
+        drop(conn);
+        let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+        let mut child = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("{limit}exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_tally-relay"))
+            .arg("--data")
+            .arg(dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0", "--static", "/nonexistent"])
+            .args(["--durability", "normal"])
+            .args(args)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line.trim().rsplit("http://").next().unwrap().parse().unwrap();
+        let keys = Keys::new(&auth::load_secret(dir.path()).unwrap(), auth::MAX_TOKEN_TTL);
+        Binary {
+            child,
+            addr,
+            dir,
+            keys,
+        }
+    }
+
+    pub fn token(&self, staff: &str) -> String {
+        self.keys.mint(&sid(staff), Duration::from_secs(600))
+    }
+
+    pub async fn connect(&self, staff: &str) -> Client {
+        Client::connect(self.addr, &self.token(staff), None).await
+    }
+
+    /// The relay's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+
+    /// A metric's value from `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let (_, _, body) = http(self.addr, "GET", "/metrics", &[], b"").await;
+        let text = String::from_utf8(body).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a TCP connection between these two loopback ports is ESTABLISHED, per the kernel.
+pub fn established(local_port: u16, remote_port: u16) -> bool {
+    let mut found = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let port = |s: &str| u16::from_str_radix(s.rsplit(':').next().unwrap(), 16).unwrap();
+            if f.len() > 3 && port(f[1]) == local_port && port(f[2]) == remote_port && f[3] == "01" {
+                found = true;
+            }
+        }
+    }
+    found
+}
+
+/// A WebSocket client whose socket has a tiny receive buffer and that, after its hello, never
+/// reads: the slowest consumer there is.
+pub async fn never_reading(addr: SocketAddr, token: &str, frames: &[ClientFrame]) -> (Ws, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let port = stream.local_addr().unwrap().port();
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
+    let hello = ClientFrame::new(Request::Hello {
+        token: token.into(),
+        resume_from: None,
+    });
+    ws.send(Message::text(encode(&hello))).await.unwrap();
+    for f in frames {
+        ws.send(Message::text(encode(f))).await.unwrap();
+    }
+    (ws, port)
 }
