@@ -159,7 +159,10 @@ impl Reducible for ChatStoreState {
                 s.queue(f);
             }
             Action::Reconnected => {
-                for f in s.store.resend_outbox() {
+                for f in s
+                    .store
+                    .resend_outbox(tally_shared::Millis(js_sys::Date::now() as u64))
+                {
                     s.queue(f);
                 }
             }

@@ -305,6 +305,7 @@ async fn the_outbox_survives_a_reload() {
         attachments: vec![],
         reply_to: None,
         failed: None,
+        queued_at: None,
     }));
     settle().await;
     let host = w.host.clone();

@@ -16,6 +16,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ClientMsgId, ConversationId, MessageId, Millis, Offset, RequestId, Seq, StaffId};
+use crate::limits;
 use crate::model::{Attachment, Conversation, ConversationKind, Counts, Message, Totals};
 use crate::protocol::{
     ClientFrame, ErrorCode, ErrorFrame, Event, LoggedEvent, Request, ServerFrame, Snapshot, UnreadUpdate,
@@ -63,6 +64,10 @@ pub struct PendingSend {
     /// Why the relay refused it, if it did (then it waits for the person to retry or drop it).
     #[serde(default)]
     pub failed: Option<String>,
+    /// When it was first queued (milliseconds since the epoch, the browser's clock): past the
+    /// relay's memory of client ids it is no longer resent by itself.
+    #[serde(default)]
+    pub queued_at: Option<Millis>,
 }
 
 impl PendingSend {
@@ -362,7 +367,18 @@ impl ChatStore {
     }
 
     /// The frames that resend every pending send that has not failed (after a reconnect).
-    pub fn resend_outbox(&mut self) -> Vec<ClientFrame> {
+    /// A send queued so long ago (`now` is the browser's clock) that the relay may have
+    /// forgotten its client id is not resent by itself: it could be stored twice. It waits as
+    /// failed for the person to send it again or drop it.
+    pub fn resend_outbox(&mut self, now: Millis) -> Vec<ClientFrame> {
+        // A day of margin for the browser's clock against the relay's.
+        let too_old = limits::CLIENT_ID_RETENTION_MS.saturating_sub(24 * 3600 * 1000);
+        for p in &mut self.outbox {
+            let stale = p.queued_at.is_some_and(|at| now.0.saturating_sub(at.0) > too_old);
+            if stale && p.failed.is_none() {
+                p.failed = Some("Not sent for a week: send it again?".into());
+            }
+        }
         let requests: Vec<Request> = self
             .outbox
             .iter()

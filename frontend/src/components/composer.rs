@@ -128,6 +128,7 @@ pub fn composer(props: &ComposerProps) -> Html {
                     attachments: ready.clone(),
                     reply_to: reply_to.as_ref().map(|m| m.id),
                     failed: None,
+                    queued_at: Some(tally_shared::Millis(js_sys::Date::now() as u64)),
                 }));
             }
             text.set(String::new());
