@@ -28,6 +28,9 @@ pub(crate) struct Shared {
     pub(crate) read_rate: f64,
     pub(crate) record_log: bool,
     pub(crate) window: Semaphore,
+    /// Connect as if through a reverse proxy: each client names its own address (10.x.y.z)
+    /// in `X-Forwarded-For`.
+    pub(crate) via_proxy: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -46,6 +49,7 @@ impl Shared {
             read_rate,
             record_log,
             window: Semaphore::new(0),
+            via_proxy: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -86,9 +90,16 @@ impl Client {
         store: Option<ChatStore>,
         shared: Arc<Shared>,
     ) -> anyhow::Result<Client> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{addr}/ws").into_client_request()?;
+        if shared.via_proxy.load(Relaxed) {
+            let forwarded = format!("10.{}.{}.{}", index >> 16 & 255, index >> 8 & 255, index & 255);
+            request
+                .headers_mut()
+                .insert("x-forwarded-for", forwarded.parse()?);
+        }
         // TCP_NODELAY, as browsers do.
-        let (ws, _) =
-            tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/ws"), None, true).await?;
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
         let (mut sink, mut stream) = ws.split();
         let resume_from = store.as_ref().map(ChatStore::applied).filter(|o| o.0 > 0);
         sink.send(Message::text(encode(&ClientFrame::new(Request::Hello {

@@ -396,7 +396,7 @@ async fn idle_with_history(staff: usize) -> Report {
     }
 }
 
-async fn storm(staff: usize, missed: usize) -> Report {
+async fn storm(staff: usize, missed: usize, behind_proxy: bool) -> Report {
     let writer = staff;
     let groups = 100;
     let plan: Vec<Vec<usize>> = (0..groups)
@@ -407,7 +407,13 @@ async fn storm(staff: usize, missed: usize) -> Report {
         })
         .collect();
     let shared = Shared::new(0.0, false);
-    let target = Target::relay(staff + 1, Durability::Full, tally_relay::core::MAX_BATCH);
+    shared.via_proxy.store(behind_proxy, Relaxed);
+    let target = Target::relay_with(
+        staff + 1,
+        Durability::Full,
+        tally_relay::core::MAX_BATCH,
+        behind_proxy,
+    );
     let mut clients = connect_all(&target, 0..=staff, &shared).await;
     create(&clients, &plan).await;
     // Everyone reads what they have (the creation notices), then everyone but the writer leaves.
@@ -448,13 +454,15 @@ async fn storm(staff: usize, missed: usize) -> Report {
     // Each staff member's group got `missed / groups` messages on average; check against the
     // relay's own fresh snapshot rather than an estimate.
     let mut exact = true;
+    let checking = Shared::new(0.0, false);
+    checking.via_proxy.store(behind_proxy, Relaxed);
     for c in &clients {
         let fresh = Client::connect(
             target.addr,
             c.index,
             target.token(c.index),
             None,
-            Shared::new(0.0, false),
+            checking.clone(),
         )
         .await
         .expect("fresh");
@@ -471,7 +479,12 @@ async fn storm(staff: usize, missed: usize) -> Report {
     }
     Report {
         scenario: "storm".into(),
-        target: "relay".into(),
+        target: if behind_proxy {
+            "relay, one proxy, default limits"
+        } else {
+            "relay"
+        }
+        .into(),
         converged_s: converged,
         cpu_percent: (target.cpu_seconds() - cpu0) / converged * 100.0,
         peak_rss_mib: target.rss_mib().1,
@@ -654,7 +667,8 @@ fn main() -> anyhow::Result<()> {
                 reports.push(idle_with_history(n).await);
             }
             if all || scenario == Scenario::Storm {
-                reports.push(storm(1000, 10_000).await);
+                reports.push(storm(1000, 10_000, false).await);
+                reports.push(storm(1000, 10_000, true).await);
             }
             if all || scenario == Scenario::Durability {
                 let n = if quick { 3000 } else { 10_000 };

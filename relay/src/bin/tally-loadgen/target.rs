@@ -41,6 +41,17 @@ pub(crate) fn staff_id(i: usize) -> StaffId {
 impl Target {
     /// The relay binary, with `staff` staff members and no rate limits.
     pub(crate) fn relay(staff: usize, durability: Durability, max_batch: usize) -> Target {
+        Self::relay_with(staff, durability, max_batch, false)
+    }
+
+    /// The relay binary; `behind_proxy`: the default connection limits, trusting a reverse
+    /// proxy on 127.0.0.1 (writes and reads stay unlimited).
+    pub(crate) fn relay_with(
+        staff: usize,
+        durability: Durability,
+        max_batch: usize,
+        behind_proxy: bool,
+    ) -> Target {
         let dir = tempfile::tempdir().expect("temp dir");
         let conn = storage::open(dir.path(), durability).expect("database");
         conn.execute_batch("BEGIN").unwrap();
@@ -83,14 +94,18 @@ impl Target {
                 "--read-burst",
                 "1e9",
             ])
-            .args([
-                "--connects-per-sec",
-                "1e9",
-                "--connect-burst",
-                "1e9",
-                "--connections-per-staff",
-                "1000000",
-            ])
+            .args(if behind_proxy {
+                &["--trust-proxy", "127.0.0.1"][..]
+            } else {
+                &[
+                    "--connects-per-sec",
+                    "1e9",
+                    "--connect-burst",
+                    "1e9",
+                    "--connections-per-staff",
+                    "1000000",
+                ][..]
+            })
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .spawn()
