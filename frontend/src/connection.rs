@@ -2,7 +2,7 @@
 //! chatStore, reconnection with exponential backoff and jitter, and the outbox resent on
 //! every reconnect.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use futures_channel::mpsc;
@@ -40,7 +40,7 @@ pub fn backoff_ms(attempt: u32, random: f64) -> u32 {
 pub async fn run(
     options: Rc<MountOptions>,
     dispatch: Callback<Action>,
-    applied: Rc<Cell<Offset>>,
+    applied: Rc<dyn Fn() -> Offset>,
     outlet: Outlet,
 ) {
     let mut attempt = 0u32;
@@ -87,13 +87,13 @@ async fn connect_once(
     options: &MountOptions,
     token: &str,
     dispatch: &Callback<Action>,
-    applied: &Rc<Cell<Offset>>,
+    applied: &Rc<dyn Fn() -> Offset>,
     outlet: &Outlet,
     attempt: &mut u32,
 ) -> Option<u16> {
     let ws = WebSocket::open(&options.ws_url()).ok()?;
     let (mut sink, mut stream) = ws.split();
-    let resume_from = Some(applied.get()).filter(|o| o.0 > 0);
+    let resume_from = Some(applied()).filter(|o| o.0 > 0);
     let hello = ClientFrame::new(Request::Hello {
         token: token.to_string(),
         resume_from,

@@ -1,10 +1,12 @@
 //! Tally's messenger widget: a Yew app whose `chatStore` is the shared reducer.
 //!
-//! - [`state`]: the chatStore — `tally_shared::ChatStore` behind a Yew reducer.
+//! - [`state`]: the chatStore — `tally_shared::ChatStore` and the widget's actions on it.
+//! - [`chat`]: the context components read — the state held in place, `dispatch`, and the path
+//!   frames take to the socket.
 //! - [`connection`]: the WebSocket — hello/resume, backoff with jitter, outbox resend.
 //! - [`api`]: HTTP — history pages, uploads with progress, attachment downloads.
 //! - [`options`]: what a host page passes to `mount(element, options)`.
-//! - [`app`]: the root component and its effects (send, persist the outbox, page title).
+//! - [`app`]: the root component: the core, the connection, the context, the page title.
 //! - [`components`]: launcher, conversation list, conversation, composer, dialogs.
 //! - [`demo`]: the demo host page's sign-in picker (with `tally-relay serve --demo`).
 //!
@@ -12,6 +14,7 @@
 
 pub mod api;
 pub mod app;
+pub mod chat;
 pub mod components;
 pub mod connection;
 pub mod demo;

@@ -1,17 +1,14 @@
-//! `chatStore`: the Yew reducer whose state is `tally_shared::ChatStore`.
+//! `chatStore`: the widget's state around `tally_shared::ChatStore`, and the actions on it.
 //!
 //! Every server frame is dispatched here, `unread_updated` alongside message events; the
-//! components read counts from it and never compute one. `reduce` does no I/O: frames to send
-//! go into `outgoing` (a host effect drains them to the socket), and divergences are recorded
-//! for an effect to log.
-
-use std::collections::VecDeque;
-use std::rc::Rc;
+//! components read counts from it and never compute one. `reduce` changes the state in place
+//! and does no I/O: it returns the frames to send, which [`crate::chat`] sends.
 
 use tally_shared::protocol::ServerFrame;
 use tally_shared::store::{Divergence, PendingSend};
-use tally_shared::{ChatStore, ClientFrame, ClientMsgId, ConversationId, Message, Request, RequestId};
-use yew::prelude::*;
+use tally_shared::{
+    ChatStore, ClientFrame, ClientMsgId, ConversationId, Message, Millis, Request, RequestId, Seq,
+};
 
 /// Where the connection stands, as the widget shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +43,11 @@ pub enum Action {
     Retry(ClientMsgId),
     /// Drop a failed send.
     Discard(ClientMsgId),
+    /// The viewport showed a message of a conversation.
+    Seen(ConversationId, Seq),
+    /// Ask to mark read what the viewport showed of a conversation (after a short debounce,
+    /// while the page is visible and focused).
+    ReadSeen(ConversationId),
     /// The staff directory arrived.
     Directory(Vec<tally_shared::Staff>),
     /// An older page of history arrived.
@@ -59,15 +61,11 @@ pub enum Action {
 }
 
 /// The widget's state: the shared store plus what only the UI needs.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ChatState {
     /// The shared reducer.
     pub store: ChatStore,
-    /// Frames to send, numbered; the host sends those above the last number it sent.
-    pub outgoing: VecDeque<(u64, ClientFrame)>,
-    /// The number of the last frame queued.
-    pub outgoing_seq: u64,
-    /// The last divergence, and how many there were (for the console).
+    /// The last divergence (for the console).
     pub last_divergence: Option<Divergence>,
     /// Connection state.
     pub connection: ConnectionState,
@@ -79,22 +77,11 @@ pub struct ChatState {
     pub open_on_ack: Option<RequestId>,
 }
 
-impl PartialEq for ChatState {
-    fn eq(&self, other: &Self) -> bool {
-        // Yew compares props by value; two states are the same only when they are the same Rc.
-        std::ptr::eq(self, other)
-    }
-}
-
-const OUTGOING_KEPT: usize = 256;
-
 impl ChatState {
     /// A fresh state holding a saved outbox.
     pub fn new(outbox: Vec<PendingSend>) -> Self {
         ChatState {
             store: ChatStore::with_outbox(outbox),
-            outgoing: VecDeque::new(),
-            outgoing_seq: 0,
             last_divergence: None,
             connection: ConnectionState::Connecting,
             open: None,
@@ -103,84 +90,49 @@ impl ChatState {
         }
     }
 
-    fn queue(&mut self, frame: ClientFrame) {
-        self.outgoing_seq += 1;
-        self.outgoing.push_back((self.outgoing_seq, frame));
-        while self.outgoing.len() > OUTGOING_KEPT {
-            self.outgoing.pop_front();
-        }
-    }
-}
-
-/// The `Reducible` newtype (the orphan rule keeps `impl Reducible for ChatStore` out).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChatStoreState(pub ChatState);
-
-impl Reducible for ChatStoreState {
-    type Action = Action;
-
-    fn reduce(mut self: Rc<Self>, action: Action) -> Rc<Self> {
-        let s = &mut Rc::make_mut(&mut self).0;
+    /// Applies an action in place; returns the frames to send. No I/O happens here.
+    pub fn reduce(&mut self, action: Action) -> Vec<ClientFrame> {
+        let mut out = Vec::new();
         match action {
             Action::Frame(frame) => {
                 let snapshot = matches!(frame, ServerFrame::Snapshot(_));
                 if let ServerFrame::Ack(ack) = &frame
                     && ack.req.is_some()
-                    && ack.req == s.open_on_ack
+                    && ack.req == self.open_on_ack
                 {
-                    s.open = ack.conversation;
-                    s.open_on_ack = None;
+                    self.open = ack.conversation;
+                    self.open_on_ack = None;
                 }
-                let fx = s.store.apply(frame);
-                for f in fx.send {
-                    s.queue(f);
-                }
+                let fx = self.store.apply(frame);
+                out = fx.send;
                 if fx.divergence.is_some() {
-                    s.last_divergence = fx.divergence;
+                    self.last_divergence = fx.divergence;
                 }
                 if snapshot {
-                    s.connection = ConnectionState::Connected;
-                    if s.open.is_some_and(|c| s.store.conversation(c).is_none()) {
-                        s.open = None;
+                    self.connection = ConnectionState::Connected;
+                    if self.open.is_some_and(|c| self.store.conversation(c).is_none()) {
+                        self.open = None;
                     }
                 }
             }
-            Action::Request(r) => {
-                let f = s.store.request(r);
-                s.queue(f);
-            }
+            Action::Request(r) => out.push(self.store.request(r)),
             Action::RequestAndOpen(r) => {
-                let f = s.store.request(r);
-                s.open_on_ack = f.req;
-                s.queue(f);
+                let f = self.store.request(r);
+                self.open_on_ack = f.req;
+                out.push(f);
             }
-            Action::Send(p) => {
-                let f = s.store.queue_send(p);
-                s.queue(f);
-            }
-            Action::Reconnected => {
-                for f in s
-                    .store
-                    .resend_outbox(tally_shared::Millis(js_sys::Date::now() as u64))
-                {
-                    s.queue(f);
-                }
-            }
-            Action::Retry(id) => {
-                if let Some(f) = s.store.retry(&id) {
-                    s.queue(f);
-                }
-            }
-            Action::Discard(id) => s.store.discard(&id),
-            Action::History(c, messages) => s.store.apply_history(c, messages),
-            Action::Directory(staff) => s.store.add_names(staff),
-            Action::Connection(state) => s.connection = state,
-            Action::Open(c) => s.open = c,
-            Action::TogglePanel => s.panel_open = !s.panel_open,
+            Action::Send(p) => out.push(self.store.queue_send(p)),
+            Action::Reconnected => out = self.store.resend_outbox(Millis(js_sys::Date::now() as u64)),
+            Action::Retry(id) => out.extend(self.store.retry(&id)),
+            Action::Discard(id) => self.store.discard(&id),
+            Action::Seen(c, seq) => self.store.note_seen(c, seq),
+            Action::ReadSeen(c) => out.extend(self.store.read_seen(c)),
+            Action::History(c, messages) => self.store.apply_history(c, messages),
+            Action::Directory(staff) => self.store.add_names(staff),
+            Action::Connection(state) => self.connection = state,
+            Action::Open(c) => self.open = c,
+            Action::TogglePanel => self.panel_open = !self.panel_open,
         }
-        self
+        out
     }
 }
-
-/// The handle components get through context.
-pub type ChatHandle = UseReducerHandle<ChatStoreState>;

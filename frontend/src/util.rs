@@ -1,7 +1,29 @@
-//! Small helpers: ids, times, storage.
+//! Small helpers: ids, times, storage, the text of notices.
 
-use tally_shared::store::PendingSend;
-use tally_shared::{ClientMsgId, Millis};
+use tally_shared::model::Notice;
+use tally_shared::store::{ChatStore, PendingSend};
+use tally_shared::{ClientMsgId, Message, Millis};
+
+/// The text of a system notice (or a message's body), as the viewer reads it.
+pub fn notice_text(store: &ChatStore, m: &Message) -> String {
+    let who = |s| {
+        if Some(s) == store.me() {
+            "You".to_string()
+        } else {
+            store.name_of(s).to_string()
+        }
+    };
+    match m.notice.as_deref() {
+        Some(Notice::Created { title }) => format!("{} created “{title}”", who(&m.sender)),
+        Some(Notice::Renamed { title }) => {
+            format!("{} renamed the conversation to “{title}”", who(&m.sender))
+        }
+        Some(Notice::ParticipantAdded { staff }) => format!("{} added {}", who(&m.sender), who(staff)),
+        Some(Notice::ParticipantRemoved { staff }) if *staff == m.sender => format!("{} left", who(staff)),
+        Some(Notice::ParticipantRemoved { staff }) => format!("{} removed {}", who(&m.sender), who(staff)),
+        None => m.body.clone(),
+    }
+}
 
 /// A fresh client-made message id.
 pub fn client_id() -> ClientMsgId {

@@ -50,9 +50,6 @@ pub fn clean_name(name: Option<String>) -> String {
     }
 }
 
-/// Media types shown inline (everything else downloads).
-pub const INLINE_IMAGES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
-
 /// The media type of some bytes, from their content (never from what the uploader claims).
 pub fn sniff(bytes: &[u8]) -> &'static str {
     const SIGNATURES: [(&[u8], &str); 7] = [
@@ -251,7 +248,7 @@ pub async fn download(
             .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         r
     };
-    let inline = INLINE_IMAGES.contains(&content_type.as_str());
+    let inline = limits::INLINE_IMAGE_TYPES.contains(&content_type.as_str());
     let disposition = format!(
         "{}; filename=\"{}\"",
         if inline { "inline" } else { "attachment" },

@@ -167,6 +167,12 @@ pub struct ChatStore {
     next_req: u64,
     divergences: u32,
     awaiting_snapshot: bool,
+    /// Bumped whenever the outbox changes, so the host saves it only then.
+    outbox_revision: u64,
+    /// Reading: the newest message the viewport showed, per conversation.
+    seen: FxHashMap<ConversationId, Seq>,
+    /// Reading: the `mark_read` already asked for, per conversation (until its event arrives).
+    asked: FxHashMap<ConversationId, Seq>,
     /// The projection's list of changed counts, kept to save an allocation per event (the
     /// store reads its counts from the projection, not from this list).
     scratch: Vec<CountChange>,
@@ -192,6 +198,9 @@ impl ChatStore {
             next_req: 1,
             divergences: 0,
             awaiting_snapshot: false,
+            outbox_revision: 0,
+            seen: FxHashMap::default(),
+            asked: FxHashMap::default(),
             scratch: Vec::new(),
         }
     }
@@ -314,6 +323,29 @@ impl ChatStore {
         &self.outbox
     }
 
+    /// Changes whenever the outbox does: the host saves the outbox when it moved.
+    pub fn outbox_revision(&self) -> u64 {
+        self.outbox_revision
+    }
+
+    fn outbox_mut(&mut self) -> &mut Vec<PendingSend> {
+        self.outbox_revision += 1;
+        &mut self.outbox
+    }
+
+    /// The first loaded message after `watermark` that counts as unread for the viewer (by
+    /// someone else, not deleted): where the "new messages" divider goes when the conversation
+    /// was opened with that watermark.
+    pub fn first_unread_after(&self, conversation: ConversationId, watermark: Seq) -> Option<Seq> {
+        let me = self.me.as_ref()?;
+        let view = self.conversations.get(&conversation)?;
+        let later = view.messages.partition_point(|m| m.seq <= watermark);
+        view.messages[later..]
+            .iter()
+            .find(|m| &m.sender != me && !m.deleted)
+            .map(|m| m.seq)
+    }
+
     /// Everything the widget shows, for comparing stores.
     pub fn summary(&self, recent: usize) -> StoreSummary {
         let mut conversations: Vec<_> = self
@@ -361,8 +393,8 @@ impl ChatStore {
     /// frame to send now.
     pub fn queue_send(&mut self, pending: PendingSend) -> ClientFrame {
         let request = pending.request();
-        self.outbox.retain(|p| p.client_id != pending.client_id);
-        self.outbox.push(pending);
+        self.outbox_mut().retain(|p| p.client_id != pending.client_id);
+        self.outbox_mut().push(pending);
         self.request(request)
     }
 
@@ -370,10 +402,14 @@ impl ChatStore {
     /// A send queued so long ago (`now` is the browser's clock) that the relay may have
     /// forgotten its client id is not resent by itself: it could be stored twice. It waits as
     /// failed for the person to send it again or drop it.
+    ///
+    /// A reconnect also forgets which reads were asked for: one in flight on the old socket
+    /// may be lost, and is asked for again when its messages are next seen.
     pub fn resend_outbox(&mut self, now: Millis) -> Vec<ClientFrame> {
+        self.asked.clear();
         // A day of margin for the browser's clock against the relay's.
         let too_old = limits::CLIENT_ID_RETENTION_MS.saturating_sub(24 * 3600 * 1000);
-        for p in &mut self.outbox {
+        for p in self.outbox_mut().iter_mut() {
             let stale = p.queued_at.is_some_and(|at| now.0.saturating_sub(at.0) > too_old);
             if stale && p.failed.is_none() {
                 p.failed = Some("Not sent for a week: send it again?".into());
@@ -390,10 +426,33 @@ impl ChatStore {
 
     /// Retries a failed send.
     pub fn retry(&mut self, client_id: &ClientMsgId) -> Option<ClientFrame> {
-        let p = self.outbox.iter_mut().find(|p| &p.client_id == client_id)?;
+        let p = self.outbox_mut().iter_mut().find(|p| &p.client_id == client_id)?;
         p.failed = None;
         let request = p.request();
         Some(self.request(request))
+    }
+
+    /// Reading: the viewport showed message `seq` of a conversation. Nothing is sent yet; see
+    /// [`read_seen`](Self::read_seen).
+    pub fn note_seen(&mut self, conversation: ConversationId, seq: Seq) {
+        let seen = self.seen.entry(conversation).or_default();
+        *seen = (*seen).max(seq.min(self.projection.head(conversation).unwrap_or_default()));
+    }
+
+    /// Reading: the `mark_read` for what the viewport showed of a conversation, when that is
+    /// past both the watermark and what was already asked for. Reads only move forward; after
+    /// a mark unread, only what comes into view again counts.
+    pub fn read_seen(&mut self, conversation: ConversationId) -> Option<ClientFrame> {
+        let seen = *self.seen.get(&conversation)?;
+        let asked = self.asked.get(&conversation).copied().unwrap_or_default();
+        if seen <= self.last_read(conversation).max(asked) {
+            return None;
+        }
+        self.asked.insert(conversation, seen);
+        Some(self.request(Request::MarkRead {
+            conversation,
+            up_to: seen,
+        }))
     }
 
     /// Learns names (the staff directory, fetched once by the widget).
@@ -405,7 +464,7 @@ impl ChatStore {
 
     /// Drops a pending send.
     pub fn discard(&mut self, client_id: &ClientMsgId) {
-        self.outbox.retain(|p| &p.client_id != client_id);
+        self.outbox_mut().retain(|p| &p.client_id != client_id);
     }
 
     /// Applies one frame from the relay.
@@ -419,13 +478,13 @@ impl ChatStore {
             ServerFrame::Ack(ack) => {
                 let by_req = ack.req.and_then(|r| self.in_flight.remove(&r));
                 if let Some(cid) = ack.client_id.or(by_req) {
-                    self.outbox.retain(|p| p.client_id != cid);
+                    self.outbox_mut().retain(|p| p.client_id != cid);
                 }
             }
             ServerFrame::Error(e) => {
                 let pending = e.req.and_then(|r| self.in_flight.remove(&r));
                 let retryable = matches!(e.code, ErrorCode::RateLimited | ErrorCode::Internal);
-                match pending.and_then(|cid| self.outbox.iter_mut().find(|p| p.client_id == cid)) {
+                match pending.and_then(|cid| self.outbox_mut().iter_mut().find(|p| p.client_id == cid)) {
                     Some(p) if !retryable => p.failed = Some(e.message.clone()),
                     Some(_) => {}
                     None => fx.error = Some(e),
@@ -459,6 +518,7 @@ impl ChatStore {
         let me = s.me.clone();
         self.projection = UnreadProjection::new(Tracking::Only(me.clone()));
         self.conversations.clear();
+        self.asked.clear();
         // Keep names learned from the directory; the snapshot's are the freshest for its people.
         self.names.extend(s.staff.into_iter().map(|st| (st.id, st.name)));
         for c in s.conversations {
@@ -484,7 +544,7 @@ impl ChatStore {
         if Some(&m.sender) == self.me.as_ref()
             && let Some(cid) = &m.client_id
         {
-            self.outbox.retain(|p| &p.client_id != cid);
+            self.outbox_mut().retain(|p| &p.client_id != cid);
         }
     }
 
@@ -557,7 +617,7 @@ impl ChatStore {
                 if message.sender == *me
                     && let Some(cid) = &message.client_id
                 {
-                    self.outbox.retain(|p| &p.client_id != cid);
+                    self.outbox_mut().retain(|p| &p.client_id != cid);
                 }
                 if let Some(v) = self.conversations.get_mut(&message.conversation) {
                     v.last_activity = v.last_activity.max(message.created_at);
@@ -592,7 +652,20 @@ impl ChatStore {
                     }
                 }
             }
-            Event::MessagesRead { .. } | Event::MarkedUnread { .. } | Event::MuteChanged { .. } => {}
+            Event::MarkedUnread {
+                conversation,
+                staff,
+                last_read,
+            } => {
+                if *me == staff {
+                    // Marked unread: what the viewport showed before no longer counts as read.
+                    self.asked.remove(&conversation);
+                    if let Some(seen) = self.seen.get_mut(&conversation) {
+                        *seen = (*seen).min(last_read);
+                    }
+                }
+            }
+            Event::MessagesRead { .. } | Event::MuteChanged { .. } => {}
         }
     }
 

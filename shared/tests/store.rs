@@ -1,10 +1,10 @@
-//! The browser store's behaviours that the property test does not drive: the outbox's age
-//! limit and the redaction of quotes when a quoted message is deleted.
+//! The browser store's behaviours that the property test does not drive: the outbox (its age
+//! limit, its revision), quote redaction, where the "new messages" divider goes, and reading.
 
 use tally_shared::memory::MemoryHost;
 use tally_shared::store::PendingSend;
 use tally_shared::{
-    ChatStore, ClientMsgId, ConversationId, Millis, Request, ServerFrame, Staff, StaffId, limits,
+    ChatStore, ClientMsgId, ConversationId, Millis, Request, Seq, ServerFrame, Staff, StaffId, limits,
 };
 
 fn sid(s: &str) -> StaffId {
@@ -108,4 +108,145 @@ fn deleting_a_quoted_message_redacts_its_quotes_in_the_store_and_in_a_fresh_snap
         live,
         "the store and a fresh snapshot agree"
     );
+}
+
+/// Bob's store, after alice wrote `n` messages to him, and the host that wrote them.
+fn bob_after(n: usize) -> (MemoryHost, ChatStore, ConversationId) {
+    let staff = [
+        Staff {
+            id: sid("alice"),
+            name: "A".into(),
+        },
+        Staff {
+            id: sid("bob"),
+            name: "B".into(),
+        },
+    ];
+    let mut host = MemoryHost::with_staff(&staff);
+    let dm = host
+        .execute(
+            &sid("alice"),
+            &Request::CreateDirect { staff: sid("bob") },
+            Millis(1),
+        )
+        .unwrap()
+        .ack
+        .conversation
+        .unwrap();
+    for i in 0..n {
+        let send = Request::SendMessage {
+            client_id: ClientMsgId::new(format!("a{i}")).unwrap(),
+            conversation: dm,
+            body: format!("message {i}"),
+            attachments: vec![],
+            reply_to: None,
+        };
+        host.execute(&sid("alice"), &send, Millis(2 + i as u64)).unwrap();
+    }
+    let mut store = ChatStore::new();
+    store.apply(ServerFrame::Snapshot(Box::new(host.snapshot(&sid("bob")))));
+    (host, store, dm)
+}
+
+fn apply(host: &mut MemoryHost, store: &mut ChatStore, who: &str, request: Request) {
+    for a in host.execute(&sid(who), &request, Millis(100)).unwrap().applied {
+        store.apply(ServerFrame::Event(a.event));
+    }
+}
+
+#[test]
+fn the_divider_goes_before_the_first_message_that_counts_as_unread() {
+    let (mut host, mut store, dm) = bob_after(3);
+    assert_eq!(store.first_unread_after(dm, Seq(0)), Some(Seq(1)));
+    assert_eq!(
+        store.first_unread_after(dm, Seq(3)),
+        None,
+        "nothing after the head"
+    );
+    // Own messages and deleted ones are never where unread starts.
+    apply(
+        &mut host,
+        &mut store,
+        "bob",
+        Request::SendMessage {
+            client_id: ClientMsgId::new("b").unwrap(),
+            conversation: dm,
+            body: "mine".into(),
+            attachments: vec![],
+            reply_to: None,
+        },
+    );
+    assert_eq!(store.first_unread_after(dm, Seq(3)), None);
+    let second = store.conversation(dm).unwrap().messages[1].id;
+    apply(
+        &mut host,
+        &mut store,
+        "alice",
+        Request::DeleteMessage { message: second },
+    );
+    assert_eq!(store.first_unread_after(dm, Seq(1)), Some(Seq(3)));
+}
+
+#[test]
+fn reading_asks_once_only_forward_and_again_after_a_mark_unread() {
+    let (mut host, mut store, dm) = bob_after(5);
+    assert!(store.read_seen(dm).is_none(), "nothing seen yet");
+    store.note_seen(dm, Seq(3));
+    store.note_seen(dm, Seq(2));
+    let frame = store.read_seen(dm).expect("a mark_read");
+    assert_eq!(
+        frame.request,
+        Request::MarkRead {
+            conversation: dm,
+            up_to: Seq(3)
+        }
+    );
+    assert!(store.read_seen(dm).is_none(), "asked already, not yet confirmed");
+    apply(&mut host, &mut store, "bob", frame.request);
+    assert_eq!(store.last_read(dm), Seq(3));
+    store.note_seen(dm, Seq(99));
+    let frame = store.read_seen(dm).unwrap();
+    assert_eq!(
+        frame.request,
+        Request::MarkRead {
+            conversation: dm,
+            up_to: Seq(5)
+        },
+        "never past the head"
+    );
+    apply(&mut host, &mut store, "bob", frame.request);
+    // Marked unread from 2: what was seen no longer counts until it is seen again.
+    apply(
+        &mut host,
+        &mut store,
+        "bob",
+        Request::MarkUnread {
+            conversation: dm,
+            from: Seq(2),
+        },
+    );
+    assert_eq!(store.last_read(dm), Seq(1));
+    assert!(store.read_seen(dm).is_none());
+    store.note_seen(dm, Seq(4));
+    let frame = store.read_seen(dm).unwrap();
+    assert_eq!(
+        frame.request,
+        Request::MarkRead {
+            conversation: dm,
+            up_to: Seq(4)
+        }
+    );
+}
+
+#[test]
+fn the_outbox_revision_moves_when_the_outbox_does() {
+    let mut store = ChatStore::new();
+    let r0 = store.outbox_revision();
+    store.queue_send(pending("x", Some(1)));
+    assert_ne!(store.outbox_revision(), r0);
+    let r1 = store.outbox_revision();
+    store.apply(ServerFrame::Resumed {
+        offset: tally_shared::Offset(0),
+    });
+    assert_eq!(store.outbox_revision(), r1);
 }

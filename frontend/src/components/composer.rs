@@ -40,21 +40,14 @@ pub fn composer(props: &ComposerProps) -> Html {
     let input = use_node_ref();
     let file_input = use_node_ref();
 
-    // Entering edit mode puts the message's text in the box.
+    // Entering edit mode (or replying) focuses the box; editing puts the message's text in it.
     {
-        let text = text.clone();
-        let input = input.clone();
-        use_effect_with(props.editing.as_ref().map(|m| m.id), move |_| {
+        let (text, input, editing) = (text.clone(), input.clone(), props.editing.clone());
+        let replying = props.reply_to.as_ref().map(|m| m.id);
+        use_effect_with((editing.as_ref().map(|m| m.id), replying), move |_| {
             if let Some(area) = input.cast::<HtmlTextAreaElement>() {
                 let _ = area.focus();
             }
-            let _ = text;
-        });
-    }
-    {
-        let text = text.clone();
-        let editing = props.editing.clone();
-        use_effect_with(editing.as_ref().map(|m| m.id), move |_| {
             if let Some(m) = editing {
                 text.set(m.body);
             }
@@ -105,7 +98,7 @@ pub fn composer(props: &ComposerProps) -> Html {
         .filter_map(|u| u.done.clone().and_then(Result::ok))
         .collect();
     let submit = {
-        let (state, text, uploads) = (chat.state.clone(), text.clone(), uploads.clone());
+        let (chat, text, uploads) = (chat.clone(), text.clone(), uploads.clone());
         let (conversation, reply_to, editing, on_done) = (
             props.conversation,
             props.reply_to.clone(),
@@ -119,9 +112,9 @@ pub fn composer(props: &ComposerProps) -> Html {
                 return;
             }
             if let Some(m) = &editing {
-                state.dispatch(Action::Request(Request::EditMessage { message: m.id, body }));
+                chat.dispatch(Action::Request(Request::EditMessage { message: m.id, body }));
             } else {
-                state.dispatch(Action::Send(PendingSend {
+                chat.dispatch(Action::Send(PendingSend {
                     client_id: util::client_id(),
                     conversation,
                     body,
@@ -209,7 +202,8 @@ pub fn composer(props: &ComposerProps) -> Html {
             on_done.emit(())
         })
     };
-    let store = &chat.state.0.store;
+    let state = chat.state();
+    let store = &state.store;
     html! {
         <div class={classes!("tally-composer", dragging.then_some("tally-dragging"))} {ondragover} {ondragleave} {ondrop}>
             if let Some(m) = &props.reply_to {

@@ -21,16 +21,19 @@ pub fn new_conversation(props: &DialogProps) -> Html {
     let chat = use_chat();
     let picked = use_state(Vec::<StaffId>::new);
     let title = use_state(String::new);
-    let store = &chat.state.0.store;
-    let me = store.me().cloned();
-    let people: Vec<(StaffId, String)> = store
-        .directory()
-        .into_iter()
-        .filter(|(id, _)| Some(id) != me.as_ref())
-        .collect();
+    let people: Vec<(StaffId, String)> = {
+        let state = chat.state();
+        let me = state.store.me();
+        state
+            .store
+            .directory()
+            .into_iter()
+            .filter(|(id, _)| Some(id) != me)
+            .collect()
+    };
     let create = {
-        let (state, picked, title, on_close) = (
-            chat.state.clone(),
+        let (chat, picked, title, on_close) = (
+            chat.clone(),
             picked.clone(),
             title.clone(),
             props.on_close.clone(),
@@ -49,7 +52,7 @@ pub fn new_conversation(props: &DialogProps) -> Html {
                     participants: many.to_vec(),
                 },
             };
-            state.dispatch(Action::RequestAndOpen(request));
+            chat.dispatch(Action::RequestAndOpen(request));
             on_close.emit(());
         })
     };
@@ -96,15 +99,15 @@ pub struct ForwardProps {
 #[function_component(ForwardDialog)]
 pub fn forward_dialog(props: &ForwardProps) -> Html {
     let chat = use_chat();
-    let items = chat.state.0.store.conversation_list();
+    let items = chat.state().store.conversation_list();
     html! {
         <div class="tally-dialog" role="dialog" aria-label="Forward to">
             <h3>{"Forward to…"}</h3>
             <ul class="tally-pick">
                 { for items.into_iter().map(|item| {
-                    let (state, on_close, message, to) = (chat.state.clone(), props.on_close.clone(), props.message, item.id);
+                    let (chat, on_close, message, to) = (chat.clone(), props.on_close.clone(), props.message, item.id);
                     let onclick = Callback::from(move |_| {
-                        state.dispatch(Action::Request(Request::ForwardMessage { client_id: util::client_id(), message, to }));
+                        chat.dispatch(Action::Request(Request::ForwardMessage { client_id: util::client_id(), message, to }));
                         on_close.emit(());
                     });
                     html! { <li key={item.id.0.to_string()}><button class="tally-link" {onclick}>{ item.title }</button></li> }
@@ -130,24 +133,34 @@ pub struct GroupProps {
 #[function_component(GroupDialog)]
 pub fn group_dialog(props: &GroupProps) -> Html {
     let chat = use_chat();
-    let store = &chat.state.0.store;
+    let title = {
+        let chat = chat.clone();
+        let id = props.id;
+        use_state(move || {
+            let state = chat.state();
+            let view = state.store.conversation(id);
+            view.and_then(|v| v.conversation.title.clone())
+                .unwrap_or_default()
+        })
+    };
+    let state = chat.state();
+    let store = &state.store;
     let Some(view) = store.conversation(props.id) else {
         return html! {};
     };
-    let title = use_state(|| view.conversation.title.clone().unwrap_or_default());
     let me = store.me().cloned();
     let id = props.id;
     let send = |r: Request| {
-        let (state, on_close) = (chat.state.clone(), props.on_close.clone());
+        let (chat, on_close) = (chat.clone(), props.on_close.clone());
         Callback::from(move |_| {
-            state.dispatch(Action::Request(r.clone()));
+            chat.dispatch(Action::Request(r.clone()));
             on_close.emit(());
         })
     };
     let rename = {
-        let (state, title, on_close) = (chat.state.clone(), title.clone(), props.on_close.clone());
+        let (chat, title, on_close) = (chat.clone(), title.clone(), props.on_close.clone());
         Callback::from(move |_| {
-            state.dispatch(Action::Request(Request::RenameConversation {
+            chat.dispatch(Action::Request(Request::RenameConversation {
                 conversation: id,
                 title: (*title).clone(),
             }));

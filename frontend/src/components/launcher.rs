@@ -9,12 +9,11 @@ use crate::state::Action;
 #[function_component(Launcher)]
 pub fn launcher() -> Html {
     let chat = use_chat();
-    let total = chat.state.0.store.total();
-    let open = chat.state.0.panel_open;
-    let onclick = {
-        let state = chat.state.clone();
-        Callback::from(move |_| state.dispatch(Action::TogglePanel))
+    let (total, open) = {
+        let state = chat.state();
+        (state.store.total(), state.panel_open)
     };
+    let onclick = chat.callback(|_| Action::TogglePanel);
     let label = match total.unread {
         0 => "Messages, no unread".to_string(),
         1 => "Messages, 1 unread".to_string(),

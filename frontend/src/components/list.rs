@@ -11,7 +11,8 @@ use crate::util;
 #[function_component(ConversationList)]
 pub fn conversation_list() -> Html {
     let chat = use_chat();
-    let store = &chat.state.0.store;
+    let state = chat.state();
+    let store = &state.store;
     let items = store.conversation_list();
     if items.is_empty() {
         return html! { <div class="tally-empty">{"No conversations yet. Start one with ✎."}</div> };
@@ -19,13 +20,12 @@ pub fn conversation_list() -> Html {
     html! {
         <ul class="tally-list" role="list" data-testid="conversation-list">
             { for items.into_iter().map(|item| {
-                let state = chat.state.clone();
                 let id = item.id;
-                let onclick = Callback::from(move |_| state.dispatch(Action::Open(Some(id))));
+                let onclick = chat.callback(move |_| Action::Open(Some(id)));
                 let preview = item.last_message.as_ref().map(|m| {
                     let who = if Some(&m.sender) == store.me() { "You".to_string() } else { store.name_of(&m.sender).to_string() };
                     let text = if m.notice.is_some() {
-                        crate::components::conversation::notice_text(store, m)
+                        util::notice_text(store, m)
                     } else if m.body.is_empty() && !m.attachments.is_empty() {
                         format!("{who}: [file] {}", m.attachments[0].name)
                     } else {

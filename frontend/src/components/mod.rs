@@ -10,7 +10,7 @@ pub mod panel;
 
 use yew::prelude::*;
 
-use crate::app::Chat;
+use crate::chat::Chat;
 
 /// The chat context (the root always provides it).
 #[hook]

@@ -14,7 +14,7 @@ use crate::state::{Action, ConnectionState};
 #[function_component(Panel)]
 pub fn panel() -> Html {
     let chat = use_chat();
-    let s = &chat.state.0;
+    let s = chat.state();
     let new_open = use_state(|| false);
     let status = match &s.connection {
         ConnectionState::Connected => html! {},
@@ -28,10 +28,7 @@ pub fn panel() -> Html {
             html! { <div class="tally-status tally-status-error" role="alert">{why.clone()}</div> }
         }
     };
-    let dispatch = |a: fn() -> Action| {
-        let state = chat.state.clone();
-        Callback::from(move |_| state.dispatch(a()))
-    };
+    let dispatch = |a: fn() -> Action| chat.callback(move |_: MouseEvent| a());
     let toggle_new = {
         let new_open = new_open.clone();
         Callback::from(move |_| new_open.set(!*new_open))
@@ -41,10 +38,10 @@ pub fn panel() -> Html {
         Callback::from(move |_| new_open.set(false))
     };
     let onkeydown = {
-        let state = chat.state.clone();
+        let chat = chat.clone();
         Callback::from(move |e: KeyboardEvent| {
             if e.key() == "Escape" {
-                state.dispatch(Action::TogglePanel);
+                chat.dispatch(Action::TogglePanel);
             }
         })
     };

@@ -1,0 +1,181 @@
+//! The chat context every component reads: one [`ChatState`], held in place and changed by
+//! [`Chat::dispatch`], which then sends the frames the change produced, saves the outbox when
+//! it moved, and asks Yew to render. Nothing is copied per frame: components borrow what they
+//! show (see `docs/architecture.md`).
+
+use std::cell::{Cell, Ref, RefCell};
+use std::rc::Rc;
+
+use tally_shared::protocol::ServerFrame;
+use tally_shared::{ClientFrame, Offset};
+use yew::Callback;
+
+use crate::connection::Outlet;
+use crate::options::MountOptions;
+use crate::state::{Action, ChatState};
+use crate::util;
+
+/// Instead of a socket, for tests: frames the widget sent, and a way to deliver frames to it.
+#[derive(Clone, Default)]
+pub struct Harness {
+    /// Every frame the widget sent, in order.
+    pub sent: Rc<RefCell<Vec<ClientFrame>>>,
+    core: Rc<RefCell<Option<Rc<Core>>>>,
+}
+
+impl PartialEq for Harness {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.sent, &other.sent)
+    }
+}
+
+impl Harness {
+    /// Delivers a frame as if the relay had sent it.
+    pub fn deliver(&self, frame: ServerFrame) {
+        self.dispatch(Action::Frame(frame));
+    }
+
+    /// Dispatches any action (a test standing in for a click elsewhere).
+    pub fn dispatch(&self, action: Action) {
+        let core = self.core.borrow().clone();
+        if let Some(core) = core {
+            core.dispatch(action);
+        }
+    }
+}
+
+/// Where frames to send go.
+enum Sink {
+    /// The WebSocket's writer, when connected.
+    Socket(Outlet),
+    /// A test's record.
+    Harness(Harness),
+}
+
+/// The state and the paths out of it; one per mounted widget.
+pub struct Core {
+    state: RefCell<ChatState>,
+    sink: Sink,
+    storage_key: String,
+    version: Cell<u64>,
+    rerender: RefCell<Option<Callback<()>>>,
+}
+
+impl Core {
+    /// The widget's core, holding the saved outbox; frames go to `harness` when given.
+    pub fn new(options: &MountOptions, harness: Option<Harness>) -> Rc<Core> {
+        let storage_key = options.storage_key();
+        let mut state = ChatState::new(util::load_outbox(&storage_key));
+        state.panel_open = options.open.unwrap_or(false);
+        let sink = match &harness {
+            Some(h) => Sink::Harness(h.clone()),
+            None => Sink::Socket(Outlet::default()),
+        };
+        let core = Rc::new(Core {
+            state: RefCell::new(state),
+            sink,
+            storage_key,
+            version: Cell::new(0),
+            rerender: RefCell::default(),
+        });
+        if let Some(h) = harness {
+            *h.core.borrow_mut() = Some(core.clone());
+        }
+        core
+    }
+
+    /// Where the connection puts its writer (none in tests).
+    pub fn outlet(&self) -> Option<Outlet> {
+        match &self.sink {
+            Sink::Socket(o) => Some(o.clone()),
+            Sink::Harness(_) => None,
+        }
+    }
+
+    /// The offset of the last event applied (what a reconnect resumes from).
+    pub fn applied(&self) -> Offset {
+        self.state.borrow().store.applied()
+    }
+
+    /// Tells Yew how to render again after a change.
+    pub fn on_change(&self, rerender: Callback<()>) {
+        *self.rerender.borrow_mut() = Some(rerender);
+    }
+
+    /// How many changes so far: what tells Yew that the context changed.
+    pub fn version(&self) -> u64 {
+        self.version.get()
+    }
+
+    /// Changes the state in place, then sends the frames the change produced, saves the
+    /// outbox if it moved, and asks for a render.
+    pub fn dispatch(&self, action: Action) {
+        let frames = {
+            let mut state = self.state.borrow_mut();
+            let outbox = state.store.outbox_revision();
+            let frames = state.reduce(action);
+            if state.store.outbox_revision() != outbox {
+                util::save_outbox(&self.storage_key, state.store.outbox());
+            }
+            frames
+        };
+        for frame in &frames {
+            match &self.sink {
+                // When not connected the frame is dropped: sends wait in the outbox and are
+                // resent on reconnect; reads are asked for again when next seen.
+                Sink::Socket(outlet) => {
+                    outlet.send(frame);
+                }
+                Sink::Harness(h) => h.sent.borrow_mut().push(frame.clone()),
+            }
+        }
+        self.version.set(self.version.get() + 1);
+        let rerender = self.rerender.borrow().clone();
+        if let Some(r) = rerender {
+            r.emit(());
+        }
+    }
+}
+
+/// What components get from context: the core, the mount options, and the version they saw.
+#[derive(Clone)]
+pub struct Chat {
+    core: Rc<Core>,
+    /// The mount options.
+    pub options: Rc<MountOptions>,
+    version: u64,
+}
+
+impl PartialEq for Chat {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.core, &other.core) && self.version == other.version
+    }
+}
+
+impl Chat {
+    /// The context for the core's current version.
+    pub fn new(core: Rc<Core>, options: Rc<MountOptions>) -> Chat {
+        let version = core.version();
+        Chat {
+            core,
+            options,
+            version,
+        }
+    }
+
+    /// Borrows the state (for rendering; never held across a dispatch).
+    pub fn state(&self) -> Ref<'_, ChatState> {
+        self.core.state.borrow()
+    }
+
+    /// Changes the state (see [`Core::dispatch`]).
+    pub fn dispatch(&self, action: Action) {
+        self.core.dispatch(action);
+    }
+
+    /// A callback that dispatches the action `make` builds from its event.
+    pub fn callback<E: 'static>(&self, make: impl Fn(E) -> Action + 'static) -> Callback<E> {
+        let core = self.core.clone();
+        Callback::from(move |e| core.dispatch(make(e)))
+    }
+}

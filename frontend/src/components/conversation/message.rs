@@ -1,0 +1,190 @@
+//! One message as a row: author, quote, forward origin, text or attachments, time, and its
+//! menu; and an attachment, previewed when it is an image.
+
+use tally_shared::store::ChatStore;
+use tally_shared::{Attachment, Message, MessageId, Request};
+use wasm_bindgen::JsCast;
+use yew::prelude::*;
+
+use super::super::{icons, use_chat};
+use crate::chat::Chat;
+use crate::state::Action;
+use crate::{api, util};
+
+/// What a message's menu changes in its conversation view.
+#[derive(Clone)]
+pub(super) struct RowActions {
+    /// Which message's menu is open.
+    pub(super) menu: UseStateHandle<Option<MessageId>>,
+    /// The message being replied to.
+    pub(super) reply_to: UseStateHandle<Option<Message>>,
+    /// The message being edited.
+    pub(super) editing: UseStateHandle<Option<Message>>,
+    /// The message being forwarded.
+    pub(super) forwarding: UseStateHandle<Option<MessageId>>,
+}
+
+/// One message as a row of the list.
+pub(super) fn message_row(
+    chat: &Chat,
+    store: &ChatStore,
+    m: &Message,
+    grouped: bool,
+    ui: &RowActions,
+) -> Html {
+    let RowActions {
+        menu,
+        reply_to,
+        editing,
+        forwarding,
+    } = ui;
+    let own = Some(&m.sender) == store.me();
+    let key = format!("m-{}", m.seq);
+    if m.notice.is_some() {
+        return html! { <li class="tally-notice" {key} data-seq={m.seq.0.to_string()}>{ util::notice_text(store, m) }</li> };
+    }
+    let name = store.name_of(&m.sender).to_string();
+    let menu_open = **menu == Some(m.id);
+    let toggle_menu = {
+        let (menu, id) = (menu.clone(), m.id);
+        Callback::from(move |_| menu.set(if *menu == Some(id) { None } else { Some(id) }))
+    };
+    let act = |f: Box<dyn Fn()>| {
+        let menu = menu.clone();
+        Callback::from(move |_: MouseEvent| {
+            f();
+            menu.set(None);
+        })
+    };
+    let (conversation, seq, id) = (m.conversation, m.seq, m.id);
+    let on_reply = {
+        let (r, m) = (reply_to.clone(), m.clone());
+        act(Box::new(move || r.set(Some(m.clone()))))
+    };
+    let on_forward = {
+        let f = forwarding.clone();
+        act(Box::new(move || f.set(Some(id))))
+    };
+    let on_edit = {
+        let (e, m) = (editing.clone(), m.clone());
+        act(Box::new(move || e.set(Some(m.clone()))))
+    };
+    let on_delete = {
+        let chat = chat.clone();
+        act(Box::new(move || {
+            if gloo::dialogs::confirm("Delete this message for everyone?") {
+                chat.dispatch(Action::Request(Request::DeleteMessage { message: id }));
+            }
+        }))
+    };
+    let on_unread = {
+        let chat = chat.clone();
+        act(Box::new(move || {
+            chat.dispatch(Action::Request(Request::MarkUnread {
+                conversation,
+                from: seq,
+            }))
+        }))
+    };
+    html! {
+        <li class={classes!("tally-msg", own.then_some("tally-msg-own"), grouped.then_some("tally-msg-grouped"), m.deleted.then_some("tally-msg-deleted"))}
+            {key} data-seq={m.seq.0.to_string()}>
+            if !grouped && !own { <div class="tally-msg-author">{ name }</div> }
+            <div class="tally-bubble">
+                if let Some(f) = &m.forwarded_from {
+                    <div class="tally-forwarded">{"Forwarded from "}{ store.name_of(&f.sender).to_string() }</div>
+                }
+                if let Some(r) = &m.reply_to {
+                    <div class="tally-quote"><strong>{ store.name_of(&r.sender).to_string() }</strong>{" "}{ if r.deleted { "Deleted message".to_string() } else { r.excerpt.clone() } }</div>
+                }
+                if m.deleted {
+                    <em>{"Message deleted"}</em>
+                } else {
+                    <div class="tally-text">{ m.body.clone() }</div>
+                    { for m.attachments.iter().map(|a| html! { <AttachmentView attachment={a.clone()} /> }) }
+                }
+                <span class="tally-msg-meta">
+                    if m.edited_at.is_some() && !m.deleted { <span>{"edited · "}</span> }
+                    { util::short_time(m.created_at) }
+                </span>
+            </div>
+            if !m.deleted {
+                <div class="tally-msg-actions">
+                    <button class="tally-icon-button tally-menu-button" aria-label="Message actions" aria-haspopup="menu"
+                        aria-expanded={menu_open.to_string()} onclick={toggle_menu}>{"⋯"}</button>
+                    if menu_open {
+                        <div class="tally-menu" role="menu">
+                            <button role="menuitem" onclick={on_reply}>{"Reply"}</button>
+                            <button role="menuitem" onclick={on_forward}>{"Forward"}</button>
+                            if own { <button role="menuitem" onclick={on_edit}>{"Edit"}</button> }
+                            if own { <button role="menuitem" onclick={on_delete}>{"Delete"}</button> }
+                            if !own { <button role="menuitem" onclick={on_unread}>{"Mark unread from here"}</button> }
+                        </div>
+                    }
+                </div>
+            }
+        </li>
+    }
+}
+
+/// Properties.
+#[derive(Properties, PartialEq)]
+pub(super) struct AttachmentProps {
+    /// The file.
+    pub(super) attachment: Attachment,
+}
+
+/// A file link, or a preview for images. Fetched with the token in a header.
+#[function_component(AttachmentView)]
+pub(super) fn attachment_view(props: &AttachmentProps) -> Html {
+    let chat = use_chat();
+    let url = use_state(|| None::<String>);
+    let a = props.attachment.clone();
+    let is_image = tally_shared::limits::INLINE_IMAGE_TYPES.contains(&a.content_type.as_str());
+    {
+        let (url, options, a) = (url.clone(), chat.options.clone(), a.clone());
+        use_effect_with(a.id.clone(), move |_| {
+            if is_image {
+                wasm_bindgen_futures::spawn_local(async move {
+                    if let Ok(u) = api::attachment_url(&options, &a).await {
+                        url.set(Some(u));
+                    }
+                });
+            }
+        });
+    }
+    let download = {
+        let (options, a) = (chat.options.clone(), a.clone());
+        Callback::from(move |e: MouseEvent| {
+            e.prevent_default();
+            let (options, a) = (options.clone(), a.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Ok(u) = api::attachment_url(&options, &a).await {
+                    let link: web_sys::HtmlElement = gloo::utils::document()
+                        .create_element("a")
+                        .unwrap()
+                        .unchecked_into();
+                    let _ = link.set_attribute("href", &u);
+                    let _ = link.set_attribute("download", &a.name);
+                    link.click();
+                }
+            });
+        })
+    };
+    // Tenths of a MB, rounded, in integers: no float formatting.
+    let size = if a.size > 1_048_576 {
+        let tenths = (a.size * 10 + 524_288) / 1_048_576;
+        format!("{}.{} MB", tenths / 10, tenths % 10)
+    } else {
+        format!("{} KB", a.size.div_ceil(1024))
+    };
+    html! {
+        <div class="tally-file">
+            if let (true, Some(u)) = (is_image, (*url).clone()) {
+                <img class="tally-image" src={u} alt={a.name.clone()} loading="lazy" />
+            }
+            <a href="#" onclick={download} data-testid="attachment">{ icons::paperclip() }{" "}{ a.name.clone() }</a>
+            <span class="tally-file-size">{ format!(" · {size}") }</span>
+        </div>
+    }
+}

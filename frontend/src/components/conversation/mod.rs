@@ -1,0 +1,189 @@
+//! One conversation: messages grouped by author and day, a "new messages" divider before the
+//! first unread message, older history loaded on scroll up, pending sends, and the composer.
+//! Reading lives in [`reading`], scrolling and paging in [`scroll`], each message in
+//! [`message`]; where unread starts and what reading asks for are the store's rules.
+
+mod message;
+mod reading;
+mod scroll;
+
+use tally_shared::{ConversationId, ConversationKind, Message, MessageId, Request};
+use yew::prelude::*;
+
+use super::composer::Composer;
+use super::dialogs::{ForwardDialog, GroupDialog};
+use super::{icons, use_chat};
+use crate::state::Action;
+use crate::util;
+use message::{RowActions, message_row};
+
+/// Properties.
+#[derive(Properties, PartialEq)]
+pub struct ConversationProps {
+    /// Which conversation.
+    pub id: ConversationId,
+}
+
+/// The open conversation.
+#[function_component(ConversationView)]
+pub fn conversation_view(props: &ConversationProps) -> Html {
+    let chat = use_chat();
+    let id = props.id;
+    let (last_read, count, paging) = {
+        let state = chat.state();
+        let view = state.store.conversation(id);
+        let paging = (
+            view.and_then(|v| v.oldest_loaded()),
+            view.is_none_or(|v| v.history_complete()),
+            state.store.head(id),
+        );
+        (
+            state.store.last_read(id),
+            view.map_or(0, |v| v.messages.len()),
+            paging,
+        )
+    };
+
+    // The divider stays where the watermark was when the conversation opened (or moved back to).
+    let divider = use_mut_ref(|| last_read);
+    if last_read < *divider.borrow() {
+        *divider.borrow_mut() = last_read;
+    }
+    let divider_at = *divider.borrow();
+
+    let reply_to = use_state(|| None::<Message>);
+    let editing = use_state(|| None::<Message>);
+    let forwarding = use_state(|| None::<MessageId>);
+    let group_dialog = use_state(|| false);
+    let menu = use_state(|| None::<MessageId>);
+    let list_ref = use_node_ref();
+    let observer = reading::use_reading(&chat, id);
+    let scroll = scroll::use_scroll(&chat, id, list_ref.clone(), count, observer, paging);
+
+    let state = chat.state();
+    let store = &state.store;
+    let Some(view) = store.conversation(id) else {
+        return html! { <div class="tally-empty">{"This conversation is no longer available."}</div> };
+    };
+    let title = store.title_of(&view.conversation);
+    let muted = store.is_muted(id);
+    let is_group = view.conversation.kind == ConversationKind::Group;
+
+    let mut rows: Vec<Html> = Vec::new();
+    if !view.history_complete() {
+        let load = scroll.load_older.clone();
+        rows.push(html! {
+            <li class="tally-history-more" key="more">
+                <button class="tally-link" onclick={move |_| load.emit(())} disabled={scroll.loading}>
+                    { if scroll.loading { "Loading…" } else { "Load earlier messages" } }
+                </button>
+            </li>
+        });
+    }
+    let first_unread = store.first_unread_after(id, divider_at);
+    let ui = RowActions {
+        menu: menu.clone(),
+        reply_to: reply_to.clone(),
+        editing: editing.clone(),
+        forwarding: forwarding.clone(),
+    };
+    let mut prev: Option<&Message> = None;
+    for m in &view.messages {
+        let day = util::day_key(m.created_at);
+        if prev.is_none_or(|p| util::day_key(p.created_at) != day) {
+            rows.push(html! { <li class="tally-day" key={format!("day-{}", m.seq)}><span>{ util::day_label(m.created_at) }</span></li> });
+        }
+        let starts_after_divider = first_unread == Some(m.seq);
+        if starts_after_divider {
+            rows.push(html! { <li class="tally-divider" key="divider" data-testid="new-divider" data-after={divider_at.0.to_string()}><span>{"New messages"}</span></li> });
+        }
+        let grouped = prev.is_some_and(|p| {
+            p.sender == m.sender
+                && p.notice.is_none()
+                && m.created_at.0.saturating_sub(p.created_at.0) < 5 * 60_000
+                && util::day_key(p.created_at) == day
+        }) && !starts_after_divider;
+        rows.push(message_row(&chat, store, m, grouped, &ui));
+        prev = Some(m);
+    }
+    if view.messages.is_empty() {
+        rows.push(html! { <li class="tally-empty" key="empty">{"No messages yet. Say hello!"}</li> });
+    }
+    let pending: Vec<Html> = store
+        .outbox()
+        .iter()
+        .filter(|p| p.conversation == id)
+        .map(|p| {
+            let (retry, discard) = (p.client_id.clone(), p.client_id.clone());
+            let retry = chat.callback(move |_: MouseEvent| Action::Retry(retry.clone()));
+            let discard = chat.callback(move |_: MouseEvent| Action::Discard(discard.clone()));
+            html! {
+                <li class="tally-msg tally-msg-own tally-pending" key={format!("p-{}", p.client_id)} data-testid="pending">
+                    <div class="tally-bubble">{ p.body.clone() }
+                        { for p.attachments.iter().map(|a| html!{ <div class="tally-file">{ icons::paperclip() }{" "}{ a.name.clone() }</div> }) }
+                    </div>
+                    if let Some(why) = &p.failed {
+                        <div class="tally-msg-state tally-failed" role="alert">{"Not sent: "}{ why.clone() }
+                            <button class="tally-link" onclick={retry}>{"Retry"}</button>
+                            <button class="tally-link" onclick={discard}>{"Discard"}</button>
+                        </div>
+                    } else {
+                        <div class="tally-msg-state">{"Sending…"}</div>
+                    }
+                </li>
+            }
+        })
+        .collect();
+
+    let back = chat.callback(|_: MouseEvent| Action::Open(None));
+    let toggle_mute = chat.callback(move |_: MouseEvent| {
+        Action::Request(Request::SetMuted {
+            conversation: id,
+            muted: !muted,
+        })
+    });
+    let mark_read = chat
+        .callback(move |_: MouseEvent| Action::Request(Request::MarkConversationRead { conversation: id }));
+    let people = view
+        .conversation
+        .participants
+        .iter()
+        .map(|p| store.name_of(p).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let counts = store.counts(id);
+    html! {
+        <div class="tally-conversation" data-conversation={id.0.to_string()}>
+            <div class="tally-conv-header">
+                <button class="tally-icon-button" aria-label="Back to conversations" onclick={back}>{"←"}</button>
+                <div class="tally-conv-title">
+                    <h3>{ title.clone() }</h3>
+                    if is_group { <div class="tally-conv-people" title={people.clone()}>{ people }</div> }
+                </div>
+                if counts.unread > 0 {
+                    <button class="tally-icon-button" aria-label="Mark conversation as read" title="Mark as read" onclick={mark_read}>{"✓"}</button>
+                }
+                <button class="tally-icon-button" aria-pressed={muted.to_string()} aria-label={if muted { "Unmute" } else { "Mute" }}
+                    title={if muted { "Unmute" } else { "Mute" }} onclick={toggle_mute}>{ if muted { icons::bell_off() } else { icons::bell() } }</button>
+                if is_group {
+                    <button class="tally-icon-button" aria-label="Group settings" title="Group settings"
+                        onclick={let g = group_dialog.clone(); move |_| g.set(true)}>{"⚙"}</button>
+                }
+            </div>
+            if *group_dialog {
+                <GroupDialog {id} on_close={let g = group_dialog.clone(); Callback::from(move |_| g.set(false))} />
+            }
+            if let Some(message) = *forwarding {
+                <ForwardDialog {message} on_close={let f = forwarding.clone(); Callback::from(move |_| f.set(None))} />
+            }
+            <ul class="tally-messages" ref={list_ref} onscroll={scroll.onscroll} role="log" aria-label={format!("Messages with {title}")} aria-live="polite">
+                { for rows }
+                { for pending }
+            </ul>
+            <Composer conversation={id}
+                reply_to={(*reply_to).clone()}
+                editing={(*editing).clone()}
+                on_done={let (r, e) = (reply_to.clone(), editing.clone()); Callback::from(move |_| { r.set(None); e.set(None); })} />
+        </div>
+    }
+}

@@ -1,0 +1,113 @@
+//! Scrolling: older history loaded when the reader nears the top, the view kept steady while it
+//! arrives, new messages followed only by a reader already at the bottom, and the first unread
+//! message shown on opening.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use tally_shared::{ConversationId, Seq};
+use wasm_bindgen::JsCast;
+use web_sys::Element;
+use yew::prelude::*;
+
+use super::reading::Observer;
+use crate::api;
+use crate::chat::Chat;
+use crate::state::Action;
+
+/// What the list needs to page and keep its place.
+pub(super) struct Scroll {
+    /// Loads the page before the oldest loaded message.
+    pub(super) load_older: Callback<()>,
+    /// Whether a page is on its way.
+    pub(super) loading: bool,
+    /// The list's scroll handler.
+    pub(super) onscroll: Callback<Event>,
+}
+
+/// Scrolling for conversation `id`, whose list is `list` and holds `count` rows.
+#[hook]
+pub(super) fn use_scroll(
+    chat: &Chat,
+    id: ConversationId,
+    list: NodeRef,
+    count: usize,
+    observer: Observer,
+    paging: (Option<Seq>, bool, Seq),
+) -> Scroll {
+    let loading = use_state(|| false);
+    let near_bottom = use_mut_ref(|| true);
+    let anchor: Rc<RefCell<Option<i32>>> = use_mut_ref(|| None);
+    {
+        let (list, near_bottom, anchor) = (list.clone(), near_bottom.clone(), anchor.clone());
+        use_effect_with((id, count), move |_| {
+            if let Some(list) = list.cast::<Element>() {
+                if let Some(obs) = &observer.0
+                    && let Ok(nodes) = list.query_selector_all("[data-seq]")
+                {
+                    for i in 0..nodes.length() {
+                        if let Some(n) = nodes.item(i).and_then(|n| n.dyn_into::<Element>().ok()) {
+                            obs.observe(&n);
+                        }
+                    }
+                }
+                // Keep the view steady: after older history, stay where the reader was; after
+                // a new message, follow it only if the reader was at the bottom.
+                if let Some(old_height) = anchor.borrow_mut().take() {
+                    list.set_scroll_top(list.scroll_top() + list.scroll_height() - old_height);
+                } else if *near_bottom.borrow() {
+                    list.set_scroll_top(list.scroll_height());
+                }
+            }
+        });
+    }
+    // On opening, show the first unread message.
+    {
+        let list = list.clone();
+        use_effect_with(id, move |_| {
+            if let Some(list) = list.cast::<Element>()
+                && let Ok(Some(d)) = list.query_selector(".tally-divider")
+            {
+                d.scroll_into_view();
+            }
+        });
+    }
+    let (oldest, complete, head) = paging;
+    let load_older = {
+        let (chat, loading, list, anchor) = (chat.clone(), loading.clone(), list.clone(), anchor.clone());
+        Callback::from(move |_: ()| {
+            if *loading || complete {
+                return;
+            }
+            let before = oldest.unwrap_or(Seq(head.0 + 1));
+            loading.set(true);
+            if let Some(list) = list.cast::<Element>() {
+                *anchor.borrow_mut() = Some(list.scroll_height());
+            }
+            let (chat, loading) = (chat.clone(), loading.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match api::history(&chat.options, id, before, 50).await {
+                    Ok(messages) => chat.dispatch(Action::History(id, messages)),
+                    Err(e) => gloo::console::warn!(format!("tally: history: {e}")),
+                }
+                loading.set(false);
+            });
+        })
+    };
+    let onscroll = {
+        let (load_older, near_bottom) = (load_older.clone(), near_bottom.clone());
+        Callback::from(move |e: Event| {
+            if let Some(el) = e.target_dyn_into::<Element>() {
+                *near_bottom.borrow_mut() = el.scroll_height() - el.scroll_top() - el.client_height() < 80;
+                if el.scroll_top() < 60 {
+                    load_older.emit(());
+                }
+            }
+        })
+    };
+    Scroll {
+        load_older,
+        loading: *loading,
+        onscroll,
+    }
+}
