@@ -1,14 +1,6 @@
-//! Attachments: upload (rate-limited, within a daily quota), download (streamed from disk, only
-//! for staff in a conversation whose live message references the file), content sniffing, and
-//! collecting files that nothing references once their grace period is over.
-//!
-//! Files live under `DATA/attachments/xx/<sha256>`. Moving an upload into place, recording it,
-//! and collecting unreferenced files all happen on the core thread, one after another, so a
-//! collection can never delete a file that an upload or a send is about to reference: whichever
-//! comes second sees what the first did.
-
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+//! Attachments over HTTP: upload (rate-limited, within a daily quota), download (streamed from
+//! disk, only for staff in a conversation whose live message references the file), and content
+//! sniffing. Where the bytes live and how long is [`crate::files`].
 
 use sha2::{Digest, Sha256};
 use tally_shared::{Attachment, AttachmentId, ErrorCode, StaffId, limits};
@@ -17,21 +9,10 @@ use warp::http::{HeaderValue, Response, StatusCode, header};
 use warp::hyper::body::Bytes;
 
 use crate::core::Command;
-use crate::http::{api_error, core_gone, status_of};
 use crate::limits::Kind;
 use crate::listener::FileBody;
-use crate::server::AppState;
-
-/// How long an uploaded file that no live message references is kept (the default).
-pub const GRACE: Duration = Duration::from_secs(24 * 3600);
-/// How often unreferenced files are looked for.
-pub const COLLECT_EVERY: Duration = Duration::from_secs(600);
-
-/// Where an attachment's bytes live.
-pub fn path_of(data: &Path, id: &AttachmentId) -> PathBuf {
-    let s = id.as_str();
-    data.join("attachments").join(&s[..2]).join(s)
-}
+use crate::rejection::{api_error, core_gone, status_of};
+use crate::state::AppState;
 
 /// A file name safe for a header and a file system: no paths, no quotes, no control characters.
 pub fn clean_name(name: Option<String>) -> String {
@@ -238,7 +219,7 @@ pub async fn download(
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        let file = tokio::fs::File::open(path_of(&state.config.data, &id))
+        let file = tokio::fs::File::open(crate::files::path_of(&state.config.data, &id))
             .await
             .map_err(|_| not_found())?;
         let len = file.metadata().await.map_err(|_| not_found())?.len();

@@ -19,9 +19,10 @@ use tally_shared::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::files::Files;
 use crate::hub::{ConnHandle, Frame, Hub};
 use crate::metrics::Metrics;
-use crate::storage::{self, SqlLookup};
+use crate::storage::{self, SqlLookup, fatal};
 use tally_shared::protocol::close;
 
 /// Most commands taken into one batch (the default; `--max-batch` changes it).
@@ -120,17 +121,6 @@ pub struct Core {
     metrics: Arc<Metrics>,
 }
 
-/// What the core needs to know about attachment files.
-#[derive(Debug, Clone)]
-pub struct Files {
-    /// The data directory.
-    pub data: std::path::PathBuf,
-    /// How long an upload nothing references is kept, in milliseconds.
-    pub grace_ms: u64,
-    /// Bytes of distinct files a staff member may upload in 24 hours.
-    pub quota_per_day: u64,
-}
-
 fn now() -> Millis {
     Millis(
         SystemTime::now()
@@ -156,11 +146,11 @@ impl Core {
             max_replay,
             connection_cap: usize::MAX,
             max_batch: MAX_BATCH,
-            files: Files {
-                data: std::path::PathBuf::from("."),
-                grace_ms: crate::attachments::GRACE.as_millis() as u64,
-                quota_per_day: crate::limits::UPLOAD_BYTES_PER_DAY,
-            },
+            files: Files::new(
+                std::path::PathBuf::from("."),
+                crate::files::GRACE,
+                crate::limits::UPLOAD_BYTES_PER_DAY,
+            ),
             metrics,
         };
         core.reload_staff()?;
@@ -327,12 +317,7 @@ impl Core {
                 }
                 Err(rejection) => {
                     self.metrics.reject(rejection.code);
-                    let e = ErrorFrame {
-                        req,
-                        code: rejection.code,
-                        message: rejection.message,
-                        retry_after_ms: None,
-                    };
+                    let e = ErrorFrame::new(req, rejection.code, rejection.message);
                     self.send(&conn, encode(&ServerFrame::Error(e)).into());
                 }
             }
@@ -436,23 +421,19 @@ impl Core {
                 reply,
             } => {
                 let Some(key) = self.engine.key(&staff).filter(|_| self.engine.is_active(&staff)) else {
-                    let e = ErrorFrame {
-                        req: None,
-                        code: ErrorCode::Unauthorized,
-                        message: "unknown or deactivated staff member".into(),
-                        retry_after_ms: None,
-                    };
+                    let e = ErrorFrame::new(
+                        None,
+                        ErrorCode::Unauthorized,
+                        "unknown or deactivated staff member",
+                    );
                     let _ = reply.send(Err(e));
                     return;
                 };
                 if self.hub.count(key) >= self.connection_cap {
                     self.metrics.reject(ErrorCode::RateLimited);
-                    let e = ErrorFrame {
-                        req: None,
-                        code: ErrorCode::RateLimited,
-                        message: format!("at most {} connections per staff member", self.connection_cap),
-                        retry_after_ms: None,
-                    };
+                    let cap = self.connection_cap;
+                    let message = format!("at most {cap} connections per staff member");
+                    let e = ErrorFrame::new(None, ErrorCode::RateLimited, message);
                     let _ = reply.send(Err(e));
                     return;
                 }
@@ -522,7 +503,7 @@ impl Core {
                 let _ = reply.send(result);
             }
             Command::Attachment { staff, id, reply } => {
-                let since = now().0.saturating_sub(self.files.grace_ms);
+                let since = self.files.grace_starts(now());
                 let used = storage::attachment_use(&self.conn, &id, since).unwrap_or_else(|e| fatal(&e));
                 let result = match used {
                     None => Err(ErrorCode::NotFound),
@@ -546,7 +527,7 @@ impl Core {
                 let _ = reply.send(result);
             }
             Command::UploadAllowance { staff, size, reply } => {
-                let _ = reply.send(self.upload_allowed(&staff, size));
+                let _ = reply.send(self.files.allowance(&self.conn, &staff, size, now()));
             }
             Command::Upload {
                 staff,
@@ -554,28 +535,12 @@ impl Core {
                 file,
                 reply,
             } => {
-                let result = self.upload_allowed(&staff, attachment.size).and_then(|()| {
-                    // Moved into place here, on the thread that collects unreferenced files, so
-                    // that no collection can fall between storing and recording it.
-                    let path = crate::attachments::path_of(&self.files.data, &attachment.id);
-                    let placed = path
-                        .parent()
-                        .map_or(Ok(()), std::fs::create_dir_all)
-                        .and_then(|()| std::fs::rename(&file, &path));
-                    placed
-                        .map_err(anyhow::Error::from)
-                        .and_then(|()| {
-                            storage::record_upload(&self.conn, &staff, &attachment, now().0)
-                                .map_err(Into::into)
-                        })
-                        .map_err(|e| {
-                            tracing::error!(error = %e, "recording an upload failed");
-                            ErrorCode::Internal
-                        })
-                });
-                let _ = reply.send(result);
+                let _ = reply.send(self.files.place(&self.conn, &staff, &attachment, &file, now()));
             }
-            Command::CollectAttachments => self.collect_attachments(),
+            Command::CollectAttachments => {
+                let collected = self.files.collect(&self.conn, now());
+                self.metrics.attachments_collected.fetch_add(collected, Relaxed);
+            }
             Command::Directory { reply } => {
                 let _ = reply.send(self.engine.directory());
             }
@@ -594,39 +559,6 @@ impl Core {
     }
 }
 
-impl Core {
-    /// Whether a staff member's uploads in the last 24 hours leave room for `size` more bytes.
-    fn upload_allowed(&self, staff: &StaffId, size: u64) -> Result<(), ErrorCode> {
-        let day_ago = now().0.saturating_sub(24 * 3600 * 1000);
-        let used = storage::uploaded_bytes_since(&self.conn, staff, day_ago).unwrap_or_else(|e| fatal(&e));
-        if used.saturating_add(size) > self.files.quota_per_day {
-            return Err(ErrorCode::QuotaExceeded);
-        }
-        Ok(())
-    }
-
-    /// Deletes the records and files of attachments that no live message references and that
-    /// nobody uploaded within the grace period.
-    fn collect_attachments(&mut self) {
-        let before = now().0.saturating_sub(self.files.grace_ms);
-        let ids = storage::collect_attachments(&self.conn, before).unwrap_or_else(|e| fatal(&e));
-        for id in &ids {
-            let path = crate::attachments::path_of(&self.files.data, id);
-            if let Err(e) = std::fs::remove_file(&path)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(error = %e, attachment = %id, "could not delete an unreferenced file");
-            }
-        }
-        if !ids.is_empty() {
-            tracing::info!(files = ids.len(), "deleted unreferenced attachments");
-            self.metrics
-                .attachments_collected
-                .fetch_add(ids.len() as u64, Relaxed);
-        }
-    }
-}
-
 /// Each changed count of an event as its `unread_updated` frame, encoded once for sending and
 /// for the retained log.
 fn unread_frames(applied: &Applied) -> Vec<(StaffKey, Frame)> {
@@ -635,11 +567,4 @@ fn unread_frames(applied: &Applied) -> Vec<(StaffKey, Frame)> {
         .iter()
         .map(|(k, u)| (*k, Frame::from(encode(&ServerFrame::UnreadUpdated(*u)))))
         .collect()
-}
-
-/// Storage failed after the engine accepted a write: memory and disk would disagree, so stop.
-/// Nothing unacknowledged is lost; a restart rebuilds everything from the committed log.
-fn fatal(e: &dyn std::fmt::Display) -> ! {
-    tracing::error!(error = %e, "storage failed; stopping so that a restart rebuilds from the log");
-    std::process::exit(70);
 }

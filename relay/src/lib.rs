@@ -1,10 +1,16 @@
 //! Tally's relay: the only writer of truth, and a thin shell around `tally-shared`.
 //!
-//! - [`server`]: configuration, start-up (replaying the log into the engine), shutdown.
+//! - [`config`]: every setting of `serve`, with its default.
+//! - [`server`]: start-up (replaying the log into the engine), the listeners, shutdown.
+//! - [`state`]: what every handler and session shares (`AppState`).
 //! - [`listener`]: accepting sockets — the socket cap, header timeout, killing a socket.
 //! - [`address`]: the client's address, behind trusted reverse proxies.
 //! - [`http`]: warp routes — WebSocket, attachments, history, health, metrics, demo, files.
-//! - [`attachments`]: upload (rate, quota), streamed download, collecting unreferenced files.
+//! - [`upgrade`]: the WebSocket upgrade — Origin, the per-address budget, the handshake.
+//! - [`rejection`]: every HTTP refusal as a JSON body with a stable code.
+//! - [`pages`]: the built frontend, its caching, and the security headers and policy.
+//! - [`attachments`]: upload (rate, quota) and streamed download over HTTP, sniffing.
+//! - [`files`]: where attachment bytes live, the quota, collecting unreferenced files.
 //! - [`session`]: one WebSocket — hello, the read loop, the write loop, heartbeats.
 //! - [`core`]: the single writer thread — engine, group commit, fan-out, retained log.
 //! - [`hub`]: each staff member's connections and their bounded queues.
@@ -19,15 +25,22 @@
 pub mod address;
 pub mod attachments;
 pub mod auth;
+pub mod config;
 pub mod core;
 pub mod demo;
+pub mod files;
 pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod pages;
+pub mod rejection;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod storage;
+pub mod upgrade;
 
-pub use server::{Config, Running, start};
+pub use config::Config;
+pub use server::{Running, start};

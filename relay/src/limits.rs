@@ -60,23 +60,15 @@ pub struct Limits {
 pub const UPLOAD_BYTES_PER_DAY: u64 = 256 * 1024 * 1024;
 
 impl Default for Limits {
+    /// The command line's defaults (written once, in the `#[arg]`s above; the `TALLY_*`
+    /// environment variables apply here too, as they do to `serve`).
     fn default() -> Self {
-        Limits {
-            writes_per_sec: 10.0,
-            write_burst: 40.0,
-            reads_per_sec: 20.0,
-            read_burst: 100.0,
-            connects_per_sec: 2.0,
-            connect_burst: 30.0,
-            connections_per_staff: 16,
-            snapshots_per_sec: 0.2,
-            snapshot_burst: 5.0,
-            history_per_sec: 5.0,
-            history_burst: 40.0,
-            uploads_per_sec: 0.5,
-            upload_burst: 10.0,
-            upload_bytes_per_day: UPLOAD_BYTES_PER_DAY,
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            limits: Limits,
         }
+        <Defaults as clap::Parser>::parse_from(["tally-relay"]).limits
     }
 }
 
@@ -197,6 +189,13 @@ impl<K: Eq + Hash + Clone> Buckets<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defaults_are_the_command_lines() {
+        let d = Limits::default();
+        assert_eq!((d.writes_per_sec, d.connections_per_staff), (10.0, 16));
+        assert_eq!(d.upload_bytes_per_day, UPLOAD_BYTES_PER_DAY);
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_its_rate() {

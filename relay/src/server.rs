@@ -1,7 +1,6 @@
-//! Wiring: configuration, the core thread, warp routes, and graceful shutdown.
+//! Wiring: the core thread, the listeners, the periodic ticks, and graceful shutdown.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,107 +8,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Keys;
+use crate::config::Config;
 use crate::core::{Command, Core};
-use crate::limits::{Buckets, Kind};
 use crate::metrics::Metrics;
-use crate::storage::{self, Durability};
+use crate::state::AppState;
+use crate::storage;
 use crate::{demo, http};
-
-/// How the relay runs.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Where the database, secret and attachments live.
-    pub data: PathBuf,
-    /// The built frontend to serve, if any.
-    pub static_dir: Option<PathBuf>,
-    /// Seed demo staff and offer the sign-in picker.
-    pub demo: bool,
-    /// How hard commits wait for the disk.
-    pub durability: Durability,
-    /// Events kept in memory for resuming clients.
-    pub retain_events: usize,
-    /// Origins (besides the relay's own) allowed to open WebSockets.
-    pub allowed_origins: Vec<String>,
-    /// Frames queued per connection before it is closed as a slow consumer.
-    pub queue_frames: usize,
-    /// Rate limits and connection caps.
-    pub limits: crate::limits::Limits,
-    /// Most writes per group commit.
-    pub max_batch: usize,
-    /// Bytes queued per connection before it is closed as a slow consumer.
-    pub queue_bytes: usize,
-    /// Most open sockets (HTTP and WebSocket); unauthenticated ones are evicted to make room.
-    pub max_sockets: usize,
-    /// Longest a client may take to send request headers, and longest an idle keep-alive
-    /// connection stays open.
-    pub header_timeout: Duration,
-    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` name the client.
-    pub trusted_proxies: Vec<crate::address::Cidr>,
-    /// Serve `/metrics` on this address only (not on the main one).
-    pub metrics_listen: Option<SocketAddr>,
-    /// Longest token lifetime (`exp - iat`) accepted.
-    pub max_token_ttl: Duration,
-    /// Clock skew tolerated on token times.
-    pub token_leeway: Duration,
-    /// How long an uploaded file attached to no live message is kept.
-    pub attachment_grace: Duration,
-}
-
-impl Config {
-    /// Defaults for a data directory.
-    pub fn new(data: impl Into<PathBuf>) -> Self {
-        Config {
-            data: data.into(),
-            static_dir: None,
-            demo: false,
-            durability: Durability::Full,
-            retain_events: 100_000,
-            allowed_origins: Vec::new(),
-            queue_frames: crate::hub::QUEUE_FRAMES,
-            limits: crate::limits::Limits::default(),
-            max_batch: crate::core::MAX_BATCH,
-            queue_bytes: crate::hub::QUEUE_BYTES,
-            max_sockets: crate::listener::default_cap(),
-            header_timeout: HEADER_TIMEOUT,
-            trusted_proxies: Vec::new(),
-            metrics_listen: None,
-            max_token_ttl: crate::auth::MAX_TOKEN_TTL,
-            token_leeway: Duration::from_secs(crate::auth::LEEWAY_SECS),
-            attachment_grace: crate::attachments::GRACE,
-        }
-    }
-}
-
-/// The default header-read and keep-alive idle timeout.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// What every handler shares.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    /// The core's inbox.
-    pub core: mpsc::Sender<Command>,
-    /// Token keys.
-    pub keys: Keys,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// The configuration.
-    pub config: Arc<Config>,
-    /// Per staff member: writes and reads.
-    pub staff_buckets: Arc<Buckets<(tally_shared::StaffId, Kind)>>,
-    /// Per client address: connection attempts.
-    pub address_buckets: Arc<Buckets<std::net::IpAddr>>,
-    /// Every open socket.
-    pub sockets: Arc<crate::listener::Sockets>,
-}
-
-impl AppState {
-    /// Asks the core something and waits for the answer.
-    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
-        let (tx, rx) = oneshot::channel();
-        self.core.send(make(tx)).await.ok()?;
-        rx.await.ok()
-    }
-}
 
 /// A running relay.
 #[derive(Debug)]
@@ -159,11 +63,11 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     )?;
     core.set_connection_cap(config.limits.connections_per_staff);
     core.set_max_batch(config.max_batch);
-    core.set_files(crate::core::Files {
-        data: config.data.clone(),
-        grace_ms: config.attachment_grace.as_millis() as u64,
-        quota_per_day: config.limits.upload_bytes_per_day,
-    });
+    core.set_files(crate::files::Files::new(
+        config.data.clone(),
+        config.attachment_grace,
+        config.limits.upload_bytes_per_day,
+    ));
     if config.demo {
         demo::seed(&mut core)?;
     }
@@ -187,10 +91,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let ticker = state.core.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(1));
-        let mut since_collect = crate::attachments::COLLECT_EVERY;
+        let mut since_collect = crate::files::COLLECT_EVERY;
         loop {
             every.tick().await;
-            if since_collect >= crate::attachments::COLLECT_EVERY {
+            if since_collect >= crate::files::COLLECT_EVERY {
                 since_collect = Duration::ZERO;
                 if ticker.send(Command::CollectAttachments).await.is_err() {
                     break;

@@ -23,7 +23,7 @@ use crate::core::Command;
 use crate::hub::{Closer, ConnHandle, Frame, Outbound, Queued};
 use crate::listener::Socket;
 use crate::metrics::Metrics;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// How long a connection may take from `accept` to a valid hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -103,12 +103,9 @@ fn error_text(
     message: impl Into<String>,
     retry_after_ms: Option<u64>,
 ) -> Frame {
-    Frame::from(encode(&ServerFrame::Error(ErrorFrame {
-        req,
-        code,
-        message: message.into(),
-        retry_after_ms,
-    })))
+    let mut e = ErrorFrame::new(req, code, message);
+    e.retry_after_ms = retry_after_ms;
+    Frame::from(encode(&ServerFrame::Error(e)))
 }
 
 /// Serves one upgraded socket to its end: the hello, then the reader here and the writer in
@@ -275,12 +272,7 @@ async fn register(
     resume_from: Option<Offset>,
     conn: &ConnHandle,
 ) -> Result<(), ErrorFrame> {
-    let gone = || ErrorFrame {
-        req: None,
-        code: ErrorCode::Internal,
-        message: "relay stopping".into(),
-        retry_after_ms: None,
-    };
+    let gone = || ErrorFrame::new(None, ErrorCode::Internal, "relay stopping");
     let (reply, answer) = oneshot::channel();
     let hello = Command::Hello {
         staff: staff.clone(),

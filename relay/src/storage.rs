@@ -399,19 +399,18 @@ pub fn collect_attachments(conn: &Connection, uploaded_before: u64) -> rusqlite:
 }
 
 /// What the engine asks storage for, answered inside the writer's open transaction so that
-/// writes earlier in the same batch are visible.
+/// writes earlier in the same batch are visible. A storage error here stops the relay (see
+/// [`fatal`]): answering "no such message" instead would refuse a valid write.
 pub struct SqlLookup<'a>(pub &'a Connection);
 
 impl Lookup for SqlLookup<'_> {
     fn message(&self, id: MessageId) -> Option<Message> {
-        let payload: String = self
+        let payload: Option<String> = self
             .0
             .prepare_cached("SELECT payload FROM messages WHERE id = ?1")
-            .ok()?
-            .query_row([id.0 as i64], |r| r.get(0))
-            .optional()
-            .ok()??;
-        serde_json::from_str(&payload).ok()
+            .and_then(|mut s| s.query_row([id.0 as i64], |r| r.get(0)).optional())
+            .unwrap_or_else(|e| fatal(&e));
+        payload.map(|p| serde_json::from_str(&p).unwrap_or_else(|e| fatal(&e)))
     }
 
     fn attachment(&self, id: &AttachmentId, uploader: &StaffId) -> Option<Attachment> {
@@ -420,16 +419,24 @@ impl Lookup for SqlLookup<'_> {
                 "SELECT u.name, a.content_type, a.size FROM uploads u JOIN attachments a ON a.id = u.attachment
                  WHERE u.attachment = ?1 AND u.staff = ?2",
             )
-            .ok()?
-            .query_row(params![id.as_str(), uploader.as_str()], |r| {
-                Ok(Attachment {
-                    id: id.clone(),
-                    name: r.get(0)?,
-                    content_type: r.get(1)?,
-                    size: r.get::<_, i64>(2)? as u64,
+            .and_then(|mut s| {
+                s.query_row(params![id.as_str(), uploader.as_str()], |r| {
+                    Ok(Attachment {
+                        id: id.clone(),
+                        name: r.get(0)?,
+                        content_type: r.get(1)?,
+                        size: r.get::<_, i64>(2)? as u64,
+                    })
                 })
+                .optional()
             })
-            .optional()
-            .ok()?
+            .unwrap_or_else(|e| fatal(&e))
     }
+}
+
+/// Storage failed where memory and disk could come to disagree: stop. Nothing unacknowledged is
+/// lost; a restart rebuilds everything from the committed log.
+pub fn fatal(e: &dyn std::fmt::Display) -> ! {
+    tracing::error!(error = %e, "storage failed; stopping so that a restart rebuilds from the log");
+    std::process::exit(70);
 }

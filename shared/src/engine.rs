@@ -12,8 +12,7 @@ use crate::client_ids::{ClientIds, Created, IdKind, Remembered};
 use crate::ids::{AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, Offset, Seq, StaffId};
 use crate::limits;
 use crate::model::{
-    Attachment, Conversation, ConversationKind, Counts, ForwardRef, Message, Notice, ReplyRef, Staff,
-    mentions_in,
+    Attachment, Conversation, ConversationKind, ForwardRef, Message, Notice, ReplyRef, Staff, mentions_in,
 };
 use crate::protocol::{
     Ack, ConversationState, ErrorCode, Event, LoggedEvent, Request, Snapshot, UnreadUpdate,
@@ -166,15 +165,6 @@ impl Engine {
     /// The interned key of a staff member (every staff member the engine knows has one).
     pub fn key(&self, staff: &StaffId) -> Option<StaffKey> {
         self.projection.key(staff)
-    }
-
-    /// The conversation ids a staff member is in.
-    pub fn conversations_of(&self, staff: &StaffId) -> Vec<ConversationId> {
-        self.projection
-            .conversations_of(staff)
-            .into_iter()
-            .map(|(id, _, _)| id)
-            .collect()
     }
 
     /// One staff member's view of each of their conversations, without messages; the host
@@ -933,11 +923,6 @@ impl Engine {
             Some((_, true)) => reject(ErrorCode::NotAllowed, "system notices cannot be changed"),
             _ => reject(ErrorCode::NotAuthor, "only its author may change a message"),
         }
-    }
-
-    /// A staff member's counts in a conversation (zero when not in it).
-    pub fn counts(&self, staff: &StaffId, conversation: ConversationId) -> Counts {
-        self.projection.counts(staff, conversation).unwrap_or_default()
     }
 }
 

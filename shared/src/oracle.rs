@@ -1,5 +1,5 @@
 //! The naive oracle: counts by scanning every message and watermark, with the semantics of
-//! DESIGN.md written out a second time, as plainly as possible. Tests and the load generator
+//! docs/semantics.md written out a second time, as plainly as possible. Tests and the load generator
 //! compare the projection and the store with it.
 //!
 //! It takes the log's structure from events (which messages exist, who sent them, whom they

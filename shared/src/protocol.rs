@@ -158,29 +158,42 @@ pub enum Request {
     Ping,
 }
 
-impl Request {
-    /// The snake_case name of this request's `type`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Request::Hello { .. } => "hello",
-            Request::SendMessage { .. } => "send_message",
-            Request::ForwardMessage { .. } => "forward_message",
-            Request::EditMessage { .. } => "edit_message",
-            Request::DeleteMessage { .. } => "delete_message",
-            Request::CreateDirect { .. } => "create_direct",
-            Request::CreateGroup { .. } => "create_group",
-            Request::RenameConversation { .. } => "rename_conversation",
-            Request::AddParticipants { .. } => "add_participants",
-            Request::RemoveParticipant { .. } => "remove_participant",
-            Request::SetMuted { .. } => "set_muted",
-            Request::MarkRead { .. } => "mark_read",
-            Request::MarkConversationRead { .. } => "mark_conversation_read",
-            Request::MarkAllRead => "mark_all_read",
-            Request::MarkUnread { .. } => "mark_unread",
-            Request::RequestSnapshot => "request_snapshot",
-            Request::Ping => "ping",
+/// Declares each request's wire name once: [`Request::kind`] and [`REQUEST_TYPES`] both come
+/// from this list (and `request_type_table_names_every_request` checks it against serde's).
+macro_rules! request_names {
+    ($($variant:ident => $name:literal,)*) => {
+        impl Request {
+            /// The snake_case name of this request's `type`.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Request::$variant { .. } => $name,)*
+                }
+            }
         }
-    }
+
+        /// The `type` of every client frame.
+        pub const REQUEST_TYPES: &[&str] = &[$($name,)*];
+    };
+}
+
+request_names! {
+    Hello => "hello",
+    SendMessage => "send_message",
+    ForwardMessage => "forward_message",
+    EditMessage => "edit_message",
+    DeleteMessage => "delete_message",
+    CreateDirect => "create_direct",
+    CreateGroup => "create_group",
+    RenameConversation => "rename_conversation",
+    AddParticipants => "add_participants",
+    RemoveParticipant => "remove_participant",
+    SetMuted => "set_muted",
+    MarkRead => "mark_read",
+    MarkConversationRead => "mark_conversation_read",
+    MarkAllRead => "mark_all_read",
+    MarkUnread => "mark_unread",
+    RequestSnapshot => "request_snapshot",
+    Ping => "ping",
 }
 
 tagged::tagged_enum! {
@@ -504,6 +517,24 @@ pub struct ErrorFrame {
     pub retry_after_ms: Option<u64>,
 }
 
+impl ErrorFrame {
+    /// A refusal of request `req` (every error frame is built here).
+    pub fn new(req: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorFrame {
+            req,
+            code,
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// The same refusal, with when to try again.
+    pub fn retry_after(mut self, ms: u64) -> Self {
+        self.retry_after_ms = Some(ms);
+        self
+    }
+}
+
 /// Stable error codes, on the wire in snake_case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -514,6 +545,8 @@ pub enum ErrorCode {
     UnknownType,
     /// Larger than `limits::CLIENT_FRAME_MAX_BYTES`.
     FrameTooLarge,
+    /// An HTTP body (an upload) over its limit.
+    TooLarge,
     /// A field breaks a rule (length, count, emptiness); the message says which.
     InvalidInput,
     /// The token is missing, forged, expired, or for someone unknown or deactivated.
@@ -538,10 +571,11 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and metrics.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::MalformedFrame,
         ErrorCode::UnknownType,
         ErrorCode::FrameTooLarge,
+        ErrorCode::TooLarge,
         ErrorCode::InvalidInput,
         ErrorCode::Unauthorized,
         ErrorCode::HelloRequired,
@@ -560,6 +594,7 @@ impl ErrorCode {
             ErrorCode::MalformedFrame => "malformed_frame",
             ErrorCode::UnknownType => "unknown_type",
             ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::TooLarge => "too_large",
             ErrorCode::InvalidInput => "invalid_input",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::HelloRequired => "hello_required",
@@ -625,27 +660,6 @@ impl DecodeError {
         }
     }
 }
-
-/// The `type` of every client frame.
-pub const REQUEST_TYPES: [&str; 17] = [
-    "hello",
-    "send_message",
-    "forward_message",
-    "edit_message",
-    "delete_message",
-    "create_direct",
-    "create_group",
-    "rename_conversation",
-    "add_participants",
-    "remove_participant",
-    "set_muted",
-    "mark_read",
-    "mark_conversation_read",
-    "mark_all_read",
-    "mark_unread",
-    "request_snapshot",
-    "ping",
-];
 
 /// Decodes a client frame, telling apart too large, unknown type, and malformed.
 pub fn decode_client_frame(text: &str) -> Result<ClientFrame, DecodeError> {
@@ -737,15 +751,33 @@ mod tests {
 
     #[test]
     fn request_type_table_names_every_request() {
-        let samples = [
+        // Every name is one serde knows (a frame of just that type decodes or lacks fields)...
+        for name in REQUEST_TYPES {
+            let e = serde_json::from_str::<ClientFrame>(&format!(r#"{{"type":"{name}"}}"#));
+            if let Err(e) = e {
+                assert!(e.to_string().contains("missing field"), "{name}: {e}");
+            }
+        }
+        // ...and `kind` names each decoded request by its own `type`.
+        for json in [
             r#"{"type":"mark_all_read"}"#,
             r#"{"type":"request_snapshot"}"#,
             r#"{"type":"hello","token":"t"}"#,
-        ];
-        for s in samples {
-            let f = decode_client_frame(s).unwrap();
-            assert!(REQUEST_TYPES.contains(&f.request.kind()));
+            r#"{"type":"mark_read","conversation":1,"up_to":2}"#,
+        ] {
+            let f = decode_client_frame(json).unwrap();
+            assert_eq!(type_of(json), f.request.kind());
         }
+        let mut names = REQUEST_TYPES.to_vec();
+        names.dedup();
+        assert_eq!(names.len(), 17);
+    }
+
+    fn type_of(json: &str) -> String {
+        serde_json::from_str::<serde_json::Value>(json).unwrap()["type"]
+            .as_str()
+            .unwrap()
+            .into()
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A simulation of the whole system without I/O, for property tests and fuzzing: the engine as
 //! the relay runs it, one `ChatStore` per staff member fed exactly the frames the relay would
 //! send them, and the naive [`Oracle`]. After every step the three must agree (invariants 1, 2
-//! and 7 of DESIGN.md); replays must change nothing; refusals must append nothing. It panics on
+//! and 7 of docs/semantics.md); replays must change nothing; refusals must append nothing. It panics on
 //! the first violation, which is what a property test or a fuzzer wants.
 
 use crate::engine::Applied;

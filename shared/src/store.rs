@@ -145,7 +145,7 @@ pub struct ConversationSummary {
     pub messages: Vec<Message>,
 }
 
-/// Everything the widget shows, comparable across two stores (invariant 7 of DESIGN.md).
+/// Everything the widget shows, comparable across two stores (invariant 7 of docs/semantics.md).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoreSummary {
     /// Per conversation, by id.

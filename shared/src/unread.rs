@@ -202,12 +202,6 @@ impl UnreadProjection {
         c.members.iter().find(|m| m.staff == staff).map(|m| m.counts)
     }
 
-    /// Whether the counts of `staff` in `conversation` were computed here (not awaiting the
-    /// relay's checkpoint).
-    pub fn is_exact(&self, staff: &StaffId, conversation: ConversationId) -> bool {
-        self.member(staff, conversation).is_none_or(|m| m.exact)
-    }
-
     /// A staff member's totals over unmuted conversations.
     pub fn total(&self, staff: &StaffId) -> Totals {
         self.key(staff).map(|k| self.total_by_key(k)).unwrap_or_default()
@@ -602,17 +596,6 @@ impl UnreadProjection {
             rebuilt.index(Seq(c.known_from.0 + i as u64), meta);
         }
         *c = rebuilt;
-    }
-
-    /// Drops a conversation (a store whose owner left it).
-    pub fn forget_conversation(&mut self, conversation: ConversationId) {
-        if let Some(old) = self.conversations.remove(&conversation) {
-            for m in &old.members {
-                if !m.muted {
-                    sub_totals(&mut self.totals[m.staff.0 as usize], m.counts);
-                }
-            }
-        }
     }
 
     /// Takes the relay's counts for one staff member and conversation (an `unread_updated`

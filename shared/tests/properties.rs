@@ -1,6 +1,6 @@
 //! Random interleavings of every write and read path for several staff and conversations. After
 //! every step, the relay's projection, each staff member's browser store, and the naive oracle
-//! must agree (invariants 1 and 2 of DESIGN.md); each store that starts over from a fresh
+//! must agree (invariants 1 and 2 of docs/semantics.md); each store that starts over from a fresh
 //! snapshot must equal the one that applied the events (invariant 7); and replays change
 //! nothing.
 //!

@@ -1,0 +1,40 @@
+//! What every handler and session shares: the core's inbox, the keys, the metrics, the
+//! configuration, the rate-limit buckets and the socket registry.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::Keys;
+use crate::config::Config;
+use crate::core::Command;
+use crate::limits::{Buckets, Kind};
+use crate::metrics::Metrics;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The core's inbox.
+    pub core: mpsc::Sender<Command>,
+    /// Token keys.
+    pub keys: Keys,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Per staff member: writes and reads.
+    pub staff_buckets: Arc<Buckets<(tally_shared::StaffId, Kind)>>,
+    /// Per client address: connection attempts.
+    pub address_buckets: Arc<Buckets<std::net::IpAddr>>,
+    /// Every open socket.
+    pub sockets: Arc<crate::listener::Sockets>,
+}
+
+impl AppState {
+    /// Asks the core something and waits for the answer.
+    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.core.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
