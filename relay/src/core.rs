@@ -420,55 +420,9 @@ impl Core {
                 conn,
                 reply,
             } => {
-                let Some(key) = self.engine.key(&staff).filter(|_| self.engine.is_active(&staff)) else {
-                    let e = ErrorFrame::new(
-                        None,
-                        ErrorCode::Unauthorized,
-                        "unknown or deactivated staff member",
-                    );
-                    let _ = reply.send(Err(e));
-                    return;
-                };
-                if self.hub.count(key) >= self.connection_cap {
-                    self.metrics.reject(ErrorCode::RateLimited);
-                    let cap = self.connection_cap;
-                    let message = format!("at most {cap} connections per staff member");
-                    let e = ErrorFrame::new(None, ErrorCode::RateLimited, message);
-                    let _ = reply.send(Err(e));
-                    return;
-                }
-                match resume_from.and_then(|from| self.replay(key, from)) {
-                    Some(frames) => {
-                        for f in frames {
-                            self.send(&conn, f);
-                        }
-                        let resumed = ServerFrame::Resumed {
-                            offset: self.engine.offset(),
-                        };
-                        self.send(&conn, encode(&resumed).into());
-                    }
-                    None => {
-                        let frame = self.snapshot_frame(&staff);
-                        self.send(&conn, frame);
-                    }
-                }
-                self.hub.register(key, conn);
-                let _ = reply.send(Ok(()));
+                let _ = reply.send(self.hello(&staff, resume_from, conn));
             }
-            Command::Snapshot { staff, req, conn } => {
-                if conn.closer.code().is_some() {
-                    // Closing (say, as a slow consumer): a snapshot would only be dropped.
-                    return;
-                }
-                let frame = self.snapshot_frame(&staff);
-                self.send(&conn, frame);
-                let ack = tally_shared::protocol::Ack {
-                    req,
-                    offset: self.engine.offset(),
-                    ..Default::default()
-                };
-                self.send(&conn, encode(&ServerFrame::Ack(ack)).into());
-            }
+            Command::Snapshot { staff, req, conn } => self.snapshot(&staff, req, &conn),
             Command::Execute { .. } | Command::Shutdown { .. } => unreachable!("handled in the batch"),
             Command::Disconnected { staff, conn_id } => {
                 if let Some(key) = self.engine.key(&staff) {
@@ -482,49 +436,10 @@ impl Core {
                 limit,
                 reply,
             } => {
-                let result = if !self.engine.is_participant(&staff, conversation) {
-                    Err(if self.engine.conversation(conversation).is_some() {
-                        ErrorCode::NotParticipant
-                    } else {
-                        ErrorCode::NotFound
-                    })
-                } else {
-                    let head = self.engine.projection().head(conversation).unwrap_or_default();
-                    let to = before.map_or(head, |b| Seq(b.0.saturating_sub(1)).min(head));
-                    let limit = limit.clamp(1, limits::HISTORY_PAGE_MAX);
-                    let from = Seq(to.0.saturating_sub(limit - 1).max(1));
-                    if to.0 == 0 {
-                        Ok(Vec::new())
-                    } else {
-                        Ok(storage::message_range(&self.conn, conversation, from, to)
-                            .unwrap_or_else(|e| fatal(&e)))
-                    }
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(self.history(&staff, conversation, before, limit));
             }
             Command::Attachment { staff, id, reply } => {
-                let since = self.files.grace_starts(now());
-                let used = storage::attachment_use(&self.conn, &id, since).unwrap_or_else(|e| fatal(&e));
-                let result = match used {
-                    None => Err(ErrorCode::NotFound),
-                    Some(storage::AttachmentUse {
-                        content_type,
-                        size,
-                        conversations,
-                        uploaders,
-                    }) => {
-                        let allowed = uploaders.contains(&staff)
-                            || conversations
-                                .iter()
-                                .any(|c| self.engine.is_participant(&staff, *c));
-                        if allowed {
-                            Ok((content_type, size))
-                        } else {
-                            Err(ErrorCode::NotParticipant)
-                        }
-                    }
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(self.attachment_access(&staff, &id));
             }
             Command::UploadAllowance { staff, size, reply } => {
                 let _ = reply.send(self.files.allowance(&self.conn, &staff, size, now()));
@@ -556,6 +471,101 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Registers a connection that said hello, after a replay or a snapshot.
+    fn hello(
+        &mut self,
+        staff: &StaffId,
+        resume_from: Option<Offset>,
+        conn: ConnHandle,
+    ) -> Result<(), ErrorFrame> {
+        let Some(key) = self.engine.key(staff).filter(|_| self.engine.is_active(staff)) else {
+            let message = "unknown or deactivated staff member";
+            return Err(ErrorFrame::new(None, ErrorCode::Unauthorized, message));
+        };
+        if self.hub.count(key) >= self.connection_cap {
+            self.metrics.reject(ErrorCode::RateLimited);
+            let cap = self.connection_cap;
+            let message = format!("at most {cap} connections per staff member");
+            return Err(ErrorFrame::new(None, ErrorCode::RateLimited, message));
+        }
+        match resume_from.and_then(|from| self.replay(key, from)) {
+            Some(frames) => {
+                for f in frames {
+                    self.send(&conn, f);
+                }
+                let resumed = ServerFrame::Resumed {
+                    offset: self.engine.offset(),
+                };
+                self.send(&conn, encode(&resumed).into());
+            }
+            None => {
+                let frame = self.snapshot_frame(staff);
+                self.send(&conn, frame);
+            }
+        }
+        self.hub.register(key, conn);
+        Ok(())
+    }
+
+    /// A fresh snapshot, then the acknowledgement of the request that asked for it.
+    fn snapshot(&mut self, staff: &StaffId, req: Option<tally_shared::RequestId>, conn: &ConnHandle) {
+        if conn.closer.code().is_some() {
+            // Closing (say, as a slow consumer): a snapshot would only be dropped.
+            return;
+        }
+        let frame = self.snapshot_frame(staff);
+        self.send(conn, frame);
+        let ack = tally_shared::protocol::Ack {
+            req,
+            offset: self.engine.offset(),
+            ..Default::default()
+        };
+        self.send(conn, encode(&ServerFrame::Ack(ack)).into());
+    }
+
+    /// A page of history: up to `limit` messages before `before` (or up to the head).
+    fn history(
+        &self,
+        staff: &StaffId,
+        conversation: ConversationId,
+        before: Option<Seq>,
+        limit: u64,
+    ) -> Result<Vec<Message>, ErrorCode> {
+        if !self.engine.is_participant(staff, conversation) {
+            return Err(match self.engine.conversation(conversation) {
+                Some(_) => ErrorCode::NotParticipant,
+                None => ErrorCode::NotFound,
+            });
+        }
+        let head = self.engine.projection().head(conversation).unwrap_or_default();
+        let to = before.map_or(head, |b| Seq(b.0.saturating_sub(1)).min(head));
+        let limit = limit.clamp(1, limits::HISTORY_PAGE_MAX);
+        let from = Seq(to.0.saturating_sub(limit - 1).max(1));
+        if to.0 == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(storage::message_range(&self.conn, conversation, from, to).unwrap_or_else(|e| fatal(&e)))
+    }
+
+    /// Whether a staff member may fetch an attachment: its uploader within the grace period,
+    /// or a participant of a conversation whose live message references it.
+    fn attachment_access(&self, staff: &StaffId, id: &AttachmentId) -> Result<(String, u64), ErrorCode> {
+        let since = self.files.grace_starts(now());
+        let used = storage::attachment_use(&self.conn, id, since).unwrap_or_else(|e| fatal(&e));
+        let Some(used) = used else {
+            return Err(ErrorCode::NotFound);
+        };
+        let allowed = used.uploaders.contains(staff)
+            || used
+                .conversations
+                .iter()
+                .any(|c| self.engine.is_participant(staff, *c));
+        if !allowed {
+            return Err(ErrorCode::NotParticipant);
+        }
+        Ok((used.content_type, used.size))
     }
 }
 

@@ -63,151 +63,28 @@ fn bearer(state: AppState) -> impl Filter<Extract = (StaffId,), Error = Rejectio
 
 /// Every route, boxed (the accept loop serves one concrete filter type).
 pub fn routes(state: AppState) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
-    // GET /ws: the WebSocket endpoint.
-    let ws = warp::path!("ws")
-        .and(warp::get())
-        .and(warp::header::headers_cloned())
-        .and(warp::ext::optional::<OnUpgrade>())
-        .and(warp::ext::get::<ConnInfo>())
-        .and(with_state(state.clone()))
-        .and_then(upgrade::upgrade);
-
-    // POST /api/attachments?name=FILE: the raw bytes; answers the attachment record. The rate
-    // and the quota are checked from Content-Length before the body is read.
-    let upload = warp::path!("api" / "attachments")
-        .and(warp::post())
-        .and(bearer(state.clone()))
-        .and(warp::query::<NameQuery>())
-        .and(warp::body::content_length_limit(limits::ATTACHMENT_MAX_BYTES))
-        .and(warp::header::<u64>("content-length"))
-        .and(with_state(state.clone()))
-        .and_then(
-            |staff: StaffId, q: NameQuery, length: u64, state: AppState| async move {
-                attachments::admit_upload(staff, q.name, length, state).await
-            },
-        )
-        .and(warp::body::bytes())
-        .and_then(attachments::upload);
-
-    // GET /api/attachments/{id}?name=FILE: only for staff in a conversation whose live message
-    // references it.
-    let download = warp::path!("api" / "attachments" / String)
-        .and(get_or_head())
-        .and(bearer(state.clone()))
-        .and(warp::query::<NameQuery>())
-        .and(warp::header::optional::<String>("if-none-match"))
-        .and(with_state(state.clone()))
-        .and_then(
-            |id: String, staff: StaffId, q: NameQuery, etag: Option<String>, state: AppState| {
-                attachments::download(id, staff, q.name, etag, state)
-            },
-        );
-
-    // GET /api/conversations/{id}/messages?before=SEQ&limit=N: a page of history.
-    let history = warp::path!("api" / "conversations" / u64 / "messages")
-        .and(get_or_head())
-        .and(bearer(state.clone()))
-        .and(warp::query::<HistoryQuery>())
-        .and(with_state(state.clone()))
-        .and_then(history);
-
-    // GET /api/staff: the directory, for starting conversations.
-    let directory = warp::path!("api" / "staff")
-        .and(get_or_head())
-        .and(bearer(state.clone()))
-        .and(with_state(state.clone()))
-        .and_then(|_me: StaffId, state: AppState| async move {
-            match state.ask(|reply| Command::Directory { reply }).await {
-                Some(staff) => Ok(warp::reply::json(&staff)),
-                None => Err(core_gone()),
-            }
-        });
-
-    // GET /healthz
-    let health = warp::path!("healthz")
-        .and(get_or_head())
-        .and(with_state(state.clone()))
-        .and_then(|state: AppState| async move {
-            match state.ask(|reply| Command::Health { reply }).await {
-                Some(offset) => Ok(warp::reply::json(
-                    &serde_json::json!({ "status": "ok", "offset": offset }),
-                )),
-                None => Err(api_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::Internal,
-                    "stopping",
-                )),
-            }
-        });
-
-    // GET /api/demo/staff and POST /api/demo/token: the sign-in picker, with --demo only, and
-    // only for the demo's own staff (never for real staff added beside them).
-    let demo_enabled = state.config.demo;
-    let demo_gate = warp::any().and_then(move || async move {
-        if demo_enabled {
-            Ok(())
-        } else {
-            Err(warp::reject::not_found())
-        }
-    });
-    let demo_staff = warp::path!("api" / "demo" / "staff")
-        .and(get_or_head())
-        .and(demo_gate)
-        .and(with_state(state.clone()))
-        .and_then(|(), state: AppState| async move {
-            let staff: Vec<_> = state
-                .ask(|reply| Command::Directory { reply })
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|s| crate::demo::is_demo_staff(&s.id))
-                .collect();
-            Ok::<_, Rejection>(warp::reply::json(&staff))
-        });
-    let demo_token = warp::path!("api" / "demo" / "token")
-        .and(warp::post())
-        .and(demo_gate)
-        .and(warp::body::content_length_limit(1024))
-        .and(warp::body::json::<DemoSignIn>())
-        .and(with_state(state.clone()))
-        .and_then(|(), body: DemoSignIn, state: AppState| async move {
-            let active = crate::demo::is_demo_staff(&body.staff)
-                && state
-                    .ask(|reply| Command::IsActive {
-                        staff: body.staff.clone(),
-                        reply,
-                    })
-                    .await
-                    .unwrap_or(false);
-            if !active {
-                return Err(api_error(
-                    StatusCode::NOT_FOUND,
-                    ErrorCode::NotFound,
-                    "no such demo staff member",
-                ));
-            }
-            let token = state.keys.mint(&body.staff, crate::demo::TOKEN_TTL);
-            Ok(warp::reply::json(&serde_json::json!({ "token": token })))
-        });
-
     // Each route boxed to one response type keeps the combined filter's type shallow (the
     // nested type otherwise overflows the trait solver in release builds).
-    let mut api = boxed(ws)
-        .or(boxed(upload))
+    let mut api = websocket(state.clone())
+        .or(upload(state.clone()))
         .unify()
-        .or(boxed(download))
+        .or(download(state.clone()))
         .unify()
-        .or(boxed(history))
+        .or(history_page(state.clone()))
         .unify()
-        .or(boxed(directory))
+        .or(directory(state.clone()))
         .unify()
-        .or(boxed(health))
-        .unify()
-        .or(boxed(demo_staff))
-        .unify()
-        .or(boxed(demo_token))
+        .or(health(state.clone()))
         .unify()
         .boxed();
+    if state.config.demo {
+        api = api
+            .or(demo_staff(state.clone()))
+            .unify()
+            .or(demo_token(state.clone()))
+            .unify()
+            .boxed();
+    }
     if state.config.metrics_listen.is_none() {
         api = api.or(metrics(state.clone())).unify().boxed();
     }
@@ -221,6 +98,148 @@ pub fn routes(state: AppState) -> warp::filters::BoxedFilter<(warp::reply::Respo
         .with(warp::trace::request())
         .map(Reply::into_response)
         .boxed()
+}
+
+/// GET /ws: the WebSocket endpoint.
+fn websocket(state: AppState) -> Route {
+    boxed(
+        warp::path!("ws")
+            .and(warp::get())
+            .and(warp::header::headers_cloned())
+            .and(warp::ext::optional::<OnUpgrade>())
+            .and(warp::ext::get::<ConnInfo>())
+            .and(with_state(state))
+            .and_then(upgrade::upgrade),
+    )
+}
+
+/// POST /api/attachments?name=FILE: the raw bytes; answers the attachment record. The rate and
+/// the quota are checked from Content-Length before the body is read.
+fn upload(state: AppState) -> Route {
+    boxed(
+        warp::path!("api" / "attachments")
+            .and(warp::post())
+            .and(bearer(state.clone()))
+            .and(warp::query::<NameQuery>())
+            .and(warp::body::content_length_limit(limits::ATTACHMENT_MAX_BYTES))
+            .and(warp::header::<u64>("content-length"))
+            .and(with_state(state))
+            .and_then(
+                |staff: StaffId, q: NameQuery, length: u64, state: AppState| async move {
+                    attachments::admit_upload(staff, q.name, length, state).await
+                },
+            )
+            .and(warp::body::bytes())
+            .and_then(attachments::upload),
+    )
+}
+
+/// GET /api/attachments/{id}?name=FILE: only for staff in a conversation whose live message
+/// references it.
+fn download(state: AppState) -> Route {
+    boxed(
+        warp::path!("api" / "attachments" / String)
+            .and(get_or_head())
+            .and(bearer(state.clone()))
+            .and(warp::query::<NameQuery>())
+            .and(warp::header::optional::<String>("if-none-match"))
+            .and(with_state(state))
+            .and_then(
+                |id: String, staff: StaffId, q: NameQuery, etag: Option<String>, state: AppState| {
+                    attachments::download(id, staff, q.name, etag, state)
+                },
+            ),
+    )
+}
+
+/// GET /api/conversations/{id}/messages?before=SEQ&limit=N: a page of history.
+fn history_page(state: AppState) -> Route {
+    boxed(
+        warp::path!("api" / "conversations" / u64 / "messages")
+            .and(get_or_head())
+            .and(bearer(state.clone()))
+            .and(warp::query::<HistoryQuery>())
+            .and(with_state(state))
+            .and_then(history),
+    )
+}
+
+/// GET /api/staff: the directory, for starting conversations.
+fn directory(state: AppState) -> Route {
+    boxed(
+        warp::path!("api" / "staff")
+            .and(get_or_head())
+            .and(bearer(state.clone()))
+            .and(with_state(state))
+            .and_then(|_me: StaffId, state: AppState| async move {
+                match state.ask(|reply| Command::Directory { reply }).await {
+                    Some(staff) => Ok(warp::reply::json(&staff)),
+                    None => Err(core_gone()),
+                }
+            }),
+    )
+}
+
+/// GET /healthz
+fn health(state: AppState) -> Route {
+    boxed(
+        warp::path!("healthz")
+            .and(get_or_head())
+            .and(with_state(state))
+            .and_then(|state: AppState| async move {
+                match state.ask(|reply| Command::Health { reply }).await {
+                    Some(offset) => Ok(warp::reply::json(
+                        &serde_json::json!({ "status": "ok", "offset": offset }),
+                    )),
+                    None => Err(core_gone()),
+                }
+            }),
+    )
+}
+
+/// GET /api/demo/staff (with `--demo` only): the sign-in picker's staff, the demo's own only
+/// (never real staff added beside them).
+fn demo_staff(state: AppState) -> Route {
+    boxed(
+        warp::path!("api" / "demo" / "staff")
+            .and(get_or_head())
+            .and(with_state(state))
+            .and_then(|state: AppState| async move {
+                let staff: Vec<_> = state
+                    .ask(|reply| Command::Directory { reply })
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|s| crate::demo::is_demo_staff(&s.id))
+                    .collect();
+                Ok::<_, Rejection>(warp::reply::json(&staff))
+            }),
+    )
+}
+
+/// POST /api/demo/token (with `--demo` only): a token for one of the demo's staff.
+fn demo_token(state: AppState) -> Route {
+    boxed(
+        warp::path!("api" / "demo" / "token")
+            .and(warp::post())
+            .and(warp::body::content_length_limit(1024))
+            .and(warp::body::json::<DemoSignIn>())
+            .and(with_state(state))
+            .and_then(|body: DemoSignIn, state: AppState| async move {
+                let staff = body.staff;
+                let ask = |reply| Command::IsActive {
+                    staff: staff.clone(),
+                    reply,
+                };
+                let active = crate::demo::is_demo_staff(&staff) && state.ask(ask).await.unwrap_or(false);
+                if !active {
+                    let message = "no such demo staff member";
+                    return Err(api_error(StatusCode::NOT_FOUND, ErrorCode::NotFound, message));
+                }
+                let token = state.keys.mint(&staff, crate::demo::TOKEN_TTL);
+                Ok(warp::reply::json(&serde_json::json!({ "token": token })))
+            }),
+    )
 }
 
 /// GET /metrics: Prometheus text.

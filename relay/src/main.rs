@@ -172,40 +172,7 @@ fn main() -> anyhow::Result<()> {
             let keys = Keys::new(&auth::load_secret(&cli.data)?, auth::MAX_TOKEN_TTL);
             println!("{}", keys.mint(&staff, ttl));
         }
-        Cmd::Staff { command } => {
-            let conn = storage::open(&cli.data, Durability::Full)?;
-            match command {
-                StaffCmd::Add { id, name } => {
-                    anyhow::ensure!(
-                        !name.trim().is_empty() && name.len() <= limits::STAFF_NAME_MAX_BYTES,
-                        "a name is 1 to {} bytes",
-                        limits::STAFF_NAME_MAX_BYTES
-                    );
-                    storage::upsert_staff(
-                        &conn,
-                        &Staff {
-                            id: id.clone(),
-                            name: name.trim().into(),
-                        },
-                    )?;
-                    println!("added {id}");
-                }
-                StaffCmd::List => {
-                    for (s, active) in storage::load_staff(&conn)? {
-                        println!(
-                            "{}\t{}\t{}",
-                            s.id,
-                            s.name,
-                            if active { "active" } else { "deactivated" }
-                        );
-                    }
-                }
-                StaffCmd::Deactivate { id } => {
-                    anyhow::ensure!(storage::deactivate_staff(&conn, &id)?, "no staff member {id}");
-                    println!("deactivated {id}");
-                }
-            }
-        }
+        Cmd::Staff { command } => staff(&cli.data, command)?,
     }
     Ok(())
 }
@@ -217,4 +184,41 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// `tally-relay staff …`: manage the staff table directly (a running relay picks it up).
+fn staff(data: &std::path::Path, command: StaffCmd) -> anyhow::Result<()> {
+    let conn = storage::open(data, Durability::Full)?;
+    match command {
+        StaffCmd::Add { id, name } => {
+            anyhow::ensure!(
+                !name.trim().is_empty() && name.len() <= limits::STAFF_NAME_MAX_BYTES,
+                "a name is 1 to {} bytes",
+                limits::STAFF_NAME_MAX_BYTES
+            );
+            storage::upsert_staff(
+                &conn,
+                &Staff {
+                    id: id.clone(),
+                    name: name.trim().into(),
+                },
+            )?;
+            println!("added {id}");
+        }
+        StaffCmd::List => {
+            for (s, active) in storage::load_staff(&conn)? {
+                println!(
+                    "{}\t{}\t{}",
+                    s.id,
+                    s.name,
+                    if active { "active" } else { "deactivated" }
+                );
+            }
+        }
+        StaffCmd::Deactivate { id } => {
+            anyhow::ensure!(storage::deactivate_staff(&conn, &id)?, "no staff member {id}");
+            println!("deactivated {id}");
+        }
+    }
+    Ok(())
 }

@@ -110,6 +110,7 @@ impl Metrics {
         self.rejected[i].fetch_add(1, Relaxed);
     }
 
+    // Over 80 lines: a flat list of every metric, which is easiest to check read as one.
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -86,27 +86,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         sockets: sockets.clone(),
     };
 
-    // The staff CLI writes to the database directly; pick its changes up every second. Look
-    // for unreferenced attachments at start and then every few minutes.
-    let ticker = state.core.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(1));
-        let mut since_collect = crate::files::COLLECT_EVERY;
-        loop {
-            every.tick().await;
-            if since_collect >= crate::files::COLLECT_EVERY {
-                since_collect = Duration::ZERO;
-                if ticker.send(Command::CollectAttachments).await.is_err() {
-                    break;
-                }
-            }
-            since_collect += Duration::from_secs(1);
-            if ticker.send(Command::ReloadStaff).await.is_err() {
-                break;
-            }
-        }
-    });
-
+    tokio::spawn(tick(state.core.clone()));
     let addr = listener.local_addr()?;
     // Events are small frames that must leave at once: without TCP_NODELAY a frame written
     // while the previous one is unacknowledged waits for the peer's delayed ACK (up to 40 ms).
@@ -116,25 +96,24 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let stopped = futures_util::FutureExt::shared(async {
         let _ = stopped.await;
     });
+    let limits = crate::listener::SocketLimits {
+        header_timeout: state.config.header_timeout,
+    };
     if let Some(metrics_addr) = state.config.metrics_listen {
+        // An internal address of its own: a few sockets, only `/metrics`.
         let metrics_listener = TcpListener::bind(metrics_addr).await?;
         tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
         let own = crate::listener::Sockets::new(64, state.metrics.clone());
-        let limits = crate::listener::SocketLimits {
-            header_timeout: state.config.header_timeout,
-        };
+        let routes = http::metrics_routes(state.clone());
         tokio::spawn(crate::listener::serve(
             metrics_listener,
-            http::metrics_routes(state.clone()),
+            routes,
             own,
             limits,
             stopped.clone(),
         ));
     }
     let routes = http::routes(state.clone());
-    let limits = crate::listener::SocketLimits {
-        header_timeout: state.config.header_timeout,
-    };
     let server = tokio::spawn(crate::listener::serve(listener, routes, sockets, limits, stopped));
     tracing::info!(%addr, "relay listening");
     Ok(Running {
@@ -144,4 +123,25 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         server,
         core: core_thread,
     })
+}
+
+/// The core's periodic work: the staff CLI writes to the database directly, so staff changes
+/// are picked up every second; unreferenced attachments are looked for at start and then every
+/// few minutes.
+async fn tick(core: mpsc::Sender<Command>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut since_collect = crate::files::COLLECT_EVERY;
+    loop {
+        every.tick().await;
+        if since_collect >= crate::files::COLLECT_EVERY {
+            since_collect = Duration::ZERO;
+            if core.send(Command::CollectAttachments).await.is_err() {
+                return;
+            }
+        }
+        since_collect += Duration::from_secs(1);
+        if core.send(Command::ReloadStaff).await.is_err() {
+            return;
+        }
+    }
 }

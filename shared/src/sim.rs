@@ -252,6 +252,7 @@ impl World {
         self.host.engine.projection().head(c).unwrap_or_default().0
     }
 
+    // Over 80 lines: one arm per kind of operation the simulation draws.
     fn request(&mut self, op: &Op) -> Option<(usize, Request)> {
         let s = |i: usize| StaffId::new(STAFF[i]).unwrap();
         let pick =

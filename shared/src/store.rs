@@ -555,6 +555,7 @@ impl ChatStore {
         self.me = Some(me);
     }
 
+    // Over 80 lines: one arm per kind of event, which reads best as one match.
     fn apply_event_as(&mut self, me: &StaffId, logged: LoggedEvent, fx: &mut Effects) {
         if logged.offset <= self.applied || self.awaiting_snapshot {
             return;

@@ -294,6 +294,7 @@ impl UnreadProjection {
 
     // ---- inputs ----
 
+    // Over 80 lines: the counting rules, one arm per kind of event, read top to bottom.
     /// Applies one event, appending to `changes` each (staff, conversation) whose counts or
     /// total changed.
     pub fn apply(&mut self, event: &Event, changes: &mut Vec<CountChange>) -> Result<(), ProjectionError> {

@@ -11,13 +11,16 @@ use rustc_hash::FxHashMap;
 use crate::client_ids::{ClientIds, Created, IdKind, Remembered};
 use crate::ids::{AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, Offset, Seq, StaffId};
 use crate::limits;
-use crate::model::{
-    Attachment, Conversation, ConversationKind, ForwardRef, Message, Notice, ReplyRef, Staff, mentions_in,
-};
+use crate::model::{Attachment, Conversation, ConversationKind, Message, Notice, ReplyRef, Staff};
 use crate::protocol::{
     Ack, ConversationState, ErrorCode, Event, LoggedEvent, Request, Snapshot, UnreadUpdate,
 };
 use crate::unread::{CountChange, StaffKey, Tracking, UnreadProjection};
+
+mod conversations;
+mod membership;
+mod messages;
+mod reading;
 
 /// What the engine asks its host for: stored things it does not keep in memory.
 pub trait Lookup {
@@ -254,6 +257,20 @@ impl Engine {
     pub fn apply(&mut self, event: LoggedEvent) -> Applied {
         debug_assert_eq!(event.offset, self.offset.next(), "offsets are gap-free");
         self.offset = event.offset;
+        let recipients_before = self.keep(&event);
+        let changes = self.count(&event);
+        let recipients = self.recipients(&event.event, &recipients_before);
+        Applied {
+            event,
+            recipients,
+            changes,
+        }
+    }
+
+    /// What the engine keeps of an event: conversations, participants, where messages live,
+    /// client ids. Returns who was in the conversation before a removal (they all hear of it).
+    /// (Over 80 lines: one arm per kind of event, which reads best as one match.)
+    fn keep(&mut self, event: &LoggedEvent) -> Vec<StaffId> {
         let id = event.event.conversation();
         let mut recipients_before: Vec<StaffId> = Vec::new();
         match &event.event {
@@ -337,11 +354,16 @@ impl Engine {
             | Event::MarkedUnread { .. }
             | Event::MuteChanged { .. } => {}
         }
+        recipients_before
+    }
+
+    /// Applies an event to the projection; the counts it changed, as checkpoints.
+    fn count(&mut self, event: &LoggedEvent) -> Vec<(StaffKey, UnreadUpdate)> {
         let mut changed: Vec<CountChange> = Vec::new();
         // The engine only appends events it validated, so the projection always places them.
         let placed = self.projection.apply(&event.event, &mut changed);
         debug_assert!(placed.is_ok(), "{placed:?}");
-        let changes = changed
+        changed
             .into_iter()
             .map(|c| {
                 let counts = self
@@ -357,21 +379,19 @@ impl Engine {
                 };
                 (c.staff, update)
             })
-            .collect();
-        let recipients = match event.event.private_to() {
+            .collect()
+    }
+
+    /// Who receives an event: its actor alone for private ones (reads, marks, mutes), everyone
+    /// who was in the conversation for a removal, its participants otherwise.
+    fn recipients(&self, event: &Event, before: &[StaffId]) -> Vec<StaffKey> {
+        match event.private_to() {
             Some(staff) => self.key(staff).into_iter().collect(),
-            None if !recipients_before.is_empty() => {
-                recipients_before.iter().filter_map(|p| self.key(p)).collect()
-            }
+            None if !before.is_empty() => before.iter().filter_map(|p| self.key(p)).collect(),
             None => self
-                .conversation(id)
+                .conversation(event.conversation())
                 .map(|c| c.participants.iter().filter_map(|p| self.key(p)).collect())
                 .unwrap_or_default(),
-        };
-        Applied {
-            event,
-            recipients,
-            changes,
         }
     }
 
@@ -384,7 +404,9 @@ impl Engine {
     }
 
     /// Validates `request` from the authenticated `author` and, when allowed, appends its
-    /// events. Nothing changes when it is refused.
+    /// events. Nothing changes when it is refused. Each family of requests has its handler
+    /// (`messages`, `conversations`, `membership`, `reading`); the acknowledgement is
+    /// finished here, in one place.
     pub fn execute(
         &mut self,
         author: &StaffId,
@@ -395,381 +417,67 @@ impl Engine {
         if !self.is_active(author) {
             return reject(ErrorCode::Unauthorized, "unknown or deactivated staff member");
         }
-        let mut applied = Vec::new();
-        let mut ack = Ack::default();
-        match request {
+        if let Some((kind, client_id)) = client_id_of(request)
+            && let Some(first) = self.first_ack(author, kind, client_id)
+        {
+            return Ok(first);
+        }
+        let mut step = Step {
+            author,
+            now,
+            lookup,
+            applied: Vec::new(),
+        };
+        let s = &mut step;
+        let ack = match request {
             Request::Hello { .. } => {
                 return reject(ErrorCode::HelloRequired, "hello is only the first frame");
             }
-            Request::RequestSnapshot | Request::Ping => {}
+            Request::RequestSnapshot | Request::Ping => Ack::default(),
             Request::SendMessage {
                 client_id,
                 conversation,
                 body,
                 attachments,
                 reply_to,
-            } => {
-                if let Some(first) = self.first_ack(author, IdKind::Send, client_id) {
-                    return Ok(first);
-                }
-                ack.client_id = Some(client_id.clone());
-                let c = self.writable(author, *conversation)?;
-                check_body(body, !attachments.is_empty())?;
-                if attachments.len() > limits::ATTACHMENTS_PER_MESSAGE_MAX {
-                    return reject(
-                        ErrorCode::InvalidInput,
-                        format!(
-                            "at most {} attachments per message",
-                            limits::ATTACHMENTS_PER_MESSAGE_MAX
-                        ),
-                    );
-                }
-                let mut files = Vec::with_capacity(attachments.len());
-                for a in attachments {
-                    match lookup.attachment(a, author) {
-                        Some(file) => files.push(file),
-                        None => {
-                            return reject(ErrorCode::NotFound, format!("no attachment {a} uploaded by you"));
-                        }
-                    }
-                }
-                let reply = match reply_to {
-                    Some(id) => Some(self.reply_ref(*id, *conversation, lookup)?),
-                    None => None,
-                };
-                let mentions = mentions_in(body, &c.participants, author);
-                let message = Message {
-                    body: body.clone(),
-                    mentions,
-                    attachments: files,
-                    reply_to: reply.map(Box::new),
-                    client_id: Some(client_id.clone()),
-                    ..self.new_message(*conversation, author, now)
-                };
-                ack.conversation = Some(*conversation);
-                ack.message = Some(message.id);
-                ack.seq = Some(message.seq);
-                self.push(&mut applied, Event::MessageCreated { message });
-            }
+            } => self.send_message(s, client_id, *conversation, body, attachments, *reply_to)?,
             Request::ForwardMessage {
                 client_id,
                 message,
                 to,
-            } => {
-                if let Some(first) = self.first_ack(author, IdKind::Forward, client_id) {
-                    return Ok(first);
-                }
-                ack.client_id = Some(client_id.clone());
-                let source = self.readable_message(author, *message, lookup)?;
-                self.writable(author, *to)?;
-                if source.notice.is_some() {
-                    return reject(ErrorCode::NotAllowed, "system notices cannot be forwarded");
-                }
-                let message = Message {
-                    body: source.body.clone(),
-                    attachments: source.attachments.clone(),
-                    forwarded_from: Some(Box::new(ForwardRef {
-                        conversation: source.conversation,
-                        message: source.id,
-                        sender: source.sender.clone(),
-                    })),
-                    client_id: Some(client_id.clone()),
-                    ..self.new_message(*to, author, now)
-                };
-                ack.conversation = Some(*to);
-                ack.message = Some(message.id);
-                ack.seq = Some(message.seq);
-                self.push(&mut applied, Event::MessageCreated { message });
-            }
-            Request::EditMessage { message, body } => {
-                let (conversation, seq) = self.own_message(author, *message)?;
-                check_body(body, true)?;
-                if body.trim().is_empty() {
-                    return reject(
-                        ErrorCode::InvalidInput,
-                        "an edit needs text; delete the message instead",
-                    );
-                }
-                ack.conversation = Some(conversation);
-                ack.message = Some(*message);
-                ack.seq = Some(seq);
-                let event = Event::MessageEdited {
-                    conversation,
-                    message: *message,
-                    seq,
-                    body: body.clone(),
-                    edited_at: now,
-                };
-                self.push(&mut applied, event);
-            }
-            Request::DeleteMessage { message } => {
-                let (conversation, seq) = self.own_message(author, *message)?;
-                ack.conversation = Some(conversation);
-                ack.message = Some(*message);
-                ack.seq = Some(seq);
-                if self.projection.is_deleted(conversation, seq) != Some(true) {
-                    let mentions = lookup.message(*message).map(|m| m.mentions).unwrap_or_default();
-                    let event = Event::MessageDeleted {
-                        conversation,
-                        message: *message,
-                        seq,
-                        sender: author.clone(),
-                        mentions,
-                    };
-                    self.push(&mut applied, event);
-                }
-            }
-            Request::CreateDirect { staff } => {
-                if staff == author {
-                    return reject(
-                        ErrorCode::InvalidInput,
-                        "a direct conversation needs someone else",
-                    );
-                }
-                if !self.is_active(staff) {
-                    return reject(ErrorCode::NotFound, format!("no staff member {staff}"));
-                }
-                if let Some(id) = self.direct.get(&pair(author, staff)) {
-                    ack.conversation = Some(*id);
-                } else {
-                    let conversation = Conversation {
-                        id: ConversationId(self.next_conversation),
-                        kind: ConversationKind::Direct,
-                        title: None,
-                        participants: vec![author.clone(), staff.clone()],
-                        created_by: author.clone(),
-                        created_at: now,
-                    };
-                    ack.conversation = Some(conversation.id);
-                    self.push(
-                        &mut applied,
-                        Event::ConversationCreated {
-                            conversation,
-                            client_id: None,
-                        },
-                    );
-                }
-            }
+            } => self.forward_message(s, client_id, *message, *to)?,
+            Request::EditMessage { message, body } => self.edit_message(s, *message, body)?,
+            Request::DeleteMessage { message } => self.delete_message(s, *message)?,
+            Request::CreateDirect { staff } => self.create_direct(s, staff)?,
             Request::CreateGroup {
                 client_id,
                 title,
                 participants,
-            } => {
-                if let Some(first) = self.first_ack(author, IdKind::Group, client_id) {
-                    return Ok(first);
-                }
-                ack.client_id = Some(client_id.clone());
-                let title = check_title(title)?;
-                let mut members = vec![author.clone()];
-                for p in participants {
-                    if !self.is_active(p) {
-                        return reject(ErrorCode::NotFound, format!("no staff member {p}"));
-                    }
-                    if !members.contains(p) {
-                        members.push(p.clone());
-                    }
-                }
-                if members.len() > limits::GROUP_PARTICIPANTS_MAX {
-                    return reject(
-                        ErrorCode::InvalidInput,
-                        format!(
-                            "a group has at most {} participants",
-                            limits::GROUP_PARTICIPANTS_MAX
-                        ),
-                    );
-                }
-                let conversation = Conversation {
-                    id: ConversationId(self.next_conversation),
-                    kind: ConversationKind::Group,
-                    title: Some(title.clone()),
-                    participants: members,
-                    created_by: author.clone(),
-                    created_at: now,
-                };
-                let id = conversation.id;
-                ack.conversation = Some(id);
-                self.push(
-                    &mut applied,
-                    Event::ConversationCreated {
-                        conversation,
-                        client_id: Some(client_id.clone()),
-                    },
-                );
-                self.notice(&mut applied, id, author, now, Notice::Created { title });
-            }
+            } => self.create_group(s, client_id, title, participants)?,
             Request::RenameConversation { conversation, title } => {
-                self.group(author, *conversation)?;
-                let title = check_title(title)?;
-                ack.conversation = Some(*conversation);
-                let event = Event::ConversationRenamed {
-                    conversation: *conversation,
-                    title: title.clone(),
-                    by: author.clone(),
-                };
-                self.push(&mut applied, event);
-                self.notice(
-                    &mut applied,
-                    *conversation,
-                    author,
-                    now,
-                    Notice::Renamed { title },
-                );
+                self.rename_conversation(s, *conversation, title)?
             }
             Request::AddParticipants { conversation, staff } => {
-                let c = self.group(author, *conversation)?;
-                if staff.is_empty() || staff.len() > limits::ADD_PARTICIPANTS_MAX {
-                    return reject(
-                        ErrorCode::InvalidInput,
-                        format!("add 1 to {} staff at a time", limits::ADD_PARTICIPANTS_MAX),
-                    );
-                }
-                let mut joining: Vec<StaffId> = Vec::new();
-                for s in staff {
-                    if !self.is_active(s) {
-                        return reject(ErrorCode::NotFound, format!("no staff member {s}"));
-                    }
-                    if !c.participants.contains(s) && !joining.contains(s) {
-                        joining.push(s.clone());
-                    }
-                }
-                if c.participants.len() + joining.len() > limits::GROUP_PARTICIPANTS_MAX {
-                    return reject(
-                        ErrorCode::InvalidInput,
-                        format!(
-                            "a group has at most {} participants",
-                            limits::GROUP_PARTICIPANTS_MAX
-                        ),
-                    );
-                }
-                ack.conversation = Some(*conversation);
-                for s in joining {
-                    let mut after = self.conversation(*conversation).cloned().expect("checked above");
-                    after.participants.push(s.clone());
-                    let head = self.projection.head(*conversation).unwrap_or_default();
-                    let event = Event::ParticipantAdded {
-                        conversation: after,
-                        staff: s.clone(),
-                        by: author.clone(),
-                        head,
-                    };
-                    self.push(&mut applied, event);
-                    self.notice(
-                        &mut applied,
-                        *conversation,
-                        author,
-                        now,
-                        Notice::ParticipantAdded { staff: s },
-                    );
-                }
+                self.add_participants(s, *conversation, staff)?
             }
             Request::RemoveParticipant { conversation, staff } => {
-                let c = self.group(author, *conversation)?;
-                if !c.participants.contains(staff) {
-                    return reject(
-                        ErrorCode::NotFound,
-                        format!("{staff} is not in this conversation"),
-                    );
-                }
-                ack.conversation = Some(*conversation);
-                let event = Event::ParticipantRemoved {
-                    conversation: *conversation,
-                    staff: staff.clone(),
-                    by: author.clone(),
-                };
-                self.push(&mut applied, event);
-                let still_there = self.is_participant(author, *conversation);
-                let remaining = self
-                    .conversation(*conversation)
-                    .is_some_and(|c| !c.participants.is_empty());
-                if remaining {
-                    // Someone who left cannot write into the group; the notice is then by
-                    // nobody in it, so it counts for every remaining participant.
-                    let by = if still_there { author } else { staff };
-                    self.notice(
-                        &mut applied,
-                        *conversation,
-                        by,
-                        now,
-                        Notice::ParticipantRemoved { staff: staff.clone() },
-                    );
-                }
+                self.remove_participant(s, *conversation, staff)?
             }
-            Request::SetMuted { conversation, muted } => {
-                self.writable(author, *conversation)?;
-                ack.conversation = Some(*conversation);
-                if self.projection.is_muted(author, *conversation) != *muted {
-                    let event = Event::MuteChanged {
-                        conversation: *conversation,
-                        staff: author.clone(),
-                        muted: *muted,
-                    };
-                    self.push(&mut applied, event);
-                }
-            }
-            Request::MarkRead { conversation, up_to } => {
-                self.writable(author, *conversation)?;
-                ack.conversation = Some(*conversation);
-                self.read_up_to(&mut applied, author, *conversation, *up_to);
-            }
-            Request::MarkConversationRead { conversation } => {
-                self.writable(author, *conversation)?;
-                ack.conversation = Some(*conversation);
-                let head = self.projection.head(*conversation).unwrap_or_default();
-                self.read_up_to(&mut applied, author, *conversation, head);
-            }
-            Request::MarkAllRead => {
-                for (id, _, head) in self.projection.conversations_of(author) {
-                    self.read_up_to(&mut applied, author, id, head);
-                }
-            }
-            Request::MarkUnread { conversation, from } => {
-                self.writable(author, *conversation)?;
-                let head = self.projection.head(*conversation).unwrap_or_default();
-                if from.0 == 0 || *from > head {
-                    return reject(
-                        ErrorCode::NotFound,
-                        format!("no message {from} in this conversation"),
-                    );
-                }
-                ack.conversation = Some(*conversation);
-                let last_read = Seq(from.0 - 1);
-                if self.projection.last_read(author, *conversation) != Some(last_read) {
-                    let event = Event::MarkedUnread {
-                        conversation: *conversation,
-                        staff: author.clone(),
-                        last_read,
-                    };
-                    self.push(&mut applied, event);
-                }
-            }
-        }
-        ack.offset = self.offset;
-        Ok(Outcome { applied, ack })
-    }
-
-    fn read_up_to(
-        &mut self,
-        out: &mut Vec<Applied>,
-        author: &StaffId,
-        conversation: ConversationId,
-        up_to: Seq,
-    ) {
-        let head = self.projection.head(conversation).unwrap_or_default();
-        let current = self
-            .projection
-            .last_read(author, conversation)
-            .unwrap_or_default();
-        let last_read = next_watermark_on_read(current, up_to, head);
-        if last_read != current {
-            self.push(
-                out,
-                Event::MessagesRead {
-                    conversation,
-                    staff: author.clone(),
-                    last_read,
-                },
-            );
-        }
+            Request::SetMuted { conversation, muted } => self.set_muted(s, *conversation, *muted)?,
+            Request::MarkRead { conversation, up_to } => self.mark_read(s, *conversation, Some(*up_to))?,
+            Request::MarkConversationRead { conversation } => self.mark_read(s, *conversation, None)?,
+            Request::MarkAllRead => self.mark_all_read(s),
+            Request::MarkUnread { conversation, from } => self.mark_unread(s, *conversation, *from)?,
+        };
+        // The offset of the last event appended, or the current one when nothing was.
+        let ack = Ack {
+            offset: self.offset,
+            ..ack
+        };
+        Ok(Outcome {
+            applied: step.applied,
+            ack,
+        })
     }
 
     fn notice(
@@ -924,6 +632,45 @@ impl Engine {
             _ => reject(ErrorCode::NotAuthor, "only its author may change a message"),
         }
     }
+}
+
+/// One request being executed: who asked, when, what storage knows, and the events appended
+/// so far (a handler validates everything before it appends anything).
+struct Step<'a> {
+    author: &'a StaffId,
+    now: Millis,
+    lookup: &'a dyn Lookup,
+    applied: Vec<Applied>,
+}
+
+/// The kind and client-made id of a write that carries one.
+fn client_id_of(request: &Request) -> Option<(IdKind, &ClientMsgId)> {
+    match request {
+        Request::SendMessage { client_id, .. } => Some((IdKind::Send, client_id)),
+        Request::ForwardMessage { client_id, .. } => Some((IdKind::Forward, client_id)),
+        Request::CreateGroup { client_id, .. } => Some((IdKind::Group, client_id)),
+        _ => None,
+    }
+}
+
+/// An acknowledgement naming a conversation.
+fn ack_for(conversation: ConversationId) -> Ack {
+    Ack {
+        conversation: Some(conversation),
+        ..Ack::default()
+    }
+}
+
+/// A group may hold at most [`limits::GROUP_PARTICIPANTS_MAX`] participants.
+fn check_group_size(participants: usize) -> Result<(), Rejection> {
+    if participants > limits::GROUP_PARTICIPANTS_MAX {
+        let max = limits::GROUP_PARTICIPANTS_MAX;
+        return reject(
+            ErrorCode::InvalidInput,
+            format!("a group has at most {max} participants"),
+        );
+    }
+    Ok(())
 }
 
 /// The watermark after reading up to `up_to`: it only moves forward, and never past the head.

@@ -1,0 +1,150 @@
+//! Requests that write messages: send (with attachments and a reply), forward, edit, delete.
+
+use super::{Engine, Step, check_body, reject};
+use crate::engine::Rejection;
+use crate::ids::{AttachmentId, ClientMsgId, ConversationId, MessageId};
+use crate::limits;
+use crate::model::{ForwardRef, Message, mentions_in};
+use crate::protocol::{Ack, ErrorCode, Event};
+
+impl Engine {
+    pub(super) fn send_message(
+        &mut self,
+        step: &mut Step<'_>,
+        client_id: &ClientMsgId,
+        conversation: ConversationId,
+        body: &str,
+        attachments: &[AttachmentId],
+        reply_to: Option<MessageId>,
+    ) -> Result<Ack, Rejection> {
+        let author = step.author;
+        let c = self.writable(author, conversation)?;
+        check_body(body, !attachments.is_empty())?;
+        if attachments.len() > limits::ATTACHMENTS_PER_MESSAGE_MAX {
+            let max = limits::ATTACHMENTS_PER_MESSAGE_MAX;
+            return reject(
+                ErrorCode::InvalidInput,
+                format!("at most {max} attachments per message"),
+            );
+        }
+        let mut files = Vec::with_capacity(attachments.len());
+        for a in attachments {
+            match step.lookup.attachment(a, author) {
+                Some(file) => files.push(file),
+                None => return reject(ErrorCode::NotFound, format!("no attachment {a} uploaded by you")),
+            }
+        }
+        let reply = match reply_to {
+            Some(id) => Some(self.reply_ref(id, conversation, step.lookup)?),
+            None => None,
+        };
+        let mentions = mentions_in(body, &c.participants, author);
+        let message = Message {
+            body: body.to_string(),
+            mentions,
+            attachments: files,
+            reply_to: reply.map(Box::new),
+            client_id: Some(client_id.clone()),
+            ..self.new_message(conversation, author, step.now)
+        };
+        Ok(self.append_message(step, message))
+    }
+
+    pub(super) fn forward_message(
+        &mut self,
+        step: &mut Step<'_>,
+        client_id: &ClientMsgId,
+        message: MessageId,
+        to: ConversationId,
+    ) -> Result<Ack, Rejection> {
+        let source = self.readable_message(step.author, message, step.lookup)?;
+        self.writable(step.author, to)?;
+        if source.notice.is_some() {
+            return reject(ErrorCode::NotAllowed, "system notices cannot be forwarded");
+        }
+        // The body and files travel; the mentions do not (forwarding "@bob" mentions nobody).
+        let message = Message {
+            body: source.body.clone(),
+            attachments: source.attachments.clone(),
+            forwarded_from: Some(Box::new(ForwardRef {
+                conversation: source.conversation,
+                message: source.id,
+                sender: source.sender.clone(),
+            })),
+            client_id: Some(client_id.clone()),
+            ..self.new_message(to, step.author, step.now)
+        };
+        Ok(self.append_message(step, message))
+    }
+
+    /// Appends a new message; the acknowledgement that names it.
+    fn append_message(&mut self, step: &mut Step<'_>, message: Message) -> Ack {
+        let ack = Ack {
+            client_id: message.client_id.clone(),
+            conversation: Some(message.conversation),
+            message: Some(message.id),
+            seq: Some(message.seq),
+            ..Ack::default()
+        };
+        self.push(&mut step.applied, Event::MessageCreated { message });
+        ack
+    }
+
+    pub(super) fn edit_message(
+        &mut self,
+        step: &mut Step<'_>,
+        message: MessageId,
+        body: &str,
+    ) -> Result<Ack, Rejection> {
+        let (conversation, seq) = self.own_message(step.author, message)?;
+        check_body(body, true)?;
+        if body.trim().is_empty() {
+            return reject(
+                ErrorCode::InvalidInput,
+                "an edit needs text; delete the message instead",
+            );
+        }
+        let event = Event::MessageEdited {
+            conversation,
+            message,
+            seq,
+            body: body.to_string(),
+            edited_at: step.now,
+        };
+        self.push(&mut step.applied, event);
+        Ok(message_ack(conversation, message, seq))
+    }
+
+    pub(super) fn delete_message(
+        &mut self,
+        step: &mut Step<'_>,
+        message: MessageId,
+    ) -> Result<Ack, Rejection> {
+        let (conversation, seq) = self.own_message(step.author, message)?;
+        if self.projection.is_deleted(conversation, seq) != Some(true) {
+            let mentions = step
+                .lookup
+                .message(message)
+                .map(|m| m.mentions)
+                .unwrap_or_default();
+            let event = Event::MessageDeleted {
+                conversation,
+                message,
+                seq,
+                sender: step.author.clone(),
+                mentions,
+            };
+            self.push(&mut step.applied, event);
+        }
+        Ok(message_ack(conversation, message, seq))
+    }
+}
+
+fn message_ack(conversation: ConversationId, message: MessageId, seq: crate::ids::Seq) -> Ack {
+    Ack {
+        conversation: Some(conversation),
+        message: Some(message),
+        seq: Some(seq),
+        ..Ack::default()
+    }
+}
