@@ -38,7 +38,7 @@ relay-dev:
 ## against the bare fan-out ceiling (about 7 minutes on 2 cores).
 bench:
 	cargo bench -p tally-shared --bench projection
-	cargo build --release -p tally-relay --bins
+	cargo build --release -p tally-relay -p tally-loadgen --bins
 	./target/release/tally-loadgen run --scenario all --quick --json target/loadgen.json
 
 ## Fuzz the frame decoder and the projection (60 s each; nightly + cargo-fuzz; not in CI).

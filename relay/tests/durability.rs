@@ -4,10 +4,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
@@ -32,32 +31,9 @@ fn cli(data: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// The relay with its default durability (`synchronous=FULL`) and rate limits lifted.
 fn serve(data: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .arg("--data")
-        .arg(data)
-        .args(["serve", "--listen", "127.0.0.1:0", "--static", "/nonexistent"])
-        .args([
-            "--writes-per-sec",
-            "1e9",
-            "--write-burst",
-            "1e9",
-            "--reads-per-sec",
-            "1e9",
-            "--read-burst",
-            "1e9",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().parse().unwrap();
-    (child, addr)
+    spawn(data, &UNLIMITED, None)
 }
 
 fn send(conversation: ConversationId, i: usize) -> ClientFrame {

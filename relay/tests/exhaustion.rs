@@ -14,17 +14,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-const UNLIMITED: [&str; 8] = [
-    "--writes-per-sec",
-    "1e9",
-    "--write-burst",
-    "1e9",
-    "--reads-per-sec",
-    "1e9",
-    "--read-burst",
-    "1e9",
-];
-
 /// Waits until the peer closes the socket (EOF or reset); how long that took.
 async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
     let started = Instant::now();

@@ -16,20 +16,25 @@
 //! - [`engine`]: validates each request and turns it into events; applies events. The relay is
 //!   a shell around it.
 //! - [`store`]: `ChatStore`, the reducer the browser runs as its `chatStore`.
-//! - [`oracle`]: the naive scan the tests and the load generator compare everything with.
-//! - [`memory`]: an in-memory host for the engine (messages, attachments, snapshots), for tests
-//!   and benchmarks.
-//! - [`sim`]: engine + stores + oracle stepped together, for property tests and fuzzing.
+//!
+//! Behind the `testing` feature (tests, benchmarks, fuzzing, the load generator):
+//!
+//! - `oracle`: the naive scan the tests and the load generator compare everything with.
+//! - `memory`: an in-memory host for the engine (messages, attachments, snapshots).
+//! - `sim`: engine + stores + oracle stepped together, for property tests and fuzzing.
 
 pub mod client_ids;
 pub mod engine;
 pub mod ids;
 pub mod limits;
+#[cfg(feature = "testing")]
 pub mod memory;
 pub mod model;
+#[cfg(feature = "testing")]
 pub mod oracle;
 pub mod protocol;
 mod seq_index;
+#[cfg(feature = "testing")]
 pub mod sim;
 pub mod store;
 mod tagged;

@@ -263,6 +263,48 @@ pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// Rate limits lifted, for tests that send bursts through the real binary.
+pub const UNLIMITED: [&str; 8] = [
+    "--writes-per-sec",
+    "1e9",
+    "--write-burst",
+    "1e9",
+    "--reads-per-sec",
+    "1e9",
+    "--read-burst",
+    "1e9",
+];
+
+/// Starts the real `tally-relay serve` on `data` and a free loopback port (the one launch
+/// helper of the relay's tests); `nofile` limits its descriptors.
+pub fn spawn(
+    data: &std::path::Path,
+    args: &[&str],
+    nofile: Option<u32>,
+) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+    let mut child = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("{limit}exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_tally-relay"))
+        .arg("--data")
+        .arg(data)
+        .args(["serve", "--listen", "127.0.0.1:0", "--static", "/nonexistent"])
+        .args(args)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().parse().unwrap();
+    (child, addr)
+}
+
 /// The real `tally-relay` binary serving a temporary data dir, killed when dropped.
 pub struct Binary {
     pub child: std::process::Child,
@@ -274,7 +316,6 @@ pub struct Binary {
 impl Binary {
     /// Adds `staff`, then serves with `args` (after `serve`); `nofile` limits its descriptors.
     pub fn serve(staff: &[&str], args: &[&str], nofile: Option<u32>) -> Binary {
-        use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
         let mut conn = storage::open(dir.path(), Durability::Normal).unwrap();
         let tx = conn.transaction().unwrap();
@@ -287,26 +328,8 @@ impl Binary {
         }
         tx.commit().unwrap();
         drop(conn);
-        let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
-        let mut child = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(format!("{limit}exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_tally-relay"))
-            .arg("--data")
-            .arg(dir.path())
-            .args(["serve", "--listen", "127.0.0.1:0", "--static", "/nonexistent"])
-            .args(["--durability", "normal"])
-            .args(args)
-            .env("RUST_LOG", "error")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.trim().rsplit("http://").next().unwrap().parse().unwrap();
+        let args: Vec<&str> = ["--durability", "normal"].iter().chain(args).copied().collect();
+        let (child, addr) = spawn(dir.path(), &args, nofile);
         let keys = Keys::new(&auth::load_secret(dir.path()).unwrap(), auth::MAX_TOKEN_TTL);
         Binary {
             child,

@@ -2,7 +2,7 @@
 //! runs the same scenario against a bare fan-out server (the ceiling) for comparison.
 //!
 //! ```sh
-//! cargo build --release -p tally-relay --bins
+//! cargo build --release -p tally-relay -p tally-loadgen --bins
 //! target/release/tally-loadgen run --scenario all --json target/loadgen.json
 //! ```
 
