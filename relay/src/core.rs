@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 use tally_shared::engine::Applied;
 use tally_shared::protocol::{ErrorFrame, ServerFrame, encode};
-use tally_shared::unread::StaffKey;
+use tally_shared::staff_keys::StaffKey;
 use tally_shared::{
     Attachment, AttachmentId, ClientFrame, ConversationId, Engine, ErrorCode, Message, Millis, Offset, Seq,
     StaffId, limits,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 pub use tokio_tungstenite::tungstenite::Utf8Bytes as Frame;
 
 use rustc_hash::FxHashMap;
-use tally_shared::unread::StaffKey;
+use tally_shared::staff_keys::StaffKey;
 use tokio::sync::{Notify, mpsc};
 
 use crate::metrics::Metrics;

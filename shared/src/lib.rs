@@ -12,6 +12,7 @@
 //! - [`limits`]: every size and count limit, one table, used by both sides.
 //! - [`protocol`]: client and server frames (JSON, tagged by `type`), events, error codes.
 //! - [`unread`]: the projection — the counting rules and nothing else.
+//! - [`staff_keys`]: interned staff, the keys the projection indexes by and the relay routes by.
 //! - [`client_ids`]: which write each client-made id made, remembered for a bounded time.
 //! - [`engine`]: validates each request and turns it into events; applies events. The relay is
 //!   a shell around it.
@@ -36,6 +37,7 @@ pub mod protocol;
 mod seq_index;
 #[cfg(feature = "testing")]
 pub mod sim;
+pub mod staff_keys;
 pub mod store;
 mod tagged;
 pub mod unread;

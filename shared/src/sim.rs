@@ -412,7 +412,7 @@ impl World {
         }
     }
 
-    fn index_of(&self, key: crate::unread::StaffKey) -> usize {
+    fn index_of(&self, key: crate::staff_keys::StaffKey) -> usize {
         let id = self.host.engine.projection().staff_id(key);
         self.staff.iter().position(|s| s == id).unwrap()
     }

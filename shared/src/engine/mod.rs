@@ -15,7 +15,8 @@ use crate::model::{Attachment, Conversation, ConversationKind, Message, Notice, 
 use crate::protocol::{
     Ack, ConversationState, ErrorCode, Event, LoggedEvent, Request, Snapshot, UnreadUpdate,
 };
-use crate::unread::{CountChange, StaffKey, Tracking, UnreadProjection};
+use crate::staff_keys::StaffKey;
+use crate::unread::{CountChange, Tracking, UnreadProjection};
 
 mod conversations;
 mod membership;

@@ -29,6 +29,10 @@ use crate::ids::{ConversationId, Seq, StaffId};
 use crate::model::{Counts, Message, Totals};
 use crate::protocol::{ConversationState, Event};
 use crate::seq_index::SeqIndex;
+use crate::staff_keys::StaffKey;
+use crate::staff_keys::StaffKeys;
+
+mod lookup;
 
 /// Whose counts a projection keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,11 +42,6 @@ pub enum Tracking {
     /// One staff member (a browser).
     Only(StaffId),
 }
-
-/// An interned staff member: cheap to copy and compare. Resolve with
-/// [`UnreadProjection::staff_id`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StaffKey(u32);
 
 /// A change to one staff member's counts (or to whether they add to the total) in one
 /// conversation: the relay sends an `unread_updated` for each.
@@ -161,8 +160,8 @@ impl ConversationCounts {
 #[derive(Clone, Debug)]
 pub struct UnreadProjection {
     tracking: Tracking,
-    keys: FxHashMap<StaffId, StaffKey>,
-    ids: Vec<StaffId>,
+    staff: StaffKeys,
+    /// Totals by staff key.
     totals: Vec<Totals>,
     conversations: FxHashMap<ConversationId, ConversationCounts>,
 }
@@ -172,8 +171,7 @@ impl UnreadProjection {
     pub fn new(tracking: Tracking) -> Self {
         UnreadProjection {
             tracking,
-            keys: FxHashMap::default(),
-            ids: Vec::new(),
+            staff: StaffKeys::default(),
             totals: Vec::new(),
             conversations: FxHashMap::default(),
         }
@@ -183,12 +181,12 @@ impl UnreadProjection {
 
     /// The key of a staff member the projection has seen.
     pub fn key(&self, staff: &StaffId) -> Option<StaffKey> {
-        self.keys.get(staff).copied()
+        self.staff.key(staff)
     }
 
     /// The staff member behind a key.
     pub fn staff_id(&self, key: StaffKey) -> &StaffId {
-        &self.ids[key.0 as usize]
+        self.staff.id(key)
     }
 
     /// A staff member's counts in a conversation; `None` when they are not in it.
@@ -209,7 +207,7 @@ impl UnreadProjection {
 
     /// As [`total`](Self::total), by key.
     pub fn total_by_key(&self, staff: StaffKey) -> Totals {
-        self.totals[staff.0 as usize]
+        self.totals[staff.index()]
     }
 
     /// A staff member's watermark in a conversation.
@@ -225,20 +223,6 @@ impl UnreadProjection {
     /// The seq of a conversation's newest message.
     pub fn head(&self, conversation: ConversationId) -> Option<Seq> {
         self.conversations.get(&conversation).map(|c| c.head)
-    }
-
-    /// Whether a message is known here and deleted.
-    pub fn is_deleted(&self, conversation: ConversationId, seq: Seq) -> Option<bool> {
-        self.conversations
-            .get(&conversation)?
-            .meta(seq)
-            .map(|m| m.deleted)
-    }
-
-    /// The sender and notice flag of a known message.
-    pub fn sender_of(&self, conversation: ConversationId, seq: Seq) -> Option<(&StaffId, bool)> {
-        let m = self.conversations.get(&conversation)?.meta(seq)?;
-        Some((self.staff_id(m.sender), m.notice))
     }
 
     /// The conversations a staff member is tracked in, with their watermark, counts and head.
@@ -282,13 +266,10 @@ impl UnreadProjection {
     }
 
     fn intern(&mut self, staff: &StaffId) -> StaffKey {
-        if let Some(k) = self.keys.get(staff) {
-            return *k;
+        let k = self.staff.intern(staff);
+        if self.totals.len() <= k.index() {
+            self.totals.resize(k.index() + 1, Totals::default());
         }
-        let k = StaffKey(u32::try_from(self.ids.len()).expect("fewer than 2^32 staff"));
-        self.keys.insert(staff.clone(), k);
-        self.ids.push(staff.clone());
-        self.totals.push(Totals::default());
         k
     }
 
@@ -339,7 +320,7 @@ impl UnreadProjection {
                 if let Some(i) = c.members.iter().position(|m| m.staff == key) {
                     let m = c.members.swap_remove(i);
                     if !m.muted {
-                        sub_totals(&mut self.totals[key.0 as usize], m.counts);
+                        sub_totals(&mut self.totals[key.index()], m.counts);
                     }
                     if matches!(self.tracking, Tracking::Only(_)) {
                         self.conversations.remove(&id);
@@ -398,7 +379,7 @@ impl UnreadProjection {
                 {
                     m.muted = *muted;
                     let counts = m.counts;
-                    let t = &mut self.totals[key.0 as usize];
+                    let t = &mut self.totals[key.index()];
                     if *muted {
                         sub_totals(t, counts)
                     } else {
@@ -569,7 +550,7 @@ impl UnreadProjection {
             self.forget_member_totals(&old, key);
         }
         if !state.muted {
-            add_totals(&mut self.totals[key.0 as usize], state.counts);
+            add_totals(&mut self.totals[key.index()], state.counts);
         }
     }
 
@@ -617,7 +598,7 @@ impl UnreadProjection {
         m.counts = counts;
         m.exact = true;
         if !m.muted {
-            let t = &mut self.totals[key.0 as usize];
+            let t = &mut self.totals[key.index()];
             sub_totals(t, before);
             add_totals(t, counts);
         }
@@ -637,7 +618,7 @@ impl UnreadProjection {
         if let Some(m) = old.members.iter().find(|m| m.staff == key)
             && !m.muted
         {
-            sub_totals(&mut self.totals[key.0 as usize], m.counts);
+            sub_totals(&mut self.totals[key.index()], m.counts);
         }
     }
 }
@@ -667,7 +648,7 @@ fn settle(
         return;
     }
     if !m.muted {
-        let t = &mut totals[m.staff.0 as usize];
+        let t = &mut totals[m.staff.index()];
         sub_totals(t, before);
         add_totals(t, m.counts);
     }
