@@ -8,7 +8,7 @@ export CHROMEDRIVER := /usr/bin/chromedriver
 LISTEN ?= 127.0.0.1:8080
 DATA ?= data
 
-.PHONY: run test setup-build setup-test frontend relay relay-dev bench fuzz screenshots
+.PHONY: run test setup-build setup-test frontend relay relay-dev bench bench-tab fuzz screenshots
 
 ## Build the widget and the relay (release), then serve the demo on http://$(LISTEN).
 run: setup-build frontend relay
@@ -40,6 +40,10 @@ bench:
 	cargo bench -p tally-shared --bench projection
 	cargo build --release -p tally-relay -p tally-loadgen --bins
 	./target/release/tally-loadgen run --scenario all --quick --json target/loadgen.json
+
+## The tab keeping up with bursts, in headless Chromium against the release relay (~1 min).
+bench-tab: setup-test frontend relay
+	node e2e/bench-tab.mjs
 
 ## Fuzz the frame decoder and the projection (60 s each; nightly + cargo-fuzz; not in CI).
 fuzz:

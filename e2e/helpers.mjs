@@ -13,10 +13,12 @@ export const BIN = join(root, 'target', 'release', 'tally-relay');
 export const DIST = join(root, 'dist');
 
 export class Relay {
-  constructor(staff) {
+  /** `args`: more `serve` flags (limits, for instance). */
+  constructor(staff, { args = [] } = {}) {
     this.data = mkdtempSync(join(tmpdir(), 'tally-e2e-'));
     for (const id of staff) this.cli('staff', 'add', id, '--name', id[0].toUpperCase() + id.slice(1));
     this.port = 0;
+    this.args = args;
   }
   cli(...args) {
     return execFileSync(BIN, ['--data', this.data, ...args], { encoding: 'utf8' }).trim();
@@ -26,7 +28,7 @@ export class Relay {
   }
   async start() {
     const listen = `127.0.0.1:${this.port}`;
-    this.child = spawn(BIN, ['--data', this.data, 'serve', '--listen', listen, '--static', DIST], {
+    this.child = spawn(BIN, ['--data', this.data, 'serve', '--listen', listen, '--static', DIST, ...this.args], {
       env: { ...process.env, RUST_LOG: 'error' },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -163,4 +165,41 @@ export async function startGroup(t, names, title) {
   await t.page.fill('#messenger .tally-dialog [aria-label="Group name"]', title).catch(() => {});
   await t.page.click('#messenger .tally-dialog .tally-primary');
   await t.page.waitForSelector(`#messenger .tally-conv-title h3:text-is("${title}")`);
+}
+
+/**
+ * Sends `n` messages to a conversation as fast as the relay takes them, from a raw WebSocket
+ * opened in `t`'s page (as another device of that staff member would); resolves when all are
+ * acknowledged, with the time that took.
+ */
+export async function blast(t, relay, conversation, n, prefix = 'burst') {
+  const token = relay.token(t.staff);
+  return t.page.evaluate(async ([url, token, conversation, n, prefix]) => {
+    const ws = new WebSocket(url.replace(/^http/, 'ws') + '/ws');
+    await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
+    ws.send(JSON.stringify({ type: 'hello', token }));
+    const started = performance.now();
+    let acked = 0;
+    let sent = 0;
+    const send = () => {
+      while (sent < n && sent - acked < 200) {
+        sent += 1;
+        ws.send(JSON.stringify({ type: 'send_message', req: sent, client_id: `${prefix}-${sent}`, conversation, body: `${prefix} ${sent}` }));
+      }
+    };
+    await new Promise((done, fail) => {
+      ws.onmessage = (e) => {
+        const f = JSON.parse(e.data);
+        if (f.type === 'error' && f.req) fail(new Error(JSON.stringify(f)));
+        if (f.type === 'ack' && f.req) {
+          acked += 1;
+          if (acked === n) done();
+          else send();
+        }
+      };
+      send();
+    });
+    ws.close();
+    return performance.now() - started;
+  }, [relay.url, token, conversation, n, prefix]);
 }

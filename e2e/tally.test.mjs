@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { Relay, launch, tab, expectTotal, expectItemBadge, openPanel, openConversation, startDirect, startGroup, say, backToList } from './helpers.mjs';
+import { Relay, launch, tab, expectTotal, expectItemBadge, openPanel, openConversation, startDirect, startGroup, say, backToList, blast } from './helpers.mjs';
 
 let browser;
 
@@ -304,6 +304,48 @@ test('mentions raise a marker; muting a group takes it out of the total but keep
     await say(a, 'muted news');
     await expectItemBadge(b, 'Ops', 1);
     await expectTotal(b, 2);
+  } finally {
+    await relay.stop();
+  }
+});
+
+test('a burst of 2,000 messages: the badge, the list and the conversation are exact, and the page stays responsive', async () => {
+  const relay = await new Relay(['alice', 'bob'], { args: ['--writes-per-sec', '1e9', '--write-burst', '1e9'] }).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const b = await tab(browser, relay, 'bob');
+    await startDirect(a, 'Bob');
+    await say(a, 'Brace yourself');
+    const dm = Number(await a.page.getAttribute('#messenger .tally-conversation', 'data-conversation'));
+    await b.page.bringToFront();
+    await openPanel(b);
+    await expectItemBadge(b, 'Alice', 1);
+    // During the burst: long tasks are recorded, and a click is timed from the input event to
+    // its handler (how long a person waits for the page to react).
+    await b.page.evaluate(() => {
+      window.longTasks = [];
+      new PerformanceObserver((l) => window.longTasks.push(...l.getEntries().map((e) => e.duration))).observe({ type: 'longtask' });
+      const button = document.createElement('button');
+      button.id = 'probe';
+      button.textContent = 'probe';
+      button.onclick = (e) => { window.clickDelay = performance.now() - e.timeStamp; };
+      document.body.append(button);
+    });
+    const burst = blast(a, relay, dm, 2000);
+    await b.page.waitForFunction(() => document.querySelector('#messenger .tally-launcher').getAttribute('aria-label') !== 'Messages, 1 unread');
+    await b.page.click('#probe');
+    const took = await burst;
+    await b.page.waitForFunction(() => document.querySelector('#messenger .tally-launcher').getAttribute('aria-label') === 'Messages, 2001 unread', null, { timeout: 20_000 });
+    await expectItemBadge(b, 'Alice', 2001);
+    const { clickDelay, longTasks } = await b.page.evaluate(() => ({ clickDelay: window.clickDelay, longTasks: window.longTasks }));
+    console.log(`burst acknowledged in ${Math.round(took)} ms; click answered in ${Math.round(clickDelay)} ms; long tasks: ${longTasks.map(Math.round).join(', ') || 'none'}`);
+    assert.ok(clickDelay < 100, `a click during the burst waited ${clickDelay} ms`);
+    // The open conversation shows every message, the newest last.
+    await openConversation(b, 'Alice');
+    await b.page.waitForFunction(() => {
+      const texts = [...document.querySelectorAll('#messenger .tally-msg .tally-text')].map((e) => e.textContent);
+      return texts.length === 2001 && texts[texts.length - 1] === 'burst 2000';
+    }, null, { timeout: 20_000 });
   } finally {
     await relay.stop();
   }

@@ -12,6 +12,7 @@ use tally_shared::protocol::{ServerFrame, close, encode};
 use tally_shared::{ClientFrame, Offset, Request};
 use yew::Callback;
 
+use crate::inbox::Inbox;
 use crate::options::MountOptions;
 use crate::state::{Action, ConnectionState};
 
@@ -110,6 +111,21 @@ async fn connect_once(
             }
         }
     });
+    let inbox = Inbox::new(dispatch.clone());
+    let closed = read_frames(&mut stream, dispatch, &inbox, attempt).await;
+    // What the socket delivered before it closed counts, before anything else happens.
+    inbox.flush();
+    closed
+}
+
+/// Reads frames into the inbox until the socket closes (its close code) or the browser goes
+/// offline.
+async fn read_frames(
+    stream: &mut (impl futures_util::Stream<Item = Result<Message, WebSocketError>> + Unpin),
+    dispatch: &Callback<Action>,
+    inbox: &Rc<Inbox>,
+    attempt: &mut u32,
+) -> Option<u16> {
     let mut first = true;
     let mut offline = Box::pin(window_event("offline"));
     loop {
@@ -136,7 +152,7 @@ async fn connect_once(
                         // Sends that were waiting go out again; their client ids make that safe.
                         dispatch.emit(Action::Reconnected);
                     }
-                    dispatch.emit(Action::Frame(frame));
+                    inbox.push(frame);
                 }
                 Err(e) => gloo::console::warn!(format!("tally: unreadable frame: {e}")),
             },

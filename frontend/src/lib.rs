@@ -4,6 +4,7 @@
 //! - [`chat`]: the context components read — the state held in place, `dispatch`, and the path
 //!   frames take to the socket.
 //! - [`connection`]: the WebSocket — hello/resume, backoff with jitter, outbox resend.
+//! - [`inbox`]: received frames applied in batches and time slices, rendered once per batch.
 //! - [`api`]: HTTP — history pages, uploads with progress, attachment downloads.
 //! - [`options`]: what a host page passes to `mount(element, options)`.
 //! - [`app`]: the root component: the core, the connection, the context, the page title.
@@ -18,6 +19,7 @@ pub mod chat;
 pub mod components;
 pub mod connection;
 pub mod demo;
+pub mod inbox;
 pub mod options;
 pub mod state;
 pub mod util;

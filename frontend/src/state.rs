@@ -31,6 +31,8 @@ pub enum ConnectionState {
 pub enum Action {
     /// A frame from the relay.
     Frame(ServerFrame),
+    /// Frames from the relay that arrived together, applied in order before one render.
+    Frames(Vec<ServerFrame>),
     /// A request to send (stamped with a request id here).
     Request(Request),
     /// A request that creates or finds a conversation, opened when its ack arrives.
@@ -94,25 +96,10 @@ impl ChatState {
     pub fn reduce(&mut self, action: Action) -> Vec<ClientFrame> {
         let mut out = Vec::new();
         match action {
-            Action::Frame(frame) => {
-                let snapshot = matches!(frame, ServerFrame::Snapshot(_));
-                if let ServerFrame::Ack(ack) = &frame
-                    && ack.req.is_some()
-                    && ack.req == self.open_on_ack
-                {
-                    self.open = ack.conversation;
-                    self.open_on_ack = None;
-                }
-                let fx = self.store.apply(frame);
-                out = fx.send;
-                if fx.divergence.is_some() {
-                    self.last_divergence = fx.divergence;
-                }
-                if snapshot {
-                    self.connection = ConnectionState::Connected;
-                    if self.open.is_some_and(|c| self.store.conversation(c).is_none()) {
-                        self.open = None;
-                    }
+            Action::Frame(frame) => self.apply(frame, &mut out),
+            Action::Frames(frames) => {
+                for frame in frames {
+                    self.apply(frame, &mut out);
                 }
             }
             Action::Request(r) => out.push(self.store.request(r)),
@@ -134,5 +121,27 @@ impl ChatState {
             Action::TogglePanel => self.panel_open = !self.panel_open,
         }
         out
+    }
+
+    fn apply(&mut self, frame: ServerFrame, out: &mut Vec<ClientFrame>) {
+        let snapshot = matches!(frame, ServerFrame::Snapshot(_));
+        if let ServerFrame::Ack(ack) = &frame
+            && ack.req.is_some()
+            && ack.req == self.open_on_ack
+        {
+            self.open = ack.conversation;
+            self.open_on_ack = None;
+        }
+        let fx = self.store.apply(frame);
+        out.extend(fx.send);
+        if fx.divergence.is_some() {
+            self.last_divergence = fx.divergence;
+        }
+        if snapshot {
+            self.connection = ConnectionState::Connected;
+            if self.open.is_some_and(|c| self.store.conversation(c).is_none()) {
+                self.open = None;
+            }
+        }
     }
 }

@@ -1,0 +1,77 @@
+// Benchmark (not a test): how fast a tab keeps up with messages, and how flat that is in what
+// it already holds. The real release relay and widget in headless Chromium; Alice's other
+// device blasts messages to Bob as fast as the relay takes them; Bob's tab, panel closed, is
+// timed until its own count (the launcher's label) is exact. Main-thread work comes from the
+// DevTools protocol (TaskDuration), long tasks from the Long Tasks API.
+//
+//   make frontend relay && node e2e/bench-tab.mjs
+import { Relay, launch, tab, startDirect, say, blast } from './helpers.mjs';
+
+const browser = await launch();
+const relay = await new Relay(['alice', 'bob'], { args: ['--writes-per-sec', '1e9', '--write-burst', '1e9'] }).start();
+
+/** Main-thread seconds so far: all tasks, and of those script, style and layout. */
+async function busySeconds(cdp) {
+  const { metrics } = await cdp.send('Performance.getMetrics');
+  const get = (name) => metrics.find((m) => m.name === name).value;
+  return { task: get('TaskDuration'), script: get('ScriptDuration'), style: get('RecalcStyleDuration'), layout: get('LayoutDuration') };
+}
+
+async function expectUnread(b, n, timeout = 120_000) {
+  await b.page.waitForFunction((n) => document.querySelector('#messenger .tally-launcher').getAttribute('aria-label') === `Messages, ${n} unread`, n, { timeout, polling: 5 });
+}
+
+try {
+  const a = await tab(browser, relay, 'alice');
+  const b = await tab(browser, relay, 'bob');
+  await startDirect(a, 'Bob');
+  await say(a, 'hello');
+  const dm = Number(await a.page.getAttribute('#messenger .tally-conversation', 'data-conversation'));
+  // The blasts come from a page without the widget: Alice's own tab, with the conversation
+  // open, would render every message it sends and slow the sender down.
+  const sender = { page: await browser.newPage(), staff: 'alice' };
+  await sender.page.goto(relay.url + '/healthz');
+  await b.page.bringToFront();
+  await expectUnread(b, 1);
+  const cdp = await b.context.newCDPSession(b.page);
+  await cdp.send('Performance.enable');
+  await b.page.evaluate(() => {
+    window.longTasks = [];
+    new PerformanceObserver((l) => window.longTasks.push(...l.getEntries().map((e) => e.duration))).observe({ type: 'longtask' });
+  });
+  let unread = 1;
+  const rows = [];
+  const burst = async (n, label) => {
+    await b.page.evaluate(() => { window.longTasks = []; });
+    const busy0 = await busySeconds(cdp);
+    const ackedIn = await blast(sender, relay, dm, n, `${label}-${unread}`);
+    const acked = Date.now();
+    unread += n;
+    await expectUnread(b, unread);
+    const lag = Date.now() - acked;
+    const busy1 = await busySeconds(cdp);
+    const perMessage = (k) => +((busy1[k] - busy0[k]) * 1000 / n).toFixed(3);
+    const longTasks = await b.page.evaluate(() => window.longTasks);
+    const row = { label, loadedBefore: unread - n, messages: n, ackedInMs: Math.round(ackedIn), countExactAfterLastAckMs: lag, mainThreadMsPerMessage: perMessage('task'), scriptMs: perMessage('script'), styleMs: perMessage('style'), layoutMs: perMessage('layout'), longestTaskMs: Math.round(Math.max(0, ...longTasks)) };
+    rows.push(row);
+    console.log(JSON.stringify(row));
+  };
+  await burst(1000, 'at-100');
+  await burst(14000, 'fill');
+  await burst(8000, 'at-15000');
+
+  // Sleep and wake: Bob's tab loses the network while 10,000 messages arrive, then resumes.
+  await b.context.setOffline(true);
+  await b.page.waitForSelector('#messenger .tally-launcher');
+  await blast(sender, relay, dm, 10000, 'asleep');
+  unread += 10000;
+  const woke = Date.now();
+  await b.context.setOffline(false);
+  await expectUnread(b, unread);
+  const resume = { label: 'resume after 10,000 events', badgeExactMs: Date.now() - woke };
+  rows.push(resume);
+  console.log(JSON.stringify(resume));
+} finally {
+  await relay.stop();
+  await browser.close();
+}

@@ -1,0 +1,141 @@
+//! Frames applied in batches (as the inbox applies what arrived together) leave exactly the
+//! store that applying them one by one does.
+#![cfg(target_arch = "wasm32")]
+
+use tally_frontend::state::{Action, ChatState};
+use tally_shared::memory::MemoryHost;
+use tally_shared::protocol::ServerFrame;
+use tally_shared::{ClientMsgId, ConversationId, Millis, Request, Seq, Staff, StaffId};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn sid(s: &str) -> StaffId {
+    StaffId::new(s).unwrap()
+}
+
+/// What bob's socket would carry: a snapshot, then every event and checkpoint of a busy
+/// stretch (sends, reads, deletes, mark unread, a group) in order.
+fn frames() -> Vec<ServerFrame> {
+    let staff: Vec<Staff> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|s| Staff {
+            id: sid(s),
+            name: s.to_uppercase(),
+        })
+        .collect();
+    let mut host = MemoryHost::with_staff(&staff);
+    let mut out = vec![ServerFrame::Snapshot(Box::new(host.snapshot(&sid("bob"))))];
+    let bob = host.engine.key(&sid("bob")).unwrap();
+    let mut clock = 1;
+    let mut run = |host: &mut MemoryHost, who: &str, request: Request| {
+        clock += 1;
+        let outcome = host.execute(&sid(who), &request, Millis(clock)).unwrap();
+        for a in outcome.applied {
+            if a.recipients.contains(&bob) {
+                out.push(ServerFrame::Event(a.event.clone()));
+            }
+            out.extend(
+                a.changes
+                    .iter()
+                    .filter(|(k, _)| *k == bob)
+                    .map(|(_, u)| ServerFrame::UnreadUpdated(*u)),
+            );
+        }
+        outcome.ack
+    };
+    let dm = run(&mut host, "alice", Request::CreateDirect { staff: sid("bob") })
+        .conversation
+        .unwrap();
+    let group = run(
+        &mut host,
+        "carol",
+        Request::CreateGroup {
+            client_id: ClientMsgId::new("g").unwrap(),
+            title: "Desk".into(),
+            participants: vec![sid("alice"), sid("bob")],
+        },
+    )
+    .conversation
+    .unwrap();
+    let send = |c: ConversationId, i: usize| Request::SendMessage {
+        client_id: ClientMsgId::new(format!("m{i}")).unwrap(),
+        conversation: c,
+        body: format!("message {i} @bob"),
+        attachments: vec![],
+        reply_to: None,
+    };
+    let mut sent = Vec::new();
+    for i in 0..300 {
+        let (who, c) = if i % 3 == 0 {
+            ("carol", group)
+        } else {
+            ("alice", dm)
+        };
+        let message = run(&mut host, who, send(c, i)).message.unwrap();
+        if who == "alice" {
+            sent.push(message);
+        }
+        if i % 50 == 49 {
+            run(
+                &mut host,
+                "bob",
+                Request::MarkRead {
+                    conversation: dm,
+                    up_to: Seq(i as u64 / 2),
+                },
+            );
+        }
+        if i % 70 == 69 {
+            run(
+                &mut host,
+                "alice",
+                Request::DeleteMessage {
+                    message: sent[sent.len() - 3],
+                },
+            );
+        }
+    }
+    run(
+        &mut host,
+        "bob",
+        Request::MarkUnread {
+            conversation: dm,
+            from: Seq(10),
+        },
+    );
+    run(
+        &mut host,
+        "bob",
+        Request::SetMuted {
+            conversation: group,
+            muted: true,
+        },
+    );
+    out
+}
+
+fn summary(state: &ChatState) -> impl PartialEq + std::fmt::Debug {
+    (
+        state.store.summary(0),
+        state.store.applied(),
+        state.store.divergences(),
+    )
+}
+
+#[wasm_bindgen_test]
+fn applying_frames_in_batches_leaves_the_same_store_as_one_by_one() {
+    let frames = frames();
+    let mut one_by_one = ChatState::new(Vec::new());
+    for f in frames.clone() {
+        one_by_one.reduce(Action::Frame(f));
+    }
+    for size in [1, 7, 64, 256, frames.len()] {
+        let mut batched = ChatState::new(Vec::new());
+        for chunk in frames.chunks(size) {
+            batched.reduce(Action::Frames(chunk.to_vec()));
+        }
+        assert_eq!(summary(&batched), summary(&one_by_one), "batches of {size}");
+    }
+    assert!(one_by_one.store.total().unread > 0);
+}
