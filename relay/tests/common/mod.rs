@@ -35,7 +35,11 @@ impl Relay {
     }
 
     pub async fn start_with(staff: &[&str], tweak: impl FnOnce(&mut Config)) -> Relay {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), staff, tweak).await
+    }
+
+    /// A relay on an existing data dir (which it takes over), with these staff added.
+    pub async fn start_in(dir: tempfile::TempDir, staff: &[&str], tweak: impl FnOnce(&mut Config)) -> Relay {
         let conn = storage::open(dir.path(), Durability::Normal).unwrap();
         for s in staff {
             storage::upsert_staff(
