@@ -2,6 +2,7 @@
 // assertion is about what a person sees, with waits on conditions, never fixed sleeps.
 import { test, before, after } from 'node:test';
 import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -347,6 +348,66 @@ test('a burst of 2,000 messages: the badge, the list and the conversation are ex
       return texts.length === 2001 && texts[texts.length - 1] === 'burst 2000';
     }, null, { timeout: 20_000 });
   } finally {
+    await relay.stop();
+  }
+});
+
+/** A tiny static server on another origin: a host page that loads the widget from `relayUrl`. */
+async function hostPage(relayUrl, port = 0) {
+  const server = createServer((req, res) => {
+    res.setHeader('content-type', 'text/html');
+    res.end(`<!doctype html><html><head><title>Other app</title>
+      <link rel="stylesheet" href="${relayUrl}/style.css"></head><body><div id="messenger"></div>
+      <script type="module">
+        import init, { mount } from "${relayUrl}/tally-frontend.js";
+        await init({ module_or_path: "${relayUrl}/tally-frontend_bg.wasm" });
+        window.tallyMount = (token) => mount(document.getElementById("messenger"), { relayUrl: "${relayUrl}", token, storageKey: "cross" });
+      </script></body></html>`);
+  });
+  await new Promise((r) => server.listen(port, '127.0.0.1', r));
+  return { server, url: `http://127.0.0.1:${server.address().port}` };
+}
+
+test('a host page on another, allowed origin mounts the widget, sends, uploads and pages history; one not allowed gets nothing', async () => {
+  // A free port for the host page, known before the relay starts (it is told to allow it).
+  const probe = await hostPage('');
+  const port = probe.server.address().port;
+  await new Promise((r) => probe.server.close(r));
+  const relay = new Relay(['alice', 'bob'], { args: ['--allow-origin', `http://127.0.0.1:${port}`, '--writes-per-sec', '1e9', '--write-burst', '1e9'] });
+  await relay.start();
+  const host = await hostPage(relay.url, port);
+  const stranger = await hostPage(relay.url);
+  try {
+    const a = await tab(browser, relay, 'alice');
+    await startDirect(a, 'Bob');
+    const dm = Number(await a.page.getAttribute('#messenger .tally-conversation', 'data-conversation'));
+    await blast(a, relay, dm, 230, 'older');
+    const ctx = await browser.newContext({ viewport: { width: 1000, height: 760 } });
+    const page = await ctx.newPage();
+    await page.goto(`http://127.0.0.1:${port}/`);
+    await page.waitForFunction(() => window.tallyMount, null, { timeout: 10_000 });
+    await page.evaluate((token) => window.tallyMount(token), relay.token('bob'));
+    const b = { page, context: ctx, staff: 'bob' };
+    await b.page.waitForFunction(() => document.querySelector('#messenger .tally-launcher')?.getAttribute('aria-label') === 'Messages, 230 unread');
+    // Pages history: the snapshot carried the newest 200, the rest comes over HTTP (a preflight).
+    await openConversation(b, 'Alice');
+    await b.page.click('#messenger .tally-history-more button');
+    await b.page.waitForFunction(() => document.querySelectorAll('#messenger .tally-msg .tally-text').length === 230, null, { timeout: 10_000 });
+    // Sends, and uploads an attachment (HTTP with an Authorization header, cross-origin).
+    await say(b, 'from the other app');
+    await b.page.setInputFiles('#messenger [data-testid=file-input]', { name: 'note.txt', mimeType: 'text/plain', buffer: Buffer.from('cross-origin file') });
+    await b.page.waitForSelector('#messenger .tally-uploads .tally-ok');
+    await b.page.press('#messenger [data-testid=composer]', 'Enter');
+    await a.page.waitForSelector('#messenger [data-testid=attachment]:has-text("note.txt")');
+    await a.page.waitForFunction(() => [...document.querySelectorAll('#messenger .tally-text')].some((e) => e.textContent === 'from the other app'));
+    // An origin the relay was not told about cannot even load the widget.
+    const other = await (await browser.newContext()).newPage();
+    await other.goto(stranger.url);
+    await other.waitForTimeout(1500);
+    assert.equal(await other.evaluate(() => typeof window.tallyMount), 'undefined');
+  } finally {
+    host.server.close();
+    stranger.server.close();
     await relay.stop();
   }
 });

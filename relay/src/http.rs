@@ -16,7 +16,7 @@ use crate::listener::ConnInfo;
 use crate::pages::{content_security_policy, get_or_head, security_headers, static_files};
 use crate::rejection::{api_error, core_gone, recover, status_of};
 use crate::state::AppState;
-use crate::{attachments, upgrade};
+use crate::{attachments, cors, upgrade};
 
 type Route = warp::filters::BoxedFilter<(warp::reply::Response,)>;
 
@@ -90,10 +90,17 @@ pub fn routes(state: AppState) -> warp::filters::BoxedFilter<(warp::reply::Respo
     }
     let files = static_files(state.config.static_dir.clone());
     let csp = content_security_policy(state.config.static_dir.as_deref());
-    api.or(files)
+    let origins = state.config.allowed_origins.clone();
+    let answered = cors::preflight(origins.clone())
+        .or(api)
+        .unify()
+        .or(files)
         .unify()
         .recover(recover)
-        .unify()
+        .unify();
+    warp::header::optional::<String>("origin")
+        .and(answered)
+        .map(move |origin: Option<String>, reply| cors::decorate(reply, origin.as_deref(), &origins))
         .map(move |reply| security_headers(reply, &csp))
         .with(warp::trace::request())
         .map(Reply::into_response)

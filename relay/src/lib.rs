@@ -8,6 +8,7 @@
 //! - [`http`]: warp routes — WebSocket, attachments, history, health, metrics, demo, files.
 //! - [`upgrade`]: the WebSocket upgrade — Origin, the per-address budget, the handshake.
 //! - [`rejection`]: every HTTP refusal as a JSON body with a stable code.
+//! - [`cors`]: cross-origin embedding for `--allow-origin` origins: headers and preflights.
 //! - [`pages`]: the built frontend, its caching, and the security headers and policy.
 //! - [`attachments`]: upload (rate, quota) and streamed download over HTTP, sniffing.
 //! - [`files`]: where attachment bytes live, the quota, collecting unreferenced files.
@@ -27,6 +28,7 @@ pub mod attachments;
 pub mod auth;
 pub mod config;
 pub mod core;
+pub mod cors;
 pub mod demo;
 pub mod files;
 pub mod http;

@@ -106,5 +106,5 @@ fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) 
         return true;
     };
     let own = host.is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"));
-    own || allowed.iter().any(|a| a == origin)
+    own || crate::cors::allowed(origin, allowed)
 }

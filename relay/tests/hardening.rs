@@ -679,3 +679,42 @@ async fn through_a_trusted_proxy_the_forwarded_address_is_limited_not_the_proxys
         "an untrusted header changes nothing"
     );
 }
+
+#[tokio::test]
+async fn allowed_origins_get_cors_headers_and_preflights_and_others_get_neither() {
+    let host = "http://host.example";
+    let relay = Relay::start_with(&["alice"], |c| c.allowed_origins = vec![host.into()]).await;
+    let preflight = |origin: &'static str| {
+        let headers = [
+            ("Origin", origin),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "authorization"),
+        ];
+        async move { http(relay.addr, "OPTIONS", "/api/attachments", &headers, b"").await }
+    };
+    let (status, head, _) = preflight(host).await;
+    let head = head.to_ascii_lowercase();
+    assert_eq!(status, 204);
+    assert!(
+        head.contains("access-control-allow-origin: http://host.example"),
+        "{head}"
+    );
+    assert!(head.contains("access-control-allow-headers: authorization, content-type"));
+    assert!(head.contains("vary: origin"));
+    let (status, head, _) = preflight("http://evil.example").await;
+    assert_eq!(status, 403);
+    assert!(!head.to_ascii_lowercase().contains("access-control-allow-origin"));
+    let auth = bearer(&relay.token("alice"));
+    for (origin, allowed) in [(host, true), ("http://evil.example", false)] {
+        let headers = [("Authorization", auth.as_str()), ("Origin", origin)];
+        let (status, head, _) = http(relay.addr, "GET", "/api/staff", &headers, b"").await;
+        let head = head.to_ascii_lowercase();
+        assert_eq!(status, 200);
+        assert!(head.contains("vary: origin"), "{head}");
+        assert_eq!(
+            head.contains("access-control-allow-origin"),
+            allowed,
+            "{origin}: {head}"
+        );
+    }
+}
