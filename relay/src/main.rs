@@ -61,6 +61,21 @@ enum Cmd {
         #[arg(long, default_value = "8h", value_parser = auth::parse_ttl)]
         ttl: Duration,
     },
+    /// Copy the database, consistently, while the relay serves (attachments: copy
+    /// `DATA/attachments` after it; files are content-addressed and never change).
+    Backup {
+        /// Where to write the copy (must not exist).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into an empty data directory (`--force` replaces what is there).
+    Restore {
+        /// The backup file.
+        from: PathBuf,
+        /// Replace an existing database.
+        #[arg(long)]
+        force: bool,
+    },
     /// Manage staff.
     Staff {
         #[command(subcommand)]
@@ -171,6 +186,18 @@ fn main() -> anyhow::Result<()> {
             std::fs::create_dir_all(&cli.data)?;
             let keys = Keys::new(&auth::load_secret(&cli.data)?, auth::MAX_TOKEN_TTL);
             println!("{}", keys.mint(&staff, ttl));
+        }
+        Cmd::Backup { to } => {
+            let offset = storage::backup(&cli.data, &to)?;
+            println!("backed up to {} at offset {offset}", to.display());
+        }
+        Cmd::Restore { from, force } => {
+            let offset = storage::restore(&from, &cli.data, force)?;
+            println!(
+                "restored {} into {} at offset {offset}",
+                from.display(),
+                cli.data.display()
+            );
         }
         Cmd::Staff { command } => staff(&cli.data, command)?,
     }

@@ -81,10 +81,61 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX events_by_message ON events (message) WHERE message IS NOT NULL;",
 ];
 
+/// The database file under a data directory.
+pub fn database(data: &Path) -> std::path::PathBuf {
+    data.join("tally.sqlite3")
+}
+
+/// Writes a consistent copy of the database under `data` to `to` while the relay may be writing
+/// (`VACUUM INTO` reads one snapshot of the WAL database); the offset it holds.
+pub fn backup(data: &Path, to: &Path) -> anyhow::Result<u64> {
+    anyhow::ensure!(!to.exists(), "{} exists already", to.display());
+    let conn = Connection::open_with_flags(database(data), rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let target = to
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("the path is not UTF-8"))?;
+    conn.execute("VACUUM INTO ?1", [target])?;
+    last_offset(&Connection::open(to)?)
+}
+
+/// Restores a backup into `data`: refuses a data directory that has a database unless `force`;
+/// checks the copy's integrity and migrates it. The offset it holds.
+pub fn restore(from: &Path, data: &Path, force: bool) -> anyhow::Result<u64> {
+    let target = database(data);
+    anyhow::ensure!(
+        force || !target.exists(),
+        "{} has a database already (--force replaces it)",
+        data.display()
+    );
+    let check = Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let verdict: String = check.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    anyhow::ensure!(verdict == "ok", "{} is damaged: {verdict}", from.display());
+    drop(check);
+    std::fs::create_dir_all(data)?;
+    for stale in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(data.join(format!("tally.sqlite3{stale}")));
+    }
+    let partial = data.join("tally.sqlite3.restoring");
+    std::fs::copy(from, &partial)?;
+    std::fs::File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, &target)?;
+    let conn = open(data, Durability::Full)?;
+    last_offset(&conn)
+}
+
+fn last_offset(conn: &Connection) -> anyhow::Result<u64> {
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(offset), 0) FROM events", [], |r| {
+            r.get::<_, i64>(0)
+        })? as u64,
+    )
+}
+
 /// Opens (creating and migrating) the database under `data`.
 pub fn open(data: &Path, durability: Durability) -> anyhow::Result<Connection> {
     std::fs::create_dir_all(data)?;
-    let conn = Connection::open(data.join("tally.sqlite3"))?;
+    let conn = Connection::open(database(data))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let sync = match durability {
         Durability::Full => "FULL",

@@ -166,3 +166,82 @@ async fn sigterm_flushes_and_closes_sockets_with_going_away() {
     );
     assert!(child.wait().unwrap().success());
 }
+
+#[tokio::test]
+async fn a_backup_taken_mid_burst_restores_every_write_acknowledged_before_it_with_exact_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    cli(data, &["staff", "add", "alice", "--name", "Alice"]);
+    cli(data, &["staff", "add", "bob", "--name", "Bob"]);
+    let (alice_token, bob_token) = (cli(data, &["token", "alice"]), cli(data, &["token", "bob"]));
+    let (mut child, addr) = serve(data);
+    let mut alice = Client::connect(addr, &alice_token, None).await;
+    let dm = alice
+        .call(Request::CreateDirect { staff: sid("bob") })
+        .await
+        .unwrap()
+        .conversation
+        .unwrap();
+    const BURST: usize = 600;
+    for i in 0..BURST {
+        alice.ws.send(Message::text(encode(&send(dm, i)))).await.unwrap();
+    }
+    let mut acked_before = BTreeSet::new();
+    while acked_before.len() < BURST / 3 {
+        if let Some(ServerFrame::Ack(a)) = alice.next().await {
+            acked_before.insert(a.client_id.unwrap().to_string());
+        }
+    }
+    // The backup runs while the rest of the burst is being written.
+    let file = dir.path().join("backup.sqlite3");
+    let said = cli(data, &["backup", "--to", file.to_str().unwrap()]);
+    let offset: u64 = said.rsplit(' ').next().unwrap().parse().unwrap();
+    let mut acks = acked_before.len();
+    while acks < BURST {
+        if let Some(ServerFrame::Ack(_)) = alice.next().await {
+            acks += 1;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let restored = tempfile::tempdir().unwrap();
+    cli(restored.path(), &["restore", file.to_str().unwrap()]);
+    let refused = Command::new(env!("CARGO_BIN_EXE_tally-relay"))
+        .arg("--data")
+        .arg(restored.path())
+        .args(["restore", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "a data directory with a database is refused without --force"
+    );
+    std::fs::copy(data.join("secret"), restored.path().join("secret")).unwrap();
+    let (mut child, addr) = serve(restored.path());
+    let stored = all_messages(addr, &bob_token, dm).await;
+    let ids: BTreeSet<String> = stored
+        .iter()
+        .map(|m| m["client_id"].as_str().unwrap().to_string())
+        .collect();
+    for a in &acked_before {
+        assert!(
+            ids.contains(a),
+            "{a} was acknowledged before the backup and is missing"
+        );
+    }
+    assert!(ids.len() < BURST, "the backup is of a moment inside the burst");
+    let bob = Client::connect(addr, &bob_token, None).await;
+    assert_eq!(
+        bob.store.applied().0,
+        offset,
+        "the restored log ends at the backup's offset"
+    );
+    assert_eq!(
+        bob.store.counts(dm).unread as usize,
+        ids.len(),
+        "counts at that offset"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
