@@ -26,7 +26,17 @@ pub fn allowed(origin: &str, allowed: &[String]) -> bool {
 pub fn preflight(
     allowed_origins: Vec<String>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    warp::options()
+    // Not `warp::options()`: its rejection of other methods (405) would outrank the 404 of a
+    // path no route has.
+    warp::method()
+        .and_then(|method: Method| async move {
+            if method == Method::OPTIONS {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
         .and(warp::header::optional::<String>("origin"))
         .and(warp::header::optional::<String>("access-control-request-method"))
         .and_then(move |origin: Option<String>, method: Option<String>| {
