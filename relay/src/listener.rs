@@ -51,12 +51,15 @@ pub struct Socket {
 
 impl Socket {
     /// Tears the socket down: every pending and later read or write fails, and closing it
-    /// resets the connection instead of waiting for the peer to take what is queued.
-    pub fn kill(&self) {
-        if !self.killed.swap(true, AcqRel) {
+    /// resets the connection instead of waiting for the peer to take what is queued. True if
+    /// this call killed it (see [`Sockets::kill`], the way in from outside).
+    fn kill(&self) -> bool {
+        let first = !self.killed.swap(true, AcqRel);
+        if first {
             self.read.wake();
             self.write.wake();
         }
+        first
     }
 
     /// Marks the socket as a WebSocket whose staff member said a valid hello: it is no longer
@@ -155,9 +158,10 @@ impl Sockets {
 
     /// Kills a socket, counting it as dying until it is closed.
     pub fn kill(&self, socket: &Socket) {
-        if !socket.is_killed() {
-            self.dying.fetch_add(1, AcqRel);
-            socket.kill();
+        // Counted before the kill is visible, so that `closed` never subtracts first.
+        self.dying.fetch_add(1, AcqRel);
+        if !socket.kill() {
+            self.dying.fetch_sub(1, AcqRel);
         }
     }
 
