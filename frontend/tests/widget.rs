@@ -271,6 +271,7 @@ async fn a_divergent_checkpoint_is_repaired_and_counted() {
             unread: 5,
             mentions: 0,
         },
+        digest: None,
     }));
     settle().await;
     assert_eq!(

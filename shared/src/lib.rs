@@ -12,6 +12,7 @@
 //! - [`limits`]: every size and count limit, one table, used by both sides.
 //! - [`protocol`]: client and server frames (JSON, tagged by `type`), events, error codes.
 //! - [`unread`]: the projection — the counting rules and nothing else.
+//! - [`digest`]: the fingerprint of one staff member's whole count state, kept incrementally.
 //! - [`staff_keys`]: interned staff, the keys the projection indexes by and the relay routes by.
 //! - [`client_ids`]: which write each client-made id made, remembered for a bounded time.
 //! - [`engine`]: validates each request and turns it into events; applies events. The relay is
@@ -25,6 +26,7 @@
 //! - `sim`: engine + stores + oracle stepped together, for property tests and fuzzing.
 
 pub mod client_ids;
+pub mod digest;
 pub mod engine;
 pub mod ids;
 pub mod limits;

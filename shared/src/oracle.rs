@@ -182,6 +182,18 @@ impl Oracle {
         counts
     }
 
+    /// The digest of a staff member's counts, from scratch (`crate::digest`'s definition).
+    pub fn digest(&self, staff: &StaffId) -> u64 {
+        let mut sum = 0u64;
+        for (s, c) in self.watermarks.keys() {
+            if s == staff {
+                let muted = self.muted.contains(&(s.clone(), *c));
+                sum = sum.wrapping_add(crate::digest::term(*c, self.counts(staff, *c), muted));
+            }
+        }
+        crate::digest::digest(sum, self.total(staff))
+    }
+
     /// Totals by summing the unmuted conversations.
     pub fn total(&self, staff: &StaffId) -> Totals {
         let mut t = Totals::default();

@@ -441,6 +441,10 @@ pub struct UnreadUpdate {
     pub mentions: u32,
     /// The new total over unmuted conversations.
     pub total: Totals,
+    /// The digest of the recipient's whole count state after the event (`shared::digest`):
+    /// a store whose own differs has a wrong count somewhere, not only here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<crate::digest::CountDigest>,
 }
 
 /// A staff member's state: every conversation they are in, with recent messages and counts.

@@ -548,6 +548,11 @@ impl World {
                 self.oracle.total(staff),
                 "browser total of {staff}"
             );
+            // The digest, kept incrementally by the relay and by the browser, equals one computed
+            // from scratch.
+            let digest = self.oracle.digest(staff);
+            assert_eq!(projection.digest(staff), digest, "relay digest of {staff}");
+            assert_eq!(store.digest(), digest, "browser digest of {staff}");
             assert_eq!(store.divergences(), 0);
             // Invariant 7: snapshot + events == fresh snapshot.
             let mut fresh = ChatStore::new();

@@ -87,6 +87,7 @@ fn unread_updated_is_a_checkpoint_that_repairs() {
             unread: 7,
             mentions: 0,
         },
+        digest: None,
     }));
     assert!(fx.divergence.is_some());
     assert_eq!(bob.divergences(), 1);

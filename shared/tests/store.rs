@@ -250,3 +250,74 @@ fn the_outbox_revision_moves_when_the_outbox_does() {
     });
     assert_eq!(store.outbox_revision(), r1);
 }
+
+#[test]
+fn a_wrong_count_in_another_conversation_is_caught_by_the_next_checkpoints_digest() {
+    let staff = [
+        Staff {
+            id: sid("alice"),
+            name: "A".into(),
+        },
+        Staff {
+            id: sid("bob"),
+            name: "B".into(),
+        },
+        Staff {
+            id: sid("carol"),
+            name: "C".into(),
+        },
+    ];
+    let mut host = MemoryHost::with_staff(&staff);
+    let mut clock = 1;
+    let mut run = |host: &mut MemoryHost, who: &str, request: Request| {
+        clock += 1;
+        host.execute(&sid(who), &request, Millis(clock)).unwrap()
+    };
+    let with_alice = run(&mut host, "alice", Request::CreateDirect { staff: sid("bob") })
+        .ack
+        .conversation
+        .unwrap();
+    let with_carol = run(&mut host, "carol", Request::CreateDirect { staff: sid("bob") })
+        .ack
+        .conversation
+        .unwrap();
+    let send = |c: ConversationId, id: &str| Request::SendMessage {
+        client_id: ClientMsgId::new(id).unwrap(),
+        conversation: c,
+        body: "hi".into(),
+        attachments: vec![],
+        reply_to: None,
+    };
+    run(&mut host, "carol", send(with_carol, "c1"));
+    // Muted, so that the total (which the checkpoint also carries) cannot give it away.
+    let mute = Request::SetMuted {
+        conversation: with_carol,
+        muted: true,
+    };
+    run(&mut host, "bob", mute);
+    let mut bob = ChatStore::new();
+    bob.apply(ServerFrame::Snapshot(Box::new(host.snapshot(&sid("bob")))));
+    // Bob's count with Carol goes wrong without anyone noticing...
+    bob.inject_counts(
+        with_carol,
+        tally_shared::Counts {
+            unread: 9,
+            mentions: 0,
+        },
+    );
+    // ...until Alice writes: the checkpoint names the conversation with Alice, and its digest
+    // covers the one with Carol too.
+    let key = host.engine.key(&sid("bob")).unwrap();
+    let mut diverged = None;
+    for a in run(&mut host, "alice", send(with_alice, "a1")).applied {
+        bob.apply(ServerFrame::Event(a.event.clone()));
+        for (k, u) in a.changes {
+            if k == key {
+                assert_eq!(u.conversation, with_alice);
+                diverged = bob.apply(ServerFrame::UnreadUpdated(u)).divergence;
+            }
+        }
+    }
+    assert!(diverged.is_some(), "the digest caught it");
+    assert_eq!(bob.divergences(), 1);
+}

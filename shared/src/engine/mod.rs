@@ -9,6 +9,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::client_ids::{ClientIds, Created, IdKind, Remembered};
+use crate::digest::CountDigest;
 use crate::ids::{AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, Offset, Seq, StaffId};
 use crate::limits;
 use crate::model::{Attachment, Conversation, ConversationKind, Message, Notice, ReplyRef, Staff};
@@ -377,6 +378,7 @@ impl Engine {
                     unread: counts.unread,
                     mentions: counts.mentions,
                     total: self.projection.total_by_key(c.staff),
+                    digest: Some(CountDigest(self.projection.digest_by_key(c.staff))),
                 };
                 (c.staff, update)
             })

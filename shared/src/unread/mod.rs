@@ -25,6 +25,7 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::digest;
 use crate::ids::{ConversationId, Seq, StaffId};
 use crate::model::{Counts, Message, Totals};
 use crate::protocol::{ConversationState, Event};
@@ -161,8 +162,8 @@ impl ConversationCounts {
 pub struct UnreadProjection {
     tracking: Tracking,
     staff: StaffKeys,
-    /// Totals by staff key.
-    totals: Vec<Totals>,
+    /// Totals and digest sums by staff key.
+    totals: Vec<Ledger>,
     conversations: FxHashMap<ConversationId, ConversationCounts>,
 }
 
@@ -207,7 +208,19 @@ impl UnreadProjection {
 
     /// As [`total`](Self::total), by key.
     pub fn total_by_key(&self, staff: StaffKey) -> Totals {
-        self.totals[staff.index()]
+        self.totals[staff.index()].totals
+    }
+
+    /// The digest of a staff member's whole count state (see [`crate::digest`]).
+    pub fn digest(&self, staff: &StaffId) -> u64 {
+        self.key(staff)
+            .map_or(digest::digest(0, Totals::default()), |k| self.digest_by_key(k))
+    }
+
+    /// As [`digest`](Self::digest), by key.
+    pub fn digest_by_key(&self, staff: StaffKey) -> u64 {
+        let l = &self.totals[staff.index()];
+        digest::digest(l.sum, l.totals)
     }
 
     /// A staff member's watermark in a conversation.
@@ -268,7 +281,7 @@ impl UnreadProjection {
     fn intern(&mut self, staff: &StaffId) -> StaffKey {
         let k = self.staff.intern(staff);
         if self.totals.len() <= k.index() {
-            self.totals.resize(k.index() + 1, Totals::default());
+            self.totals.resize(k.index() + 1, Ledger::default());
         }
         k
     }
@@ -286,7 +299,9 @@ impl UnreadProjection {
                 for p in &conversation.participants {
                     if self.tracks(p) {
                         let staff = self.intern(p);
-                        c.members.push(Member::new(staff, Seq(0)));
+                        let m = Member::new(staff, Seq(0));
+                        self.totals[staff.index()].enter(conversation.id, &m);
+                        c.members.push(m);
                     }
                 }
                 self.conversations.insert(conversation.id, c);
@@ -306,7 +321,9 @@ impl UnreadProjection {
                     .entry(conversation.id)
                     .or_insert_with(|| ConversationCounts::new(*head));
                 if c.members.iter().all(|m| m.staff != key) {
-                    c.members.push(Member::new(key, *head));
+                    let m = Member::new(key, *head);
+                    self.totals[key.index()].enter(conversation.id, &m);
+                    c.members.push(m);
                 }
             }
             Event::ParticipantRemoved {
@@ -319,9 +336,7 @@ impl UnreadProjection {
                 let c = self.conversation_mut(id)?;
                 if let Some(i) = c.members.iter().position(|m| m.staff == key) {
                     let m = c.members.swap_remove(i);
-                    if !m.muted {
-                        sub_totals(&mut self.totals[key.index()], m.counts);
-                    }
+                    self.totals[key.index()].leave(id, &m);
                     if matches!(self.tracking, Tracking::Only(_)) {
                         self.conversations.remove(&id);
                     }
@@ -373,18 +388,17 @@ impl UnreadProjection {
                     return Ok(());
                 };
                 let id = *conversation;
-                let c = self.conversation_mut(id)?;
+                let c = self
+                    .conversations
+                    .get_mut(&id)
+                    .ok_or(ProjectionError::UnknownConversation(id))?;
                 if let Some(m) = c.member_mut(key)
                     && m.muted != *muted
                 {
+                    let ledger = &mut self.totals[key.index()];
+                    ledger.leave(id, m);
                     m.muted = *muted;
-                    let counts = m.counts;
-                    let t = &mut self.totals[key.index()];
-                    if *muted {
-                        sub_totals(t, counts)
-                    } else {
-                        add_totals(t, counts)
-                    }
+                    ledger.enter(id, m);
                     changes.push(CountChange {
                         staff: key,
                         conversation: id,
@@ -539,18 +553,20 @@ impl UnreadProjection {
             let meta = self.meta_of(msg);
             c.index(msg.seq, meta);
         }
-        c.members.push(Member {
+        let m = Member {
             staff: key,
             last_read: state.last_read,
             muted: state.muted,
             counts: state.counts,
             exact: true,
-        });
-        if let Some(old) = self.conversations.insert(state.conversation.id, c) {
-            self.forget_member_totals(&old, key);
-        }
-        if !state.muted {
-            add_totals(&mut self.totals[key.index()], state.counts);
+        };
+        let id = state.conversation.id;
+        self.totals[key.index()].enter(id, &m);
+        c.members.push(m);
+        if let Some(old) = self.conversations.insert(id, c)
+            && let Some(m) = old.members.iter().find(|m| m.staff == key)
+        {
+            self.totals[key.index()].leave(id, m);
         }
     }
 
@@ -594,14 +610,11 @@ impl UnreadProjection {
             return false;
         };
         let diverged = m.exact && m.counts != counts;
-        let before = m.counts;
+        let ledger = &mut self.totals[key.index()];
+        ledger.leave(conversation, m);
         m.counts = counts;
         m.exact = true;
-        if !m.muted {
-            let t = &mut self.totals[key.index()];
-            sub_totals(t, before);
-            add_totals(t, counts);
-        }
+        ledger.enter(conversation, m);
         diverged
     }
 
@@ -611,14 +624,6 @@ impl UnreadProjection {
             deleted: msg.deleted,
             notice: msg.notice.is_some(),
             mentions: msg.mentions.iter().map(|m| self.intern(m)).collect(),
-        }
-    }
-
-    fn forget_member_totals(&mut self, old: &ConversationCounts, key: StaffKey) {
-        if let Some(m) = old.members.iter().find(|m| m.staff == key)
-            && !m.muted
-        {
-            sub_totals(&mut self.totals[key.index()], m.counts);
         }
     }
 }
@@ -638,7 +643,7 @@ impl Member {
 /// After a member's counts changed from `before`: keeps their total in step (when the
 /// conversation is not muted) and records the change.
 fn settle(
-    totals: &mut [Totals],
+    totals: &mut [Ledger],
     m: &Member,
     before: Counts,
     conversation: ConversationId,
@@ -647,15 +652,47 @@ fn settle(
     if m.counts == before {
         return;
     }
-    if !m.muted {
-        let t = &mut totals[m.staff.index()];
-        sub_totals(t, before);
-        add_totals(t, m.counts);
-    }
+    let ledger = &mut totals[m.staff.index()];
+    ledger.leave(
+        conversation,
+        &Member {
+            counts: before,
+            ..m.clone()
+        },
+    );
+    ledger.enter(conversation, m);
     changes.push(CountChange {
         staff: m.staff,
         conversation,
     });
+}
+
+/// One staff member's totals over unmuted conversations, and the digest sum over all of theirs,
+/// changed together as a member's (counts, muted) enters and leaves.
+#[derive(Clone, Copy, Debug, Default)]
+struct Ledger {
+    totals: Totals,
+    sum: u64,
+}
+
+impl Ledger {
+    fn enter(&mut self, conversation: ConversationId, m: &Member) {
+        if !m.muted {
+            add_totals(&mut self.totals, m.counts);
+        }
+        self.sum = self
+            .sum
+            .wrapping_add(digest::term(conversation, m.counts, m.muted));
+    }
+
+    fn leave(&mut self, conversation: ConversationId, m: &Member) {
+        if !m.muted {
+            sub_totals(&mut self.totals, m.counts);
+        }
+        self.sum = self
+            .sum
+            .wrapping_sub(digest::term(conversation, m.counts, m.muted));
+    }
 }
 
 fn add_totals(t: &mut Totals, c: Counts) {
