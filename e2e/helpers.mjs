@@ -49,6 +49,12 @@ export class Relay {
     return new Promise((r) => this.child.once('exit', r));
   }
   async stop() {
+    if (this.child && this.child.exitCode === null && this.url) {
+      // No widget may have seen its counts disagree with the relay's, in any test.
+      const metrics = await (await fetch(`${this.url}/metrics`)).text();
+      const reported = Number(/^tally_client_divergences_total (\d+)$/m.exec(metrics)?.[1]);
+      if (reported !== 0) throw new Error(`widgets reported ${reported} divergences`);
+    }
     if (this.child && this.child.exitCode === null) {
       this.child.kill('SIGTERM');
       await new Promise((r) => this.child.once('exit', r));

@@ -128,7 +128,8 @@ pub fn kind_of(request: &Request) -> Kind {
         | Request::MarkAllRead
         | Request::MarkUnread { .. }
         | Request::Ping => Kind::Read,
-        Request::RequestSnapshot => Kind::Snapshot,
+        // A divergence report comes with the snapshot that repairs it: one budget for both.
+        Request::RequestSnapshot | Request::ReportDivergence { .. } => Kind::Snapshot,
         _ => Kind::Write,
     }
 }

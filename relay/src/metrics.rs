@@ -75,6 +75,8 @@ pub struct Metrics {
     pub sockets_killed: AtomicU64,
     /// Unreferenced attachments deleted after their grace period.
     pub attachments_collected: AtomicU64,
+    /// Divergences widgets reported (a count of theirs disagreed with the relay's): should stay 0.
+    pub client_divergences: AtomicU64,
     /// Refused frames, by error code (indexed like `ErrorCode::ALL`).
     pub rejected: [AtomicU64; ErrorCode::ALL.len()],
     /// Writes per commit.
@@ -96,6 +98,7 @@ impl Default for Metrics {
             sockets_refused: AtomicU64::new(0),
             sockets_killed: AtomicU64::new(0),
             attachments_collected: AtomicU64::new(0),
+            client_divergences: AtomicU64::new(0),
             rejected: std::array::from_fn(|_| AtomicU64::new(0)),
             commit_batch: Histogram::new(BATCH_BUCKETS),
             commit_latency_us: Histogram::new(LATENCY_BUCKETS_US),
@@ -180,6 +183,12 @@ impl Metrics {
                 "Sockets reset after a write or close deadline passed.",
                 "counter",
                 &self.sockets_killed,
+            ),
+            (
+                "tally_client_divergences_total",
+                "Divergences widgets reported between their counts and the relay's (should stay 0).",
+                "counter",
+                &self.client_divergences,
             ),
             (
                 "tally_attachments_collected_total",

@@ -475,6 +475,19 @@ impl Session {
             self.refuse(frame.req, ErrorCode::RateLimited, "too many requests", retry);
             return None;
         }
+        if let Request::ReportDivergence {
+            conversation,
+            offset,
+            ours,
+            relays,
+        } = &frame.request
+        {
+            self.state.metrics.client_divergences.fetch_add(1, Relaxed);
+            tracing::warn!(
+                %conversation, offset = offset.0, ?ours, ?relays,
+                "a widget's count diverged from the relay's"
+            );
+        }
         let (staff, conn) = (self.staff.clone(), self.conn.clone());
         Some(match frame.request {
             Request::RequestSnapshot => Command::Snapshot {

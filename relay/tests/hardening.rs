@@ -718,3 +718,32 @@ async fn allowed_origins_get_cors_headers_and_preflights_and_others_get_neither(
         );
     }
 }
+
+#[tokio::test]
+async fn a_reported_divergence_is_counted_for_the_operator_and_acknowledged() {
+    let relay = Relay::start(&["alice", "bob"]).await;
+    let mut alice = relay.connect("alice").await;
+    let dm = direct(&mut alice, "bob").await;
+    let metric = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("tally_client_divergences_total "))
+            .map(|v| v.trim().to_string())
+    };
+    let (_, _, before) = http(relay.addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(metric(&String::from_utf8_lossy(&before)).as_deref(), Some("0"));
+    let report = Request::ReportDivergence {
+        conversation: dm,
+        offset: alice.store.applied(),
+        ours: tally_shared::Counts {
+            unread: 2,
+            mentions: 0,
+        },
+        relays: tally_shared::Counts {
+            unread: 3,
+            mentions: 0,
+        },
+    };
+    alice.call(report).await.unwrap();
+    let (_, _, after) = http(relay.addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(metric(&String::from_utf8_lossy(&after)).as_deref(), Some("1"));
+}

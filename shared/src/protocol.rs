@@ -153,6 +153,18 @@ pub enum Request {
     },
     /// Ask for a fresh snapshot (after a divergence).
     RequestSnapshot,
+    /// Tell the relay that a checkpoint disagreed with this store's own count, so an operator
+    /// sees it (a number that should stay 0). Sent with the `request_snapshot` that repairs it.
+    ReportDivergence {
+        /// The checkpoint's conversation.
+        conversation: ConversationId,
+        /// The checkpoint's offset.
+        offset: Offset,
+        /// What the store had computed there.
+        ours: Counts,
+        /// What the relay said.
+        relays: Counts,
+    },
     /// Answered by an ack carrying the current offset. Requests are handled in order, so once
     /// the ack arrives every earlier event has too.
     Ping,
@@ -193,6 +205,7 @@ request_names! {
     MarkAllRead => "mark_all_read",
     MarkUnread => "mark_unread",
     RequestSnapshot => "request_snapshot",
+    ReportDivergence => "report_divergence",
     Ping => "ping",
 }
 
@@ -774,7 +787,7 @@ mod tests {
         }
         let mut names = REQUEST_TYPES.to_vec();
         names.dedup();
-        assert_eq!(names.len(), 17);
+        assert_eq!(names.len(), 18);
     }
 
     fn type_of(json: &str) -> String {

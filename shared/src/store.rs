@@ -732,6 +732,13 @@ impl ChatStore {
                 relays,
             });
             self.awaiting_snapshot = true;
+            let report = Request::ReportDivergence {
+                conversation: u.conversation,
+                offset: u.offset,
+                ours,
+                relays,
+            };
+            fx.send.push(self.request(report));
             fx.send.push(self.request(Request::RequestSnapshot));
         }
     }

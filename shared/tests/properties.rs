@@ -92,7 +92,9 @@ fn unread_updated_is_a_checkpoint_that_repairs() {
     assert!(fx.divergence.is_some());
     assert_eq!(bob.divergences(), 1);
     assert_eq!(bob.counts(c).unread, 7, "the relay's figure is taken");
-    assert!(matches!(fx.send[0].request, Request::RequestSnapshot));
+    // The divergence is reported for the operator, and a snapshot asked for.
+    assert!(matches!(fx.send[0].request, Request::ReportDivergence { .. }));
+    assert!(matches!(fx.send[1].request, Request::RequestSnapshot));
 }
 
 /// Found by CI: a delete of a message old enough to be outside every recipient's snapshot

@@ -436,7 +436,8 @@ impl Engine {
             Request::Hello { .. } => {
                 return reject(ErrorCode::HelloRequired, "hello is only the first frame");
             }
-            Request::RequestSnapshot | Request::Ping => Ack::default(),
+            // Answered with the current offset; a divergence report is the relay's to log.
+            Request::RequestSnapshot | Request::Ping | Request::ReportDivergence { .. } => Ack::default(),
             Request::SendMessage {
                 client_id,
                 conversation,
