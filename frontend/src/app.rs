@@ -51,8 +51,14 @@ pub fn app(props: &AppProps) -> Html {
                         Err(err) => gloo::console::warn!(format!("tally: {err}")),
                     }
                 });
-                let applied = Rc::new(move || core.applied());
-                wasm_bindgen_futures::spawn_local(connection::run(options, emit, applied, outlet));
+                let applied = {
+                    let core = core.clone();
+                    Rc::new(move || core.applied())
+                };
+                let can_reload = Rc::new(move || core.outbox_is_empty());
+                wasm_bindgen_futures::spawn_local(connection::run(
+                    options, emit, applied, can_reload, outlet,
+                ));
             }
         });
     }

@@ -97,6 +97,11 @@ impl Core {
         self.state.borrow().store.applied()
     }
 
+    /// Whether no send is waiting (a reload would lose nothing).
+    pub fn outbox_is_empty(&self) -> bool {
+        self.state.borrow().store.outbox().is_empty()
+    }
+
     /// Tells Yew how to render again after a change.
     pub fn on_change(&self, rerender: Callback<()>) {
         *self.rerender.borrow_mut() = Some(rerender);

@@ -42,6 +42,7 @@ pub async fn run(
     options: Rc<MountOptions>,
     dispatch: Callback<Action>,
     applied: Rc<dyn Fn() -> Offset>,
+    can_reload: Rc<dyn Fn() -> bool>,
     outlet: Outlet,
 ) {
     let mut attempt = 0u32;
@@ -59,6 +60,15 @@ pub async fn run(
         };
         *outlet.0.borrow_mut() = None;
         match close_code {
+            Some(close::UNSUPPORTED_PROTOCOL) => {
+                // The relay was upgraded past this widget: reload it, but not under the
+                // person's hands, and never with a message still waiting to be sent.
+                dispatch.emit(Action::Connection(ConnectionState::Offline(
+                    "Messages was updated: reload the page.".into(),
+                )));
+                reload_when_idle(&can_reload).await;
+                return;
+            }
             Some(close::DEACTIVATED) => {
                 dispatch.emit(Action::Connection(ConnectionState::Offline(
                     "Your account was deactivated.".into(),
@@ -95,10 +105,7 @@ async fn connect_once(
     let ws = WebSocket::open(&options.ws_url()).ok()?;
     let (mut sink, mut stream) = ws.split();
     let resume_from = Some(applied()).filter(|o| o.0 > 0);
-    let hello = ClientFrame::new(Request::Hello {
-        token: token.to_string(),
-        resume_from,
-    });
+    let hello = ClientFrame::new(Request::hello(token.to_string(), resume_from));
     if sink.send(Message::Text(encode(&hello))).await.is_err() {
         return None;
     }
@@ -159,6 +166,19 @@ async fn read_frames(
             Ok(Message::Bytes(_)) => {}
             Err(WebSocketError::ConnectionClose(ev)) => return Some(ev.code),
             Err(_) => return None,
+        }
+    }
+}
+
+/// Reloads the page once it is hidden (nobody is looking) and `can_reload` says so (the outbox
+/// is empty), checking every few seconds.
+async fn reload_when_idle(can_reload: &Rc<dyn Fn() -> bool>) {
+    loop {
+        gloo::timers::future::TimeoutFuture::new(5_000).await;
+        let hidden = gloo::utils::document().visibility_state() != web_sys::VisibilityState::Visible;
+        if hidden && can_reload() {
+            let _ = gloo::utils::window().location().reload();
+            return;
         }
     }
 }

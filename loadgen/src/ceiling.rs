@@ -67,7 +67,13 @@ pub(crate) async fn serve(members: Members) -> anyhow::Result<()> {
                             .or_default()
                             .push(tx.clone());
                         me = Some(id);
-                        let _ = tx.send(encode(&ServerFrame::Resumed { offset: Offset(0) }).into());
+                        let _ = tx.send(
+                            encode(&ServerFrame::Resumed {
+                                offset: Offset(0),
+                                protocols: None,
+                            })
+                            .into(),
+                        );
                     }
                     Request::SendMessage {
                         client_id,

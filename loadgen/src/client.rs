@@ -102,10 +102,10 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
         let (mut sink, mut stream) = ws.split();
         let resume_from = store.as_ref().map(ChatStore::applied).filter(|o| o.0 > 0);
-        sink.send(Message::text(encode(&ClientFrame::new(Request::Hello {
+        sink.send(Message::text(encode(&ClientFrame::new(Request::hello(
             token,
             resume_from,
-        }))))
+        )))))
         .await?;
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {

@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 use tally_shared::engine::Applied;
-use tally_shared::protocol::{ErrorFrame, ServerFrame, encode};
+use tally_shared::protocol::{ErrorFrame, ProtocolRange, ServerFrame, encode};
 use tally_shared::staff_keys::StaffKey;
 use tally_shared::{
     Attachment, AttachmentId, ClientFrame, ConversationId, Engine, ErrorCode, Message, Millis, Offset, Seq,
@@ -406,9 +406,10 @@ impl Core {
     }
 
     fn snapshot_frame(&self, staff: &StaffId) -> Frame {
-        let snapshot = self.engine.snapshot(staff, |c, from, to| {
+        let mut snapshot = self.engine.snapshot(staff, |c, from, to| {
             storage::message_range(&self.conn, c, from, to).unwrap_or_else(|e| fatal(&e))
         });
+        snapshot.protocols = Some(ProtocolRange::SERVED);
         encode(&ServerFrame::Snapshot(Box::new(snapshot))).into()
     }
 
@@ -497,6 +498,7 @@ impl Core {
                 }
                 let resumed = ServerFrame::Resumed {
                     offset: self.engine.offset(),
+                    protocols: Some(ProtocolRange::SERVED),
                 };
                 self.send(&conn, encode(&resumed).into());
             }

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tally_shared::protocol::{ErrorFrame, ServerFrame, close, decode_client_frame, encode, peek_req};
+use tally_shared::protocol::{
+    ErrorFrame, ProtocolRange, ServerFrame, close, decode_client_frame, encode, peek_req,
+};
 use tally_shared::{ClientFrame, ErrorCode, Offset, Request, RequestId, StaffId, limits};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
@@ -222,7 +224,21 @@ where
         Ok(Err(None)) => return None,
         Ok(Ok(text)) => match decode_client_frame(&text) {
             Ok(ClientFrame {
-                request: Request::Hello { token, resume_from },
+                request: Request::Hello { protocol, .. },
+                ..
+            }) if !ProtocolRange::SERVED.serves(protocol) => {
+                let ProtocolRange { min, max } = ProtocolRange::SERVED;
+                let message = format!("this relay serves protocol versions {min} to {max}: reload");
+                refusal(
+                    ErrorCode::UnsupportedProtocol,
+                    &message,
+                    close::UNSUPPORTED_PROTOCOL,
+                )
+            }
+            Ok(ClientFrame {
+                request: Request::Hello {
+                    token, resume_from, ..
+                },
                 ..
             }) => match state.keys.verify(&token) {
                 Ok(verified) => Ok((verified, resume_from)),
@@ -524,6 +540,7 @@ fn close_reason(code: u16) -> &'static str {
         close::SLOW_CONSUMER => "too slow; resume from your offset",
         close::DEAD_PEER => "no pong",
         close::TOO_MANY_CONNECTIONS => "too many connections",
+        close::UNSUPPORTED_PROTOCOL => "protocol version not served: reload",
         _ => "",
     }
 }

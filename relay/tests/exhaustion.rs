@@ -177,10 +177,7 @@ async fn a_reader_that_stopped_is_reset_soon_after_4008_and_counts_until_its_soc
     let closed_at = Instant::now();
     // Still there, so still counted: a second tab of Bob is over the cap of 1.
     let mut second = Client::raw(relay.addr).await;
-    let hello = ClientFrame::new(Request::Hello {
-        token: relay.token("bob"),
-        resume_from: None,
-    });
+    let hello = ClientFrame::new(Request::hello(relay.token("bob"), None));
     second.send(Message::text(encode(&hello))).await.unwrap();
     let mut refused = None;
     while let Some(Ok(m)) = second.next().await {
@@ -319,10 +316,7 @@ async fn a_thousand_staff_behind_one_trusted_proxy_reconnect_at_once_with_defaul
                 .headers_mut()
                 .insert("x-forwarded-for", forwarded.parse().unwrap());
             let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
-            let hello = ClientFrame::new(Request::Hello {
-                token,
-                resume_from: None,
-            });
+            let hello = ClientFrame::new(Request::hello(token, None));
             ws.send(Message::text(encode(&hello))).await?;
             match ws.next().await {
                 Some(Ok(Message::Text(t))) if t.starts_with(r#"{"type":"snapshot""#) => Ok(ws),

@@ -396,10 +396,7 @@ async fn a_token_living_longer_than_the_maximum_is_refused() {
     let relay = Relay::start_with(&["alice"], |c| c.max_token_ttl = Duration::from_secs(3600)).await;
     let long = relay.keys.mint(&sid("alice"), Duration::from_secs(7200));
     let mut ws = Client::raw(relay.addr).await;
-    let hello = ClientFrame::new(Request::Hello {
-        token: long,
-        resume_from: None,
-    });
+    let hello = ClientFrame::new(Request::hello(long, None));
     futures_util::SinkExt::send(
         &mut ws,
         tokio_tungstenite::tungstenite::Message::text(encode(&hello)),
@@ -434,10 +431,7 @@ impl RawWs {
         }
         assert!(head.starts_with(b"HTTP/1.1 101"));
         let mut ws = RawWs(s);
-        let hello = encode(&ClientFrame::new(Request::Hello {
-            token: relay.token("alice"),
-            resume_from: None,
-        }));
+        let hello = encode(&ClientFrame::new(Request::hello(relay.token("alice"), None)));
         ws.frame(0x1, hello.as_bytes(), None).await;
         ws
     }
@@ -746,4 +740,68 @@ async fn a_reported_divergence_is_counted_for_the_operator_and_acknowledged() {
     alice.call(report).await.unwrap();
     let (_, _, after) = http(relay.addr, "GET", "/metrics", &[], b"").await;
     assert_eq!(metric(&String::from_utf8_lossy(&after)).as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn hello_names_its_protocol_version_and_one_the_relay_does_not_serve_is_told_to_reload() {
+    use tally_shared::protocol::{PROTOCOL_MIN, PROTOCOL_VERSION, ProtocolRange};
+    let relay = Relay::start(&["alice"]).await;
+    // Today's widget: the snapshot says which versions the relay serves.
+    let alice = relay.connect("alice").await;
+    let ServerFrame::Snapshot(s) = &alice.frames[0] else {
+        panic!("{:?}", alice.frames[0])
+    };
+    assert_eq!(
+        s.protocols,
+        Some(ProtocolRange {
+            min: PROTOCOL_MIN,
+            max: PROTOCOL_VERSION
+        })
+    );
+    // A widget from before versions (no `protocol` field) is version 1, still served.
+    let mut old = Client::raw(relay.addr).await;
+    let hello = format!(r#"{{"type":"hello","token":"{}"}}"#, relay.token("alice"));
+    futures_util::SinkExt::send(&mut old, tokio_tungstenite::tungstenite::Message::text(hello))
+        .await
+        .unwrap();
+    let first = old.next().await.unwrap().unwrap();
+    assert!(first.to_text().unwrap().starts_with(r#"{"type":"snapshot""#));
+    // Versions outside the range get a clear code and close 4010.
+    for version in [0, PROTOCOL_VERSION + 1] {
+        let mut ws = Client::raw(relay.addr).await;
+        let hello = ClientFrame::new(Request::Hello {
+            token: relay.token("alice"),
+            resume_from: None,
+            protocol: Some(version),
+        });
+        futures_util::SinkExt::send(
+            &mut ws,
+            tokio_tungstenite::tungstenite::Message::text(encode(&hello)),
+        )
+        .await
+        .unwrap();
+        let mut code = None;
+        let mut error = None;
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                tokio_tungstenite::tungstenite::Message::Text(t) => {
+                    if let Ok(ServerFrame::Error(e)) = serde_json::from_str(&t) {
+                        error = Some(e.code);
+                    }
+                }
+                tokio_tungstenite::tungstenite::Message::Close(f) => {
+                    code = f.map(|f| u16::from(f.code));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            (error, code),
+            (
+                Some(ErrorCode::UnsupportedProtocol),
+                Some(close::UNSUPPORTED_PROTOCOL)
+            )
+        );
+    }
 }

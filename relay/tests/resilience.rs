@@ -137,10 +137,7 @@ async fn bad_input_gets_an_error_code_and_changes_nothing() {
     expect_error(&mut alice, huge, ErrorCode::FrameTooLarge).await;
     expect_error(
         &mut alice,
-        encode(&ClientFrame::new(Request::Hello {
-            token: "t".into(),
-            resume_from: None,
-        })),
+        encode(&ClientFrame::new(Request::hello("t", None))),
         ErrorCode::HelloRequired,
     )
     .await;
@@ -183,10 +180,9 @@ async fn bad_tokens_are_refused_with_a_code() {
         .mint(&sid("mallory"), std::time::Duration::from_secs(60));
     for token in [forged.as_str(), unknown.as_str(), "garbage"] {
         let mut ws = Client::raw(relay.addr).await;
-        ws.send(Message::text(encode(&ClientFrame::new(Request::Hello {
-            token: token.into(),
-            resume_from: None,
-        }))))
+        ws.send(Message::text(encode(&ClientFrame::new(Request::hello(
+            token, None,
+        )))))
         .await
         .unwrap();
         let (code, close_code) = read_refusal(&mut ws).await;
@@ -236,10 +232,10 @@ async fn a_client_that_never_reads_is_closed_and_others_keep_going() {
     // Bob says hello and then never reads.
     let mut stalled = Client::raw(relay.addr).await;
     stalled
-        .send(Message::text(encode(&ClientFrame::new(Request::Hello {
-            token: relay.token("bob"),
-            resume_from: None,
-        }))))
+        .send(Message::text(encode(&ClientFrame::new(Request::hello(
+            relay.token("bob"),
+            None,
+        )))))
         .await
         .unwrap();
     let body = "y".repeat(tally_shared::limits::BODY_MAX_BYTES);

@@ -15,10 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 async fn hello(relay: &Relay, token: &str) -> Ws {
     let mut ws = Client::raw(relay.addr).await;
-    let frame = ClientFrame::new(Request::Hello {
-        token: token.into(),
-        resume_from: None,
-    });
+    let frame = ClientFrame::new(Request::hello(token, None));
     ws.send(Message::text(encode(&frame))).await.unwrap();
     ws
 }

@@ -95,6 +95,7 @@ fn store_with_history(history: u64) -> ChatStore {
         staff: vec![],
         conversations,
         total: Totals::default(),
+        protocols: None,
     };
     store.apply(ServerFrame::Snapshot(Box::new(snapshot)));
     for n in 0..history {

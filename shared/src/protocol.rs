@@ -50,6 +50,9 @@ pub enum Request {
         /// The last offset this client applied; absent for a fresh start.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume_from: Option<Offset>,
+        /// The protocol version this client speaks; absent means 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<u32>,
     },
     /// Send text (and attachments previously uploaded), optionally as a reply.
     SendMessage {
@@ -168,6 +171,46 @@ pub enum Request {
     /// Answered by an ack carrying the current offset. Requests are handled in order, so once
     /// the ack arrives every earlier event has too.
     Ping,
+}
+
+/// The protocol version this build speaks. Compatible changes (new optional fields, new frame
+/// types that older clients ignore) keep it; anything an older client would misread bumps it
+/// (`docs/protocol.md`, "Versions").
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The oldest protocol version the relay still serves.
+pub const PROTOCOL_MIN: u32 = 1;
+
+/// The protocol versions a relay serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtocolRange {
+    /// The oldest.
+    pub min: u32,
+    /// The newest.
+    pub max: u32,
+}
+
+impl ProtocolRange {
+    /// What this build serves.
+    pub const SERVED: ProtocolRange = ProtocolRange {
+        min: PROTOCOL_MIN,
+        max: PROTOCOL_VERSION,
+    };
+
+    /// Whether a client's version (absent: 1) is served.
+    pub fn serves(self, version: Option<u32>) -> bool {
+        (self.min..=self.max).contains(&version.unwrap_or(1))
+    }
+}
+
+impl Request {
+    /// A `hello` speaking this build's protocol version.
+    pub fn hello(token: impl Into<String>, resume_from: Option<Offset>) -> Request {
+        Request::Hello {
+            token: token.into(),
+            resume_from,
+            protocol: Some(PROTOCOL_VERSION),
+        }
+    }
 }
 
 /// Declares each request's wire name once: [`Request::kind`] and [`REQUEST_TYPES`] both come
@@ -364,6 +407,9 @@ pub enum ServerFrame {
     Resumed {
         /// The last offset replayed.
         offset: Offset,
+        /// The protocol versions the relay serves.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocols: Option<ProtocolRange>,
     },
     /// One staff member's counts in one conversation changed, at `offset`.
     UnreadUpdated(UnreadUpdate),
@@ -383,7 +429,11 @@ pub enum ServerFrame {
 #[serde(rename_all = "snake_case")]
 enum FrameFields {
     Snapshot(Box<Snapshot>),
-    Resumed { offset: Offset },
+    Resumed {
+        offset: Offset,
+        #[serde(default)]
+        protocols: Option<ProtocolRange>,
+    },
     UnreadUpdated(UnreadUpdate),
     Ack(Ack),
     Error(ErrorFrame),
@@ -413,7 +463,7 @@ tagged::map_deserialize!(
             return Ok(
                 match FrameFields::deserialize(tagged::Rest::new(lead.tag, map))? {
                     FrameFields::Snapshot(s) => ServerFrame::Snapshot(s),
-                    FrameFields::Resumed { offset } => ServerFrame::Resumed { offset },
+                    FrameFields::Resumed { offset, protocols } => ServerFrame::Resumed { offset, protocols },
                     FrameFields::UnreadUpdated(u) => ServerFrame::UnreadUpdated(u),
                     FrameFields::Ack(a) => ServerFrame::Ack(a),
                     FrameFields::Error(e) => ServerFrame::Error(e),
@@ -473,6 +523,9 @@ pub struct Snapshot {
     pub conversations: Vec<ConversationState>,
     /// Totals over the unmuted conversations.
     pub total: Totals,
+    /// The protocol versions the relay serves (set by the relay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<ProtocolRange>,
 }
 
 /// One conversation as one staff member sees it.
@@ -582,13 +635,16 @@ pub enum ErrorCode {
     RateLimited,
     /// A budget over a longer time (such as the upload bytes per day) is spent.
     QuotaExceeded,
+    /// The client speaks a protocol version the relay does not serve (the message says which
+    /// it does): reload the widget.
+    UnsupportedProtocol,
     /// The relay failed; the write was not stored.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and metrics.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::MalformedFrame,
         ErrorCode::UnknownType,
         ErrorCode::FrameTooLarge,
@@ -602,6 +658,7 @@ impl ErrorCode {
         ErrorCode::NotAllowed,
         ErrorCode::RateLimited,
         ErrorCode::QuotaExceeded,
+        ErrorCode::UnsupportedProtocol,
         ErrorCode::Internal,
     ];
 
@@ -621,6 +678,7 @@ impl ErrorCode {
             ErrorCode::NotAllowed => "not_allowed",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::UnsupportedProtocol => "unsupported_protocol",
             ErrorCode::Internal => "internal",
         }
     }
@@ -649,6 +707,8 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4008;
     /// The peer stopped answering pings.
     pub const DEAD_PEER: u16 = 4009;
+    /// The client's protocol version is not served: reload the widget.
+    pub const UNSUPPORTED_PROTOCOL: u16 = 4010;
     /// Too many connections for this staff member.
     pub const TOO_MANY_CONNECTIONS: u16 = 4029;
 }
@@ -729,7 +789,10 @@ mod tests {
     fn server_frames_decode_with_the_tag_first_and_events_with_offset_first() {
         assert_eq!(
             server(r#"{"type":"resumed","offset":9}"#),
-            Ok(ServerFrame::Resumed { offset: Offset(9) })
+            Ok(ServerFrame::Resumed {
+                offset: Offset(9),
+                protocols: None
+            })
         );
         let read = server(
             r#"{"offset":9,"type":"messages_read","conversation":2,"staff":"bob","last_read":4,"extra":[1]}"#,

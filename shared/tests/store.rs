@@ -247,6 +247,7 @@ fn the_outbox_revision_moves_when_the_outbox_does() {
     let r1 = store.outbox_revision();
     store.apply(ServerFrame::Resumed {
         offset: tally_shared::Offset(0),
+        protocols: None,
     });
     assert_eq!(store.outbox_revision(), r1);
 }

@@ -111,10 +111,7 @@ impl Client {
         store: ChatStore,
     ) -> Client {
         let mut ws = Self::raw(addr).await;
-        let hello = ClientFrame::new(Request::Hello {
-            token: token.into(),
-            resume_from,
-        });
+        let hello = ClientFrame::new(Request::hello(token, resume_from));
         ws.send(Message::text(encode(&hello))).await.unwrap();
         let mut c = Client {
             ws,
@@ -409,10 +406,7 @@ pub async fn never_reading(addr: SocketAddr, token: &str, frames: &[ClientFrame]
         tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(stream))
             .await
             .unwrap();
-    let hello = ClientFrame::new(Request::Hello {
-        token: token.into(),
-        resume_from: None,
-    });
+    let hello = ClientFrame::new(Request::hello(token, None));
     ws.send(Message::text(encode(&hello))).await.unwrap();
     for f in frames {
         ws.send(Message::text(encode(f))).await.unwrap();

@@ -231,6 +231,7 @@ impl Engine {
             staff: names,
             total: self.projection.total(staff),
             conversations,
+            protocols: None,
         }
     }
 
