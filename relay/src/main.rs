@@ -76,6 +76,9 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Rebuild every count from the log with the naive oracle and compare it with the relay's
+    /// own; print each mismatch and exit non-zero if there is one. Safe on a live database.
+    Check,
     /// Manage staff.
     Staff {
         #[command(subcommand)]
@@ -198,6 +201,14 @@ fn main() -> anyhow::Result<()> {
                 from.display(),
                 cli.data.display()
             );
+        }
+        Cmd::Check => {
+            let problems = storage::check(&cli.data)?;
+            for p in &problems {
+                println!("mismatch: {p}");
+            }
+            anyhow::ensure!(problems.is_empty(), "{} mismatches", problems.len());
+            println!("every count agrees with the log");
         }
         Cmd::Staff { command } => staff(&cli.data, command)?,
     }

@@ -81,6 +81,62 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX events_by_message ON events (message) WHERE message IS NOT NULL;",
 ];
 
+/// Rebuilds every count from the log twice, with the relay's engine and with the naive
+/// oracle, and lists where they disagree (nothing when all is well). It only reads, so it runs
+/// on a live database beside the relay (WAL readers do not block the writer).
+pub fn check(data: &Path) -> anyhow::Result<Vec<String>> {
+    let conn = Connection::open_with_flags(database(data), rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    anyhow::ensure!(
+        version == MIGRATIONS.len(),
+        "the database is at schema {version}, this relay at {}: start the relay once to migrate",
+        MIGRATIONS.len()
+    );
+    let mut engine = tally_shared::Engine::new();
+    let mut oracle = tally_shared::oracle::Oracle::new();
+    let mut problems = Vec::new();
+    let mut expected = Some(1);
+    for_each_event(&conn, |e| {
+        // After a hole in the log nothing can be replayed meaningfully: report it, stop there.
+        let Some(next) = expected else { return };
+        if e.offset.0 != next {
+            problems.push(format!("the log jumps from offset {} to {}", next - 1, e.offset));
+            expected = None;
+            return;
+        }
+        expected = Some(next + 1);
+        oracle.observe_logged(&e.event);
+        engine.apply(e);
+    })?;
+    if !problems.is_empty() {
+        return Ok(problems);
+    }
+    let projection = engine.projection();
+    let mut staff = std::collections::BTreeSet::new();
+    for (s, c) in oracle.memberships() {
+        let (ours, naive) = (projection.counts(&s, c), oracle.counts(&s, c));
+        if ours != Some(naive) {
+            problems.push(format!(
+                "{s} in conversation {c}: the relay counts {ours:?}, the log says {naive:?}"
+            ));
+        }
+        staff.insert(s);
+    }
+    for s in staff {
+        let (ours, naive) = (projection.total(&s), oracle.total(&s));
+        if ours != naive {
+            problems.push(format!(
+                "{s}: the relay's total is {ours:?}, the log says {naive:?}"
+            ));
+        }
+        if projection.digest(&s) != oracle.digest(&s) {
+            problems.push(format!("{s}: the digests differ"));
+        }
+    }
+    Ok(problems)
+}
+
 /// The database file under a data directory.
 pub fn database(data: &Path) -> std::path::PathBuf {
     data.join("tally.sqlite3")

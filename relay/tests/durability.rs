@@ -245,3 +245,66 @@ async fn a_backup_taken_mid_burst_restores_every_write_acknowledged_before_it_wi
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn check_agrees_with_a_live_relay_and_finds_a_damaged_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    for s in ["alice", "bob", "carol"] {
+        cli(data, &["staff", "add", s, "--name", s]);
+    }
+    let (mut child, addr) = serve(data);
+    let mut alice = Client::connect(addr, &cli(data, &["token", "alice"]), None).await;
+    let mut bob = Client::connect(addr, &cli(data, &["token", "bob"]), None).await;
+    let group = alice
+        .call(Request::CreateGroup {
+            client_id: ClientMsgId::new("g").unwrap(),
+            title: "Desk".into(),
+            participants: vec![sid("bob"), sid("carol")],
+        })
+        .await
+        .unwrap()
+        .conversation
+        .unwrap();
+    for i in 0..30 {
+        alice.call(send(group, i).request).await.unwrap();
+    }
+    bob.call(Request::MarkRead {
+        conversation: group,
+        up_to: tally_shared::Seq(12),
+    })
+    .await
+    .unwrap();
+    bob.call(Request::SetMuted {
+        conversation: group,
+        muted: true,
+    })
+    .await
+    .unwrap();
+    let ack = alice.call(send(group, 99).request).await.unwrap();
+    alice
+        .call(Request::DeleteMessage {
+            message: ack.message.unwrap(),
+        })
+        .await
+        .unwrap();
+    // While the relay serves.
+    assert!(cli(data, &["check"]).contains("every count agrees"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // A hole in the log (a lost row) is reported, and the command fails.
+    let db = rusqlite::Connection::open(data.join("tally.sqlite3")).unwrap();
+    db.execute("DELETE FROM events WHERE offset = 10", []).unwrap();
+    drop(db);
+    let out = Command::new(env!("CARGO_BIN_EXE_tally-relay"))
+        .arg("--data")
+        .arg(data)
+        .arg("check")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("jumps from offset 9 to 11"),
+        "{out:?}"
+    );
+}

@@ -33,7 +33,7 @@ pub mod limits;
 #[cfg(feature = "testing")]
 pub mod memory;
 pub mod model;
-#[cfg(feature = "testing")]
+#[cfg(feature = "oracle")]
 pub mod oracle;
 pub mod protocol;
 mod seq_index;

@@ -116,6 +116,26 @@ impl Oracle {
         }
     }
 
+    /// Takes one event of a stored log, watermarks included (as the log records them): what
+    /// the relay's `check` rebuilds counts from.
+    pub fn observe_logged(&mut self, event: &Event) {
+        self.observe(event);
+        if let Event::MessagesRead {
+            conversation,
+            staff,
+            last_read,
+        }
+        | Event::MarkedUnread {
+            conversation,
+            staff,
+            last_read,
+        } = event
+            && let Some(w) = self.watermarks.get_mut(&(staff.clone(), *conversation))
+        {
+            *w = *last_read;
+        }
+    }
+
     /// Moves watermarks for a read request the relay accepted.
     pub fn accepted(&mut self, author: &StaffId, request: &Request) {
         let read_to = |oracle: &mut Oracle, c: ConversationId, up_to: Seq| {
