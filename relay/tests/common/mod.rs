@@ -276,13 +276,32 @@ pub const UNLIMITED: [&str; 8] = [
     "1e9",
 ];
 
+/// A child process killed when dropped, so that a failing test leaves no relay behind.
+pub struct Killed(pub std::process::Child);
+
+impl std::ops::Deref for Killed {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Killed {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the real `tally-relay serve` on `data` and a free loopback port (the one launch
 /// helper of the relay's tests); `nofile` limits its descriptors.
-pub fn spawn(
-    data: &std::path::Path,
-    args: &[&str],
-    nofile: Option<u32>,
-) -> (std::process::Child, SocketAddr) {
+pub fn spawn(data: &std::path::Path, args: &[&str], nofile: Option<u32>) -> (Killed, SocketAddr) {
     use std::io::BufRead;
     let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
     let mut child = std::process::Command::new("bash")
@@ -303,12 +322,12 @@ pub fn spawn(
         .read_line(&mut line)
         .unwrap();
     let addr = line.trim().rsplit("http://").next().unwrap().parse().unwrap();
-    (child, addr)
+    (Killed(child), addr)
 }
 
 /// The real `tally-relay` binary serving a temporary data dir, killed when dropped.
 pub struct Binary {
-    pub child: std::process::Child,
+    pub child: Killed,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub keys: Keys,
@@ -367,13 +386,6 @@ impl Binary {
             .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no metric {name}"))
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
