@@ -10,7 +10,8 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
-use crate::ids::{ClientMsgId, ConversationId, MessageId, Millis, Offset, StaffId};
+use crate::checkpoint::{CheckpointError, Reader, Writer};
+use crate::ids::{ClientMsgId, ConversationId, MessageId, Millis, Offset, Seq, StaffId};
 use crate::limits;
 
 /// The writes that carry a client-made id.
@@ -27,8 +28,8 @@ pub enum IdKind {
 /// What a write with a client-made id created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Created {
-    /// A message.
-    Message(MessageId),
+    /// A message, and where it lives.
+    Message(MessageId, ConversationId, Seq),
     /// A conversation.
     Conversation(ConversationId),
 }
@@ -76,6 +77,67 @@ impl ClientIds {
         }
     }
 
+    /// Writes every remembered id into a checkpoint: author by author (sorted), oldest first.
+    pub(crate) fn write(&self, w: &mut Writer) {
+        let mut authors: Vec<_> = self.order.iter().collect();
+        authors.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        w.len(authors.len());
+        for (author, order) in authors {
+            w.str(author.as_str());
+            w.len(order.len());
+            for (at, kind, id) in order {
+                let r = self.by_key[&(author.clone(), *kind, id.clone())];
+                w.u64(at.0);
+                w.u8(match kind {
+                    IdKind::Send => 0,
+                    IdKind::Forward => 1,
+                    IdKind::Group => 2,
+                });
+                w.str(id.as_str());
+                match r.created {
+                    Created::Message(m, c, s) => {
+                        w.u8(0);
+                        w.u64(m.0);
+                        w.u64(c.0);
+                        w.u64(s.0);
+                    }
+                    Created::Conversation(c) => {
+                        w.u8(1);
+                        w.u64(c.0);
+                    }
+                }
+                w.u64(r.ack_offset.0);
+            }
+        }
+    }
+
+    /// Reads what [`write`](Self::write) wrote (remembering in the same order forgets the same).
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, CheckpointError> {
+        let invalid = CheckpointError::Invalid;
+        let mut ids = ClientIds::default();
+        for _ in 0..r.len(16)? {
+            let author = StaffId::new(r.str()?).map_err(|_| invalid("a staff id is malformed"))?;
+            for _ in 0..r.len(16)? {
+                let at = Millis(r.u64()?);
+                let kind = match r.u8()? {
+                    0 => IdKind::Send,
+                    1 => IdKind::Forward,
+                    2 => IdKind::Group,
+                    _ => return Err(invalid("a client id of an unknown kind")),
+                };
+                let id = ClientMsgId::new(r.str()?).map_err(|_| invalid("a client id is malformed"))?;
+                let created = match r.u8()? {
+                    0 => Created::Message(MessageId(r.u64()?), ConversationId(r.u64()?), Seq(r.u64()?)),
+                    1 => Created::Conversation(ConversationId(r.u64()?)),
+                    _ => return Err(invalid("a client id created an unknown thing")),
+                };
+                let ack_offset = Offset(r.u64()?);
+                ids.remember(&author, kind, &id, at, Remembered { created, ack_offset });
+            }
+        }
+        Ok(ids)
+    }
+
     /// How many ids are remembered in all.
     pub fn len(&self) -> usize {
         self.by_key.len()
@@ -97,7 +159,7 @@ mod tests {
 
     fn message(i: u64) -> Remembered {
         Remembered {
-            created: Created::Message(MessageId(i)),
+            created: Created::Message(MessageId(i), ConversationId(1), Seq(i)),
             ack_offset: Offset(i),
         }
     }

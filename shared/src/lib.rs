@@ -15,6 +15,8 @@
 //! - [`digest`]: the fingerprint of one staff member's whole count state, kept incrementally.
 //! - [`staff_keys`]: interned staff, the keys the projection indexes by and the relay routes by.
 //! - [`client_ids`]: which write each client-made id made, remembered for a bounded time.
+//! - [`checkpoint`]: the engine's state at an offset as checked bytes, so a start replays only
+//!   the log after it.
 //! - [`engine`]: validates each request and turns it into events; applies events. The relay is
 //!   a shell around it.
 //! - [`store`]: `ChatStore`, the reducer the browser runs as its `chatStore`.
@@ -25,6 +27,7 @@
 //! - `memory`: an in-memory host for the engine (messages, attachments, snapshots).
 //! - `sim`: engine + stores + oracle stepped together, for property tests and fuzzing.
 
+pub mod checkpoint;
 pub mod client_ids;
 pub mod digest;
 pub mod engine;

@@ -85,6 +85,8 @@ pub enum Op {
         who: usize,
     },
     Replay,
+    /// The relay restarts from a checkpoint of its engine.
+    Restart,
 }
 
 impl Op {
@@ -96,7 +98,7 @@ impl Op {
             Some(*b)
         };
         let who = |b: u8| b as usize % STAFF.len();
-        let op = match next()? % 17 {
+        let op = match next()? % 18 {
             0 => Op::CreateDirect(who(next()?), who(next()?)),
             1 => Op::CreateGroup(who(next()?), next()?),
             2 => {
@@ -158,6 +160,7 @@ impl Op {
                 from: u64::from(next()?),
             },
             15 => Op::Reconnect { who: who(next()?) },
+            16 => Op::Restart,
             _ => Op::Replay,
         };
         Some(op)
@@ -177,6 +180,9 @@ fn holds(store: &ChatStore, message: MessageId) -> bool {
 pub struct World {
     host: MemoryHost,
     oracle: Oracle,
+    directory: Vec<Staff>,
+    /// Every event appended, for replays from offset 0.
+    log: Vec<crate::LoggedEvent>,
     staff: Vec<StaffId>,
     /// Each staff member's browser store.
     pub stores: Vec<ChatStore>,
@@ -220,6 +226,8 @@ impl World {
         World {
             host,
             oracle: Oracle::new(),
+            directory,
+            log: Vec::new(),
             staff,
             stores,
             conversations: Vec::new(),
@@ -378,7 +386,7 @@ impl World {
                     },
                 )
             }
-            Op::Reconnect { .. } | Op::Replay => return None,
+            Op::Reconnect { .. } | Op::Replay | Op::Restart => return None,
         })
     }
 
@@ -430,6 +438,10 @@ impl World {
                 self.stores[*who] = store;
                 return;
             }
+            Op::Restart => {
+                self.restart();
+                return;
+            }
             Op::Replay => {
                 if let Some(last) = self.last.clone() {
                     let before: Vec<_> = self.stores.iter().map(|s| s.summary(usize::MAX)).collect();
@@ -476,6 +488,7 @@ impl World {
                     self.sent.push((who, request.clone()));
                 }
                 for applied in &outcome.applied {
+                    self.log.push(applied.event.clone());
                     self.oracle.observe(&applied.event.event);
                     match &applied.event.event {
                         crate::Event::ConversationCreated { conversation, .. } => {
@@ -494,6 +507,31 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Restarts the relay from a checkpoint of its engine, which must hold exactly the state
+    /// of the running engine and of a replay of the whole log from offset 0 (compared by their
+    /// checkpoints' bytes: encoding is deterministic). Later steps run on the restored engine.
+    fn restart(&mut self) {
+        let bytes = self.host.engine.checkpoint();
+        let mut restored = crate::Engine::from_checkpoint(&bytes).expect("a checkpoint loads");
+        let mut replayed = crate::Engine::new();
+        for s in &self.directory {
+            restored.upsert_staff(s.clone(), true);
+            replayed.upsert_staff(s.clone(), true);
+        }
+        for e in &self.log {
+            replayed.apply(e.clone());
+        }
+        assert!(
+            restored.checkpoint() == bytes,
+            "a restored engine differs from the one saved"
+        );
+        assert!(
+            replayed.checkpoint() == bytes,
+            "a replay from offset 0 differs from the running engine"
+        );
+        self.host.engine = restored;
     }
 
     /// Checks invariants 1, 2 and 7 for every staff member. Panics on a violation.

@@ -3,6 +3,7 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::ids::StaffId;
 
 /// An interned staff member. Resolve with [`StaffKeys::id`] (or the projection's `staff_id`).
@@ -13,6 +14,10 @@ impl StaffKey {
     /// Its position, for tables indexed by staff member.
     pub fn index(self) -> usize {
         self.0 as usize
+    }
+
+    pub(crate) fn from_index(i: u32) -> Self {
+        StaffKey(i)
     }
 }
 
@@ -32,6 +37,36 @@ impl StaffKeys {
     /// The staff member behind a key.
     pub fn id(&self, key: StaffKey) -> &StaffId {
         &self.ids[key.index()]
+    }
+
+    /// How many staff have a key.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether none has.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer) {
+        w.len(self.ids.len());
+        for id in &self.ids {
+            w.str(id.as_str());
+        }
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, CheckpointError> {
+        let n = r.len(8)?;
+        let mut keys = StaffKeys::default();
+        for i in 0..n {
+            let id =
+                StaffId::new(r.str()?).map_err(|_| CheckpointError::Invalid("a staff id is malformed"))?;
+            if keys.intern(&id).index() != i {
+                return Err(CheckpointError::Invalid("a staff id appears twice"));
+            }
+        }
+        Ok(keys)
     }
 
     /// The key of a staff member, given on first sight (the same one on every call).

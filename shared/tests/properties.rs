@@ -33,6 +33,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (who.clone(), 0..16usize, 0..80u64).prop_map(|(who, conv, from)| Op::MarkUnread { who, conv, from }),
         1 => who.clone().prop_map(|who| Op::Reconnect { who }),
         1 => Just(Op::Replay),
+        1 => Just(Op::Restart),
     ]
 }
 

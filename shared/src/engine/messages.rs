@@ -96,7 +96,8 @@ impl Engine {
         message: MessageId,
         body: &str,
     ) -> Result<Ack, Rejection> {
-        let (conversation, seq) = self.own_message(step.author, message)?;
+        let m = self.own_message(step.author, message, step.lookup)?;
+        let (conversation, seq) = (m.conversation, m.seq);
         check_body(body, true)?;
         if body.trim().is_empty() {
             return reject(
@@ -120,13 +121,10 @@ impl Engine {
         step: &mut Step<'_>,
         message: MessageId,
     ) -> Result<Ack, Rejection> {
-        let (conversation, seq) = self.own_message(step.author, message)?;
-        if self.projection.is_deleted(conversation, seq) != Some(true) {
-            let mentions = step
-                .lookup
-                .message(message)
-                .map(|m| m.mentions)
-                .unwrap_or_default();
+        let m = self.own_message(step.author, message, step.lookup)?;
+        let (conversation, seq) = (m.conversation, m.seq);
+        if !m.deleted {
+            let mentions = m.mentions;
             let event = Event::MessageDeleted {
                 conversation,
                 message,

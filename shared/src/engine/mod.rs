@@ -16,6 +16,7 @@ use crate::model::{Attachment, Conversation, ConversationKind, Message, Notice, 
 use crate::protocol::{
     Ack, ConversationState, ErrorCode, Event, LoggedEvent, Request, Snapshot, UnreadUpdate,
 };
+use crate::seq_index::MAX_SEQ;
 use crate::staff_keys::StaffKey;
 use crate::unread::{CountChange, Tracking, UnreadProjection};
 
@@ -23,6 +24,7 @@ mod conversations;
 mod membership;
 mod messages;
 mod reading;
+mod saved;
 
 /// What the engine asks its host for: stored things it does not keep in memory.
 pub trait Lookup {
@@ -82,14 +84,15 @@ struct ConversationRecord {
     last_activity: Millis,
 }
 
-/// The state decisions need, in memory: staff, conversations and participants, where each
-/// message lives, client ids, and the unread projection for everyone.
+/// The state decisions need, in memory: staff, conversations and participants, client ids, and
+/// the unread projection for everyone. Nothing per message but the projection's compact
+/// indexes: what a write needs to know of an existing message (where it lives, who sent it,
+/// whether it is deleted) it asks the [`Lookup`] for.
 #[derive(Debug, Clone)]
 pub struct Engine {
     staff: FxHashMap<StaffId, StaffRecord>,
     conversations: FxHashMap<ConversationId, ConversationRecord>,
     direct: FxHashMap<(StaffId, StaffId), ConversationId>,
-    messages: FxHashMap<MessageId, (ConversationId, Seq)>,
     client_ids: ClientIds,
     next_conversation: u64,
     next_message: u64,
@@ -110,7 +113,6 @@ impl Engine {
             staff: FxHashMap::default(),
             conversations: FxHashMap::default(),
             direct: FxHashMap::default(),
-            messages: FxHashMap::default(),
             client_ids: ClientIds::default(),
             next_conversation: 1,
             next_message: 1,
@@ -124,6 +126,11 @@ impl Engine {
     /// The offset of the last applied event.
     pub fn offset(&self) -> Offset {
         self.offset
+    }
+
+    /// Frees what growing left unused in the message indexes; the heap bytes they hold.
+    pub fn compact(&mut self) -> usize {
+        self.projection.compact()
     }
 
     /// The unread projection over everyone.
@@ -160,11 +167,6 @@ impl Engine {
     pub fn is_participant(&self, staff: &StaffId, id: ConversationId) -> bool {
         self.conversation(id)
             .is_some_and(|c| c.participants.contains(staff))
-    }
-
-    /// Where a message lives.
-    pub fn locate(&self, id: MessageId) -> Option<(ConversationId, Seq)> {
-        self.messages.get(&id).copied()
     }
 
     /// The interned key of a staff member (every staff member the engine knows has one).
@@ -330,8 +332,6 @@ impl Engine {
             }
             Event::MessageCreated { message } => {
                 self.intern(&message.sender);
-                self.messages
-                    .insert(message.id, (message.conversation, message.seq));
                 if let Some(cid) = &message.client_id {
                     let kind = if message.forwarded_from.is_some() {
                         IdKind::Forward
@@ -339,7 +339,7 @@ impl Engine {
                         IdKind::Send
                     };
                     let remembered = Remembered {
-                        created: Created::Message(message.id),
+                        created: Created::Message(message.id, message.conversation, message.seq),
                         ack_offset: event.offset,
                     };
                     let at = message.created_at;
@@ -425,6 +425,9 @@ impl Engine {
             && let Some(first) = self.first_ack(author, kind, client_id)
         {
             return Ok(first);
+        }
+        if let Some(conversation) = writes_messages_into(request) {
+            self.check_room(conversation)?;
         }
         let mut step = Step {
             author,
@@ -530,8 +533,7 @@ impl Engine {
             ..Ack::default()
         };
         match first.created {
-            Created::Message(id) => {
-                let (conversation, seq) = self.locate(id)?;
+            Created::Message(id, conversation, seq) => {
                 ack.conversation = Some(conversation);
                 ack.message = Some(id);
                 ack.seq = Some(seq);
@@ -542,6 +544,16 @@ impl Engine {
             applied: Vec::new(),
             ack,
         })
+    }
+
+    /// A conversation numbers its messages up to [`MAX_SEQ`] (what its indexes can hold): a
+    /// request that could pass it is refused.
+    fn check_room(&self, conversation: ConversationId) -> Result<(), Rejection> {
+        let head = self.projection.head(conversation).unwrap_or_default();
+        if head.0 + (limits::GROUP_PARTICIPANTS_MAX as u64 + 1) > MAX_SEQ {
+            return reject(ErrorCode::NotAllowed, "this conversation holds no more messages");
+        }
+        Ok(())
     }
 
     fn writable(&self, author: &StaffId, id: ConversationId) -> Result<&Conversation, Rejection> {
@@ -574,22 +586,24 @@ impl Engine {
         id: MessageId,
         lookup: &dyn Lookup,
     ) -> Result<Message, Rejection> {
-        let Some((conversation, seq)) = self.locate(id) else {
-            return reject(ErrorCode::NotFound, format!("no message {id}"));
-        };
-        if !self.is_participant(author, conversation) {
-            // Outsiders learn nothing, not even that the message exists.
-            return reject(ErrorCode::NotFound, format!("no message {id}"));
-        }
-        if self.projection.is_deleted(conversation, seq) == Some(true) {
+        let m = self.visible_message(author, id, lookup)?;
+        if m.deleted {
             return reject(ErrorCode::NotFound, format!("message {id} was deleted"));
         }
+        Ok(m)
+    }
+
+    /// A stored message of a conversation `author` is in, deleted or not.
+    fn visible_message(
+        &self,
+        author: &StaffId,
+        id: MessageId,
+        lookup: &dyn Lookup,
+    ) -> Result<Message, Rejection> {
         match lookup.message(id) {
-            Some(m) => Ok(m),
-            None => reject(
-                ErrorCode::Internal,
-                format!("message {id} is missing from storage"),
-            ),
+            Some(m) if self.is_participant(author, m.conversation) => Ok(m),
+            // Outsiders learn nothing, not even that the message exists.
+            _ => reject(ErrorCode::NotFound, format!("no message {id}")),
         }
     }
 
@@ -599,16 +613,17 @@ impl Engine {
         conversation: ConversationId,
         lookup: &dyn Lookup,
     ) -> Result<ReplyRef, Rejection> {
-        match self.locate(id) {
-            Some((c, _)) if c == conversation => {}
+        let m = self.readable_message(&self.any_participant(conversation), id, lookup);
+        let m = match m {
+            Ok(m) if m.conversation == conversation => m,
+            Err(e) if e.code != ErrorCode::NotFound => return Err(e),
             _ => {
                 return reject(
                     ErrorCode::NotFound,
                     format!("no message {id} in this conversation"),
                 );
             }
-        }
-        let m = self.readable_message(&self.any_participant(conversation), id, lookup)?;
+        };
         Ok(ReplyRef {
             message: m.id,
             seq: m.seq,
@@ -624,18 +639,21 @@ impl Engine {
             .expect("writable conversation")
     }
 
-    fn own_message(&self, author: &StaffId, id: MessageId) -> Result<(ConversationId, Seq), Rejection> {
-        let Some((conversation, seq)) = self.locate(id) else {
-            return reject(ErrorCode::NotFound, format!("no message {id}"));
-        };
-        if !self.is_participant(author, conversation) {
-            return reject(ErrorCode::NotFound, format!("no message {id}"));
+    /// A message `author` sent (deleted or not), which they may edit or delete.
+    fn own_message(
+        &self,
+        author: &StaffId,
+        id: MessageId,
+        lookup: &dyn Lookup,
+    ) -> Result<Message, Rejection> {
+        let m = self.visible_message(author, id, lookup)?;
+        if m.notice.is_some() {
+            return reject(ErrorCode::NotAllowed, "system notices cannot be changed");
         }
-        match self.projection.sender_of(conversation, seq) {
-            Some((sender, false)) if sender == author => Ok((conversation, seq)),
-            Some((_, true)) => reject(ErrorCode::NotAllowed, "system notices cannot be changed"),
-            _ => reject(ErrorCode::NotAuthor, "only its author may change a message"),
+        if &m.sender != author {
+            return reject(ErrorCode::NotAuthor, "only its author may change a message");
         }
+        Ok(m)
     }
 }
 
@@ -654,6 +672,18 @@ fn client_id_of(request: &Request) -> Option<(IdKind, &ClientMsgId)> {
         Request::SendMessage { client_id, .. } => Some((IdKind::Send, client_id)),
         Request::ForwardMessage { client_id, .. } => Some((IdKind::Forward, client_id)),
         Request::CreateGroup { client_id, .. } => Some((IdKind::Group, client_id)),
+        _ => None,
+    }
+}
+
+/// The conversation a request may append messages (or notices) to.
+fn writes_messages_into(request: &Request) -> Option<ConversationId> {
+    match request {
+        Request::SendMessage { conversation, .. }
+        | Request::RenameConversation { conversation, .. }
+        | Request::AddParticipants { conversation, .. }
+        | Request::RemoveParticipant { conversation, .. } => Some(*conversation),
+        Request::ForwardMessage { to, .. } => Some(*to),
         _ => None,
     }
 }

@@ -33,7 +33,7 @@ use crate::seq_index::SeqIndex;
 use crate::staff_keys::StaffKey;
 use crate::staff_keys::StaffKeys;
 
-mod lookup;
+mod saved;
 
 /// Whose counts a projection keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,15 +72,7 @@ pub enum ProjectionError {
     },
 }
 
-#[derive(Clone, Debug)]
-struct MessageMeta {
-    sender: StaffKey,
-    deleted: bool,
-    notice: bool,
-    mentions: Box<[StaffKey]>,
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Member {
     staff: StaffKey,
     last_read: Seq,
@@ -91,15 +83,27 @@ struct Member {
     exact: bool,
 }
 
+/// What counting needs of one message: who sent it, whom it mentions, whether it is deleted.
 #[derive(Clone, Debug)]
+struct MessageMeta {
+    sender: StaffKey,
+    deleted: bool,
+    mentions: Box<[StaffKey]>,
+}
+
+/// One conversation's counting state. Nothing here is per message but three compact indexes
+/// (see [`SeqIndex`]): every known message (a bit each), each sender's live messages and each
+/// mentioned staff member's live mentions (4 bytes each).
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct ConversationCounts {
     head: Seq,
     /// The first seq whose message is known here (1 in the relay).
     known_from: Seq,
-    /// Messages `known_from..=head`.
-    meta: Vec<MessageMeta>,
+    /// Messages `known_from..=head`, live unless deleted.
     live: SeqIndex,
+    /// Each sender's live messages.
     by_sender: FxHashMap<StaffKey, SeqIndex>,
+    /// Each mentioned staff member's live mentions.
     mentioning: FxHashMap<StaffKey, SeqIndex>,
     members: Vec<Member>,
 }
@@ -109,28 +113,21 @@ impl ConversationCounts {
         ConversationCounts {
             head,
             known_from: head.next(),
-            meta: Vec::new(),
-            live: SeqIndex::new(),
+            live: SeqIndex::range(head.next()),
             by_sender: FxHashMap::default(),
             mentioning: FxHashMap::default(),
             members: Vec::new(),
         }
     }
 
-    fn meta(&self, seq: Seq) -> Option<&MessageMeta> {
-        let i = seq.0.checked_sub(self.known_from.0)?;
-        self.meta.get(usize::try_from(i).ok()?)
-    }
-
     fn index(&mut self, seq: Seq, meta: MessageMeta) {
+        self.live.push(seq, !meta.deleted);
         if !meta.deleted {
-            self.live.push(seq);
-            self.by_sender.entry(meta.sender).or_default().push(seq);
+            self.by_sender.entry(meta.sender).or_default().push(seq, true);
             for m in meta.mentions.iter() {
-                self.mentioning.entry(*m).or_default().push(seq);
+                self.mentioning.entry(*m).or_default().push(seq, true);
             }
         }
-        self.meta.push(meta);
     }
 
     /// The counts of `staff` with watermark `last_read`, if the messages after it are known.
@@ -183,6 +180,32 @@ impl UnreadProjection {
     /// The key of a staff member the projection has seen.
     pub fn key(&self, staff: &StaffId) -> Option<StaffKey> {
         self.staff.key(staff)
+    }
+
+    /// Heap bytes its message indexes hold (what grows with history), after dropping what
+    /// growing left unused.
+    pub fn compact(&mut self) -> usize {
+        let mut bytes = 0;
+        for c in self.conversations.values_mut() {
+            let indexes = std::iter::once(&mut c.live)
+                .chain(c.by_sender.values_mut())
+                .chain(c.mentioning.values_mut());
+            for idx in indexes {
+                idx.shrink();
+                bytes += idx.heap_bytes();
+            }
+        }
+        bytes
+    }
+
+    /// Whose counts it keeps.
+    pub fn tracking(&self) -> &Tracking {
+        &self.tracking
+    }
+
+    /// How many staff have a key.
+    pub fn staff_count(&self) -> usize {
+        self.staff.len()
     }
 
     /// The staff member behind a key.
@@ -456,7 +479,6 @@ impl UnreadProjection {
             MessageMeta {
                 sender,
                 deleted: message.deleted,
-                notice: message.notice.is_some(),
                 mentions,
             },
         );
@@ -478,21 +500,15 @@ impl UnreadProjection {
         if seq > c.head || seq.0 == 0 {
             return Ok(());
         }
-        if let Some(i) = seq
-            .0
-            .checked_sub(c.known_from.0)
-            .and_then(|i| usize::try_from(i).ok())
-            && let Some(meta) = c.meta.get_mut(i)
-        {
-            if meta.deleted {
+        if seq >= c.known_from {
+            if !c.live.remove(seq) {
+                // Deleted already.
                 return Ok(());
             }
-            meta.deleted = true;
-            c.live.remove(seq);
-            if let Some(idx) = c.by_sender.get_mut(&meta.sender) {
+            if let Some(idx) = c.by_sender.get_mut(&sender) {
                 idx.remove(seq);
             }
-            for m in meta.mentions.iter() {
+            for m in mentions {
                 if let Some(idx) = c.mentioning.get_mut(m) {
                     idx.remove(seq);
                 }
@@ -548,6 +564,7 @@ impl UnreadProjection {
         let mut c = ConversationCounts::new(state.head);
         if let Some(first) = state.messages.first() {
             c.known_from = first.seq;
+            c.live = SeqIndex::range(first.seq);
         }
         for msg in &state.messages {
             let meta = self.meta_of(msg);
@@ -585,13 +602,19 @@ impl UnreadProjection {
         }
         let mut rebuilt = ConversationCounts::new(c.head);
         rebuilt.known_from = *first;
+        rebuilt.live = SeqIndex::range(*first);
         rebuilt.members = std::mem::take(&mut c.members);
         for (seq, meta) in metas {
             rebuilt.index(seq, meta);
         }
-        let known = std::mem::take(&mut c.meta);
-        for (i, meta) in known.into_iter().enumerate() {
-            rebuilt.index(Seq(c.known_from.0 + i as u64), meta);
+        rebuilt.live.extend(&c.live);
+        for (into, from) in [
+            (&mut rebuilt.by_sender, &c.by_sender),
+            (&mut rebuilt.mentioning, &c.mentioning),
+        ] {
+            for (k, idx) in from {
+                into.entry(*k).or_default().extend(idx);
+            }
         }
         *c = rebuilt;
     }
@@ -622,7 +645,6 @@ impl UnreadProjection {
         MessageMeta {
             sender: self.intern(&msg.sender),
             deleted: msg.deleted,
-            notice: msg.notice.is_some(),
             mentions: msg.mentions.iter().map(|m| self.intern(m)).collect(),
         }
     }
