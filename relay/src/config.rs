@@ -19,6 +19,10 @@ pub struct Config {
     pub durability: Durability,
     /// Events kept in memory for resuming clients.
     pub retain_events: usize,
+    /// Bytes of events kept in memory for resuming clients.
+    pub retain_bytes: usize,
+    /// When the engine's state is checkpointed.
+    pub checkpoints: crate::checkpoints::Policy,
     /// Origins (besides the relay's own) allowed to open WebSockets.
     pub allowed_origins: Vec<String>,
     /// Frames queued per connection before it is closed as a slow consumer.
@@ -55,6 +59,8 @@ impl Config {
             demo: false,
             durability: Durability::Full,
             retain_events: 100_000,
+            retain_bytes: RETAIN_BYTES,
+            checkpoints: crate::checkpoints::Policy::default(),
             allowed_origins: Vec::new(),
             queue_frames: crate::hub::QUEUE_FRAMES,
             limits: crate::limits::Limits::default(),
@@ -70,6 +76,9 @@ impl Config {
         }
     }
 }
+
+/// The default bound on the retained resume log's bytes.
+pub const RETAIN_BYTES: usize = 64 << 20;
 
 /// The default header-read and keep-alive idle timeout.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);

@@ -103,13 +103,32 @@ struct Retained {
     updates: Vec<(StaffKey, Frame)>,
 }
 
+impl Retained {
+    /// What it holds in memory, roughly: its frames, its recipients, its bookkeeping.
+    fn bytes(&self) -> usize {
+        let updates: usize = self.updates.iter().map(|(_, f)| f.len() + 24).sum();
+        self.frame.len() + self.recipients.len() * 4 + updates + 96
+    }
+}
+
+/// How much of the log the core keeps in memory for resuming clients: the newest events, at
+/// most this many and this many bytes (a client that fell further behind gets a snapshot).
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Most events.
+    pub events: usize,
+    /// Most bytes.
+    pub bytes: usize,
+}
+
 /// The core's state; runs on its own thread.
 pub struct Core {
     conn: Connection,
     engine: Engine,
     hub: Hub,
     retained: VecDeque<Retained>,
-    retain: usize,
+    retained_bytes: usize,
+    retain: Retention,
     /// Most frames a replay may take before a snapshot is cheaper (half a connection's queue).
     max_replay: usize,
     /// Most open connections per staff member.
@@ -130,18 +149,21 @@ fn now() -> Millis {
 }
 
 impl Core {
-    /// Loads staff and replays the stored log into the engine (rebuilding every count).
+    /// Takes an engine (from a checkpoint, or empty), loads staff, and replays the stored
+    /// events after the engine's offset (rebuilding every count they change).
     pub fn load(
         conn: Connection,
-        retain: usize,
+        engine: Engine,
+        retain: Retention,
         max_replay: usize,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Core> {
         let mut core = Core {
             conn,
-            engine: Engine::new(),
+            engine,
             hub: Hub::default(),
             retained: VecDeque::new(),
+            retained_bytes: 0,
             retain,
             max_replay,
             connection_cap: usize::MAX,
@@ -155,21 +177,40 @@ impl Core {
         };
         core.reload_staff()?;
         let started = Instant::now();
-        let mut events = 0u64;
-        let mut replayed = Vec::new();
-        storage::for_each_event(&core.conn, |e| replayed.push(e))?;
-        let keep_from = replayed.len().saturating_sub(retain);
-        for (i, e) in replayed.into_iter().enumerate() {
-            let applied = core.engine.apply(e);
-            events += 1;
-            if i >= keep_from {
-                let frame: Frame = encode(&applied.event).into();
-                core.retain_event(&applied, frame);
+        let from = core.engine.offset();
+        let head = storage::last_offset(&core.conn)?;
+        // Only the newest events can be retained: do not encode frames for the others.
+        let keep_after = head.saturating_sub(retain.events as u64);
+        let mut replayed = 0u64;
+        loop {
+            let events = storage::events_after(&core.conn, core.engine.offset(), 10_000)?;
+            if events.is_empty() {
+                break;
+            }
+            for e in events {
+                let at = core.engine.offset();
+                anyhow::ensure!(
+                    e.offset == at.next(),
+                    "the log jumps from offset {at} to {}: run `tally-relay check`",
+                    e.offset
+                );
+                let applied = core.engine.apply(e);
+                replayed += 1;
+                if applied.event.offset.0 > keep_after {
+                    let frame: Frame = encode(&applied.event).into();
+                    core.retain_event(&applied, frame);
+                }
             }
         }
+        let index_bytes = core.engine.compact();
+        core.metrics.engine_index_bytes.store(index_bytes as u64, Relaxed);
+        core.metrics.start_checkpoint.store(from.0, Relaxed);
+        core.metrics.start_replayed.store(replayed, Relaxed);
         tracing::info!(
-            events,
+            from = from.0,
+            replayed,
             offset = core.engine.offset().0,
+            index_bytes,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "log replayed"
         );
@@ -357,18 +398,34 @@ impl Core {
     }
 
     fn retain(&mut self, applied: &Applied, frame: Frame, updates: Vec<(StaffKey, Frame)>) {
-        if self.retain == 0 {
+        if self.retain.events == 0 {
             return;
         }
-        self.retained.push_back(Retained {
+        let r = Retained {
             offset: applied.event.offset,
             frame,
             recipients: applied.recipients.clone(),
             updates,
-        });
-        while self.retained.len() > self.retain {
-            self.retained.pop_front();
+        };
+        self.retained_bytes += r.bytes();
+        self.retained.push_back(r);
+        while self.retained.len() > self.retain.events || self.retained_bytes > self.retain.bytes {
+            let Some(old) = self.retained.pop_front() else {
+                break;
+            };
+            self.retained_bytes -= old.bytes();
         }
+        self.metrics
+            .retained_events
+            .store(self.retained.len() as u64, Relaxed);
+        self.metrics
+            .retained_bytes
+            .store(self.retained_bytes as u64, Relaxed);
+    }
+
+    /// The engine (for the checkpoint follower, which starts from a copy of it).
+    pub fn engine_copy(&self) -> Engine {
+        self.engine.clone()
     }
 
     /// The frames a staff member missed after `from`, if the retained log still has them all

@@ -13,6 +13,8 @@
 //! - [`attachments`]: upload (rate, quota) and streamed download over HTTP, sniffing.
 //! - [`files`]: where attachment bytes live, the quota, collecting unreferenced files.
 //! - [`session`]: one WebSocket — hello, the read loop, the write loop, heartbeats.
+//! - [`checkpoints`]: the engine's state saved every so often, loaded at start; the follower
+//!   thread that writes them.
 //! - [`core`]: the single writer thread — engine, group commit, fan-out, retained log.
 //! - [`hub`]: each staff member's connections and their bounded queues.
 //! - [`storage`]: SQLite in WAL mode — the event log, messages, staff, attachments.
@@ -26,6 +28,7 @@
 pub mod address;
 pub mod attachments;
 pub mod auth;
+pub mod checkpoints;
 pub mod config;
 pub mod core;
 pub mod cors;

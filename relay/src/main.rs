@@ -42,6 +42,15 @@ enum Cmd {
         /// Events kept in memory so that reconnecting clients get a replay, not a snapshot.
         #[arg(long, default_value_t = 100_000)]
         retain_events: usize,
+        /// Bytes of events kept in memory for resuming clients (the other bound).
+        #[arg(long, env = "TALLY_RETAIN_BYTES", default_value_t = tally_relay::config::RETAIN_BYTES)]
+        retain_bytes: usize,
+        /// Checkpoint the engine's state after this many events…
+        #[arg(long, env = "TALLY_CHECKPOINT_EVENTS", default_value_t = tally_relay::checkpoints::EVERY_EVENTS)]
+        checkpoint_events: u64,
+        /// …or after this long with any event since the last (e.g. 5m).
+        #[arg(long, env = "TALLY_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = auth::parse_ttl)]
+        checkpoint_interval: Duration,
         /// Other origins allowed to open WebSockets (the relay's own always is).
         #[arg(long = "allow-origin")]
         allowed_origins: Vec<String>,
@@ -150,6 +159,9 @@ fn main() -> anyhow::Result<()> {
             demo,
             durability,
             retain_events,
+            retain_bytes,
+            checkpoint_events,
+            checkpoint_interval,
             allowed_origins,
             limits,
             max_batch,
@@ -160,6 +172,11 @@ fn main() -> anyhow::Result<()> {
                 demo,
                 durability,
                 retain_events,
+                retain_bytes,
+                checkpoints: tally_relay::checkpoints::Policy {
+                    every_events: checkpoint_events.max(1),
+                    every: checkpoint_interval.max(Duration::from_millis(10)),
+                },
                 allowed_origins,
                 limits,
                 max_batch,

@@ -77,6 +77,26 @@ pub struct Metrics {
     pub attachments_collected: AtomicU64,
     /// Divergences widgets reported (a count of theirs disagreed with the relay's): should stay 0.
     pub client_divergences: AtomicU64,
+    /// Checkpoints written.
+    pub checkpoints_written: AtomicU64,
+    /// Checkpoint files found unusable at start (set aside; the log was replayed instead).
+    pub checkpoints_rejected: AtomicU64,
+    /// The offset of the last checkpoint written.
+    pub checkpoint_offset: AtomicU64,
+    /// Its size in bytes.
+    pub checkpoint_bytes: AtomicU64,
+    /// How long writing it took, in milliseconds.
+    pub checkpoint_write_ms: AtomicU64,
+    /// Heap bytes of the engine's message indexes (at start).
+    pub engine_index_bytes: AtomicU64,
+    /// The offset of the checkpoint the relay started from (0: none).
+    pub start_checkpoint: AtomicU64,
+    /// Events replayed at start (after that checkpoint).
+    pub start_replayed: AtomicU64,
+    /// Events in the retained resume log, and their bytes.
+    pub retained_events: AtomicU64,
+    /// Bytes of the retained resume log.
+    pub retained_bytes: AtomicU64,
     /// Refused frames, by error code (indexed like `ErrorCode::ALL`).
     pub rejected: [AtomicU64; ErrorCode::ALL.len()],
     /// Writes per commit.
@@ -99,6 +119,16 @@ impl Default for Metrics {
             sockets_killed: AtomicU64::new(0),
             attachments_collected: AtomicU64::new(0),
             client_divergences: AtomicU64::new(0),
+            checkpoints_written: AtomicU64::new(0),
+            checkpoints_rejected: AtomicU64::new(0),
+            checkpoint_offset: AtomicU64::new(0),
+            checkpoint_bytes: AtomicU64::new(0),
+            checkpoint_write_ms: AtomicU64::new(0),
+            engine_index_bytes: AtomicU64::new(0),
+            start_checkpoint: AtomicU64::new(0),
+            start_replayed: AtomicU64::new(0),
+            retained_events: AtomicU64::new(0),
+            retained_bytes: AtomicU64::new(0),
             rejected: std::array::from_fn(|_| AtomicU64::new(0)),
             commit_batch: Histogram::new(BATCH_BUCKETS),
             commit_latency_us: Histogram::new(LATENCY_BUCKETS_US),
@@ -195,6 +225,66 @@ impl Metrics {
                 "Unreferenced attachments deleted after their grace period.",
                 "counter",
                 &self.attachments_collected,
+            ),
+            (
+                "tally_checkpoints_written_total",
+                "Checkpoints of the engine's state written.",
+                "counter",
+                &self.checkpoints_written,
+            ),
+            (
+                "tally_checkpoints_rejected_total",
+                "Checkpoint files found unusable at start and set aside.",
+                "counter",
+                &self.checkpoints_rejected,
+            ),
+            (
+                "tally_checkpoint_offset",
+                "The offset of the last checkpoint written.",
+                "gauge",
+                &self.checkpoint_offset,
+            ),
+            (
+                "tally_checkpoint_bytes",
+                "The size of the last checkpoint written.",
+                "gauge",
+                &self.checkpoint_bytes,
+            ),
+            (
+                "tally_checkpoint_write_milliseconds",
+                "How long writing the last checkpoint took.",
+                "gauge",
+                &self.checkpoint_write_ms,
+            ),
+            (
+                "tally_engine_index_bytes",
+                "Heap bytes of the engine's per-message indexes, measured at start.",
+                "gauge",
+                &self.engine_index_bytes,
+            ),
+            (
+                "tally_start_checkpoint_offset",
+                "The offset of the checkpoint this process started from (0: none, the whole log was replayed).",
+                "gauge",
+                &self.start_checkpoint,
+            ),
+            (
+                "tally_start_replayed_events",
+                "Events this process replayed at start, after its checkpoint.",
+                "gauge",
+                &self.start_replayed,
+            ),
+            (
+                "tally_retained_events",
+                "Events kept in memory for resuming clients.",
+                "gauge",
+                &self.retained_events,
+            ),
+            (
+                "tally_retained_bytes",
+                "Bytes of the events kept in memory for resuming clients.",
+                "gauge",
+                &self.retained_bytes,
             ),
         ] {
             counter(&mut out, name, help, kind, v);

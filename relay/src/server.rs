@@ -24,6 +24,7 @@ pub struct Running {
     stop_http: oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
     core: std::thread::JoinHandle<()>,
+    checkpoints: crate::checkpoints::Stop,
 }
 
 impl Running {
@@ -42,6 +43,11 @@ impl Running {
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
         let _ = tokio::task::spawn_blocking(move || self.core.join()).await;
+        // A last checkpoint at the log's end: the next start replays nothing.
+        let (done, written) = std::sync::mpsc::channel();
+        if self.checkpoints.send(done).is_ok() {
+            let _ = tokio::task::spawn_blocking(move || written.recv()).await;
+        }
     }
 }
 
@@ -55,12 +61,14 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let metrics = Arc::new(Metrics::default());
     std::fs::create_dir_all(config.data.join("attachments"))?;
     let conn = storage::open(&config.data, config.durability)?;
-    let mut core = Core::load(
-        conn,
-        config.retain_events,
-        config.queue_frames / 2,
-        metrics.clone(),
-    )?;
+    let head = tally_shared::Offset(storage::last_offset(&conn)?);
+    let engine = crate::checkpoints::load_latest(&config.data, head, &metrics).unwrap_or_default();
+    let saved = engine.offset();
+    let retention = crate::core::Retention {
+        events: config.retain_events,
+        bytes: config.retain_bytes,
+    };
+    let mut core = Core::load(conn, engine, retention, config.queue_frames / 2, metrics.clone())?;
     core.set_connection_cap(config.limits.connections_per_staff);
     core.set_max_batch(config.max_batch);
     core.set_files(crate::files::Files::new(
@@ -71,6 +79,13 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     if config.demo {
         demo::seed(&mut core)?;
     }
+    let checkpoints = crate::checkpoints::follow(
+        config.data.clone(),
+        core.engine_copy(),
+        saved,
+        config.checkpoints,
+        metrics.clone(),
+    )?;
     let (tx, rx) = mpsc::channel(4096);
     let core_thread = std::thread::Builder::new()
         .name("tally-core".into())
@@ -122,6 +137,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         stop_http,
         server,
         core: core_thread,
+        checkpoints,
     })
 }
 

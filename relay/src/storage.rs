@@ -10,7 +10,9 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tally_shared::engine::Lookup;
 use tally_shared::protocol::{Event, LoggedEvent};
-use tally_shared::{Attachment, AttachmentId, ConversationId, Message, MessageId, Seq, Staff, StaffId};
+use tally_shared::{
+    Attachment, AttachmentId, ConversationId, Message, MessageId, Offset, Seq, Staff, StaffId,
+};
 
 /// How hard a commit waits for the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -112,6 +114,7 @@ pub fn check(data: &Path) -> anyhow::Result<Vec<String>> {
     if !problems.is_empty() {
         return Ok(problems);
     }
+    problems.extend(check_checkpoint(data, &conn)?);
     let projection = engine.projection();
     let mut staff = std::collections::BTreeSet::new();
     for (s, c) in oracle.memberships() {
@@ -133,6 +136,74 @@ pub fn check(data: &Path) -> anyhow::Result<Vec<String>> {
         if projection.digest(&s) != oracle.digest(&s) {
             problems.push(format!("{s}: the digests differ"));
         }
+    }
+    Ok(problems)
+}
+
+/// Compares the newest checkpoint with the log: an engine that replays the log up to the
+/// checkpoint's offset (giving staff the checkpoint's keys, in its order) must write exactly the
+/// checkpoint's bytes. The differences it finds, in counts where there are some.
+fn check_checkpoint(data: &Path, conn: &Connection) -> anyhow::Result<Vec<String>> {
+    let Some((offset, path)) = crate::checkpoints::list(data).into_iter().next() else {
+        return Ok(Vec::new());
+    };
+    let name = path.display();
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        // The relay pruned it while we looked: a newer one exists, and the next check sees it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Ok(vec![format!("checkpoint {name} cannot be read: {e}")]),
+    };
+    let saved = match tally_shared::Engine::from_checkpoint(&bytes) {
+        Ok(e) => e,
+        Err(e) => return Ok(vec![format!("checkpoint {name} is unusable: {e}")]),
+    };
+    if saved.offset() != offset {
+        return Ok(vec![format!("checkpoint {name} holds offset {}", saved.offset())]);
+    }
+    let mut replayed = tally_shared::Engine::new();
+    for s in saved.keyed_staff() {
+        replayed.register(&s);
+    }
+    let mut stmt = conn.prepare("SELECT frame FROM events WHERE offset <= ?1 ORDER BY offset")?;
+    let mut rows = stmt.query([offset.0 as i64])?;
+    while let Some(row) = rows.next()? {
+        replayed.apply(serde_json::from_str(row.get_ref(0)?.as_str()?)?);
+    }
+    if replayed.offset() != offset {
+        return Ok(vec![format!(
+            "checkpoint {name} is at offset {offset}, past the log's end {}",
+            replayed.offset()
+        )]);
+    }
+    if replayed.checkpoint() == bytes {
+        return Ok(Vec::new());
+    }
+    let mut problems = Vec::new();
+    for s in saved.keyed_staff() {
+        let (ours, log) = (saved.conversation_states(&s), replayed.conversation_states(&s));
+        for (a, b) in ours.iter().zip(&log) {
+            if a != b {
+                let c = a.conversation.id;
+                problems.push(format!(
+                    "checkpoint {name}: {s} in conversation {c}: it says {:?} read to {}, the log says {:?} read to {}",
+                    a.counts, a.last_read, b.counts, b.last_read
+                ));
+            }
+        }
+        if ours.len() != log.len() {
+            problems.push(format!(
+                "checkpoint {name}: {s} is in other conversations than the log says"
+            ));
+        }
+        if saved.projection().digest(&s) != replayed.projection().digest(&s) {
+            problems.push(format!("checkpoint {name}: {s}: the digests differ"));
+        }
+    }
+    if problems.is_empty() {
+        problems.push(format!(
+            "checkpoint {name} differs from the log at offset {offset} (indexes or client ids; counts agree)"
+        ));
     }
     Ok(problems)
 }
@@ -176,11 +247,14 @@ pub fn restore(from: &Path, data: &Path, force: bool) -> anyhow::Result<u64> {
     std::fs::copy(from, &partial)?;
     std::fs::File::open(&partial)?.sync_all()?;
     std::fs::rename(&partial, &target)?;
+    // Checkpoints belong to the log they were taken from, not to the restored one.
+    crate::checkpoints::remove_all(data)?;
     let conn = open(data, Durability::Full)?;
     last_offset(&conn)
 }
 
-fn last_offset(conn: &Connection) -> anyhow::Result<u64> {
+/// The offset of the last stored event (0 for an empty log).
+pub fn last_offset(conn: &Connection) -> anyhow::Result<u64> {
     Ok(
         conn.query_row("SELECT COALESCE(MAX(offset), 0) FROM events", [], |r| {
             r.get::<_, i64>(0)
@@ -201,6 +275,17 @@ pub fn open(data: &Path, durability: Durability) -> anyhow::Result<Connection> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     migrate(&conn)?;
+    Ok(conn)
+}
+
+/// A read-only connection to the database under `data` (already migrated by [`open`]): WAL
+/// readers see committed state and never block the writer.
+pub fn open_reader(data: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        database(data),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
 
@@ -248,14 +333,36 @@ pub fn deactivate_staff(conn: &Connection, id: &StaffId) -> rusqlite::Result<boo
 }
 
 /// Calls `f` with every stored event, in offset order.
-pub fn for_each_event(conn: &Connection, mut f: impl FnMut(LoggedEvent)) -> anyhow::Result<()> {
-    let mut stmt = conn.prepare("SELECT frame FROM events ORDER BY offset")?;
-    let mut rows = stmt.query([])?;
+pub fn for_each_event(conn: &Connection, f: impl FnMut(LoggedEvent)) -> anyhow::Result<()> {
+    for_each_event_after(conn, Offset(0), f)
+}
+
+/// Calls `f` with every stored event after `after`, in offset order.
+pub fn for_each_event_after(
+    conn: &Connection,
+    after: Offset,
+    mut f: impl FnMut(LoggedEvent),
+) -> anyhow::Result<()> {
+    let mut stmt = conn.prepare_cached("SELECT frame FROM events WHERE offset > ?1 ORDER BY offset")?;
+    let mut rows = stmt.query([after.0 as i64])?;
     while let Some(row) = rows.next()? {
         let text: String = row.get(0)?;
         f(serde_json::from_str(&text)?);
     }
     Ok(())
+}
+
+/// Up to `limit` stored events after `after`, in offset order.
+pub fn events_after(conn: &Connection, after: Offset, limit: usize) -> anyhow::Result<Vec<LoggedEvent>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT frame FROM events WHERE offset > ?1 ORDER BY offset LIMIT ?2")?;
+    let mut rows = stmt.query(params![after.0 as i64, limit as i64])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let text: String = row.get(0)?;
+        out.push(serde_json::from_str(&text)?);
+    }
+    Ok(out)
 }
 
 /// Appends one event (`frame` is its JSON as sent) and keeps the messages it changes.

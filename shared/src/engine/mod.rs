@@ -128,6 +128,19 @@ impl Engine {
         self.offset
     }
 
+    /// Every staff member with a key, in key order.
+    pub fn keyed_staff(&self) -> Vec<StaffId> {
+        (0..self.projection.staff_count() as u32)
+            .map(|k| self.projection.staff_id(StaffKey::from_index(k)).clone())
+            .collect()
+    }
+
+    /// Gives a staff member a key (the next one, unless they have one): replaying a log into
+    /// an engine whose staff were registered in another engine's key order gives the same keys.
+    pub fn register(&mut self, staff: &StaffId) -> StaffKey {
+        self.projection.register(staff)
+    }
+
     /// Frees what growing left unused in the message indexes; the heap bytes they hold.
     pub fn compact(&mut self) -> usize {
         self.projection.compact()
