@@ -79,7 +79,7 @@ pub fn list(data: &Path) -> Vec<(Offset, PathBuf)> {
             Some((Offset(offset), e.path()))
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     found
 }
 
