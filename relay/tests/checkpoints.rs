@@ -75,7 +75,7 @@ fn checkpoints(data: &Path) -> Vec<(Offset, PathBuf)> {
 
 /// Bob's snapshot: his total unread.
 async fn bob_total(addr: SocketAddr, data: &Path) -> u32 {
-    let mut bob = Client::connect(addr, &cli_ok(data, &["token", "bob"]), None).await;
+    let bob = Client::connect(addr, &cli_ok(data, &["token", "bob"]), None).await;
     bob.store.total().unread
 }
 
