@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::files::Files;
 use crate::hub::{ConnHandle, Frame, Hub};
 use crate::metrics::Metrics;
+use crate::reads::{Job, ReadPool};
 use crate::storage::{self, SqlLookup, fatal};
 use tally_shared::protocol::close;
 
@@ -92,6 +93,8 @@ pub enum Command {
     Health { reply: Reply<Offset> },
     /// Re-read the staff table (the CLI may have changed it).
     ReloadStaff,
+    /// A read worker is done with its connection.
+    ReaderDone { conn: Connection },
     /// Flush, close every connection with going-away, and stop.
     Shutdown { done: Reply<()> },
 }
@@ -121,6 +124,22 @@ pub struct Retention {
     pub bytes: usize,
 }
 
+/// A snapshot or history page waiting for a read connection.
+enum Pending {
+    Snapshot {
+        staff: StaffId,
+        conn: ConnHandle,
+        deliver: oneshot::Sender<Frame>,
+    },
+    History {
+        staff: StaffId,
+        conversation: ConversationId,
+        before: Option<Seq>,
+        limit: u64,
+        reply: Reply<Result<Vec<Message>, ErrorCode>>,
+    },
+}
+
 /// The core's state; runs on its own thread.
 pub struct Core {
     conn: Connection,
@@ -138,6 +157,10 @@ pub struct Core {
     /// Where attachments live, how long unreferenced ones are kept, and the upload quota.
     files: Files,
     metrics: Arc<Metrics>,
+    /// Where snapshots and history pages are built, off this thread (none: on it).
+    reads: Option<ReadPool>,
+    /// Those waiting for a read connection, in order.
+    pending: VecDeque<Pending>,
 }
 
 fn now() -> Millis {
@@ -174,6 +197,8 @@ impl Core {
                 crate::limits::UPLOAD_BYTES_PER_DAY,
             ),
             metrics,
+            reads: None,
+            pending: VecDeque::new(),
         };
         core.reload_staff()?;
         let started = Instant::now();
@@ -225,6 +250,11 @@ impl Core {
     /// Sets where files live, their grace period and the upload quota.
     pub fn set_files(&mut self, files: Files) {
         self.files = files;
+    }
+
+    /// Builds snapshots and history pages on these workers rather than on the core thread.
+    pub fn set_reads(&mut self, reads: ReadPool) {
+        self.reads = Some(reads);
     }
 
     /// Sets the most connections one staff member may have open.
@@ -462,12 +492,75 @@ impl Core {
         Some(frames)
     }
 
-    fn snapshot_frame(&self, staff: &StaffId) -> Frame {
-        let mut snapshot = self.engine.snapshot(staff, |c, from, to| {
-            storage::message_range(&self.conn, c, from, to).unwrap_or_else(|e| fatal(&e))
-        });
+    /// Queues a snapshot for a connection: built by a read worker at the state when a read
+    /// connection is free, or here when there are no workers. Frames queued after it wait.
+    fn queue_snapshot(&mut self, staff: &StaffId, conn: &ConnHandle) {
+        if self.reads.is_none() {
+            let mut snapshot = self.snapshot_without_messages(staff);
+            tally_shared::engine::fill_messages(&mut snapshot, |c, from, to| {
+                storage::message_range(&self.conn, c, from, to).unwrap_or_else(|e| fatal(&e))
+            });
+            self.send(conn, encode(&ServerFrame::Snapshot(snapshot)).into());
+            return;
+        }
+        let (deliver, later) = oneshot::channel();
+        if conn.send_later(later, &self.metrics) {
+            self.pending.push_back(Pending::Snapshot {
+                staff: staff.clone(),
+                conn: conn.clone(),
+                deliver,
+            });
+            self.pump();
+        }
+    }
+
+    fn snapshot_without_messages(&self, staff: &StaffId) -> Box<tally_shared::protocol::Snapshot> {
+        let mut snapshot = self.engine.snapshot_without_messages(staff);
         snapshot.protocols = Some(ProtocolRange::SERVED);
-        encode(&ServerFrame::Snapshot(Box::new(snapshot))).into()
+        Box::new(snapshot)
+    }
+
+    /// Starts what waits for a read connection, while one is free: each read transaction opens
+    /// here, between batches, so it sees exactly the engine's state.
+    fn pump(&mut self) {
+        while !self.pending.is_empty() {
+            let Some(reads) = self.reads.as_mut() else { return };
+            let Some(read) = reads.take() else { return };
+            let job = match self.pending.pop_front().expect("not empty") {
+                Pending::Snapshot { staff, conn, deliver } => {
+                    // A closing connection (say, a slow consumer) would only drop it.
+                    (conn.closer.code().is_none()).then(|| Job::Snapshot {
+                        snapshot: self.snapshot_without_messages(&staff),
+                        deliver,
+                        conn,
+                        metrics: self.metrics.clone(),
+                    })
+                }
+                Pending::History {
+                    staff,
+                    conversation,
+                    before,
+                    limit,
+                    reply,
+                } => match self.history_range(&staff, conversation, before, limit) {
+                    Ok(Some((from, to))) => Some(Job::History {
+                        conversation,
+                        from,
+                        to,
+                        reply,
+                    }),
+                    other => {
+                        let _ = reply.send(other.map(|_| Vec::new()));
+                        None
+                    }
+                },
+            };
+            let reads = self.reads.as_mut().expect("checked above");
+            match job {
+                Some(job) => reads.run(read, job),
+                None => reads.give(read),
+            }
+        }
     }
 
     fn read(&mut self, cmd: Command) {
@@ -494,7 +587,24 @@ impl Core {
                 limit,
                 reply,
             } => {
-                let _ = reply.send(self.history(&staff, conversation, before, limit));
+                if self.reads.is_some() {
+                    self.pending.push_back(Pending::History {
+                        staff,
+                        conversation,
+                        before,
+                        limit,
+                        reply,
+                    });
+                    self.pump();
+                } else {
+                    let _ = reply.send(self.history(&staff, conversation, before, limit));
+                }
+            }
+            Command::ReaderDone { conn } => {
+                if let Some(reads) = self.reads.as_mut() {
+                    reads.give(conn);
+                }
+                self.pump();
             }
             Command::Attachment { staff, id, reply } => {
                 let _ = reply.send(self.attachment_access(&staff, &id));
@@ -559,10 +669,7 @@ impl Core {
                 };
                 self.send(&conn, encode(&resumed).into());
             }
-            None => {
-                let frame = self.snapshot_frame(staff);
-                self.send(&conn, frame);
-            }
+            None => self.queue_snapshot(staff, &conn),
         }
         self.hub.register(key, conn);
         Ok(())
@@ -574,8 +681,7 @@ impl Core {
             // Closing (say, as a slow consumer): a snapshot would only be dropped.
             return;
         }
-        let frame = self.snapshot_frame(staff);
-        self.send(conn, frame);
+        self.queue_snapshot(staff, conn);
         let ack = tally_shared::protocol::Ack {
             req,
             offset: self.engine.offset(),
@@ -592,6 +698,20 @@ impl Core {
         before: Option<Seq>,
         limit: u64,
     ) -> Result<Vec<Message>, ErrorCode> {
+        let Some((from, to)) = self.history_range(staff, conversation, before, limit)? else {
+            return Ok(Vec::new());
+        };
+        Ok(storage::message_range(&self.conn, conversation, from, to).unwrap_or_else(|e| fatal(&e)))
+    }
+
+    /// The seqs of a page of history, if the staff member may read it (`None`: no messages).
+    fn history_range(
+        &self,
+        staff: &StaffId,
+        conversation: ConversationId,
+        before: Option<Seq>,
+        limit: u64,
+    ) -> Result<Option<(Seq, Seq)>, ErrorCode> {
         if !self.engine.is_participant(staff, conversation) {
             return Err(match self.engine.conversation(conversation) {
                 Some(_) => ErrorCode::NotParticipant,
@@ -602,10 +722,7 @@ impl Core {
         let to = before.map_or(head, |b| Seq(b.0.saturating_sub(1)).min(head));
         let limit = limit.clamp(1, limits::HISTORY_PAGE_MAX);
         let from = Seq(to.0.saturating_sub(limit - 1).max(1));
-        if to.0 == 0 {
-            return Ok(Vec::new());
-        }
-        Ok(storage::message_range(&self.conn, conversation, from, to).unwrap_or_else(|e| fatal(&e)))
+        Ok((to.0 > 0).then_some((from, to)))
     }
 
     /// Whether a staff member may fetch an attachment: its uploader within the grace period,

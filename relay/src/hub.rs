@@ -22,11 +22,14 @@ pub const QUEUE_FRAMES: usize = 1024;
 pub const QUEUE_BYTES: usize = 1024 * 1024;
 
 /// What a connection's writer sends.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Outbound {
     /// A JSON text frame. A [`Frame`] is reference-counted bytes: an event is encoded once and
     /// the same buffer is queued to, and written to the socket of, every recipient.
     Text(Frame),
+    /// A frame still being built elsewhere (a snapshot): the writer waits for it, and frames
+    /// queued after it stay behind it.
+    Later(tokio::sync::oneshot::Receiver<Frame>),
 }
 
 /// Tells a connection's tasks to close the socket with a code.
@@ -130,6 +133,36 @@ impl ConnHandle {
             Ok(()) => true,
             Err(e) => {
                 self.queued.release(frame.len());
+                if let mpsc::error::TrySendError::Full(_) = e {
+                    self.slow(metrics);
+                }
+                false
+            }
+        }
+    }
+
+    /// Counts a frame built for a placeholder against the queue's bytes, as if queued now; a
+    /// queue over its budget closes the connection as a slow consumer (false: drop the frame).
+    pub fn admit(&self, len: usize, metrics: &Metrics) -> bool {
+        if self.closer.code().is_some() {
+            return false;
+        }
+        if !self.queued.reserve(len) {
+            self.slow(metrics);
+            return false;
+        }
+        true
+    }
+
+    /// Queues a placeholder for a frame built elsewhere; false (and the connection closed as a
+    /// slow consumer when its queue is full) if it was not queued.
+    pub fn send_later(&self, frame: tokio::sync::oneshot::Receiver<Frame>, metrics: &Metrics) -> bool {
+        if self.closer.code().is_some() {
+            return false;
+        }
+        match self.tx.try_send(Outbound::Later(frame)) {
+            Ok(()) => true,
+            Err(e) => {
                 if let mpsc::error::TrySendError::Full(_) = e {
                     self.slow(metrics);
                 }

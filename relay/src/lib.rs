@@ -16,6 +16,7 @@
 //! - [`checkpoints`]: the engine's state saved every so often, loaded at start; the follower
 //!   thread that writes them.
 //! - [`core`]: the single writer thread — engine, group commit, fan-out, retained log.
+//! - [`reads`]: snapshots and history pages built on worker threads, at the core's state.
 //! - [`hub`]: each staff member's connections and their bounded queues.
 //! - [`storage`]: SQLite in WAL mode — the event log, messages, staff, attachments.
 //! - [`auth`]: HS256 tokens and the signing secret.
@@ -40,6 +41,7 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod pages;
+pub mod reads;
 pub mod rejection;
 pub mod server;
 pub mod session;

@@ -87,6 +87,12 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         metrics.clone(),
     )?;
     let (tx, rx) = mpsc::channel(4096);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+    core.set_reads(crate::reads::ReadPool::start(
+        &config.data,
+        workers,
+        tx.downgrade(),
+    )?);
     let core_thread = std::thread::Builder::new()
         .name("tally-core".into())
         .spawn(move || core.run(rx))?;

@@ -340,6 +340,8 @@ async fn write_loop<K>(
 {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
+    // A frame being built elsewhere that a batch met: written first, once it is ready.
+    let mut held: Option<tokio::sync::oneshot::Receiver<Frame>> = None;
     loop {
         tokio::select! {
             biased;
@@ -347,23 +349,27 @@ async fn write_loop<K>(
                 let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close_with(code))).await;
                 break;
             }
-            item = rx.recv() => {
+            item = next_outbound(&mut held, &mut rx) => {
                 // Write what is queued (up to a batch) and flush once: one system call for a
                 // burst of events rather than one each.
-                let Some(Outbound::Text(first)) = item else { break };
+                let Some(first) = item else { break };
                 let batch = async {
                     let mut next = Some(first);
                     let mut written = 0;
-                    while let Some(text) = next.take() {
+                    while let Some((text, counted)) = next.take() {
                         let len = text.len();
                         let fed = feed(&mut sink, text).await;
-                        conn.queued.release(len);
+                        if counted {
+                            conn.queued.release(len);
+                        }
                         fed?;
                         written += 1;
-                        if written < WRITE_BATCH
-                            && let Ok(Outbound::Text(t)) = rx.try_recv()
-                        {
-                            next = Some(t);
+                        if written < WRITE_BATCH {
+                            match rx.try_recv() {
+                                Ok(Outbound::Text(t)) => next = Some((t, true)),
+                                Ok(Outbound::Later(later)) => held = Some(later),
+                                Err(_) => {}
+                            }
                         }
                     }
                     sink.flush().await
@@ -393,6 +399,27 @@ async fn write_loop<K>(
     // Whatever ended the writer ends the reader too.
     conn.closer.close(close::NORMAL);
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+}
+
+/// The next frame to write and whether its bytes were counted in the queue: a held frame
+/// being built elsewhere once it is ready, else the next queued one (waiting for it when it is
+/// a placeholder). `None` when the queue is closed or a placeholder was abandoned (the
+/// connection is closing).
+async fn next_outbound(
+    held: &mut Option<tokio::sync::oneshot::Receiver<Frame>>,
+    rx: &mut mpsc::Receiver<Outbound>,
+) -> Option<(Frame, bool)> {
+    let later = match held.as_mut() {
+        Some(later) => later,
+        None => match rx.recv().await? {
+            Outbound::Text(t) => return Some((t, true)),
+            Outbound::Later(later) => held.insert(later),
+        },
+    };
+    let built = later.await.ok();
+    *held = None;
+    // Its bytes were counted when it was built (`ConnHandle::admit`).
+    built.map(|f| (f, true))
 }
 
 /// The close code for a read error the peer caused, if it deserves one.

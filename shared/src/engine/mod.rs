@@ -213,15 +213,18 @@ impl Engine {
     pub fn snapshot(
         &self,
         staff: &StaffId,
-        mut fetch: impl FnMut(ConversationId, Seq, Seq) -> Vec<Message>,
+        fetch: impl FnMut(ConversationId, Seq, Seq) -> Vec<Message>,
     ) -> Snapshot {
-        let mut conversations = self.conversation_states(staff);
-        for c in &mut conversations {
-            let from = snapshot_window(c.head, c.last_read);
-            if from <= c.head {
-                c.messages = fetch(c.conversation.id, from, c.head);
-            }
-        }
+        let mut snapshot = self.snapshot_without_messages(staff);
+        fill_messages(&mut snapshot, fetch);
+        snapshot
+    }
+
+    /// A staff member's snapshot at the current offset without its messages: everything that
+    /// comes from memory. [`fill_messages`] adds the messages later, from storage read at this
+    /// same offset (a relay does that off its writer thread).
+    pub fn snapshot_without_messages(&self, staff: &StaffId) -> Snapshot {
+        let conversations = self.conversation_states(staff);
         // The people in these conversations, not the whole directory: a snapshot's size must not
         // grow with the number of staff (the widget fetches the directory once, over HTTP).
         let mut people: Vec<&StaffId> = conversations
@@ -719,6 +722,21 @@ fn check_group_size(participants: usize) -> Result<(), Rejection> {
         );
     }
     Ok(())
+}
+
+/// Fills each conversation of a snapshot with the messages it carries (see
+/// [`snapshot_window`]); `fetch(conversation, from, to)` returns the stored messages
+/// `from..=to`, in order.
+pub fn fill_messages(
+    snapshot: &mut Snapshot,
+    mut fetch: impl FnMut(ConversationId, Seq, Seq) -> Vec<Message>,
+) {
+    for c in &mut snapshot.conversations {
+        let from = snapshot_window(c.head, c.last_read);
+        if from <= c.head {
+            c.messages = fetch(c.conversation.id, from, c.head);
+        }
+    }
 }
 
 /// The watermark after reading up to `up_to`: it only moves forward, and never past the head.
