@@ -8,7 +8,7 @@ export CHROMEDRIVER := /usr/bin/chromedriver
 LISTEN ?= 127.0.0.1:8080
 DATA ?= data
 
-.PHONY: run test setup-build setup-test frontend relay relay-dev bench bench-tab fuzz screenshots
+.PHONY: run test setup-build setup-test frontend relay relay-dev bench bench-history bench-tab fuzz screenshots
 
 ## Build the widget and the relay (release), then serve the demo on http://$(LISTEN).
 run: setup-build frontend relay
@@ -40,6 +40,16 @@ bench:
 	cargo bench -p tally-shared --bench projection
 	cargo build --release -p tally-relay -p tally-loadgen --bins
 	./target/release/tally-loadgen run --scenario all --quick --json target/loadgen.json
+
+## A relay that has lived a while (not in `bench`: generating 10 million messages takes ~3
+## minutes and 6 GB): restart, memory, 1,000 staff connecting, steady load on top, and a
+## client hammering snapshots and history. HISTORY_MESSAGES sets the size.
+HISTORY_MESSAGES ?= 10000000
+bench-history:
+	cargo build --release -p tally-relay -p tally-loadgen --bins
+	test -f target/history-$(HISTORY_MESSAGES)/history.json || \
+	  ./target/release/tally-loadgen history --data target/history-$(HISTORY_MESSAGES) --messages $(HISTORY_MESSAGES)
+	./target/release/tally-loadgen run --scenario history --history target/history-$(HISTORY_MESSAGES) --quick
 
 ## The tab keeping up with bursts, in headless Chromium against the release relay (~1 min).
 bench-tab: setup-test frontend relay

@@ -8,6 +8,7 @@
 
 mod ceiling;
 mod client;
+mod history;
 mod target;
 
 use std::collections::{BTreeMap, HashMap};
@@ -45,6 +46,25 @@ enum Cmd {
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// The `history` scenario's data directory (made with `tally-loadgen history`); it is
+        /// written to (the run's sends are appended).
+        #[arg(long, default_value = "target/history")]
+        history: PathBuf,
+    },
+    /// Write a large history straight into a new data directory (and a checkpoint), for the
+    /// `history` scenario and for trying a relay that has lived for a while.
+    History {
+        /// The data directory to create.
+        #[arg(long)]
+        data: PathBuf,
+        /// How many messages.
+        #[arg(long, default_value_t = 10_000_000)]
+        messages: u64,
+        /// How many staff.
+        #[arg(long, default_value_t = 5000)]
+        staff: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
     },
     /// The bare fan-out server (started by `run`).
     Ceiling {
@@ -61,6 +81,7 @@ enum Scenario {
     Idle,
     Storm,
     Durability,
+    History,
 }
 
 #[derive(Serialize, Default, Clone, Debug)]
@@ -524,6 +545,145 @@ async fn durability(count: usize, max_batch: usize) -> Report {
     r
 }
 
+/// A relay that has lived through a large history: restart time and memory, 1,000 staff
+/// connecting, the steady load on top, and the steady load while one client asks for
+/// snapshots and history pages as fast as its rate limits let it.
+async fn history_run(data: &std::path::Path, quick: bool) -> anyhow::Result<(Vec<Report>, Vec<String>)> {
+    let generated = history::Generated::load(data).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no history in {}: make one with `tally-loadgen history --data {}`",
+            data.display(),
+            data.display()
+        )
+    })?;
+    let mut notes = Vec::new();
+    let started = Instant::now();
+    let target = Target::relay_on(data, Durability::Full, tally_relay::core::MAX_BATCH, false);
+    let restart = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after_start = target.rss_mib().0;
+    let (connected, rate, secs) = (1000usize, 1000.0, if quick { 20.0 } else { 60.0 });
+    let shared = Shared::new(0.5, false);
+    let began = Instant::now();
+    let clients = connect_all(&target, 0..connected, &shared).await;
+    let connect_s = began.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after_clients = target.rss_mib().0;
+    notes.push(format!(
+        "history: {} messages ({} events, {} staff, {} conversations): ready {restart:.2} s after start,          RSS {after_start:.0} MiB; {connected} staff connected (snapshots) in {connect_s:.2} s, RSS {after_clients:.0} MiB",
+        generated.messages,
+        generated.events,
+        generated.staff,
+        generated.plan.len()
+    ));
+    // The steady load among the connected staff: their conversations with one another.
+    let plan: Vec<Vec<usize>> = generated
+        .plan
+        .iter()
+        .map(|m| {
+            if m.iter().all(|s| *s < connected) {
+                m.clone()
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
+    let count = (rate * secs) as usize;
+    let mut reports = Vec::new();
+    for hammered in [false, true] {
+        *shared.unread.lock().unwrap() = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)?;
+        *shared.created.lock().unwrap() = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)?;
+        let theirs: Vec<u64> = (generated.plan.iter().enumerate())
+            .filter(|(_, m)| m.contains(&connected))
+            .map(|(i, _)| i as u64 + 1)
+            .collect();
+        let hammer = hammered.then(|| tokio::spawn(hammer(target.addr, target.token(connected), theirs)));
+        let (cpu0, frames0) = (target.cpu_seconds(), shared.frames.load(Relaxed));
+        let mut rng = StdRng::seed_from_u64(3);
+        let elapsed = drive(&clients, &plan, &shared, count, Some(rate), 0, &mut rng).await;
+        let asked = match hammer {
+            Some(h) => {
+                h.abort();
+                "; one client asking for snapshots and history pages at its rate limits"
+            }
+            None => "",
+        };
+        let secs = elapsed.as_secs_f64();
+        reports.push(Report {
+            scenario: "history".into(),
+            target: if hammered {
+                "relay, +snapshot hammer"
+            } else {
+                "relay"
+            }
+            .into(),
+            sends_acked_per_s: count as f64 / secs,
+            frames_delivered_per_s: (shared.frames.load(Relaxed) - frames0) as f64 / secs,
+            created_ms: quantiles(&shared.created.lock().unwrap()),
+            unread_ms: quantiles(&shared.unread.lock().unwrap()),
+            cpu_percent: (target.cpu_seconds() - cpu0) / secs * 100.0,
+            peak_rss_mib: target.rss_mib().1,
+            errors: shared.errors.load(Relaxed),
+            divergences: shared.divergences.load(Relaxed),
+            note: format!("{} messages of history{asked}", generated.messages),
+            ..Report::default()
+        });
+    }
+    notes.push(format!("history: RSS at the end {:.0} MiB", target.rss_mib().0));
+    for c in clients {
+        c.close();
+    }
+    Ok((reports, notes))
+}
+
+/// One staff member in many conversations asking for a snapshot and a history page as often
+/// as the default rate limits allow (and a little more: refusals are part of the load).
+async fn hammer(addr: std::net::SocketAddr, token: String, conversations: Vec<u64>) {
+    let url = format!("ws://{addr}/ws");
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
+        return;
+    };
+    use futures_util::{SinkExt, StreamExt};
+    use tally_shared::protocol::encode;
+    use tokio_tungstenite::tungstenite::Message;
+    let hello = tally_shared::ClientFrame::new(Request::hello(&token, None));
+    let _ = ws.send(Message::text(encode(&hello))).await;
+    let (mut sink, mut stream) = ws.split();
+    tokio::spawn(async move { while stream.next().await.is_some() {} });
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut n = 0u64;
+    loop {
+        tick.tick().await;
+        n += 1;
+        // request_snapshot: 1 per 5 s, burst 5 by default; asked twice a second.
+        if n.is_multiple_of(5) {
+            let frame = tally_shared::ClientFrame::new(Request::RequestSnapshot);
+            if sink.send(Message::text(encode(&frame))).await.is_err() {
+                return;
+            }
+        }
+        // History: 5 per second, burst 40; a page of 100 from deep in a conversation.
+        let Some(conversation) = conversations.get(n as usize % conversations.len().max(1)) else {
+            continue;
+        };
+        let before = 1 + (n * 7919) % 2000;
+        let path = format!("/api/conversations/{conversation}/messages?before={before}&limit=100");
+        let _ = history_page(addr, &path, &token).await;
+    }
+}
+
+async fn history_page(addr: std::net::SocketAddr, path: &str, token: &str) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await?;
+    let mut sink = Vec::new();
+    s.read_to_end(&mut sink).await?;
+    Ok(())
+}
+
 fn print(reports: &[Report]) {
     println!(
         "{:<11} {:<24} {:>9} {:>11} {:>30} {:>30} {:>6} {:>8} {:>7} {:>7} {:>4} {:>5}",
@@ -572,6 +732,25 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.cmd {
+        Cmd::History {
+            data,
+            messages,
+            staff,
+            seed,
+        } => {
+            let g = history::generate(&data, staff, messages, seed)?;
+            println!(
+                "{} messages, {} events, {} conversations, {} staff in {:.1} s: database {:.2} GB, checkpoint {:.1} MB",
+                g.messages,
+                g.events,
+                g.plan.len(),
+                g.staff,
+                g.seconds,
+                g.database_bytes as f64 / 1e9,
+                g.checkpoint_bytes as f64 / 1e6
+            );
+            Ok(())
+        }
         Cmd::Ceiling { membership } => {
             let raw: HashMap<u64, Vec<String>> = serde_json::from_str(&std::fs::read_to_string(membership)?)?;
             let members = raw
@@ -591,6 +770,7 @@ fn main() -> anyhow::Result<()> {
             scenario,
             quick,
             json,
+            history,
         } => runtime.block_on(async move {
             let mut reports = Vec::new();
             let mut notes = Vec::new();
@@ -674,6 +854,11 @@ fn main() -> anyhow::Result<()> {
                 let n = if quick { 3000 } else { 10_000 };
                 reports.push(durability(n, tally_relay::core::MAX_BATCH).await);
                 reports.push(durability(n / 5, 1).await);
+            }
+            if scenario == Scenario::History {
+                let (r, n) = history_run(&history, quick).await?;
+                reports.extend(r);
+                notes.extend(n);
             }
             print(&reports);
             for n in &notes {

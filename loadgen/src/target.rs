@@ -67,13 +67,26 @@ impl Target {
         }
         conn.execute_batch("COMMIT").unwrap();
         drop(conn);
+        let mut target = Self::relay_on(dir.path(), durability, max_batch, behind_proxy);
+        target._data = Some(dir);
+        target
+    }
+
+    /// The relay binary on an existing data directory (rate limits lifted as in
+    /// [`relay_with`](Self::relay_with)).
+    pub(crate) fn relay_on(
+        data: &Path,
+        durability: Durability,
+        max_batch: usize,
+        behind_proxy: bool,
+    ) -> Target {
         let durability = match durability {
             Durability::Full => "full",
             Durability::Normal => "normal",
         };
         let mut child = Command::new(sibling("tally-relay"))
             .arg("--data")
-            .arg(dir.path())
+            .arg(data)
             .args([
                 "serve",
                 "--listen",
@@ -111,15 +124,12 @@ impl Target {
             .spawn()
             .expect("the release relay next to tally-loadgen (cargo build --release)");
         let addr = listening(&mut child);
-        let keys = Keys::new(
-            &auth::load_secret(dir.path()).expect("secret"),
-            auth::MAX_TOKEN_TTL,
-        );
+        let keys = Keys::new(&auth::load_secret(data).expect("secret"), auth::MAX_TOKEN_TTL);
         Target {
             child,
             addr,
             keys: Some(keys),
-            _data: Some(dir),
+            _data: None,
         }
     }
 
