@@ -31,6 +31,9 @@ pub(crate) struct Shared {
     /// Connect as if through a reverse proxy: each client names its own address (10.x.y.z)
     /// in `X-Forwarded-For`.
     pub(crate) via_proxy: std::sync::atomic::AtomicBool,
+    /// Unique per run: client ids made in another run on the same data (the history scenario)
+    /// must not be taken for retries.
+    pub(crate) run: u64,
 }
 
 impl Shared {
@@ -50,6 +53,9 @@ impl Shared {
             record_log,
             window: Semaphore::new(0),
             via_proxy: std::sync::atomic::AtomicBool::new(false),
+            run: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         })
     }
 
@@ -163,7 +169,7 @@ impl Client {
             s.sends
         };
         let body = format!("t{} load test message from s{}", shared.micros(), self.index);
-        let client_id = ClientMsgId::new(format!("g{}-{n}", self.index)).expect("valid id");
+        let client_id = ClientMsgId::new(format!("g{}-{}-{n}", shared.run, self.index)).expect("valid id");
         self.request(
             Request::SendMessage {
                 client_id,

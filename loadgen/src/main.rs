@@ -208,7 +208,13 @@ async fn drive(
             }
             None => shared.window.acquire().await.expect("open").forget(),
         }
-        let c = rng.random_range(0..plan.len());
+        // Conversations left empty in a plan take no part (their ids stay in place).
+        let c = loop {
+            let c = rng.random_range(0..plan.len());
+            if !plan[c].is_empty() {
+                break c;
+            }
+        };
         let sender = plan[c][rng.random_range(0..plan[c].len())];
         if let Some(client) = by_index.get(&sender) {
             client.send(ConversationId(c as u64 + 1), shared);

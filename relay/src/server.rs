@@ -25,6 +25,7 @@ pub struct Running {
     server: tokio::task::JoinHandle<()>,
     core: std::thread::JoinHandle<()>,
     checkpoints: crate::checkpoints::Stop,
+    _wal: std::sync::mpsc::Sender<()>,
 }
 
 impl Running {
@@ -86,6 +87,8 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         config.checkpoints,
         metrics.clone(),
     )?;
+    // WAL checkpoints mostly on their own thread (see `storage::checkpoint_wal`).
+    let wal = storage::checkpoint_wal(&config.data, Duration::from_secs(1))?;
     let (tx, rx) = mpsc::channel(4096);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
     core.set_reads(crate::reads::ReadPool::start(
@@ -144,6 +147,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         server,
         core: core_thread,
         checkpoints,
+        _wal: wal,
     })
 }
 
