@@ -102,6 +102,44 @@ async fn a_client_older_than_the_retained_log_gets_a_snapshot() {
 }
 
 #[tokio::test]
+async fn the_retained_log_is_bounded_in_bytes_too() {
+    // Room for a few events' frames, not for 40 messages of 2 KB.
+    let relay = Relay::start_with(&["alice", "bob"], |c| c.retain_bytes = 16 * 1024).await;
+    let (mut alice, mut bob, dm) = pair(&relay).await;
+    bob.sync().await;
+    let (offset, store) = (bob.store.applied(), bob.store.clone());
+    drop(bob);
+    let body = "z".repeat(2000);
+    for i in 0..40 {
+        alice.call(send(dm, &format!("b{i}"), &body)).await.unwrap();
+    }
+    let (_, _, metrics) = http(relay.addr, "GET", "/metrics", &[], b"").await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    let bytes: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tally_retained_bytes "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(bytes > 0 && bytes <= 16 * 1024, "{bytes}");
+    let mut bob = Client::connect_with_store(relay.addr, &relay.token("bob"), Some(offset), store).await;
+    assert!(matches!(bob.frames[0], ServerFrame::Snapshot(_)));
+    bob.sync().await;
+    assert_eq!(bob.store.counts(dm).unread, 40);
+    // A client only a few events behind still resumes.
+    let (offset, store) = (bob.store.applied(), bob.store.clone());
+    drop(bob);
+    alice.call(send(dm, "last", "short")).await.unwrap();
+    let bob = Client::connect_with_store(relay.addr, &relay.token("bob"), Some(offset), store).await;
+    assert!(
+        bob.frames
+            .iter()
+            .any(|f| matches!(f, ServerFrame::Resumed { .. }))
+    );
+    assert_eq!(bob.store.counts(dm).unread, 41);
+}
+
+#[tokio::test]
 async fn bad_input_gets_an_error_code_and_changes_nothing() {
     let relay = Relay::start(&["alice", "bob", "carol"]).await;
     let (mut alice, mut bob, dm) = pair(&relay).await;
