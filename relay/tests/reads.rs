@@ -100,10 +100,5 @@ async fn snapshots_taken_while_writes_flow_agree_with_the_events_after_them() {
         assert_eq!(bob.store.total(), fresh.store.total());
         assert_eq!(bob.store.digest(), fresh.store.digest());
     }
-    assert!(
-        fresh.store.counts(group).mentions > 0,
-        "{:?}",
-        fresh.store.counts(group)
-    );
     assert_eq!(relay.metric("tally_client_divergences_total").await, 0);
 }

@@ -43,37 +43,70 @@ pub struct Remembered {
     pub ack_offset: Offset,
 }
 
-type Key = (StaffId, IdKind, ClientMsgId);
+/// A remembered id, as the 64-bit [`key`] of (author, kind, id): 8 bytes rather than two
+/// strings, so that a relay remembering a million ids holds tens of megabytes, not hundreds.
+/// Two different ids may share a key (about one chance in 2^54 per write at the per-author
+/// bound): a hit is therefore only a candidate, which the engine confirms against what the
+/// remembered write stored (the message's or the group's own client id) before answering it
+/// as a retry.
+pub type Key = u64;
+
+/// The key of an author's client id for a kind of write: [`crate::checkpoint::checksum`] of
+/// `author 0xff kind 0xff id`. Fixed: checkpoints store keys.
+pub fn key(author: &StaffId, kind: IdKind, id: &ClientMsgId) -> Key {
+    let mut bytes = Vec::with_capacity(author.as_str().len() + id.as_str().len() + 3);
+    bytes.extend_from_slice(author.as_str().as_bytes());
+    bytes.push(0xff);
+    bytes.push(kind_byte(kind));
+    bytes.push(0xff);
+    bytes.extend_from_slice(id.as_str().as_bytes());
+    crate::checkpoint::checksum(&bytes)
+}
+
+fn kind_byte(kind: IdKind) -> u8 {
+    match kind {
+        IdKind::Send => 0,
+        IdKind::Forward => 1,
+        IdKind::Group => 2,
+    }
+}
 
 /// The remembered client-made ids of every author.
 #[derive(Clone, Debug, Default)]
 pub struct ClientIds {
     by_key: FxHashMap<Key, Remembered>,
     /// Each author's ids in the order written, to forget the oldest.
-    order: FxHashMap<StaffId, VecDeque<(Millis, IdKind, ClientMsgId)>>,
+    order: FxHashMap<StaffId, VecDeque<(Millis, Key)>>,
 }
 
 impl ClientIds {
-    /// What `author` created with `id` for this kind of write, if it is still remembered.
+    /// What `author` may have created with `id` for this kind of write, if it is still
+    /// remembered: a candidate to confirm (see [`Key`]).
     pub fn get(&self, author: &StaffId, kind: IdKind, id: &ClientMsgId) -> Option<Remembered> {
-        self.by_key.get(&(author.clone(), kind, id.clone())).copied()
+        self.by_key.get(&key(author, kind, id)).copied()
     }
 
     /// Remembers a write made at `at`, forgetting what is too old or too many.
     pub fn remember(&mut self, author: &StaffId, kind: IdKind, id: &ClientMsgId, at: Millis, r: Remembered) {
-        let key = (author.clone(), kind, id.clone());
+        self.remember_key(author, key(author, kind, id), at, r);
+    }
+
+    fn remember_key(&mut self, author: &StaffId, key: Key, at: Millis, r: Remembered) {
         if self.by_key.insert(key, r).is_some() {
             return;
         }
-        let order = self.order.entry(author.clone()).or_default();
-        order.push_back((at, kind, id.clone()));
-        while let Some((oldest, _, _)) = order.front() {
+        let order = match self.order.get_mut(author) {
+            Some(o) => o,
+            None => self.order.entry(author.clone()).or_default(),
+        };
+        order.push_back((at, key));
+        while let Some((oldest, _)) = order.front() {
             let expired = oldest.0.saturating_add(limits::CLIENT_ID_RETENTION_MS) < at.0;
             if !expired && order.len() <= limits::CLIENT_IDS_PER_STAFF {
                 break;
             }
-            let (_, kind, id) = order.pop_front().expect("front exists");
-            self.by_key.remove(&(author.clone(), kind, id));
+            let (_, key) = order.pop_front().expect("front exists");
+            self.by_key.remove(&key);
         }
     }
 
@@ -85,15 +118,10 @@ impl ClientIds {
         for (author, order) in authors {
             w.str(author.as_str());
             w.len(order.len());
-            for (at, kind, id) in order {
-                let r = self.by_key[&(author.clone(), *kind, id.clone())];
+            for (at, key) in order {
+                let r = self.by_key[key];
                 w.u64(at.0);
-                w.u8(match kind {
-                    IdKind::Send => 0,
-                    IdKind::Forward => 1,
-                    IdKind::Group => 2,
-                });
-                w.str(id.as_str());
+                w.u64(*key);
                 match r.created {
                     Created::Message(m, c, s) => {
                         w.u8(0);
@@ -117,22 +145,16 @@ impl ClientIds {
         let mut ids = ClientIds::default();
         for _ in 0..r.len(16)? {
             let author = StaffId::new(r.str()?).map_err(|_| invalid("a staff id is malformed"))?;
-            for _ in 0..r.len(16)? {
+            for _ in 0..r.len(33)? {
                 let at = Millis(r.u64()?);
-                let kind = match r.u8()? {
-                    0 => IdKind::Send,
-                    1 => IdKind::Forward,
-                    2 => IdKind::Group,
-                    _ => return Err(invalid("a client id of an unknown kind")),
-                };
-                let id = ClientMsgId::new(r.str()?).map_err(|_| invalid("a client id is malformed"))?;
+                let key = r.u64()?;
                 let created = match r.u8()? {
                     0 => Created::Message(MessageId(r.u64()?), ConversationId(r.u64()?), Seq(r.u64()?)),
                     1 => Created::Conversation(ConversationId(r.u64()?)),
                     _ => return Err(invalid("a client id created an unknown thing")),
                 };
                 let ack_offset = Offset(r.u64()?);
-                ids.remember(&author, kind, &id, at, Remembered { created, ack_offset });
+                ids.remember_key(&author, key, at, Remembered { created, ack_offset });
             }
         }
         Ok(ids)

@@ -82,6 +82,8 @@ struct StaffRecord {
 struct ConversationRecord {
     conversation: Conversation,
     last_activity: Millis,
+    /// A group's client-made id (what confirms a retried create).
+    client_id: Option<ClientMsgId>,
 }
 
 /// The state decisions need, in memory: staff, conversations and participants, client ids, and
@@ -324,6 +326,7 @@ impl Engine {
                     ConversationRecord {
                         conversation: conversation.clone(),
                         last_activity: conversation.created_at,
+                        client_id: client_id.clone(),
                     },
                 );
             }
@@ -438,7 +441,7 @@ impl Engine {
             return reject(ErrorCode::Unauthorized, "unknown or deactivated staff member");
         }
         if let Some((kind, client_id)) = client_id_of(request)
-            && let Some(first) = self.first_ack(author, kind, client_id)
+            && let Some(first) = self.first_ack(author, kind, client_id, lookup)
         {
             return Ok(first);
         }
@@ -540,8 +543,27 @@ impl Engine {
 
     /// The first acknowledgement of a write this author already made with this client id:
     /// a retry stores nothing and learns what the first attempt did, whatever changed since.
-    fn first_ack(&self, author: &StaffId, kind: IdKind, client_id: &ClientMsgId) -> Option<Outcome> {
+    /// Ids are remembered by a 64-bit key, so a remembered write counts only once confirmed:
+    /// it carries this very client id, from this author.
+    fn first_ack(
+        &self,
+        author: &StaffId,
+        kind: IdKind,
+        client_id: &ClientMsgId,
+        lookup: &dyn Lookup,
+    ) -> Option<Outcome> {
         let first = self.client_ids.get(author, kind, client_id)?;
+        let confirmed = match first.created {
+            Created::Message(id, ..) => lookup
+                .message(id)
+                .is_some_and(|m| m.client_id.as_ref() == Some(client_id) && &m.sender == author),
+            Created::Conversation(id) => self.conversations.get(&id).is_some_and(|r| {
+                r.client_id.as_ref() == Some(client_id) && &r.conversation.created_by == author
+            }),
+        };
+        if !confirmed {
+            return None;
+        }
         let mut ack = Ack {
             req: None,
             offset: first.ack_offset,
@@ -805,6 +827,53 @@ mod tests {
         assert_eq!(snapshot_window(Seq(100), Seq(100)), Seq(51));
         assert_eq!(snapshot_window(Seq(100), Seq(20)), Seq(21));
         assert_eq!(snapshot_window(Seq(1000), Seq(0)), Seq(801));
+    }
+
+    #[test]
+    fn a_remembered_client_id_counts_only_once_the_stored_write_confirms_it() {
+        use crate::memory::MemoryHost;
+        let (alice, bob) = (StaffId::new("alice").unwrap(), StaffId::new("bob").unwrap());
+        let staff: Vec<Staff> = [&alice, &bob]
+            .iter()
+            .map(|id| Staff {
+                id: (*id).clone(),
+                name: id.to_string(),
+            })
+            .collect();
+        let mut host = MemoryHost::with_staff(&staff);
+        let dm = host
+            .execute(&alice, &Request::CreateDirect { staff: bob.clone() }, Millis(1))
+            .unwrap()
+            .ack
+            .conversation
+            .unwrap();
+        let send = |id: &str| Request::SendMessage {
+            client_id: ClientMsgId::new(id).unwrap(),
+            conversation: dm,
+            body: format!("from {id}"),
+            attachments: Vec::new(),
+            reply_to: None,
+        };
+        let first = host.execute(&alice, &send("a"), Millis(2)).unwrap().ack.message;
+        // "b" made to collide with "a": its key now names what "a" created.
+        let remembered = host
+            .engine
+            .client_ids
+            .get(&alice, IdKind::Send, &ClientMsgId::new("a").unwrap())
+            .unwrap();
+        let b = ClientMsgId::new("b").unwrap();
+        host.engine
+            .client_ids
+            .remember(&alice, IdKind::Send, &b, Millis(3), remembered);
+        let second = host.execute(&alice, &send("b"), Millis(4)).unwrap();
+        assert_eq!(second.applied.len(), 1, "a new write, not a retry");
+        assert_ne!(second.ack.message, first);
+        // Bob may not claim Alice's id either, and a true retry is still one.
+        let bobs = host.execute(&bob, &send("a"), Millis(5)).unwrap();
+        assert_eq!(bobs.applied.len(), 1);
+        let retry = host.execute(&alice, &send("a"), Millis(6)).unwrap();
+        assert!(retry.applied.is_empty());
+        assert_eq!(retry.ack.message, first);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 use super::{ConversationRecord, Engine, pair};
 use crate::checkpoint::{self, CheckpointError, Reader, Writer, ensure};
 use crate::client_ids::ClientIds;
-use crate::ids::{ConversationId, Millis, Offset, StaffId};
+use crate::ids::{ClientMsgId, ConversationId, Millis, Offset, StaffId};
 use crate::model::{Conversation, ConversationKind};
 use crate::staff_keys::StaffKey;
 use crate::unread::UnreadProjection;
@@ -44,6 +44,13 @@ impl Engine {
             w.u32(key(&c.created_by));
             w.u64(c.created_at.0);
             w.u64(r.last_activity.0);
+            match &r.client_id {
+                Some(id) => {
+                    w.u8(1);
+                    w.str(id.as_str());
+                }
+                None => w.u8(0),
+            }
         }
         self.client_ids.write(&mut w);
         checkpoint::seal(self.offset, &w.buf)
@@ -83,6 +90,13 @@ impl Engine {
             let created_by = staff(r.u32()?)?;
             let created_at = Millis(r.u64()?);
             let last_activity = Millis(r.u64()?);
+            let client_id = match r.bool()? {
+                true => Some(
+                    ClientMsgId::new(r.str()?)
+                        .map_err(|_| CheckpointError::Invalid("a client id is malformed"))?,
+                ),
+                false => None,
+            };
             ensure(id.0 < next_conversation, "a conversation id past the counter")?;
             ensure(
                 projection.head(id).is_some(),
@@ -104,6 +118,7 @@ impl Engine {
             let record = ConversationRecord {
                 conversation,
                 last_activity,
+                client_id,
             };
             ensure(
                 conversations.insert(id, record).is_none(),
