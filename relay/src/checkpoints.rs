@@ -53,6 +53,11 @@ impl Default for Policy {
     }
 }
 
+/// A checkpoint is written and synced this many bytes at a time…
+const WRITE_SLICE: usize = 4 << 20;
+/// …with this pause between slices, for the writer's own syncs.
+const SLICE_PAUSE: Duration = Duration::from_millis(5);
+
 /// Where checkpoints live.
 pub fn dir(data: &Path) -> PathBuf {
     data.join("checkpoints")
@@ -169,8 +174,15 @@ pub fn write(data: &Path, engine: &Engine) -> anyhow::Result<(PathBuf, usize)> {
     let path = dir.join(file_name(engine.offset()));
     let partial = path.with_extension("partial");
     {
+        // In slices, each on disk before the next: one flush of the whole file would queue the
+        // writer's commit fsyncs behind tens of megabytes (it showed as p99 spikes of hundreds
+        // of milliseconds on a 10M-message history).
         let mut f = std::fs::File::create(&partial)?;
-        f.write_all(&bytes)?;
+        for slice in bytes.chunks(WRITE_SLICE) {
+            f.write_all(slice)?;
+            f.sync_data()?;
+            std::thread::sleep(SLICE_PAUSE);
+        }
         f.sync_all()?;
     }
     std::fs::rename(&partial, &path)?;
