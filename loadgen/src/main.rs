@@ -605,6 +605,7 @@ async fn history_run(data: &std::path::Path, quick: bool) -> anyhow::Result<(Vec
             .collect();
         let hammer = hammered.then(|| tokio::spawn(hammer(target.addr, target.token(connected), theirs)));
         let (cpu0, frames0) = (target.cpu_seconds(), shared.frames.load(Relaxed));
+        let checkpoints0 = metric(target.addr, "tally_checkpoints_written_total").await;
         let mut rng = StdRng::seed_from_u64(3);
         let elapsed = drive(&clients, &plan, &shared, count, Some(rate), 0, &mut rng).await;
         let asked = match hammer {
@@ -614,6 +615,7 @@ async fn history_run(data: &std::path::Path, quick: bool) -> anyhow::Result<(Vec
             }
             None => "",
         };
+        let written = metric(target.addr, "tally_checkpoints_written_total").await - checkpoints0;
         let secs = elapsed.as_secs_f64();
         reports.push(Report {
             scenario: "history".into(),
@@ -631,7 +633,10 @@ async fn history_run(data: &std::path::Path, quick: bool) -> anyhow::Result<(Vec
             peak_rss_mib: target.rss_mib().1,
             errors: shared.errors.load(Relaxed),
             divergences: shared.divergences.load(Relaxed),
-            note: format!("{} messages of history{asked}", generated.messages),
+            note: format!(
+                "{} messages of history{asked}; {written} checkpoint(s) written meanwhile",
+                generated.messages
+            ),
             ..Report::default()
         });
     }
@@ -676,6 +681,23 @@ async fn hammer(addr: std::net::SocketAddr, token: String, conversations: Vec<u6
         let path = format!("/api/conversations/{conversation}/messages?before={before}&limit=100");
         let _ = history_page(addr, &path, &token).await;
     }
+}
+
+/// A counter or gauge from the relay's `/metrics` (0 when absent).
+async fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return 0;
+    };
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    if s.write_all(request.as_bytes()).await.is_err() || s.read_to_string(&mut text).await.is_err() {
+        return 0;
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 async fn history_page(addr: std::net::SocketAddr, path: &str, token: &str) -> std::io::Result<()> {
@@ -863,8 +885,9 @@ fn main() -> anyhow::Result<()> {
             }
             if scenario == Scenario::History {
                 let (r, n) = history_run(&history, quick).await?;
-                reports.extend(r);
                 notes.extend(n);
+                notes.extend(r.iter().map(|r| format!("history, {}: {}", r.target, r.note)));
+                reports.extend(r);
             }
             print(&reports);
             for n in &notes {
