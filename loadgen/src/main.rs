@@ -606,6 +606,7 @@ async fn history_run(data: &std::path::Path, quick: bool) -> anyhow::Result<(Vec
         let hammer = hammered.then(|| tokio::spawn(hammer(target.addr, target.token(connected), theirs)));
         let (cpu0, frames0) = (target.cpu_seconds(), shared.frames.load(Relaxed));
         let checkpoints0 = metric(target.addr, "tally_checkpoints_written_total").await;
+        let slow0 = slow_commits(target.addr).await;
         let mut rng = StdRng::seed_from_u64(3);
         let elapsed = drive(&clients, &plan, &shared, count, Some(rate), 0, &mut rng).await;
         let asked = match hammer {
@@ -616,6 +617,8 @@ async fn history_run(data: &std::path::Path, quick: bool) -> anyhow::Result<(Vec
             None => "",
         };
         let written = metric(target.addr, "tally_checkpoints_written_total").await - checkpoints0;
+        let slow = slow_commits(target.addr).await;
+        let (slow, commits) = (slow.0 - slow0.0, slow.1 - slow0.1);
         let secs = elapsed.as_secs_f64();
         reports.push(Report {
             scenario: "history".into(),
@@ -634,7 +637,8 @@ async fn history_run(data: &std::path::Path, quick: bool) -> anyhow::Result<(Vec
             errors: shared.errors.load(Relaxed),
             divergences: shared.divergences.load(Relaxed),
             note: format!(
-                "{} messages of history{asked}; {written} checkpoint(s) written meanwhile",
+                "{} messages of history{asked}; {written} checkpoint(s) written meanwhile; \
+                 {slow} of {commits} commits took over 10 ms",
                 generated.messages
             ),
             ..Report::default()
@@ -681,6 +685,13 @@ async fn hammer(addr: std::net::SocketAddr, token: String, conversations: Vec<u6
         let path = format!("/api/conversations/{conversation}/messages?before={before}&limit=100");
         let _ = history_page(addr, &path, &token).await;
     }
+}
+
+/// (commits over 10 ms, all commits) so far.
+async fn slow_commits(addr: std::net::SocketAddr) -> (u64, u64) {
+    let all = metric(addr, "tally_commit_seconds_count").await;
+    let fast = metric(addr, "tally_commit_seconds_bucket{le=\"0.01\"}").await;
+    (all - fast, all)
 }
 
 /// A counter or gauge from the relay's `/metrics` (0 when absent).
