@@ -356,17 +356,15 @@ async fn write_loop<K>(
                 let batch = async {
                     let mut next = Some(first);
                     let mut written = 0;
-                    while let Some((text, counted)) = next.take() {
+                    while let Some(text) = next.take() {
                         let len = text.len();
                         let fed = feed(&mut sink, text).await;
-                        if counted {
-                            conn.queued.release(len);
-                        }
+                        conn.queued.release(len);
                         fed?;
                         written += 1;
                         if written < WRITE_BATCH {
                             match rx.try_recv() {
-                                Ok(Outbound::Text(t)) => next = Some((t, true)),
+                                Ok(Outbound::Text(t)) => next = Some(t),
                                 Ok(Outbound::Later(later)) => held = Some(later),
                                 Err(_) => {}
                             }
@@ -401,25 +399,25 @@ async fn write_loop<K>(
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
 }
 
-/// The next frame to write and whether its bytes were counted in the queue: a held frame
-/// being built elsewhere once it is ready, else the next queued one (waiting for it when it is
-/// a placeholder). `None` when the queue is closed or a placeholder was abandoned (the
-/// connection is closing).
+/// The next frame to write: a held frame being built elsewhere once it is ready, else the next
+/// queued one (waiting for it when it is a placeholder). Every frame's bytes were counted in
+/// the queue (a built one by `ConnHandle::admit`). `None` when the queue is closed or a
+/// placeholder was abandoned (the connection is closing). Cancel-safe: a placeholder being
+/// waited for stays in `held`.
 async fn next_outbound(
     held: &mut Option<tokio::sync::oneshot::Receiver<Frame>>,
     rx: &mut mpsc::Receiver<Outbound>,
-) -> Option<(Frame, bool)> {
+) -> Option<Frame> {
     let later = match held.as_mut() {
         Some(later) => later,
         None => match rx.recv().await? {
-            Outbound::Text(t) => return Some((t, true)),
+            Outbound::Text(t) => return Some(t),
             Outbound::Later(later) => held.insert(later),
         },
     };
     let built = later.await.ok();
     *held = None;
-    // Its bytes were counted when it was built (`ConnHandle::admit`).
-    built.map(|f| (f, true))
+    built
 }
 
 /// The close code for a read error the peer caused, if it deserves one.
