@@ -300,8 +300,9 @@ pub(crate) fn generate(data: &Path, staff: usize, messages: u64, seed: u64) -> a
     }
     tx.commit()?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    let log = storage::log_id(&conn)?;
     drop(conn);
-    let (_, checkpoint_bytes) = tally_relay::checkpoints::write(data, &w.engine)?;
+    let (_, checkpoint_bytes) = tally_relay::checkpoints::write(data, &log, &w.engine)?;
     let generated = Generated {
         staff,
         messages,

@@ -2,7 +2,8 @@
 //!
 //! A checkpoint is the engine's whole state at an offset ([`tally_shared::checkpoint`] says
 //! what is in one and how it is checked). They live in `DATA/checkpoints/` as
-//! `checkpoint-<offset>.bin`, written to a temporary file, synced, renamed into place and the
+//! `checkpoint-<log id>-<offset>.bin` (the log id is the database's own: a checkpoint of
+//! another database is never loaded), written to a temporary file, synced, renamed into place and the
 //! directory synced: a crash leaves the previous checkpoint or the new one, never half of one.
 //! The newest two are kept.
 //!
@@ -63,21 +64,22 @@ pub fn dir(data: &Path) -> PathBuf {
     data.join("checkpoints")
 }
 
-fn file_name(offset: Offset) -> String {
-    format!("checkpoint-{:020}.bin", offset.0)
+fn file_name(log: &str, offset: Offset) -> String {
+    format!("checkpoint-{log}-{:020}.bin", offset.0)
 }
 
-/// The checkpoints in `data`, newest first.
-pub fn list(data: &Path) -> Vec<(Offset, PathBuf)> {
+/// The checkpoints of log `log` in `data`, newest first.
+pub fn list(data: &Path, log: &str) -> Vec<(Offset, PathBuf)> {
     let Ok(entries) = std::fs::read_dir(dir(data)) else {
         return Vec::new();
     };
+    let prefix = format!("checkpoint-{log}-");
     let mut found: Vec<(Offset, PathBuf)> = entries
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             let offset = name
-                .strip_prefix("checkpoint-")?
+                .strip_prefix(prefix.as_str())?
                 .strip_suffix(".bin")?
                 .parse()
                 .ok()?;
@@ -122,9 +124,9 @@ pub fn read(path: &Path, log_head: Offset) -> Result<Engine, Unusable> {
 
 /// The newest usable checkpoint's engine, setting aside (and logging) every unusable one
 /// newer than it; `None` when there is none (the caller replays the whole log).
-pub fn load_latest(data: &Path, log_head: Offset, metrics: &Metrics) -> Option<Engine> {
+pub fn load_latest(data: &Path, log: &str, log_head: Offset, metrics: &Metrics) -> Option<Engine> {
     remove_partial(data);
-    for (offset, path) in list(data) {
+    for (offset, path) in list(data, log) {
         let started = Instant::now();
         match read(&path, log_head) {
             Ok(engine) => {
@@ -166,18 +168,32 @@ pub fn remove_all(data: &Path) -> std::io::Result<()> {
 }
 
 /// Writes a checkpoint of `engine` atomically and keeps the newest two; its path and size.
-pub fn write(data: &Path, engine: &Engine) -> anyhow::Result<(PathBuf, usize)> {
-    use std::io::Write;
+pub fn write(data: &Path, log: &str, engine: &Engine) -> anyhow::Result<(PathBuf, usize)> {
     let dir = dir(data);
     std::fs::create_dir_all(&dir)?;
     let bytes = engine.checkpoint();
-    let path = dir.join(file_name(engine.offset()));
+    let path = dir.join(file_name(log, engine.offset()));
     let partial = path.with_extension("partial");
+    if let Err(e) = write_partial(&partial, &bytes) {
+        // Say, the disk is full: leave nothing behind to fill it further.
+        let _ = std::fs::remove_file(&partial);
+        return Err(e.into());
+    }
+    std::fs::rename(&partial, &path)?;
+    std::fs::File::open(&dir)?.sync_all()?;
+    for (_, old) in list(data, log).into_iter().skip(2) {
+        let _ = std::fs::remove_file(old);
+    }
+    Ok((path, bytes.len()))
+}
+
+fn write_partial(partial: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     {
         // In slices, each on disk before the next: one flush of the whole file would queue the
         // writer's commit fsyncs behind tens of megabytes (it showed as p99 spikes of hundreds
         // of milliseconds on a 10M-message history).
-        let mut f = std::fs::File::create(&partial)?;
+        let mut f = std::fs::File::create(partial)?;
         for slice in bytes.chunks(WRITE_SLICE) {
             f.write_all(slice)?;
             f.sync_data()?;
@@ -185,12 +201,7 @@ pub fn write(data: &Path, engine: &Engine) -> anyhow::Result<(PathBuf, usize)> {
         }
         f.sync_all()?;
     }
-    std::fs::rename(&partial, &path)?;
-    std::fs::File::open(&dir)?.sync_all()?;
-    for (_, old) in list(data).into_iter().skip(2) {
-        let _ = std::fs::remove_file(old);
-    }
-    Ok((path, bytes.len()))
+    Ok(())
 }
 
 /// Asks the follower to stop: it catches up, writes a last checkpoint, and answers.
@@ -200,6 +211,7 @@ pub type Stop = mpsc::Sender<mpsc::Sender<()>>;
 /// checkpoint it was loaded from, or 0).
 pub fn follow(
     data: PathBuf,
+    log: String,
     engine: Engine,
     saved: Offset,
     policy: Policy,
@@ -212,6 +224,7 @@ pub fn follow(
         .spawn(move || {
             let mut f = Follower {
                 data,
+                log,
                 engine,
                 saved,
                 last: Instant::now(),
@@ -226,6 +239,7 @@ pub fn follow(
 
 struct Follower {
     data: PathBuf,
+    log: String,
     engine: Engine,
     saved: Offset,
     last: Instant,
@@ -287,7 +301,7 @@ impl Follower {
 
     fn save(&mut self) {
         let started = Instant::now();
-        match write(&self.data, &self.engine) {
+        match write(&self.data, &self.log, &self.engine) {
             Ok((path, size)) => {
                 let ms = started.elapsed().as_millis() as u64;
                 self.saved = self.engine.offset();
@@ -304,5 +318,28 @@ impl Follower {
                 self.last = Instant::now();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_logs_checkpoints_are_listed_newest_first() {
+        let data = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir(data.path())).unwrap();
+        for name in [
+            file_name("aaaa", Offset(5)),
+            file_name("aaaa", Offset(12)),
+            file_name("bbbb", Offset(99)),
+            "checkpoint-aaaa-00000000000000000007.partial".into(),
+            "notes.txt".into(),
+        ] {
+            std::fs::write(dir(data.path()).join(name), b"x").unwrap();
+        }
+        let found: Vec<Offset> = list(data.path(), "aaaa").into_iter().map(|(o, _)| o).collect();
+        assert_eq!(found, vec![Offset(12), Offset(5)]);
+        assert_eq!(list(data.path(), "cccc"), Vec::new());
     }
 }

@@ -63,7 +63,8 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     std::fs::create_dir_all(config.data.join("attachments"))?;
     let conn = storage::open(&config.data, config.durability)?;
     let head = tally_shared::Offset(storage::last_offset(&conn)?);
-    let engine = crate::checkpoints::load_latest(&config.data, head, &metrics).unwrap_or_default();
+    let log = storage::log_id(&conn)?;
+    let engine = crate::checkpoints::load_latest(&config.data, &log, head, &metrics).unwrap_or_default();
     let saved = engine.offset();
     let retention = crate::core::Retention {
         events: config.retain_events,
@@ -82,6 +83,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     }
     let checkpoints = crate::checkpoints::follow(
         config.data.clone(),
+        log,
         core.engine_copy(),
         saved,
         config.checkpoints,

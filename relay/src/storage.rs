@@ -81,7 +81,16 @@ const MIGRATIONS: &[&str] = &[
         WHEN 'message_created' THEN json_extract(frame, '$.message.id')
         WHEN 'message_edited' THEN json_extract(frame, '$.message') END;
      CREATE INDEX events_by_message ON events (message) WHERE message IS NOT NULL;",
+    // 3: the log's identity, which checkpoints carry in their names: a checkpoint is only ever
+    // loaded into the log it was taken from (a backup keeps its identity; it is its history).
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+     INSERT INTO meta (key, value) VALUES ('log_id', lower(hex(randomblob(8))));",
 ];
+
+/// The identity of the log in this database (16 hex digits, made when the schema was).
+pub fn log_id(conn: &Connection) -> anyhow::Result<String> {
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = 'log_id'", [], |r| r.get(0))?)
+}
 
 /// Rebuilds every count from the log twice, with the relay's engine and with the naive
 /// oracle, and lists where they disagree (nothing when all is well). It only reads, so it runs
@@ -144,7 +153,7 @@ pub fn check(data: &Path) -> anyhow::Result<Vec<String>> {
 /// checkpoint's offset (giving staff the checkpoint's keys, in its order) must write exactly the
 /// checkpoint's bytes. The differences it finds, in counts where there are some.
 fn check_checkpoint(data: &Path, conn: &Connection) -> anyhow::Result<Vec<String>> {
-    let Some((offset, path)) = crate::checkpoints::list(data).into_iter().next() else {
+    let Some((offset, path)) = crate::checkpoints::list(data, &log_id(conn)?).into_iter().next() else {
         return Ok(Vec::new());
     };
     let name = path.display();

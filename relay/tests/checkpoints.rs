@@ -70,7 +70,8 @@ fn send(conversation: ConversationId, i: usize) -> ClientFrame {
 }
 
 fn checkpoints(data: &Path) -> Vec<(Offset, PathBuf)> {
-    tally_relay::checkpoints::list(data)
+    let log = tally_relay::storage::log_id(&tally_relay::storage::open_reader(data).unwrap()).unwrap();
+    tally_relay::checkpoints::list(data, &log)
 }
 
 /// Bob's snapshot: his total unread.
