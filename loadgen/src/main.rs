@@ -304,10 +304,29 @@ async fn fanout(name: &str, relay: bool, staff: usize, plan: &[Vec<usize>], load
     *shared.unread.lock().unwrap() = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).unwrap();
     let (cpu0, frames0) = (target.cpu_seconds(), shared.frames.load(Relaxed));
     let elapsed = drive(&clients, plan, &shared, count, rate, window, &mut rng).await;
-    let secs = elapsed.as_secs_f64();
     let report = Report {
         scenario: name.into(),
         target: if relay { "relay" } else { "ceiling" }.into(),
+        counts_exact: relay.then(|| counts_exact(&shared, &clients)),
+        ..measured(&shared, &target, count, elapsed, (frames0, cpu0))
+    };
+    for c in clients {
+        c.close();
+    }
+    report
+}
+
+/// What a run of `count` sends that took `elapsed` measured, from the frame count and CPU
+/// seconds at its start.
+fn measured(
+    shared: &Shared,
+    target: &Target,
+    count: usize,
+    elapsed: Duration,
+    (frames0, cpu0): (u64, f64),
+) -> Report {
+    let secs = elapsed.as_secs_f64();
+    Report {
         sends_acked_per_s: count as f64 / secs,
         frames_delivered_per_s: (shared.frames.load(Relaxed) - frames0) as f64 / secs,
         created_ms: quantiles(&shared.created.lock().unwrap()),
@@ -316,13 +335,8 @@ async fn fanout(name: &str, relay: bool, staff: usize, plan: &[Vec<usize>], load
         peak_rss_mib: target.rss_mib().1,
         errors: shared.errors.load(Relaxed),
         divergences: shared.divergences.load(Relaxed),
-        counts_exact: relay.then(|| counts_exact(&shared, &clients)),
         ..Report::default()
-    };
-    for c in clients {
-        c.close();
     }
-    report
 }
 
 async fn idle(relay: bool, staff: usize) -> Report {
@@ -619,7 +633,6 @@ async fn history_run(data: &std::path::Path, quick: bool) -> anyhow::Result<(Vec
         let written = metric(target.addr, "tally_checkpoints_written_total").await - checkpoints0;
         let slow = slow_commits(target.addr).await;
         let (slow, commits) = (slow.0 - slow0.0, slow.1 - slow0.1);
-        let secs = elapsed.as_secs_f64();
         reports.push(Report {
             scenario: "history".into(),
             target: if hammered {
@@ -628,20 +641,12 @@ async fn history_run(data: &std::path::Path, quick: bool) -> anyhow::Result<(Vec
                 "relay"
             }
             .into(),
-            sends_acked_per_s: count as f64 / secs,
-            frames_delivered_per_s: (shared.frames.load(Relaxed) - frames0) as f64 / secs,
-            created_ms: quantiles(&shared.created.lock().unwrap()),
-            unread_ms: quantiles(&shared.unread.lock().unwrap()),
-            cpu_percent: (target.cpu_seconds() - cpu0) / secs * 100.0,
-            peak_rss_mib: target.rss_mib().1,
-            errors: shared.errors.load(Relaxed),
-            divergences: shared.divergences.load(Relaxed),
             note: format!(
                 "{} messages of history{asked}; {written} checkpoint(s) written meanwhile; \
                  {slow} of {commits} commits took over 10 ms",
                 generated.messages
             ),
-            ..Report::default()
+            ..measured(&shared, &target, count, elapsed, (frames0, cpu0))
         });
     }
     notes.push(format!("history: RSS at the end {:.0} MiB", target.rss_mib().0));

@@ -67,7 +67,10 @@ async fn a_relay_restarts_from_a_generated_history_and_marks_unread_deep_in_it_e
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     generate(&data, 30_000);
-    assert_eq!(storage::check(&data).unwrap(), Vec::<String>::new());
+    assert_eq!(
+        tally_relay::maintenance::check(&data).unwrap(),
+        Vec::<String>::new()
+    );
 
     // What a replay from offset 0 says.
     let mut replayed = Engine::new();
@@ -122,7 +125,10 @@ async fn a_relay_restarts_from_a_generated_history_and_marks_unread_deep_in_it_e
     };
     assert_eq!(update.unread, stored_unread(&data, id, &me, Seq(4)));
     relay.shutdown().await;
-    assert_eq!(storage::check(&data).unwrap(), Vec::<String>::new());
+    assert_eq!(
+        tally_relay::maintenance::check(&data).unwrap(),
+        Vec::<String>::new()
+    );
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {

@@ -140,7 +140,10 @@ pub fn load_latest(data: &Path, log: &str, log_head: Offset, metrics: &Metrics) 
             Err(why) => {
                 metrics.checkpoints_rejected.fetch_add(1, Relaxed);
                 tracing::warn!(file = %path.display(), error = %why, "checkpoint unusable, set aside");
-                let _ = std::fs::rename(&path, path.with_extension("rejected"));
+                if let Err(e) = std::fs::rename(&path, path.with_extension("rejected")) {
+                    // Still skipped now; tried (and refused) again at the next start.
+                    tracing::warn!(file = %path.display(), error = %e, "could not set the checkpoint aside");
+                }
             }
         }
     }

@@ -57,13 +57,7 @@ pub enum Command {
     /// A connection closed.
     Disconnected { staff: StaffId, conn_id: u64 },
     /// A page of history.
-    History {
-        staff: StaffId,
-        conversation: ConversationId,
-        before: Option<Seq>,
-        limit: u64,
-        reply: Reply<Result<Vec<Message>, ErrorCode>>,
-    },
+    History(HistoryRequest),
     /// May this staff member fetch this attachment? Its content type and size if so.
     Attachment {
         staff: StaffId,
@@ -131,13 +125,23 @@ enum Pending {
         conn: ConnHandle,
         deliver: oneshot::Sender<Frame>,
     },
-    History {
-        staff: StaffId,
-        conversation: ConversationId,
-        before: Option<Seq>,
-        limit: u64,
-        reply: Reply<Result<Vec<Message>, ErrorCode>>,
-    },
+    History(HistoryRequest),
+}
+
+/// A page of history: up to `limit` messages of a conversation before `before` (or up to its
+/// head), for a staff member who must be in it.
+#[derive(Debug)]
+pub struct HistoryRequest {
+    /// Who asks.
+    pub staff: StaffId,
+    /// Where.
+    pub conversation: ConversationId,
+    /// Messages before this seq (none: up to the head).
+    pub before: Option<Seq>,
+    /// At most this many (clamped to the page limit).
+    pub limit: u64,
+    /// Where the page goes.
+    pub reply: Reply<Result<Vec<Message>, ErrorCode>>,
 }
 
 /// The core's state; runs on its own thread.
@@ -536,21 +540,15 @@ impl Core {
                         metrics: self.metrics.clone(),
                     })
                 }
-                Pending::History {
-                    staff,
-                    conversation,
-                    before,
-                    limit,
-                    reply,
-                } => match self.history_range(&staff, conversation, before, limit) {
+                Pending::History(h) => match self.history_range(&h) {
                     Ok(Some((from, to))) => Some(Job::History {
-                        conversation,
+                        conversation: h.conversation,
                         from,
                         to,
-                        reply,
+                        reply: h.reply,
                     }),
                     other => {
-                        let _ = reply.send(other.map(|_| Vec::new()));
+                        let _ = h.reply.send(other.map(|_| Vec::new()));
                         None
                     }
                 },
@@ -580,24 +578,13 @@ impl Core {
                     self.hub.unregister(key, conn_id);
                 }
             }
-            Command::History {
-                staff,
-                conversation,
-                before,
-                limit,
-                reply,
-            } => {
+            Command::History(h) => {
                 if self.reads.is_some() {
-                    self.pending.push_back(Pending::History {
-                        staff,
-                        conversation,
-                        before,
-                        limit,
-                        reply,
-                    });
+                    self.pending.push_back(Pending::History(h));
                     self.pump();
                 } else {
-                    let _ = reply.send(self.history(&staff, conversation, before, limit));
+                    let page = self.history(&h);
+                    let _ = h.reply.send(page);
                 }
             }
             Command::ReaderDone { conn } => {
@@ -691,27 +678,17 @@ impl Core {
     }
 
     /// A page of history: up to `limit` messages before `before` (or up to the head).
-    fn history(
-        &self,
-        staff: &StaffId,
-        conversation: ConversationId,
-        before: Option<Seq>,
-        limit: u64,
-    ) -> Result<Vec<Message>, ErrorCode> {
-        let Some((from, to)) = self.history_range(staff, conversation, before, limit)? else {
+    fn history(&self, h: &HistoryRequest) -> Result<Vec<Message>, ErrorCode> {
+        let conversation = h.conversation;
+        let Some((from, to)) = self.history_range(h)? else {
             return Ok(Vec::new());
         };
         Ok(storage::message_range(&self.conn, conversation, from, to).unwrap_or_else(|e| fatal(&e)))
     }
 
     /// The seqs of a page of history, if the staff member may read it (`None`: no messages).
-    fn history_range(
-        &self,
-        staff: &StaffId,
-        conversation: ConversationId,
-        before: Option<Seq>,
-        limit: u64,
-    ) -> Result<Option<(Seq, Seq)>, ErrorCode> {
+    fn history_range(&self, h: &HistoryRequest) -> Result<Option<(Seq, Seq)>, ErrorCode> {
+        let (staff, conversation, before, limit) = (&h.staff, h.conversation, h.before, h.limit);
         if !self.engine.is_participant(staff, conversation) {
             return Err(match self.engine.conversation(conversation) {
                 Some(_) => ErrorCode::NotParticipant,

@@ -10,7 +10,7 @@ use tally_shared::{ConversationId, ErrorCode, Seq, StaffId, limits};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use crate::core::Command;
+use crate::core::{Command, HistoryRequest};
 use crate::limits::Kind;
 use crate::listener::ConnInfo;
 use crate::pages::{content_security_policy, get_or_head, security_headers, static_files};
@@ -297,12 +297,14 @@ async fn history(
     let limit = q.limit.unwrap_or(50);
     let conversation = ConversationId(conversation);
     match state
-        .ask(|reply| Command::History {
-            staff,
-            conversation,
-            before,
-            limit,
-            reply,
+        .ask(|reply| {
+            Command::History(HistoryRequest {
+                staff,
+                conversation,
+                before,
+                limit,
+                reply,
+            })
         })
         .await
     {

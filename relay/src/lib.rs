@@ -18,6 +18,8 @@
 //! - [`core`]: the single writer thread — engine, group commit, fan-out, retained log.
 //! - [`reads`]: snapshots and history pages built on worker threads, at the core's state.
 //! - [`hub`]: each staff member's connections and their bounded queues.
+//! - [`maintenance`]: `check` (every count, and the newest checkpoint, against the log) and
+//!   `restore`.
 //! - [`storage`]: SQLite in WAL mode — the event log, messages, staff, attachments.
 //! - [`auth`]: HS256 tokens and the signing secret.
 //! - [`limits`]: rate limits and connection caps.
@@ -39,6 +41,7 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod listener;
+pub mod maintenance;
 pub mod metrics;
 pub mod pages;
 pub mod reads;

@@ -212,7 +212,7 @@ fn main() -> anyhow::Result<()> {
             println!("backed up to {} at offset {offset}", to.display());
         }
         Cmd::Restore { from, force } => {
-            let offset = storage::restore(&from, &cli.data, force)?;
+            let offset = tally_relay::maintenance::restore(&from, &cli.data, force)?;
             println!(
                 "restored {} into {} at offset {offset}",
                 from.display(),
@@ -220,7 +220,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Cmd::Check => {
-            let problems = storage::check(&cli.data)?;
+            let problems = tally_relay::maintenance::check(&cli.data)?;
             for p in &problems {
                 println!("mismatch: {p}");
             }

@@ -23,9 +23,8 @@ use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use rusqlite::Connection;
 use tally_shared::protocol::{ServerFrame, Snapshot, encode};
 use tally_shared::{ConversationId, ErrorCode, Message, Seq};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::core::{Command, Reply};
 use crate::hub::{ConnHandle, Frame};
 use crate::metrics::Metrics;
 use crate::storage::{self, fatal};
@@ -53,9 +52,12 @@ pub enum Job {
         /// The last seq.
         to: Seq,
         /// The HTTP request waiting.
-        reply: Reply<Result<Vec<Message>, ErrorCode>>,
+        reply: oneshot::Sender<Result<Vec<Message>, ErrorCode>>,
     },
 }
+
+/// How a worker hands a connection back; false once nobody takes it (the pool stops).
+pub type GiveBack = Arc<dyn Fn(Connection) -> bool + Send + Sync>;
 
 /// A job and the connection whose read transaction it runs in.
 struct Work {
@@ -79,19 +81,19 @@ impl std::fmt::Debug for ReadPool {
 
 impl ReadPool {
     /// `workers` threads, each job on one of `workers` read-only connections to `data`'s
-    /// database; a worker gives its connection back to the core through `core` (weakly held,
-    /// so the pool never keeps a stopped core's channel open).
-    pub fn start(data: &Path, workers: usize, core: mpsc::WeakSender<Command>) -> anyhow::Result<ReadPool> {
+    /// database; a worker hands its connection back with `give_back` (to the core, which
+    /// passes it to [`give`](Self::give)), which says false once nobody takes it.
+    pub fn start(data: &Path, workers: usize, give_back: GiveBack) -> anyhow::Result<ReadPool> {
         let (work, queue) = std_mpsc::channel::<Work>();
         let queue = Arc::new(Mutex::new(queue));
         let mut idle = Vec::new();
         for i in 0..workers.max(1) {
             idle.push(storage::open_reader(data)?);
             let queue = queue.clone();
-            let core = core.clone();
+            let give_back = give_back.clone();
             std::thread::Builder::new()
                 .name(format!("tally-read-{i}"))
-                .spawn(move || worker(&queue, &core))?;
+                .spawn(move || worker(&queue, &*give_back))?;
         }
         Ok(ReadPool { idle, work })
     }
@@ -131,7 +133,7 @@ impl ReadPool {
 }
 
 /// A worker: runs jobs until the pool is dropped.
-fn worker(queue: &Mutex<std_mpsc::Receiver<Work>>, core: &mpsc::WeakSender<Command>) {
+fn worker(queue: &Mutex<std_mpsc::Receiver<Work>>, give_back: &(dyn Fn(Connection) -> bool + Send + Sync)) {
     loop {
         let next = queue.lock().map(|q| q.recv());
         let Ok(Ok(Work { job, conn })) = next else {
@@ -141,11 +143,8 @@ fn worker(queue: &Mutex<std_mpsc::Receiver<Work>>, core: &mpsc::WeakSender<Comma
         if let Err(e) = conn.execute_batch("COMMIT") {
             fatal(&e);
         }
-        match core.upgrade() {
-            Some(core) => {
-                let _ = core.blocking_send(Command::ReaderDone { conn });
-            }
-            None => return,
+        if !give_back(conn) {
+            return;
         }
     }
 }

@@ -93,11 +93,14 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let wal = storage::checkpoint_wal(&config.data, Duration::from_secs(1))?;
     let (tx, rx) = mpsc::channel(4096);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
-    core.set_reads(crate::reads::ReadPool::start(
-        &config.data,
-        workers,
-        tx.downgrade(),
-    )?);
+    // Workers hold the core's channel weakly: the pool never keeps a stopped core alive.
+    let core_tx = tx.downgrade();
+    let give_back: crate::reads::GiveBack = std::sync::Arc::new(move |conn| {
+        core_tx
+            .upgrade()
+            .is_some_and(|core| core.blocking_send(Command::ReaderDone { conn }).is_ok())
+    });
+    core.set_reads(crate::reads::ReadPool::start(&config.data, workers, give_back)?);
     let core_thread = std::thread::Builder::new()
         .name("tally-core".into())
         .spawn(move || core.run(rx))?;

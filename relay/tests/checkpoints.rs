@@ -8,30 +8,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use futures_util::SinkExt;
 use tally_shared::protocol::{Event, LoggedEvent, ServerFrame, encode};
-use tally_shared::{ClientFrame, ClientMsgId, ConversationId, Engine, Offset, Request, Seq};
+use tally_shared::{ConversationId, Engine, Offset, Request, Seq};
 use tokio_tungstenite::tungstenite::Message;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tally-relay");
-
-fn cli(data: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn cli_ok(data: &Path, args: &[&str]) -> String {
-    let out = cli(data, args);
-    assert!(out.status.success(), "{args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 /// The relay checkpointing after every event (at most every 10 ms), rate limits lifted.
 fn serve(data: &Path, every_events: &str) -> (Killed, SocketAddr) {
@@ -47,28 +29,6 @@ fn serve(data: &Path, every_events: &str) -> (Killed, SocketAddr) {
     spawn(data, &args, None)
 }
 
-async fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let (_, _, body) = http(addr, "GET", "/metrics", &[], b"").await;
-    let text = String::from_utf8(body).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name}"))
-}
-
-fn send(conversation: ConversationId, i: usize) -> ClientFrame {
-    ClientFrame::with_req(
-        i as u64,
-        Request::SendMessage {
-            client_id: ClientMsgId::new(format!("m-{i}")).unwrap(),
-            conversation,
-            body: format!("message {i}"),
-            attachments: vec![],
-            reply_to: None,
-        },
-    )
-}
-
 fn checkpoints(data: &Path) -> Vec<(Offset, PathBuf)> {
     let log = tally_relay::storage::log_id(&tally_relay::storage::open_reader(data).unwrap()).unwrap();
     tally_relay::checkpoints::list(data, &log)
@@ -76,55 +36,48 @@ fn checkpoints(data: &Path) -> Vec<(Offset, PathBuf)> {
 
 /// Bob's snapshot: his total unread.
 async fn bob_total(addr: SocketAddr, data: &Path) -> u32 {
-    let bob = Client::connect(addr, &cli_ok(data, &["token", "bob"]), None).await;
+    let bob = Client::connect(addr, &cli(data, &["token", "bob"]), None).await;
     bob.store.total().unread
 }
 
 /// The client ids stored in the conversation, in order.
 async fn stored_ids(addr: SocketAddr, data: &Path, dm: ConversationId) -> Vec<String> {
-    let token = cli_ok(data, &["token", "alice"]);
-    let mut out = Vec::new();
-    let mut before = u64::MAX;
-    loop {
-        let path = format!("/api/conversations/{dm}/messages?before={before}&limit=200");
-        let (status, _, body) = http(addr, "GET", &path, &[("Authorization", &bearer(&token))], b"").await;
-        assert_eq!(status, 200);
-        let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        let msgs = page["messages"].as_array().unwrap().clone();
-        if msgs.is_empty() {
-            break;
-        }
-        before = msgs[0]["seq"].as_u64().unwrap();
-        let ids = msgs.iter().map(|m| m["client_id"].as_str().unwrap().to_string());
-        out.splice(0..0, ids);
-        if before <= 1 {
-            break;
-        }
-    }
-    out
+    let token = cli(data, &["token", "alice"]);
+    let messages = all_messages(addr, &token, dm).await;
+    messages
+        .iter()
+        .map(|m| m["client_id"].as_str().unwrap().to_string())
+        .collect()
 }
 
-fn setup(data: &Path) {
-    cli_ok(data, &["staff", "add", "alice", "--name", "Alice"]);
-    cli_ok(data, &["staff", "add", "bob", "--name", "Bob"]);
-}
-
-#[tokio::test]
-async fn kill_9_while_checkpoints_are_written_loses_nothing_and_a_restart_replays_only_the_tail() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path();
-    setup(data);
-    let (mut child, addr) = serve(data, "1");
-    let mut alice = Client::connect(addr, &cli_ok(data, &["token", "alice"]), None).await;
+/// Alice and Bob, the relay checkpointing every `every_events`, Alice connected, their
+/// direct conversation.
+async fn alice_and_bob(data: &Path, every_events: &str) -> (Killed, SocketAddr, Client, ConversationId) {
+    cli(data, &["staff", "add", "alice", "--name", "Alice"]);
+    cli(data, &["staff", "add", "bob", "--name", "Bob"]);
+    let (child, addr) = serve(data, every_events);
+    let mut alice = Client::connect(addr, &cli(data, &["token", "alice"]), None).await;
     let dm = alice
         .call(Request::CreateDirect { staff: sid("bob") })
         .await
         .unwrap()
         .conversation
         .unwrap();
+    (child, addr, alice, dm)
+}
+
+#[tokio::test]
+async fn kill_9_while_checkpoints_are_written_loses_nothing_and_a_restart_replays_only_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (mut child, _, mut alice, dm) = alice_and_bob(data, "1").await;
     const BURST: usize = 3000;
     for i in 0..BURST {
-        alice.ws.send(Message::text(encode(&send(dm, i)))).await.unwrap();
+        alice
+            .ws
+            .send(Message::text(encode(&numbered_send(dm, i))))
+            .await
+            .unwrap();
     }
     // Kill once checkpoints have been written and at least half the burst is acknowledged,
     // with the follower writing a checkpoint every 10 ms as events keep coming.
@@ -139,8 +92,8 @@ async fn kill_9_while_checkpoints_are_written_loses_nothing_and_a_restart_replay
     let newest = checkpoints(data)[0].0;
 
     let (_child, addr) = serve(data, "1000000");
-    let from = metric(addr, "tally_start_checkpoint_offset").await;
-    let replayed = metric(addr, "tally_start_replayed_events").await;
+    let from = metric_at(addr, "tally_start_checkpoint_offset").await;
+    let replayed = metric_at(addr, "tally_start_replayed_events").await;
     assert!(
         from > 0 && from >= newest.0,
         "started from {from}, newest {newest}"
@@ -159,26 +112,18 @@ async fn kill_9_while_checkpoints_are_written_loses_nothing_and_a_restart_replay
         ids.len(),
         "counts are exact"
     );
-    assert!(cli_ok(data, &["check"]).contains("every count agrees"));
+    assert!(cli(data, &["check"]).contains("every count agrees"));
 }
 
 #[tokio::test]
 async fn a_damaged_checkpoint_is_set_aside_and_check_finds_one_that_disagrees_with_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    setup(data);
-    let (mut child, addr) = serve(data, "4");
-    let mut alice = Client::connect(addr, &cli_ok(data, &["token", "alice"]), None).await;
-    let dm = alice
-        .call(Request::CreateDirect { staff: sid("bob") })
-        .await
-        .unwrap()
-        .conversation
-        .unwrap();
+    let (mut child, addr, mut alice, dm) = alice_and_bob(data, "4").await;
     for i in 0..20 {
-        alice.call(send(dm, i).request).await.unwrap();
+        alice.call(numbered_send(dm, i).request).await.unwrap();
     }
-    while metric(addr, "tally_checkpoint_offset").await < 21 {
+    while metric_at(addr, "tally_checkpoint_offset").await < 21 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     child.kill().unwrap();
@@ -186,7 +131,7 @@ async fn a_damaged_checkpoint_is_set_aside_and_check_finds_one_that_disagrees_wi
     let found = checkpoints(data);
     assert_eq!(found.len(), 2, "the newest two are kept: {found:?}");
     assert_eq!(found[0].0, Offset(21));
-    assert!(cli_ok(data, &["check"]).contains("every count agrees"));
+    assert!(cli(data, &["check"]).contains("every count agrees"));
 
     // A checkpoint with a valid checksum whose state is not the log's: the older checkpoint
     // with Bob's reads made up, saved at the newest one's offset.
@@ -205,7 +150,7 @@ async fn a_damaged_checkpoint_is_set_aside_and_check_finds_one_that_disagrees_wi
     }
     let genuine = std::fs::read(&found[0].1).unwrap();
     std::fs::write(&found[0].1, forged.checkpoint()).unwrap();
-    let out = cli(data, &["check"]);
+    let out = cli_output(data, &["check"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(
@@ -218,7 +163,7 @@ async fn a_damaged_checkpoint_is_set_aside_and_check_finds_one_that_disagrees_wi
     let at = damaged.len() / 2;
     damaged[at] ^= 0x40;
     std::fs::write(&found[0].1, &damaged).unwrap();
-    let out = cli(data, &["check"]);
+    let out = cli_output(data, &["check"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("checksum mismatch"),
@@ -228,10 +173,13 @@ async fn a_damaged_checkpoint_is_set_aside_and_check_finds_one_that_disagrees_wi
     let partial = tally_relay::checkpoints::dir(data).join("checkpoint-00000000000000000999.partial");
     std::fs::write(&partial, &damaged[..100]).unwrap();
     let (_child, addr) = serve(data, "1000000");
-    assert_eq!(metric(addr, "tally_checkpoints_rejected_total").await, 1);
-    assert_eq!(metric(addr, "tally_start_checkpoint_offset").await, found[1].0.0);
+    assert_eq!(metric_at(addr, "tally_checkpoints_rejected_total").await, 1);
+    assert_eq!(
+        metric_at(addr, "tally_start_checkpoint_offset").await,
+        found[1].0.0
+    );
     assert_eq!(bob_total(addr, data).await, 20);
     assert!(found[0].1.with_extension("rejected").exists());
     assert!(!partial.exists(), "a partial write is cleaned up");
-    assert!(cli_ok(data, &["check"]).contains("every count agrees"));
+    assert!(cli(data, &["check"]).contains("every count agrees"));
 }

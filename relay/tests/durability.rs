@@ -11,63 +11,12 @@ use std::process::Command;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tally_shared::protocol::{ServerFrame, encode};
-use tally_shared::{ClientFrame, ClientMsgId, ConversationId, Request};
+use tally_shared::{ClientMsgId, ConversationId, Request};
 use tokio_tungstenite::tungstenite::Message;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tally-relay");
-
-fn cli(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 /// The relay with its default durability (`synchronous=FULL`) and rate limits lifted.
 fn serve(data: &Path) -> (Killed, SocketAddr) {
     spawn(data, &UNLIMITED, None)
-}
-
-fn send(conversation: ConversationId, i: usize) -> ClientFrame {
-    ClientFrame::with_req(
-        i as u64,
-        Request::SendMessage {
-            client_id: ClientMsgId::new(format!("burst-{i}")).unwrap(),
-            conversation,
-            body: format!("message {i}"),
-            attachments: vec![],
-            reply_to: None,
-        },
-    )
-}
-
-async fn all_messages(addr: SocketAddr, token: &str, dm: ConversationId) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    let mut before = u64::MAX;
-    loop {
-        let path = format!("/api/conversations/{dm}/messages?before={before}&limit=200");
-        let (status, _, body) = http(addr, "GET", &path, &[("Authorization", &bearer(token))], b"").await;
-        assert_eq!(status, 200);
-        let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        let msgs = page["messages"].as_array().unwrap().clone();
-        if msgs.is_empty() {
-            break;
-        }
-        before = msgs[0]["seq"].as_u64().unwrap();
-        out.splice(0..0, msgs);
-        if before <= 1 {
-            break;
-        }
-    }
-    out
 }
 
 /// Alice and Bob on the real relay over `data`, a burst of `burst` sends from Alice to their
@@ -94,7 +43,11 @@ async fn burst(data: &Path, burst: usize, at_least: usize) -> Burst {
         .conversation
         .unwrap();
     for i in 0..burst {
-        alice.ws.send(Message::text(encode(&send(dm, i)))).await.unwrap();
+        alice
+            .ws
+            .send(Message::text(encode(&numbered_send(dm, i))))
+            .await
+            .unwrap();
     }
     let mut acked = BTreeSet::new();
     while acked.len() < at_least {
@@ -156,7 +109,11 @@ async fn acknowledged_writes_survive_kill_9_and_retries_store_nothing_twice() {
     // The outbox retries everything: each stored once, the rest stored now.
     let mut alice = Client::connect(addr, &alice_token, None).await;
     for i in 0..BURST {
-        alice.ws.send(Message::text(encode(&send(dm, i)))).await.unwrap();
+        alice
+            .ws
+            .send(Message::text(encode(&numbered_send(dm, i))))
+            .await
+            .unwrap();
     }
     let mut acks = 0;
     while acks < BURST {
@@ -222,15 +179,20 @@ async fn a_backup_taken_mid_burst_restores_every_write_acknowledged_before_it_wi
 
     let restored = tempfile::tempdir().unwrap();
     cli(restored.path(), &["restore", file.to_str().unwrap()]);
-    let refused = Command::new(env!("CARGO_BIN_EXE_tally-relay"))
-        .arg("--data")
-        .arg(restored.path())
-        .args(["restore", file.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let refused = cli_output(restored.path(), &["restore", file.to_str().unwrap()]);
     assert!(
         !refused.status.success(),
         "a data directory with a database is refused without --force"
+    );
+    // Restored with --force over the original: its checkpoints belonged to the log replaced.
+    let planted =
+        tally_relay::checkpoints::dir(data).join("checkpoint-0123456789abcdef-00000000000000099999.bin");
+    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    std::fs::write(&planted, b"of the replaced log").unwrap();
+    cli(data, &["restore", "--force", file.to_str().unwrap()]);
+    assert!(
+        !planted.exists(),
+        "restore drops the checkpoints of the log it replaces"
     );
     std::fs::copy(data.join("secret"), restored.path().join("secret")).unwrap();
     let (mut child, addr) = serve(restored.path());
@@ -281,7 +243,7 @@ async fn check_agrees_with_a_live_relay_and_finds_a_damaged_log() {
         .conversation
         .unwrap();
     for i in 0..30 {
-        alice.call(send(group, i).request).await.unwrap();
+        alice.call(numbered_send(group, i).request).await.unwrap();
     }
     bob.call(Request::MarkRead {
         conversation: group,
@@ -295,7 +257,7 @@ async fn check_agrees_with_a_live_relay_and_finds_a_damaged_log() {
     })
     .await
     .unwrap();
-    let ack = alice.call(send(group, 99).request).await.unwrap();
+    let ack = alice.call(numbered_send(group, 99).request).await.unwrap();
     alice
         .call(Request::DeleteMessage {
             message: ack.message.unwrap(),
@@ -310,12 +272,7 @@ async fn check_agrees_with_a_live_relay_and_finds_a_damaged_log() {
     let db = rusqlite::Connection::open(data.join("tally.sqlite3")).unwrap();
     db.execute("DELETE FROM events WHERE offset = 10", []).unwrap();
     drop(db);
-    let out = Command::new(env!("CARGO_BIN_EXE_tally-relay"))
-        .arg("--data")
-        .arg(data)
-        .arg("check")
-        .output()
-        .unwrap();
+    let out = cli_output(data, &["check"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("jumps from offset 9 to 11"),

@@ -380,12 +380,7 @@ impl Binary {
 
     /// A metric's value from `/metrics`.
     pub async fn metric(&self, name: &str) -> u64 {
-        let (_, _, body) = http(self.addr, "GET", "/metrics", &[], b"").await;
-        let text = String::from_utf8(body).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no metric {name}"))
+        metric_at(self.addr, name).await
     }
 }
 
@@ -424,4 +419,75 @@ pub async fn never_reading(addr: SocketAddr, token: &str, frames: &[ClientFrame]
         ws.send(Message::text(encode(f))).await.unwrap();
     }
     (ws, port)
+}
+
+/// `tally-relay --data DATA ARGS…` (the real binary), as it ran.
+pub fn cli_output(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tally-relay"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `tally-relay --data DATA ARGS…`, which must succeed; what it printed.
+pub fn cli(data: &std::path::Path, args: &[&str]) -> String {
+    let out = cli_output(data, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The `i`-th send of a burst (request id `i`, client id `m-i`).
+pub fn numbered_send(conversation: tally_shared::ConversationId, i: usize) -> ClientFrame {
+    ClientFrame::with_req(
+        i as u64,
+        Request::SendMessage {
+            client_id: tally_shared::ClientMsgId::new(format!("m-{i}")).unwrap(),
+            conversation,
+            body: format!("message {i}"),
+            attachments: vec![],
+            reply_to: None,
+        },
+    )
+}
+
+/// Every message of a conversation, oldest first, paged through the history endpoint.
+pub async fn all_messages(
+    addr: SocketAddr,
+    token: &str,
+    conversation: tally_shared::ConversationId,
+) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut before = u64::MAX;
+    loop {
+        let path = format!("/api/conversations/{conversation}/messages?before={before}&limit=200");
+        let (status, _, body) = http(addr, "GET", &path, &[("Authorization", &bearer(token))], b"").await;
+        assert_eq!(status, 200);
+        let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let msgs = page["messages"].as_array().unwrap().clone();
+        if msgs.is_empty() {
+            break;
+        }
+        before = msgs[0]["seq"].as_u64().unwrap();
+        out.splice(0..0, msgs);
+        if before <= 1 {
+            break;
+        }
+    }
+    out
+}
+
+/// A metric's value from a relay's `/metrics`.
+pub async fn metric_at(addr: SocketAddr, name: &str) -> u64 {
+    let (_, _, body) = http(addr, "GET", "/metrics", &[], b"").await;
+    let text = String::from_utf8(body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
 }
