@@ -21,6 +21,8 @@ pub fn notice_text(store: &ChatStore, m: &Message) -> String {
         Some(Notice::ParticipantAdded { staff }) => format!("{} added {}", who(&m.sender), who(staff)),
         Some(Notice::ParticipantRemoved { staff }) if *staff == m.sender => format!("{} left", who(staff)),
         Some(Notice::ParticipantRemoved { staff }) => format!("{} removed {}", who(&m.sender), who(staff)),
+        Some(Notice::System { title }) if m.body.is_empty() => title.clone(),
+        Some(Notice::System { title }) => format!("{title}: {}", m.body),
         None => m.body.clone(),
     }
 }

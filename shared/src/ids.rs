@@ -141,6 +141,23 @@ text_id!(
     limits::STAFF_ID_MAX,
     false
 );
+impl StaffId {
+    /// The author of what the work app's backend writes through the service API (system
+    /// notices, groups it creates, membership it changes). Reserved: no staff member has it, so
+    /// nobody can sign in as it, and everything it writes counts as unread for everyone.
+    pub const SYSTEM: &'static str = "system";
+
+    /// The reserved author of service writes.
+    pub fn system() -> StaffId {
+        StaffId(Self::SYSTEM.to_string())
+    }
+
+    /// Whether this is the reserved service author.
+    pub fn is_system(&self) -> bool {
+        self.0 == Self::SYSTEM
+    }
+}
+
 text_id!(
     /// A send's client-made id: sending the same one twice stores one message.
     ClientMsgId,

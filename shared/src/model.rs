@@ -69,6 +69,12 @@ tagged::tagged_enum! {
             /// Who was removed.
             staff: StaffId,
         },
+        /// The work app posted a notice (through the service API): a title, and the text in the
+        /// message's body. Its sender is [`StaffId::system`] unless a staff member acted.
+        System {
+            /// What it is about.
+            title: String,
+        },
     }
 }
 

@@ -47,7 +47,12 @@ impl Engine {
     ) -> Result<Ack, Rejection> {
         let author = step.author;
         let title = check_title(title)?;
-        let mut members = vec![author.clone()];
+        // The creator is in the group, unless the work app's backend made it.
+        let mut members = if author.is_system() {
+            Vec::new()
+        } else {
+            vec![author.clone()]
+        };
         for p in participants {
             if !self.is_active(p) {
                 return reject(ErrorCode::NotFound, format!("no staff member {p}"));
@@ -57,6 +62,9 @@ impl Engine {
             }
         }
         check_group_size(members.len())?;
+        if members.is_empty() {
+            return reject(ErrorCode::InvalidInput, "a group needs at least one participant");
+        }
         let conversation = Conversation {
             id: ConversationId(self.next_conversation),
             kind: ConversationKind::Group,

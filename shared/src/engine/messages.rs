@@ -78,7 +78,7 @@ impl Engine {
     }
 
     /// Appends a new message; the acknowledgement that names it.
-    fn append_message(&mut self, step: &mut Step<'_>, message: Message) -> Ack {
+    pub(super) fn append_message(&mut self, step: &mut Step<'_>, message: Message) -> Ack {
         let ack = Ack {
             client_id: message.client_id.clone(),
             conversation: Some(message.conversation),

@@ -25,6 +25,9 @@ mod membership;
 mod messages;
 mod reading;
 mod saved;
+mod service;
+
+pub use service::ServiceRequest;
 
 /// What the engine asks its host for: stored things it does not keep in memory.
 pub trait Lookup {
@@ -259,6 +262,10 @@ impl Engine {
 
     /// Adds or updates a staff member.
     pub fn upsert_staff(&mut self, staff: Staff, active: bool) {
+        if staff.id.is_system() {
+            // Reserved for the service author: a staff member by that name never signs in.
+            return;
+        }
         self.intern(&staff.id);
         self.staff.insert(
             staff.id,
@@ -440,22 +447,53 @@ impl Engine {
         if !self.is_active(author) {
             return reject(ErrorCode::Unauthorized, "unknown or deactivated staff member");
         }
-        if let Some((kind, client_id)) = client_id_of(request)
-            && let Some(first) = self.first_ack(author, kind, client_id, lookup)
+        let write = Write {
+            author,
+            client_id: client_id_of(request),
+            room_in: writes_messages_into(request),
+            now,
+            lookup,
+        };
+        self.write(write, |engine, s| engine.dispatch(s, request))
+    }
+
+    /// Runs one write: a retry (same author, kind and client id) gets the first
+    /// acknowledgement; a conversation that is full refuses it; otherwise `handler` validates
+    /// and appends. The acknowledgement is finished here, in one place.
+    fn write(
+        &mut self,
+        write: Write<'_>,
+        handler: impl FnOnce(&mut Self, &mut Step<'_>) -> Result<Ack, Rejection>,
+    ) -> Result<Outcome, Rejection> {
+        if let Some((kind, client_id)) = write.client_id
+            && let Some(first) = self.first_ack(write.author, kind, client_id, write.lookup)
         {
             return Ok(first);
         }
-        if let Some(conversation) = writes_messages_into(request) {
+        if let Some(conversation) = write.room_in {
             self.check_room(conversation)?;
         }
         let mut step = Step {
-            author,
-            now,
-            lookup,
+            author: write.author,
+            now: write.now,
+            lookup: write.lookup,
             applied: Vec::new(),
         };
-        let s = &mut step;
-        let ack = match request {
+        let ack = handler(self, &mut step)?;
+        // The offset of the last event appended, or the current one when nothing was.
+        let ack = Ack {
+            offset: self.offset,
+            ..ack
+        };
+        Ok(Outcome {
+            applied: step.applied,
+            ack,
+        })
+    }
+
+    /// A staff member's request, to its handler.
+    fn dispatch(&mut self, s: &mut Step<'_>, request: &Request) -> Result<Ack, Rejection> {
+        Ok(match request {
             Request::Hello { .. } => {
                 return reject(ErrorCode::HelloRequired, "hello is only the first frame");
             }
@@ -495,15 +533,6 @@ impl Engine {
             Request::MarkConversationRead { conversation } => self.mark_read(s, *conversation, None)?,
             Request::MarkAllRead => self.mark_all_read(s),
             Request::MarkUnread { conversation, from } => self.mark_unread(s, *conversation, *from)?,
-        };
-        // The offset of the last event appended, or the current one when nothing was.
-        let ack = Ack {
-            offset: self.offset,
-            ..ack
-        };
-        Ok(Outcome {
-            applied: step.applied,
-            ack,
         })
     }
 
@@ -598,7 +627,9 @@ impl Engine {
         let Some(c) = self.conversation(id) else {
             return reject(ErrorCode::NotFound, format!("no conversation {id}"));
         };
-        if !c.participants.contains(author) {
+        // The service author (the work app's backend) writes into any conversation; it is no
+        // staff member, so no staff request ever has it as its author.
+        if !c.participants.contains(author) && !author.is_system() {
             return reject(
                 ErrorCode::NotParticipant,
                 format!("you are not in conversation {id}"),
@@ -702,6 +733,16 @@ struct Step<'a> {
     now: Millis,
     lookup: &'a dyn Lookup,
     applied: Vec<Applied>,
+}
+
+/// One write about to run: who, its client-made id (if it has one), the conversation it may
+/// append messages to (if any), when, and what storage knows.
+struct Write<'a> {
+    author: &'a StaffId,
+    client_id: Option<(IdKind, &'a ClientMsgId)>,
+    room_in: Option<ConversationId>,
+    now: Millis,
+    lookup: &'a dyn Lookup,
 }
 
 /// The kind and client-made id of a write that carries one.
