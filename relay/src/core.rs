@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
-use tally_shared::engine::Applied;
-use tally_shared::protocol::{ErrorFrame, ProtocolRange, ServerFrame, encode};
+use tally_shared::engine::{Applied, Lookup, Rejection, ServiceRequest};
+use tally_shared::protocol::{ConversationState, ErrorFrame, ProtocolRange, ServerFrame, encode};
 use tally_shared::staff_keys::StaffKey;
 use tally_shared::{
     Attachment, AttachmentId, ClientFrame, ConversationId, Engine, ErrorCode, Message, Millis, Offset, Seq,
@@ -91,6 +91,67 @@ pub enum Command {
     ReaderDone { conn: Connection },
     /// Flush, close every connection with going-away, and stop.
     Shutdown { done: Reply<()> },
+    /// The name of the live service key this is, if it is one.
+    ServiceKey {
+        key: String,
+        reply: Reply<Option<String>>,
+    },
+    /// A write by the work app's backend (service API): in the batch, like a connection's.
+    Service {
+        write: ServiceWrite,
+        reply: Reply<Result<ServiceDone, Rejection>>,
+    },
+    /// Mirror the work app's staff table: add, rename, (re)activate each entry; deactivate the
+    /// others when asked. Deactivated staff's sessions close.
+    MirrorStaff {
+        staff: Vec<(tally_shared::Staff, bool)>,
+        deactivate_missing: bool,
+        reply: Reply<anyhow::Result<MirrorReport>>,
+    },
+    /// A conversation, as it is now.
+    Conversation {
+        id: ConversationId,
+        reply: Reply<Option<tally_shared::Conversation>>,
+    },
+    /// One staff member's counts: their total and each of their conversations (none: no such
+    /// staff member).
+    Unread {
+        staff: StaffId,
+        reply: Reply<Option<(tally_shared::Totals, Vec<ConversationState>)>>,
+    },
+}
+
+/// A service write: as a staff member (a message the backend posts for them, the direct
+/// conversation it opens for them), or as the service itself.
+#[derive(Debug)]
+pub enum ServiceWrite {
+    /// A staff member's request, exactly as if their own connection had sent it.
+    AsStaff(StaffId, tally_shared::Request),
+    /// The service's own (notices, groups, membership).
+    Service(ServiceRequest),
+}
+
+/// What a service write did: its acknowledgement, and the message it created (or found, for
+/// a retry), as stored.
+#[derive(Debug)]
+pub struct ServiceDone {
+    /// As a connection would have been acknowledged.
+    pub ack: tally_shared::protocol::Ack,
+    /// The message, when the write made one.
+    pub message: Option<Message>,
+    /// Whether it appended anything (not: a retry, or a change that was already so).
+    pub created: bool,
+}
+
+/// What mirroring the staff table changed.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct MirrorReport {
+    /// New staff.
+    pub added: usize,
+    /// Existing staff renamed, reactivated or deactivated.
+    pub changed: usize,
+    /// Staff not in the list, deactivated (`deactivate_missing`).
+    pub deactivated_missing: usize,
 }
 
 struct Retained {
@@ -116,6 +177,14 @@ pub struct Retention {
     pub events: usize,
     /// Most bytes.
     pub bytes: usize,
+}
+
+/// Who a write in a batch answers.
+enum Source {
+    /// A connection, with the request id of its frame.
+    Conn(Option<tally_shared::RequestId>, ConnHandle),
+    /// A service API call.
+    Service(Reply<Result<ServiceDone, Rejection>>),
 }
 
 /// A snapshot or history page waiting for a read connection.
@@ -347,28 +416,44 @@ impl Core {
         };
         let stamp = now();
         for cmd in batch {
-            match cmd {
+            let (from, result) = match cmd {
                 Command::Execute { staff, frame, conn } => {
                     let result = self
                         .engine
                         .execute(&staff, &frame.request, stamp, &SqlLookup(&tx));
-                    let mut frames = Vec::new();
-                    if let Ok(outcome) = &result {
-                        for a in &outcome.applied {
-                            let text = encode(&a.event);
-                            if let Err(e) = storage::append(&tx, &a.event, &text) {
-                                // The engine has moved on; storage must not fall behind it.
-                                fatal(&*e);
-                            }
-                            frames.push(Frame::from(text));
-                        }
-                    }
-                    writes.push((frame.req, conn, result, frames));
+                    (Source::Conn(frame.req, conn), result)
                 }
-                other => reads.push(other),
+                Command::Service { write, reply } => {
+                    let lookup = SqlLookup(&tx);
+                    let result = match &write {
+                        ServiceWrite::AsStaff(staff, request) => {
+                            self.engine.execute(staff, request, stamp, &lookup)
+                        }
+                        ServiceWrite::Service(request) => {
+                            self.engine.execute_service(request, stamp, &lookup)
+                        }
+                    };
+                    (Source::Service(reply), result)
+                }
+                other => {
+                    reads.push(other);
+                    continue;
+                }
+            };
+            let mut frames = Vec::new();
+            if let Ok(outcome) = &result {
+                for a in &outcome.applied {
+                    let text = encode(&a.event);
+                    if let Err(e) = storage::append(&tx, &a.event, &text) {
+                        // The engine has moved on; storage must not fall behind it.
+                        fatal(&*e);
+                    }
+                    frames.push(Frame::from(text));
+                }
             }
+            writes.push((from, result, frames));
         }
-        let appended: usize = writes.iter().map(|w| w.3.len()).sum();
+        let appended: usize = writes.iter().map(|w| w.2.len()).sum();
         if appended > 0 {
             if let Err(e) = tx.commit() {
                 fatal(&e);
@@ -381,19 +466,34 @@ impl Core {
         } else {
             drop(tx);
         }
-        for (req, conn, result, frames) in writes {
-            match result {
-                Ok(outcome) => {
-                    for (applied, frame) in outcome.applied.iter().zip(frames) {
-                        self.fan_out(applied, frame);
-                    }
+        for (from, result, frames) in writes {
+            if let Ok(outcome) = &result {
+                for (applied, frame) in outcome.applied.iter().zip(frames) {
+                    self.fan_out(applied, frame);
+                }
+            }
+            if let Err(rejection) = &result {
+                self.metrics.reject(rejection.code);
+            }
+            match (from, result) {
+                (Source::Conn(req, conn), Ok(outcome)) => {
                     let ack = ServerFrame::Ack(tally_shared::protocol::Ack { req, ..outcome.ack });
                     self.send(&conn, encode(&ack).into());
                 }
-                Err(rejection) => {
-                    self.metrics.reject(rejection.code);
+                (Source::Conn(req, conn), Err(rejection)) => {
                     let e = ErrorFrame::new(req, rejection.code, rejection.message);
                     self.send(&conn, encode(&ServerFrame::Error(e)).into());
+                }
+                (Source::Service(reply), result) => {
+                    let done = result.map(|outcome| ServiceDone {
+                        created: !outcome.applied.is_empty(),
+                        message: outcome
+                            .ack
+                            .message
+                            .and_then(|id| SqlLookup(&self.conn).message(id)),
+                        ack: outcome.ack,
+                    });
+                    let _ = reply.send(done);
                 }
             }
         }
@@ -572,7 +672,31 @@ impl Core {
                 let _ = reply.send(self.hello(&staff, resume_from, conn));
             }
             Command::Snapshot { staff, req, conn } => self.snapshot(&staff, req, &conn),
-            Command::Execute { .. } | Command::Shutdown { .. } => unreachable!("handled in the batch"),
+            Command::Execute { .. } | Command::Service { .. } | Command::Shutdown { .. } => {
+                unreachable!("handled in the batch")
+            }
+            Command::ServiceKey { key, reply } => {
+                let found = crate::service_keys::find(&self.conn, &key).unwrap_or_else(|e| fatal(&e));
+                let _ = reply.send(found);
+            }
+            Command::MirrorStaff {
+                staff,
+                deactivate_missing,
+                reply,
+            } => {
+                let _ = reply.send(self.mirror_staff(&staff, deactivate_missing));
+            }
+            Command::Conversation { id, reply } => {
+                let _ = reply.send(self.engine.conversation(id).cloned());
+            }
+            Command::Unread { staff, reply } => {
+                let known = self.engine.key(&staff).is_some() && !staff.is_system();
+                let view = known.then(|| {
+                    let total = self.engine.projection().total(&staff);
+                    (total, self.engine.conversation_states(&staff))
+                });
+                let _ = reply.send(view);
+            }
             Command::Disconnected { staff, conn_id } => {
                 if let Some(key) = self.engine.key(&staff) {
                     self.hub.unregister(key, conn_id);
@@ -626,6 +750,38 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Writes the work app's staff table over ours in one transaction, then applies it as the
+    /// CLI's changes are (deactivated staff's sessions close).
+    fn mirror_staff(
+        &mut self,
+        staff: &[(tally_shared::Staff, bool)],
+        deactivate_missing: bool,
+    ) -> anyhow::Result<MirrorReport> {
+        let mut report = MirrorReport::default();
+        let tx = self.conn.transaction()?;
+        for (s, active) in staff {
+            let known = self.engine.key(&s.id).is_some();
+            if storage::set_staff(&tx, s, *active)? {
+                if known {
+                    report.changed += 1;
+                } else {
+                    report.added += 1;
+                }
+            }
+        }
+        if deactivate_missing {
+            let listed: rustc_hash::FxHashSet<&StaffId> = staff.iter().map(|(s, _)| &s.id).collect();
+            for (s, active) in storage::load_staff(&tx)? {
+                if active && !listed.contains(&s.id) && storage::deactivate_staff(&tx, &s.id)? {
+                    report.deactivated_missing += 1;
+                }
+            }
+        }
+        tx.commit()?;
+        self.reload_staff()?;
+        Ok(report)
     }
 
     /// Registers a connection that said hello, after a replay or a snapshot.

@@ -76,6 +76,8 @@ pub fn routes(state: AppState) -> warp::filters::BoxedFilter<(warp::reply::Respo
         .unify()
         .or(health(state.clone()))
         .unify()
+        .or(crate::service::routes(state.clone()))
+        .unify()
         .boxed();
     if state.config.demo {
         api = api

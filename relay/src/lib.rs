@@ -7,6 +7,8 @@
 //! - [`address`]: the client's address, behind trusted reverse proxies.
 //! - [`http`]: warp routes — WebSocket, attachments, history, health, metrics, demo, files.
 //! - [`upgrade`]: the WebSocket upgrade — Origin, the per-address budget, the handshake.
+//! - [`service`]: the service API (`/api/v1/service/…`) the work app's backend calls.
+//! - [`service_keys`]: the keys it presents, stored hashed.
 //! - [`rejection`]: every HTTP refusal as a JSON body with a stable code.
 //! - [`cors`]: cross-origin embedding for `--allow-origin` origins: headers and preflights.
 //! - [`pages`]: the built frontend, its caching, and the security headers and policy.
@@ -47,6 +49,8 @@ pub mod pages;
 pub mod reads;
 pub mod rejection;
 pub mod server;
+pub mod service;
+pub mod service_keys;
 pub mod session;
 pub mod state;
 pub mod storage;

@@ -54,6 +54,12 @@ pub struct Limits {
     /// Bytes of distinct files a staff member may upload in any 24 hours.
     #[arg(long, env = "TALLY_UPLOAD_BYTES_PER_DAY", default_value_t = UPLOAD_BYTES_PER_DAY)]
     pub upload_bytes_per_day: u64,
+    /// Service API calls per second, per service key (a backend writes for many staff).
+    #[arg(long, env = "TALLY_SERVICE_PER_SEC", default_value_t = 200.0)]
+    pub service_per_sec: f64,
+    /// Burst of service API calls per key.
+    #[arg(long, env = "TALLY_SERVICE_BURST", default_value_t = 1000.0)]
+    pub service_burst: f64,
 }
 
 /// The default upload quota: 256 MiB per staff member per 24 hours.
@@ -90,6 +96,8 @@ impl Limits {
             uploads_per_sec: 1e9,
             upload_burst: 1e9,
             upload_bytes_per_day: u64::MAX,
+            service_per_sec: 1e9,
+            service_burst: 1e9,
         }
     }
 
@@ -101,6 +109,7 @@ impl Limits {
             Kind::Snapshot => (self.snapshots_per_sec, self.snapshot_burst),
             Kind::History => (self.history_per_sec, self.history_burst),
             Kind::Upload => (self.uploads_per_sec, self.upload_burst),
+            Kind::Service => (self.service_per_sec, self.service_burst),
         }
     }
 }
@@ -118,6 +127,8 @@ pub enum Kind {
     History,
     /// An upload over HTTP.
     Upload,
+    /// A service API call (keyed by the service key's name).
+    Service,
 }
 
 /// Classifies a request.

@@ -93,6 +93,27 @@ enum Cmd {
         #[command(subcommand)]
         command: StaffCmd,
     },
+    /// Manage the keys the work app's backend calls the service API with.
+    ServiceKey {
+        #[command(subcommand)]
+        command: ServiceKeyCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceKeyCmd {
+    /// Make a key and print it (it is shown this once; only its hash is stored).
+    Create {
+        /// Its name (a-z, 0-9, '.', '_', '-'), e.g. the calling app's.
+        name: String,
+    },
+    /// Revoke a key: calls with it are refused from now on.
+    Revoke {
+        /// Its name.
+        name: String,
+    },
+    /// List the keys (names and dates, never the keys).
+    List,
 }
 
 /// How sockets, tokens and files are bounded.
@@ -228,6 +249,7 @@ fn main() -> anyhow::Result<()> {
             println!("every count agrees with the log");
         }
         Cmd::Staff { command } => staff(&cli.data, command)?,
+        Cmd::ServiceKey { command } => service_key(&cli.data, command)?,
     }
     Ok(())
 }
@@ -246,6 +268,11 @@ fn staff(data: &std::path::Path, command: StaffCmd) -> anyhow::Result<()> {
     let conn = storage::open(data, Durability::Full)?;
     match command {
         StaffCmd::Add { id, name } => {
+            anyhow::ensure!(
+                !id.is_system(),
+                "`{}` is reserved for the service API",
+                StaffId::SYSTEM
+            );
             anyhow::ensure!(
                 !name.trim().is_empty() && name.len() <= limits::STAFF_NAME_MAX_BYTES,
                 "a name is 1 to {} bytes",
@@ -273,6 +300,31 @@ fn staff(data: &std::path::Path, command: StaffCmd) -> anyhow::Result<()> {
         StaffCmd::Deactivate { id } => {
             anyhow::ensure!(storage::deactivate_staff(&conn, &id)?, "no staff member {id}");
             println!("deactivated {id}");
+        }
+    }
+    Ok(())
+}
+
+/// `tally-relay service-key …`: the keys are read from the database at each call, so a running
+/// relay honours a new or revoked key at once.
+fn service_key(data: &std::path::Path, command: ServiceKeyCmd) -> anyhow::Result<()> {
+    use tally_relay::service_keys;
+    let conn = storage::open(data, Durability::Full)?;
+    match command {
+        ServiceKeyCmd::Create { name } => {
+            let key = service_keys::create(&conn, &name)?;
+            eprintln!("service key {name} (shown once; store it as a secret):");
+            println!("{key}");
+        }
+        ServiceKeyCmd::Revoke { name } => {
+            anyhow::ensure!(service_keys::revoke(&conn, &name)?, "no live key named {name}");
+            println!("revoked {name}");
+        }
+        ServiceKeyCmd::List => {
+            for (name, created, revoked) in service_keys::list(&conn)? {
+                let state = revoked.map_or_else(|| "live".to_string(), |at| format!("revoked at {at}"));
+                println!("{name}\tcreated at {created}\t{state}");
+            }
         }
     }
     Ok(())

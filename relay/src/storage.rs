@@ -85,6 +85,46 @@ const MIGRATIONS: &[&str] = &[
     // loaded into the log it was taken from (a backup keeps its identity; it is its history).
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
      INSERT INTO meta (key, value) VALUES ('log_id', lower(hex(randomblob(8))));",
+    // 4: the host app's side. Service keys (hashed), webhooks and their outbox (rows written
+    // in the transaction of the events that cause them), the reminders sent (once per quiet
+    // spell, across restarts), and what an import made of each outside id (re-importing finds
+    // it).
+    "CREATE TABLE service_keys (
+        name TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+     );
+     CREATE TABLE webhooks (
+        id INTEGER PRIMARY KEY,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        events TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        removed_at INTEGER
+     );
+     CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        webhook INTEGER NOT NULL REFERENCES webhooks(id),
+        event TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        due_at INTEGER NOT NULL,
+        last_error TEXT,
+        failed_at INTEGER
+     );
+     CREATE INDEX outbox_due ON outbox (due_at) WHERE failed_at IS NULL;
+     CREATE TABLE reminded (
+        staff TEXT PRIMARY KEY,
+        at INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE imported (
+        kind TEXT NOT NULL,
+        external TEXT NOT NULL,
+        internal INTEGER NOT NULL,
+        PRIMARY KEY (kind, external)
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes (the number of migrations).
@@ -244,6 +284,17 @@ pub fn upsert_staff(conn: &Connection, staff: &Staff) -> rusqlite::Result<()> {
         params![staff.id.as_str(), staff.name],
     )?;
     Ok(())
+}
+
+/// Adds, renames, reactivates or deactivates a staff member (what the service API's staff
+/// mirror does for each entry); whether anything changed.
+pub fn set_staff(conn: &Connection, staff: &Staff, active: bool) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
+        "INSERT INTO staff (id, name, active) VALUES (?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, active = excluded.active
+         WHERE name IS NOT excluded.name OR active IS NOT excluded.active",
+        params![staff.id.as_str(), staff.name, active],
+    )? == 1)
 }
 
 /// Deactivates a staff member; false if there is none with that id.
