@@ -55,7 +55,7 @@ enum Cmd {
         #[arg(long = "allow-origin")]
         allowed_origins: Vec<String>,
         #[command(flatten)]
-        limits: tally_relay::limits::Limits,
+        limits: Box<tally_relay::limits::Limits>,
         /// Most writes per group commit (1: a commit per write; for measuring group commit).
         #[arg(long, default_value_t = tally_relay::core::MAX_BATCH)]
         max_batch: usize,
@@ -199,7 +199,7 @@ fn main() -> anyhow::Result<()> {
                     every: checkpoint_interval.max(Duration::from_millis(10)),
                 },
                 allowed_origins,
-                limits,
+                limits: *limits,
                 max_batch,
                 queue_bytes: sockets.queue_bytes,
                 max_sockets: sockets
