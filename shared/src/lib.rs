@@ -19,6 +19,7 @@
 //!   the log after it.
 //! - [`engine`]: validates each request and turns it into events; applies events. The relay is
 //!   a shell around it.
+//! - [`read_by`]: another system's per-message reads as watermarks (the importer's rule).
 //! - [`store`]: `ChatStore`, the reducer the browser runs as its `chatStore`.
 //!
 //! Behind the `testing` feature (tests, benchmarks, fuzzing, the load generator):
@@ -39,6 +40,7 @@ pub mod model;
 #[cfg(feature = "oracle")]
 pub mod oracle;
 pub mod protocol;
+pub mod read_by;
 mod seq_index;
 #[cfg(feature = "testing")]
 pub mod sim;

@@ -133,6 +133,11 @@ impl Engine {
         self.offset
     }
 
+    /// The ids the next new conversation and message get (an importer numbers with them).
+    pub fn next_ids(&self) -> (ConversationId, MessageId) {
+        (ConversationId(self.next_conversation), MessageId(self.next_message))
+    }
+
     /// Every staff member with a key, in key order.
     pub fn keyed_staff(&self) -> Vec<StaffId> {
         (0..self.projection.staff_count() as u32)
