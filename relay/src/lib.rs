@@ -20,6 +20,7 @@
 //! - [`core`]: the single writer thread — engine, group commit, fan-out, retained log.
 //! - [`reads`]: snapshots and history pages built on worker threads, at the core's state.
 //! - [`hub`]: each staff member's connections and their bounded queues.
+//! - [`import`]: another chat's history from a JSON-lines file, idempotently, all or nothing.
 //! - [`maintenance`]: `check` (every count, and the newest checkpoint, against the log) and
 //!   `restore`.
 //! - [`storage`]: SQLite in WAL mode — the event log, messages, staff, attachments.
@@ -41,6 +42,7 @@ pub mod demo;
 pub mod files;
 pub mod http;
 pub mod hub;
+pub mod import;
 pub mod limits;
 pub mod listener;
 pub mod maintenance;

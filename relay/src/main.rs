@@ -93,6 +93,16 @@ enum Cmd {
         #[command(subcommand)]
         command: StaffCmd,
     },
+    /// Import another chat's staff, conversations, messages and reads from a JSON-lines file
+    /// (docs/integration.md has the format). All or nothing; running it again changes nothing.
+    /// The relay must be stopped.
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// Check every line and report what would be imported, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Manage the keys the work app's backend calls the service API with.
     ServiceKey {
         #[command(subcommand)]
@@ -250,6 +260,20 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Staff { command } => staff(&cli.data, command)?,
         Cmd::ServiceKey { command } => service_key(&cli.data, command)?,
+        Cmd::Import { file, dry_run } => match tally_relay::import::import(&cli.data, &file, dry_run) {
+            Ok(report) => tally_relay::import::print(&report, dry_run),
+            Err(tally_relay::import::ImportError::Lines { lines, count }) => {
+                for (n, why) in &lines {
+                    eprintln!("{}:{n}: {why}", file.display());
+                }
+                if count > lines.len() {
+                    eprintln!("… and {} more", count - lines.len());
+                }
+                eprintln!("{count} bad lines: nothing was imported");
+                std::process::exit(2);
+            }
+            Err(tally_relay::import::ImportError::Other(e)) => return Err(e),
+        },
     }
     Ok(())
 }

@@ -26,6 +26,8 @@ pub struct Running {
     core: std::thread::JoinHandle<()>,
     checkpoints: crate::checkpoints::Stop,
     _wal: std::sync::mpsc::Sender<()>,
+    /// The data directory's lock, held until the relay is dropped.
+    _lock: std::fs::File,
 }
 
 impl Running {
@@ -59,6 +61,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         config.data.clone()
     })?;
     let keys = Keys::new(&secret, config.max_token_ttl).with_leeway(config.token_leeway);
+    let lock = storage::lock(&config.data)?;
     let metrics = Arc::new(Metrics::default());
     std::fs::create_dir_all(config.data.join("attachments"))?;
     let conn = storage::open(&config.data, config.durability)?;
@@ -153,6 +156,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         core: core_thread,
         checkpoints,
         _wal: wal,
+        _lock: lock,
     })
 }
 

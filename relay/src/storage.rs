@@ -189,6 +189,26 @@ pub fn last_offset(conn: &Connection) -> anyhow::Result<u64> {
     )
 }
 
+/// Takes the data directory's lock (`DATA/lock`): a serving relay holds it for as long as it
+/// runs, and an import takes it, so the two never write the same log at once. Released when
+/// the file is dropped, or the process ends however it ends.
+pub fn lock(data: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(data)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data.join("lock"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "{} is in use by a running relay (or an import): stop it first",
+            data.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 /// The writer's page cache, in KiB.
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
 

@@ -72,13 +72,19 @@ mod tests {
     #[test]
     fn contiguous_reads_give_the_old_count_and_gaps_cost_what_they_say() {
         let w = run("oomouu");
-        assert_eq!((w.last_read, w.unread, w.old_unread, w.read_after), (Seq(4), 2, 2, 0));
+        assert_eq!(
+            (w.last_read, w.unread, w.old_unread, w.read_after),
+            (Seq(4), 2, 2, 0)
+        );
         // Own and deleted messages never stop the watermark.
         let w = run("omdmo");
         assert_eq!((w.last_read, w.unread, w.old_unread), (Seq(5), 0, 0));
         // A gap: the read one after it counts again.
         let w = run("ouoom");
-        assert_eq!((w.last_read, w.unread, w.old_unread, w.read_after), (Seq(1), 3, 1, 2));
+        assert_eq!(
+            (w.last_read, w.unread, w.old_unread, w.read_after),
+            (Seq(1), 3, 1, 2)
+        );
         assert_eq!(run(""), Watermark::default());
         assert_eq!(run("uu").last_read, Seq(0));
     }

@@ -135,7 +135,10 @@ impl Engine {
 
     /// The ids the next new conversation and message get (an importer numbers with them).
     pub fn next_ids(&self) -> (ConversationId, MessageId) {
-        (ConversationId(self.next_conversation), MessageId(self.next_message))
+        (
+            ConversationId(self.next_conversation),
+            MessageId(self.next_message),
+        )
     }
 
     /// Every staff member with a key, in key order.
@@ -184,6 +187,11 @@ impl Engine {
     /// A conversation.
     pub fn conversation(&self, id: ConversationId) -> Option<&Conversation> {
         self.conversations.get(&id).map(|r| &r.conversation)
+    }
+
+    /// The direct conversation of two staff members, if they have one.
+    pub fn direct_between(&self, a: &StaffId, b: &StaffId) -> Option<ConversationId> {
+        self.direct.get(&pair(a, b)).copied()
     }
 
     /// Whether a staff member is in a conversation.
@@ -316,6 +324,9 @@ impl Engine {
                 for p in &conversation.participants {
                     self.intern(p);
                 }
+                // The creator may be in it no more, or never (the service author): a
+                // checkpoint names them by key all the same.
+                self.intern(&conversation.created_by);
                 if conversation.kind == ConversationKind::Direct
                     && let [a, b] = conversation.participants.as_slice()
                 {

@@ -202,6 +202,9 @@ mod tests {
         };
         e.execute_service(&remove, Millis(4), &lookup).unwrap();
         assert!(!e.is_participant(&staff("alice"), group));
+        // What the service made survives a checkpoint (its author has a key like anyone).
+        let restored = Engine::from_checkpoint(&e.checkpoint()).unwrap();
+        assert_eq!(restored.checkpoint(), e.checkpoint());
     }
 
     #[test]

@@ -1,0 +1,277 @@
+//! `tally-relay import`, through the real binary: a generated export with random reads (gaps
+//! included), deletions and replies; every person's count in every conversation, as their own
+//! WebSocket store shows it, against the old system's rule computed here independently; a second
+//! run that changes nothing; broken files that change nothing; and a running relay it refuses.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+use common::*;
+use tally_shared::ConversationId;
+
+const STAFF: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "frank"];
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+struct Msg {
+    id: String,
+    sender: &'static str,
+    deleted: bool,
+}
+
+/// An export: the JSON lines, and for each conversation its participants, messages in time
+/// order, and who read which message.
+struct Export {
+    text: String,
+    conversations: Vec<(
+        String,
+        Vec<&'static str>,
+        Vec<Msg>,
+        HashSet<(&'static str, String)>,
+    )>,
+    messages: usize,
+}
+
+fn generate(seed: u64) -> Export {
+    let mut rng = Rng(seed);
+    let mut text = String::new();
+    for s in STAFF {
+        writeln!(
+            text,
+            r#"{{"kind":"staff","id":"{s}","name":"{} Import","active":true}}"#,
+            s.to_uppercase()
+        )
+        .unwrap();
+    }
+    let mut conversations = Vec::new();
+    let mut minute = 0u64;
+    let mut messages = 0;
+    for c in 0..14 {
+        let (kind, participants): (&str, Vec<&'static str>) = if c < 6 {
+            // Directs: distinct pairs.
+            let pairs = [(0, 1), (0, 2), (1, 2), (3, 4), (4, 5), (0, 5)];
+            ("direct", vec![STAFF[pairs[c].0], STAFF[pairs[c].1]])
+        } else {
+            let mut p: Vec<&'static str> = STAFF.iter().copied().filter(|_| rng.below(3) > 0).collect();
+            if p.is_empty() {
+                p.push("alice");
+            }
+            ("group", p)
+        };
+        let id = format!("conv/{c}");
+        let title = if kind == "group" {
+            format!(r#","title":"Group {c}""#)
+        } else {
+            String::new()
+        };
+        let list: Vec<String> = participants.iter().map(|p| format!("\"{p}\"")).collect();
+        writeln!(
+            text,
+            r#"{{"kind":"conversation","id":"{id}","type":"{kind}"{title},"participants":[{}],"created_at":"2025-01-01T08:00:00Z"}}"#,
+            list.join(",")
+        )
+        .unwrap();
+        let count = rng.below(400) as usize;
+        let mut msgs: Vec<Msg> = Vec::new();
+        for m in 0..count {
+            minute += 1;
+            let sender = participants[rng.below(participants.len() as u64) as usize];
+            let deleted = rng.below(12) == 0;
+            let mid = format!("{id}/m{m}");
+            let reply = if m > 0 && rng.below(5) == 0 {
+                format!(r#","reply_to":"{}""#, msgs[rng.below(m as u64) as usize].id)
+            } else {
+                String::new()
+            };
+            let (h, mi) = (minute / 60, minute % 60);
+            let (d, h) = (1 + h / 24, h % 24);
+            writeln!(
+                text,
+                r#"{{"kind":"message","id":"{mid}","conversation":"{id}","sender":"{sender}","body":"message {m} \"quoted\" ✓","created_at":"2025-02-{d:02}T{h:02}:{mi:02}:00Z","deleted":{deleted}{reply}}}"#
+            )
+            .unwrap();
+            msgs.push(Msg {
+                id: mid,
+                sender,
+                deleted,
+            });
+        }
+        messages += count;
+        // Reads: each person reads a prefix, and some then skip one (a gap) or read on.
+        let mut reads = HashSet::new();
+        for p in &participants {
+            let prefix = rng.below(count as u64 + 1) as usize;
+            let gap = rng.below(3) == 0;
+            for (i, m) in msgs.iter().enumerate() {
+                let read = i < prefix || (gap && i > prefix + 1 && rng.below(2) == 0);
+                // The old system recorded reads of others' messages (own ones sometimes too).
+                if read && (m.sender != *p || rng.below(2) == 0) {
+                    reads.insert((*p, m.id.clone()));
+                }
+            }
+        }
+        let mut ordered: Vec<&(&str, String)> = reads.iter().collect();
+        ordered.sort();
+        for (p, m) in ordered {
+            writeln!(
+                text,
+                r#"{{"kind":"read","conversation":"{id}","staff":"{p}","message":"{m}"}}"#
+            )
+            .unwrap();
+        }
+        conversations.push((id, participants, msgs, reads));
+    }
+    Export {
+        text,
+        conversations,
+        messages,
+    }
+}
+
+/// The old system's unread count, and the count the documented gap rule gives.
+fn expected(person: &str, msgs: &[Msg], reads: &HashSet<(&str, String)>) -> (u32, u32, bool) {
+    let counts = |m: &Msg| m.sender != person && !m.deleted;
+    let read = |m: &Msg| reads.contains(&(person, m.id.clone()));
+    let old = msgs.iter().filter(|m| counts(m) && !read(m)).count() as u32;
+    let first_unread = msgs.iter().position(|m| counts(m) && !read(m));
+    let tally = first_unread.map_or(0, |i| msgs[i..].iter().filter(|m| counts(m)).count() as u32);
+    (old, tally, tally != old)
+}
+
+fn imported_ids(data: &std::path::Path) -> HashMap<String, ConversationId> {
+    let conn = rusqlite::Connection::open(data.join("tally.sqlite3")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT external, internal FROM imported WHERE kind = 'conversation'")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((r.get(0)?, ConversationId(r.get::<_, i64>(1)? as u64)))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+fn offset(data: &std::path::Path) -> i64 {
+    let conn = rusqlite::Connection::open(data.join("tally.sqlite3")).unwrap();
+    conn.query_row("SELECT COALESCE(MAX(offset), 0) FROM events", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_export_imports_with_the_old_systems_counts_once_and_all_or_nothing() {
+    let export = generate(0x9e37_79b9_7f4a_7c15);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.jsonl");
+    std::fs::write(&file, &export.text).unwrap();
+    let data = dir.path().join("data");
+    let file_arg = file.to_str().unwrap();
+
+    // A dry run writes nothing.
+    let said = cli(&data, &["import", file_arg, "--dry-run"]);
+    assert!(said.starts_with("would import"), "{said}");
+    assert_eq!(offset(&data), 0);
+
+    let said = cli(&data, &["import", file_arg]);
+    assert!(said.contains(&format!("{} messages", export.messages)), "{said}");
+    let after_first = offset(&data);
+    assert!(after_first > export.messages as i64);
+
+    // Again: nothing changes.
+    let said = cli(&data, &["import", file_arg]);
+    assert!(said.contains("(0 events"), "{said}");
+    assert_eq!(offset(&data), after_first);
+
+    // Every count, as each person's own store has it, against the old rule.
+    let ids = imported_ids(&data);
+    let (child, addr) = spawn(&data, &UNLIMITED, None);
+    let keys = tally_relay::auth::Keys::new(
+        &tally_relay::auth::load_secret(&data).unwrap(),
+        tally_relay::auth::MAX_TOKEN_TTL,
+    );
+    let mut gaps = 0;
+    for person in STAFF {
+        let token = keys.mint(&sid(person), std::time::Duration::from_secs(600));
+        let client = Client::connect(addr, &token, None).await;
+        for (external, participants, msgs, reads) in &export.conversations {
+            if !participants.contains(&person) {
+                continue;
+            }
+            let (old, tally, gap) = expected(person, msgs, reads);
+            let got = client.store.counts(ids[external]).unread;
+            if gap {
+                gaps += 1;
+                assert!(tally > old, "a gap only ever shows more");
+            }
+            assert_eq!(got, tally, "{person} in {external} (old rule: {old})");
+        }
+    }
+    assert!(gaps > 0, "the export has gaps to handle");
+    // Replies kept their quote; deleted messages kept no text.
+    let token = keys.mint(&sid("alice"), std::time::Duration::from_secs(600));
+    let (external, _, msgs, _) = export
+        .conversations
+        .iter()
+        .find(|(_, p, m, _)| p.contains(&"alice") && m.len() > 20)
+        .unwrap();
+    let stored = all_messages(addr, &token, ids[external]).await;
+    assert_eq!(stored.len(), msgs.len());
+    for (s, m) in stored.iter().zip(msgs) {
+        assert_eq!(s["deleted"].as_bool().unwrap_or(false), m.deleted);
+        if m.deleted {
+            assert_eq!(s["body"], "");
+        } else {
+            assert!(s["body"].as_str().unwrap().ends_with("\"quoted\" ✓"));
+        }
+    }
+    assert!(
+        stored.iter().any(|s| s["reply_to"]["seq"].as_u64().is_some()),
+        "replies are replies"
+    );
+
+    // While a relay serves the directory, an import is refused.
+    let refused = cli_output(&data, &["import", file_arg]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("running relay"));
+    drop(child);
+
+    // A broken file: every bad line reported by number, nothing imported.
+    let broken = dir.path().join("broken.jsonl");
+    let mut text = String::from(r#"{"kind":"staff","id":"zoe","name":"Zoe"}"#);
+    text.push('\n');
+    text.push_str(r#"{"kind":"conversation","id":"new","type":"group","title":"New","participants":["zoe","alice"],"created_at":"2025-03-01T09:00:00Z"}"#);
+    text.push('\n');
+    text.push_str("not json\n");
+    text.push_str(r#"{"kind":"message","id":"x1","conversation":"nowhere","sender":"zoe","body":"hi","created_at":"2025-03-01T09:00:00Z"}"#);
+    text.push('\n');
+    text.push_str(r#"{"kind":"message","id":"x2","conversation":"new","sender":"zoe","body":"hi","created_at":"March 1st"}"#);
+    text.push('\n');
+    text.push_str(r#"{"kind":"message","id":"x3","conversation":"new","sender":"zoe","body":"ok","created_at":"2025-03-01T09:00:00Z","reply_to":"conv/0/m0"}"#);
+    text.push('\n');
+    text.push_str(r#"{"kind":"read","conversation":"new","staff":"bob","message":"x3"}"#);
+    text.push('\n');
+    std::fs::write(&broken, text).unwrap();
+    let out = cli_output(&data, &["import", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for line in [":3:", ":4:", ":5:", ":6:", ":7:"] {
+        assert!(err.contains(line), "line {line} reported: {err}");
+    }
+    assert!(!err.contains(":1:") && !err.contains(":2:"), "{err}");
+    assert_eq!(offset(&data), after_first, "nothing was imported");
+    let staff = cli(&data, &["staff", "list"]);
+    assert!(!staff.contains("zoe"), "not even the good lines");
+}
