@@ -233,6 +233,10 @@ fn load_engine(data: &Path, conn: &Connection) -> anyhow::Result<Engine> {
 
 type Reads = HashMap<String, HashSet<(StaffId, String)>>;
 
+/// A file, read: its staff (with whether active), its conversations with their messages, and
+/// its reads.
+type Parsed = (Vec<(Staff, bool)>, Vec<Conv>, Reads);
+
 /// Reads and checks every line: the staff, the conversations with their messages, and the
 /// reads (`conversation → {(staff, message)}`).
 fn parse(
@@ -240,7 +244,7 @@ fn parse(
     known_staff: &HashMap<StaffId, bool>,
     imported: &HashMap<(String, String), u64>,
     bad: &mut Bad,
-) -> anyhow::Result<(Vec<(Staff, bool)>, Vec<Conv>, Reads)> {
+) -> anyhow::Result<Parsed> {
     let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(file)?);
     let mut staff: Vec<(Staff, bool)> = Vec::new();
     let mut staff_ids: HashSet<StaffId> = known_staff.keys().cloned().collect();
