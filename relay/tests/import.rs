@@ -37,14 +37,17 @@ struct Msg {
 /// order, and who read which message.
 struct Export {
     text: String,
-    conversations: Vec<(
-        String,
-        Vec<&'static str>,
-        Vec<Msg>,
-        HashSet<(&'static str, String)>,
-    )>,
+    conversations: Vec<Exported>,
     messages: usize,
 }
+
+/// A conversation of an export: its id, participants, messages, and reads.
+type Exported = (
+    String,
+    Vec<&'static str>,
+    Vec<Msg>,
+    HashSet<(&'static str, String)>,
+);
 
 fn generate(seed: u64) -> Export {
     let mut rng = Rng(seed);
