@@ -8,6 +8,7 @@
 
 mod ceiling;
 mod client;
+mod export;
 mod history;
 mod target;
 
@@ -62,6 +63,21 @@ enum Cmd {
         messages: u64,
         /// How many staff.
         #[arg(long, default_value_t = 5000)]
+        staff: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Write an import file (`tally-relay import`'s format) like an export of the chat Tally
+    /// replaces: staff, conversations, messages, and per-message reads.
+    Export {
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// How many messages.
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        /// How many staff.
+        #[arg(long, default_value_t = 2000)]
         staff: usize,
         #[arg(long, default_value_t = 7)]
         seed: u64,
@@ -792,6 +808,19 @@ fn main() -> anyhow::Result<()> {
                 g.seconds,
                 g.database_bytes as f64 / 1e9,
                 g.checkpoint_bytes as f64 / 1e6
+            );
+            Ok(())
+        }
+        Cmd::Export {
+            out,
+            messages,
+            staff,
+            seed,
+        } => {
+            let w = export::write(&out, staff.max(2), messages, seed)?;
+            println!(
+                "{} lines: {} messages, {} reads, in {:.1} s",
+                w.lines, w.messages, w.reads, w.seconds
             );
             Ok(())
         }

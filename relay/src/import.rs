@@ -12,12 +12,13 @@
 //! - **Fast.** Events go through `Engine::apply` (the replay path) and the relay's own
 //!   `storage::append`; a checkpoint at the end saves the next start from replaying them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::Path;
 use std::time::Instant;
 
 use rusqlite::{Connection, params};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 use tally_shared::engine::Lookup;
 use tally_shared::model::mentions_in;
@@ -30,47 +31,101 @@ use tally_shared::{
 
 use crate::storage::{self, Durability, SqlLookup};
 
+/// The page cache of the import's connection, in KiB.
+const IMPORT_CACHE_KIB: i64 = 1024 * 1024;
+
 /// Most bad lines printed (the count says how many there were).
 const REPORTED: usize = 50;
 
-/// One line of an import file.
-#[derive(Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum Line {
-    Staff {
-        id: StaffId,
-        name: String,
-        #[serde(default = "yes")]
-        active: bool,
-    },
-    Conversation {
-        id: String,
-        #[serde(rename = "type")]
-        kind: ConversationKind,
-        title: Option<String>,
-        participants: Vec<StaffId>,
-        created_at: String,
-    },
-    Message {
-        id: String,
-        conversation: String,
-        sender: StaffId,
-        #[serde(default)]
-        body: String,
-        created_at: String,
-        reply_to: Option<String>,
-        #[serde(default)]
-        deleted: bool,
-    },
-    Read {
-        conversation: String,
-        staff: StaffId,
-        message: String,
-    },
+/// What a line says it is.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    Staff,
+    Conversation,
+    Message,
+    Read,
 }
 
-fn yes() -> bool {
-    true
+/// One line of an import file, every field of every kind (decoded in one pass, with no
+/// buffering; [`RawLine::check_fields`] then holds each kind to its own fields).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLine {
+    kind: Kind,
+    id: Option<String>,
+    name: Option<String>,
+    active: Option<bool>,
+    #[serde(rename = "type")]
+    conversation_type: Option<ConversationKind>,
+    title: Option<String>,
+    participants: Option<Vec<StaffId>>,
+    created_at: Option<String>,
+    conversation: Option<String>,
+    sender: Option<StaffId>,
+    body: Option<String>,
+    reply_to: Option<String>,
+    deleted: Option<bool>,
+    staff: Option<StaffId>,
+    message: Option<String>,
+}
+
+impl RawLine {
+    /// Refuses a field another kind of line has (`{"kind":"staff","sender":…}` is a mistake).
+    fn check_fields(&self) -> Result<(), String> {
+        let present = [
+            ("id", self.id.is_some()),
+            ("name", self.name.is_some()),
+            ("active", self.active.is_some()),
+            ("type", self.conversation_type.is_some()),
+            ("title", self.title.is_some()),
+            ("participants", self.participants.is_some()),
+            ("created_at", self.created_at.is_some()),
+            ("conversation", self.conversation.is_some()),
+            ("sender", self.sender.is_some()),
+            ("body", self.body.is_some()),
+            ("reply_to", self.reply_to.is_some()),
+            ("deleted", self.deleted.is_some()),
+            ("staff", self.staff.is_some()),
+            ("message", self.message.is_some()),
+        ];
+        let (kind, allowed): (&str, &[&str]) = match self.kind {
+            Kind::Staff => ("staff", &["id", "name", "active"]),
+            Kind::Conversation => (
+                "conversation",
+                &["id", "type", "title", "participants", "created_at"],
+            ),
+            Kind::Message => (
+                "message",
+                &[
+                    "id",
+                    "conversation",
+                    "sender",
+                    "body",
+                    "created_at",
+                    "reply_to",
+                    "deleted",
+                ],
+            ),
+            Kind::Read => ("read", &["conversation", "staff", "message"]),
+        };
+        match present.iter().find(|(f, here)| *here && !allowed.contains(f)) {
+            Some((f, _)) => Err(format!("a {kind} line has no field `{f}`")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A required field, or why the line is bad.
+fn required<T>(v: Option<T>, field: &str) -> Result<T, String> {
+    v.ok_or_else(|| format!("missing field `{field}`"))
+}
+
+/// What earlier imports made of each outside id.
+#[derive(Default)]
+struct Imported {
+    conversations: FxHashMap<String, u64>,
+    messages: FxHashMap<String, u64>,
 }
 
 /// What an import did (or, with `--dry-run`, would do).
@@ -132,6 +187,8 @@ impl Bad {
 /// A message to append, and where it came from.
 struct NewMessage {
     line: usize,
+    /// Its place among its conversation's messages in the file (what reads point at).
+    index: u32,
     id: String,
     sender: StaffId,
     body: String,
@@ -150,6 +207,8 @@ struct Conv {
     participants: Vec<StaffId>,
     at: Millis,
     messages: Vec<NewMessage>,
+    /// Who read which message (by its index in `messages` as the file listed them).
+    reads: Vec<(StaffId, u32)>,
 }
 
 /// Imports `file` into the database under `data` (with `dry_run`, checks and counts, and
@@ -157,7 +216,7 @@ struct Conv {
 pub fn import(data: &Path, file: &Path, dry_run: bool) -> Result<Report, ImportError> {
     let started = Instant::now();
     let _lock = if dry_run { None } else { Some(storage::lock(data)?) };
-    let mut conn = storage::open(data, Durability::Full)?;
+    let conn = storage::open(data, Durability::Full)?;
     let known_staff: HashMap<StaffId, bool> = storage::load_staff(&conn)
         .map_err(anyhow::Error::from)?
         .into_iter()
@@ -165,7 +224,8 @@ pub fn import(data: &Path, file: &Path, dry_run: bool) -> Result<Report, ImportE
         .collect();
     let imported = load_imported(&conn)?;
     let mut bad = Bad::default();
-    let (staff, mut convs, reads) = parse(file, &known_staff, &imported, &mut bad)?;
+    let (staff, mut convs) = parse(file, &known_staff, &imported, &mut bad)?;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "parsed");
     let mut engine = load_engine(data, &conn)?;
     check_directs(&convs, &engine, &mut bad);
     if bad.count > 0 {
@@ -175,45 +235,72 @@ pub fn import(data: &Path, file: &Path, dry_run: bool) -> Result<Report, ImportE
         });
     }
     let mut report = Report::default();
-    let tx = conn.transaction().map_err(anyhow::Error::from)?;
+    // Two threads: this one decides the events (engine, encoding), the store thread writes
+    // them into one transaction on its own connection.
+    let (jobs, inbox) = std::sync::mpsc::sync_channel::<Job>(64);
+    let store_data = data.to_path_buf();
+    let store = std::thread::Builder::new()
+        .name("tally-import-store".into())
+        .spawn(move || store(&store_data, dry_run, &inbox))
+        .map_err(anyhow::Error::from)?;
     let before = engine.offset();
     for (s, active) in &staff {
-        if storage::set_staff(&tx, s, *active).map_err(anyhow::Error::from)? {
-            report.staff += 1;
-        }
         engine.upsert_staff(s.clone(), *active);
     }
+    let _ = jobs.send(Job::Staff(staff));
     let mut writer = Writer {
-        tx: &tx,
+        conn: &conn,
+        jobs: &jobs,
+        batch: Vec::with_capacity(BATCH),
         engine: &mut engine,
         imported: &imported,
-        ids: HashMap::new(),
+        quotes: FxHashMap::default(),
+        made: Vec::new(),
     };
     convs.sort_by_key(|c| (c.at, c.line));
+    let mut written = Ok(());
     for c in &mut convs {
-        writer.conversation(c, &mut report, &reads)?;
+        written = writer.conversation(c, &mut report);
+        if written.is_err() {
+            break;
+        }
     }
+    writer.flush();
+    let made = std::mem::take(&mut writer.made);
+    let _ = jobs.send(Job::Ids(made));
+    drop(jobs);
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "appended");
+    // The store thread's verdict first: if it failed, the channel closed under us.
+    report.staff = store
+        .join()
+        .map_err(|_| anyhow::anyhow!("the store thread panicked"))??;
+    written?;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "committed");
     report.events = engine.offset().0 - before.0;
     report.offset = engine.offset().0;
-    if dry_run {
-        drop(tx);
-    } else {
-        tx.commit().map_err(anyhow::Error::from)?;
+    if !dry_run && report.events > 0 {
         // The next start loads this rather than replaying what was just imported.
         let log = storage::log_id(&conn)?;
-        if report.events > 0 {
-            crate::checkpoints::write(data, &log, &engine)?;
-        }
+        crate::checkpoints::write(data, &log, &engine)?;
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
 /// What earlier imports made of each outside id: `(kind, external) → internal`.
-fn load_imported(conn: &Connection) -> anyhow::Result<HashMap<(String, String), u64>> {
+fn load_imported(conn: &Connection) -> anyhow::Result<Imported> {
     let mut stmt = conn.prepare("SELECT kind, external, internal FROM imported")?;
-    let rows = stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get::<_, i64>(2)? as u64)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut rows = stmt.query([])?;
+    let mut imported = Imported::default();
+    while let Some(r) = rows.next()? {
+        let (kind, external, internal): (String, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let map = match kind.as_str() {
+            "conversation" => &mut imported.conversations,
+            _ => &mut imported.messages,
+        };
+        map.insert(external, internal as u64);
+    }
+    Ok(imported)
 }
 
 /// The engine at the log's end: the newest checkpoint and the events after it.
@@ -231,92 +318,116 @@ fn load_engine(data: &Path, conn: &Connection) -> anyhow::Result<Engine> {
     Ok(engine)
 }
 
-type Reads = HashMap<String, HashSet<(StaffId, String)>>;
+/// A file, read: its staff (with whether active) and its conversations with their messages
+/// and reads.
+type Parsed = (Vec<(Staff, bool)>, Vec<Conv>);
 
-/// A file, read: its staff (with whether active), its conversations with their messages, and
-/// its reads.
-type Parsed = (Vec<(Staff, bool)>, Vec<Conv>, Reads);
+/// Everything [`parse`] keeps while it reads.
+struct Parser<'a> {
+    imported: &'a Imported,
+    staff: Vec<(Staff, bool)>,
+    staff_ids: FxHashSet<StaffId>,
+    listed_staff: FxHashSet<StaffId>,
+    convs: Vec<Conv>,
+    conv_index: FxHashMap<String, usize>,
+    /// Every message of the file: its conversation and its index there.
+    messages: FxHashMap<String, (usize, u32)>,
+    /// Reads, checked once every message is known: (line, conversation, staff, message).
+    reads: Vec<(usize, String, StaffId, String)>,
+}
 
-/// Reads and checks every line: the staff, the conversations with their messages, and the
-/// reads (`conversation → {(staff, message)}`).
+/// Reads and checks every line.
 fn parse(
     file: &Path,
     known_staff: &HashMap<StaffId, bool>,
-    imported: &HashMap<(String, String), u64>,
+    imported: &Imported,
     bad: &mut Bad,
 ) -> anyhow::Result<Parsed> {
-    let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(file)?);
-    let mut staff: Vec<(Staff, bool)> = Vec::new();
-    let mut staff_ids: HashSet<StaffId> = known_staff.keys().cloned().collect();
-    let mut listed_staff: HashSet<StaffId> = HashSet::new();
-    let mut convs: Vec<Conv> = Vec::new();
-    let mut conv_index: HashMap<String, usize> = HashMap::new();
-    // Every message of the file: its conversation and sender (for replies and reads).
-    let mut messages: HashMap<String, (usize, StaffId)> = HashMap::new();
-    let mut reads: Vec<(usize, String, StaffId, String)> = Vec::new();
-    for (i, text) in reader.lines().enumerate() {
-        let n = i + 1;
-        let text = text?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(file)?);
+    let mut p = Parser {
+        imported,
+        staff: Vec::new(),
+        staff_ids: known_staff.keys().cloned().collect(),
+        listed_staff: FxHashSet::default(),
+        convs: Vec::new(),
+        conv_index: FxHashMap::default(),
+        messages: FxHashMap::default(),
+        reads: Vec::new(),
+    };
+    let mut text = String::new();
+    let mut n = 0;
+    loop {
+        text.clear();
+        if reader.read_line(&mut text)? == 0 {
+            break;
+        }
+        n += 1;
         if text.trim().is_empty() {
             continue;
         }
-        let line: Line = match serde_json::from_str(&text) {
-            Ok(l) => l,
-            Err(e) => {
-                bad.add(n, e.to_string());
-                continue;
-            }
+        let checked = serde_json::from_str::<RawLine>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|line| p.line(n, line));
+        if let Err(why) = checked {
+            bad.add(n, why);
+        }
+    }
+    // Reads may come before or after their message's line: checked at the end.
+    for (n, conversation, staff, message) in std::mem::take(&mut p.reads) {
+        let Some(&c) = p.conv_index.get(&conversation) else {
+            bad.add(n, format!("no conversation {conversation}"));
+            continue;
         };
-        match line {
-            Line::Staff { id, name, active } => {
-                let name = name.trim();
+        if !p.convs[c].participants.contains(&staff) {
+            bad.add(n, format!("{staff} is not in conversation {conversation}"));
+            continue;
+        }
+        match p.messages.get(&message) {
+            Some(&(mc, index)) if mc == c => p.convs[c].reads.push((staff, index)),
+            _ => bad.add(n, format!("no message {message} in conversation {conversation}")),
+        }
+    }
+    Ok((p.staff, p.convs))
+}
+
+impl Parser<'_> {
+    fn line(&mut self, n: usize, line: RawLine) -> Result<(), String> {
+        line.check_fields()?;
+        match line.kind {
+            Kind::Staff => {
+                let id = StaffId::new(required(line.id, "id")?).map_err(|e| format!("id: {e}"))?;
+                let raw = required(line.name, "name")?;
+                let name = raw.trim();
                 if id.is_system() {
-                    bad.add(n, format!("`{}` is reserved", StaffId::SYSTEM));
-                } else if name.is_empty() || name.len() > limits::STAFF_NAME_MAX_BYTES {
-                    bad.add(
-                        n,
-                        format!("a name is 1 to {} bytes", limits::STAFF_NAME_MAX_BYTES),
-                    );
-                } else if !listed_staff.insert(id.clone()) {
-                    bad.add(n, format!("staff {id} is listed twice"));
-                } else {
-                    staff_ids.insert(id.clone());
-                    let member = Staff {
-                        id,
-                        name: name.to_string(),
-                    };
-                    staff.push((member, active));
+                    return Err(format!("`{}` is reserved", StaffId::SYSTEM));
                 }
-            }
-            Line::Conversation {
-                id,
-                kind,
-                title,
-                participants,
-                created_at,
-            } => {
-                let at = match parse_time(&created_at) {
-                    Ok(at) => at,
-                    Err(why) => {
-                        bad.add(n, why);
-                        continue;
-                    }
+                if name.is_empty() || name.len() > limits::STAFF_NAME_MAX_BYTES {
+                    return Err(format!("a name is 1 to {} bytes", limits::STAFF_NAME_MAX_BYTES));
+                }
+                if !self.listed_staff.insert(id.clone()) {
+                    return Err(format!("staff {id} is listed twice"));
+                }
+                self.staff_ids.insert(id.clone());
+                let member = Staff {
+                    id,
+                    name: name.to_string(),
                 };
-                if let Err(why) = check_conversation(kind, title.as_deref(), &participants, &staff_ids) {
-                    bad.add(n, why);
-                    continue;
+                self.staff.push((member, line.active.unwrap_or(true)));
+            }
+            Kind::Conversation => {
+                let id = required(line.id, "id")?;
+                let kind = required(line.conversation_type, "type")?;
+                let participants = required(line.participants, "participants")?;
+                let at = parse_time(&required(line.created_at, "created_at")?)?;
+                check_conversation(kind, line.title.as_deref(), &participants, &self.staff_ids)?;
+                if self.conv_index.contains_key(&id) {
+                    return Err(format!("conversation {id} is listed twice"));
                 }
-                if conv_index.contains_key(&id) {
-                    bad.add(n, format!("conversation {id} is listed twice"));
-                    continue;
-                }
-                let existing = imported
-                    .get(&("conversation".to_string(), id.clone()))
-                    .map(|c| ConversationId(*c));
-                conv_index.insert(id.clone(), convs.len());
-                let title =
-                    (kind == ConversationKind::Group).then(|| title.unwrap_or_default().trim().to_string());
-                convs.push(Conv {
+                let existing = self.imported.conversations.get(&id).map(|c| ConversationId(*c));
+                self.conv_index.insert(id.clone(), self.convs.len());
+                let title = (kind == ConversationKind::Group)
+                    .then(|| line.title.unwrap_or_default().trim().to_string());
+                self.convs.push(Conv {
                     line: n,
                     external: id,
                     existing,
@@ -325,101 +436,67 @@ fn parse(
                     participants,
                     at,
                     messages: Vec::new(),
+                    reads: Vec::new(),
                 });
             }
-            Line::Message {
-                id,
-                conversation,
-                sender,
-                body,
-                created_at,
-                reply_to,
-                deleted,
-            } => {
-                let at = match parse_time(&created_at) {
-                    Ok(at) => at,
-                    Err(why) => {
-                        bad.add(n, why);
-                        continue;
-                    }
+            Kind::Message => {
+                let id = required(line.id, "id")?;
+                let conversation = required(line.conversation, "conversation")?;
+                let sender = required(line.sender, "sender")?;
+                let at = parse_time(&required(line.created_at, "created_at")?)?;
+                let body = line.body.unwrap_or_default();
+                let deleted = line.deleted.unwrap_or(false);
+                let Some(&c) = self.conv_index.get(&conversation) else {
+                    return Err(format!("no conversation {conversation} before this line"));
                 };
-                let Some(&c) = conv_index.get(&conversation) else {
-                    bad.add(n, format!("no conversation {conversation} before this line"));
-                    continue;
-                };
-                if !staff_ids.contains(&sender) {
-                    bad.add(n, format!("no staff member {sender}"));
-                    continue;
+                if !self.staff_ids.contains(&sender) {
+                    return Err(format!("no staff member {sender}"));
                 }
                 if body.len() > limits::BODY_MAX_BYTES {
-                    bad.add(
-                        n,
-                        format!("a message is at most {} bytes", limits::BODY_MAX_BYTES),
-                    );
-                    continue;
+                    return Err(format!("a message is at most {} bytes", limits::BODY_MAX_BYTES));
                 }
                 if body.trim().is_empty() && !deleted {
-                    bad.add(n, "a message that is not deleted needs a body");
-                    continue;
+                    return Err("a message that is not deleted needs a body".into());
                 }
-                if messages.contains_key(&id) {
-                    bad.add(n, format!("message {id} is listed twice"));
-                    continue;
+                if self.messages.contains_key(&id) {
+                    return Err(format!("message {id} is listed twice"));
                 }
-                if let Some(r) = &reply_to
-                    && messages.get(r).is_none_or(|(rc, _)| *rc != c)
+                if let Some(r) = &line.reply_to
+                    && self.messages.get(r).is_none_or(|(rc, _)| *rc != c)
                 {
-                    bad.add(
-                        n,
-                        format!("reply_to {r}: no earlier message of this conversation"),
-                    );
-                    continue;
+                    return Err(format!("reply_to {r}: no earlier message of this conversation"));
                 }
-                messages.insert(id.clone(), (c, sender.clone()));
-                convs[c].messages.push(NewMessage {
+                let index = self.convs[c].messages.len() as u32;
+                self.messages.insert(id.clone(), (c, index));
+                self.convs[c].messages.push(NewMessage {
                     line: n,
+                    index,
                     id,
                     sender,
                     body,
                     at,
-                    reply_to,
+                    reply_to: line.reply_to,
                     deleted,
                 });
             }
-            Line::Read {
-                conversation,
-                staff,
-                message,
-            } => reads.push((n, conversation, staff, message)),
+            Kind::Read => {
+                let conversation = required(line.conversation, "conversation")?;
+                let staff = required(line.staff, "staff")?;
+                let message = required(line.message, "message")?;
+                self.reads.push((n, conversation, staff, message));
+            }
         }
+        Ok(())
     }
-    // Reads may come anywhere after their message's line or before it: checked at the end.
-    let mut by_conv: Reads = HashMap::new();
-    for (n, conversation, staff, message) in reads {
-        let Some(&c) = conv_index.get(&conversation) else {
-            bad.add(n, format!("no conversation {conversation}"));
-            continue;
-        };
-        if !convs[c].participants.contains(&staff) {
-            bad.add(n, format!("{staff} is not in conversation {conversation}"));
-            continue;
-        }
-        if messages.get(&message).is_none_or(|(mc, _)| *mc != c) {
-            bad.add(n, format!("no message {message} in conversation {conversation}"));
-            continue;
-        }
-        by_conv.entry(conversation).or_default().insert((staff, message));
-    }
-    Ok((staff, convs, by_conv))
 }
 
 fn check_conversation(
     kind: ConversationKind,
     title: Option<&str>,
     participants: &[StaffId],
-    staff: &HashSet<StaffId>,
+    staff: &FxHashSet<StaffId>,
 ) -> Result<(), String> {
-    let distinct: HashSet<&StaffId> = participants.iter().collect();
+    let distinct: FxHashSet<&StaffId> = participants.iter().collect();
     if distinct.len() != participants.len() {
         return Err("a participant is listed twice".into());
     }
@@ -453,7 +530,7 @@ fn check_conversation(
 /// A pair has one direct conversation: one the file makes must not exist already (unless an
 /// earlier run of this import made it), nor be made twice.
 fn check_directs(convs: &[Conv], engine: &Engine, bad: &mut Bad) {
-    let mut pairs: HashSet<(StaffId, StaffId)> = HashSet::new();
+    let mut pairs: FxHashSet<(StaffId, StaffId)> = FxHashSet::default();
     for c in convs
         .iter()
         .filter(|c| c.kind == ConversationKind::Direct && c.existing.is_none())
@@ -475,14 +552,71 @@ fn check_directs(convs: &[Conv], engine: &Engine, bad: &mut Bad) {
     }
 }
 
-/// Appends events inside the import's transaction, through the engine.
+/// Events per message to the store thread.
+const BATCH: usize = 4096;
+
+/// What the store thread is sent.
+enum Job {
+    /// Staff to add or update.
+    Staff(Vec<(Staff, bool)>),
+    /// Events with their encoded frames, to append.
+    Events(Vec<(LoggedEvent, String)>),
+    /// What this run made of each outside id: (kind, outside id, id).
+    Ids(Vec<(&'static str, String, u64)>),
+}
+
+/// The store thread: everything it is sent, in one transaction on its own connection,
+/// committed when the channel closes (rolled back for a dry run, or when anything failed);
+/// how many staff it changed.
+fn store(data: &Path, dry_run: bool, inbox: &std::sync::mpsc::Receiver<Job>) -> anyhow::Result<usize> {
+    let mut conn = storage::open(data, Durability::Full)?;
+    // One transaction for everything: with the writer's usual cache it would spill pages to
+    // the WAL over and over before the commit.
+    conn.pragma_update(None, "cache_size", -IMPORT_CACHE_KIB)?;
+    let tx = conn.transaction()?;
+    let mut staff_changed = 0;
+    while let Ok(job) = inbox.recv() {
+        match job {
+            Job::Staff(staff) => {
+                for (s, active) in &staff {
+                    staff_changed += usize::from(storage::set_staff(&tx, s, *active)?);
+                }
+            }
+            Job::Events(events) => {
+                for (logged, frame) in &events {
+                    storage::append(&tx, logged, frame)?;
+                }
+            }
+            Job::Ids(mut made) => {
+                // In key order: a B-tree takes sorted keys several times faster.
+                made.sort_unstable();
+                let mut stmt =
+                    tx.prepare_cached("INSERT INTO imported (kind, external, internal) VALUES (?1, ?2, ?3)")?;
+                for (kind, external, internal) in &made {
+                    stmt.execute(params![kind, external, *internal as i64])?;
+                }
+            }
+        }
+    }
+    if !dry_run {
+        tx.commit()?;
+    }
+    Ok(staff_changed)
+}
+
+/// Decides the events, through the engine, and hands them to the store thread.
 struct Writer<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
+    /// Reads what earlier runs stored (committed before this one started).
+    conn: &'a Connection,
+    jobs: &'a std::sync::mpsc::SyncSender<Job>,
+    batch: Vec<(LoggedEvent, String)>,
     engine: &'a mut Engine,
     /// What earlier runs made of each outside id.
-    imported: &'a HashMap<(String, String), u64>,
-    /// Each message's outside id, for replies made in this run.
-    ids: HashMap<String, MessageId>,
+    imported: &'a Imported,
+    /// This conversation's messages made in this run, as a reply quotes them (by outside id).
+    quotes: FxHashMap<String, tally_shared::model::ReplyRef>,
+    /// What this run made of each outside id: (kind, outside id, id), recorded at the end.
+    made: Vec<(&'static str, String, u64)>,
 }
 
 impl Writer<'_> {
@@ -491,21 +625,27 @@ impl Writer<'_> {
             offset: self.engine.offset().next(),
             event,
         };
-        storage::append(self.tx, &logged, &encode(&logged))?;
-        self.engine.apply(logged);
+        let frame = encode(&logged);
+        self.engine.apply(logged.clone());
+        self.batch.push((logged, frame));
+        if self.batch.len() >= BATCH {
+            self.flush();
+        }
         Ok(())
     }
 
-    fn remember(&self, kind: &str, external: &str, internal: u64) -> anyhow::Result<()> {
-        self.tx
-            .prepare_cached("INSERT INTO imported (kind, external, internal) VALUES (?1, ?2, ?3)")?
-            .execute(params![kind, external, internal as i64])?;
-        Ok(())
+    /// Sends what is batched (a closed channel means the store thread failed: its error is
+    /// what the import reports).
+    fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            let _ = self.jobs.send(Job::Events(batch));
+        }
     }
 
     /// One conversation: created (unless an earlier run did), its new messages in time order,
     /// then each participant's watermark from the reads.
-    fn conversation(&mut self, c: &mut Conv, report: &mut Report, reads: &Reads) -> anyhow::Result<()> {
+    fn conversation(&mut self, c: &mut Conv, report: &mut Report) -> anyhow::Result<()> {
         let id = match c.existing {
             Some(id) => {
                 report.already_imported += 1;
@@ -528,7 +668,7 @@ impl Writer<'_> {
                     conversation,
                     client_id: None,
                 })?;
-                self.remember("conversation", &c.external, id.0)?;
+                self.made.push(("conversation", c.external.clone(), id.0));
                 report.conversations += 1;
                 id
             }
@@ -544,30 +684,36 @@ impl Writer<'_> {
             .map(|p| self.engine.projection().last_read(p, id).unwrap_or_default())
             .collect();
         c.messages.sort_by_key(|m| (m.at, m.line));
-        // Every message of the file in this conversation, in seq order: (outside id, seq,
-        // sender, deleted).
-        let mut order: Vec<(String, Seq, StaffId, bool)> = Vec::with_capacity(c.messages.len());
+        self.quotes.clear();
+        // Every message of the file in this conversation, in seq order: (index in the file's
+        // order, seq, sender, deleted).
+        let listed = c.messages.len();
+        let mut order: Vec<(u32, Seq, StaffId, bool)> = Vec::with_capacity(listed);
         for m in std::mem::take(&mut c.messages) {
-            let key = ("message".to_string(), m.id.clone());
-            if let Some(&internal) = self.imported.get(&key) {
+            if let Some(&internal) = self.imported.messages.get(&m.id) {
                 report.already_imported += 1;
-                let stored = SqlLookup(self.tx).message(MessageId(internal));
-                if let Some(stored) = stored {
-                    order.push((m.id, stored.seq, m.sender, m.deleted));
+                if let Some(stored) = SqlLookup(self.conn).message(MessageId(internal)) {
+                    order.push((m.index, stored.seq, m.sender, m.deleted));
                 }
                 continue;
             }
             let seq = self.message(id, &participants, &m)?;
             report.messages += 1;
-            order.push((m.id, seq, m.sender, m.deleted));
+            order.push((m.index, seq, m.sender, m.deleted));
         }
         order.sort_by_key(|o| o.1);
-        let read = reads.get(&c.external);
+        c.reads.sort_unstable();
+        let mut read = vec![false; listed];
         for (p, before) in participants.iter().zip(before) {
-            let w = watermark(order.iter().map(|(mid, seq, sender, deleted)| ReadBy {
+            read.iter_mut().for_each(|r| *r = false);
+            let from = c.reads.partition_point(|(s, _)| s < p);
+            for (_, index) in c.reads[from..].iter().take_while(|(s, _)| s == p) {
+                read[*index as usize] = true;
+            }
+            let w = watermark(order.iter().map(|(index, seq, sender, deleted)| ReadBy {
                 seq: *seq,
                 counts: sender != p && !deleted,
-                read: read.is_some_and(|r| r.contains(&(p.clone(), mid.clone()))),
+                read: read[*index as usize],
             }));
             if w.read_after > 0 {
                 report.gaps += 1;
@@ -611,26 +757,15 @@ impl Writer<'_> {
             .head(conversation)
             .unwrap_or_default()
             .next();
-        let reply_to = match &m.reply_to {
-            Some(r) => {
-                let earlier = || {
-                    self.imported
-                        .get(&("message".to_string(), r.clone()))
-                        .map(|i| MessageId(*i))
-                };
-                let quoted = self.ids.get(r).copied().or_else(earlier);
-                quoted.and_then(|q| SqlLookup(self.tx).message(q)).map(|q| {
-                    Box::new(tally_shared::model::ReplyRef {
-                        message: q.id,
-                        seq: q.seq,
-                        sender: q.sender.clone(),
-                        excerpt: q.body.chars().take(limits::REPLY_EXCERPT_CHARS).collect(),
-                        deleted: q.deleted,
-                    })
-                })
+        let reply_to = m.reply_to.as_ref().and_then(|r| {
+            if let Some(quote) = self.quotes.get(r) {
+                return Some(Box::new(quote.clone()));
             }
-            None => None,
-        };
+            // A message an earlier run imported (committed, so readable here).
+            let earlier = self.imported.messages.get(r)?;
+            let q = SqlLookup(self.conn).message(MessageId(*earlier))?;
+            Some(Box::new(quote_of(&q)))
+        });
         let body = if m.deleted { String::new() } else { m.body.clone() };
         let mentions = if m.deleted {
             Vec::new()
@@ -653,6 +788,8 @@ impl Writer<'_> {
             edited_at: None,
             deleted: false,
         };
+        // For the replies that may follow (the whole file is in memory already).
+        self.quotes.insert(m.id.clone(), quote_of(&message));
         self.append(Event::MessageCreated { message })?;
         if m.deleted {
             self.append(Event::MessageDeleted {
@@ -663,9 +800,19 @@ impl Writer<'_> {
                 mentions: Vec::new(),
             })?;
         }
-        self.remember("message", &m.id, id.0)?;
-        self.ids.insert(m.id.clone(), id);
+        self.made.push(("message", m.id.clone(), id.0));
         Ok(seq)
+    }
+}
+
+/// A message as a reply quotes it.
+fn quote_of(m: &Message) -> tally_shared::model::ReplyRef {
+    tally_shared::model::ReplyRef {
+        message: m.id,
+        seq: m.seq,
+        sender: m.sender.clone(),
+        excerpt: m.body.chars().take(limits::REPLY_EXCERPT_CHARS).collect(),
+        deleted: m.deleted || m.body.is_empty() && m.attachments.is_empty(),
     }
 }
 
