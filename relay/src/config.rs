@@ -48,6 +48,9 @@ pub struct Config {
     pub token_leeway: Duration,
     /// How long an uploaded file attached to no live message is kept.
     pub attachment_grace: Duration,
+    /// How long someone has had unread messages, with no connection open, before an
+    /// `unread_reminder` webhook fires for them (once per quiet spell).
+    pub reminder_after: Duration,
 }
 
 impl Config {
@@ -73,12 +76,16 @@ impl Config {
             max_token_ttl: crate::auth::MAX_TOKEN_TTL,
             token_leeway: Duration::from_secs(crate::auth::LEEWAY_SECS),
             attachment_grace: crate::files::GRACE,
+            reminder_after: REMINDER_AFTER,
         }
     }
 }
 
 /// The default bound on the retained resume log's bytes.
 pub const RETAIN_BYTES: usize = 64 << 20;
+
+/// The default quiet time before an `unread_reminder`.
+pub const REMINDER_AFTER: Duration = Duration::from_secs(15 * 60);
 
 /// The default header-read and keep-alive idle timeout.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);

@@ -108,6 +108,8 @@ pub enum Command {
         deactivate_missing: bool,
         reply: Reply<anyhow::Result<MirrorReport>>,
     },
+    /// A webhook delivery's outcome, recorded in the outbox in the next batch.
+    WebhookSettled(crate::webhooks::Settled),
     /// A conversation, as it is now.
     Conversation {
         id: ConversationId,
@@ -234,6 +236,24 @@ pub struct Core {
     reads: Option<ReadPool>,
     /// Those waiting for a read connection, in order.
     pending: VecDeque<Pending>,
+    /// The live webhooks (reloaded every second).
+    hooks: Vec<crate::webhooks::Hook>,
+    /// Wakes the delivery task after a commit that queued deliveries.
+    wake: Option<Arc<tokio::sync::Notify>>,
+    /// Who is due an `unread_reminder`.
+    reminders: Reminders,
+}
+
+/// What `unread_reminder` needs: since when each person has had unread messages, since when
+/// they have had no connection open, and who was reminded in their current quiet spell (kept
+/// in `reminded` too, so a restart does not remind them again).
+#[derive(Default)]
+struct Reminders {
+    after_ms: u64,
+    started: Millis,
+    unread_since: rustc_hash::FxHashMap<StaffKey, Millis>,
+    quiet_since: rustc_hash::FxHashMap<StaffKey, Millis>,
+    reminded: rustc_hash::FxHashSet<StaffId>,
 }
 
 fn now() -> Millis {
@@ -272,6 +292,9 @@ impl Core {
             metrics,
             reads: None,
             pending: VecDeque::new(),
+            hooks: Vec::new(),
+            wake: None,
+            reminders: Reminders::default(),
         };
         core.reload_staff()?;
         let started = Instant::now();
@@ -328,6 +351,103 @@ impl Core {
     /// Builds snapshots and history pages on these workers rather than on the core thread.
     pub fn set_reads(&mut self, reads: ReadPool) {
         self.reads = Some(reads);
+    }
+
+    /// Turns webhooks on: loads them and who was reminded, wakes `wake` when deliveries are
+    /// queued, and reminds people after `reminder_after` of unread quiet (counting from now for
+    /// those who have unread messages already).
+    pub fn set_webhooks(
+        &mut self,
+        wake: Arc<tokio::sync::Notify>,
+        reminder_after: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        self.hooks = crate::webhooks::load(&self.conn)?;
+        self.wake = Some(wake);
+        let started = now();
+        let mut reminders = Reminders {
+            after_ms: reminder_after.as_millis() as u64,
+            started,
+            ..Reminders::default()
+        };
+        let mut stmt = self.conn.prepare("SELECT staff FROM reminded")?;
+        for staff in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            if let Ok(id) = StaffId::new(staff?) {
+                reminders.reminded.insert(id);
+            }
+        }
+        drop(stmt);
+        for id in self.engine.keyed_staff() {
+            if self.engine.projection().total(&id).unread > 0
+                && let Some(key) = self.engine.key(&id)
+            {
+                reminders.unread_since.insert(key, started);
+            }
+        }
+        self.reminders = reminders;
+        Ok(())
+    }
+
+    /// Queues an `unread_reminder` for each person whose unread messages have waited long
+    /// enough with no connection open, once per quiet spell.
+    fn remind(&mut self) {
+        if self.wake.is_none() || !self.hooks.iter().any(|h| h.events.contains("unread_reminder")) {
+            return;
+        }
+        let at = now();
+        let r = &self.reminders;
+        let mut due = Vec::new();
+        for (&key, &since) in &r.unread_since {
+            let quiet = r.quiet_since.get(&key).copied().unwrap_or(r.started);
+            let waited = since.max(quiet);
+            if self.hub.count(key) > 0 || at.0.saturating_sub(waited.0) < r.after_ms {
+                continue;
+            }
+            let staff = self.engine.projection().staff_id(key);
+            if !r.reminded.contains(staff) && self.engine.is_active(staff) {
+                due.push((staff.clone(), waited));
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let tx = self.conn.transaction().unwrap_or_else(|e| fatal(&e));
+        for (staff, since) in &due {
+            let conversations: Vec<_> = self
+                .engine
+                .conversation_states(staff)
+                .into_iter()
+                .filter(|c| c.counts.unread > 0 && !c.muted)
+                .map(|c| {
+                    serde_json::json!({
+                        "id": c.conversation.id,
+                        "title": c.conversation.title,
+                        "unread": c.counts.unread,
+                        "mentions": c.counts.mentions,
+                    })
+                })
+                .collect();
+            let data = serde_json::json!({
+                "staff": staff,
+                "total": self.engine.projection().total(staff),
+                "unread_since": since,
+                "conversations": conversations,
+            });
+            crate::webhooks::enqueue(&tx, &self.hooks, "unread_reminder", &data)
+                .unwrap_or_else(|e| fatal(&e));
+            tx.execute(
+                "INSERT OR REPLACE INTO reminded (staff, at) VALUES (?1, ?2)",
+                rusqlite::params![staff.as_str(), at.0 as i64],
+            )
+            .unwrap_or_else(|e| fatal(&e));
+        }
+        tx.commit().unwrap_or_else(|e| fatal(&e));
+        for (staff, _) in due {
+            tracing::info!(staff = %staff, "unread reminder queued");
+            self.reminders.reminded.insert(staff);
+        }
+        if let Some(wake) = &self.wake {
+            wake.notify_one();
+        }
     }
 
     /// Sets the most connections one staff member may have open.
@@ -410,6 +530,7 @@ impl Core {
         let started = Instant::now();
         let mut writes = Vec::new();
         let mut reads = Vec::new();
+        let mut settled = Vec::new();
         let tx = match self.conn.transaction() {
             Ok(tx) => tx,
             Err(e) => fatal(&e),
@@ -422,6 +543,11 @@ impl Core {
                         .engine
                         .execute(&staff, &frame.request, stamp, &SqlLookup(&tx));
                     (Source::Conn(frame.req, conn), result)
+                }
+                Command::WebhookSettled(s) => {
+                    crate::webhooks::settle(&tx, s.id, &s.result).unwrap_or_else(|e| fatal(&e));
+                    settled.push(s.reply);
+                    continue;
                 }
                 Command::Service { write, reply } => {
                     let lookup = SqlLookup(&tx);
@@ -454,9 +580,23 @@ impl Core {
             writes.push((from, result, frames));
         }
         let appended: usize = writes.iter().map(|w| w.2.len()).sum();
-        if appended > 0 {
+        let created: Vec<&Applied> = writes
+            .iter()
+            .filter_map(|w| w.1.as_ref().ok())
+            .flat_map(|o| &o.applied)
+            .collect();
+        let queued = enqueue_created(&self.hooks, &tx, &created);
+        if appended > 0 || !settled.is_empty() {
             if let Err(e) = tx.commit() {
                 fatal(&e);
+            }
+            if queued > 0
+                && let Some(wake) = &self.wake
+            {
+                wake.notify_one();
+            }
+            for reply in settled {
+                let _ = reply.send(());
             }
             self.metrics.commit_batch.observe(writes.len() as u64);
             self.metrics
@@ -514,6 +654,13 @@ impl Core {
     }
 
     fn fan_out(&mut self, applied: &Applied, frame: Frame) {
+        for (key, update) in &applied.changes {
+            if update.total.unread > 0 {
+                self.reminders.unread_since.entry(*key).or_insert_with(now);
+            } else {
+                self.reminders.unread_since.remove(key);
+            }
+        }
         for key in &applied.recipients {
             self.hub.send(*key, &frame, &self.metrics);
         }
@@ -672,7 +819,10 @@ impl Core {
                 let _ = reply.send(self.hello(&staff, resume_from, conn));
             }
             Command::Snapshot { staff, req, conn } => self.snapshot(&staff, req, &conn),
-            Command::Execute { .. } | Command::Service { .. } | Command::Shutdown { .. } => {
+            Command::Execute { .. }
+            | Command::Service { .. }
+            | Command::WebhookSettled(_)
+            | Command::Shutdown { .. } => {
                 unreachable!("handled in the batch")
             }
             Command::ServiceKey { key, reply } => {
@@ -700,6 +850,10 @@ impl Core {
             Command::Disconnected { staff, conn_id } => {
                 if let Some(key) = self.engine.key(&staff) {
                     self.hub.unregister(key, conn_id);
+                    if self.hub.count(key) == 0 {
+                        // A quiet spell starts.
+                        self.reminders.quiet_since.insert(key, now());
+                    }
                 }
             }
             Command::History(h) => {
@@ -747,6 +901,13 @@ impl Core {
             Command::ReloadStaff => {
                 if let Err(e) = self.reload_staff() {
                     tracing::warn!(error = %e, "reloading staff failed");
+                }
+                if self.wake.is_some() {
+                    match crate::webhooks::load(&self.conn) {
+                        Ok(hooks) => self.hooks = hooks,
+                        Err(e) => tracing::warn!(error = %e, "reloading webhooks failed"),
+                    }
+                    self.remind();
                 }
             }
         }
@@ -800,6 +961,12 @@ impl Core {
             let cap = self.connection_cap;
             let message = format!("at most {cap} connections per staff member");
             return Err(ErrorFrame::new(None, ErrorCode::RateLimited, message));
+        }
+        if self.reminders.reminded.remove(staff) {
+            // Their quiet spell is over: the next one may remind them again.
+            self.conn
+                .execute("DELETE FROM reminded WHERE staff = ?1", [staff.as_str()])
+                .unwrap_or_else(|e| fatal(&e));
         }
         match resume_from.and_then(|from| self.replay(key, from)) {
             Some(frames) => {
@@ -876,6 +1043,27 @@ impl Core {
         }
         Ok((used.content_type, used.size))
     }
+}
+
+/// Queues a `message_created` delivery for each message a batch created (in its
+/// transaction); how many.
+fn enqueue_created(
+    hooks: &[crate::webhooks::Hook],
+    tx: &rusqlite::Transaction<'_>,
+    applied: &[&Applied],
+) -> usize {
+    if !hooks.iter().any(|h| h.events.contains("message_created")) {
+        return 0;
+    }
+    let mut queued = 0;
+    for a in applied {
+        if let tally_shared::Event::MessageCreated { message } = &a.event.event {
+            let data = serde_json::json!({ "offset": a.event.offset, "message": message });
+            queued +=
+                crate::webhooks::enqueue(tx, hooks, "message_created", &data).unwrap_or_else(|e| fatal(&e));
+        }
+    }
+    queued
 }
 
 /// Each changed count of an event as its `unread_updated` frame, encoded once for sending and

@@ -24,6 +24,7 @@
 //! - [`maintenance`]: `check` (every count, and the newest checkpoint, against the log) and
 //!   `restore`.
 //! - [`storage`]: SQLite in WAL mode — the event log, messages, staff, attachments.
+//! - [`webhooks`]: signed deliveries to the work app from the durable outbox; reminders.
 //! - [`auth`]: HS256 tokens and the signing secret.
 //! - [`limits`]: rate limits and connection caps.
 //! - [`metrics`]: counters and histograms in the Prometheus format.
@@ -57,6 +58,7 @@ pub mod session;
 pub mod state;
 pub mod storage;
 pub mod upgrade;
+pub mod webhooks;
 
 pub use config::Config;
 pub use server::{Running, start};

@@ -103,10 +103,34 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Manage the webhooks that tell the work app what happened.
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCmd,
+    },
     /// Manage the keys the work app's backend calls the service API with.
     ServiceKey {
         #[command(subcommand)]
         command: ServiceKeyCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookCmd {
+    /// Register a URL (http://host[:port]/path) and print its signing secret (shown once).
+    Add {
+        /// Where deliveries are posted.
+        url: String,
+        /// What it receives: message_created, unread_reminder (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+    },
+    /// List webhooks with their pending and given-up deliveries.
+    List,
+    /// Remove a webhook (its pending deliveries are dropped).
+    Remove {
+        /// Its id (from `list`).
+        id: i64,
     },
 }
 
@@ -153,6 +177,10 @@ struct SocketArgs {
     /// How long an upload that no live message references is kept (e.g. 24h).
     #[arg(long, env = "TALLY_ATTACHMENT_GRACE", default_value = "24h", value_parser = auth::parse_ttl)]
     attachment_grace: Duration,
+    /// How long someone has had unread messages and no open connection before an
+    /// `unread_reminder` webhook fires for them, once per quiet spell (e.g. 15m).
+    #[arg(long, env = "TALLY_REMINDER_AFTER", default_value = "15m", value_parser = auth::parse_ttl)]
+    reminder_after: Duration,
 }
 
 #[derive(Subcommand)]
@@ -220,6 +248,7 @@ fn main() -> anyhow::Result<()> {
                 metrics_listen: sockets.metrics_listen,
                 max_token_ttl: sockets.max_token_ttl,
                 attachment_grace: sockets.attachment_grace,
+                reminder_after: sockets.reminder_after,
                 ..Config::new(cli.data)
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -260,6 +289,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Staff { command } => staff(&cli.data, command)?,
         Cmd::ServiceKey { command } => service_key(&cli.data, command)?,
+        Cmd::Webhook { command } => webhook(&cli.data, command)?,
         Cmd::Import { file, dry_run } => match tally_relay::import::import(&cli.data, &file, dry_run) {
             Ok(report) => tally_relay::import::print(&report, dry_run),
             Err(tally_relay::import::ImportError::Lines { lines, count }) => {
@@ -349,6 +379,32 @@ fn service_key(data: &std::path::Path, command: ServiceKeyCmd) -> anyhow::Result
                 let state = revoked.map_or_else(|| "live".to_string(), |at| format!("revoked at {at}"));
                 println!("{name}\tcreated at {created}\t{state}");
             }
+        }
+    }
+    Ok(())
+}
+
+/// `tally-relay webhook …`: a running relay picks changes up within a second.
+fn webhook(data: &std::path::Path, command: WebhookCmd) -> anyhow::Result<()> {
+    use tally_relay::webhooks;
+    let conn = storage::open(data, Durability::Full)?;
+    match command {
+        WebhookCmd::Add { url, events } => {
+            let (id, secret) = webhooks::add(&conn, &url, &events)?;
+            eprintln!(
+                "webhook {id} for {url} ({}); its signing secret, shown once:",
+                events.join(",")
+            );
+            println!("{secret}");
+        }
+        WebhookCmd::List => {
+            for line in webhooks::list(&conn)? {
+                println!("{line}");
+            }
+        }
+        WebhookCmd::Remove { id } => {
+            anyhow::ensure!(webhooks::remove(&conn, id)?, "no webhook {id}");
+            println!("removed webhook {id}");
         }
     }
     Ok(())

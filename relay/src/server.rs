@@ -104,6 +104,24 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             .is_some_and(|core| core.blocking_send(Command::ReaderDone { conn }).is_ok())
     });
     core.set_reads(crate::reads::ReadPool::start(&config.data, workers, give_back)?);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    core.set_webhooks(wake.clone(), config.reminder_after)?;
+    let (settled, mut settlements) = mpsc::channel::<crate::webhooks::Settled>(8);
+    tokio::spawn(crate::webhooks::deliver(
+        config.data.clone(),
+        storage::log_id(&storage::open_reader(&config.data)?)?,
+        wake,
+        settled,
+    ));
+    let to_core = tx.downgrade();
+    tokio::spawn(async move {
+        while let Some(s) = settlements.recv().await {
+            let Some(core) = to_core.upgrade() else { return };
+            if core.send(Command::WebhookSettled(s)).await.is_err() {
+                return;
+            }
+        }
+    });
     let core_thread = std::thread::Builder::new()
         .name("tally-core".into())
         .spawn(move || core.run(rx))?;

@@ -1,0 +1,381 @@
+//! Webhooks: signed HTTP deliveries to the work app, from a durable outbox.
+//!
+//! - **Registered** with `tally-relay webhook add URL --events …`, which shows the signing
+//!   secret once. Events: `message_created`, `unread_reminder`.
+//! - **Written with their cause.** The core inserts an outbox row in the very transaction that
+//!   appends the event it reports (or records the reminder): none is lost across a crash, and
+//!   none is sent for a write that was not committed.
+//! - **Delivered at least once** by [`deliver`], a task that posts due rows and reports each
+//!   result to the core, which deletes a delivered row or reschedules a failed one with
+//!   exponential backoff (1 s doubling to an hour, with jitter), up to [`MAX_ATTEMPTS`]; then
+//!   the row stays, marked failed (`webhook list` counts them). Each delivery carries an
+//!   idempotency key (`Tally-Delivery`, also `id` in the body), the same on every attempt, so a
+//!   receiver drops repeats; order is not guaranteed.
+//! - **Signed**: `Tally-Signature: t=UNIX_SECONDS,v1=HEX` where HEX is
+//!   HMAC-SHA256(secret, "{t}.{body}"). A receiver recomputes it and refuses old timestamps.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use rusqlite::{Connection, params};
+use sha2::Sha256;
+use tokio::sync::{Notify, mpsc};
+
+/// The events a webhook may subscribe to.
+pub const EVENTS: [&str; 2] = ["message_created", "unread_reminder"];
+/// Attempts before a delivery is given up (about 10 hours of retrying).
+pub const MAX_ATTEMPTS: u32 = 16;
+/// How long one attempt may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// Deliveries in flight at once.
+const IN_FLIGHT: usize = 8;
+
+/// How a delivery went, for the core to record (it answers once the row is settled).
+#[derive(Debug)]
+pub struct Settled {
+    /// The outbox row.
+    pub id: i64,
+    /// Delivered, or why not.
+    pub result: Result<(), String>,
+    /// Answered once recorded.
+    pub reply: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A registered webhook, as the core keeps it.
+#[derive(Clone, Debug)]
+pub struct Hook {
+    /// Its id.
+    pub id: i64,
+    /// What it subscribes to.
+    pub events: HashSet<String>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Parses `http://host[:port]/path`; the (host, port, path) to post to.
+pub fn parse_url(url: &str) -> anyhow::Result<(String, u16, String)> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        anyhow::bail!(
+            "a webhook URL is http://host[:port]/path (for https, post through a TLS-originating proxy: docs/integration.md)"
+        );
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().map_err(|_| anyhow::anyhow!("bad port in {url}"))?),
+        None => (authority, 80),
+    };
+    anyhow::ensure!(!host.is_empty(), "no host in {url}");
+    let path = if path.is_empty() { "/" } else { path };
+    Ok((host.to_string(), port, path.to_string()))
+}
+
+/// Registers a webhook; its id and its secret (shown once).
+pub fn add(conn: &Connection, url: &str, events: &[String]) -> anyhow::Result<(i64, String)> {
+    parse_url(url)?;
+    anyhow::ensure!(
+        !events.is_empty(),
+        "name at least one event: {}",
+        EVENTS.join(", ")
+    );
+    for e in events {
+        anyhow::ensure!(
+            EVENTS.contains(&e.as_str()),
+            "no event {e} (there are: {})",
+            EVENTS.join(", ")
+        );
+    }
+    let secret = format!("whsec_{}", hex::encode(rand::random::<[u8; 32]>()));
+    conn.execute(
+        "INSERT INTO webhooks (url, secret, events, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![url, secret, events.join(","), now_ms()],
+    )?;
+    Ok((conn.last_insert_rowid(), secret))
+}
+
+/// Removes a webhook: its pending deliveries are dropped. False if there is no such one.
+pub fn remove(conn: &Connection, id: i64) -> anyhow::Result<bool> {
+    let changed = conn.execute(
+        "UPDATE webhooks SET removed_at = ?2 WHERE id = ?1 AND removed_at IS NULL",
+        params![id, now_ms()],
+    )?;
+    conn.execute("DELETE FROM outbox WHERE webhook = ?1", [id])?;
+    Ok(changed == 1)
+}
+
+/// One line per live webhook: id, URL, events, deliveries pending and given up.
+pub fn list(conn: &Connection) -> anyhow::Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT w.id, w.url, w.events,
+            (SELECT COUNT(*) FROM outbox o WHERE o.webhook = w.id AND o.failed_at IS NULL),
+            (SELECT COUNT(*) FROM outbox o WHERE o.webhook = w.id AND o.failed_at IS NOT NULL)
+         FROM webhooks w WHERE w.removed_at IS NULL ORDER BY w.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(format!(
+            "{}\t{}\t{}\tpending {}\tfailed {}",
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The live webhooks (the core reloads them every second: the CLI writes the table directly).
+pub fn load(conn: &Connection) -> rusqlite::Result<Vec<Hook>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, events FROM webhooks WHERE removed_at IS NULL ORDER BY id")?;
+    let rows = stmt.query_map([], |r| {
+        let events: String = r.get(1)?;
+        Ok(Hook {
+            id: r.get(0)?,
+            events: events.split(',').map(str::to_string).collect(),
+        })
+    })?;
+    rows.collect()
+}
+
+/// Queues a delivery of `event` with `data` to each hook subscribed to it (inside the caller's
+/// transaction); how many.
+pub fn enqueue(
+    conn: &Connection,
+    hooks: &[Hook],
+    event: &str,
+    data: &serde_json::Value,
+) -> rusqlite::Result<usize> {
+    let mut queued = 0;
+    let body = data.to_string();
+    let now = now_ms();
+    for h in hooks.iter().filter(|h| h.events.contains(event)) {
+        conn.prepare_cached(
+            "INSERT INTO outbox (webhook, event, body, created_at, due_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+        )?
+        .execute(params![h.id, event, body, now])?;
+        queued += 1;
+    }
+    Ok(queued)
+}
+
+/// Records how a delivery went: a delivered one is deleted; a failed one is retried later, or
+/// given up after [`MAX_ATTEMPTS`].
+pub fn settle(conn: &Connection, id: i64, result: &Result<(), String>) -> rusqlite::Result<()> {
+    match result {
+        Ok(()) => {
+            conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+                .execute([id])?;
+        }
+        Err(why) => {
+            let attempts: u32 = conn
+                .prepare_cached("SELECT attempts FROM outbox WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .unwrap_or(0)
+                + 1;
+            let now = now_ms();
+            let failed = (attempts >= MAX_ATTEMPTS).then_some(now);
+            conn.prepare_cached(
+                "UPDATE outbox SET attempts = ?2, due_at = ?3, last_error = ?4, failed_at = ?5 WHERE id = ?1",
+            )?
+            .execute(params![id, attempts, now + backoff_ms(attempts), why, failed])?;
+        }
+    }
+    Ok(())
+}
+
+/// The wait after the `attempts`-th failure: a second, doubling, at most an hour, ±20%.
+pub fn backoff_ms(attempts: u32) -> i64 {
+    let base = 1000i64
+        .saturating_mul(1 << attempts.saturating_sub(1).min(12))
+        .min(3_600_000);
+    let jitter = rand::random_range(0..=base / 5);
+    base - base / 10 + jitter
+}
+
+/// The signature header's value for a body sent at `t` (Unix seconds).
+pub fn signature(secret: &str, t: u64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A due delivery.
+struct Due {
+    id: i64,
+    event: String,
+    body: String,
+    created_at: i64,
+    url: String,
+    secret: String,
+}
+
+fn due(conn: &Connection, exclude: &HashSet<i64>, limit: usize) -> rusqlite::Result<Vec<Due>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.id, o.event, o.body, o.created_at, w.url, w.secret FROM outbox o
+         JOIN webhooks w ON w.id = o.webhook
+         WHERE o.failed_at IS NULL AND o.due_at <= ?1 AND w.removed_at IS NULL
+         ORDER BY o.due_at, o.id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now_ms(), (limit + exclude.len()) as i64], |r| {
+        Ok(Due {
+            id: r.get(0)?,
+            event: r.get(1)?,
+            body: r.get(2)?,
+            created_at: r.get(3)?,
+            url: r.get(4)?,
+            secret: r.get(5)?,
+        })
+    })?;
+    let mut out = Vec::new();
+    for d in rows {
+        let d = d?;
+        if !exclude.contains(&d.id) {
+            out.push(d);
+        }
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Delivers due outbox rows until the core stops: woken by `wake` (a commit that queued some)
+/// and every second (retries coming due). `log` (the log's id) makes idempotency keys unique
+/// across databases.
+pub async fn deliver(data: std::path::PathBuf, log: String, wake: Arc<Notify>, core: mpsc::Sender<Settled>) {
+    let conn = match crate::storage::open_reader(&data) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "webhooks: cannot read the outbox");
+            return;
+        }
+    };
+    let (done_tx, mut done_rx) = mpsc::channel::<(i64, Result<(), String>)>(IN_FLIGHT);
+    let mut in_flight: HashSet<i64> = HashSet::new();
+    loop {
+        let free = IN_FLIGHT - in_flight.len();
+        let batch = if free > 0 {
+            due(&conn, &in_flight, free).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "webhooks: reading the outbox failed");
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
+        for d in batch {
+            in_flight.insert(d.id);
+            let done = done_tx.clone();
+            let key = format!("{log}-{}", d.id);
+            tokio::spawn(async move {
+                let result = post(&d, &key).await;
+                let _ = done.send((d.id, result)).await;
+            });
+        }
+        tokio::select! {
+            Some((id, result)) = done_rx.recv() => {
+                if let Err(why) = &result {
+                    tracing::info!(delivery = id, error = %why, "webhook delivery failed; will retry");
+                }
+                // The row is settled by the core before it can come due again.
+                let (reply, settled) = tokio::sync::oneshot::channel();
+                if core.send(Settled { id, result, reply }).await.is_err() {
+                    return;
+                }
+                let _ = settled.await;
+                in_flight.remove(&id);
+            }
+            () = wake.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if core.is_closed() {
+            return;
+        }
+    }
+}
+
+/// Posts one delivery; Ok for a 2xx answer.
+async fn post(d: &Due, key: &str) -> Result<(), String> {
+    let (host, port, path) = parse_url(&d.url).map_err(|e| e.to_string())?;
+    let body = format!(
+        r#"{{"id":"{key}","type":"{}","created_at":{},"data":{}}}"#,
+        d.event, d.created_at, d.body
+    );
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let request = hyper::Request::post(path)
+        .header(
+            "host",
+            if port == 80 {
+                host.clone()
+            } else {
+                format!("{host}:{port}")
+            },
+        )
+        .header("content-type", "application/json")
+        .header("user-agent", "tally-relay")
+        .header("tally-event", &d.event)
+        .header("tally-delivery", key)
+        .header("tally-signature", signature(&d.secret, t, body.as_bytes()))
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let attempt = async {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(conn);
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("answered {status}"))
+        }
+    };
+    tokio::time::timeout(TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer in {} s", TIMEOUT.as_secs())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_signatures_and_backoff() {
+        assert_eq!(
+            parse_url("http://h:81/x/y").unwrap(),
+            ("h".into(), 81, "/x/y".into())
+        );
+        assert_eq!(parse_url("http://h").unwrap(), ("h".into(), 80, "/".into()));
+        assert!(parse_url("https://h/").is_err());
+        assert!(parse_url("ftp://h/").is_err());
+        // HMAC-SHA256("key", "1.body"), as Python's hmac module computes it.
+        let s = signature("key", 1, b"body");
+        assert_eq!(
+            s,
+            "t=1,v1=91b5374b153842ad05b2c4eab9349b8321b14703165bd3fb8b034dfb8be98ae5"
+        );
+        assert_ne!(signature("key", 2, b"body"), s, "the timestamp is signed");
+        for attempts in 1..=MAX_ATTEMPTS {
+            let b = backoff_ms(attempts);
+            assert!((900..=3_600_000 * 11 / 10).contains(&b), "{attempts}: {b}");
+        }
+        assert!(backoff_ms(2) >= 1800 && backoff_ms(2) <= 2200);
+    }
+}

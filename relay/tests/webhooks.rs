@@ -1,0 +1,291 @@
+//! Webhooks through the real binary and a local receiver: deliveries are signed, a 500 is
+//! retried with the same idempotency key, nothing queued is lost across a `kill -9`, and
+//! `unread_reminder` fires once per person per quiet spell.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One request the receiver got: its headers (lower-cased names) and body.
+#[derive(Clone, Debug)]
+struct Got {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Got {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// A tiny HTTP receiver: records every request and answers the statuses it is told to
+/// (the front of `script` first, then 200).
+#[derive(Clone)]
+struct Receiver {
+    port: u16,
+    got: Arc<Mutex<Vec<Got>>>,
+    script: Arc<Mutex<Vec<u16>>>,
+    down: Arc<Mutex<bool>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let r = Receiver {
+            port: listener.local_addr().unwrap().port(),
+            got: Arc::default(),
+            script: Arc::default(),
+            down: Arc::default(),
+        };
+        let me = r.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let split = loop {
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break p;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+                    let headers: Vec<(String, String)> = head
+                        .lines()
+                        .skip(1)
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                        .collect();
+                    let length: usize = headers
+                        .iter()
+                        .find(|(k, _)| k == "content-length")
+                        .map_or(0, |(_, v)| v.parse().unwrap());
+                    let mut body = buf[split + 4..].to_vec();
+                    while body.len() < length {
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        body.extend_from_slice(&chunk[..n]);
+                    }
+                    let status = if *me.down.lock().unwrap() {
+                        503
+                    } else {
+                        let mut script = me.script.lock().unwrap();
+                        if script.is_empty() { 200 } else { script.remove(0) }
+                    };
+                    me.got.lock().unwrap().push(Got { headers, body });
+                    let answer =
+                        format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ = s.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks/tally", self.port)
+    }
+
+    fn got(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until `pred` holds for what was received.
+    async fn until(&self, what: &str, pred: impl Fn(&[Got]) -> bool) -> Vec<Got> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.got();
+            if pred(&got) {
+                return got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited for {what}; got {got:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn signed_by(secret: &str, got: &Got) -> bool {
+    let sig = got.header("tally-signature");
+    let Some((t, v1)) = sig.strip_prefix("t=").and_then(|s| s.split_once(",v1=")) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(&got.body);
+    mac.verify_slice(&hex::decode(v1).unwrap()).is_ok()
+}
+
+async fn post(addr: std::net::SocketAddr, key: &str, body: Value) -> Value {
+    let auth = bearer(key);
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (status, _, out) = http(
+        addr,
+        "POST",
+        "/api/v1/service/messages",
+        &headers,
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&out));
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// Long enough for a running relay to pick up a webhook the CLI added (it rereads every second).
+const PICKED_UP: Duration = Duration::from_millis(1500);
+
+#[tokio::test]
+async fn deliveries_are_signed_retried_and_survive_a_kill_9() {
+    let receiver = Receiver::start().await;
+    let mut relay = Binary::serve(&["alice", "bob"], &UNLIMITED, None);
+    let data = relay.dir.path().to_path_buf();
+    let key = cli(&data, &["service-key", "create", "app"]);
+    let secret = cli(
+        &data,
+        &["webhook", "add", &receiver.url(), "--events", "message_created"],
+    );
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    tokio::time::sleep(PICKED_UP).await;
+
+    // A 500 first: retried, with the same idempotency key, both signed.
+    receiver.script.lock().unwrap().push(500);
+    let first = post(
+        relay.addr,
+        &key,
+        json!({"direct": ["alice", "bob"], "sender": "alice", "body": "one"}),
+    )
+    .await;
+    let got = receiver.until("a retry after the 500", |g| g.len() >= 2).await;
+    assert_eq!(got[0].header("tally-delivery"), got[1].header("tally-delivery"));
+    assert_eq!(got[0].header("tally-event"), "message_created");
+    for g in &got {
+        assert!(signed_by(&secret, g), "signed: {g:?}");
+        let mut tampered = g.clone();
+        tampered.body.push(b' ');
+        assert!(
+            !signed_by(&secret, &tampered),
+            "a changed body fails the signature"
+        );
+        assert!(!signed_by("whsec_other", g));
+    }
+    let body = got[1].json();
+    assert_eq!(body["type"], "message_created");
+    assert_eq!(body["id"], got[1].header("tally-delivery"));
+    assert_eq!(body["data"]["message"], first["message"]);
+    assert_eq!(body["data"]["offset"], first["offset"]);
+
+    // The receiver goes down; two messages wait in the outbox; the relay is killed.
+    *receiver.down.lock().unwrap() = true;
+    let mut waiting = Vec::new();
+    for text in ["two", "three"] {
+        let posted = post(
+            relay.addr,
+            &key,
+            json!({"direct": ["alice", "bob"], "sender": "bob", "body": text}),
+        )
+        .await;
+        waiting.push(posted["message"]["id"].clone());
+    }
+    receiver.until("the failed attempts", |g| g.len() >= 4).await;
+    relay.child.kill().unwrap();
+    relay.child.wait().unwrap();
+    *receiver.down.lock().unwrap() = false;
+    let before = receiver.got().len();
+
+    // Restarted, the relay delivers both, exactly as queued.
+    let (_restarted, _) = spawn(&data, &UNLIMITED, None);
+    let got = receiver
+        .until("both waiting deliveries after the restart", |g| {
+            let delivered: Vec<Value> = g[before..]
+                .iter()
+                .map(|r| r.json()["data"]["message"]["id"].clone())
+                .collect();
+            waiting.iter().all(|w| delivered.contains(w))
+        })
+        .await;
+    for g in &got[before..] {
+        assert!(signed_by(&secret, g));
+    }
+    let listed = cli(&data, &["webhook", "list"]);
+    assert!(listed.contains("pending 0\tfailed 0"), "{listed}");
+}
+
+#[tokio::test]
+async fn an_unread_reminder_fires_once_per_quiet_spell() {
+    let receiver = Receiver::start().await;
+    let args: Vec<&str> = UNLIMITED
+        .iter()
+        .copied()
+        .chain(["--reminder-after", "1s"])
+        .collect();
+    let relay = Binary::serve(&["alice", "bob"], &args, None);
+    let data = relay.dir.path().to_path_buf();
+    let key = cli(&data, &["service-key", "create", "app"]);
+    let secret = cli(
+        &data,
+        &["webhook", "add", &receiver.url(), "--events", "unread_reminder"],
+    );
+    tokio::time::sleep(PICKED_UP).await;
+
+    // Alice writes to bob, who has no connection open: one reminder, for him alone.
+    for text in ["are you there?", "the lab called"] {
+        post(
+            relay.addr,
+            &key,
+            json!({"direct": ["alice", "bob"], "sender": "alice", "body": text}),
+        )
+        .await;
+    }
+    let got = receiver.until("a reminder", |g| !g.is_empty()).await;
+    let reminder = got[0].json();
+    assert!(signed_by(&secret, &got[0]));
+    assert_eq!(reminder["type"], "unread_reminder");
+    assert_eq!(reminder["data"]["staff"], "bob");
+    assert_eq!(reminder["data"]["total"]["unread"], 2);
+    assert_eq!(reminder["data"]["conversations"][0]["unread"], 2);
+    // More messages in the same quiet spell: no second reminder.
+    post(
+        relay.addr,
+        &key,
+        json!({"direct": ["alice", "bob"], "sender": "alice", "body": "hello?"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(receiver.got().len(), 1, "once per quiet spell");
+
+    // Bob comes and goes without reading: a new spell, a new reminder (with 3 unread now).
+    let bob = relay.connect("bob").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(bob);
+    let got = receiver.until("a second reminder", |g| g.len() >= 2).await;
+    assert_eq!(got[1].json()["data"]["total"]["unread"], 3);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.got().len(), 2);
+}
