@@ -20,7 +20,7 @@ fn parse_curl(line: &str) -> (String, String, Vec<u8>) {
         .expect("a \"$TALLY/…\" URL");
     let path = url.trim_start_matches("$TALLY").to_string();
     let body = if let Some((_, rest)) = line.split_once(" -d '") {
-        rest[..rest.rfind('\'').unwrap()].as_bytes().to_vec()
+        rest.as_bytes()[..rest.rfind('\'').unwrap()].to_vec()
     } else if line.contains("--data-binary @") {
         b"%PDF-1.4 a discharge letter".to_vec()
     } else {
