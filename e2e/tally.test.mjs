@@ -411,3 +411,50 @@ test('a host page on another, allowed origin mounts the widget, sends, uploads a
     await relay.stop();
   }
 });
+
+test('the work app posts through the service API: the badge rises, its notice shows as a card, the API reads the same count', async () => {
+  const relay = await new Relay(['alice', 'bob', 'carol']).start();
+  try {
+    const key = relay.cli('service-key', 'create', 'work-app');
+    const api = async (method, path, body) => {
+      const r = await fetch(`${relay.url}/api/v1/service${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return { status: r.status, body: await r.json() };
+    };
+    const a = await tab(browser, relay, 'alice');
+    const b = await tab(browser, relay, 'bob');
+    // A message from Alice, posted by the backend into a direct conversation it opens.
+    const sent = await api('POST', '/messages', { direct: ['alice', 'bob'], sender: 'alice', body: 'Lab results for room 12 are in', client_id: 'lab-1' });
+    assert.equal(sent.status, 201);
+    await expectTotal(b, 1);
+    await expectTotal(a, '');
+    // Its retry changes nothing.
+    assert.equal((await api('POST', '/messages', { direct: ['alice', 'bob'], sender: 'alice', body: 'Lab results for room 12 are in', client_id: 'lab-1' })).status, 200);
+    // A group the backend makes, and its notice: both count for Bob.
+    const group = await api('POST', '/conversations', { title: 'Ward 3', participants: ['bob', 'carol'], client_id: 'ward-3' });
+    assert.equal(group.status, 201);
+    await expectTotal(b, 2);
+    const notice = await api('POST', '/messages', { conversation: group.body.conversation.id, notice: { title: 'Shift change', text: 'Night shift starts at 22:00' } });
+    assert.equal(notice.status, 201);
+    await expectTotal(b, 3);
+    await openPanel(b);
+    await expectItemBadge(b, 'Ward 3', 2);
+    assert.equal((await api('GET', '/staff/bob/unread')).body.total.unread, 3);
+    // Bob reads the group: the card shows the title and text; the API agrees with the badge.
+    await openConversation(b, 'Ward 3');
+    await b.page.waitForSelector('#messenger .tally-notice-app:has-text("Shift change"):has-text("Night shift starts at 22:00")');
+    await expectTotal(b, 1);
+    // The read reaches the relay just after the badge moves: wait for it, then compare.
+    let unread;
+    for (let i = 0; i < 100 && unread !== 1; i++) {
+      unread = (await api('GET', '/staff/bob/unread')).body.total.unread;
+      if (unread !== 1) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(unread, 1);
+  } finally {
+    await relay.stop();
+  }
+});

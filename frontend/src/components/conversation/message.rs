@@ -40,6 +40,16 @@ pub(super) fn message_row(
     } = ui;
     let own = Some(&m.sender) == store.me();
     let key = format!("m-{}", m.seq);
+    if let Some(tally_shared::model::Notice::System { title }) = m.notice.as_deref() {
+        // The work app's own notice: its title, its text and its files, as a card.
+        return html! {
+            <li class="tally-notice tally-notice-app" {key} data-seq={m.seq.0.to_string()}>
+                <strong class="tally-notice-title">{ title.clone() }</strong>
+                if !m.body.is_empty() { <div class="tally-text">{ m.body.clone() }</div> }
+                { for m.attachments.iter().map(|a| html! { <AttachmentView attachment={a.clone()} /> }) }
+            </li>
+        };
+    }
     if m.notice.is_some() {
         return html! { <li class="tally-notice" {key} data-seq={m.seq.0.to_string()}>{ util::notice_text(store, m) }</li> };
     }
