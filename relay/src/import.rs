@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -217,15 +217,16 @@ pub fn import(data: &Path, file: &Path, dry_run: bool) -> Result<Report, ImportE
     let started = Instant::now();
     let _lock = if dry_run { None } else { Some(storage::lock(data)?) };
     let conn = storage::open(data, Durability::Full)?;
-    let known_staff: HashMap<StaffId, bool> = storage::load_staff(&conn)
+    let log = storage::log_id(&conn)?;
+    let known_staff: HashMap<StaffId, (String, bool)> = storage::load_staff(&conn)
         .map_err(anyhow::Error::from)?
         .into_iter()
-        .map(|(s, active)| (s.id, active))
+        .map(|(s, active)| (s.id, (s.name, active)))
         .collect();
     let imported = load_imported(&conn)?;
     let mut bad = Bad::default();
     let (staff, mut convs) = parse(file, &known_staff, &imported, &mut bad)?;
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "parsed");
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "parsed");
     let mut engine = load_engine(data, &conn)?;
     check_directs(&convs, &engine, &mut bad);
     if bad.count > 0 {
@@ -234,20 +235,39 @@ pub fn import(data: &Path, file: &Path, dry_run: bool) -> Result<Report, ImportE
             count: bad.count,
         });
     }
-    let mut report = Report::default();
+    let mut report = Report {
+        staff: staff
+            .iter()
+            .filter(|(s, active)| known_staff.get(&s.id) != Some(&(s.name.clone(), *active)))
+            .count(),
+        ..Report::default()
+    };
     // Two threads: this one decides the events (engine, encoding), the store thread writes
-    // them into one transaction on its own connection.
+    // them into one transaction on its own connection, which must be the only one when it
+    // starts (see `store`): this one reads through a read-only connection opened after.
+    drop(conn);
     let (jobs, inbox) = std::sync::mpsc::sync_channel::<Job>(64);
+    let (ready, started_store) = std::sync::mpsc::channel::<()>();
     let store_data = data.to_path_buf();
     let store = std::thread::Builder::new()
         .name("tally-import-store".into())
-        .spawn(move || store(&store_data, dry_run, &inbox))
+        .spawn(move || store(&store_data, dry_run, &inbox, &ready))
         .map_err(anyhow::Error::from)?;
+    if started_store.recv().is_err() {
+        // It stopped before it was ready: its error says why.
+        store
+            .join()
+            .map_err(|_| anyhow::anyhow!("the store thread panicked"))??;
+        return Err(anyhow::anyhow!("the store thread stopped").into());
+    }
+    let conn = storage::open_reader(data)?;
     let before = engine.offset();
     for (s, active) in &staff {
         engine.upsert_staff(s.clone(), *active);
     }
-    let _ = jobs.send(Job::Staff(staff));
+    if !dry_run {
+        let _ = jobs.send(Job::Staff(staff));
+    }
     let mut writer = Writer {
         conn: &conn,
         jobs: &jobs,
@@ -266,21 +286,19 @@ pub fn import(data: &Path, file: &Path, dry_run: bool) -> Result<Report, ImportE
         }
     }
     writer.flush();
-    let made = std::mem::take(&mut writer.made);
-    let _ = jobs.send(Job::Ids(made));
     drop(jobs);
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "appended");
+    drop(conn);
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "appended");
     // The store thread's verdict first: if it failed, the channel closed under us.
-    report.staff = store
+    store
         .join()
         .map_err(|_| anyhow::anyhow!("the store thread panicked"))??;
     written?;
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "committed");
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "committed");
     report.events = engine.offset().0 - before.0;
     report.offset = engine.offset().0;
     if !dry_run && report.events > 0 {
         // The next start loads this rather than replaying what was just imported.
-        let log = storage::log_id(&conn)?;
         crate::checkpoints::write(data, &log, &engine)?;
     }
     report.seconds = started.elapsed().as_secs_f64();
@@ -339,11 +357,41 @@ struct Parser<'a> {
 /// Reads and checks every line.
 fn parse(
     file: &Path,
-    known_staff: &HashMap<StaffId, bool>,
+    known_staff: &HashMap<StaffId, (String, bool)>,
     imported: &Imported,
     bad: &mut Bad,
 ) -> anyhow::Result<Parsed> {
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(file)?);
+    let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(file)?);
+    // One thread reads lines in blocks, two decode them (blocks alternate between them), and
+    // this one checks them, in order.
+    let (to_first, first_in) = std::sync::mpsc::sync_channel::<Vec<(usize, String)>>(8);
+    let (to_second, second_in) = std::sync::mpsc::sync_channel::<Vec<(usize, String)>>(8);
+    let reader = std::thread::Builder::new()
+        .name("tally-import-read".into())
+        .spawn(move || read_blocks(reader, [to_first, to_second]))?;
+    let mut decoded = Vec::new();
+    for (i, lines) in [first_in, second_in].into_iter().enumerate() {
+        let (blocks, out) = std::sync::mpsc::sync_channel::<Vec<(usize, Result<RawLine, String>)>>(8);
+        std::thread::Builder::new()
+            .name(format!("tally-import-decode-{i}"))
+            .spawn(move || {
+                for block in lines {
+                    let block = block
+                        .into_iter()
+                        .map(|(n, text)| {
+                            (
+                                n,
+                                serde_json::from_str::<RawLine>(&text).map_err(|e| e.to_string()),
+                            )
+                        })
+                        .collect();
+                    if blocks.send(block).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        decoded.push(out);
+    }
     let mut p = Parser {
         imported,
         staff: Vec::new(),
@@ -354,24 +402,20 @@ fn parse(
         messages: FxHashMap::default(),
         reads: Vec::new(),
     };
-    let mut text = String::new();
-    let mut n = 0;
-    loop {
-        text.clear();
-        if reader.read_line(&mut text)? == 0 {
+    // Blocks alternate between the decoders: take them back in the same turn.
+    for turn in 0.. {
+        let Ok(block) = decoded[turn % 2].recv() else {
             break;
-        }
-        n += 1;
-        if text.trim().is_empty() {
-            continue;
-        }
-        let checked = serde_json::from_str::<RawLine>(&text)
-            .map_err(|e| e.to_string())
-            .and_then(|line| p.line(n, line));
-        if let Err(why) = checked {
-            bad.add(n, why);
+        };
+        for (n, line) in block {
+            if let Err(why) = line.and_then(|line| p.line(n, line)) {
+                bad.add(n, why);
+            }
         }
     }
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reading thread panicked"))??;
     // Reads may come before or after their message's line: checked at the end.
     for (n, conversation, staff, message) in std::mem::take(&mut p.reads) {
         let Some(&c) = p.conv_index.get(&conversation) else {
@@ -388,6 +432,40 @@ fn parse(
         }
     }
     Ok((p.staff, p.convs))
+}
+
+/// Lines per block from the decoding thread.
+const DECODED_BLOCK: usize = 4096;
+
+/// Reads the file's lines (blank ones skipped), numbered from 1, in blocks sent to each of
+/// `to` in turn (the last block may be empty, so that every turn ends).
+fn read_blocks(
+    mut reader: impl BufRead,
+    to: [std::sync::mpsc::SyncSender<Vec<(usize, String)>>; 2],
+) -> anyhow::Result<()> {
+    let mut n = 0;
+    let mut turn = 0;
+    let mut block = Vec::with_capacity(DECODED_BLOCK);
+    loop {
+        let mut text = String::new();
+        if reader.read_line(&mut text)? == 0 {
+            break;
+        }
+        n += 1;
+        if text.trim().is_empty() {
+            continue;
+        }
+        block.push((n, text));
+        if block.len() == DECODED_BLOCK {
+            let full = std::mem::replace(&mut block, Vec::with_capacity(DECODED_BLOCK));
+            if to[turn % 2].send(full).is_err() {
+                return Ok(());
+            }
+            turn += 1;
+        }
+    }
+    let _ = to[turn % 2].send(block);
+    Ok(())
 }
 
 impl Parser<'_> {
@@ -566,42 +644,81 @@ enum Job {
 }
 
 /// The store thread: everything it is sent, in one transaction on its own connection,
-/// committed when the channel closes (rolled back for a dry run, or when anything failed);
-/// how many staff it changed.
-fn store(data: &Path, dry_run: bool, inbox: &std::sync::mpsc::Receiver<Job>) -> anyhow::Result<usize> {
+/// committed when the channel closes (not when anything failed). A dry run stores nothing (and
+/// takes no lock a running relay would wait for).
+///
+/// The transaction runs in SQLite's rollback-journal mode, not WAL: an import writes hundreds
+/// of megabytes of new pages, which WAL would write twice (into the WAL, then into the
+/// database); a rollback journal holds only the few pages that existed before. It is as
+/// atomic, and a crash leaves a journal that the next open rolls back. That mode can only be
+/// entered by the only connection (this one, sent `ready` once it is in it), and the database
+/// is back in WAL mode when this returns.
+fn store(
+    data: &Path,
+    dry_run: bool,
+    inbox: &std::sync::mpsc::Receiver<Job>,
+    ready: &std::sync::mpsc::Sender<()>,
+) -> anyhow::Result<()> {
+    if dry_run {
+        let _ = ready.send(());
+        while inbox.recv().is_ok() {}
+        return Ok(());
+    }
     let mut conn = storage::open(data, Durability::Full)?;
-    // One transaction for everything: with the writer's usual cache it would spill pages to
-    // the WAL over and over before the commit.
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0))?;
+    anyhow::ensure!(
+        mode.eq_ignore_ascii_case("delete"),
+        "could not leave WAL mode for the import"
+    );
+    let _ = ready.send(());
+    let stored = store_all(&mut conn, inbox);
+    // Back to WAL whatever happened (a failed import rolled back: nothing to keep).
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+    stored
+}
+
+fn store_all(conn: &mut Connection, inbox: &std::sync::mpsc::Receiver<Job>) -> anyhow::Result<()> {
+    // One transaction for everything: its pages stay in memory until the commit.
     conn.pragma_update(None, "cache_size", -IMPORT_CACHE_KIB)?;
     let tx = conn.transaction()?;
-    let mut staff_changed = 0;
-    while let Ok(job) = inbox.recv() {
+    let (mut waited, mut appending, mut ids) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    loop {
+        let t = Instant::now();
+        let Ok(job) = inbox.recv() else { break };
+        waited += t.elapsed();
+        let t = Instant::now();
         match job {
             Job::Staff(staff) => {
                 for (s, active) in &staff {
-                    staff_changed += usize::from(storage::set_staff(&tx, s, *active)?);
+                    storage::set_staff(&tx, s, *active)?;
                 }
             }
             Job::Events(events) => {
                 for (logged, frame) in &events {
                     storage::append(&tx, logged, frame)?;
                 }
+                appending += t.elapsed();
             }
-            Job::Ids(mut made) => {
-                // In key order: a B-tree takes sorted keys several times faster.
-                made.sort_unstable();
+            Job::Ids(made) => {
                 let mut stmt =
                     tx.prepare_cached("INSERT INTO imported (kind, external, internal) VALUES (?1, ?2, ?3)")?;
                 for (kind, external, internal) in &made {
                     stmt.execute(params![kind, external, *internal as i64])?;
                 }
+                ids += t.elapsed();
             }
         }
     }
-    if !dry_run {
-        tx.commit()?;
-    }
-    Ok(staff_changed)
+    let t = Instant::now();
+    tx.commit()?;
+    tracing::debug!(
+        waited_ms = waited.as_millis() as u64,
+        appending_ms = appending.as_millis() as u64,
+        ids_ms = ids.as_millis() as u64,
+        commit_ms = t.elapsed().as_millis() as u64,
+        "stored"
+    );
+    Ok(())
 }
 
 /// Decides the events, through the engine, and hands them to the store thread.
@@ -615,7 +732,7 @@ struct Writer<'a> {
     imported: &'a Imported,
     /// This conversation's messages made in this run, as a reply quotes them (by outside id).
     quotes: FxHashMap<String, tally_shared::model::ReplyRef>,
-    /// What this run made of each outside id: (kind, outside id, id), recorded at the end.
+    /// What this run made of each outside id since the last flush: (kind, outside id, id).
     made: Vec<(&'static str, String, u64)>,
 }
 
@@ -626,8 +743,8 @@ impl Writer<'_> {
             event,
         };
         let frame = encode(&logged);
-        self.engine.apply(logged.clone());
-        self.batch.push((logged, frame));
+        let applied = self.engine.apply(logged);
+        self.batch.push((applied.event, frame));
         if self.batch.len() >= BATCH {
             self.flush();
         }
@@ -640,6 +757,9 @@ impl Writer<'_> {
         if !self.batch.is_empty() {
             let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
             let _ = self.jobs.send(Job::Events(batch));
+        }
+        if !self.made.is_empty() {
+            let _ = self.jobs.send(Job::Ids(std::mem::take(&mut self.made)));
         }
     }
 

@@ -88,7 +88,8 @@ const MIGRATIONS: &[&str] = &[
     // 4: the host app's side. Service keys (hashed), webhooks and their outbox (rows written
     // in the transaction of the events that cause them), the reminders sent (once per quiet
     // spell, across restarts), and what an import made of each outside id (re-importing finds
-    // it).
+    // it: the importer loads them all, so they need no index; appended in id order, they cost
+    // an import little).
     "CREATE TABLE service_keys (
         name TEXT PRIMARY KEY,
         hash TEXT NOT NULL UNIQUE,
@@ -122,9 +123,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE imported (
         kind TEXT NOT NULL,
         external TEXT NOT NULL,
-        internal INTEGER NOT NULL,
-        PRIMARY KEY (kind, external)
-     ) WITHOUT ROWID;",
+        internal INTEGER NOT NULL
+     );",
 ];
 
 /// The schema version this build writes (the number of migrations).
@@ -355,6 +355,16 @@ pub fn events_after(conn: &Connection, after: Offset, limit: usize) -> anyhow::R
     Ok(out)
 }
 
+/// The message inside a `message_created` frame, as its own JSON: the frame is
+/// `{"offset":…,"type":"message_created","message":{…}}` with the message last, so the stored
+/// payload is a slice of it rather than a second serialization (`None` for any other shape).
+fn message_payload(frame: &str) -> Option<&str> {
+    const KEY: &str = "\"type\":\"message_created\",\"message\":";
+    let start = frame.find(KEY)? + KEY.len();
+    let payload = frame.get(start..frame.len().checked_sub(1)?)?;
+    (payload.starts_with('{') && frame.ends_with("}}")).then_some(payload)
+}
+
 /// Appends one event (`frame` is its JSON as sent) and keeps the messages it changes.
 pub fn append(tx: &Transaction<'_>, event: &LoggedEvent, frame: &str) -> anyhow::Result<()> {
     let conversation = event.event.conversation();
@@ -379,7 +389,8 @@ pub fn append(tx: &Transaction<'_>, event: &LoggedEvent, frame: &str) -> anyhow:
                 conversation.0 as i64,
                 message.seq.0 as i64,
                 message.id.0 as i64,
-                serde_json::to_string(message)?,
+                message_payload(frame)
+                    .map_or_else(|| serde_json::to_string(message), |p| Ok(p.to_string()))?,
                 message.reply_to.as_ref().map(|r| r.message.0 as i64),
             ])?;
             for a in &message.attachments {
@@ -643,4 +654,51 @@ impl Lookup for SqlLookup<'_> {
 pub fn fatal(e: &dyn std::fmt::Display) -> ! {
     tracing::error!(error = %e, "storage failed; stopping so that a restart rebuilds from the log");
     std::process::exit(70);
+}
+
+#[cfg(test)]
+mod tests {
+    use tally_shared::protocol::encode;
+    use tally_shared::{ConversationId, Message, MessageId, Millis, Seq, StaffId};
+
+    use super::*;
+
+    #[test]
+    fn a_stored_payload_is_the_message_as_serialized_whatever_its_text() {
+        for body in [
+            "hi",
+            r#"{"type":"message_created","message":{}}"#,
+            "}}",
+            "é \u{0} \" \\",
+        ] {
+            let message = Message {
+                id: MessageId(7),
+                conversation: ConversationId(2),
+                seq: Seq(3),
+                sender: StaffId::new("alice").unwrap(),
+                body: body.into(),
+                mentions: Vec::new(),
+                attachments: Vec::new(),
+                reply_to: None,
+                forwarded_from: None,
+                notice: None,
+                client_id: None,
+                created_at: Millis(1),
+                edited_at: None,
+                deleted: false,
+            };
+            let logged = LoggedEvent {
+                offset: Offset(9),
+                event: Event::MessageCreated {
+                    message: message.clone(),
+                },
+            };
+            let frame = encode(&logged);
+            assert_eq!(
+                message_payload(&frame),
+                Some(serde_json::to_string(&message).unwrap().as_str())
+            );
+        }
+        assert_eq!(message_payload(r#"{"offset":1,"type":"messages_read"}"#), None);
+    }
 }
