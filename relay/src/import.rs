@@ -809,11 +809,16 @@ impl Writer<'_> {
         // order, seq, sender, deleted).
         let listed = c.messages.len();
         let mut order: Vec<(u32, Seq, StaffId, bool)> = Vec::with_capacity(listed);
+        // Where an earlier run put this conversation's messages (one query, not one each).
+        let stored: FxHashMap<u64, Seq> = match c.existing {
+            Some(id) => seqs_of(self.conn, id)?,
+            None => FxHashMap::default(),
+        };
         for m in std::mem::take(&mut c.messages) {
-            if let Some(&internal) = self.imported.messages.get(&m.id) {
+            if let Some(internal) = self.imported.messages.get(&m.id) {
                 report.already_imported += 1;
-                if let Some(stored) = SqlLookup(self.conn).message(MessageId(internal)) {
-                    order.push((m.index, stored.seq, m.sender, m.deleted));
+                if let Some(&seq) = stored.get(internal) {
+                    order.push((m.index, seq, m.sender, m.deleted));
                 }
                 continue;
             }
@@ -923,6 +928,15 @@ impl Writer<'_> {
         self.made.push(("message", m.id.clone(), id.0));
         Ok(seq)
     }
+}
+
+/// Each stored message of a conversation: id → seq.
+fn seqs_of(conn: &Connection, conversation: ConversationId) -> anyhow::Result<FxHashMap<u64, Seq>> {
+    let mut stmt = conn.prepare_cached("SELECT id, seq FROM messages WHERE conversation = ?1")?;
+    let rows = stmt.query_map([conversation.0 as i64], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, Seq(r.get::<_, i64>(1)? as u64)))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// A message as a reply quotes it.
