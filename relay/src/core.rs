@@ -598,13 +598,15 @@ impl Core {
             for reply in settled {
                 let _ = reply.send(());
             }
+        } else {
+            drop(tx);
+        }
+        if appended > 0 {
             self.metrics.commit_batch.observe(writes.len() as u64);
             self.metrics
                 .commit_latency_us
                 .observe(started.elapsed().as_micros() as u64);
             self.metrics.events_appended.fetch_add(appended as u64, Relaxed);
-        } else {
-            drop(tx);
         }
         for (from, result, frames) in writes {
             if let Ok(outcome) = &result {
@@ -888,6 +890,11 @@ impl Core {
             Command::CollectAttachments => {
                 let collected = self.files.collect(&self.conn, now());
                 self.metrics.attachments_collected.fetch_add(collected, Relaxed);
+                match crate::webhooks::purge(&self.conn, crate::webhooks::KEEP_FAILED_MS) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deliveries = n, "given-up webhook deliveries deleted"),
+                    Err(e) => tracing::warn!(error = %e, "purging the webhook outbox failed"),
+                }
             }
             Command::Directory { reply } => {
                 let _ = reply.send(self.engine.directory());

@@ -67,9 +67,15 @@ pub async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> 
             ErrorCode::NotAllowed,
             "method not allowed",
         )
-    } else if r.find::<warp::reject::InvalidQuery>().is_some()
-        || r.find::<warp::body::BodyDeserializeError>().is_some()
-    {
+    } else if let Some(e) = r.find::<warp::body::BodyDeserializeError>() {
+        // Say what was wrong (a missing field, a wrong type, where): integrators read this.
+        let why = std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string);
+        json_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidInput,
+            &format!("malformed body: {why}"),
+        )
+    } else if r.find::<warp::reject::InvalidQuery>().is_some() {
         json_error(
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidInput,

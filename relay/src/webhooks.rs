@@ -189,6 +189,18 @@ pub fn settle(conn: &Connection, id: i64, result: &Result<(), String>) -> rusqli
     Ok(())
 }
 
+/// Deletes deliveries given up more than `older_than_ms` ago (the outbox must not grow without
+/// bound behind a receiver that is gone); how many.
+pub fn purge(conn: &Connection, older_than_ms: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM outbox WHERE failed_at IS NOT NULL AND failed_at < ?1",
+        [now_ms() - older_than_ms],
+    )
+}
+
+/// How long given-up deliveries stay listed (`webhook list`) before they are deleted.
+pub const KEEP_FAILED_MS: i64 = 7 * 24 * 3600 * 1000;
+
 /// The wait after the `attempts`-th failure: a second, doubling, at most an hour, ±20%.
 pub fn backoff_ms(attempts: u32) -> i64 {
     let base = 1000i64

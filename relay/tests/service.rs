@@ -336,6 +336,13 @@ async fn every_endpoint_answers_and_every_refusal_is_typed_and_changes_nothing()
         offset_before,
         "no refusal appended anything"
     );
+    // A malformed body says what is wrong with it.
+    let (status, answer) = api
+        .call("POST", "/conversations", json!({"participants": ["bob"]}))
+        .await;
+    assert_eq!((status, answer["code"].as_str()), (400, Some("invalid_input")));
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.contains("missing field `title`"), "{answer}");
 
     // Deactivation by mirror closes sessions; the key, revoked, stops working at once.
     let mut carol = relay.connect("carol").await;
