@@ -213,8 +213,18 @@ fn fresh_client_id() -> ClientMsgId {
 }
 
 async fn write(state: &AppState, write: ServiceWrite) -> Result<ServiceDone, Rejection> {
+    let acting = match &write {
+        ServiceWrite::AsStaff(staff, _) => Some(staff.clone()),
+        ServiceWrite::Service(_) => None,
+    };
     match state.ask(|reply| Command::Service { write, reply }).await {
         Some(Ok(done)) => Ok(done),
+        // The key is fine: it is the staff member it acts as who is unknown or deactivated.
+        Some(Err(rejection)) if rejection.code == ErrorCode::Unauthorized && acting.is_some() => {
+            let staff = acting.expect("checked");
+            let message = format!("no active staff member {staff}");
+            Err(api_error(StatusCode::NOT_FOUND, ErrorCode::NotFound, message))
+        }
         Some(Err(rejection)) => Err(api_error(
             status_of(rejection.code),
             rejection.code,

@@ -309,6 +309,13 @@ async fn every_endpoint_answers_and_every_refusal_is_typed_and_changes_nothing()
             "not_found",
         ),
         (
+            "POST",
+            "/messages".to_string(),
+            json!({"conversation": dm, "sender": "nobody", "body": "x"}),
+            404,
+            "not_found",
+        ),
+        (
             "GET",
             "/staff/nobody/unread".to_string(),
             Value::Null,
