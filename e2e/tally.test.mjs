@@ -458,3 +458,32 @@ test('the work app posts through the service API: the badge rises, its notice sh
     await relay.stop();
   }
 });
+
+test('typing shows in the other browser, ends with the message, and expires when she stops', async () => {
+  const relay = await new Relay(['alice', 'bob']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const b = await tab(browser, relay, 'bob');
+    await startDirect(a, 'Bob');
+    await say(a, 'Morning');
+    await openConversation(b, 'Alice');
+    const typingLine = (t) => t.page.textContent('#messenger [data-testid=typing]');
+    // Alice types: Bob sees it; she sends: it goes.
+    await a.page.type('#messenger [data-testid=composer]', 'Room 4 is', { delay: 30 });
+    await b.page.waitForSelector('#messenger [data-testid=typing]:has-text("Alice is typing…")');
+    assert.equal(await typingLine(a), '', 'not shown to the typist');
+    await a.page.type('#messenger [data-testid=composer]', ' ready');
+    await a.page.press('#messenger [data-testid=composer]', 'Enter');
+    await b.page.waitForSelector('#messenger .tally-text:text-is("Room 4 is ready")');
+    await b.page.waitForFunction(() => document.querySelector('#messenger [data-testid=typing]').textContent === '', null, { timeout: 2_000 });
+    // She types and stops: it expires on its own, within about six seconds.
+    await a.page.type('#messenger [data-testid=composer]', 'Actually', { delay: 30 });
+    await b.page.waitForSelector('#messenger [data-testid=typing]:has-text("Alice is typing…")');
+    const shown = Date.now();
+    await b.page.waitForFunction(() => document.querySelector('#messenger [data-testid=typing]').textContent === '', null, { timeout: 10_000 });
+    const lasted = Date.now() - shown;
+    assert.ok(lasted > 4_000 && lasted < 8_000, `shown for ${lasted} ms`);
+  } finally {
+    await relay.stop();
+  }
+});

@@ -132,6 +132,10 @@ impl ChatState {
             self.open = ack.conversation;
             self.open_on_ack = None;
         }
+        if let ServerFrame::Typing { conversation, staff } = &frame {
+            let now = Millis(js_sys::Date::now() as u64);
+            self.store.note_typing(*conversation, staff.clone(), now);
+        }
         let fx = self.store.apply(frame);
         out.extend(fx.send);
         if fx.divergence.is_some() {

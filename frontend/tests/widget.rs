@@ -112,7 +112,8 @@ impl World {
         self.handled += sent.len();
         for frame in sent {
             match frame.request {
-                Request::Hello { .. } | Request::Ping => {}
+                // Typing is relayed by the relay, not executed: nothing comes back but its ack.
+                Request::Hello { .. } | Request::Ping | Request::Typing { .. } => {}
                 Request::RequestSnapshot => self.deliver_snapshot(),
                 request => {
                     self.clock += 1;
@@ -329,4 +330,50 @@ async fn the_outbox_survives_a_reload() {
             .len(),
         1
     );
+}
+
+#[wasm_bindgen_test]
+async fn someone_typing_shows_ends_with_their_message_or_expires_and_my_typing_is_throttled() {
+    let mut w = World::new("t-typing").await;
+    w.click(".tally-launcher").await;
+    let _ = gloo::utils::window().focus();
+    w.click("[data-conversation='1']").await;
+    let alice_types = || ServerFrame::Typing {
+        conversation: ConversationId(1),
+        staff: sid("alice"),
+    };
+    assert_eq!(w.text("[data-testid=typing]").as_deref(), Some(""));
+    w.harness.deliver(alice_types());
+    settle().await;
+    assert_eq!(
+        w.text("[data-testid=typing]").as_deref(),
+        Some("ALICE is typing…")
+    );
+    // Her message ends it.
+    w.act("alice", send(ConversationId(1), "a1", "here it is"));
+    settle().await;
+    assert_eq!(w.text("[data-testid=typing]").as_deref(), Some(""));
+    // Otherwise it shows for six seconds (the line renders itself each second).
+    w.harness.deliver(alice_types());
+    settle().await;
+    assert_eq!(
+        w.text("[data-testid=typing]").as_deref(),
+        Some("ALICE is typing…")
+    );
+    gloo::timers::future::TimeoutFuture::new(7_100).await;
+    assert_eq!(w.text("[data-testid=typing]").as_deref(), Some(""));
+    // Bob's own typing: one frame for a burst of keystrokes.
+    let area: web_sys::HtmlTextAreaElement = w
+        .root
+        .query_selector("[data-testid=composer]")
+        .unwrap()
+        .unwrap()
+        .unchecked_into();
+    for text in ["h", "he", "hel", "hell"] {
+        area.set_value(text);
+        let input = web_sys::InputEvent::new("input").unwrap();
+        area.dispatch_event(&input).unwrap();
+        settle().await;
+    }
+    assert_eq!(w.sent_of("typing"), 1, "at most one typing frame per 3 s");
 }

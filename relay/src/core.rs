@@ -108,6 +108,14 @@ pub enum Command {
         deactivate_missing: bool,
         reply: Reply<anyhow::Result<MirrorReport>>,
     },
+    /// A connection says its staff member is typing: relayed to the conversation's other
+    /// participants, never stored.
+    Typing {
+        staff: StaffId,
+        conversation: ConversationId,
+        req: Option<tally_shared::RequestId>,
+        conn: ConnHandle,
+    },
     /// A webhook delivery's outcome, recorded in the outbox in the next batch.
     WebhookSettled(crate::webhooks::Settled),
     /// A conversation, as it is now.
@@ -838,6 +846,12 @@ impl Core {
             } => {
                 let _ = reply.send(self.mirror_staff(&staff, deactivate_missing));
             }
+            Command::Typing {
+                staff,
+                conversation,
+                req,
+                conn,
+            } => self.typing(&staff, conversation, req, &conn),
             Command::Conversation { id, reply } => {
                 let _ = reply.send(self.engine.conversation(id).cloned());
             }
@@ -950,6 +964,56 @@ impl Core {
         tx.commit()?;
         self.reload_staff()?;
         Ok(report)
+    }
+
+    /// Relays a `typing` frame to the conversation's other participants (not to the typist's
+    /// own other tabs), then acknowledges it; refused like a write to a conversation one is not
+    /// in. Nothing is stored, retained or replayed.
+    fn typing(
+        &mut self,
+        staff: &StaffId,
+        conversation: ConversationId,
+        req: Option<tally_shared::RequestId>,
+        conn: &ConnHandle,
+    ) {
+        if !self.engine.is_participant(staff, conversation) {
+            let (code, message) = match self.engine.conversation(conversation) {
+                Some(_) => (
+                    ErrorCode::NotParticipant,
+                    format!("you are not in conversation {conversation}"),
+                ),
+                None => (ErrorCode::NotFound, format!("no conversation {conversation}")),
+            };
+            self.metrics.reject(code);
+            let e = ErrorFrame::new(req, code, message);
+            self.send(conn, encode(&ServerFrame::Error(e)).into());
+            return;
+        }
+        let frame: Frame = encode(&ServerFrame::Typing {
+            conversation,
+            staff: staff.clone(),
+        })
+        .into();
+        let others = self
+            .engine
+            .conversation(conversation)
+            .map(|c| {
+                c.participants
+                    .iter()
+                    .filter(|p| *p != staff)
+                    .filter_map(|p| self.engine.key(p))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        for key in others {
+            self.hub.send(key, &frame, &self.metrics);
+        }
+        let ack = tally_shared::protocol::Ack {
+            req,
+            offset: self.engine.offset(),
+            ..Default::default()
+        };
+        self.send(conn, encode(&ServerFrame::Ack(ack)).into());
     }
 
     /// Registers a connection that said hello, after a replay or a snapshot.

@@ -60,6 +60,12 @@ pub struct Limits {
     /// Burst of service API calls per key.
     #[arg(long, env = "TALLY_SERVICE_BURST", default_value_t = 1000.0)]
     pub service_burst: f64,
+    /// `typing` frames per second per staff member (a widget sends one every 3 s while typing).
+    #[arg(long, env = "TALLY_TYPING_PER_SEC", default_value_t = 1.0)]
+    pub typing_per_sec: f64,
+    /// Burst of `typing` frames.
+    #[arg(long, env = "TALLY_TYPING_BURST", default_value_t = 5.0)]
+    pub typing_burst: f64,
 }
 
 /// The default upload quota: 256 MiB per staff member per 24 hours.
@@ -98,6 +104,8 @@ impl Limits {
             upload_bytes_per_day: u64::MAX,
             service_per_sec: 1e9,
             service_burst: 1e9,
+            typing_per_sec: 1e9,
+            typing_burst: 1e9,
         }
     }
 
@@ -110,6 +118,7 @@ impl Limits {
             Kind::History => (self.history_per_sec, self.history_burst),
             Kind::Upload => (self.uploads_per_sec, self.upload_burst),
             Kind::Service => (self.service_per_sec, self.service_burst),
+            Kind::Typing => (self.typing_per_sec, self.typing_burst),
         }
     }
 }
@@ -129,6 +138,8 @@ pub enum Kind {
     Upload,
     /// A service API call (keyed by the service key's name).
     Service,
+    /// A `typing` frame.
+    Typing,
 }
 
 /// Classifies a request.
@@ -141,6 +152,8 @@ pub fn kind_of(request: &Request) -> Kind {
         | Request::Ping => Kind::Read,
         // A divergence report comes with the snapshot that repairs it: one budget for both.
         Request::RequestSnapshot | Request::ReportDivergence { .. } => Kind::Snapshot,
+        // Each one fans out to a whole conversation: its own, tight budget.
+        Request::Typing { .. } => Kind::Typing,
         _ => Kind::Write,
     }
 }

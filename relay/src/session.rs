@@ -536,6 +536,12 @@ impl Session {
                 req: frame.req,
                 conn,
             },
+            Request::Typing { conversation } => Command::Typing {
+                staff,
+                conversation,
+                req: frame.req,
+                conn,
+            },
             _ => Command::Execute { staff, frame, conn },
         })
     }

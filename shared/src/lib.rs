@@ -19,6 +19,7 @@
 //!   the log after it.
 //! - [`engine`]: validates each request and turns it into events; applies events. The relay is
 //!   a shell around it.
+//! - [`typing`]: who is typing where, as a store sees it (ephemeral, never counted).
 //! - [`read_by`]: another system's per-message reads as watermarks (the importer's rule).
 //! - [`store`]: `ChatStore`, the reducer the browser runs as its `chatStore`.
 //!
@@ -47,6 +48,7 @@ pub mod sim;
 pub mod staff_keys;
 pub mod store;
 mod tagged;
+pub mod typing;
 pub mod unread;
 
 pub use engine::{Engine, Lookup, Outcome, Rejection};

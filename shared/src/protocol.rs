@@ -171,7 +171,18 @@ pub enum Request {
     /// Answered by an ack carrying the current offset. Requests are handled in order, so once
     /// the ack arrives every earlier event has too.
     Ping,
+    /// I am typing in this conversation (sent at most every [`TYPING_EVERY_MS`] while typing).
+    /// Relayed to its other participants as a `typing` frame; never stored, never counted.
+    Typing {
+        /// Where.
+        conversation: ConversationId,
+    },
 }
+
+/// How often a client says it is still typing.
+pub const TYPING_EVERY_MS: u64 = 3_000;
+/// How long a `typing` frame shows, unless another comes or that person's message does.
+pub const TYPING_SHOWS_MS: u64 = 6_000;
 
 /// The protocol version this build speaks. Compatible changes (new optional fields, new frame
 /// types that older clients ignore) keep it; anything an older client would misread bumps it
@@ -250,6 +261,7 @@ request_names! {
     RequestSnapshot => "request_snapshot",
     ReportDivergence => "report_divergence",
     Ping => "ping",
+    Typing => "typing",
 }
 
 tagged::tagged_enum! {
@@ -417,6 +429,13 @@ pub enum ServerFrame {
     Ack(Ack),
     /// A frame was refused; nothing changed.
     Error(ErrorFrame),
+    /// Someone else is typing in a conversation (ephemeral: no offset, never replayed).
+    Typing {
+        /// Where.
+        conversation: ConversationId,
+        /// Who.
+        staff: StaffId,
+    },
     /// An event of the log.
     #[serde(untagged)]
     Event(LoggedEvent),
@@ -437,10 +456,14 @@ enum FrameFields {
     UnreadUpdated(UnreadUpdate),
     Ack(Ack),
     Error(ErrorFrame),
+    Typing {
+        conversation: ConversationId,
+        staff: StaffId,
+    },
 }
 
 /// The `type`s of server frames that are not events.
-const FRAME_TYPES: [&str; 5] = ["snapshot", "resumed", "unread_updated", "ack", "error"];
+const FRAME_TYPES: [&str; 6] = ["snapshot", "resumed", "unread_updated", "ack", "error", "typing"];
 
 /// Decodes the rest of an object that started with `offset` and an event `type`.
 fn logged_event<'de, A: MapAccess<'de>>(lead: tagged::Lead, map: A) -> Result<LoggedEvent, A::Error> {
@@ -467,6 +490,9 @@ tagged::map_deserialize!(
                     FrameFields::UnreadUpdated(u) => ServerFrame::UnreadUpdated(u),
                     FrameFields::Ack(a) => ServerFrame::Ack(a),
                     FrameFields::Error(e) => ServerFrame::Error(e),
+                    FrameFields::Typing { conversation, staff } => {
+                        ServerFrame::Typing { conversation, staff }
+                    }
                 },
             );
         }

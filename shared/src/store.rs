@@ -176,6 +176,8 @@ pub struct ChatStore {
     /// The projection's list of changed counts, kept to save an allocation per event (the
     /// store reads its counts from the projection, not from this list).
     scratch: Vec<CountChange>,
+    /// Who is typing where (ephemeral; the host notes `typing` frames with its clock).
+    typing: crate::typing::Typing,
 }
 
 impl Default for ChatStore {
@@ -202,6 +204,7 @@ impl ChatStore {
             seen: FxHashMap::default(),
             asked: FxHashMap::default(),
             scratch: Vec::new(),
+            typing: crate::typing::Typing::default(),
         }
     }
 
@@ -490,7 +493,8 @@ impl ChatStore {
         let mut fx = Effects::default();
         match frame {
             ServerFrame::Snapshot(s) => self.load_snapshot(*s),
-            ServerFrame::Resumed { .. } => {}
+            // Typing needs the time it arrived: the host notes it (`note_typing`).
+            ServerFrame::Resumed { .. } | ServerFrame::Typing { .. } => {}
             ServerFrame::Event(e) => self.apply_event(e, &mut fx),
             ServerFrame::UnreadUpdated(u) => self.checkpoint(u, &mut fx),
             ServerFrame::Ack(ack) => {
@@ -510,6 +514,19 @@ impl ChatStore {
             }
         }
         fx
+    }
+
+    /// Notes a `typing` frame that arrived at `at` (the host's clock).
+    pub fn note_typing(&mut self, conversation: ConversationId, staff: StaffId, at: Millis) {
+        if Some(&staff) != self.me.as_ref() && self.conversations.contains_key(&conversation) {
+            self.typing.expire(at);
+            self.typing.note(conversation, staff, at);
+        }
+    }
+
+    /// Who is typing in a conversation at `now`, in the order they started.
+    pub fn typing_in(&self, conversation: ConversationId, now: Millis) -> Vec<&StaffId> {
+        self.typing.in_conversation(conversation, now)
     }
 
     /// Adds an older page of a conversation's history (contiguous, in order, ending just
@@ -633,6 +650,7 @@ impl ChatStore {
                 }
             }
             Event::MessageCreated { message } => {
+                self.typing.clear(message.conversation, &message.sender);
                 if message.sender == *me
                     && let Some(cid) = &message.client_id
                 {

@@ -60,6 +60,7 @@ fn every_example_in_the_protocol_doc_parses_and_round_trips() {
         "unread_updated",
         "ack",
         "error",
+        "typing",
         "conversation_created",
         "participant_added",
         "participant_removed",

@@ -97,8 +97,12 @@ pub fn composer(props: &ComposerProps) -> Html {
         .iter()
         .filter_map(|u| u.done.clone().and_then(Result::ok))
         .collect();
+    // While someone types a new message, say so at most every TYPING_EVERY_MS (and at once
+    // for the next message: sending one ends what the others saw).
+    let said_typing = use_mut_ref(|| 0.0f64);
     let submit = {
         let (chat, text, uploads) = (chat.clone(), text.clone(), uploads.clone());
+        let said_typing = said_typing.clone();
         let (conversation, reply_to, editing, on_done) = (
             props.conversation,
             props.reply_to.clone(),
@@ -126,6 +130,7 @@ pub fn composer(props: &ComposerProps) -> Html {
             }
             text.set(String::new());
             uploads.set(Vec::new());
+            *said_typing.borrow_mut() = 0.0;
             on_done.emit(());
         })
     };
@@ -142,10 +147,18 @@ pub fn composer(props: &ComposerProps) -> Html {
         })
     };
     let oninput = {
-        let text = text.clone();
+        let (text, chat, conversation) = (text.clone(), chat.clone(), props.conversation);
+        let editing = props.editing.is_some();
         Callback::from(move |e: InputEvent| {
             if let Some(t) = e.target_dyn_into::<HtmlTextAreaElement>() {
-                text.set(t.value());
+                let value = t.value();
+                let now = js_sys::Date::now();
+                let due = now - *said_typing.borrow() >= tally_shared::protocol::TYPING_EVERY_MS as f64;
+                if !editing && due && !value.trim().is_empty() {
+                    *said_typing.borrow_mut() = now;
+                    chat.dispatch(Action::Request(Request::Typing { conversation }));
+                }
+                text.set(value);
             }
         })
     };

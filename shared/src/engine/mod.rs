@@ -515,6 +515,10 @@ impl Engine {
             }
             // Answered with the current offset; a divergence report is the relay's to log.
             Request::RequestSnapshot | Request::Ping | Request::ReportDivergence { .. } => Ack::default(),
+            // Relayed by the relay between participants; nothing to decide or to log.
+            Request::Typing { .. } => {
+                return reject(ErrorCode::NotAllowed, "typing is relayed, not executed");
+            }
             Request::SendMessage {
                 client_id,
                 conversation,

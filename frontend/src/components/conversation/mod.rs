@@ -24,6 +24,44 @@ pub struct ConversationProps {
     pub id: ConversationId,
 }
 
+/// Properties of [`TypingLine`].
+#[derive(Properties, PartialEq)]
+pub struct TypingProps {
+    /// Which conversation.
+    pub conversation: ConversationId,
+}
+
+/// "Alice is typing…": who the store says is typing here now. It renders itself every second
+/// (alone, not the conversation) so that what expires disappears.
+#[function_component(TypingLine)]
+pub fn typing_line(props: &TypingProps) -> Html {
+    let chat = use_chat();
+    let tick = use_state(|| 0u32);
+    {
+        let tick = tick.clone();
+        use_effect_with((), move |_| {
+            let interval =
+                gloo::timers::callback::Interval::new(1_000, move || tick.set(tick.wrapping_add(1)));
+            move || drop(interval)
+        });
+    }
+    let state = chat.state();
+    let now = tally_shared::Millis(js_sys::Date::now() as u64);
+    let names: Vec<String> = state
+        .store
+        .typing_in(props.conversation, now)
+        .into_iter()
+        .map(|s| state.store.name_of(s).to_string())
+        .collect();
+    let text = match names.as_slice() {
+        [] => String::new(),
+        [one] => format!("{one} is typing…"),
+        [a, b] => format!("{a} and {b} are typing…"),
+        more => format!("{} people are typing…", more.len()),
+    };
+    html! { <div class="tally-typing" data-testid="typing" aria-live="polite">{ text }</div> }
+}
+
 /// The open conversation.
 #[function_component(ConversationView)]
 pub fn conversation_view(props: &ConversationProps) -> Html {
@@ -180,6 +218,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
                 { for rows }
                 { for pending }
             </ul>
+            <TypingLine conversation={id} />
             <Composer conversation={id}
                 reply_to={(*reply_to).clone()}
                 editing={(*editing).clone()}
