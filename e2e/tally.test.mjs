@@ -487,3 +487,31 @@ test('typing shows in the other browser, ends with the message, and expires when
     await relay.stop();
   }
 });
+
+test('presence: Bob sees Alice online, away when her tab is hidden, offline when she leaves', async () => {
+  const relay = await new Relay(['alice', 'bob']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const b = await tab(browser, relay, 'bob');
+    await startDirect(a, 'Bob');
+    await say(a, 'Hi');
+    await openPanel(b);
+    const dot = (state) => b.page.waitForSelector(`#messenger .tally-item:has-text("Alice") [data-testid=presence][data-presence=${state}]`, { state: 'attached', timeout: 10_000 });
+    await dot('online');
+    // Her tab is hidden (as the browser says when she switches tabs).
+    await a.page.evaluate(() => {
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await dot('away');
+    await a.page.evaluate(() => {
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => false });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await dot('online');
+    await a.context.close();
+    await dot('offline');
+  } finally {
+    await relay.stop();
+  }
+});

@@ -86,6 +86,29 @@ pub fn app(props: &AppProps) -> Html {
         });
     }
 
+    // Presence: the relay is told when this tab is hidden or shown, and again on every
+    // (re)connection while hidden (a connection starts visible).
+    {
+        let chat = chat.clone();
+        let connected = matches!(chat.state().connection, crate::state::ConnectionState::Connected);
+        use_effect_with(connected, move |connected| {
+            let say = {
+                let chat = chat.clone();
+                move || {
+                    let visible = !gloo::utils::document().hidden();
+                    chat.dispatch(Action::Request(tally_shared::Request::Visibility { visible }));
+                }
+            };
+            if *connected && gloo::utils::document().hidden() {
+                say();
+            }
+            let listener = connected.then(|| {
+                gloo::events::EventListener::new(&gloo::utils::document(), "visibilitychange", move |_| say())
+            });
+            move || drop(listener)
+        });
+    }
+
     // The page title shows the total, like `(3) Work app`.
     {
         let enabled = options.title_badge.unwrap_or(true);

@@ -113,7 +113,10 @@ impl World {
         for frame in sent {
             match frame.request {
                 // Typing is relayed by the relay, not executed: nothing comes back but its ack.
-                Request::Hello { .. } | Request::Ping | Request::Typing { .. } => {}
+                Request::Hello { .. }
+                | Request::Ping
+                | Request::Typing { .. }
+                | Request::Visibility { .. } => {}
                 Request::RequestSnapshot => self.deliver_snapshot(),
                 request => {
                     self.clock += 1;
@@ -376,4 +379,39 @@ async fn someone_typing_shows_ends_with_their_message_or_expires_and_my_typing_i
         settle().await;
     }
     assert_eq!(w.sent_of("typing"), 1, "at most one typing frame per 3 s");
+}
+
+#[wasm_bindgen_test]
+async fn a_direct_conversation_shows_the_other_persons_presence() {
+    use tally_shared::protocol::Presence;
+    let w = World::new("t-presence").await;
+    w.click(".tally-launcher").await;
+    let dot = |w: &World| {
+        w.root
+            .query_selector("[data-conversation='1'] [data-testid=presence]")
+            .unwrap()
+            .and_then(|e| e.get_attribute("data-presence"))
+    };
+    assert_eq!(dot(&w).as_deref(), Some("offline"));
+    for (presence, shown) in [
+        (Presence::Online, "online"),
+        (Presence::Away, "away"),
+        (Presence::Offline, "offline"),
+    ] {
+        w.harness.deliver(ServerFrame::Presence {
+            staff: sid("alice"),
+            presence,
+        });
+        settle().await;
+        assert_eq!(dot(&w).as_deref(), Some(shown));
+    }
+    // A new session forgets it until the relay says again.
+    w.harness.deliver(ServerFrame::Presence {
+        staff: sid("alice"),
+        presence: Presence::Online,
+    });
+    w.harness
+        .deliver(ServerFrame::Snapshot(Box::new(w.host.snapshot(&sid("bob")))));
+    settle().await;
+    assert_eq!(dot(&w).as_deref(), Some("offline"));
 }

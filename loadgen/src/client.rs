@@ -277,7 +277,7 @@ fn on_frame(
         ServerFrame::Error(_) => {
             sh.errors.fetch_add(1, Relaxed);
         }
-        ServerFrame::Typing { .. } => {}
+        ServerFrame::Typing { .. } | ServerFrame::Presence { .. } => {}
     }
     let fx = s.store.apply(frame);
     if fx.divergence.is_some() {

@@ -116,6 +116,13 @@ pub enum Command {
         req: Option<tally_shared::RequestId>,
         conn: ConnHandle,
     },
+    /// A connection's tab became visible or hidden.
+    Visibility {
+        staff: StaffId,
+        visible: bool,
+        req: Option<tally_shared::RequestId>,
+        conn: ConnHandle,
+    },
     /// A webhook delivery's outcome, recorded in the outbox in the next batch.
     WebhookSettled(crate::webhooks::Settled),
     /// A conversation, as it is now.
@@ -250,6 +257,10 @@ pub struct Core {
     wake: Option<Arc<tokio::sync::Notify>>,
     /// Who is due an `unread_reminder`.
     reminders: Reminders,
+    /// Presence: what was last announced of each person, and whose may have changed since
+    /// (announced at the next tick, so a page reload does not flash offline).
+    announced: rustc_hash::FxHashMap<StaffKey, tally_shared::protocol::Presence>,
+    presence_dirty: rustc_hash::FxHashSet<StaffKey>,
 }
 
 /// What `unread_reminder` needs: since when each person has had unread messages, since when
@@ -303,6 +314,8 @@ impl Core {
             hooks: Vec::new(),
             wake: None,
             reminders: Reminders::default(),
+            announced: rustc_hash::FxHashMap::default(),
+            presence_dirty: rustc_hash::FxHashSet::default(),
         };
         core.reload_staff()?;
         let started = Instant::now();
@@ -674,6 +687,7 @@ impl Core {
         for key in &applied.recipients {
             self.hub.send(*key, &frame, &self.metrics);
         }
+        self.introduce(&applied.event.event);
         let updates = unread_frames(applied);
         for (key, text) in &updates {
             self.hub.send(*key, text, &self.metrics);
@@ -852,6 +866,23 @@ impl Core {
                 req,
                 conn,
             } => self.typing(&staff, conversation, req, &conn),
+            Command::Visibility {
+                staff,
+                visible,
+                req,
+                conn,
+            } => {
+                self.hub.set_visible(conn.id, visible);
+                if let Some(key) = self.engine.key(&staff) {
+                    self.presence_dirty.insert(key);
+                }
+                let ack = tally_shared::protocol::Ack {
+                    req,
+                    offset: self.engine.offset(),
+                    ..Default::default()
+                };
+                self.send(&conn, encode(&ServerFrame::Ack(ack)).into());
+            }
             Command::Conversation { id, reply } => {
                 let _ = reply.send(self.engine.conversation(id).cloned());
             }
@@ -866,6 +897,7 @@ impl Core {
             Command::Disconnected { staff, conn_id } => {
                 if let Some(key) = self.engine.key(&staff) {
                     self.hub.unregister(key, conn_id);
+                    self.presence_dirty.insert(key);
                     if self.hub.count(key) == 0 {
                         // A quiet spell starts.
                         self.reminders.quiet_since.insert(key, now());
@@ -923,6 +955,7 @@ impl Core {
                 if let Err(e) = self.reload_staff() {
                     tracing::warn!(error = %e, "reloading staff failed");
                 }
+                self.announce_presence();
                 if self.wake.is_some() {
                     match crate::webhooks::load(&self.conn) {
                         Ok(hooks) => self.hooks = hooks,
@@ -1052,8 +1085,94 @@ impl Core {
             }
             None => self.queue_snapshot(staff, &conn),
         }
+        // After the snapshot or the replay (which reset the store's presence): everyone this
+        // person shares a conversation with who is not offline.
+        for peer in self.engine.peers(staff) {
+            let Some(peer_key) = self.engine.key(&peer) else {
+                continue;
+            };
+            let presence = self.announced.get(&peer_key).copied().unwrap_or_default();
+            if presence != tally_shared::protocol::Presence::Offline {
+                let frame = ServerFrame::Presence {
+                    staff: peer,
+                    presence,
+                };
+                self.send(&conn, encode(&frame).into());
+            }
+        }
         self.hub.register(key, conn);
+        self.presence_dirty.insert(key);
         Ok(())
+    }
+
+    /// People who just came to share a conversation learn each other's presence (what was
+    /// announced before only went to their peers of that time).
+    fn introduce(&self, event: &tally_shared::Event) {
+        use tally_shared::Event;
+        let (everyone, newcomer) = match event {
+            Event::ConversationCreated { conversation, .. } => (&conversation.participants, None),
+            Event::ParticipantAdded {
+                conversation, staff, ..
+            } => (&conversation.participants, Some(staff)),
+            _ => return,
+        };
+        let mut sent = 0;
+        for p in everyone {
+            let Some(p_key) = self.engine.key(p) else { continue };
+            let Some(&presence) = self.announced.get(&p_key) else {
+                continue;
+            };
+            let frame: Frame = encode(&ServerFrame::Presence {
+                staff: p.clone(),
+                presence,
+            })
+            .into();
+            // Everyone to everyone for a new conversation; for a newcomer, everyone to them
+            // and them to everyone.
+            let to: Vec<&StaffId> = match newcomer {
+                None => everyone.iter().filter(|q| *q != p).collect(),
+                Some(n) if n == p => everyone.iter().filter(|q| *q != p).collect(),
+                Some(n) => vec![n],
+            };
+            for q in to {
+                if let Some(q_key) = self.engine.key(q) {
+                    sent += self.hub.send(q_key, &frame, &self.metrics);
+                }
+            }
+        }
+        self.metrics.frames_out.fetch_add(sent, Relaxed);
+    }
+
+    /// Announces the presence of everyone whose may have changed since the last tick, to the
+    /// people they share a conversation with (and who are connected): at most once a second
+    /// per person, and nothing when it came back to what was announced.
+    fn announce_presence(&mut self) {
+        use tally_shared::protocol::Presence;
+        for key in std::mem::take(&mut self.presence_dirty) {
+            let now = self.hub.presence(key);
+            let before = self.announced.get(&key).copied().unwrap_or_default();
+            if now == before {
+                continue;
+            }
+            if now == Presence::Offline {
+                self.announced.remove(&key);
+            } else {
+                self.announced.insert(key, now);
+            }
+            let staff = self.engine.projection().staff_id(key).clone();
+            let frame: Frame = encode(&ServerFrame::Presence {
+                staff: staff.clone(),
+                presence: now,
+            })
+            .into();
+            let mut sent = 0;
+            for peer in self.engine.peers(&staff) {
+                if let Some(peer_key) = self.engine.key(&peer) {
+                    sent += self.hub.send(peer_key, &frame, &self.metrics);
+                }
+            }
+            self.metrics.frames_out.fetch_add(sent, Relaxed);
+        }
     }
 
     /// A fresh snapshot, then the acknowledgement of the request that asked for it.

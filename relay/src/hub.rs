@@ -179,10 +179,12 @@ impl ConnHandle {
     }
 }
 
-/// Every open connection, by staff member.
+/// Every open connection, by staff member, and which of them are visible tabs.
 #[derive(Debug, Default)]
 pub struct Hub {
     by_staff: FxHashMap<StaffKey, Vec<ConnHandle>>,
+    /// Connections whose tab is hidden (a connection starts visible).
+    hidden: rustc_hash::FxHashSet<u64>,
 }
 
 impl Hub {
@@ -191,8 +193,28 @@ impl Hub {
         self.by_staff.entry(staff).or_default().push(conn);
     }
 
+    /// Notes whether a connection's tab is visible.
+    pub fn set_visible(&mut self, id: u64, visible: bool) {
+        if visible {
+            self.hidden.remove(&id);
+        } else {
+            self.hidden.insert(id);
+        }
+    }
+
+    /// A staff member's presence: online with a visible tab, away with hidden ones only.
+    pub fn presence(&self, staff: StaffKey) -> tally_shared::protocol::Presence {
+        use tally_shared::protocol::Presence;
+        match self.by_staff.get(&staff) {
+            None => Presence::Offline,
+            Some(conns) if conns.iter().any(|c| !self.hidden.contains(&c.id)) => Presence::Online,
+            Some(_) => Presence::Away,
+        }
+    }
+
     /// Removes a connection.
     pub fn unregister(&mut self, staff: StaffKey, id: u64) {
+        self.hidden.remove(&id);
         if let Some(conns) = self.by_staff.get_mut(&staff) {
             conns.retain(|c| c.id != id);
             if conns.is_empty() {

@@ -154,6 +154,8 @@ pub fn kind_of(request: &Request) -> Kind {
         Request::RequestSnapshot | Request::ReportDivergence { .. } => Kind::Snapshot,
         // Each one fans out to a whole conversation: its own, tight budget.
         Request::Typing { .. } => Kind::Typing,
+        // Cheap (a flag; presence is announced at most once a second): the read budget.
+        Request::Visibility { .. } => Kind::Read,
         _ => Kind::Write,
     }
 }

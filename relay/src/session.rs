@@ -536,6 +536,12 @@ impl Session {
                 req: frame.req,
                 conn,
             },
+            Request::Visibility { visible } => Command::Visibility {
+                staff,
+                visible,
+                req: frame.req,
+                conn,
+            },
             Request::Typing { conversation } => Command::Typing {
                 staff,
                 conversation,

@@ -171,6 +171,13 @@ pub enum Request {
     /// Answered by an ack carrying the current offset. Requests are handled in order, so once
     /// the ack arrives every earlier event has too.
     Ping,
+    /// Whether this tab is visible (sent when that changes; a connection starts visible).
+    /// Presence is `online` while any of a person's tabs is visible, `away` while they only
+    /// have hidden ones open.
+    Visibility {
+        /// Visible or hidden.
+        visible: bool,
+    },
     /// I am typing in this conversation (sent at most every [`TYPING_EVERY_MS`] while typing).
     /// Relayed to its other participants as a `typing` frame; never stored, never counted.
     Typing {
@@ -262,6 +269,20 @@ request_names! {
     ReportDivergence => "report_divergence",
     Ping => "ping",
     Typing => "typing",
+    Visibility => "visibility",
+}
+
+/// Whether someone is here: a tab visible, only hidden ones, or none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// A tab of theirs is open and visible.
+    Online,
+    /// Connected, every tab hidden.
+    Away,
+    /// No connection open.
+    #[default]
+    Offline,
 }
 
 tagged::tagged_enum! {
@@ -429,6 +450,15 @@ pub enum ServerFrame {
     Ack(Ack),
     /// A frame was refused; nothing changed.
     Error(ErrorFrame),
+    /// Someone who shares a conversation with me changed presence (ephemeral, coalesced: a
+    /// person's presence is announced at most once a second). After `snapshot` or `resumed`,
+    /// the relay sends one for each such person who is not offline.
+    Presence {
+        /// Who.
+        staff: StaffId,
+        /// Now.
+        presence: Presence,
+    },
     /// Someone else is typing in a conversation (ephemeral: no offset, never replayed).
     Typing {
         /// Where.
@@ -460,10 +490,22 @@ enum FrameFields {
         conversation: ConversationId,
         staff: StaffId,
     },
+    Presence {
+        staff: StaffId,
+        presence: Presence,
+    },
 }
 
 /// The `type`s of server frames that are not events.
-const FRAME_TYPES: [&str; 6] = ["snapshot", "resumed", "unread_updated", "ack", "error", "typing"];
+const FRAME_TYPES: [&str; 7] = [
+    "snapshot",
+    "resumed",
+    "unread_updated",
+    "ack",
+    "error",
+    "typing",
+    "presence",
+];
 
 /// Decodes the rest of an object that started with `offset` and an event `type`.
 fn logged_event<'de, A: MapAccess<'de>>(lead: tagged::Lead, map: A) -> Result<LoggedEvent, A::Error> {
@@ -493,6 +535,7 @@ tagged::map_deserialize!(
                     FrameFields::Typing { conversation, staff } => {
                         ServerFrame::Typing { conversation, staff }
                     }
+                    FrameFields::Presence { staff, presence } => ServerFrame::Presence { staff, presence },
                 },
             );
         }

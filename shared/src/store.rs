@@ -178,6 +178,8 @@ pub struct ChatStore {
     scratch: Vec<CountChange>,
     /// Who is typing where (ephemeral; the host notes `typing` frames with its clock).
     typing: crate::typing::Typing,
+    /// The presence of the people I share a conversation with (absent: offline).
+    presence: FxHashMap<StaffId, crate::protocol::Presence>,
 }
 
 impl Default for ChatStore {
@@ -205,6 +207,7 @@ impl ChatStore {
             asked: FxHashMap::default(),
             scratch: Vec::new(),
             typing: crate::typing::Typing::default(),
+            presence: FxHashMap::default(),
         }
     }
 
@@ -492,9 +495,21 @@ impl ChatStore {
     pub fn apply(&mut self, frame: ServerFrame) -> Effects {
         let mut fx = Effects::default();
         match frame {
-            ServerFrame::Snapshot(s) => self.load_snapshot(*s),
+            ServerFrame::Snapshot(s) => {
+                // A session starts: presence frames for everyone not offline follow.
+                self.presence.clear();
+                self.load_snapshot(*s);
+            }
+            ServerFrame::Resumed { .. } => self.presence.clear(),
+            ServerFrame::Presence { staff, presence } => {
+                if presence == crate::protocol::Presence::Offline {
+                    self.presence.remove(&staff);
+                } else {
+                    self.presence.insert(staff, presence);
+                }
+            }
             // Typing needs the time it arrived: the host notes it (`note_typing`).
-            ServerFrame::Resumed { .. } | ServerFrame::Typing { .. } => {}
+            ServerFrame::Typing { .. } => {}
             ServerFrame::Event(e) => self.apply_event(e, &mut fx),
             ServerFrame::UnreadUpdated(u) => self.checkpoint(u, &mut fx),
             ServerFrame::Ack(ack) => {
@@ -514,6 +529,11 @@ impl ChatStore {
             }
         }
         fx
+    }
+
+    /// Someone's presence, as the relay last said (offline when it said nothing).
+    pub fn presence_of(&self, staff: &StaffId) -> crate::protocol::Presence {
+        self.presence.get(staff).copied().unwrap_or_default()
     }
 
     /// Notes a `typing` frame that arrived at `at` (the host's clock).

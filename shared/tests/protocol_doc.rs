@@ -61,6 +61,7 @@ fn every_example_in_the_protocol_doc_parses_and_round_trips() {
         "ack",
         "error",
         "typing",
+        "presence",
         "conversation_created",
         "participant_added",
         "participant_removed",

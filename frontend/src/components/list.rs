@@ -7,6 +7,33 @@ use super::{icons, use_chat};
 use crate::state::Action;
 use crate::util;
 
+/// The other person's presence, as a dot on a direct conversation's avatar.
+pub fn presence_dot(
+    store: &tally_shared::ChatStore,
+    kind: tally_shared::ConversationKind,
+    id: tally_shared::ConversationId,
+) -> Html {
+    use tally_shared::protocol::Presence;
+    if kind != tally_shared::ConversationKind::Direct {
+        return Html::default();
+    }
+    let other = store.conversation(id).and_then(|v| {
+        v.conversation
+            .participants
+            .iter()
+            .find(|p| Some(*p) != store.me())
+    });
+    let Some(other) = other else {
+        return Html::default();
+    };
+    let (class, label) = match store.presence_of(other) {
+        Presence::Online => ("tally-presence-online", "online"),
+        Presence::Away => ("tally-presence-away", "away"),
+        Presence::Offline => ("tally-presence-offline", "offline"),
+    };
+    html! { <span class={classes!("tally-presence", class)} data-testid="presence" data-presence={label} title={label} /> }
+}
+
 /// The list.
 #[function_component(ConversationList)]
 pub fn conversation_list() -> Html {
@@ -39,7 +66,10 @@ pub fn conversation_list() -> Html {
                     <li key={id.0.to_string()}>
                         <button class={classes!("tally-item", (unread > 0).then_some("tally-item-unread"))}
                             aria-label={label} data-conversation={id.0.to_string()} {onclick}>
-                            <span class="tally-avatar" aria-hidden="true">{ util::initials(&item.title) }</span>
+                            <span class="tally-avatar" aria-hidden="true">
+                                { util::initials(&item.title) }
+                                { presence_dot(store, item.kind, id) }
+                            </span>
                             <span class="tally-item-main">
                                 <span class="tally-item-top">
                                     <span class="tally-item-title">{ item.title.clone() }</span>

@@ -194,6 +194,23 @@ impl Engine {
         self.direct.get(&pair(a, b)).copied()
     }
 
+    /// Everyone who shares a conversation with `staff` (not themselves), each once: whom
+    /// their presence concerns.
+    pub fn peers(&self, staff: &StaffId) -> Vec<StaffId> {
+        let mut out: Vec<StaffId> = self
+            .projection
+            .conversations_of(staff)
+            .into_iter()
+            .filter_map(|(id, ..)| self.conversation(id))
+            .flat_map(|c| c.participants.iter())
+            .filter(|p| *p != staff)
+            .cloned()
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Whether a staff member is in a conversation.
     pub fn is_participant(&self, staff: &StaffId, id: ConversationId) -> bool {
         self.conversation(id)
@@ -516,8 +533,11 @@ impl Engine {
             // Answered with the current offset; a divergence report is the relay's to log.
             Request::RequestSnapshot | Request::Ping | Request::ReportDivergence { .. } => Ack::default(),
             // Relayed by the relay between participants; nothing to decide or to log.
-            Request::Typing { .. } => {
-                return reject(ErrorCode::NotAllowed, "typing is relayed, not executed");
+            Request::Typing { .. } | Request::Visibility { .. } => {
+                return reject(
+                    ErrorCode::NotAllowed,
+                    "typing and visibility are relayed, not executed",
+                );
             }
             Request::SendMessage {
                 client_id,
