@@ -919,7 +919,7 @@ mod tests {
         }
         let mut names = REQUEST_TYPES.to_vec();
         names.dedup();
-        assert_eq!(names.len(), 18);
+        assert_eq!(names.len(), 20);
     }
 
     fn type_of(json: &str) -> String {
