@@ -515,3 +515,35 @@ test('presence: Bob sees Alice online, away when her tab is hidden, offline when
     await relay.stop();
   }
 });
+
+test('scrolled up, Bob sees "N new messages ↓"; clicking it jumps down and reads them', async () => {
+  const relay = await new Relay(['alice', 'bob'], { args: ['--writes-per-sec', '1e9', '--write-burst', '1e9'] }).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const b = await tab(browser, relay, 'bob');
+    await startDirect(a, 'Bob');
+    await say(a, 'Rota follows');
+    const dm = Number(await a.page.getAttribute('#messenger .tally-conversation', 'data-conversation'));
+    await blast(a, relay, dm, 40, 'line');
+    await expectTotal(b, 41);
+    await openConversation(b, 'Alice');
+    const list = '#messenger .tally-messages';
+    const atBottom = () => b.page.$eval(list, (l) => l.scrollHeight - l.scrollTop - l.clientHeight < 80);
+    // Opened at the first unread message, with the rest below: the pill says how many.
+    const pill = await b.page.waitForSelector('#messenger [data-testid=jump-pill]');
+    assert.match(await pill.textContent(), /^\d+ new messages ↓$/);
+    await pill.click();
+    await b.page.waitForFunction((sel) => { const l = document.querySelector(sel); return l.scrollHeight - l.scrollTop - l.clientHeight < 80; }, list);
+    await expectTotal(b, '');
+    assert.equal(await b.page.$('#messenger [data-testid=jump-pill]'), null);
+    // Scrolled back up, three more arrive: "3 new messages ↓"; a click takes him down to them.
+    await b.page.$eval(list, (l) => { l.scrollTop = 0; l.dispatchEvent(new Event('scroll')); });
+    await blast(a, relay, dm, 3, 'late');
+    await b.page.waitForSelector('#messenger [data-testid=jump-pill]:text-is("3 new messages ↓")');
+    await b.page.click('#messenger [data-testid=jump-pill]');
+    await expectTotal(b, '');
+    assert.ok(await atBottom());
+  } finally {
+    await relay.stop();
+  }
+});

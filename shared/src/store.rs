@@ -454,6 +454,23 @@ impl ChatStore {
         *seen = (*seen).max(seq.min(self.projection.head(conversation).unwrap_or_default()));
     }
 
+    /// Unread messages the viewport has not shown yet, below what it has: the "N new messages"
+    /// of a reader scrolled up. They count as unread (by someone else, not deleted) and lie
+    /// past both the watermark and the newest message seen.
+    pub fn unseen_below(&self, conversation: ConversationId) -> u32 {
+        let (Some(me), Some(view)) = (self.me.as_ref(), self.conversations.get(&conversation)) else {
+            return 0;
+        };
+        let seen = self.seen.get(&conversation).copied().unwrap_or_default();
+        let from = view
+            .messages
+            .partition_point(|m| m.seq <= seen.max(self.last_read(conversation)));
+        view.messages[from..]
+            .iter()
+            .filter(|m| &m.sender != me && !m.deleted)
+            .count() as u32
+    }
+
     /// Reading: the `mark_read` for what the viewport showed of a conversation, when that is
     /// past both the watermark and what was already asked for. Reads only move forward; after
     /// a mark unread, only what comes into view again counts.

@@ -322,3 +322,32 @@ fn a_wrong_count_in_another_conversation_is_caught_by_the_next_checkpoints_diges
     assert!(diverged.is_some(), "the digest caught it");
     assert_eq!(bob.divergences(), 1);
 }
+
+#[test]
+fn the_new_messages_pill_counts_unread_messages_below_what_the_viewport_showed() {
+    let (mut host, mut store, dm) = bob_after(5);
+    assert_eq!(store.unseen_below(dm), 5, "nothing seen yet");
+    store.note_seen(dm, Seq(2));
+    assert_eq!(store.unseen_below(dm), 3);
+    // My own message and a deleted one are not news.
+    let send = |id: &str| Request::SendMessage {
+        client_id: ClientMsgId::new(id).unwrap(),
+        conversation: dm,
+        body: "x".into(),
+        attachments: vec![],
+        reply_to: None,
+    };
+    apply(&mut host, &mut store, "bob", send("b1"));
+    assert_eq!(store.unseen_below(dm), 0, "sending read everything before it");
+    apply(&mut host, &mut store, "alice", send("a-new"));
+    apply(&mut host, &mut store, "alice", send("a-newer"));
+    assert_eq!(store.unseen_below(dm), 2);
+    let newest = store.conversation(dm).unwrap().messages.last().unwrap().id;
+    apply(
+        &mut host,
+        &mut store,
+        "alice",
+        Request::DeleteMessage { message: newest },
+    );
+    assert_eq!(store.unseen_below(dm), 1);
+}

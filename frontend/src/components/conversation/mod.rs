@@ -119,6 +119,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         });
     }
     let first_unread = store.first_unread_after(id, divider_at);
+    let unseen = store.unseen_below(id);
     let ui = RowActions {
         menu: menu.clone(),
         reply_to: reply_to.clone(),
@@ -218,6 +219,11 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
                 { for rows }
                 { for pending }
             </ul>
+            if scroll.scrolled_up && unseen > 0 {
+                <button class="tally-jump" data-testid="jump-pill" onclick={let b = scroll.to_bottom.clone(); move |_| b.emit(())}>
+                    { if unseen == 1 { "1 new message ↓".to_string() } else { format!("{unseen} new messages ↓") } }
+                </button>
+            }
             <TypingLine conversation={id} />
             <Composer conversation={id}
                 reply_to={(*reply_to).clone()}

@@ -23,6 +23,10 @@ pub(super) struct Scroll {
     pub(super) loading: bool,
     /// The list's scroll handler.
     pub(super) onscroll: Callback<Event>,
+    /// Whether the reader is scrolled up, away from the newest messages.
+    pub(super) scrolled_up: bool,
+    /// Scrolls to the newest messages.
+    pub(super) to_bottom: Callback<()>,
 }
 
 /// Scrolling for conversation `id`, whose list is `list` and holds `count` rows.
@@ -37,6 +41,8 @@ pub(super) fn use_scroll(
 ) -> Scroll {
     let loading = use_state(|| false);
     let near_bottom = use_mut_ref(|| true);
+    // The same, as state that renders: changed only when it flips, not on every scroll event.
+    let scrolled_up = use_state(|| false);
     let anchor: Rc<RefCell<Option<i32>>> = use_mut_ref(|| None);
     {
         let (list, near_bottom, anchor) = (list.clone(), near_bottom.clone(), anchor.clone());
@@ -95,13 +101,26 @@ pub(super) fn use_scroll(
         })
     };
     let onscroll = {
-        let (load_older, near_bottom) = (load_older.clone(), near_bottom.clone());
+        let (load_older, near_bottom, scrolled_up) =
+            (load_older.clone(), near_bottom.clone(), scrolled_up.clone());
         Callback::from(move |e: Event| {
             if let Some(el) = e.target_dyn_into::<Element>() {
-                *near_bottom.borrow_mut() = el.scroll_height() - el.scroll_top() - el.client_height() < 80;
+                let at_bottom = el.scroll_height() - el.scroll_top() - el.client_height() < 80;
+                *near_bottom.borrow_mut() = at_bottom;
+                if *scrolled_up == at_bottom {
+                    scrolled_up.set(!at_bottom);
+                }
                 if el.scroll_top() < 60 {
                     load_older.emit(());
                 }
+            }
+        })
+    };
+    let to_bottom = {
+        let list = list.clone();
+        Callback::from(move |_: ()| {
+            if let Some(list) = list.cast::<web_sys::HtmlElement>() {
+                list.set_scroll_top(list.scroll_height());
             }
         })
     };
@@ -109,5 +128,7 @@ pub(super) fn use_scroll(
         load_older,
         loading: *loading,
         onscroll,
+        scrolled_up: *scrolled_up,
+        to_bottom,
     }
 }
