@@ -547,3 +547,58 @@ test('scrolled up, Bob sees "N new messages ↓"; clicking it jumps down and rea
     await relay.stop();
   }
 });
+
+test('notifications: one of Bob’s two hidden tabs notifies, none while a tab is visible, a click opens it', async () => {
+  const relay = await new Relay(['alice', 'bob']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const context = await browser.newContext({ viewport: { width: 1000, height: 760 } });
+    // The Notification API, recorded (headless Chromium shows none).
+    await context.addInitScript(() => {
+      window.notes = [];
+      window.Notification = class {
+        constructor(title, options) { this.title = title; this.options = options; window.notes.push({ title, body: options?.body }); window.lastNote = this; }
+        close() {}
+        static get permission() { return 'granted'; }
+        static requestPermission() { return Promise.resolve('granted'); }
+      };
+    });
+    const b1 = await tab(browser, relay, 'bob', { context });
+    const b2 = await tab(browser, relay, 'bob', { context });
+    // Bob turns them on from the bell (the click is what may ask the browser's permission).
+    await openPanel(b1);
+    await b1.page.click('#messenger [data-testid=bell]');
+    await b1.page.check('#messenger [data-testid=notify-enabled]');
+    await startDirect(a, 'Bob');
+    await say(a, 'first');
+    const hide = (t, hidden) => t.page.evaluate((hidden) => {
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => hidden });
+      document.dispatchEvent(new Event('visibilitychange'));
+    }, hidden);
+    const notes = async () => (await b1.page.evaluate(() => window.notes.length)) + (await b2.page.evaluate(() => window.notes.length));
+    const settle = () => new Promise((r) => setTimeout(r, 2_500)); // tabs hear each other's heartbeat
+    await hide(b1, true);
+    await hide(b2, true);
+    await settle();
+    const before = await notes();
+    await say(a, 'Lab results are in');
+    await expectTotal(b2, 2);
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.equal(await notes(), before + 1, 'exactly one tab notified');
+    const notifier = (await b1.page.evaluate(() => window.notes.length)) > 0 ? b1 : b2;
+    const note = await notifier.page.evaluate(() => window.notes.at(-1));
+    assert.deepEqual(note, { title: 'Alice', body: 'Alice: Lab results are in' });
+    // One tab visible: nobody notifies.
+    await hide(b1, false);
+    await settle();
+    await say(a, 'are you there?');
+    await expectTotal(b1, 3);
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.equal(await notes(), before + 1, 'a visible tab shows it already');
+    // Clicking the notification opens the conversation in that tab.
+    await notifier.page.evaluate(() => window.lastNote.onclick());
+    await notifier.page.waitForSelector('#messenger .tally-conversation');
+  } finally {
+    await relay.stop();
+  }
+});

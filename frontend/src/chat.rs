@@ -59,6 +59,10 @@ pub struct Core {
     storage_key: String,
     version: Cell<u64>,
     rerender: RefCell<Option<Callback<()>>>,
+    /// Desktop notifications, coordinated with this person's other tabs.
+    notifier: crate::notify::Notifier,
+    /// Itself, for what a notification's click dispatches later.
+    this: RefCell<std::rc::Weak<Core>>,
 }
 
 impl Core {
@@ -77,7 +81,10 @@ impl Core {
             storage_key,
             version: Cell::new(0),
             rerender: RefCell::default(),
+            notifier: crate::notify::Notifier::default(),
+            this: RefCell::default(),
         });
+        *core.this.borrow_mut() = Rc::downgrade(&core);
         if let Some(h) = harness {
             *h.core.borrow_mut() = Some(core.clone());
         }
@@ -102,6 +109,26 @@ impl Core {
         self.state.borrow().store.outbox().is_empty()
     }
 
+    /// Offers what arrived to the notifier, with the names it shows and what a click does.
+    fn notify(&self, me: &tally_shared::StaffId, news: Vec<(tally_shared::Message, bool)>) {
+        let this = self.this.borrow().clone();
+        let open = move |c| {
+            if let Some(core) = this.upgrade() {
+                core.dispatch(Action::Show(c));
+            }
+        };
+        let state = self.state.borrow();
+        let title = |c| {
+            state
+                .store
+                .conversation(c)
+                .map(|v| state.store.title_of(&v.conversation))
+                .unwrap_or_default()
+        };
+        let name = |m: &tally_shared::Message| state.store.name_of(&m.sender).to_string();
+        self.notifier.offer(me.as_str(), news, title, name, open);
+    }
+
     /// Tells Yew how to render again after a change.
     pub fn on_change(&self, rerender: Callback<()>) {
         *self.rerender.borrow_mut() = Some(rerender);
@@ -115,15 +142,21 @@ impl Core {
     /// Changes the state in place, then sends the frames the change produced, saves the
     /// outbox if it moved, and asks for a render.
     pub fn dispatch(&self, action: Action) {
-        let frames = {
+        let (frames, news, me) = {
             let mut state = self.state.borrow_mut();
             let outbox = state.store.outbox_revision();
             let frames = state.reduce(action);
             if state.store.outbox_revision() != outbox {
                 util::save_outbox(&self.storage_key, state.store.outbox());
             }
-            frames
+            let news = std::mem::take(&mut state.news);
+            (frames, news, state.store.me().cloned())
         };
+        if let (Some(me), Sink::Socket(_)) = (me, &self.sink)
+            && !news.is_empty()
+        {
+            self.notify(&me, news);
+        }
         for frame in &frames {
             match &self.sink {
                 // When not connected the frame is dropped: sends wait in the outbox and are

@@ -20,6 +20,7 @@ pub mod components;
 pub mod connection;
 pub mod demo;
 pub mod inbox;
+pub mod notify;
 pub mod options;
 pub mod state;
 pub mod util;

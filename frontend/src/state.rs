@@ -60,6 +60,8 @@ pub enum Action {
     Open(Option<ConversationId>),
     /// Show or hide the panel.
     TogglePanel,
+    /// Show the panel with this conversation open (a notification was clicked).
+    Show(ConversationId),
 }
 
 /// The widget's state: the shared store plus what only the UI needs.
@@ -77,6 +79,9 @@ pub struct ChatState {
     pub panel_open: bool,
     /// A request whose ack names a conversation to open.
     pub open_on_ack: Option<RequestId>,
+    /// Messages that arrived and are news for me (`ChatStore::news`), with whether their
+    /// conversation is muted: the shell offers them as notifications and empties this.
+    pub news: Vec<(Message, bool)>,
 }
 
 impl ChatState {
@@ -89,6 +94,7 @@ impl ChatState {
             open: None,
             panel_open: false,
             open_on_ack: None,
+            news: Vec::new(),
         }
     }
 
@@ -119,6 +125,10 @@ impl ChatState {
             Action::Connection(state) => self.connection = state,
             Action::Open(c) => self.open = c,
             Action::TogglePanel => self.panel_open = !self.panel_open,
+            Action::Show(c) => {
+                self.panel_open = true;
+                self.open = Some(c);
+            }
         }
         out
     }
@@ -136,7 +146,19 @@ impl ChatState {
             let now = Millis(js_sys::Date::now() as u64);
             self.store.note_typing(*conversation, staff.clone(), now);
         }
+        let created = match &frame {
+            ServerFrame::Event(e) => match &e.event {
+                tally_shared::Event::MessageCreated { message } => Some(message.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
         let fx = self.store.apply(frame);
+        if let Some(m) = created
+            && let Some(muted) = self.store.news(&m)
+        {
+            self.news.push((m, muted));
+        }
         out.extend(fx.send);
         if fx.divergence.is_some() {
             self.last_divergence = fx.divergence;

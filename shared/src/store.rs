@@ -454,6 +454,22 @@ impl ChatStore {
         *seen = (*seen).max(seq.min(self.projection.head(conversation).unwrap_or_default()));
     }
 
+    /// Whether a message that just arrived is news for me: `Some(muted)` when it counts as
+    /// unread for me (someone else's, not deleted, past my watermark) and its conversation is
+    /// not muted (`Some(false)`), or is muted but the message mentions me (`Some(true)`: the
+    /// person chooses whether that notifies); `None` otherwise.
+    pub fn news(&self, m: &Message) -> Option<bool> {
+        let me = self.me.as_ref()?;
+        if &m.sender == me || m.deleted || !self.conversations.contains_key(&m.conversation) {
+            return None;
+        }
+        if m.seq <= self.last_read(m.conversation) {
+            return None;
+        }
+        let muted = self.is_muted(m.conversation);
+        (!muted || m.mentions.contains(me)).then_some(muted)
+    }
+
     /// Unread messages the viewport has not shown yet, below what it has: the "N new messages"
     /// of a reader scrolled up. They count as unread (by someone else, not deleted) and lie
     /// past both the watermark and the newest message seen.

@@ -351,3 +351,39 @@ fn the_new_messages_pill_counts_unread_messages_below_what_the_viewport_showed()
     );
     assert_eq!(store.unseen_below(dm), 1);
 }
+
+#[test]
+fn news_is_someone_elses_live_unread_message_and_in_a_muted_conversation_only_a_mention() {
+    let (mut host, mut store, dm) = bob_after(1);
+    let last = |store: &ChatStore| store.conversation(dm).unwrap().messages.last().unwrap().clone();
+    assert_eq!(store.news(&last(&store)), Some(false));
+    let send = |id: &str, body: &str| Request::SendMessage {
+        client_id: ClientMsgId::new(id).unwrap(),
+        conversation: dm,
+        body: body.into(),
+        attachments: vec![],
+        reply_to: None,
+    };
+    apply(&mut host, &mut store, "bob", send("b1", "mine"));
+    assert_eq!(store.news(&last(&store)), None, "my own message");
+    apply(
+        &mut host,
+        &mut store,
+        "bob",
+        Request::SetMuted {
+            conversation: dm,
+            muted: true,
+        },
+    );
+    apply(&mut host, &mut store, "alice", send("a2", "quiet"));
+    assert_eq!(store.news(&last(&store)), None, "muted, no mention");
+    apply(&mut host, &mut store, "alice", send("a3", "@bob look"));
+    assert_eq!(store.news(&last(&store)), Some(true), "muted, but a mention");
+    apply(
+        &mut host,
+        &mut store,
+        "bob",
+        Request::MarkConversationRead { conversation: dm },
+    );
+    assert_eq!(store.news(&last(&store)), None, "already read");
+}

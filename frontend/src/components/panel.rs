@@ -10,6 +10,66 @@ use super::list::ConversationList;
 use super::use_chat;
 use crate::state::{Action, ConnectionState};
 
+/// The bell's settings: desktop notifications (asking the browser's permission from this very
+/// click), a sound, and mentions in muted conversations.
+#[function_component(NotificationSettings)]
+fn notification_settings() -> Html {
+    use crate::notify::{self, Settings};
+    let settings = use_state(Settings::load);
+    let blocked = use_state(|| false);
+    let save = {
+        let settings = settings.clone();
+        move |s: Settings| {
+            s.save();
+            settings.set(s);
+        }
+    };
+    let on_enabled = {
+        let (settings, blocked, save) = (settings.clone(), blocked.clone(), save.clone());
+        Callback::from(move |e: Event| {
+            let checked = e.target_unchecked_into::<web_sys::HtmlInputElement>().checked();
+            if !checked {
+                save(Settings {
+                    enabled: false,
+                    ..*settings
+                });
+                return;
+            }
+            let (settings, blocked, save) = (settings.clone(), blocked.clone(), save.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let granted = notify::permitted() || notify::ask().await;
+                blocked.set(!granted);
+                save(Settings {
+                    enabled: granted,
+                    ..*settings
+                });
+            });
+        })
+    };
+    let toggle = |f: fn(&mut Settings, bool)| {
+        let (settings, save) = (settings.clone(), save.clone());
+        Callback::from(move |e: Event| {
+            let mut s = *settings;
+            f(
+                &mut s,
+                e.target_unchecked_into::<web_sys::HtmlInputElement>().checked(),
+            );
+            save(s);
+        })
+    };
+    html! {
+        <div class="tally-notify-settings" data-testid="notification-settings">
+            <label><input type="checkbox" checked={settings.enabled} onchange={on_enabled} data-testid="notify-enabled" />
+                {" Desktop notifications when this page is in the background"}</label>
+            <label><input type="checkbox" checked={settings.sound} disabled={!settings.enabled}
+                onchange={toggle(|s, v| s.sound = v)} />{" Play a sound"}</label>
+            <label><input type="checkbox" checked={settings.mentions_when_muted} disabled={!settings.enabled}
+                onchange={toggle(|s, v| s.mentions_when_muted = v)} />{" Mentions in muted conversations too"}</label>
+            if *blocked { <p class="tally-status-error" role="alert">{"Notifications are blocked in this browser's site settings."}</p> }
+        </div>
+    }
+}
+
 /// The panel.
 #[function_component(Panel)]
 pub fn panel() -> Html {
@@ -29,6 +89,11 @@ pub fn panel() -> Html {
         }
     };
     let dispatch = |a: fn() -> Action| chat.callback(move |_: MouseEvent| a());
+    let bell_open = use_state(|| false);
+    let toggle_bell = {
+        let bell_open = bell_open.clone();
+        Callback::from(move |_| bell_open.set(!*bell_open))
+    };
     let toggle_new = {
         let new_open = new_open.clone();
         Callback::from(move |_| new_open.set(!*new_open))
@@ -56,11 +121,14 @@ pub fn panel() -> Html {
                         onclick={dispatch(|| Action::Request(Request::MarkAllRead))}>{"✓✓"}</button>
                     <button class="tally-icon-button" title="New conversation" aria-label="New conversation"
                         onclick={toggle_new}>{"✎"}</button>
+                    <button class="tally-icon-button" title="Notifications" aria-label="Notification settings"
+                        aria-expanded={bell_open.to_string()} data-testid="bell" onclick={toggle_bell}>{ super::icons::bell() }</button>
                     <button class="tally-icon-button" title="Close" aria-label="Close messages"
                         onclick={dispatch(|| Action::TogglePanel)}>{"✕"}</button>
                 </div>
             </header>
             { status }
+            if *bell_open { <NotificationSettings /> }
             if *new_open { <NewConversation on_close={close_new} /> }
             if !s.store.is_ready() {
                 <div class="tally-empty">{"Loading…"}</div>
