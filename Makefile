@@ -8,7 +8,7 @@ export CHROMEDRIVER := /usr/bin/chromedriver
 LISTEN ?= 127.0.0.1:8080
 DATA ?= data
 
-.PHONY: run test setup-build setup-test frontend relay relay-dev bench bench-history bench-tab fuzz screenshots
+.PHONY: run test setup-build setup-test frontend relay relay-dev bench bench-history bench-tab bench-feel fuzz screenshots
 
 ## Build the widget and the relay (release), then serve the demo on http://$(LISTEN).
 run: setup-build frontend relay
@@ -54,6 +54,11 @@ bench-history:
 ## The tab keeping up with bursts, in headless Chromium against the release relay (~1 min).
 bench-tab: setup-test frontend relay
 	node e2e/bench-tab.mjs
+
+## What a person feels (~2 min): page load to the right badge, a big snapshot rendered, opening a
+## conversation of 2,000 loaded messages.
+bench-feel: setup-test frontend relay
+	node e2e/bench-feel.mjs
 
 ## Fuzz the frame decoder and the projection (60 s each; nightly + cargo-fuzz; not in CI).
 fuzz:
