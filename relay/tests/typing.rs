@@ -18,12 +18,7 @@ async fn typing_reaches_the_other_participants_only_and_is_never_stored() {
     let mut alice2 = relay.connect("alice").await;
     let mut bob = relay.connect("bob").await;
     let mut carol = relay.connect("carol").await;
-    let dm = alice
-        .call(Request::CreateDirect { staff: sid("bob") })
-        .await
-        .unwrap()
-        .conversation
-        .unwrap();
+    let dm = alice.direct_with("bob").await;
     for c in [&mut alice2, &mut bob, &mut carol] {
         c.sync().await;
     }
@@ -74,12 +69,7 @@ async fn typing_has_its_own_budget() {
     })
     .await;
     let mut alice = relay.connect("alice").await;
-    let dm = alice
-        .call(Request::CreateDirect { staff: sid("bob") })
-        .await
-        .unwrap()
-        .conversation
-        .unwrap();
+    let dm = alice.direct_with("bob").await;
     for _ in 0..5 {
         alice.call(Request::Typing { conversation: dm }).await.unwrap();
     }

@@ -190,6 +190,15 @@ impl Client {
         }
     }
 
+    /// Opens (or finds) this client's direct conversation with `staff`.
+    pub async fn direct_with(&mut self, staff: &str) -> tally_shared::ConversationId {
+        let ack = self
+            .call(Request::CreateDirect { staff: sid(staff) })
+            .await
+            .unwrap();
+        ack.conversation.expect("a direct conversation")
+    }
+
     /// Waits until every event the relay sent before now has arrived.
     pub async fn sync(&mut self) {
         self.call(Request::Ping).await.unwrap();
