@@ -2,7 +2,8 @@
 // and widget. Bob is in 50 groups of 50 messages each, then gets a conversation of 2,000.
 //   1. page load → the launcher's badge shows his exact total (median of 7 loads);
 //   2. mount → a snapshot of 51 conversations rendered as the list (median of 7);
-//   3. a click on the conversation of 2,000 loaded messages → it is on screen (median of 7).
+//   3. a click on the conversation of 2,000 loaded messages → it is on screen: first with all
+//      2,000 unread (the longest window, 200 rows), then the median of 6 more opens.
 //
 //   make frontend relay && node e2e/bench-feel.mjs
 import { Relay, launch } from './helpers.mjs';
@@ -78,16 +79,19 @@ try {
       while (!document.querySelector('#messenger .tally-conversation .tally-msg')) await new Promise((r) => setTimeout(r, 0));
       // Until the frame that shows it is painted.
       await new Promise((r) => setTimeout(r, 0));
-      return performance.now() - t0;
+      return [performance.now() - t0, document.querySelectorAll('#messenger .tally-conversation .tally-msg').length];
     });
     open.push(ms);
   }
-  const loaded = await page.evaluate(() => document.querySelectorAll('#messenger .tally-conversation .tally-msg').length);
+  // The first open has all 2,000 unread (the longest window); the others have none.
+  const [[first, firstRows], ...again] = open;
+  const reopen = again.map(([ms]) => ms);
   console.log(JSON.stringify({
     unread: expected,
     badgeAfterLoadMs: { median: Math.round(median(badge)), min: Math.round(Math.min(...badge)), max: Math.round(Math.max(...badge)) },
     snapshotListRenderedMs: { median: Math.round(median(list)), min: Math.round(Math.min(...list)), max: Math.round(Math.max(...list)) },
-    openConversationMs: { median: Math.round(median(open)), min: Math.round(Math.min(...open)), max: Math.round(Math.max(...open)), rendered: loaded },
+    openConversationAllUnreadMs: { ms: Math.round(first), rendered: firstRows },
+    reopenConversationMs: { median: Math.round(median(reopen)), min: Math.round(Math.min(...reopen)), max: Math.round(Math.max(...reopen)), rendered: again[0][1] },
   }));
 } catch (e) {
   console.error(e);

@@ -341,12 +341,24 @@ test('a burst of 2,000 messages: the badge, the list and the conversation are ex
     const { clickDelay, longTasks } = await b.page.evaluate(() => ({ clickDelay: window.clickDelay, longTasks: window.longTasks }));
     console.log(`burst acknowledged in ${Math.round(took)} ms; click answered in ${Math.round(clickDelay)} ms; long tasks: ${longTasks.map(Math.round).join(', ') || 'none'}`);
     assert.ok(clickDelay < 100, `a click during the burst waited ${clickDelay} ms`);
-    // The open conversation shows every message, the newest last.
+    // The open conversation renders a window (the newest 200, all unread), the newest last;
+    // scrolling up renders the rest, 50 at a time, back to the first message.
     await openConversation(b, 'Alice');
+    const texts = () => b.page.evaluate(() => [...document.querySelectorAll('#messenger .tally-msg .tally-text')].map((e) => e.textContent));
     await b.page.waitForFunction(() => {
       const texts = [...document.querySelectorAll('#messenger .tally-msg .tally-text')].map((e) => e.textContent);
-      return texts.length === 2001 && texts[texts.length - 1] === 'burst 2000';
+      return texts.length === 200 && texts[texts.length - 1] === 'burst 2000';
     }, null, { timeout: 20_000 });
+    for (let rendered = 200; rendered < 2001;) {
+      await b.page.evaluate(() => { document.querySelector('#messenger .tally-messages').scrollTop = 0; });
+      await b.page.waitForFunction((n) => document.querySelectorAll('#messenger .tally-msg .tally-text').length > n, rendered);
+      const now = (await texts()).length;
+      assert.ok(now - rendered <= 50, `scrolling up rendered ${now - rendered} more at once`);
+      rendered = now;
+    }
+    const all = await texts();
+    assert.equal(all[0], 'Brace yourself');
+    assert.equal(all[2000], 'burst 2000');
   } finally {
     await relay.stop();
   }

@@ -34,6 +34,15 @@ pub struct ConversationView {
     pub messages: Vec<Message>,
 }
 
+/// Rows a conversation renders at least when opened (see [`ChatStore::opening_window`]).
+pub const WINDOW_ROWS: usize = 60;
+/// Rows a conversation renders at most when opened, however far back its first unread is.
+pub const WINDOW_MAX_ROWS: usize = 200;
+/// Read messages shown above the first unread one when opening.
+pub const WINDOW_CONTEXT: usize = 10;
+/// Rows added above when the reader scrolls to the top of what is rendered.
+pub const WINDOW_STEP: usize = 50;
+
 impl ConversationView {
     /// Whether every message back to the first is loaded.
     pub fn history_complete(&self) -> bool {
@@ -346,6 +355,38 @@ impl ChatStore {
     fn outbox_mut(&mut self) -> &mut Vec<PendingSend> {
         self.outbox_revision += 1;
         &mut self.outbox
+    }
+
+    /// Where the rendered part of a conversation starts when it is opened with `watermark`:
+    /// a few messages before the first unread one, at least [`WINDOW_ROWS`] from the end, at
+    /// most [`WINDOW_MAX_ROWS`]. Widgets render `messages` from here on (the rest waits until
+    /// the reader scrolls up, see [`ChatStore::widen_window`]) so opening a long conversation
+    /// costs the same as opening a short one.
+    pub fn opening_window(&self, conversation: ConversationId, watermark: Seq) -> Seq {
+        let Some(view) = self.conversations.get(&conversation) else {
+            return Seq(0);
+        };
+        let len = view.messages.len();
+        let unread_at = self
+            .first_unread_after(conversation, watermark)
+            .map_or(len, |seq| view.messages.partition_point(|m| m.seq < seq));
+        let from = unread_at
+            .saturating_sub(WINDOW_CONTEXT)
+            .min(len.saturating_sub(WINDOW_ROWS))
+            .max(len.saturating_sub(WINDOW_MAX_ROWS));
+        view.messages.get(from).map_or(Seq(0), |m| m.seq)
+    }
+
+    /// The start of the rendered part after the reader scrolled to its top: [`WINDOW_STEP`]
+    /// loaded messages earlier than `from` (the first loaded one at most).
+    pub fn widen_window(&self, conversation: ConversationId, from: Seq) -> Seq {
+        let Some(view) = self.conversations.get(&conversation) else {
+            return from;
+        };
+        let at = view.messages.partition_point(|m| m.seq < from);
+        view.messages
+            .get(at.saturating_sub(WINDOW_STEP))
+            .map_or(from, |m| m.seq)
     }
 
     /// The first loaded message after `watermark` that counts as unread for the viewer (by

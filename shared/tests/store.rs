@@ -387,3 +387,64 @@ fn news_is_someone_elses_live_unread_message_and_in_a_muted_conversation_only_a_
     );
     assert_eq!(store.news(&last(&store)), None, "already read");
 }
+
+#[test]
+fn a_long_conversation_opens_on_a_window_around_its_first_unread_message_and_widens_upwards() {
+    use tally_shared::store::{WINDOW_CONTEXT, WINDOW_MAX_ROWS, WINDOW_ROWS, WINDOW_STEP};
+    // Live messages: the store keeps all of them (a snapshot would hold fewer).
+    let (mut host, mut store, dm) = bob_after(0);
+    for i in 0..400 {
+        let send = Request::SendMessage {
+            client_id: ClientMsgId::new(format!("live{i}")).unwrap(),
+            conversation: dm,
+            body: format!("live {i}"),
+            attachments: vec![],
+            reply_to: None,
+        };
+        apply(&mut host, &mut store, "alice", send);
+    }
+    let loaded: Vec<Seq> = store
+        .conversation(dm)
+        .unwrap()
+        .messages
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    let len = loaded.len();
+    assert!(
+        len > WINDOW_MAX_ROWS,
+        "the test needs more loaded than the window holds"
+    );
+    // Everything unread: the window is as long as it may be, ending at the head.
+    assert_eq!(store.opening_window(dm, Seq(0)), loaded[len - WINDOW_MAX_ROWS]);
+    // A few unread: the minimum window (it already holds the divider and its context).
+    let watermark = loaded[len - 5];
+    assert_eq!(store.opening_window(dm, watermark), loaded[len - WINDOW_ROWS]);
+    // First unread 100 from the end: context above it.
+    let watermark = loaded[len - 101];
+    assert_eq!(
+        store.opening_window(dm, watermark),
+        loaded[len - 100 - WINDOW_CONTEXT]
+    );
+    // Nothing unread at all: the minimum window.
+    apply(
+        &mut host,
+        &mut store,
+        "bob",
+        Request::MarkConversationRead { conversation: dm },
+    );
+    let head = *loaded.last().unwrap();
+    assert_eq!(store.opening_window(dm, head), loaded[len - WINDOW_ROWS]);
+    // Scrolling up widens by a step, down to the first loaded message.
+    let from = loaded[len - WINDOW_ROWS];
+    assert_eq!(
+        store.widen_window(dm, from),
+        loaded[len - WINDOW_ROWS - WINDOW_STEP]
+    );
+    assert_eq!(store.widen_window(dm, loaded[3]), loaded[0]);
+    assert_eq!(store.widen_window(dm, loaded[0]), loaded[0]);
+    // A short conversation renders whole.
+    let (_, short, dm) = bob_after(7);
+    assert_eq!(short.opening_window(dm, Seq(0)), Seq(1));
+    assert_eq!(short.opening_window(ConversationId(99), Seq(0)), Seq(0));
+}

@@ -67,27 +67,32 @@ pub fn typing_line(props: &TypingProps) -> Html {
 pub fn conversation_view(props: &ConversationProps) -> Html {
     let chat = use_chat();
     let id = props.id;
-    let (last_read, count, paging) = {
-        let state = chat.state();
-        let view = state.store.conversation(id);
-        let paging = (
-            view.and_then(|v| v.oldest_loaded()),
-            view.is_none_or(|v| v.history_complete()),
-            state.store.head(id),
-        );
-        (
-            state.store.last_read(id),
-            view.map_or(0, |v| v.messages.len()),
-            paging,
-        )
-    };
-
+    let last_read = chat.state().store.last_read(id);
     // The divider stays where the watermark was when the conversation opened (or moved back to).
     let divider = use_mut_ref(|| last_read);
     if last_read < *divider.borrow() {
         *divider.borrow_mut() = last_read;
     }
     let divider_at = *divider.borrow();
+    // Only the messages from `window` on are rendered: the store's opening window, widened as
+    // the reader scrolls up (so a long conversation opens as fast as a short one).
+    let window = {
+        let chat = chat.clone();
+        use_state(move || chat.state().store.opening_window(id, divider_at))
+    };
+    let (start, paging) = {
+        let state = chat.state();
+        let view = state.store.conversation(id);
+        let start = view.map_or(0, |v| v.messages.partition_point(|m| m.seq < *window));
+        let paging = scroll::Paging {
+            oldest: view.and_then(|v| v.oldest_loaded()),
+            complete: view.is_none_or(|v| v.history_complete()),
+            head: state.store.head(id),
+            hidden_above: start > 0,
+            rendered: view.map_or(0, |v| v.messages.len() - start),
+        };
+        (start, paging)
+    };
 
     let reply_to = use_state(|| None::<Message>);
     let editing = use_state(|| None::<Message>);
@@ -96,7 +101,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     let menu = use_state(|| None::<MessageId>);
     let list_ref = use_node_ref();
     let observer = reading::use_reading(&chat, id);
-    let scroll = scroll::use_scroll(&chat, id, list_ref.clone(), count, observer, paging);
+    let scroll = scroll::use_scroll(&chat, id, list_ref.clone(), observer, paging, window);
 
     let state = chat.state();
     let store = &state.store;
@@ -108,7 +113,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     let is_group = view.conversation.kind == ConversationKind::Group;
 
     let mut rows: Vec<Html> = Vec::new();
-    if !view.history_complete() {
+    if start > 0 || !view.history_complete() {
         let load = scroll.load_older.clone();
         rows.push(html! {
             <li class="tally-history-more" key="more">
@@ -127,7 +132,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         forwarding: forwarding.clone(),
     };
     let mut prev: Option<&Message> = None;
-    for m in &view.messages {
+    for m in &view.messages[start..] {
         let day = util::day_key(m.created_at);
         if prev.is_none_or(|p| util::day_key(p.created_at) != day) {
             rows.push(html! { <li class="tally-day" key={format!("day-{}", m.seq)}><span>{ util::day_label(m.created_at) }</span></li> });

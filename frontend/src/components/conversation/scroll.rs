@@ -29,16 +29,32 @@ pub(super) struct Scroll {
     pub(super) to_bottom: Callback<()>,
 }
 
-/// Scrolling for conversation `id`, whose list is `list` and holds `count` rows.
+/// Where the conversation's loaded messages begin and whether all of them are rendered.
+pub(super) struct Paging {
+    /// The oldest loaded message.
+    pub(super) oldest: Option<Seq>,
+    /// Whether it is the first message of the conversation.
+    pub(super) complete: bool,
+    /// The newest message.
+    pub(super) head: Seq,
+    /// Whether loaded messages wait above the rendered ones.
+    pub(super) hidden_above: bool,
+    /// How many messages are rendered.
+    pub(super) rendered: usize,
+}
+
+/// Scrolling for conversation `id`, whose list is `list` and renders the messages from
+/// `window` on.
 #[hook]
 pub(super) fn use_scroll(
     chat: &Chat,
     id: ConversationId,
     list: NodeRef,
-    count: usize,
     observer: Observer,
-    paging: (Option<Seq>, bool, Seq),
+    paging: Paging,
+    window: UseStateHandle<Seq>,
 ) -> Scroll {
+    let count = paging.rendered;
     let loading = use_state(|| false);
     let near_bottom = use_mut_ref(|| true);
     // The same, as state that renders: changed only when it flips, not on every scroll event.
@@ -78,22 +94,38 @@ pub(super) fn use_scroll(
             }
         });
     }
-    let (oldest, complete, head) = paging;
+    let Paging {
+        oldest,
+        complete,
+        head,
+        hidden_above,
+        ..
+    } = paging;
+    // Loaded messages above the rendered ones come first; then a page from the relay.
     let load_older = {
         let (chat, loading, list, anchor) = (chat.clone(), loading.clone(), list.clone(), anchor.clone());
         Callback::from(move |_: ()| {
-            if *loading || complete {
+            if *loading || (complete && !hidden_above) {
+                return;
+            }
+            if let Some(list) = list.cast::<Element>() {
+                *anchor.borrow_mut() = Some(list.scroll_height());
+            }
+            if hidden_above {
+                window.set(chat.state().store.widen_window(id, *window));
                 return;
             }
             let before = oldest.unwrap_or(Seq(head.0 + 1));
             loading.set(true);
-            if let Some(list) = list.cast::<Element>() {
-                *anchor.borrow_mut() = Some(list.scroll_height());
-            }
-            let (chat, loading) = (chat.clone(), loading.clone());
+            let (chat, loading, window) = (chat.clone(), loading.clone(), window.clone());
             wasm_bindgen_futures::spawn_local(async move {
                 match api::history(&chat.options, id, before, 50).await {
-                    Ok(messages) => chat.dispatch(Action::History(id, messages)),
+                    Ok(messages) => {
+                        if let Some(first) = messages.first() {
+                            window.set(first.seq.min(*window));
+                        }
+                        chat.dispatch(Action::History(id, messages));
+                    }
                     Err(e) => gloo::console::warn!(format!("tally: history: {e}")),
                 }
                 loading.set(false);
