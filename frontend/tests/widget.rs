@@ -93,6 +93,10 @@ impl World {
             .execute(&sid(who), &request, Millis(self.clock))
             .unwrap();
         let bob = self.host.engine.key(&sid("bob")).unwrap();
+        let seen = self
+            .host
+            .engine
+            .seen_frames(outcome.applied.iter().map(|a| &a.event.event));
         for a in outcome.applied {
             if a.recipients.contains(&bob) {
                 self.harness.deliver(ServerFrame::Event(a.event.clone()));
@@ -101,6 +105,17 @@ impl World {
                 if *k == bob {
                     self.harness.deliver(ServerFrame::UnreadUpdated(*u));
                 }
+            }
+        }
+        self.deliver_to_bob(seen);
+    }
+
+    /// The frames of a group addressed to bob, as the relay sends them.
+    fn deliver_to_bob(&self, frames: tally_shared::engine::Addressed) {
+        let bob = self.host.engine.key(&sid("bob")).unwrap();
+        for (keys, frame) in frames {
+            if keys.contains(&bob) {
+                self.harness.deliver(frame);
             }
         }
     }
@@ -118,11 +133,23 @@ impl World {
                 | Request::Typing { .. }
                 | Request::Visibility { .. } => {}
                 Request::RequestSnapshot => self.deliver_snapshot(),
+                Request::SetPreferences { hide_read_state } => {
+                    self.host
+                        .engine
+                        .set_read_state_hidden(&sid("bob"), hide_read_state);
+                    let frames = self.host.engine.preference_frames(&sid("bob"));
+                    self.deliver_to_bob(frames);
+                }
                 request => {
                     self.clock += 1;
                     let bob = self.host.engine.key(&sid("bob")).unwrap();
                     match self.host.execute(&sid("bob"), &request, Millis(self.clock)) {
                         Ok(outcome) => {
+                            let seen = self
+                                .host
+                                .engine
+                                .seen_frames(outcome.applied.iter().map(|a| &a.event.event));
+                            self.deliver_to_bob(seen);
                             for a in &outcome.applied {
                                 if a.recipients.contains(&bob) {
                                     self.harness.deliver(ServerFrame::Event(a.event.clone()));
@@ -414,4 +441,46 @@ async fn a_direct_conversation_shows_the_other_persons_presence() {
         .deliver(ServerFrame::Snapshot(Box::new(w.host.snapshot(&sid("bob")))));
     settle().await;
     assert_eq!(dot(&w).as_deref(), Some("offline"));
+}
+
+#[wasm_bindgen_test]
+async fn seen_appears_under_my_message_when_the_other_person_reads_it_and_not_once_i_hide_mine() {
+    let mut w = World::new("t-seen").await;
+    w.click(".tally-launcher").await;
+    w.click("[data-conversation='1']").await;
+    w.act("alice", send(ConversationId(1), "a1", "Parcel is here"));
+    w.act("bob", send(ConversationId(1), "b1", "Thanks!"));
+    settle().await;
+    assert_eq!(w.count("[data-testid=seen]"), 0, "alice has not read it");
+    w.act(
+        "alice",
+        Request::MarkConversationRead {
+            conversation: ConversationId(1),
+        },
+    );
+    settle().await;
+    assert_eq!(w.count("[data-testid=seen]"), 1);
+    let seen_row = w
+        .root
+        .query_selector("[data-testid=seen]")
+        .unwrap()
+        .unwrap()
+        .closest(".tally-msg")
+        .unwrap()
+        .unwrap();
+    assert!(seen_row.text_content().unwrap().contains("Thanks!"));
+
+    // Bob stops sharing his read state from the bell's settings: he sees nobody's either.
+    w.click("[data-testid=bell]").await;
+    w.click("[data-testid=share-reads]").await;
+    w.pump().await;
+    assert_eq!(w.sent_of("set_preferences"), 1);
+    assert_eq!(w.count("[data-testid=seen]"), 0);
+    let checkbox: web_sys::HtmlInputElement = w
+        .root
+        .query_selector("[data-testid=share-reads]")
+        .unwrap()
+        .unwrap()
+        .unchecked_into();
+    assert!(!checkbox.checked());
 }

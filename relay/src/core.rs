@@ -123,6 +123,13 @@ pub enum Command {
         req: Option<tally_shared::RequestId>,
         conn: ConnHandle,
     },
+    /// A staff member changed their preferences.
+    Preferences {
+        staff: StaffId,
+        hide_read_state: bool,
+        req: Option<tally_shared::RequestId>,
+        conn: ConnHandle,
+    },
     /// A webhook delivery's outcome, recorded in the outbox in the next batch.
     WebhookSettled(crate::webhooks::Settled),
     /// A conversation, as it is now.
@@ -519,6 +526,9 @@ impl Core {
                 self.hub.close_staff(key, close::DEACTIVATED);
             }
         }
+        for staff in storage::load_read_state_hidden(&self.conn)? {
+            self.engine.set_read_state_hidden(&staff, true);
+        }
         Ok(())
     }
 
@@ -607,6 +617,7 @@ impl Core {
             .flat_map(|o| &o.applied)
             .collect();
         let queued = enqueue_created(&self.hooks, &tx, &created);
+        let seen = self.engine.seen_frames(created.iter().map(|a| &a.event.event));
         if appended > 0 || !settled.is_empty() {
             if let Err(e) = tx.commit() {
                 fatal(&e);
@@ -629,12 +640,17 @@ impl Core {
                 .observe(started.elapsed().as_micros() as u64);
             self.metrics.events_appended.fetch_add(appended as u64, Relaxed);
         }
-        for (from, result, frames) in writes {
+        for (_, result, frames) in &mut writes {
             if let Ok(outcome) = &result {
-                for (applied, frame) in outcome.applied.iter().zip(frames) {
+                for (applied, frame) in outcome.applied.iter().zip(std::mem::take(frames)) {
                     self.fan_out(applied, frame);
                 }
             }
+        }
+        // Read positions once per batch and conversation (before the acks: whoever waits for
+        // an ack has also heard what it did to "Seen").
+        self.send_addressed(seen);
+        for (from, result, _) in writes {
             if let Err(rejection) = &result {
                 self.metrics.reject(rejection.code);
             }
@@ -883,6 +899,12 @@ impl Core {
                 };
                 self.send(&conn, encode(&ServerFrame::Ack(ack)).into());
             }
+            Command::Preferences {
+                staff,
+                hide_read_state,
+                req,
+                conn,
+            } => self.preferences(&staff, hide_read_state, req, &conn),
             Command::Conversation { id, reply } => {
                 let _ = reply.send(self.engine.conversation(id).cloned());
             }
@@ -1085,8 +1107,16 @@ impl Core {
             }
             None => self.queue_snapshot(staff, &conn),
         }
-        // After the snapshot or the replay (which reset the store's presence): everyone this
-        // person shares a conversation with who is not offline.
+        self.session_state(staff, &conn);
+        self.hub.register(key, conn);
+        self.presence_dirty.insert(key);
+        Ok(())
+    }
+
+    /// What follows a snapshot or a replay (the store forgets it at those frames): the
+    /// presence of everyone this person shares a conversation with who is not offline, their
+    /// preferences, and how far the others have read.
+    fn session_state(&self, staff: &StaffId, conn: &ConnHandle) {
         for peer in self.engine.peers(staff) {
             let Some(peer_key) = self.engine.key(&peer) else {
                 continue;
@@ -1097,12 +1127,50 @@ impl Core {
                     staff: peer,
                     presence,
                 };
-                self.send(&conn, encode(&frame).into());
+                self.send(conn, encode(&frame).into());
             }
         }
-        self.hub.register(key, conn);
-        self.presence_dirty.insert(key);
-        Ok(())
+        let hide_read_state = self.engine.hides_read_state(staff);
+        let preferences = ServerFrame::Preferences { hide_read_state };
+        self.send(conn, encode(&preferences).into());
+        for frame in self.engine.all_read_positions(staff) {
+            self.send(conn, encode(&frame).into());
+        }
+    }
+
+    /// Records a preference, then tells this person's tabs and, for the read state, the people
+    /// they share conversations with.
+    fn preferences(
+        &mut self,
+        staff: &StaffId,
+        hide_read_state: bool,
+        req: Option<tally_shared::RequestId>,
+        conn: &ConnHandle,
+    ) {
+        storage::set_read_state_hidden(&self.conn, staff, hide_read_state).unwrap_or_else(|e| fatal(&e));
+        let changed = self.engine.set_read_state_hidden(staff, hide_read_state);
+        let ack = tally_shared::protocol::Ack {
+            req,
+            offset: self.engine.offset(),
+            ..Default::default()
+        };
+        self.send(conn, encode(&ServerFrame::Ack(ack)).into());
+        if changed {
+            let frames = self.engine.preference_frames(staff);
+            self.send_addressed(frames);
+        }
+    }
+
+    /// Sends frames to groups of staff (each encoded once).
+    fn send_addressed(&self, frames: tally_shared::engine::Addressed) {
+        let mut sent = 0;
+        for (keys, frame) in frames {
+            let frame: Frame = encode(&frame).into();
+            for key in keys {
+                sent += self.hub.send(key, &frame, &self.metrics);
+            }
+        }
+        self.metrics.frames_out.fetch_add(sent, Relaxed);
     }
 
     /// People who just came to share a conversation learn each other's presence (what was
@@ -1182,6 +1250,7 @@ impl Core {
             return;
         }
         self.queue_snapshot(staff, conn);
+        self.session_state(staff, conn);
         let ack = tally_shared::protocol::Ack {
             req,
             offset: self.engine.offset(),

@@ -542,6 +542,12 @@ impl Session {
                 req: frame.req,
                 conn,
             },
+            Request::SetPreferences { hide_read_state } => Command::Preferences {
+                staff,
+                hide_read_state,
+                req: frame.req,
+                conn,
+            },
             Request::Typing { conversation } => Command::Typing {
                 staff,
                 conversation,

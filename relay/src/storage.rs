@@ -125,6 +125,11 @@ const MIGRATIONS: &[&str] = &[
         external TEXT NOT NULL,
         internal INTEGER NOT NULL
      );",
+    // 5: staff members' own preferences (not the work app's, so the staff mirror leaves them).
+    "CREATE TABLE preferences (
+        staff TEXT PRIMARY KEY,
+        hide_read_state INTEGER NOT NULL DEFAULT 0
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes (the number of migrations).
@@ -294,6 +299,29 @@ pub fn load_staff(conn: &Connection) -> rusqlite::Result<Vec<(Staff, bool)>> {
         }
     }
     Ok(out)
+}
+
+/// Who hides their read state (a preference of their own, see `Request::SetPreferences`).
+pub fn load_read_state_hidden(conn: &Connection) -> rusqlite::Result<Vec<StaffId>> {
+    let mut stmt = conn.prepare("SELECT staff FROM preferences WHERE hide_read_state = 1")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for row in rows {
+        if let Ok(id) = StaffId::new(row?) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Records whether a staff member hides their read state.
+pub fn set_read_state_hidden(conn: &Connection, staff: &StaffId, hidden: bool) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO preferences (staff, hide_read_state) VALUES (?1, ?2)
+         ON CONFLICT (staff) DO UPDATE SET hide_read_state = excluded.hide_read_state",
+        rusqlite::params![staff.as_str(), hidden],
+    )?;
+    Ok(())
 }
 
 /// Adds a staff member, or renames and reactivates them.

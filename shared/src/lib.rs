@@ -42,6 +42,7 @@ pub mod model;
 pub mod oracle;
 pub mod protocol;
 pub mod read_by;
+pub mod seen_by;
 mod seq_index;
 #[cfg(feature = "testing")]
 pub mod sim;

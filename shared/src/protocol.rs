@@ -184,6 +184,13 @@ pub enum Request {
         /// Where.
         conversation: ConversationId,
     },
+    /// My settings that others' widgets depend on. Answered by an ack; every tab of mine then
+    /// gets a `preferences` frame.
+    SetPreferences {
+        /// Hide how far I have read from the people I share conversations with (and, in
+        /// exchange, see nobody's): no "Seen" under their messages, none under mine.
+        hide_read_state: bool,
+    },
 }
 
 /// How often a client says it is still typing.
@@ -270,6 +277,7 @@ request_names! {
     Ping => "ping",
     Typing => "typing",
     Visibility => "visibility",
+    SetPreferences => "set_preferences",
 }
 
 /// Whether someone is here: a tab visible, only hidden ones, or none.
@@ -466,9 +474,33 @@ pub enum ServerFrame {
         /// Who.
         staff: StaffId,
     },
+    /// How far other participants of a conversation have read (their watermarks), for "Seen"
+    /// and "Seen by". Sent when a watermark moves, when someone joins, and after `snapshot` or
+    /// `resumed` for every conversation (the store forgets them at those frames). People who
+    /// hide their read state are left out, and people who hide theirs get none.
+    Seen {
+        /// Where.
+        conversation: ConversationId,
+        /// Who has read up to where; `last_read: null` means that person stopped sharing it.
+        seen: Vec<ReadPosition>,
+    },
+    /// My preferences, after `snapshot`/`resumed` and whenever a tab of mine changes them.
+    Preferences {
+        /// See [`Request::SetPreferences`].
+        hide_read_state: bool,
+    },
     /// An event of the log.
     #[serde(untagged)]
     Event(LoggedEvent),
+}
+
+/// One participant's read position, in a `seen` frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadPosition {
+    /// Who.
+    pub staff: StaffId,
+    /// Their watermark: every message up to this seq is read. `None`: not shared (any more).
+    pub last_read: Option<Seq>,
 }
 
 // ---- decoding server frames and events: tag first (see `tagged`), nothing buffered ----
@@ -494,10 +526,17 @@ enum FrameFields {
         staff: StaffId,
         presence: Presence,
     },
+    Seen {
+        conversation: ConversationId,
+        seen: Vec<ReadPosition>,
+    },
+    Preferences {
+        hide_read_state: bool,
+    },
 }
 
 /// The `type`s of server frames that are not events.
-const FRAME_TYPES: [&str; 7] = [
+const FRAME_TYPES: [&str; 9] = [
     "snapshot",
     "resumed",
     "unread_updated",
@@ -505,6 +544,8 @@ const FRAME_TYPES: [&str; 7] = [
     "error",
     "typing",
     "presence",
+    "seen",
+    "preferences",
 ];
 
 /// Decodes the rest of an object that started with `offset` and an event `type`.
@@ -536,6 +577,10 @@ tagged::map_deserialize!(
                         ServerFrame::Typing { conversation, staff }
                     }
                     FrameFields::Presence { staff, presence } => ServerFrame::Presence { staff, presence },
+                    FrameFields::Seen { conversation, seen } => ServerFrame::Seen { conversation, seen },
+                    FrameFields::Preferences { hide_read_state } => {
+                        ServerFrame::Preferences { hide_read_state }
+                    }
                 },
             );
         }
@@ -919,7 +964,7 @@ mod tests {
         }
         let mut names = REQUEST_TYPES.to_vec();
         names.dedup();
-        assert_eq!(names.len(), 20);
+        assert_eq!(names.len(), 21);
     }
 
     fn type_of(json: &str) -> String {

@@ -189,6 +189,10 @@ pub struct ChatStore {
     typing: crate::typing::Typing,
     /// The presence of the people I share a conversation with (absent: offline).
     presence: FxHashMap<StaffId, crate::protocol::Presence>,
+    /// How far the others have read, for "Seen" (what the relay shares).
+    read_positions: crate::seen_by::ReadPositions,
+    /// Whether I hide my read state (and so see nobody's).
+    hide_read_state: bool,
 }
 
 impl Default for ChatStore {
@@ -216,6 +220,8 @@ impl ChatStore {
             asked: FxHashMap::default(),
             scratch: Vec::new(),
             typing: crate::typing::Typing::default(),
+            read_positions: Default::default(),
+            hide_read_state: false,
             presence: FxHashMap::default(),
         }
     }
@@ -570,11 +576,22 @@ impl ChatStore {
         let mut fx = Effects::default();
         match frame {
             ServerFrame::Snapshot(s) => {
-                // A session starts: presence frames for everyone not offline follow.
+                // A session starts: presence and seen frames follow.
                 self.presence.clear();
+                self.read_positions.clear();
                 self.load_snapshot(*s);
             }
-            ServerFrame::Resumed { .. } => self.presence.clear(),
+            ServerFrame::Resumed { .. } => {
+                self.presence.clear();
+                self.read_positions.clear();
+            }
+            ServerFrame::Seen { conversation, seen } => self.read_positions.apply(conversation, seen),
+            ServerFrame::Preferences { hide_read_state } => {
+                self.hide_read_state = hide_read_state;
+                if hide_read_state {
+                    self.read_positions.clear();
+                }
+            }
             ServerFrame::Presence { staff, presence } => {
                 if presence == crate::protocol::Presence::Offline {
                     self.presence.remove(&staff);
@@ -603,6 +620,33 @@ impl ChatStore {
             }
         }
         fx
+    }
+
+    /// Whether I hide my read state (as the relay last said).
+    pub fn hides_read_state(&self) -> bool {
+        self.hide_read_state
+    }
+
+    /// Who has seen `message` (their watermark reached it): the conversation's current
+    /// participants but me and its sender, who share their read state.
+    pub fn seen_by(&self, message: &Message) -> Vec<&StaffId> {
+        let (Some(me), Some(view)) = (self.me.as_ref(), self.conversations.get(&message.conversation)) else {
+            return Vec::new();
+        };
+        self.read_positions
+            .seen_by(&view.conversation.participants, me, message)
+    }
+
+    /// In a direct conversation, my message that "Seen" goes under: the newest of mine the
+    /// other person has read up to. `None` in groups, or when nothing of mine is seen.
+    pub fn seen_marker(&self, conversation: ConversationId) -> Option<Seq> {
+        let me = self.me.as_ref()?;
+        let view = self.conversations.get(&conversation)?;
+        if view.conversation.kind != crate::model::ConversationKind::Direct {
+            return None;
+        }
+        let other = view.conversation.participants.iter().find(|p| *p != me)?;
+        self.read_positions.seen_marker(other, me, &view.messages)
     }
 
     /// Someone's presence, as the relay last said (offline when it said nothing).

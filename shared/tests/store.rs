@@ -448,3 +448,230 @@ fn a_long_conversation_opens_on_a_window_around_its_first_unread_message_and_wid
     assert_eq!(short.opening_window(dm, Seq(0)), Seq(1));
     assert_eq!(short.opening_window(ConversationId(99), Seq(0)), Seq(0));
 }
+
+/// Three people's stores fed what the relay would send them, seen frames included.
+struct Trio {
+    host: MemoryHost,
+    stores: std::collections::BTreeMap<&'static str, ChatStore>,
+}
+
+impl Trio {
+    fn new() -> (Trio, ConversationId, ConversationId) {
+        let staff: Vec<Staff> = ["alice", "bob", "carol"]
+            .iter()
+            .map(|s| Staff {
+                id: sid(s),
+                name: s.to_uppercase(),
+            })
+            .collect();
+        let mut t = Trio {
+            host: MemoryHost::with_staff(&staff),
+            stores: Default::default(),
+        };
+        let dm = t.run("alice", Request::CreateDirect { staff: sid("bob") });
+        let group = t.run(
+            "alice",
+            Request::CreateGroup {
+                client_id: ClientMsgId::new("g").unwrap(),
+                title: "Team".into(),
+                participants: vec![sid("bob"), sid("carol")],
+            },
+        );
+        for who in ["alice", "bob", "carol"] {
+            t.connect(who);
+        }
+        (t, dm.unwrap(), group.unwrap())
+    }
+
+    /// A session starts: snapshot, preferences, then every seen frame (as the relay's hello).
+    fn connect(&mut self, who: &'static str) {
+        let mut store = ChatStore::new();
+        store.apply(ServerFrame::Snapshot(Box::new(self.host.snapshot(&sid(who)))));
+        let hide_read_state = self.host.engine.hides_read_state(&sid(who));
+        store.apply(ServerFrame::Preferences { hide_read_state });
+        for f in self.host.engine.all_read_positions(&sid(who)) {
+            store.apply(f);
+        }
+        self.stores.insert(who, store);
+    }
+
+    fn deliver(&mut self, frames: tally_shared::engine::Addressed) {
+        for (keys, frame) in frames {
+            for key in keys {
+                let who = self.host.engine.projection().staff_id(key).as_str().to_string();
+                if let Some(store) = self.stores.get_mut(who.as_str()) {
+                    store.apply(frame.clone());
+                }
+            }
+        }
+    }
+
+    fn run(&mut self, who: &str, request: Request) -> Option<ConversationId> {
+        let outcome = self.host.execute(&sid(who), &request, Millis(100)).unwrap();
+        let frames = self
+            .host
+            .engine
+            .seen_frames(outcome.applied.iter().map(|a| &a.event.event));
+        for a in outcome.applied {
+            for (name, store) in self.stores.iter_mut() {
+                if a.recipients.contains(&self.host.engine.key(&sid(name)).unwrap()) {
+                    store.apply(ServerFrame::Event(a.event.clone()));
+                }
+            }
+        }
+        self.deliver(frames);
+        outcome.ack.conversation
+    }
+
+    fn send(&mut self, who: &str, conversation: ConversationId, id: &str) -> Seq {
+        self.run(
+            who,
+            Request::SendMessage {
+                client_id: ClientMsgId::new(id).unwrap(),
+                conversation,
+                body: id.into(),
+                attachments: vec![],
+                reply_to: None,
+            },
+        );
+        self.stores[who].head(conversation)
+    }
+
+    fn seen_by(&self, who: &str, conversation: ConversationId, seq: Seq) -> Vec<String> {
+        let store = &self.stores[who];
+        let m = store
+            .conversation(conversation)
+            .unwrap()
+            .messages
+            .iter()
+            .find(|m| m.seq == seq)
+            .unwrap();
+        store.seen_by(m).into_iter().map(|s| s.to_string()).collect()
+    }
+}
+
+#[test]
+fn seen_follows_the_other_persons_watermark_in_a_direct_conversation() {
+    let (mut t, dm, _) = Trio::new();
+    let first = t.send("alice", dm, "a1");
+    let second = t.send("alice", dm, "a2");
+    assert_eq!(t.stores["alice"].seen_marker(dm), None, "bob read nothing yet");
+    t.run(
+        "bob",
+        Request::MarkRead {
+            conversation: dm,
+            up_to: first,
+        },
+    );
+    assert_eq!(t.stores["alice"].seen_marker(dm), Some(first));
+    t.run("bob", Request::MarkConversationRead { conversation: dm });
+    assert_eq!(t.stores["alice"].seen_marker(dm), Some(second));
+    // Bob's reply reads everything before it; "Seen" stays under alice's last message.
+    let reply = t.send("bob", dm, "b1");
+    assert_eq!(t.stores["alice"].seen_marker(dm), Some(second));
+    // Marking unread moves it back, as it moves his count.
+    t.run(
+        "bob",
+        Request::MarkUnread {
+            conversation: dm,
+            from: second,
+        },
+    );
+    assert_eq!(t.stores["alice"].seen_marker(dm), Some(first));
+    // Bob sees where alice is too, and a fresh session of alice's gets it all back.
+    assert_eq!(t.stores["bob"].seen_marker(dm), None);
+    t.run("alice", Request::MarkConversationRead { conversation: dm });
+    assert_eq!(t.stores["bob"].seen_marker(dm), Some(reply));
+    let before = t.stores["alice"].seen_marker(dm);
+    t.connect("alice");
+    assert_eq!(t.stores["alice"].seen_marker(dm), before);
+}
+
+#[test]
+fn seen_by_in_a_group_leaves_out_the_sender_and_whoever_hides_their_read_state() {
+    let (mut t, _, group) = Trio::new();
+    let m = t.send("alice", group, "hello");
+    assert!(t.seen_by("alice", group, m).is_empty());
+    t.run("bob", Request::MarkConversationRead { conversation: group });
+    assert_eq!(t.seen_by("alice", group, m), ["bob"]);
+    assert_eq!(t.seen_by("carol", group, m), ["bob"], "anyone may hover it");
+    assert!(
+        t.seen_by("bob", group, m).is_empty(),
+        "not himself, not the sender"
+    );
+    t.run("carol", Request::MarkConversationRead { conversation: group });
+    assert_eq!(t.seen_by("alice", group, m), ["bob", "carol"]);
+
+    // Carol hides her read state: everyone forgets hers, and she sees nobody's.
+    assert!(t.host.engine.set_read_state_hidden(&sid("carol"), true));
+    let frames = t.host.engine.preference_frames(&sid("carol"));
+    t.deliver(frames);
+    assert_eq!(t.seen_by("alice", group, m), ["bob"]);
+    assert!(t.stores["carol"].hides_read_state());
+    assert!(t.seen_by("carol", group, m).is_empty());
+    let later = t.send("alice", group, "again");
+    t.run("carol", Request::MarkConversationRead { conversation: group });
+    t.run("bob", Request::MarkConversationRead { conversation: group });
+    assert_eq!(t.seen_by("alice", group, later), ["bob"]);
+    assert!(t.seen_by("carol", group, later).is_empty());
+    // Nor after a reconnect.
+    t.connect("alice");
+    t.connect("carol");
+    assert_eq!(t.seen_by("alice", group, later), ["bob"]);
+    assert!(t.seen_by("carol", group, later).is_empty());
+
+    // She shares again: both directions come back at once.
+    assert!(t.host.engine.set_read_state_hidden(&sid("carol"), false));
+    assert!(
+        !t.host.engine.set_read_state_hidden(&sid("carol"), false),
+        "no change"
+    );
+    let frames = t.host.engine.preference_frames(&sid("carol"));
+    t.deliver(frames);
+    assert_eq!(t.seen_by("alice", group, later), ["bob", "carol"]);
+    assert_eq!(t.seen_by("carol", group, later), ["bob"]);
+    // The staff table's mirror does not reset the preference.
+    t.host.engine.upsert_staff(
+        Staff {
+            id: sid("carol"),
+            name: "C".into(),
+        },
+        true,
+    );
+    assert!(!t.host.engine.hides_read_state(&sid("carol")));
+    t.host.engine.set_read_state_hidden(&sid("carol"), true);
+    t.host.engine.upsert_staff(
+        Staff {
+            id: sid("carol"),
+            name: "C".into(),
+        },
+        true,
+    );
+    assert!(t.host.engine.hides_read_state(&sid("carol")));
+}
+
+#[test]
+fn a_newcomer_and_the_group_learn_each_others_read_positions() {
+    let (mut t, _, group) = Trio::new();
+    let staff = Staff {
+        id: sid("dave"),
+        name: "DAVE".into(),
+    };
+    t.host.engine.upsert_staff(staff, true);
+    let m = t.send("alice", group, "before-dave");
+    t.run("bob", Request::MarkConversationRead { conversation: group });
+    t.connect("dave");
+    t.run(
+        "alice",
+        Request::AddParticipants {
+            conversation: group,
+            staff: vec![sid("dave")],
+        },
+    );
+    // Dave joins at the head: he has "seen" what came before him, and he knows bob's.
+    assert_eq!(t.seen_by("alice", group, m), ["bob", "dave"]);
+    // (once he has loaded the history)
+    let older = t.host.storage.range(group, Seq(1), m);
+    t.stores.get_mut("dave").unwrap().apply_history(group, older);
+    assert_eq!(t.seen_by("dave", group, m), ["bob"]);
+}

@@ -15,6 +15,14 @@ use crate::state::{Action, ConnectionState};
 #[function_component(NotificationSettings)]
 fn notification_settings() -> Html {
     use crate::notify::{self, Settings};
+    let chat = use_chat();
+    let share_reads = !chat.state().store.hides_read_state();
+    let on_share_reads = chat.callback(|e: Event| {
+        let checked = e.target_unchecked_into::<web_sys::HtmlInputElement>().checked();
+        Action::Request(Request::SetPreferences {
+            hide_read_state: !checked,
+        })
+    });
     let settings = use_state(Settings::load);
     let blocked = use_state(|| false);
     let save = {
@@ -66,6 +74,8 @@ fn notification_settings() -> Html {
             <label><input type="checkbox" checked={settings.mentions_when_muted} disabled={!settings.enabled}
                 onchange={toggle(|s, v| s.mentions_when_muted = v)} />{" Mentions in muted conversations too"}</label>
             if *blocked { <p class="tally-status-error" role="alert">{"Notifications are blocked in this browser's site settings."}</p> }
+            <label><input type="checkbox" checked={share_reads} onchange={on_share_reads} data-testid="share-reads" />
+                {" Show others when I have read their messages (and see when they have read mine)"}</label>
         </div>
     }
 }

@@ -25,8 +25,10 @@ mod membership;
 mod messages;
 mod reading;
 mod saved;
+mod seen;
 mod service;
 
+pub use seen::Addressed;
 pub use service::ServiceRequest;
 
 /// What the engine asks its host for: stored things it does not keep in memory.
@@ -79,6 +81,8 @@ pub struct Outcome {
 struct StaffRecord {
     name: String,
     active: bool,
+    /// Their preference: hide how far they have read (see [`Engine::set_read_state_hidden`]).
+    hide_read_state: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -297,11 +301,13 @@ impl Engine {
             return;
         }
         self.intern(&staff.id);
+        let hide_read_state = self.hides_read_state(&staff.id);
         self.staff.insert(
             staff.id,
             StaffRecord {
                 name: staff.name,
                 active,
+                hide_read_state,
             },
         );
     }
@@ -533,10 +539,10 @@ impl Engine {
             // Answered with the current offset; a divergence report is the relay's to log.
             Request::RequestSnapshot | Request::Ping | Request::ReportDivergence { .. } => Ack::default(),
             // Relayed by the relay between participants; nothing to decide or to log.
-            Request::Typing { .. } | Request::Visibility { .. } => {
+            Request::Typing { .. } | Request::Visibility { .. } | Request::SetPreferences { .. } => {
                 return reject(
                     ErrorCode::NotAllowed,
-                    "typing and visibility are relayed, not executed",
+                    "typing, visibility and preferences are the relay's, not the log's",
                 );
             }
             Request::SendMessage {

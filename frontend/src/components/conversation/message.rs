@@ -24,6 +24,34 @@ pub(super) struct RowActions {
     pub(super) forwarding: UseStateHandle<Option<MessageId>>,
 }
 
+/// Who has read a message, as its row says it.
+pub(super) enum SeenLine {
+    /// Nothing to say.
+    Nothing,
+    /// "Seen", under my newest message the other person has read (direct conversations).
+    Seen,
+    /// "Seen by …" for a group message, shown on hover, focus or tap.
+    By(Vec<String>),
+}
+
+impl SeenLine {
+    fn html(&self) -> Html {
+        match self {
+            SeenLine::Nothing => html! {},
+            SeenLine::Seen => html! { <div class="tally-seen" data-testid="seen">{"Seen"}</div> },
+            SeenLine::By(names) => {
+                let all = names.join(", ");
+                let text = if names.len() <= 3 {
+                    format!("Seen by {all}")
+                } else {
+                    format!("Seen by {}", names.len())
+                };
+                html! { <div class="tally-seen tally-seen-by" data-testid="seen-by" title={format!("Seen by {all}")}>{ text }</div> }
+            }
+        }
+    }
+}
+
 /// One message as a row of the list.
 pub(super) fn message_row(
     chat: &Chat,
@@ -31,6 +59,7 @@ pub(super) fn message_row(
     m: &Message,
     grouped: bool,
     ui: &RowActions,
+    seen: SeenLine,
 ) -> Html {
     let RowActions {
         menu,
@@ -118,6 +147,7 @@ pub(super) fn message_row(
                     { util::short_time(m.created_at) }
                 </span>
             </div>
+            { seen.html() }
             if !m.deleted {
                 <div class="tally-msg-actions">
                     <button class="tally-icon-button tally-menu-button" aria-label="Message actions" aria-haspopup="menu"

@@ -15,7 +15,7 @@ use super::dialogs::{ForwardDialog, GroupDialog};
 use super::{icons, use_chat};
 use crate::state::Action;
 use crate::util;
-use message::{RowActions, message_row};
+use message::{RowActions, SeenLine, message_row};
 
 /// Properties.
 #[derive(Properties, PartialEq)]
@@ -131,6 +131,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         editing: editing.clone(),
         forwarding: forwarding.clone(),
     };
+    let seen_marker = store.seen_marker(id);
     let mut prev: Option<&Message> = None;
     for m in &view.messages[start..] {
         let day = util::day_key(m.created_at);
@@ -147,7 +148,19 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
                 && m.created_at.0.saturating_sub(p.created_at.0) < 5 * 60_000
                 && util::day_key(p.created_at) == day
         }) && !starts_after_divider;
-        rows.push(message_row(&chat, store, m, grouped, &ui));
+        let seen = if seen_marker == Some(m.seq) {
+            SeenLine::Seen
+        } else if is_group && Some(&m.sender) == store.me() && !m.deleted {
+            let by = store.seen_by(m);
+            if by.is_empty() {
+                SeenLine::Nothing
+            } else {
+                SeenLine::By(by.into_iter().map(|s| store.name_of(s).to_string()).collect())
+            }
+        } else {
+            SeenLine::Nothing
+        };
+        rows.push(message_row(&chat, store, m, grouped, &ui, seen));
         prev = Some(m);
     }
     if view.messages.is_empty() {
