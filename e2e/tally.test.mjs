@@ -528,6 +528,50 @@ test('presence: Bob sees Alice online, away when her tab is hidden, offline when
   }
 });
 
+test('"Seen" moves when Bob reads; "Seen by" in a group on hover; hiding his read state hides it', async () => {
+  const relay = await new Relay(['alice', 'bob', 'carol']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const b = await tab(browser, relay, 'bob');
+    await startDirect(a, 'Bob');
+    await say(a, 'Are you in?');
+    await say(a, 'Room 4');
+    const seenUnder = () => a.page.evaluate(() => [...document.querySelectorAll('#messenger [data-testid=seen]')].map((s) => s.closest('.tally-msg').querySelector('.tally-text').textContent));
+    assert.deepEqual(await seenUnder(), [], 'Bob has not read anything');
+    await openConversation(b, 'Alice');
+    await a.page.waitForFunction(() => document.querySelectorAll('#messenger [data-testid=seen]').length === 1);
+    assert.deepEqual(await seenUnder(), ['Room 4'], 'under her newest message he read');
+    await a.page.bringToFront();
+    await say(a, 'Bring the keys');
+    await b.page.bringToFront();
+    await b.page.waitForSelector('#messenger .tally-text:text-is("Bring the keys")');
+    await a.page.waitForFunction(() => [...document.querySelectorAll('#messenger [data-testid=seen]')].map((s) => s.closest('.tally-msg').querySelector('.tally-text').textContent).join() === 'Bring the keys');
+
+    // A group: "Seen by Bob" on hover over her message, once he has read it.
+    await a.page.bringToFront();
+    await startGroup(a, ['Bob', 'Carol'], 'Lunch');
+    await say(a, 'Pizza?');
+    await openConversation(b, 'Lunch');
+    await a.page.bringToFront();
+    const mine = '#messenger .tally-msg:has(.tally-text:text-is("Pizza?"))';
+    await a.page.waitForSelector(`${mine} [data-testid=seen-by]`, { state: 'attached' });
+    await a.page.hover(mine);
+    assert.equal(await a.page.textContent(`${mine} [data-testid=seen-by]`), 'Seen by Bob');
+    assert.ok(await a.page.isVisible(`${mine} [data-testid=seen-by]`));
+
+    // Bob stops sharing: Alice's "Seen by" goes; Bob's own view shows nobody's.
+    await b.page.click('#messenger [data-testid=bell]');
+    // (The box follows the relay: it shows unchecked once the preference is recorded.)
+    await b.page.click('#messenger [data-testid=share-reads]');
+    await b.page.waitForFunction(() => !document.querySelector('#messenger [data-testid=share-reads]').checked);
+    await a.page.waitForSelector(`${mine} [data-testid=seen-by]`, { state: 'detached' });
+    await openConversation(a, 'Bob');
+    await a.page.waitForSelector('#messenger [data-testid=seen]', { state: 'detached' });
+  } finally {
+    await relay.stop();
+  }
+});
+
 test('scrolled up, Bob sees "N new messages ↓"; clicking it jumps down and reads them', async () => {
   const relay = await new Relay(['alice', 'bob'], { args: ['--writes-per-sec', '1e9', '--write-burst', '1e9'] }).start();
   try {
