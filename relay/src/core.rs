@@ -58,6 +58,8 @@ pub enum Command {
     Disconnected { staff: StaffId, conn_id: u64 },
     /// A page of history.
     History(HistoryRequest),
+    /// A full-text search (see `search`), scoped here to the searcher's conversations.
+    Search(SearchRequest),
     /// May this staff member fetch this attachment? Its content type and size if so.
     Attachment {
         staff: StaffId,
@@ -219,6 +221,24 @@ enum Pending {
         deliver: oneshot::Sender<Frame>,
     },
     History(HistoryRequest),
+    Search(crate::search::SearchQuery, Reply<Result<Vec<Message>, ErrorCode>>),
+}
+
+/// A search by a staff member: in one of their conversations, or in all of them.
+#[derive(Debug)]
+pub struct SearchRequest {
+    /// Who asks.
+    pub staff: StaffId,
+    /// The words (checked by `search::terms`).
+    pub terms: Vec<String>,
+    /// Only this conversation (which they must be in).
+    pub conversation: Option<ConversationId>,
+    /// Only messages older than this one.
+    pub before: Option<tally_shared::MessageId>,
+    /// At most this many.
+    pub limit: u64,
+    /// Where the results go.
+    pub reply: Reply<Result<Vec<Message>, ErrorCode>>,
 }
 
 /// A page of history: up to `limit` messages of a conversation before `before` (or up to its
@@ -827,6 +847,7 @@ impl Core {
                         metrics: self.metrics.clone(),
                     })
                 }
+                Pending::Search(query, reply) => Some(Job::Search { query, reply }),
                 Pending::History(h) => match self.history_range(&h) {
                     Ok(Some((from, to))) => Some(Job::History {
                         conversation: h.conversation,
@@ -926,6 +947,22 @@ impl Core {
                     }
                 }
             }
+            Command::Search(r) => match self.search_scope(&r) {
+                Err(code) => {
+                    let _ = r.reply.send(Err(code));
+                }
+                Ok(query) if self.reads.is_some() => {
+                    self.pending.push_back(Pending::Search(query, r.reply));
+                    self.pump();
+                }
+                Ok(query) => {
+                    let found = crate::search::TextSearch::search(&self.conn, &query);
+                    let _ = r.reply.send(found.map_err(|e| {
+                        tracing::error!(error = %e, "search failed");
+                        ErrorCode::Internal
+                    }));
+                }
+            },
             Command::History(h) => {
                 if self.reads.is_some() {
                     self.pending.push_back(Pending::History(h));
@@ -1266,6 +1303,29 @@ impl Core {
             return Ok(Vec::new());
         };
         Ok(storage::message_range(&self.conn, conversation, from, to).unwrap_or_else(|e| fatal(&e)))
+    }
+
+    /// A search's query with its scope: the one conversation asked for, if the searcher is in
+    /// it, or every conversation they are in now.
+    fn search_scope(&self, r: &SearchRequest) -> Result<crate::search::SearchQuery, ErrorCode> {
+        let conversations = match r.conversation {
+            Some(c) if self.engine.is_participant(&r.staff, c) => vec![c],
+            Some(c) if self.engine.conversation(c).is_some() => return Err(ErrorCode::NotParticipant),
+            Some(_) => return Err(ErrorCode::NotFound),
+            None => self
+                .engine
+                .projection()
+                .conversations_of(&r.staff)
+                .into_iter()
+                .map(|(c, ..)| c)
+                .collect(),
+        };
+        Ok(crate::search::SearchQuery {
+            terms: r.terms.clone(),
+            conversations,
+            before: r.before,
+            limit: r.limit.clamp(1, crate::search::MAX_RESULTS),
+        })
     }
 
     /// The seqs of a page of history, if the staff member may read it (`None`: no messages).

@@ -72,6 +72,8 @@ pub fn routes(state: AppState) -> warp::filters::BoxedFilter<(warp::reply::Respo
         .unify()
         .or(history_page(state.clone()))
         .unify()
+        .or(search_page(state.clone()))
+        .unify()
         .or(directory(state.clone()))
         .unify()
         .or(health(state.clone()))
@@ -170,6 +172,20 @@ fn history_page(state: AppState) -> Route {
             .and(warp::query::<HistoryQuery>())
             .and(with_state(state))
             .and_then(history),
+    )
+}
+
+/// GET /api/search?q=WORDS[&conversation=ID][&before=MESSAGE][&limit=N]: the messages of my
+/// conversations (or of one) whose text has every word (the last as a word's start), newest
+/// first; `next_before` pages on.
+fn search_page(state: AppState) -> Route {
+    boxed(
+        warp::path!("api" / "search")
+            .and(get_or_head())
+            .and(bearer(state.clone()))
+            .and(warp::query::<SearchParams>())
+            .and(with_state(state))
+            .and_then(search),
     )
 }
 
@@ -284,8 +300,56 @@ struct HistoryQuery {
 }
 
 #[derive(Deserialize)]
+struct SearchParams {
+    q: Option<String>,
+    conversation: Option<u64>,
+    before: Option<u64>,
+    limit: Option<u64>,
+}
+
+#[derive(Deserialize)]
 struct DemoSignIn {
     staff: StaffId,
+}
+
+async fn search(
+    staff: StaffId,
+    q: SearchParams,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    let terms = crate::search::terms(q.q.as_deref().unwrap_or_default())
+        .map_err(|e| api_error(StatusCode::BAD_REQUEST, ErrorCode::InvalidInput, e.to_string()))?;
+    attachments::take_budget(&state, &staff, Kind::Search)?;
+    let limit = q.limit.unwrap_or(20);
+    let asked = |reply| {
+        Command::Search(crate::core::SearchRequest {
+            staff,
+            terms,
+            conversation: q.conversation.map(ConversationId),
+            before: q.before.map(tally_shared::MessageId),
+            limit,
+            reply,
+        })
+    };
+    match state.ask(asked).await {
+        Some(Ok(results)) => {
+            let next_before = (results.len() as u64 >= limit.clamp(1, crate::search::MAX_RESULTS))
+                .then(|| results.last().map(|m| m.id))
+                .flatten();
+            let body = serde_json::json!({ "results": results, "next_before": next_before });
+            Ok(warp::reply::json(&body).into_response())
+        }
+        Some(Err(code)) => Err(api_error(
+            status_of(code),
+            code,
+            match code {
+                ErrorCode::NotParticipant => "you are not in this conversation",
+                ErrorCode::NotFound => "no such conversation",
+                _ => "the search failed",
+            },
+        )),
+        None => Err(core_gone()),
+    }
 }
 
 async fn history(

@@ -51,6 +51,7 @@ pub mod metrics;
 pub mod pages;
 pub mod reads;
 pub mod rejection;
+pub mod search;
 pub mod server;
 pub mod service;
 pub mod service_keys;

@@ -66,6 +66,12 @@ pub struct Limits {
     /// Burst of `typing` frames.
     #[arg(long, env = "TALLY_TYPING_BURST", default_value_t = 5.0)]
     pub typing_burst: f64,
+    /// Searches per second per staff member (each one reads the full-text index).
+    #[arg(long, env = "TALLY_SEARCHES_PER_SEC", default_value_t = 1.0)]
+    pub searches_per_sec: f64,
+    /// Burst of searches (a person typing a query searches a few times in a row).
+    #[arg(long, env = "TALLY_SEARCH_BURST", default_value_t = 10.0)]
+    pub search_burst: f64,
 }
 
 /// The default upload quota: 256 MiB per staff member per 24 hours.
@@ -106,6 +112,8 @@ impl Limits {
             service_burst: 1e9,
             typing_per_sec: 1e9,
             typing_burst: 1e9,
+            searches_per_sec: 1e9,
+            search_burst: 1e9,
         }
     }
 
@@ -119,6 +127,7 @@ impl Limits {
             Kind::Upload => (self.uploads_per_sec, self.upload_burst),
             Kind::Service => (self.service_per_sec, self.service_burst),
             Kind::Typing => (self.typing_per_sec, self.typing_burst),
+            Kind::Search => (self.searches_per_sec, self.search_burst),
         }
     }
 }
@@ -140,6 +149,8 @@ pub enum Kind {
     Service,
     /// A `typing` frame.
     Typing,
+    /// A search over HTTP.
+    Search,
 }
 
 /// Classifies a request.

@@ -125,11 +125,19 @@ const MIGRATIONS: &[&str] = &[
         external TEXT NOT NULL,
         internal INTEGER NOT NULL
      );",
-    // 5: staff members' own preferences (not the work app's, so the staff mirror leaves them).
+    // 5: staff members' own preferences (not the work app's, so the staff mirror leaves them),
+    // and the full-text index of live messages' text (`search`): contentless (the text is in
+    // `messages`), rowid = message id, accents folded; filled from what is there.
     "CREATE TABLE preferences (
         staff TEXT PRIMARY KEY,
         hide_read_state INTEGER NOT NULL DEFAULT 0
-     ) WITHOUT ROWID;",
+     ) WITHOUT ROWID;
+     CREATE VIRTUAL TABLE message_text USING fts5(
+        body, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2'
+     );
+     INSERT INTO message_text (rowid, body)
+        SELECT id, json_extract(payload, '$.body') FROM messages
+        WHERE coalesce(json_extract(payload, '$.body'), '') != '';",
 ];
 
 /// The schema version this build writes (the number of migrations).
@@ -421,6 +429,7 @@ pub fn append(tx: &Transaction<'_>, event: &LoggedEvent, frame: &str) -> anyhow:
                     .map_or_else(|| serde_json::to_string(message), |p| Ok(p.to_string()))?,
                 message.reply_to.as_ref().map(|r| r.message.0 as i64),
             ])?;
+            crate::search::index_new(tx, message.id, &message.body)?;
             for a in &message.attachments {
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO message_files (attachment, message, conversation) VALUES (?1, ?2, ?3)",
@@ -429,12 +438,18 @@ pub fn append(tx: &Transaction<'_>, event: &LoggedEvent, frame: &str) -> anyhow:
             }
         }
         Event::MessageEdited {
-            seq, body, edited_at, ..
+            message,
+            seq,
+            body,
+            edited_at,
+            ..
         } => {
             update_message(tx, conversation, *seq, |m| m.edit(body, *edited_at))?;
+            crate::search::index(tx, *message, Some(body))?;
         }
         Event::MessageDeleted { seq, message, .. } => {
             update_message(tx, conversation, *seq, Message::tombstone)?;
+            crate::search::index(tx, *message, None)?;
             redact(tx, *message)?;
         }
         _ => {}

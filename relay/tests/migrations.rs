@@ -71,6 +71,13 @@ async fn a_data_directory_of_schema_1_migrates_with_its_counts_history_and_files
         200
     );
 
+    // The migration indexed the old messages' text for search.
+    let search = "/api/search?q=door%20code";
+    let (status, _, body) = http(relay.addr, "GET", search, &[("Authorization", &auth)], b"").await;
+    assert_eq!(status, 200);
+    let found: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(found["results"][0]["body"], "Door code 4711 (edited)", "{found}");
+
     // A delete after the migration finds the old reply and the old events to redact.
     let mut alice = relay.connect("alice").await;
     alice
@@ -87,6 +94,13 @@ async fn a_data_directory_of_schema_1_migrates_with_its_counts_history_and_files
             .collect();
         assert!(rows.iter().all(|r| !r.contains("4711")), "{sql}: {rows:?}");
     }
+    let (_, _, body) = http(relay.addr, "GET", search, &[("Authorization", &auth)], b"").await;
+    let found: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        found["results"],
+        serde_json::json!([]),
+        "deleted: no longer found"
+    );
     assert_eq!(
         http(relay.addr, "GET", &path, &[("Authorization", &auth)], b"")
             .await
