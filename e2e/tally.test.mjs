@@ -572,6 +572,48 @@ test('"Seen" moves when Bob reads; "Seen by" in a group on hover; hiding his rea
   }
 });
 
+test('search finds only what Bob may read; a result opens the conversation at it, history loaded around it', async () => {
+  const relay = await new Relay(['alice', 'bob', 'carol'], { args: ['--writes-per-sec', '1e9', '--write-burst', '1e9'] }).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    await startDirect(a, 'Carol');
+    await say(a, 'A parcel for Carol only');
+    await startDirect(a, 'Bob');
+    await say(a, 'The parcel code is 8841');
+    const dm = Number(await a.page.getAttribute('#messenger .tally-conversation', 'data-conversation'));
+    await blast(a, relay, dm, 300, 'filler');
+    // Bob signs in after: his snapshot holds the newest messages, not the first one.
+    const b = await tab(browser, relay, 'bob');
+    await openPanel(b);
+    await b.page.click('#messenger [data-testid=search]');
+    await b.page.fill('#messenger [data-testid=search-input]', 'parc');
+    await b.page.waitForSelector('#messenger [data-testid=search-result]');
+    const results = await b.page.$$eval('#messenger [data-testid=search-result]', (rs) => rs.map((r) => r.textContent));
+    assert.equal(results.length, 1, `Carol's conversation is not Bob's: ${results}`);
+    assert.match(results[0], /The parcel code is 8841/);
+    assert.equal(await b.page.textContent('#messenger [data-testid=search-result] mark'), 'parcel');
+    await b.page.fill('#messenger [data-testid=search-input]', 'carol only');
+    await b.page.waitForSelector('#messenger .tally-search p:text-is("No messages found.")');
+    // A result: the conversation opens at it (300 messages later), marked, in view.
+    await b.page.fill('#messenger [data-testid=search-input]', 'code 8841');
+    await b.page.click('#messenger [data-testid=search-result]');
+    const row = '#messenger .tally-msg:has(.tally-text:text-is("The parcel code is 8841"))';
+    await b.page.waitForSelector(`${row}[data-found]`, { timeout: 10_000 });
+    const inView = () => b.page.$eval(row, (r) => {
+      const l = r.closest('.tally-messages').getBoundingClientRect();
+      const m = r.getBoundingClientRect();
+      return m.top >= l.top && m.bottom <= l.bottom;
+    });
+    assert.ok(await inView(), 'the message is on screen');
+    // History around it: the messages after it are there too, in order.
+    const texts = await b.page.$$eval('#messenger .tally-msg .tally-text', (es) => es.map((e) => e.textContent));
+    const at = texts.indexOf('The parcel code is 8841');
+    assert.deepEqual(texts.slice(at, at + 3), ['The parcel code is 8841', 'filler 1', 'filler 2']);
+  } finally {
+    await relay.stop();
+  }
+});
+
 test('scrolled up, Bob sees "N new messages ↓"; clicking it jumps down and reads them', async () => {
   const relay = await new Relay(['alice', 'bob'], { args: ['--writes-per-sec', '1e9', '--write-burst', '1e9'] }).start();
   try {

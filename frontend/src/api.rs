@@ -23,6 +23,48 @@ async fn get(options: &MountOptions, path: &str) -> Result<gloo::net::http::Resp
     }
 }
 
+/// A page of search results: messages of my conversations, newest first.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct SearchPage {
+    /// What matched.
+    pub results: Vec<Message>,
+    /// The next page starts before this message (none: no more).
+    pub next_before: Option<tally_shared::MessageId>,
+}
+
+/// Searches my conversations for `query`; an error is the relay's own message (a query too
+/// short, too many searches) or what went wrong on the way.
+pub async fn search(
+    options: &MountOptions,
+    query: &str,
+    before: Option<tally_shared::MessageId>,
+) -> Result<SearchPage, String> {
+    let token = options.token().await.ok_or("no token")?;
+    let mut path = format!(
+        "/api/search?limit=20&q={}",
+        String::from(js_sys::encode_uri_component(query))
+    );
+    if let Some(b) = before {
+        path.push_str(&format!("&before={b}"));
+    }
+    let resp = gloo::net::http::Request::get(&format!("{}{path}", options.http_base()))
+        .header("Authorization", &format!("Bearer {token}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.ok() {
+        return resp.json().await.map_err(|e| e.to_string());
+    }
+    #[derive(serde::Deserialize)]
+    struct Refusal {
+        message: String,
+    }
+    match resp.json::<Refusal>().await {
+        Ok(r) => Err(r.message),
+        Err(_) => Err(format!("search: HTTP {}", resp.status())),
+    }
+}
+
 /// An older page of a conversation: the messages before `before`.
 pub async fn history(
     options: &MountOptions,

@@ -62,6 +62,11 @@ pub enum Action {
     TogglePanel,
     /// Show the panel with this conversation open (a notification was clicked).
     Show(ConversationId),
+    /// Open a conversation at a message (a search result was chosen): its view loads the
+    /// history back to it, shows it and says so with [`Action::Jumped`].
+    Jump(ConversationId, Seq),
+    /// The conversation view has shown the message it was asked to jump to.
+    Jumped,
 }
 
 /// The widget's state: the shared store plus what only the UI needs.
@@ -82,6 +87,8 @@ pub struct ChatState {
     /// Messages that arrived and are news for me (`ChatStore::news`), with whether their
     /// conversation is muted: the shell offers them as notifications and empties this.
     pub news: Vec<(Message, bool)>,
+    /// A message to show in its conversation (a search result), until the view has.
+    pub jump_to: Option<(ConversationId, Seq)>,
 }
 
 impl ChatState {
@@ -95,6 +102,7 @@ impl ChatState {
             panel_open: false,
             open_on_ack: None,
             news: Vec::new(),
+            jump_to: None,
         }
     }
 
@@ -129,6 +137,12 @@ impl ChatState {
                 self.panel_open = true;
                 self.open = Some(c);
             }
+            Action::Jump(c, seq) => {
+                self.panel_open = true;
+                self.open = Some(c);
+                self.jump_to = Some((c, seq));
+            }
+            Action::Jumped => self.jump_to = None,
         }
         out
     }

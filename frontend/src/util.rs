@@ -105,3 +105,57 @@ pub fn initials(name: &str) -> String {
         .collect::<String>()
         .to_uppercase()
 }
+
+/// The words of a search query, as the relay splits them (letters and digits), lowercased.
+pub fn search_words(query: &str) -> Vec<String> {
+    query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// A search result's text: an excerpt from a little before the first match, with each word
+/// that begins with one of `words` marked.
+pub fn highlighted(text: &str, words: &[String]) -> yew::Html {
+    use yew::html;
+    // Byte ranges of the words that match, in order.
+    let mut marks: Vec<(usize, usize)> = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
+        match (c.is_alphanumeric(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                let word = text[s..i].to_lowercase();
+                if words.iter().any(|w| word.starts_with(w.as_str())) {
+                    marks.push((s, i));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    let boundary = |mut i: usize| {
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let from = marks.first().map_or(0, |m| boundary(m.0.saturating_sub(60)));
+    let to = boundary((from + 240).min(text.len()));
+    let mut parts: Vec<yew::Html> = Vec::new();
+    if from > 0 {
+        parts.push(html! { "…" });
+    }
+    let mut at = from;
+    for (s, e) in marks.into_iter().filter(|(s, e)| *s >= from && *e <= to) {
+        parts.push(html! { { text[at..s].to_string() } });
+        parts.push(html! { <mark>{ text[s..e].to_string() }</mark> });
+        at = e;
+    }
+    parts.push(html! { { text[at..to].to_string() } });
+    if to < text.len() {
+        parts.push(html! { "…" });
+    }
+    html! { <>{ for parts }</> }
+}

@@ -26,3 +26,8 @@ pub fn bell_off() -> Html {
 pub fn paperclip() -> Html {
     icon("M21.4 11.1l-9.2 9.2a6 6 0 0 1-8.5-8.5l9.2-9.2a4 4 0 0 1 5.7 5.7l-9.2 9.2a2 2 0 0 1-2.8-2.8l8.5-8.5")
 }
+
+/// A magnifying glass (search).
+pub fn search() -> Html {
+    icon("M11 18a7 7 0 1 0 0-14 7 7 0 0 0 0 14zM21 21l-4.35-4.35")
+}

@@ -7,6 +7,7 @@ pub mod icons;
 pub mod launcher;
 pub mod list;
 pub mod panel;
+pub mod search;
 
 use yew::prelude::*;
 

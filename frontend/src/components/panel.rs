@@ -86,6 +86,7 @@ pub fn panel() -> Html {
     let chat = use_chat();
     let s = chat.state();
     let new_open = use_state(|| false);
+    let searching = use_state(|| false);
     let status = match &s.connection {
         ConnectionState::Connected => html! {},
         ConnectionState::Connecting => {
@@ -129,6 +130,9 @@ pub fn panel() -> Html {
                     <button class="tally-icon-button" title="Mark all as read" aria-label="Mark all as read"
                         disabled={total.unread == 0 && total.mentions == 0}
                         onclick={dispatch(|| Action::Request(Request::MarkAllRead))}>{"✓✓"}</button>
+                    <button class="tally-icon-button" title="Search messages" aria-label="Search messages"
+                        aria-expanded={searching.to_string()} data-testid="search"
+                        onclick={let s = searching.clone(); move |_| s.set(!*s)}>{ super::icons::search() }</button>
                     <button class="tally-icon-button" title="New conversation" aria-label="New conversation"
                         onclick={toggle_new}>{"✎"}</button>
                     <button class="tally-icon-button" title="Notifications" aria-label="Notification settings"
@@ -142,6 +146,8 @@ pub fn panel() -> Html {
             if *new_open { <NewConversation on_close={close_new} /> }
             if !s.store.is_ready() {
                 <div class="tally-empty">{"Loading…"}</div>
+            } else if *searching {
+                <super::search::SearchView on_close={let s = searching.clone(); Callback::from(move |_| s.set(false))} />
             } else if let Some(id) = s.open {
                 <ConversationView key={id.0.to_string()} {id} />
             } else {

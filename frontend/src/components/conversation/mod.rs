@@ -101,7 +101,8 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     let menu = use_state(|| None::<MessageId>);
     let list_ref = use_node_ref();
     let observer = reading::use_reading(&chat, id);
-    let scroll = scroll::use_scroll(&chat, id, list_ref.clone(), observer, paging, window);
+    let scroll = scroll::use_scroll(&chat, id, list_ref.clone(), observer, paging, window.clone());
+    scroll::use_jump(&chat, id, list_ref.clone(), window);
 
     let state = chat.state();
     let store = &state.store;

@@ -164,3 +164,79 @@ pub(super) fn use_scroll(
         to_bottom,
     }
 }
+
+/// The most history pages a jump loads to reach its message (200 messages each).
+const MAX_JUMP_PAGES: usize = 50;
+/// Read messages rendered above the message jumped to.
+const JUMP_CONTEXT: usize = 10;
+
+/// Jumping to a message (a search result): loads the history back to it (and a little before
+/// it), widens the rendered window to hold it, then, after the render that shows it, scrolls
+/// it to the middle of the list and marks it for a moment.
+#[hook]
+pub(super) fn use_jump(chat: &Chat, id: ConversationId, list: NodeRef, window: UseStateHandle<Seq>) {
+    let target = chat.state().jump_to.filter(|(c, _)| *c == id).map(|(_, seq)| seq);
+    let show: Rc<RefCell<Option<Seq>>> = use_mut_ref(|| None);
+    {
+        let (chat, show) = (chat.clone(), show.clone());
+        use_effect_with(target, move |target| {
+            let Some(target) = *target else { return };
+            wasm_bindgen_futures::spawn_local(async move {
+                for _ in 0..MAX_JUMP_PAGES {
+                    let (oldest, complete, head) = {
+                        let state = chat.state();
+                        let view = state.store.conversation(id);
+                        (
+                            view.and_then(|v| v.oldest_loaded()),
+                            view.is_none_or(|v| v.history_complete()),
+                            state.store.head(id),
+                        )
+                    };
+                    let reached = oldest.is_some_and(|o| o.0 + JUMP_CONTEXT as u64 <= target.0);
+                    if complete || reached {
+                        break;
+                    }
+                    let before = oldest.unwrap_or(Seq(head.0 + 1));
+                    let limit = tally_shared::limits::HISTORY_PAGE_MAX;
+                    match api::history(&chat.options, id, before, limit).await {
+                        Ok(page) if !page.is_empty() => chat.dispatch(Action::History(id, page)),
+                        Ok(_) => break,
+                        Err(e) => {
+                            gloo::console::warn!(format!("tally: history: {e}"));
+                            break;
+                        }
+                    }
+                }
+                let from = {
+                    let state = chat.state();
+                    state.store.conversation(id).map(|v| {
+                        let at = v.messages.partition_point(|m| m.seq < target);
+                        v.messages
+                            .get(at.saturating_sub(JUMP_CONTEXT))
+                            .map_or(target, |m| m.seq)
+                    })
+                };
+                if let Some(from) = from {
+                    window.set(from.min(*window));
+                }
+                *show.borrow_mut() = Some(target);
+                chat.dispatch(Action::Jumped);
+            });
+        });
+    }
+    // After every render: once the message is there, bring it into view (after the list's own
+    // scrolling, which ran first).
+    use_effect(move || {
+        let Some(seq) = *show.borrow() else { return };
+        let Some(list) = list.cast::<Element>() else {
+            return;
+        };
+        if let Ok(Some(row)) = list.query_selector(&format!("[data-seq='{}']", seq.0)) {
+            let options = web_sys::ScrollIntoViewOptions::new();
+            options.set_block(web_sys::ScrollLogicalPosition::Center);
+            row.scroll_into_view_with_scroll_into_view_options(&options);
+            let _ = row.set_attribute("data-found", "");
+            show.borrow_mut().take();
+        }
+    });
+}
