@@ -1,6 +1,7 @@
 //! Dialogs: start a conversation (direct or group), forward a message, group settings.
 
 use tally_shared::{ConversationId, MessageId, Request, StaffId};
+use wasm_bindgen::JsCast;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -13,6 +14,59 @@ use crate::util;
 pub struct DialogProps {
     /// Called to close it.
     pub on_close: Callback<()>,
+}
+
+/// Properties of [`Dialog`].
+#[derive(Properties, PartialEq)]
+pub struct FrameProps {
+    /// Its accessible name (and heading).
+    pub label: AttrValue,
+    /// Called to close it (Escape, too).
+    pub on_close: Callback<()>,
+    /// Its content.
+    pub children: Html,
+}
+
+/// A dialog's frame: a modal `dialog` named by its heading; focus moves into it when it opens
+/// and back to where it was when it closes; Escape closes it (and only it).
+#[function_component(Dialog)]
+pub fn dialog(props: &FrameProps) -> Html {
+    let node = use_node_ref();
+    {
+        let node = node.clone();
+        use_effect_with((), move |_| {
+            let before = gloo::utils::document().active_element();
+            if let Some(el) = node.cast::<web_sys::Element>()
+                && let Ok(Some(first)) = el.query_selector("input, button, [tabindex='0']")
+                && let Ok(first) = first.dyn_into::<web_sys::HtmlElement>()
+            {
+                let _ = first.focus();
+            }
+            move || {
+                if let Some(b) = before.and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
+                    && b.is_connected()
+                {
+                    let _ = b.focus();
+                }
+            }
+        });
+    }
+    let onkeydown = {
+        let on_close = props.on_close.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Escape" {
+                e.stop_propagation();
+                on_close.emit(());
+            }
+        })
+    };
+    let heading = format!("tally-dialog-{}", props.label.to_lowercase().replace(' ', "-"));
+    html! {
+        <div class="tally-dialog" role="dialog" aria-modal="true" aria-labelledby={heading.clone()} ref={node} {onkeydown}>
+            <h3 id={heading}>{ props.label.clone() }</h3>
+            { props.children.clone() }
+        </div>
+    }
 }
 
 /// Pick staff: one makes a direct conversation, several (with a title) a group.
@@ -58,8 +112,7 @@ pub fn new_conversation(props: &DialogProps) -> Html {
     };
     let is_group = picked.len() > 1 || !title.trim().is_empty();
     html! {
-        <div class="tally-dialog" role="dialog" aria-label="New conversation">
-            <h3>{"New conversation"}</h3>
+        <Dialog label="New conversation" on_close={props.on_close.clone()}>
             <ul class="tally-pick">
                 { for people.into_iter().map(|(id, name)| {
                     let checked = picked.contains(&id);
@@ -82,7 +135,7 @@ pub fn new_conversation(props: &DialogProps) -> Html {
                     { if is_group { "Create group" } else { "Start conversation" } }
                 </button>
             </div>
-        </div>
+        </Dialog>
     }
 }
 
@@ -101,8 +154,7 @@ pub fn forward_dialog(props: &ForwardProps) -> Html {
     let chat = use_chat();
     let items = chat.state().store.conversation_list();
     html! {
-        <div class="tally-dialog" role="dialog" aria-label="Forward to">
-            <h3>{"Forward to…"}</h3>
+        <Dialog label="Forward to" on_close={props.on_close.clone()}>
             <ul class="tally-pick">
                 { for items.into_iter().map(|item| {
                     let (chat, on_close, message, to) = (chat.clone(), props.on_close.clone(), props.message, item.id);
@@ -116,7 +168,7 @@ pub fn forward_dialog(props: &ForwardProps) -> Html {
             <div class="tally-dialog-actions">
                 <button class="tally-link" onclick={let c = props.on_close.clone(); move |_| c.emit(())}>{"Cancel"}</button>
             </div>
-        </div>
+        </Dialog>
     }
 }
 
@@ -173,8 +225,7 @@ pub fn group_dialog(props: &GroupProps) -> Html {
         .filter(|(s, _)| !view.conversation.participants.contains(s))
         .collect();
     html! {
-        <div class="tally-dialog" role="dialog" aria-label="Group settings">
-            <h3>{"Group settings"}</h3>
+        <Dialog label="Group settings" on_close={props.on_close.clone()}>
             <label class="tally-field">{"Name"}
                 <input class="tally-input" value={(*title).clone()}
                     oninput={let t = title.clone(); Callback::from(move |e: InputEvent| t.set(e.target_unchecked_into::<HtmlInputElement>().value()))} />
@@ -204,6 +255,6 @@ pub fn group_dialog(props: &GroupProps) -> Html {
                 }
                 <button class="tally-link" onclick={let c = props.on_close.clone(); move |_| c.emit(())}>{"Close"}</button>
             </div>
-        </div>
+        </Dialog>
     }
 }

@@ -61,11 +61,10 @@ pub fn conversation_list() -> Html {
                     text.chars().take(90).collect::<String>()
                 }).unwrap_or_default();
                 let unread = item.counts.unread;
-                let label = format!("{}, {} unread{}", item.title, unread, if item.muted { ", muted" } else { "" });
                 html! {
                     <li key={id.0.to_string()}>
                         <button class={classes!("tally-item", (unread > 0).then_some("tally-item-unread"))}
-                            aria-label={label} data-conversation={id.0.to_string()} {onclick}>
+                            data-conversation={id.0.to_string()} {onclick}>
                             <span class="tally-avatar" aria-hidden="true">
                                 { util::initials(&item.title) }
                                 { presence_dot(store, item.kind, id) }
@@ -73,14 +72,21 @@ pub fn conversation_list() -> Html {
                             <span class="tally-item-main">
                                 <span class="tally-item-top">
                                     <span class="tally-item-title">{ item.title.clone() }</span>
-                                    if item.muted { <span class="tally-muted-icon" title="Muted" aria-hidden="true">{ icons::bell_off() }</span> }
+                                    if item.muted {
+                                        <span class="tally-muted-icon" title="Muted" aria-hidden="true">{ icons::bell_off() }</span>
+                                        <span class="tally-sr-only">{", muted"}</span>
+                                    }
                                     <span class="tally-item-time">{ util::short_time(item.last_activity) }</span>
                                 </span>
                                 <span class="tally-item-bottom">
                                     <span class="tally-preview">{ preview }</span>
-                                    if item.counts.mentions > 0 { <span class="tally-badge tally-badge-mention" data-testid="mention-badge">{"@"}</span> }
+                                    if item.counts.mentions > 0 {
+                                        <span class="tally-badge tally-badge-mention" data-testid="mention-badge">{"@"}</span>
+                                        <span class="tally-sr-only">{" mentioned"}</span>
+                                    }
                                     if unread > 0 {
                                         <span class={classes!("tally-badge", item.muted.then_some("tally-badge-muted"))} data-testid="unread-badge">{ unread }</span>
+                                        <span class="tally-sr-only">{" unread"}</span>
                                     }
                                 </span>
                             </span>

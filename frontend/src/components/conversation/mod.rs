@@ -234,10 +234,12 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
             if let Some(message) = *forwarding {
                 <ForwardDialog {message} on_close={let f = forwarding.clone(); Callback::from(move |_| f.set(None))} />
             }
-            <ul class="tally-messages" ref={list_ref} onscroll={scroll.onscroll} role="log" aria-label={format!("Messages with {title}")} aria-live="polite">
-                { for rows }
-                { for pending }
-            </ul>
+            <div class="tally-messages" ref={list_ref} onscroll={scroll.onscroll} role="log" aria-label={format!("Messages with {title}")} aria-live="polite">
+                <ul class="tally-message-list">
+                    { for rows }
+                    { for pending }
+                </ul>
+            </div>
             if scroll.scrolled_up && unseen > 0 {
                 <button class="tally-jump" data-testid="jump-pill" onclick={let b = scroll.to_bottom.clone(); move |_| b.emit(())}>
                     { if unseen == 1 { "1 new message ↓".to_string() } else { format!("{unseen} new messages ↓") } }
