@@ -79,3 +79,92 @@ test('axe: launcher, list, search, settings, a conversation and each dialog, lig
     await relay.stop();
   }
 });
+
+/** What has focus: a description, and whether the focus is drawn (outline or ring). */
+function focused(t) {
+  return t.page.evaluate(() => {
+    const el = document.activeElement;
+    if (!el || el === document.body) return { inWidget: false, what: 'body', visible: false };
+    const style = getComputedStyle(el);
+    const ring = (style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0) || style.boxShadow !== 'none';
+    const what = `${el.tagName.toLowerCase()} ${el.getAttribute('aria-label') || el.getAttribute('role') || ''} ${(el.textContent || '').trim().slice(0, 40)}`;
+    return { inWidget: !!el.closest('#messenger'), what, visible: el.matches(':focus-visible') && ring };
+  });
+}
+
+/** Presses `key` until `want(focus)` (at most `max` times), checking the focus is visible after each press. */
+async function pressUntil(t, key, want, max = 30) {
+  for (let i = 0; i < max; i++) {
+    await t.page.keyboard.press(key);
+    const f = await focused(t);
+    if (f.inWidget) assert.ok(f.visible, `focus not visible on ${f.what}`);
+    if (want(f)) return f;
+  }
+  throw new Error(`pressed ${key} ${max} times without reaching what was wanted (at ${(await focused(t)).what})`);
+}
+
+/** Waits (up to 2 s: focus may move after the render a key causes) for the focus to be on
+ * something matching `pattern` in the widget, and checks that it is drawn. */
+async function expectFocus(t, where, pattern) {
+  let f;
+  for (let waited = 0; waited < 2_000; waited += 50) {
+    f = await focused(t);
+    if (f.inWidget && pattern.test(f.what)) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.match(f.what, pattern, `${where}: focus on ${f.what}`);
+  assert.ok(f.inWidget && f.visible, `${where}: focus on ${f.what} is not visible`);
+}
+
+test('keyboard only: open the widget, move through the list, open, send, reply, mark unread, close; focus always visible', async () => {
+  const relay = await new Relay(['alice', 'bob', 'carol']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    await startGroup(a, ['Bob', 'Carol'], 'Front desk');
+    await say(a, 'Desk is open');
+    await startDirect(a, 'Bob');
+    await say(a, 'Can you cover at noon?');
+    const b = await tab(browser, relay, 'bob');
+    await b.page.bringToFront();
+    // From the page to the launcher, then open it: focus lands on the first conversation.
+    await pressUntil(b, 'Tab', (f) => f.what.includes('Messages, 3 unread'));
+    await b.page.keyboard.press('Enter');
+    await b.page.waitForSelector('#messenger .tally-panel');
+    await expectFocus(b, 'panel opened', /Alice: Can you cover/);
+    await b.page.keyboard.press('ArrowDown');
+    await expectFocus(b, 'arrow down', /Front desk/);
+    await b.page.keyboard.press('ArrowUp');
+    await expectFocus(b, 'arrow up', /Alice: Can you cover/);
+    // Open it: the composer has focus. Send.
+    await b.page.keyboard.press('Enter');
+    await b.page.waitForSelector('#messenger .tally-conversation');
+    await expectFocus(b, 'conversation opened', /^textarea Message/);
+    await b.page.keyboard.type('Yes, I can');
+    await b.page.keyboard.press('Enter');
+    await b.page.waitForSelector('#messenger .tally-msg:not(.tally-pending) .tally-text:text-is("Yes, I can")');
+    // Reply to Alice's message: back through the list to its actions, the menu, Reply.
+    await pressUntil(b, 'Shift+Tab', (f) => f.what.startsWith('button Message actions') && f.what !== '');
+    const onAlices = () => b.page.evaluate(() => document.activeElement.closest('.tally-msg')?.querySelector('.tally-text')?.textContent);
+    while ((await onAlices()) !== 'Can you cover at noon?') await pressUntil(b, 'Shift+Tab', (f) => f.what.startsWith('button Message actions'));
+    await b.page.keyboard.press('Enter');
+    await expectFocus(b, 'menu opened', /menuitem.*Reply/);
+    await b.page.keyboard.press('Enter');
+    await expectFocus(b, 'replying', /^textarea Message/);
+    await b.page.keyboard.type('Noon it is');
+    await b.page.keyboard.press('Enter');
+    await b.page.waitForSelector('#messenger .tally-msg:has(.tally-quote):has(.tally-text:text-is("Noon it is"))');
+    // Mark unread from Alice's message: the menu, arrows to the item, Enter.
+    while ((await onAlices()) !== 'Can you cover at noon?') await pressUntil(b, 'Shift+Tab', (f) => f.what.startsWith('button Message actions'));
+    await b.page.keyboard.press('Enter');
+    await pressUntil(b, 'ArrowDown', (f) => f.what.includes('Mark unread from here'), 5);
+    await b.page.keyboard.press('Enter');
+    await expectFocus(b, 'marked unread: back on the menu button', /Message actions/);
+    // Escape closes the menu-less conversation's panel; the launcher has focus and counts it.
+    await b.page.keyboard.press('Escape');
+    await b.page.waitForSelector('#messenger .tally-panel', { state: 'detached' });
+    // (3: the group's notice and message, and the one marked unread.)
+    await expectFocus(b, 'panel closed', /Messages, 3 unread/);
+  } finally {
+    await relay.stop();
+  }
+});

@@ -159,3 +159,46 @@ pub fn highlighted(text: &str, words: &[String]) -> yew::Html {
     }
     html! { <>{ for parts }</> }
 }
+
+/// The element an event happened on, and its closest ancestor matching `selector` (Yew
+/// delegates events, so `current_target` is the widget's root, not the element handling it).
+pub fn event_within(e: &web_sys::Event, selector: &str) -> Option<web_sys::Element> {
+    use wasm_bindgen::JsCast;
+    e.target()?
+        .dyn_into::<web_sys::Element>()
+        .ok()?
+        .closest(selector)
+        .ok()
+        .flatten()
+}
+
+/// Moves focus `step` places among the elements matching `selector` inside the closest
+/// `scope` around where `e` happened (wrapping around), from the one that has it.
+pub fn move_focus(e: &web_sys::KeyboardEvent, scope: &str, selector: &str, step: i32) {
+    use wasm_bindgen::JsCast;
+    let Some(within) = event_within(e, scope) else {
+        return;
+    };
+    let Ok(nodes) = within.query_selector_all(selector) else {
+        return;
+    };
+    let items: Vec<web_sys::HtmlElement> = (0..nodes.length())
+        .filter_map(|i| nodes.item(i)?.dyn_into().ok())
+        .collect();
+    if items.is_empty() {
+        return;
+    }
+    let active = gloo::utils::document().active_element();
+    let at = items.iter().position(|i| {
+        active
+            .as_ref()
+            .is_some_and(|a| a == i.as_ref() as &web_sys::Element)
+    });
+    let n = items.len() as i32;
+    let next = match at {
+        Some(at) => (at as i32 + step).rem_euclid(n),
+        None if step > 0 => 0,
+        None => n - 1,
+    };
+    let _ = items[next as usize].focus();
+}

@@ -1,7 +1,6 @@
 //! Dialogs: start a conversation (direct or group), forward a message, group settings.
 
 use tally_shared::{ConversationId, MessageId, Request, StaffId};
-use wasm_bindgen::JsCast;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -32,25 +31,7 @@ pub struct FrameProps {
 #[function_component(Dialog)]
 pub fn dialog(props: &FrameProps) -> Html {
     let node = use_node_ref();
-    {
-        let node = node.clone();
-        use_effect_with((), move |_| {
-            let before = gloo::utils::document().active_element();
-            if let Some(el) = node.cast::<web_sys::Element>()
-                && let Ok(Some(first)) = el.query_selector("input, button, [tabindex='0']")
-                && let Ok(first) = first.dyn_into::<web_sys::HtmlElement>()
-            {
-                let _ = first.focus();
-            }
-            move || {
-                if let Some(b) = before.and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
-                    && b.is_connected()
-                {
-                    let _ = b.focus();
-                }
-            }
-        });
-    }
+    super::use_focus_inside(node.clone(), &["input, button"]);
     let onkeydown = {
         let on_close = props.on_close.clone();
         Callback::from(move |e: KeyboardEvent| {

@@ -44,8 +44,18 @@ pub fn conversation_list() -> Html {
     if items.is_empty() {
         return html! { <div class="tally-empty">{"No conversations yet. Start one with ✎."}</div> };
     }
+    // Arrow keys move between conversations (Tab leaves the list).
+    let onkeydown = Callback::from(|e: KeyboardEvent| {
+        let step: i32 = match e.key().as_str() {
+            "ArrowDown" => 1,
+            "ArrowUp" => -1,
+            _ => return,
+        };
+        e.prevent_default();
+        util::move_focus(&e, ".tally-list", ".tally-item", step);
+    });
     html! {
-        <ul class="tally-list" role="list" data-testid="conversation-list">
+        <ul class="tally-list" role="list" data-testid="conversation-list" {onkeydown}>
             { for items.into_iter().map(|item| {
                 let id = item.id;
                 let onclick = chat.callback(move |_| Action::Open(Some(id)));

@@ -18,3 +18,29 @@ use crate::chat::Chat;
 pub fn use_chat() -> Chat {
     use_context::<Chat>().expect("components live inside <App>")
 }
+
+/// Moves focus into `node` when it mounts (to the first element matching the first of `first`
+/// that matches any) and back to what had it when it unmounts, as a dialog does for keyboard
+/// users.
+#[hook]
+pub fn use_focus_inside(node: NodeRef, first: &'static [&'static str]) {
+    use wasm_bindgen::JsCast;
+    use_effect_with((), move |_| {
+        let before = gloo::utils::document().active_element();
+        let target = node.cast::<web_sys::Element>().and_then(|el| {
+            first
+                .iter()
+                .find_map(|selector| el.query_selector(selector).ok().flatten())
+        });
+        if let Some(target) = target.and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok()) {
+            let _ = target.focus();
+        }
+        move || {
+            if let Some(b) = before.and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
+                && b.is_connected()
+            {
+                let _ = b.focus();
+            }
+        }
+    });
+}

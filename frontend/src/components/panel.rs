@@ -87,6 +87,10 @@ pub fn panel() -> Html {
     let s = chat.state();
     let new_open = use_state(|| false);
     let searching = use_state(|| false);
+    // Opened (from the launcher, by keyboard too): focus goes to the first conversation, and
+    // back to the launcher when the panel closes.
+    let node = use_node_ref();
+    super::use_focus_inside(node.clone(), &[".tally-item", ".tally-header button"]);
     let status = match &s.connection {
         ConnectionState::Connected => html! {},
         ConnectionState::Connecting => {
@@ -123,7 +127,7 @@ pub fn panel() -> Html {
     };
     let total = s.store.total();
     html! {
-        <section class="tally-panel" role="dialog" aria-label="Messages" {onkeydown}>
+        <section class="tally-panel" role="dialog" aria-label="Messages" ref={node} {onkeydown}>
             <header class="tally-header">
                 <h2>{"Messages"}</h2>
                 <div class="tally-header-actions">

@@ -84,9 +84,50 @@ pub(super) fn message_row(
     }
     let name = store.name_of(&m.sender).to_string();
     let menu_open = **menu == Some(m.id);
+    // Opening the menu moves focus to its first item (keyboard users land in it); arrows move
+    // between items, Escape closes it and gives focus back to its button.
     let toggle_menu = {
         let (menu, id) = (menu.clone(), m.id);
-        Callback::from(move |_| menu.set(if *menu == Some(id) { None } else { Some(id) }))
+        Callback::from(move |e: MouseEvent| {
+            let opening = *menu != Some(id);
+            menu.set(opening.then_some(id));
+            if let Some(actions) = util::event_within(&e, ".tally-msg-actions")
+                && opening
+            {
+                gloo::timers::callback::Timeout::new(0, move || {
+                    let first = actions
+                        .query_selector("[role=menuitem]")
+                        .ok()
+                        .flatten()
+                        .and_then(|f| f.dyn_into::<web_sys::HtmlElement>().ok());
+                    if let Some(first) = first {
+                        let _ = first.focus();
+                    }
+                })
+                .forget();
+            }
+        })
+    };
+    let menu_keys = {
+        let menu = menu.clone();
+        Callback::from(move |e: KeyboardEvent| match e.key().as_str() {
+            "ArrowDown" | "ArrowUp" => {
+                e.prevent_default();
+                let step = if e.key() == "ArrowDown" { 1 } else { -1 };
+                util::move_focus(&e, ".tally-menu", "[role=menuitem]", step);
+            }
+            "Escape" => {
+                e.stop_propagation();
+                menu.set(None);
+                let button = util::event_within(&e, ".tally-msg-actions")
+                    .and_then(|a| a.query_selector(".tally-menu-button").ok().flatten())
+                    .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok());
+                if let Some(b) = button {
+                    let _ = b.focus();
+                }
+            }
+            _ => {}
+        })
     };
     let act = |f: Box<dyn Fn()>| {
         let menu = menu.clone();
@@ -94,6 +135,18 @@ pub(super) fn message_row(
             f();
             menu.set(None);
         })
+    };
+    // An action that leaves focus nowhere else gives it back to the menu's button.
+    let refocus = |e: &MouseEvent| {
+        let button = util::event_within(e, ".tally-msg-actions")
+            .and_then(|a| a.query_selector(".tally-menu-button").ok().flatten())
+            .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok());
+        if let Some(b) = button {
+            gloo::timers::callback::Timeout::new(0, move || {
+                let _ = b.focus();
+            })
+            .forget();
+        }
     };
     let (conversation, seq, id) = (m.conversation, m.seq, m.id);
     let on_reply = {
@@ -117,13 +170,15 @@ pub(super) fn message_row(
         }))
     };
     let on_unread = {
-        let chat = chat.clone();
-        act(Box::new(move || {
+        let (chat, menu) = (chat.clone(), menu.clone());
+        Callback::from(move |e: MouseEvent| {
             chat.dispatch(Action::Request(Request::MarkUnread {
                 conversation,
                 from: seq,
-            }))
-        }))
+            }));
+            menu.set(None);
+            refocus(&e);
+        })
     };
     html! {
         <li class={classes!("tally-msg", own.then_some("tally-msg-own"), grouped.then_some("tally-msg-grouped"), m.deleted.then_some("tally-msg-deleted"))}
@@ -153,7 +208,7 @@ pub(super) fn message_row(
                     <button class="tally-icon-button tally-menu-button" aria-label="Message actions" aria-haspopup="menu"
                         aria-expanded={menu_open.to_string()} onclick={toggle_menu}>{"⋯"}</button>
                     if menu_open {
-                        <div class="tally-menu" role="menu">
+                        <div class="tally-menu" role="menu" onkeydown={menu_keys}>
                             <button role="menuitem" onclick={on_reply}>{"Reply"}</button>
                             <button role="menuitem" onclick={on_forward}>{"Forward"}</button>
                             if own { <button role="menuitem" onclick={on_edit}>{"Edit"}</button> }
