@@ -13,11 +13,11 @@ const relay = spawn(BIN, ['--data', data, 'serve', '--demo', '--listen', '127.0.
 });
 const url = await new Promise((r) => relay.stdout.once('data', (d) => r(String(d).trim().split(' ').pop())));
 const browser = await launch();
-async function signIn(scheme) {
+async function signIn(scheme, staff = 'alice') {
   const ctx = await browser.newContext({ viewport: { width: 1000, height: 720 }, colorScheme: scheme });
   const page = await ctx.newPage();
   await page.goto(url + '/');
-  await page.click('[data-staff="alice"]');
+  await page.click(`[data-staff="${staff}"]`);
   await page.waitForSelector('[data-testid=total-badge]');
   return page;
 }
@@ -31,12 +31,47 @@ try {
   await page.waitForSelector('[data-testid=new-divider]');
   await page.waitForTimeout(300); // let the view settle for the picture (not a test)
   await page.screenshot({ path: join(out, 'conversation-divider.png') });
+  // Two people: Bob reads and types in his direct conversation with Alice, and reads the group.
+  await page.click('[aria-label="Back to conversations"]');
+  await page.click('.tally-item:has(.tally-item-title:text-is("Bob Chen"))');
+  await page.fill('[data-testid=composer]', 'The parcel is here, at the front desk.');
+  await page.press('[data-testid=composer]', 'Enter');
+  const bob = await signIn('light', 'bob');
+  await bob.bringToFront(); // reading counts only in the focused page
+  await bob.click('.tally-launcher');
+  await bob.click('.tally-item:has(.tally-item-title:text-is("Alice Martin"))');
+  await page.waitForSelector('[data-testid=seen]');
+  await bob.type('[data-testid=composer]', 'Great, coming down', { delay: 40 });
+  await page.waitForSelector('[data-testid=typing]:has-text("typing")');
+  await page.screenshot({ path: join(out, 'seen-typing.png') });
+  await page.bringToFront();
+  await page.click('[aria-label="Back to conversations"]');
+  await page.click('.tally-item:has(.tally-item-title:text-is("Front desk"))');
+  await page.fill('[data-testid=composer]', 'Courier came: parcels for Bob and Dan at reception.');
+  await page.press('[data-testid=composer]', 'Enter');
+  await bob.bringToFront();
+  await bob.click('[aria-label="Back to conversations"]');
+  await bob.click('.tally-item:has(.tally-item-title:text-is("Front desk"))');
+  const mine = '.tally-msg:has(.tally-text:text-is("Courier came: parcels for Bob and Dan at reception."))';
+  await page.waitForSelector(`${mine} [data-testid=seen-by]`, { state: 'attached' });
+  await page.bringToFront();
+  await page.hover(mine);
+  await page.$eval('.tally-messages', (l) => { l.scrollTop = l.scrollHeight; });
+  await page.screenshot({ path: join(out, 'seen-by.png') });
+  await page.click('[data-testid=search]');
+  await page.fill('[data-testid=search-input]', 'parcel');
+  await page.waitForSelector('[data-testid=search-result]');
+  await page.screenshot({ path: join(out, 'search.png') });
   page = await signIn('dark');
   await page.click('.tally-launcher');
   await page.waitForSelector('.tally-list');
   await page.screenshot({ path: join(out, 'dark-theme.png') });
+} catch (e) {
+  console.error(e);
+  process.exitCode = 1;
 } finally {
   await browser.close();
   relay.kill('SIGTERM');
+  await new Promise((r) => relay.once('exit', r));
   rmSync(data, { recursive: true, force: true });
 }

@@ -277,7 +277,10 @@ fn on_frame(
         ServerFrame::Error(_) => {
             sh.errors.fetch_add(1, Relaxed);
         }
-        ServerFrame::Typing { .. } | ServerFrame::Presence { .. } => {}
+        ServerFrame::Typing { .. }
+        | ServerFrame::Presence { .. }
+        | ServerFrame::Seen { .. }
+        | ServerFrame::Preferences { .. } => {}
     }
     let fx = s.store.apply(frame);
     if fx.divergence.is_some() {

@@ -230,7 +230,7 @@ pub struct SearchRequest {
     /// Who asks.
     pub staff: StaffId,
     /// The words (checked by `search::terms`).
-    pub terms: Vec<String>,
+    pub terms: Vec<crate::search::Term>,
     /// Only this conversation (which they must be in).
     pub conversation: Option<ConversationId>,
     /// Only messages older than this one.

@@ -16,11 +16,20 @@ pub const MAX_QUERY_BYTES: usize = 200;
 /// The most results in one page.
 pub const MAX_RESULTS: u64 = 50;
 
+/// One word of a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Term {
+    /// Lowercased letters and digits.
+    pub word: String,
+    /// Typed with a trailing `*`: matches any word it begins.
+    pub prefix: bool,
+}
+
 /// A checked query: what to look for, where, and which page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchQuery {
-    /// The words, each matched as the beginning of a word.
-    pub terms: Vec<String>,
+    /// The words, all of which a message must have.
+    pub terms: Vec<Term>,
     /// The conversations to look in (the searcher's).
     pub conversations: Vec<ConversationId>,
     /// Only messages older than this one (the next page).
@@ -32,7 +41,7 @@ pub struct SearchQuery {
 /// Why a query was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueryError {
-    /// Nothing to look for (or only one letter).
+    /// Nothing to look for (or only one letter), or a `*` after fewer than 3 letters.
     TooShort,
     /// Longer than [`MAX_QUERY_BYTES`] or more than [`MAX_TERMS`] words.
     TooLong,
@@ -41,41 +50,73 @@ pub enum QueryError {
 impl std::fmt::Display for QueryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            QueryError::TooShort => "search for at least two letters",
+            QueryError::TooShort => "search for at least two letters, and put * only after three",
             QueryError::TooLong => "a search has at most 8 words and 200 bytes",
         })
     }
 }
 
+/// The fewest letters before a `*`: a shorter prefix matches too much to be worth its cost.
+pub const MIN_PREFIX: usize = 3;
+
 /// Splits what a person typed into words: anything that is not a letter or a digit
-/// separates them (as the index's tokenizer does), so no character is syntax.
-pub fn terms(text: &str) -> Result<Vec<String>, QueryError> {
+/// separates them (as the index's tokenizer does), so nothing is syntax but a `*` right after
+/// a word, which makes it match the words it begins. Whole words are the default because the
+/// index answers them by streaming (under a millisecond on a million messages); a prefix makes
+/// it merge every matching word's list first (about 200 ms for one that begins every message of
+/// a million; `docs/benchmarks.md`).
+pub fn terms(text: &str) -> Result<Vec<Term>, QueryError> {
     if text.len() > MAX_QUERY_BYTES {
         return Err(QueryError::TooLong);
     }
-    let terms: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .map(str::to_lowercase)
-        .collect();
+    let mut terms = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        if !c.is_alphanumeric() {
+            continue;
+        }
+        let mut end = start + c.len_utf8();
+        while let Some(&(i, c)) = chars.peek().filter(|(_, c)| c.is_alphanumeric()) {
+            end = i + c.len_utf8();
+            chars.next();
+        }
+        let prefix = chars.peek().is_some_and(|(_, c)| *c == '*');
+        let word = text[start..end].to_lowercase();
+        if prefix && word.chars().count() < MIN_PREFIX {
+            return Err(QueryError::TooShort);
+        }
+        terms.push(Term { word, prefix });
+    }
     if terms.len() > MAX_TERMS {
         return Err(QueryError::TooLong);
     }
-    if terms.iter().map(|t| t.chars().count()).sum::<usize>() < 2 {
+    if terms.iter().map(|t| t.word.chars().count()).sum::<usize>() < 2 {
         return Err(QueryError::TooShort);
     }
     Ok(terms)
 }
 
-/// The FTS5 query for some words: every one must begin a word of the message (so a query
-/// typed halfway already finds). Words hold only letters and digits: quoting is all the
-/// escaping they need.
-pub fn fts5_query(terms: &[String]) -> String {
-    terms
+/// The token that says which conversation an indexed message is in (its `scope` column).
+pub fn scope_token(conversation: ConversationId) -> String {
+    format!("tallyin{}", conversation.0)
+}
+
+/// The FTS5 query for some words in some conversations: a message must have every word, and be
+/// in one of them. Words hold only letters and digits: quoting is all the escaping they need.
+/// The scope is part of the index's own query, so a word found in a million messages costs
+/// only the ones in the searcher's conversations, not a walk through all of them.
+pub fn fts5_query(terms: &[Term], conversations: &[ConversationId]) -> String {
+    let words = terms
         .iter()
-        .map(|t| format!("\"{t}\"*"))
+        .map(|t| format!("\"{}\"{}", t.word, if t.prefix { "*" } else { "" }))
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    let scope = conversations
+        .iter()
+        .map(|c| scope_token(*c))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    format!("({words}) AND ({scope})")
 }
 
 /// A full-text index of messages.
@@ -91,6 +132,8 @@ impl TextSearch for Connection {
         }
         let scope = serde_json::to_string(&q.conversations)?;
         let before = q.before.map_or(i64::MAX, |m| m.0 as i64);
+        // The scope is in the FTS query; checked again on the row, so the answer never depends
+        // on the index alone.
         let mut stmt = self.prepare_cached(
             "SELECT m.payload FROM message_text t JOIN messages m ON m.id = t.rowid
              WHERE message_text MATCH ?1 AND t.rowid < ?2
@@ -99,7 +142,7 @@ impl TextSearch for Connection {
         )?;
         let rows = stmt.query_map(
             params![
-                fts5_query(&q.terms),
+                fts5_query(&q.terms, &q.conversations),
                 before,
                 scope,
                 q.limit.min(MAX_RESULTS) as i64
@@ -114,22 +157,29 @@ impl TextSearch for Connection {
     }
 }
 
-/// Keeps the index in step with one message: its text now (`None` or empty: not indexed).
-pub fn index(tx: &Connection, message: MessageId, text: Option<&str>) -> rusqlite::Result<()> {
+/// Keeps the index in step with one message of `conversation`: its text now (`None` or
+/// empty: not indexed).
+pub fn index(
+    tx: &Connection,
+    message: MessageId,
+    conversation: ConversationId,
+    text: Option<&str>,
+) -> rusqlite::Result<()> {
     tx.prepare_cached("DELETE FROM message_text WHERE rowid = ?1")?
         .execute([message.0 as i64])?;
-    if let Some(text) = text.filter(|t| !t.is_empty()) {
-        tx.prepare_cached("INSERT INTO message_text (rowid, body) VALUES (?1, ?2)")?
-            .execute(params![message.0 as i64, text])?;
-    }
-    Ok(())
+    index_new(tx, message, conversation, text.unwrap_or_default())
 }
 
 /// Adds a new message's text (no earlier row to remove).
-pub fn index_new(tx: &Connection, message: MessageId, text: &str) -> rusqlite::Result<()> {
+pub fn index_new(
+    tx: &Connection,
+    message: MessageId,
+    conversation: ConversationId,
+    text: &str,
+) -> rusqlite::Result<()> {
     if !text.is_empty() {
-        tx.prepare_cached("INSERT INTO message_text (rowid, body) VALUES (?1, ?2)")?
-            .execute(params![message.0 as i64, text])?;
+        tx.prepare_cached("INSERT INTO message_text (rowid, body, scope) VALUES (?1, ?2, ?3)")?
+            .execute(params![message.0 as i64, text, scope_token(conversation)])?;
     }
     Ok(())
 }
@@ -138,21 +188,34 @@ pub fn index_new(tx: &Connection, message: MessageId, text: &str) -> rusqlite::R
 mod tests {
     use super::*;
 
+    fn words(text: &str) -> Vec<String> {
+        terms(text)
+            .unwrap()
+            .into_iter()
+            .map(|t| if t.prefix { format!("{}*", t.word) } else { t.word })
+            .collect()
+    }
+
     #[test]
-    fn what_a_person_types_becomes_words_and_nothing_is_syntax() {
-        assert_eq!(terms("Room 4").unwrap(), ["room", "4"]);
+    fn what_a_person_types_becomes_words_and_nothing_is_syntax_but_a_trailing_star() {
+        assert_eq!(words("Room 4"), ["room", "4"]);
         assert_eq!(
-            terms("  \"NEAR(a b)\" OR * -x:y ").unwrap(),
+            words("  \"NEAR(a b)\" OR * -x:y "),
             ["near", "a", "b", "or", "x", "y"]
         );
-        assert_eq!(terms("Ünïcode café").unwrap(), ["ünïcode", "café"]);
+        assert_eq!(words("Ünïcode café"), ["ünïcode", "café"]);
+        assert_eq!(words("parc* room*42 ward**"), ["parc*", "room*", "42", "ward*"]);
         assert_eq!(terms("a"), Err(QueryError::TooShort));
         assert_eq!(terms("  ** "), Err(QueryError::TooShort));
+        assert_eq!(
+            terms("room pa*"),
+            Err(QueryError::TooShort),
+            "a prefix of two letters"
+        );
         assert_eq!(terms("a b c d e f g h i"), Err(QueryError::TooLong));
         assert_eq!(terms(&"x".repeat(201)), Err(QueryError::TooLong));
-        assert_eq!(
-            fts5_query(&terms("parcel is her").unwrap()),
-            "\"parcel\"* \"is\"* \"her\"*"
-        );
+        let scope = [ConversationId(4), ConversationId(17)];
+        let query = fts5_query(&terms("parcel is her*").unwrap(), &scope);
+        assert_eq!(query, "(\"parcel\" \"is\" \"her\"*) AND (tallyin4 OR tallyin17)");
     }
 }

@@ -84,8 +84,11 @@ async fn search_finds_only_what_the_searcher_may_read_and_follows_edits_deletes_
         ["The parcel is here"],
         "bob is only in the direct conversation"
     );
-    // Words' starts, all of them, accents folded.
-    let (_, found, _) = search(&relay, "alice", "q=parc%20here").await;
+    // Whole words: a word's start finds nothing unless it ends with `*`.
+    let (_, found, _) = search(&relay, "alice", "q=parc").await;
+    assert!(found.is_empty(), "{found:?}");
+    // Every word, a start with `*`, accents and case folded.
+    let (_, found, _) = search(&relay, "alice", "q=parc*%20here").await;
     assert_eq!(found, ["The parcel is here"]);
     let (_, found, _) = search(&relay, "alice", "q=cafe").await;
     assert_eq!(found, ["Parcel room moved to the café"]);
@@ -176,6 +179,7 @@ async fn search_pages_refuses_bad_queries_with_a_typed_error_and_is_rate_limited
         ("q=a", "one letter"),
         ("q=%2A%2A", "no words"),
         ("", "no q"),
+        ("q=sh*", "a prefix of two letters"),
     ] {
         let (status, _, body) = search(&relay, "alice", q).await;
         assert_eq!(status, 400, "{why}: {body}");

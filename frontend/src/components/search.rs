@@ -102,7 +102,9 @@ pub fn search_view(props: &SearchProps) -> Html {
     let state = chat.state();
     let store = &state.store;
     let results = match &*found {
-        Found::Idle => html! {},
+        Found::Idle => html! {
+            <p class="tally-empty" data-testid="search-hint">{"Whole words; end one with * to find words it begins."}</p>
+        },
         Found::Searching => html! { <p class="tally-empty" role="status">{"Searching…"}</p> },
         Found::Failed(why) => html! { <p class="tally-status-error" role="alert">{ why.clone() }</p> },
         Found::Page(messages, _) if messages.is_empty() => {
