@@ -161,8 +161,11 @@ pub fn kind_of(request: &Request) -> Kind {
         | Request::MarkAllRead
         | Request::MarkUnread { .. }
         | Request::Ping => Kind::Read,
-        // A divergence report comes with the snapshot that repairs it: one budget for both.
-        Request::RequestSnapshot | Request::ReportDivergence { .. } => Kind::Snapshot,
+        // A divergence report comes with the snapshot that repairs it: one budget for both. A
+        // preference change tells everyone in every conversation of one's: as costly.
+        Request::RequestSnapshot | Request::ReportDivergence { .. } | Request::SetPreferences { .. } => {
+            Kind::Snapshot
+        }
         // Each one fans out to a whole conversation: its own, tight budget.
         Request::Typing { .. } => Kind::Typing,
         // Cheap (a flag; presence is announced at most once a second): the read budget.

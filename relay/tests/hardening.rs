@@ -372,6 +372,13 @@ async fn history_pages_and_snapshots_have_their_own_budgets() {
     assert_eq!(ack.offset, alice.store.applied());
     let err = alice.call(Request::RequestSnapshot).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::RateLimited);
+    // A preference change reaches everyone in every conversation of one's: the same budget,
+    // so toggling it cannot be turned into a flood of `seen` frames.
+    let toggle = Request::SetPreferences {
+        hide_read_state: true,
+    };
+    let err = alice.call(toggle).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::RateLimited);
 }
 
 #[tokio::test]
