@@ -586,7 +586,7 @@ test('search finds only what Bob may read; a result opens the conversation at it
     const b = await tab(browser, relay, 'bob');
     await openPanel(b);
     await b.page.click('#messenger [data-testid=search]');
-    await b.page.fill('#messenger [data-testid=search-input]', 'parc');
+    await b.page.fill('#messenger [data-testid=search-input]', 'parc*');
     await b.page.waitForSelector('#messenger [data-testid=search-result]');
     const results = await b.page.$$eval('#messenger [data-testid=search-result]', (rs) => rs.map((r) => r.textContent));
     assert.equal(results.length, 1, `Carol's conversation is not Bob's: ${results}`);
