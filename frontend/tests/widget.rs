@@ -93,10 +93,7 @@ impl World {
             .execute(&sid(who), &request, Millis(self.clock))
             .unwrap();
         let bob = self.host.engine.key(&sid("bob")).unwrap();
-        let seen = self
-            .host
-            .engine
-            .seen_frames(outcome.applied.iter().map(|a| &a.event.event));
+        let seen = seen_frames(&self.host.engine, &outcome);
         for a in outcome.applied {
             if a.recipients.contains(&bob) {
                 self.harness.deliver(ServerFrame::Event(a.event.clone()));
@@ -145,10 +142,7 @@ impl World {
                     let bob = self.host.engine.key(&sid("bob")).unwrap();
                     match self.host.execute(&sid("bob"), &request, Millis(self.clock)) {
                         Ok(outcome) => {
-                            let seen = self
-                                .host
-                                .engine
-                                .seen_frames(outcome.applied.iter().map(|a| &a.event.event));
+                            let seen = seen_frames(&self.host.engine, &outcome);
                             self.deliver_to_bob(seen);
                             for a in &outcome.applied {
                                 if a.recipients.contains(&bob) {
@@ -212,6 +206,15 @@ impl World {
             .filter(|f| f.request.kind() == kind)
             .count()
     }
+}
+
+/// The `seen` frames an outcome causes, now and at the relay's next tick, together.
+fn seen_frames(
+    engine: &tally_shared::Engine,
+    outcome: &tally_shared::Outcome,
+) -> tally_shared::engine::Addressed {
+    let (now, moved) = engine.seen_changes(outcome.applied.iter().map(|a| &a.event.event));
+    now.into_iter().chain(engine.seen_frames(&moved)).collect()
 }
 
 async fn settle() {

@@ -288,6 +288,8 @@ pub struct Core {
     /// (announced at the next tick, so a page reload does not flash offline).
     announced: rustc_hash::FxHashMap<StaffKey, tally_shared::protocol::Presence>,
     presence_dirty: rustc_hash::FxHashSet<StaffKey>,
+    /// Read positions that moved since the last tick (see `flush_seen`).
+    seen_moved: Vec<(ConversationId, StaffId)>,
 }
 
 /// What `unread_reminder` needs: since when each person has had unread messages, since when
@@ -343,6 +345,7 @@ impl Core {
             reminders: Reminders::default(),
             announced: rustc_hash::FxHashMap::default(),
             presence_dirty: rustc_hash::FxHashSet::default(),
+            seen_moved: Vec::new(),
         };
         core.reload_staff()?;
         let started = Instant::now();
@@ -637,7 +640,8 @@ impl Core {
             .flat_map(|o| &o.applied)
             .collect();
         let queued = enqueue_created(&self.hooks, &tx, &created);
-        let seen = self.engine.seen_frames(created.iter().map(|a| &a.event.event));
+        let (seen_now, moved) = self.engine.seen_changes(created.iter().map(|a| &a.event.event));
+        self.seen_moved.extend(moved);
         if appended > 0 || !settled.is_empty() {
             if let Err(e) = tx.commit() {
                 fatal(&e);
@@ -667,9 +671,8 @@ impl Core {
                 }
             }
         }
-        // Read positions once per batch and conversation (before the acks: whoever waits for
-        // an ack has also heard what it did to "Seen").
-        self.send_addressed(seen);
+        // A newcomer's read positions now; moved ones at the next tick (`flush_seen`).
+        self.send_addressed(seen_now);
         for (from, result, _) in writes {
             if let Err(rejection) = &result {
                 self.metrics.reject(rejection.code);
@@ -1015,6 +1018,7 @@ impl Core {
                     tracing::warn!(error = %e, "reloading staff failed");
                 }
                 self.announce_presence();
+                self.flush_seen();
                 if self.wake.is_some() {
                     match crate::webhooks::load(&self.conn) {
                         Ok(hooks) => self.hooks = hooks,
@@ -1196,6 +1200,18 @@ impl Core {
             let frames = self.engine.preference_frames(staff);
             self.send_addressed(frames);
         }
+    }
+
+    /// Sends the read positions that moved since the last tick: one `seen` frame per
+    /// conversation, however many reads it had. A person marking read and unread as fast as
+    /// their budget allows, in a group of a thousand, costs a thousand frames a second, not
+    /// twenty thousand.
+    fn flush_seen(&mut self) {
+        if self.seen_moved.is_empty() {
+            return;
+        }
+        let moved = std::mem::take(&mut self.seen_moved);
+        self.send_addressed(self.engine.seen_frames(&moved));
     }
 
     /// Sends frames to groups of staff (each encoded once).

@@ -148,3 +148,39 @@ async fn hiding_ones_read_state_hides_it_from_others_and_theirs_from_one_across_
     assert_eq!(alice.store.seen_marker(dm), Some(Seq(3)));
     assert_eq!(bob.store.seen_marker(dm), Some(Seq(2)));
 }
+
+#[tokio::test]
+async fn read_positions_are_announced_at_most_once_a_tick_however_fast_they_move() {
+    let relay = Relay::start(&["alice", "bob"]).await;
+    let mut alice = relay.connect("alice").await;
+    let mut bob = relay.connect("bob").await;
+    let dm = alice.direct_with("bob").await;
+    for i in 0..3 {
+        alice.call(send(dm, &format!("a{i}"))).await.unwrap();
+    }
+    bob.sync().await;
+    alice.sync().await;
+    let before = alice.frames.iter().filter(|f| is_seen(f)).count();
+    let started = std::time::Instant::now();
+    // 80 watermark moves, as fast as the relay takes them.
+    for _ in 0..40 {
+        bob.call(Request::MarkUnread {
+            conversation: dm,
+            from: Seq(1),
+        })
+        .await
+        .unwrap();
+        bob.call(Request::MarkConversationRead { conversation: dm })
+            .await
+            .unwrap();
+    }
+    let elapsed = started.elapsed();
+    // Alice ends up knowing where he is...
+    while alice.store.seen_marker(dm) != Some(Seq(3)) {
+        alice.until(is_seen).await;
+    }
+    // ...having heard it about once a second, not 80 times.
+    let heard = alice.frames.iter().filter(|f| is_seen(f)).count() - before;
+    let ticks = elapsed.as_secs() as usize + 2;
+    assert!(heard <= ticks, "{heard} seen frames in {elapsed:?}");
+}

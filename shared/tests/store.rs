@@ -508,10 +508,14 @@ impl Trio {
 
     fn run(&mut self, who: &str, request: Request) -> Option<ConversationId> {
         let outcome = self.host.execute(&sid(who), &request, Millis(100)).unwrap();
-        let frames = self
+        let (now, moved) = self
             .host
             .engine
-            .seen_frames(outcome.applied.iter().map(|a| &a.event.event));
+            .seen_changes(outcome.applied.iter().map(|a| &a.event.event));
+        let frames: Vec<_> = now
+            .into_iter()
+            .chain(self.host.engine.seen_frames(&moved))
+            .collect();
         for a in outcome.applied {
             for (name, store) in self.stores.iter_mut() {
                 if a.recipients.contains(&self.host.engine.key(&sid(name)).unwrap()) {

@@ -65,13 +65,16 @@ impl Engine {
             .collect()
     }
 
-    /// The `seen` frames a batch of applied events causes, one per conversation: the positions
-    /// that moved (a read, a mark unread, a send, which reads what came before it; a newcomer
-    /// starts at the head) go to the participants who see read states, and a newcomer gets
-    /// everyone's. Positions are taken as they are now, after the whole batch.
-    pub fn seen_frames<'a>(&self, events: impl IntoIterator<Item = &'a Event>) -> Addressed {
-        let mut moved: Vec<(ConversationId, &StaffId)> = Vec::new();
-        let mut out = Vec::new();
+    /// What a batch of applied events does to read positions: the frames to send now (a
+    /// newcomer learns everyone's), and whose positions moved where (a read, a mark unread, a
+    /// send, which reads what came before it; a newcomer starts at the head), for
+    /// [`seen_frames`](Self::seen_frames), which the relay calls at most once a second.
+    pub fn seen_changes<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> (Addressed, Vec<(ConversationId, StaffId)>) {
+        let mut now = Vec::new();
+        let mut moved = Vec::new();
         for event in events {
             let (conversation, staff) = match event {
                 Event::MessagesRead {
@@ -88,18 +91,29 @@ impl Engine {
                         let seen = self.read_positions(staff, conversation.id);
                         if !seen.is_empty() {
                             let conversation = conversation.id;
-                            out.push((vec![key], ServerFrame::Seen { conversation, seen }));
+                            now.push((vec![key], ServerFrame::Seen { conversation, seen }));
                         }
                     }
                     (conversation.id, staff)
                 }
                 _ => continue,
             };
-            if !self.hides_read_state(staff) && !moved.contains(&(conversation, staff)) {
-                moved.push((conversation, staff));
-            }
+            moved.push((conversation, staff.clone()));
         }
-        moved.sort_by_key(|(c, _)| *c);
+        (now, moved)
+    }
+
+    /// The `seen` frames for positions that moved: one per conversation, with each moved
+    /// position as it is now, to its participants who see read states (not to the one whose
+    /// position it is, when it is alone in the frame). Hidden positions are left out.
+    pub fn seen_frames(&self, moved: &[(ConversationId, StaffId)]) -> Addressed {
+        let mut moved: Vec<&(ConversationId, StaffId)> = moved
+            .iter()
+            .filter(|(_, staff)| !self.hides_read_state(staff))
+            .collect();
+        moved.sort_unstable();
+        moved.dedup();
+        let mut out = Vec::new();
         for group in moved.chunk_by(|a, b| a.0 == b.0) {
             let conversation = group[0].0;
             let seen: Vec<ReadPosition> = group
@@ -107,7 +121,7 @@ impl Engine {
                 .filter_map(|(_, staff)| {
                     let last_read = self.projection.last_read(staff, conversation)?;
                     Some(ReadPosition {
-                        staff: (*staff).clone(),
+                        staff: staff.clone(),
                         last_read: Some(last_read),
                     })
                 })
@@ -118,7 +132,7 @@ impl Engine {
                     c.participants
                         .iter()
                         .filter(|p| !self.hides_read_state(p))
-                        .filter(|p| !(group.len() == 1 && *p == group[0].1))
+                        .filter(|p| !(seen.len() == 1 && seen[0].staff == **p))
                         .filter_map(|p| self.key(p))
                         .collect()
                 })
