@@ -58,7 +58,7 @@ pub enum Command {
     Disconnected { staff: StaffId, conn_id: u64 },
     /// A page of history.
     History(HistoryRequest),
-    /// A full-text search (see `search`), scoped here to the searcher's conversations.
+    /// A full-text search's scope (see `search`): the searcher's conversations now.
     Search(SearchRequest),
     /// May this staff member fetch this attachment? Its content type and size if so.
     Attachment {
@@ -221,7 +221,6 @@ enum Pending {
         deliver: oneshot::Sender<Frame>,
     },
     History(HistoryRequest),
-    Search(crate::search::SearchQuery, Reply<Result<Vec<Message>, ErrorCode>>),
 }
 
 /// A search by a staff member: in one of their conversations, or in all of them.
@@ -237,8 +236,8 @@ pub struct SearchRequest {
     pub before: Option<tally_shared::MessageId>,
     /// At most this many.
     pub limit: u64,
-    /// Where the results go.
-    pub reply: Reply<Result<Vec<Message>, ErrorCode>>,
+    /// Where the scoped query goes (the HTTP handler runs it in the `Searcher`).
+    pub reply: Reply<Result<crate::search::SearchQuery, ErrorCode>>,
 }
 
 /// A page of history: up to `limit` messages of a conversation before `before` (or up to its
@@ -850,7 +849,6 @@ impl Core {
                         metrics: self.metrics.clone(),
                     })
                 }
-                Pending::Search(query, reply) => Some(Job::Search { query, reply }),
                 Pending::History(h) => match self.history_range(&h) {
                     Ok(Some((from, to))) => Some(Job::History {
                         conversation: h.conversation,
@@ -950,22 +948,10 @@ impl Core {
                     }
                 }
             }
-            Command::Search(r) => match self.search_scope(&r) {
-                Err(code) => {
-                    let _ = r.reply.send(Err(code));
-                }
-                Ok(query) if self.reads.is_some() => {
-                    self.pending.push_back(Pending::Search(query, r.reply));
-                    self.pump();
-                }
-                Ok(query) => {
-                    let found = crate::search::TextSearch::search(&self.conn, &query);
-                    let _ = r.reply.send(found.map_err(|e| {
-                        tracing::error!(error = %e, "search failed");
-                        ErrorCode::Internal
-                    }));
-                }
-            },
+            Command::Search(r) => {
+                let scoped = self.search_scope(&r);
+                let _ = r.reply.send(scoped);
+            }
             Command::History(h) => {
                 if self.reads.is_some() {
                     self.pending.push_back(Pending::History(h));

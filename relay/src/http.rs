@@ -331,24 +331,44 @@ async fn search(
             reply,
         })
     };
-    match state.ask(asked).await {
-        Some(Ok(results)) => {
+    let query = match state.ask(asked).await {
+        Some(Ok(query)) => query,
+        Some(Err(code)) => {
+            let why = match code {
+                ErrorCode::NotParticipant => "you are not in this conversation",
+                _ => "no such conversation",
+            };
+            return Err(api_error(status_of(code), code, why));
+        }
+        None => return Err(core_gone()),
+    };
+    use crate::search::SearchError;
+    match state.searcher.search(query).await {
+        Ok(results) => {
             let next_before = (results.len() as u64 >= limit.clamp(1, crate::search::MAX_RESULTS))
                 .then(|| results.last().map(|m| m.id))
                 .flatten();
             let body = serde_json::json!({ "results": results, "next_before": next_before });
             Ok(warp::reply::json(&body).into_response())
         }
-        Some(Err(code)) => Err(api_error(
-            status_of(code),
-            code,
-            match code {
-                ErrorCode::NotParticipant => "you are not in this conversation",
-                ErrorCode::NotFound => "no such conversation",
-                _ => "the search failed",
-            },
+        Err(SearchError::Busy) => Err(api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            "searches are busy; retry in a moment",
         )),
-        None => Err(core_gone()),
+        Err(SearchError::TooSlow) => Err(api_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidInput,
+            "this search takes too long: use whole words, or more letters before *",
+        )),
+        Err(SearchError::Failed(e)) => {
+            tracing::error!(error = %e, "search failed");
+            Err(api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "the search failed",
+            ))
+        }
     }
 }
 

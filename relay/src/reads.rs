@@ -1,4 +1,4 @@
-//! Heavy reads off the core thread: building snapshots, serving history pages and searches.
+//! Heavy reads off the core thread: building snapshots and serving history pages.
 //!
 //! A snapshot of a busy staff member is megabytes of messages read from SQLite and encoded;
 //! done on the core thread it would hold up everyone's writes. Instead the core does only what
@@ -51,13 +51,6 @@ pub enum Job {
         from: Seq,
         /// The last seq.
         to: Seq,
-        /// The HTTP request waiting.
-        reply: oneshot::Sender<Result<Vec<Message>, ErrorCode>>,
-    },
-    /// Run a scoped full-text search.
-    Search {
-        /// The words, the scope, the page.
-        query: crate::search::SearchQuery,
         /// The HTTP request waiting.
         reply: oneshot::Sender<Result<Vec<Message>, ErrorCode>>,
     },
@@ -187,13 +180,6 @@ fn run(job: Job, conn: &Connection) {
         } => {
             let page = storage::message_range(conn, conversation, from, to).unwrap_or_else(|e| fatal(&e));
             let _ = reply.send(Ok(page));
-        }
-        Job::Search { query, reply } => {
-            let found = crate::search::TextSearch::search(conn, &query);
-            let _ = reply.send(found.map_err(|e| {
-                tracing::error!(error = %e, "search failed");
-                ErrorCode::Internal
-            }));
         }
     }
 }

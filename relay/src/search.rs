@@ -5,6 +5,14 @@
 //! transaction of the event that changed it); a PostgreSQL store answers it with a `tsvector`
 //! column and a GIN index (cluster mode). Either way the scope is decided before the query,
 //! by the core: the conversations the searcher is in now, nothing else.
+//!
+//! Queries run in a [`Searcher`] of their own, off the core and off the read pool that builds
+//! snapshots and history pages, with a deadline each and a bounded queue: however many
+//! searches people send, snapshots and history are not kept waiting.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
 
 use rusqlite::{Connection, params};
 use tally_shared::{ConversationId, Message, MessageId};
@@ -157,6 +165,99 @@ impl TextSearch for Connection {
     }
 }
 
+/// How long one search may run before it is stopped.
+pub const DEADLINE: Duration = Duration::from_secs(1);
+/// Searches that may wait for a connection; more are refused as busy.
+pub const MAX_WAITING: usize = 16;
+
+/// Why a search gave no results.
+#[derive(Debug)]
+pub enum SearchError {
+    /// Too many searches are waiting already.
+    Busy,
+    /// It ran past [`DEADLINE`] (a `*` prefix on a very common start).
+    TooSlow,
+    /// Something else failed.
+    Failed(anyhow::Error),
+}
+
+/// A few read-only connections that only searches use.
+#[derive(Debug)]
+pub struct Searcher {
+    idle: Mutex<Vec<Connection>>,
+    permits: tokio::sync::Semaphore,
+    waiting: AtomicUsize,
+    deadline: Duration,
+}
+
+impl Searcher {
+    /// `connections` read-only connections to `data`'s database.
+    pub fn open(data: &std::path::Path, connections: usize) -> anyhow::Result<Searcher> {
+        let idle = (0..connections.max(1))
+            .map(|_| crate::storage::open_reader(data))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Searcher::with(idle, DEADLINE))
+    }
+
+    fn with(idle: Vec<Connection>, deadline: Duration) -> Searcher {
+        Searcher {
+            permits: tokio::sync::Semaphore::new(idle.len()),
+            idle: Mutex::new(idle),
+            waiting: AtomicUsize::new(0),
+            deadline,
+        }
+    }
+
+    /// Runs a search on one of the connections, within the deadline.
+    pub async fn search(&self, query: SearchQuery) -> Result<Vec<Message>, SearchError> {
+        self.run(move |conn| conn.search(&query)).await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, SearchError> {
+        if self.waiting.fetch_add(1, Relaxed) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Relaxed);
+            return Err(SearchError::Busy);
+        }
+        let permit = self.permits.acquire().await;
+        self.waiting.fetch_sub(1, Relaxed);
+        let _permit = permit.map_err(|e| SearchError::Failed(e.into()))?;
+        let conn = self
+            .idle
+            .lock()
+            .map_err(|_| SearchError::Failed(anyhow::anyhow!("searcher poisoned")))?
+            .pop()
+            .expect("a connection for every permit");
+        // Interrupting a connection that runs nothing does nothing, so a late timer is harmless.
+        let interrupt = conn.get_interrupt_handle();
+        let deadline = self.deadline;
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            interrupt.interrupt();
+        });
+        let done = tokio::task::spawn_blocking(move || {
+            let result = work(&conn);
+            (conn, result)
+        })
+        .await;
+        timer.abort();
+        let (conn, result) = done.map_err(|e| SearchError::Failed(e.into()))?;
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+        result.map_err(|e| match e.downcast_ref::<rusqlite::Error>() {
+            Some(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::OperationInterrupted =>
+            {
+                SearchError::TooSlow
+            }
+            _ => SearchError::Failed(e),
+        })
+    }
+}
+
 /// Keeps the index in step with one message of `conversation`: its text now (`None` or
 /// empty: not indexed).
 pub fn index(
@@ -187,6 +288,28 @@ pub fn index_new(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_search_past_its_deadline_is_stopped_and_its_connection_serves_the_next() {
+        let searcher = Searcher::with(
+            vec![Connection::open_in_memory().unwrap()],
+            Duration::from_millis(50),
+        );
+        // Counting to ten billion takes SQLite minutes: stopped at the deadline.
+        let slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000)
+                    SELECT count(*) FROM n";
+        let started = std::time::Instant::now();
+        let stopped = searcher
+            .run(move |c| Ok(c.query_row(slow, [], |r| r.get::<_, i64>(0))?))
+            .await;
+        assert!(matches!(stopped, Err(SearchError::TooSlow)), "{stopped:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The same connection answers the next search, which the timer does not reach.
+        let quick = searcher
+            .run(|c| Ok(c.query_row("SELECT 42", [], |r| r.get::<_, i64>(0))?))
+            .await;
+        assert_eq!(quick.unwrap(), 42);
+    }
 
     fn words(text: &str) -> Vec<String> {
         terms(text)

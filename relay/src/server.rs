@@ -126,6 +126,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         .name("tally-core".into())
         .spawn(move || core.run(rx))?;
     let sockets = crate::listener::Sockets::new(config.max_sockets, metrics.clone());
+    let searcher = Arc::new(crate::search::Searcher::open(&config.data, 2)?);
     let state = AppState {
         core: tx,
         keys,
@@ -134,6 +135,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         staff_buckets: Arc::default(),
         address_buckets: Arc::default(),
         sockets: sockets.clone(),
+        searcher,
     };
 
     tokio::spawn(tick(state.core.clone()));

@@ -28,6 +28,8 @@ pub struct AppState {
     pub address_buckets: Arc<Buckets<std::net::IpAddr>>,
     /// Every open socket.
     pub sockets: Arc<crate::listener::Sockets>,
+    /// Where searches run (off the core and its read pool).
+    pub searcher: Arc<crate::search::Searcher>,
 }
 
 impl AppState {
