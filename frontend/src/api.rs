@@ -8,7 +8,8 @@ use web_sys::{ProgressEvent, XmlHttpRequest};
 
 use crate::options::MountOptions;
 
-/// A GET with the bearer token; errors name the status.
+/// A GET with the bearer token; an error is the relay's own message when it gave one (every
+/// refusal is `{"code", "message"}`), or the status.
 async fn get(options: &MountOptions, path: &str) -> Result<gloo::net::http::Response, String> {
     let token = options.token().await.ok_or("no token")?;
     let resp = gloo::net::http::Request::get(&format!("{}{path}", options.http_base()))
@@ -17,9 +18,15 @@ async fn get(options: &MountOptions, path: &str) -> Result<gloo::net::http::Resp
         .await
         .map_err(|e| e.to_string())?;
     if resp.ok() {
-        Ok(resp)
-    } else {
-        Err(format!("{path}: HTTP {}", resp.status()))
+        return Ok(resp);
+    }
+    #[derive(serde::Deserialize)]
+    struct Refusal {
+        message: String,
+    }
+    match resp.json::<Refusal>().await {
+        Ok(r) => Err(r.message),
+        Err(_) => Err(format!("{path}: HTTP {}", resp.status())),
     }
 }
 
@@ -39,7 +46,6 @@ pub async fn search(
     query: &str,
     before: Option<tally_shared::MessageId>,
 ) -> Result<SearchPage, String> {
-    let token = options.token().await.ok_or("no token")?;
     let mut path = format!(
         "/api/search?limit=20&q={}",
         String::from(js_sys::encode_uri_component(query))
@@ -47,22 +53,7 @@ pub async fn search(
     if let Some(b) = before {
         path.push_str(&format!("&before={b}"));
     }
-    let resp = gloo::net::http::Request::get(&format!("{}{path}", options.http_base()))
-        .header("Authorization", &format!("Bearer {token}"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if resp.ok() {
-        return resp.json().await.map_err(|e| e.to_string());
-    }
-    #[derive(serde::Deserialize)]
-    struct Refusal {
-        message: String,
-    }
-    match resp.json::<Refusal>().await {
-        Ok(r) => Err(r.message),
-        Err(_) => Err(format!("search: HTTP {}", resp.status())),
-    }
+    get(options, &path).await?.json().await.map_err(|e| e.to_string())
 }
 
 /// An older page of a conversation: the messages before `before`.

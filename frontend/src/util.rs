@@ -202,3 +202,14 @@ pub fn move_focus(e: &web_sys::KeyboardEvent, scope: &str, selector: &str, step:
     };
     let _ = items[next as usize].focus();
 }
+
+/// A keydown handler that calls `then` on Escape and keeps the key from the panel (which
+/// closes on Escape): a dialog or the search box closes alone.
+pub fn on_escape(then: yew::Callback<()>) -> yew::Callback<web_sys::KeyboardEvent> {
+    yew::Callback::from(move |e: web_sys::KeyboardEvent| {
+        if e.key() == "Escape" {
+            e.stop_propagation();
+            then.emit(());
+        }
+    })
+}

@@ -8,16 +8,6 @@ use tally_shared::protocol::{ServerFrame, close, encode};
 use tally_shared::{ClientFrame, ClientMsgId, ConversationId, ErrorCode, Request};
 use tokio_tungstenite::tungstenite::Message;
 
-fn send(conversation: ConversationId, id: &str, body: &str) -> Request {
-    Request::SendMessage {
-        client_id: ClientMsgId::new(id).unwrap(),
-        conversation,
-        body: body.into(),
-        attachments: vec![],
-        reply_to: None,
-    }
-}
-
 async fn pair(relay: &Relay) -> (Client, Client, ConversationId) {
     let mut alice = relay.connect("alice").await;
     let bob = relay.connect("bob").await;

@@ -4,17 +4,7 @@
 mod common;
 
 use common::*;
-use tally_shared::{ClientMsgId, ConversationId, Message, Request};
-
-fn send(conversation: ConversationId, id: &str, body: &str) -> Request {
-    Request::SendMessage {
-        client_id: ClientMsgId::new(id).unwrap(),
-        conversation,
-        body: body.into(),
-        attachments: vec![],
-        reply_to: None,
-    }
-}
+use tally_shared::{ClientMsgId, Message, Request};
 
 /// What `staff` finds for `q` (with extra query parameters), as status and the bodies found.
 async fn search(relay: &Relay, staff: &str, query: &str) -> (u16, Vec<String>, serde_json::Value) {

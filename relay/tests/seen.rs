@@ -6,17 +6,7 @@ mod common;
 
 use common::*;
 use tally_shared::protocol::ServerFrame;
-use tally_shared::{ClientMsgId, Request, Seq};
-
-fn send(conversation: tally_shared::ConversationId, id: &str) -> Request {
-    Request::SendMessage {
-        client_id: ClientMsgId::new(id).unwrap(),
-        conversation,
-        body: id.into(),
-        attachments: vec![],
-        reply_to: None,
-    }
-}
+use tally_shared::{Request, Seq};
 
 fn is_seen(f: &ServerFrame) -> bool {
     matches!(f, ServerFrame::Seen { .. })
@@ -29,8 +19,8 @@ async fn seen_moves_when_the_other_person_reads_and_outsiders_hear_nothing() {
     let mut bob = relay.connect("bob").await;
     let mut carol = relay.connect("carol").await;
     let dm = alice.direct_with("bob").await;
-    alice.call(send(dm, "a1")).await.unwrap();
-    alice.call(send(dm, "a2")).await.unwrap();
+    alice.call(send(dm, "a1", "hello")).await.unwrap();
+    alice.call(send(dm, "a2", "hello")).await.unwrap();
     bob.sync().await;
     assert_eq!(alice.store.seen_marker(dm), None);
 
@@ -78,8 +68,8 @@ async fn hiding_ones_read_state_hides_it_from_others_and_theirs_from_one_across_
     let mut bob = relay.connect("bob").await;
     let mut bob2 = relay.connect("bob").await;
     let dm = alice.direct_with("bob").await;
-    alice.call(send(dm, "a1")).await.unwrap();
-    bob.call(send(dm, "b1")).await.unwrap();
+    alice.call(send(dm, "a1", "hello")).await.unwrap();
+    bob.call(send(dm, "b1", "hello")).await.unwrap();
     alice
         .call(Request::MarkConversationRead { conversation: dm })
         .await
@@ -111,7 +101,7 @@ async fn hiding_ones_read_state_hides_it_from_others_and_theirs_from_one_across_
     assert!(bob2.store.hides_read_state(), "his other tab knows");
 
     // Reads go on privately.
-    alice.call(send(dm, "a2")).await.unwrap();
+    alice.call(send(dm, "a2", "hello")).await.unwrap();
     bob.call(Request::MarkConversationRead { conversation: dm })
         .await
         .unwrap();
@@ -156,7 +146,7 @@ async fn read_positions_are_announced_at_most_once_a_tick_however_fast_they_move
     let mut bob = relay.connect("bob").await;
     let dm = alice.direct_with("bob").await;
     for i in 0..3 {
-        alice.call(send(dm, &format!("a{i}"))).await.unwrap();
+        alice.call(send(dm, &format!("a{i}"), "hello")).await.unwrap();
     }
     bob.sync().await;
     alice.sync().await;

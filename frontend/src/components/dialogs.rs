@@ -32,15 +32,7 @@ pub struct FrameProps {
 pub fn dialog(props: &FrameProps) -> Html {
     let node = use_node_ref();
     super::use_focus_inside(node.clone(), &["input, button"]);
-    let onkeydown = {
-        let on_close = props.on_close.clone();
-        Callback::from(move |e: KeyboardEvent| {
-            if e.key() == "Escape" {
-                e.stop_propagation();
-                on_close.emit(());
-            }
-        })
-    };
+    let onkeydown = util::on_escape(props.on_close.clone());
     let heading = format!("tally-dialog-{}", props.label.to_lowercase().replace(' ', "-"));
     html! {
         <div class="tally-dialog" role="dialog" aria-modal="true" aria-labelledby={heading.clone()} ref={node} {onkeydown}>

@@ -89,16 +89,8 @@ pub fn search_view(props: &SearchProps) -> Html {
             *timer.borrow_mut() = Some(Timeout::new(DEBOUNCE_MS, move || run(q, None, Vec::new())));
         })
     };
-    let onkeydown = {
-        let on_close = props.on_close.clone();
-        Callback::from(move |e: KeyboardEvent| {
-            if e.key() == "Escape" {
-                // Leaves search, not the whole panel.
-                e.stop_propagation();
-                on_close.emit(());
-            }
-        })
-    };
+    // Escape leaves search, not the whole panel.
+    let onkeydown = util::on_escape(props.on_close.clone());
     let state = chat.state();
     let store = &state.store;
     let results = match &*found {

@@ -451,6 +451,17 @@ pub fn cli(data: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// A plain text send with this client id.
+pub fn send(conversation: tally_shared::ConversationId, client_id: &str, body: &str) -> Request {
+    Request::SendMessage {
+        client_id: tally_shared::ClientMsgId::new(client_id).unwrap(),
+        conversation,
+        body: body.into(),
+        attachments: vec![],
+        reply_to: None,
+    }
+}
+
 /// The `i`-th send of a burst (request id `i`, client id `m-i`).
 pub fn numbered_send(conversation: tally_shared::ConversationId, i: usize) -> ClientFrame {
     ClientFrame::with_req(
