@@ -191,12 +191,10 @@ pub struct Searcher {
 }
 
 impl Searcher {
-    /// `connections` read-only connections to `data`'s database.
-    pub fn open(data: &std::path::Path, connections: usize) -> anyhow::Result<Searcher> {
-        let idle = (0..connections.max(1))
-            .map(|_| crate::storage::open_reader(data))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Searcher::with(idle, DEADLINE))
+    /// A searcher on these (read-only) connections, as many searches at once.
+    pub fn new(connections: Vec<Connection>) -> Searcher {
+        assert!(!connections.is_empty(), "a searcher needs a connection");
+        Searcher::with(connections, DEADLINE)
     }
 
     fn with(idle: Vec<Connection>, deadline: Duration) -> Searcher {

@@ -126,7 +126,11 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         .name("tally-core".into())
         .spawn(move || core.run(rx))?;
     let sockets = crate::listener::Sockets::new(config.max_sockets, metrics.clone());
-    let searcher = Arc::new(crate::search::Searcher::open(&config.data, 2)?);
+    // Searches on two connections of their own (see `search::Searcher`).
+    let search_connections = (0..2)
+        .map(|_| storage::open_reader(&config.data))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let searcher = Arc::new(crate::search::Searcher::new(search_connections));
     let state = AppState {
         core: tx,
         keys,
