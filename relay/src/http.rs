@@ -356,6 +356,11 @@ async fn search(
             ErrorCode::RateLimited,
             "searches are busy; retry in a moment",
         )),
+        Err(SearchError::Unsearchable) => Err(api_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidInput,
+            "some characters of this search cannot be searched for",
+        )),
         Err(SearchError::TooSlow) => Err(api_error(
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidInput,

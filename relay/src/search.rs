@@ -177,6 +177,10 @@ pub enum SearchError {
     Busy,
     /// It ran past [`DEADLINE`] (a `*` prefix on a very common start).
     TooSlow,
+    /// The index cannot take a word: SQLite's tokenizer knows Unicode 6.1, so a letter that
+    /// came later splits a word in two, which FTS5 then reads as a phrase it cannot search
+    /// without positions.
+    Unsearchable,
     /// Something else failed.
     Failed(anyhow::Error),
 }
@@ -245,14 +249,22 @@ impl Searcher {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(conn);
         }
-        result.map_err(|e| match e.downcast_ref::<rusqlite::Error>() {
-            Some(rusqlite::Error::SqliteFailure(f, _))
-                if f.code == rusqlite::ErrorCode::OperationInterrupted =>
-            {
-                SearchError::TooSlow
-            }
-            _ => SearchError::Failed(e),
-        })
+        result.map_err(classify)
+    }
+}
+
+/// What a failed search means for the person who asked.
+pub fn classify(e: anyhow::Error) -> SearchError {
+    match e.downcast_ref::<rusqlite::Error>() {
+        Some(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::OperationInterrupted => {
+            SearchError::TooSlow
+        }
+        Some(rusqlite::Error::SqliteFailure(f, Some(why)))
+            if f.code == rusqlite::ErrorCode::Unknown && why.starts_with("fts5:") =>
+        {
+            SearchError::Unsearchable
+        }
+        _ => SearchError::Failed(e),
     }
 }
 
@@ -286,6 +298,57 @@ pub fn index_new(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Whatever a person types is either refused with a reason or becomes a query SQLite
+        /// accepts: nothing typed can be FTS5 syntax that breaks (or widens) the query.
+        #[test]
+        fn anything_typed_is_refused_or_a_valid_query(text in "\\PC{0,60}|[a-z* \"():^+-]{0,40}") {
+            let conn = Connection::open_in_memory().unwrap();
+            conn.execute_batch(
+                "CREATE TABLE messages (conversation INTEGER, seq INTEGER, id INTEGER, payload TEXT);
+                 CREATE VIRTUAL TABLE message_text USING fts5(body, scope, content = '',
+                    contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2', detail = none);",
+            )
+            .unwrap();
+            if let Ok(terms) = terms(&text) {
+                proptest::prop_assert!(terms.len() <= MAX_TERMS);
+                for t in &terms {
+                    proptest::prop_assert!(!t.word.is_empty() && t.word.chars().all(char::is_alphanumeric));
+                }
+                let query = SearchQuery {
+                    terms,
+                    conversations: vec![ConversationId(1), ConversationId(2)],
+                    before: None,
+                    limit: 20,
+                };
+                match conn.search(&query).map_err(classify) {
+                    Ok(_) | Err(SearchError::Unsearchable) => {}
+                    Err(e) => proptest::prop_assert!(false, "{text:?}: {e:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_word_the_tokenizer_splits_is_unsearchable_not_a_failure() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE messages (conversation INTEGER, seq INTEGER, id INTEGER, payload TEXT);
+             CREATE VIRTUAL TABLE message_text USING fts5(body, scope, content = '',
+                contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2', detail = none);",
+        )
+        .unwrap();
+        // Found by the property test below: letters newer than Unicode 6.1 around a mark.
+        let query = SearchQuery {
+            terms: terms("\u{171f}\u{1772}\u{1e030}").unwrap(),
+            conversations: vec![ConversationId(1)],
+            before: None,
+            limit: 20,
+        };
+        let e = conn.search(&query).unwrap_err();
+        assert!(matches!(classify(e), SearchError::Unsearchable));
+    }
 
     #[tokio::test]
     async fn a_search_past_its_deadline_is_stopped_and_its_connection_serves_the_next() {
