@@ -36,8 +36,19 @@ pub struct ConversationView {
 
 /// Rows a conversation renders at least when opened (see [`ChatStore::opening_window`]).
 pub const WINDOW_ROWS: usize = 60;
-/// Rows a conversation renders at most when opened, however far back its first unread is.
-pub const WINDOW_MAX_ROWS: usize = 200;
+/// Rows a conversation renders at most when opened: with more unread than that, the window
+/// starts at the first unread message and ends this many rows later.
+pub const WINDOW_MAX_ROWS: usize = 120;
+
+/// The part of a conversation's loaded messages a widget renders: `from` (a seq) to `to`
+/// (inclusive), or to the newest when `to` is `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// The first message rendered.
+    pub from: Seq,
+    /// The last message rendered; `None`: the newest.
+    pub to: Option<Seq>,
+}
 /// Read messages shown above the first unread one when opening.
 pub const WINDOW_CONTEXT: usize = 10;
 /// Rows added above when the reader scrolls to the top of what is rendered.
@@ -363,14 +374,19 @@ impl ChatStore {
         &mut self.outbox
     }
 
-    /// Where the rendered part of a conversation starts when it is opened with `watermark`:
-    /// a few messages before the first unread one, at least [`WINDOW_ROWS`] from the end, at
-    /// most [`WINDOW_MAX_ROWS`]. Widgets render `messages` from here on (the rest waits until
-    /// the reader scrolls up, see [`ChatStore::widen_window`]) so opening a long conversation
-    /// costs the same as opening a short one.
-    pub fn opening_window(&self, conversation: ConversationId, watermark: Seq) -> Seq {
+    /// What a widget renders of a conversation opened with `watermark`: from a few messages
+    /// before the first unread one (at least [`WINDOW_ROWS`] from the end) to the newest, or,
+    /// with more unread than [`WINDOW_MAX_ROWS`], that many rows from there. The rest waits
+    /// until the reader scrolls ([`ChatStore::widen_window`] up, [`ChatStore::extend_window`]
+    /// down), so opening a long conversation costs the same as opening a short one, and the
+    /// first unread message is always rendered (reading what is in view never reads past what
+    /// the reader has not seen).
+    pub fn opening_window(&self, conversation: ConversationId, watermark: Seq) -> Window {
         let Some(view) = self.conversations.get(&conversation) else {
-            return Seq(0);
+            return Window {
+                from: Seq(0),
+                to: None,
+            };
         };
         let len = view.messages.len();
         let unread_at = self
@@ -378,9 +394,52 @@ impl ChatStore {
             .map_or(len, |seq| view.messages.partition_point(|m| m.seq < seq));
         let from = unread_at
             .saturating_sub(WINDOW_CONTEXT)
-            .min(len.saturating_sub(WINDOW_ROWS))
-            .max(len.saturating_sub(WINDOW_MAX_ROWS));
-        view.messages.get(from).map_or(Seq(0), |m| m.seq)
+            .min(len.saturating_sub(WINDOW_ROWS));
+        self.window_from(conversation, from)
+    }
+
+    /// A window starting at the `from`-th loaded message, [`WINDOW_MAX_ROWS`] long at most.
+    fn window_from(&self, conversation: ConversationId, from: usize) -> Window {
+        let Some(view) = self.conversations.get(&conversation) else {
+            return Window {
+                from: Seq(0),
+                to: None,
+            };
+        };
+        let to = (view.messages.len() > from + WINDOW_MAX_ROWS)
+            .then(|| view.messages[from + WINDOW_MAX_ROWS - 1].seq);
+        Window {
+            from: view.messages.get(from).map_or(Seq(0), |m| m.seq),
+            to,
+        }
+    }
+
+    /// The window of the newest messages ([`WINDOW_ROWS`] of them, to the newest): where the
+    /// "new messages" pill takes the reader.
+    pub fn newest_window(&self, conversation: ConversationId) -> Window {
+        let len = self
+            .conversations
+            .get(&conversation)
+            .map_or(0, |v| v.messages.len());
+        self.window_from(conversation, len.saturating_sub(WINDOW_ROWS))
+    }
+
+    /// The window that shows `seq` with a few messages before it (a search result).
+    pub fn window_at(&self, conversation: ConversationId, seq: Seq) -> Window {
+        let at = self
+            .conversations
+            .get(&conversation)
+            .map_or(0, |v| v.messages.partition_point(|m| m.seq < seq));
+        self.window_from(conversation, at.saturating_sub(WINDOW_CONTEXT))
+    }
+
+    /// The end of the rendered part after the reader scrolled to its bottom: [`WINDOW_STEP`]
+    /// loaded messages later than `to`, or `None` once that reaches the newest.
+    pub fn extend_window(&self, conversation: ConversationId, to: Seq) -> Option<Seq> {
+        let view = self.conversations.get(&conversation)?;
+        let at = view.messages.partition_point(|m| m.seq <= to);
+        let end = at + WINDOW_STEP;
+        (end < view.messages.len()).then(|| view.messages[end - 1].seq)
     }
 
     /// The start of the rendered part after the reader scrolled to its top: [`WINDOW_STEP`]

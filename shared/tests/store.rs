@@ -389,8 +389,8 @@ fn news_is_someone_elses_live_unread_message_and_in_a_muted_conversation_only_a_
 }
 
 #[test]
-fn a_long_conversation_opens_on_a_window_around_its_first_unread_message_and_widens_upwards() {
-    use tally_shared::store::{WINDOW_CONTEXT, WINDOW_MAX_ROWS, WINDOW_ROWS, WINDOW_STEP};
+fn a_long_conversation_opens_on_a_window_around_its_first_unread_message_and_grows_both_ways() {
+    use tally_shared::store::{WINDOW_CONTEXT, WINDOW_MAX_ROWS, WINDOW_ROWS, WINDOW_STEP, Window};
     // Live messages: the store keeps all of them (a snapshot would hold fewer).
     let (mut host, mut store, dm) = bob_after(0);
     for i in 0..400 {
@@ -412,20 +412,45 @@ fn a_long_conversation_opens_on_a_window_around_its_first_unread_message_and_wid
         .collect();
     let len = loaded.len();
     assert!(
-        len > WINDOW_MAX_ROWS,
-        "the test needs more loaded than the window holds"
+        len > 3 * WINDOW_MAX_ROWS,
+        "the test needs more loaded than windows hold"
     );
-    // Everything unread: the window is as long as it may be, ending at the head.
-    assert_eq!(store.opening_window(dm, Seq(0)), loaded[len - WINDOW_MAX_ROWS]);
+    let to_end = |from: Seq| Window { from, to: None };
+    // Everything unread: from the first message, as many rows as a window holds.
+    let all = store.opening_window(dm, Seq(0));
+    assert_eq!(
+        all,
+        Window {
+            from: loaded[0],
+            to: Some(loaded[WINDOW_MAX_ROWS - 1])
+        }
+    );
+    // Scrolling down extends it by a step, and to the newest at the end.
+    let further = store.extend_window(dm, all.to.unwrap());
+    assert_eq!(further, Some(loaded[WINDOW_MAX_ROWS + WINDOW_STEP - 1]));
+    assert_eq!(store.extend_window(dm, loaded[len - 20]), None);
     // A few unread: the minimum window (it already holds the divider and its context).
     let watermark = loaded[len - 5];
-    assert_eq!(store.opening_window(dm, watermark), loaded[len - WINDOW_ROWS]);
-    // First unread 100 from the end: context above it.
+    assert_eq!(
+        store.opening_window(dm, watermark),
+        to_end(loaded[len - WINDOW_ROWS])
+    );
+    // First unread 100 from the end: context above it, to the newest.
     let watermark = loaded[len - 101];
     assert_eq!(
         store.opening_window(dm, watermark),
-        loaded[len - 100 - WINDOW_CONTEXT]
+        to_end(loaded[len - 100 - WINDOW_CONTEXT])
     );
+    // First unread 300 from the end: from its context, a window's length.
+    let watermark = loaded[len - 301];
+    let from = len - 300 - WINDOW_CONTEXT;
+    let expected = Window {
+        from: loaded[from],
+        to: Some(loaded[from + WINDOW_MAX_ROWS - 1]),
+    };
+    assert_eq!(store.opening_window(dm, watermark), expected);
+    // A search result far back: the window holds it, a few before.
+    assert_eq!(store.window_at(dm, loaded[50]).from, loaded[50 - WINDOW_CONTEXT]);
     // Nothing unread at all: the minimum window.
     apply(
         &mut host,
@@ -434,7 +459,7 @@ fn a_long_conversation_opens_on_a_window_around_its_first_unread_message_and_wid
         Request::MarkConversationRead { conversation: dm },
     );
     let head = *loaded.last().unwrap();
-    assert_eq!(store.opening_window(dm, head), loaded[len - WINDOW_ROWS]);
+    assert_eq!(store.opening_window(dm, head), to_end(loaded[len - WINDOW_ROWS]));
     // Scrolling up widens by a step, down to the first loaded message.
     let from = loaded[len - WINDOW_ROWS];
     assert_eq!(
@@ -445,8 +470,8 @@ fn a_long_conversation_opens_on_a_window_around_its_first_unread_message_and_wid
     assert_eq!(store.widen_window(dm, loaded[0]), loaded[0]);
     // A short conversation renders whole.
     let (_, short, dm) = bob_after(7);
-    assert_eq!(short.opening_window(dm, Seq(0)), Seq(1));
-    assert_eq!(short.opening_window(ConversationId(99), Seq(0)), Seq(0));
+    assert_eq!(short.opening_window(dm, Seq(0)), to_end(Seq(1)));
+    assert_eq!(short.opening_window(ConversationId(99), Seq(0)), to_end(Seq(0)));
 }
 
 /// Three people's stores fed what the relay would send them, seen frames included.

@@ -74,25 +74,32 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         *divider.borrow_mut() = last_read;
     }
     let divider_at = *divider.borrow();
-    // Only the messages from `window` on are rendered: the store's opening window, widened as
-    // the reader scrolls up (so a long conversation opens as fast as a short one).
+    // Only the messages in `window` are rendered: the store's opening window, grown as the
+    // reader scrolls up or down (so a long conversation opens as fast as a short one).
     let window = {
         let chat = chat.clone();
         use_state(move || chat.state().store.opening_window(id, divider_at))
     };
-    let (start, paging) = {
+    let (shown, paging) = {
         let state = chat.state();
         let view = state.store.conversation(id);
-        let start = view.map_or(0, |v| v.messages.partition_point(|m| m.seq < *window));
+        let len = view.map_or(0, |v| v.messages.len());
+        let start = view.map_or(0, |v| v.messages.partition_point(|m| m.seq < window.from));
+        let end = match (view, window.to) {
+            (Some(v), Some(to)) => v.messages.partition_point(|m| m.seq <= to),
+            _ => len,
+        };
         let paging = scroll::Paging {
             oldest: view.and_then(|v| v.oldest_loaded()),
             complete: view.is_none_or(|v| v.history_complete()),
             head: state.store.head(id),
             hidden_above: start > 0,
-            rendered: view.map_or(0, |v| v.messages.len() - start),
+            hidden_below: end < len,
+            rendered: end.saturating_sub(start),
         };
-        (start, paging)
+        (start..end.max(start), paging)
     };
+    let hidden_below = paging.hidden_below;
 
     let reply_to = use_state(|| None::<Message>);
     let editing = use_state(|| None::<Message>);
@@ -114,7 +121,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     let is_group = view.conversation.kind == ConversationKind::Group;
 
     let mut rows: Vec<Html> = Vec::new();
-    if start > 0 || !view.history_complete() {
+    if shown.start > 0 || !view.history_complete() {
         let load = scroll.load_older.clone();
         rows.push(html! {
             <li class="tally-history-more" key="more">
@@ -134,7 +141,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     };
     let seen_marker = store.seen_marker(id);
     let mut prev: Option<&Message> = None;
-    for m in &view.messages[start..] {
+    for m in &view.messages[shown.clone()] {
         let day = util::day_key(m.created_at);
         if prev.is_none_or(|p| util::day_key(p.created_at) != day) {
             rows.push(html! { <li class="tally-day" key={format!("day-{}", m.seq)}><span>{ util::day_label(m.created_at) }</span></li> });
@@ -170,7 +177,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     let pending: Vec<Html> = store
         .outbox()
         .iter()
-        .filter(|p| p.conversation == id)
+        .filter(|p| p.conversation == id && !hidden_below)
         .map(|p| {
             let (retry, discard) = (p.client_id.clone(), p.client_id.clone());
             let retry = chat.callback(move |_: MouseEvent| Action::Retry(retry.clone()));

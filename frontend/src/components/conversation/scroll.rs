@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use tally_shared::store::{WINDOW_CONTEXT, Window};
 use tally_shared::{ConversationId, Seq};
 use wasm_bindgen::JsCast;
 use web_sys::Element;
@@ -41,6 +42,8 @@ pub(super) struct Paging {
     pub(super) hidden_above: bool,
     /// How many messages are rendered.
     pub(super) rendered: usize,
+    /// Whether loaded messages wait below the rendered ones.
+    pub(super) hidden_below: bool,
 }
 
 /// Scrolling for conversation `id`, whose list is `list` and renders the messages from
@@ -52,7 +55,7 @@ pub(super) fn use_scroll(
     list: NodeRef,
     observer: Observer,
     paging: Paging,
-    window: UseStateHandle<Seq>,
+    window: UseStateHandle<Window>,
 ) -> Scroll {
     let count = paging.rendered;
     let loading = use_state(|| false);
@@ -83,7 +86,7 @@ pub(super) fn use_scroll(
             }
         });
     }
-    // On opening, show the first unread message.
+    // On opening, show the first unread message (the opening window always holds it).
     {
         let list = list.clone();
         use_effect_with(id, move |_| {
@@ -99,11 +102,13 @@ pub(super) fn use_scroll(
         complete,
         head,
         hidden_above,
+        hidden_below,
         ..
     } = paging;
     // Loaded messages above the rendered ones come first; then a page from the relay.
     let load_older = {
         let (chat, loading, list, anchor) = (chat.clone(), loading.clone(), list.clone(), anchor.clone());
+        let window = window.clone();
         Callback::from(move |_: ()| {
             if *loading || (complete && !hidden_above) {
                 return;
@@ -112,7 +117,8 @@ pub(super) fn use_scroll(
                 *anchor.borrow_mut() = Some(list.scroll_height());
             }
             if hidden_above {
-                window.set(chat.state().store.widen_window(id, *window));
+                let from = chat.state().store.widen_window(id, window.from);
+                window.set(Window { from, ..*window });
                 return;
             }
             let before = oldest.unwrap_or(Seq(head.0 + 1));
@@ -122,7 +128,8 @@ pub(super) fn use_scroll(
                 match api::history(&chat.options, id, before, 50).await {
                     Ok(messages) => {
                         if let Some(first) = messages.first() {
-                            window.set(first.seq.min(*window));
+                            let from = first.seq.min(window.from);
+                            window.set(Window { from, ..*window });
                         }
                         chat.dispatch(Action::History(id, messages));
                     }
@@ -132,12 +139,28 @@ pub(super) fn use_scroll(
             });
         })
     };
+    // Loaded messages below the rendered ones come when the reader nears the rendered bottom.
+    let load_newer = {
+        let (chat, window) = (chat.clone(), window.clone());
+        Callback::from(move |_: ()| {
+            if let Some(to) = window.to {
+                let to = chat.state().store.extend_window(id, to);
+                window.set(Window { to, ..*window });
+            }
+        })
+    };
     let onscroll = {
         let (load_older, near_bottom, scrolled_up) =
             (load_older.clone(), near_bottom.clone(), scrolled_up.clone());
         Callback::from(move |e: Event| {
             if let Some(el) = e.target_dyn_into::<Element>() {
-                let at_bottom = el.scroll_height() - el.scroll_top() - el.client_height() < 80;
+                let below = el.scroll_height() - el.scroll_top() - el.client_height();
+                if hidden_below && below < 200 {
+                    load_newer.emit(());
+                }
+                // At the bottom only when nothing waits below: new messages are followed, and
+                // rows added below are not (or they would all be, one step after another).
+                let at_bottom = below < 80 && !hidden_below;
                 *near_bottom.borrow_mut() = at_bottom;
                 if *scrolled_up == at_bottom {
                     scrolled_up.set(!at_bottom);
@@ -148,10 +171,15 @@ pub(super) fn use_scroll(
             }
         })
     };
+    // To the newest: with rows waiting below, the newest window instead, followed once drawn.
     let to_bottom = {
-        let list = list.clone();
+        let (chat, list, window, near_bottom) =
+            (chat.clone(), list.clone(), window.clone(), near_bottom.clone());
         Callback::from(move |_: ()| {
-            if let Some(list) = list.cast::<web_sys::HtmlElement>() {
+            if hidden_below {
+                *near_bottom.borrow_mut() = true;
+                window.set(chat.state().store.newest_window(id));
+            } else if let Some(list) = list.cast::<web_sys::HtmlElement>() {
                 list.set_scroll_top(list.scroll_height());
             }
         })
@@ -167,14 +195,12 @@ pub(super) fn use_scroll(
 
 /// The most history pages a jump loads to reach its message (200 messages each).
 const MAX_JUMP_PAGES: usize = 50;
-/// Read messages rendered above the message jumped to.
-const JUMP_CONTEXT: usize = 10;
 
 /// Jumping to a message (a search result): loads the history back to it (and a little before
 /// it), widens the rendered window to hold it, then, after the render that shows it, scrolls
 /// it to the middle of the list and marks it for a moment.
 #[hook]
-pub(super) fn use_jump(chat: &Chat, id: ConversationId, list: NodeRef, window: UseStateHandle<Seq>) {
+pub(super) fn use_jump(chat: &Chat, id: ConversationId, list: NodeRef, window: UseStateHandle<Window>) {
     let target = chat.state().jump_to.filter(|(c, _)| *c == id).map(|(_, seq)| seq);
     let show: Rc<RefCell<Option<Seq>>> = use_mut_ref(|| None);
     {
@@ -192,7 +218,7 @@ pub(super) fn use_jump(chat: &Chat, id: ConversationId, list: NodeRef, window: U
                             state.store.head(id),
                         )
                     };
-                    let reached = oldest.is_some_and(|o| o.0 + JUMP_CONTEXT as u64 <= target.0);
+                    let reached = oldest.is_some_and(|o| o.0 + WINDOW_CONTEXT as u64 <= target.0);
                     if complete || reached {
                         break;
                     }
@@ -207,18 +233,7 @@ pub(super) fn use_jump(chat: &Chat, id: ConversationId, list: NodeRef, window: U
                         }
                     }
                 }
-                let from = {
-                    let state = chat.state();
-                    state.store.conversation(id).map(|v| {
-                        let at = v.messages.partition_point(|m| m.seq < target);
-                        v.messages
-                            .get(at.saturating_sub(JUMP_CONTEXT))
-                            .map_or(target, |m| m.seq)
-                    })
-                };
-                if let Some(from) = from {
-                    window.set(from.min(*window));
-                }
+                window.set(chat.state().store.window_at(id, target));
                 *show.borrow_mut() = Some(target);
                 chat.dispatch(Action::Jumped);
             });
