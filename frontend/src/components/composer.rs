@@ -21,6 +21,9 @@ pub struct ComposerProps {
     pub editing: Option<Message>,
     /// Called after a send or edit (to clear reply and edit modes).
     pub on_done: Callback<()>,
+    /// Called after a new message is sent (the view goes to the newest, where it shows).
+    #[prop_or_default]
+    pub on_sent: Callback<()>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -103,11 +106,12 @@ pub fn composer(props: &ComposerProps) -> Html {
     let submit = {
         let (chat, text, uploads) = (chat.clone(), text.clone(), uploads.clone());
         let said_typing = said_typing.clone();
-        let (conversation, reply_to, editing, on_done) = (
+        let (conversation, reply_to, editing, on_done, on_sent) = (
             props.conversation,
             props.reply_to.clone(),
             props.editing.clone(),
             props.on_done.clone(),
+            props.on_sent.clone(),
         );
         let ready = ready.clone();
         Callback::from(move |_: ()| {
@@ -127,6 +131,7 @@ pub fn composer(props: &ComposerProps) -> Html {
                     failed: None,
                     queued_at: Some(tally_shared::Millis(js_sys::Date::now() as u64)),
                 }));
+                on_sent.emit(());
             }
             text.set(String::new());
             uploads.set(Vec::new());

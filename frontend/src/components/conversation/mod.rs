@@ -256,6 +256,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
             <Composer conversation={id}
                 reply_to={(*reply_to).clone()}
                 editing={(*editing).clone()}
+                on_sent={scroll.to_bottom.clone()}
                 on_done={let (r, e) = (reply_to.clone(), editing.clone()); Callback::from(move |_| { r.set(None); e.set(None); })} />
         </div>
     }
