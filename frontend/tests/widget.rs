@@ -487,3 +487,46 @@ async fn seen_appears_under_my_message_when_the_other_person_reads_it_and_not_on
         .unchecked_into();
     assert!(!checkbox.checked());
 }
+
+#[wasm_bindgen_test]
+async fn a_group_message_says_who_has_seen_it_and_a_long_conversation_opens_on_a_window_at_its_first_unread()
+{
+    let mut w = World::new("t-window").await;
+    w.act(
+        "alice",
+        Request::CreateGroup {
+            client_id: ClientMsgId::new("g").unwrap(),
+            title: "Desk".into(),
+            participants: vec![sid("bob"), sid("carol")],
+        },
+    );
+    let group = ConversationId(2);
+    w.act("bob", send(group, "b1", "Who closes?"));
+    w.act("alice", Request::MarkConversationRead { conversation: group });
+    w.act("carol", Request::MarkConversationRead { conversation: group });
+    // (Names of people met after the snapshot come from the directory, as the widget's own.)
+    w.harness.dispatch(Action::Directory(vec![Staff {
+        id: sid("carol"),
+        name: "CAROL".into(),
+    }]));
+    w.click(".tally-launcher").await;
+    w.click("[data-conversation='2']").await;
+    assert_eq!(
+        w.text("[data-testid=seen-by]").as_deref(),
+        Some("Seen by ALICE, CAROL")
+    );
+    // 300 unread in the direct conversation: it opens on 120 rows from the first unread one,
+    // with the divider, and renders the rest as the reader scrolls.
+    w.click("[aria-label='Back to conversations']").await;
+    for i in 0..300 {
+        w.act(
+            "alice",
+            send(ConversationId(1), &format!("a{i}"), &format!("line {i}")),
+        );
+    }
+    settle().await;
+    w.click("[data-conversation='1']").await;
+    assert_eq!(w.count(".tally-msg"), tally_shared::store::WINDOW_MAX_ROWS as u32);
+    assert_eq!(w.count("[data-testid=new-divider]"), 1);
+    assert_eq!(w.text(".tally-msg .tally-text").as_deref(), Some("line 0"));
+}
