@@ -299,18 +299,19 @@ pub fn index_new(
 mod tests {
     use super::*;
 
+    /// A real database file with the schema the relay migrates to (the index as it is made).
+    fn database() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::storage::open(dir.path(), crate::storage::Durability::Normal).unwrap();
+        (dir, conn)
+    }
+
     proptest::proptest! {
         /// Whatever a person types is either refused with a reason or becomes a query SQLite
         /// accepts: nothing typed can be FTS5 syntax that breaks (or widens) the query.
         #[test]
         fn anything_typed_is_refused_or_a_valid_query(text in "\\PC{0,60}|[a-z* \"():^+-]{0,40}") {
-            let conn = Connection::open_in_memory().unwrap();
-            conn.execute_batch(
-                "CREATE TABLE messages (conversation INTEGER, seq INTEGER, id INTEGER, payload TEXT);
-                 CREATE VIRTUAL TABLE message_text USING fts5(body, scope, content = '',
-                    contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2', detail = none);",
-            )
-            .unwrap();
+            let (_dir, conn) = database();
             if let Ok(terms) = terms(&text) {
                 proptest::prop_assert!(terms.len() <= MAX_TERMS);
                 for t in &terms {
@@ -332,13 +333,7 @@ mod tests {
 
     #[test]
     fn a_word_the_tokenizer_splits_is_unsearchable_not_a_failure() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE messages (conversation INTEGER, seq INTEGER, id INTEGER, payload TEXT);
-             CREATE VIRTUAL TABLE message_text USING fts5(body, scope, content = '',
-                contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2', detail = none);",
-        )
-        .unwrap();
+        let (_dir, conn) = database();
         // Found by the property test below: letters newer than Unicode 6.1 around a mark.
         let query = SearchQuery {
             terms: terms("\u{171f}\u{1772}\u{1e030}").unwrap(),

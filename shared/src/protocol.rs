@@ -535,8 +535,9 @@ enum FrameFields {
     },
 }
 
-/// The `type`s of server frames that are not events.
-const FRAME_TYPES: [&str; 9] = [
+/// The `type`s of server frames that are not events (the protocol doc's test requires an
+/// example of each).
+pub const FRAME_TYPES: [&str; 9] = [
     "snapshot",
     "resumed",
     "unread_updated",
