@@ -2,7 +2,8 @@
 # Installs what Tally's build and tests need on a fresh Debian machine, skipping what is there.
 #   scripts/setup.sh build    Rust wasm target, wasm-bindgen CLI (the Cargo.lock version), trunk,
 #                             binaryen's wasm-opt (npm), and the crates (cargo fetch)
-#   scripts/setup.sh test     all of the above, plus Chromium + ChromeDriver and e2e npm packages
+#   scripts/setup.sh test     all of the above, plus Chromium + ChromeDriver, e2e npm packages,
+#                             and PostgreSQL + nats-server for the cluster tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-build}"
@@ -44,6 +45,15 @@ if [ "$what" = test ]; then
     say "installing Debian's chromium and chromium-driver"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+  # The cluster tests start a throwaway PostgreSQL and nats-server of their own.
+  missing=()
+  command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v nats-server >/dev/null || missing+=(nats-server)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian's ${missing[*]} (for the cluster tests)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
   if [ -f e2e/package.json ] && { [ ! -d e2e/node_modules ] || [ e2e/package-lock.json -nt e2e/node_modules ]; }; then
     say "installing the end-to-end tests' npm packages"

@@ -51,6 +51,10 @@ pub struct Config {
     /// How long someone has had unread messages, with no connection open, before an
     /// `unread_reminder` webhook fires for them (once per quiet spell).
     pub reminder_after: Duration,
+    /// A cluster's PostgreSQL (none: this node's SQLite is the truth).
+    pub postgres: Option<String>,
+    /// The NATS server a cluster's nodes ring each other on.
+    pub nats: Option<String>,
 }
 
 impl Config {
@@ -77,6 +81,8 @@ impl Config {
             token_leeway: Duration::from_secs(crate::auth::LEEWAY_SECS),
             attachment_grace: crate::files::GRACE,
             reminder_after: REMINDER_AFTER,
+            postgres: None,
+            nats: None,
         }
     }
 }

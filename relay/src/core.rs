@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
-use tally_shared::engine::{Applied, Lookup, Rejection, ServiceRequest};
+use tally_shared::engine::{Applied, Lookup, Outcome, Rejection, ServiceRequest};
 use tally_shared::protocol::{ConversationState, ErrorFrame, ProtocolRange, ServerFrame, encode};
 use tally_shared::staff_keys::StaffKey;
 use tally_shared::{
@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::files::Files;
 use crate::hub::{ConnHandle, Frame, Hub};
 use crate::metrics::Metrics;
+use crate::order::{Down, Order};
 use crate::reads::{Job, ReadPool};
 use crate::storage::{self, SqlLookup, fatal};
 use tally_shared::protocol::close;
@@ -93,6 +94,9 @@ pub enum Command {
     ReaderDone { conn: Connection },
     /// Flush, close every connection with going-away, and stop.
     Shutdown { done: Reply<()> },
+    /// Another node of the cluster committed (or all was quiet for a while): read what this
+    /// node has not applied yet.
+    CatchUp,
     /// The name of the live service key this is, if it is one.
     ServiceKey {
         key: String,
@@ -289,6 +293,12 @@ pub struct Core {
     presence_dirty: rustc_hash::FxHashSet<StaffKey>,
     /// Read positions that moved since the last tick (see `flush_seen`).
     seen_moved: Vec<(ConversationId, StaffId)>,
+    /// Where the order of events is decided (this node's SQLite, or a cluster's PostgreSQL).
+    order: Box<dyn Order>,
+    /// Tells the other nodes of a cluster about this node's commits.
+    bell: Option<crate::doorbell::Bell>,
+    /// The data directory and log whose checkpoints a rebuild starts from.
+    checkpoints: Option<(std::path::PathBuf, String)>,
 }
 
 /// What `unread_reminder` needs: since when each person has had unread messages, since when
@@ -316,6 +326,7 @@ impl Core {
     /// events after the engine's offset (rebuilding every count they change).
     pub fn load(
         conn: Connection,
+        order: Box<dyn Order>,
         engine: Engine,
         retain: Retention,
         max_replay: usize,
@@ -345,6 +356,9 @@ impl Core {
             announced: rustc_hash::FxHashMap::default(),
             presence_dirty: rustc_hash::FxHashSet::default(),
             seen_moved: Vec::new(),
+            order,
+            bell: None,
+            checkpoints: None,
         };
         core.reload_staff()?;
         let started = Instant::now();
@@ -386,6 +400,18 @@ impl Core {
             "log replayed"
         );
         Ok(core)
+    }
+
+    /// Makes this node part of a cluster: rings `bell` after each commit, and rebuilds from
+    /// the checkpoints in `data` of the log `log` after a commit whose outcome is unknown.
+    pub fn set_cluster(&mut self, bell: crate::doorbell::Bell, data: std::path::PathBuf, log: String) {
+        self.bell = Some(bell);
+        self.checkpoints = Some((data, log));
+    }
+
+    /// Catches up with what the source of truth has beyond this node (at start).
+    pub fn catch_up_now(&mut self) {
+        self.catch_up();
     }
 
     /// Sets the most commands one group commit takes (1 means a commit per write).
@@ -511,16 +537,41 @@ impl Core {
     }
 
     /// Executes a request as a staff member outside any connection (the demo seed).
+    /// In a cluster it takes the log's lock like a group commit (nodes seeding together
+    /// write the demo once: its requests carry client ids).
     pub fn execute_local(&mut self, staff: &StaffId, request: tally_shared::Request) -> anyhow::Result<()> {
+        self.catch_up();
         let tx = self.conn.transaction()?;
-        let outcome = self
-            .engine
-            .execute(staff, &request, now(), &SqlLookup(&tx))
-            .map_err(|r| anyhow::anyhow!("seed request refused: {r}"))?;
-        for a in &outcome.applied {
-            storage::append(&tx, &a.event, &encode(&a.event))?;
+        let caught: Vec<(Applied, Frame)> = self
+            .order
+            .begin(self.engine.offset())?
+            .into_iter()
+            .map(|text| apply_committed(&mut self.engine, &tx, text))
+            .collect();
+        let outcome = match self.engine.execute(staff, &request, now(), &SqlLookup(&tx)) {
+            Ok(o) => o,
+            Err(r) => {
+                // Keep what was caught up on (the engine has it), then refuse.
+                self.order.commit(&[])?;
+                tx.commit()?;
+                anyhow::bail!("seed request refused: {r}");
+            }
+        };
+        let texts: Vec<String> = outcome.applied.iter().map(|a| encode(&a.event)).collect();
+        for (a, text) in outcome.applied.iter().zip(&texts) {
+            storage::append(&tx, &a.event, text)?;
         }
+        let mine: Vec<(Offset, &str)> = outcome
+            .applied
+            .iter()
+            .zip(&texts)
+            .map(|(a, t)| (a.event.offset, t.as_str()))
+            .collect();
+        self.order.commit(&mine)?;
         tx.commit()?;
+        for (a, frame) in caught {
+            self.retain_event(&a, frame);
+        }
         for a in outcome.applied {
             let frame: Frame = encode(&a.event).into();
             self.retain_event(&a, frame);
@@ -530,13 +581,13 @@ impl Core {
 
     /// Adds a staff member to storage and the engine.
     pub fn add_staff(&mut self, staff: tally_shared::Staff) -> anyhow::Result<()> {
-        storage::upsert_staff(&self.conn, &staff)?;
+        self.order.upsert_staff(&self.conn, &staff)?;
         self.engine.upsert_staff(staff, true);
         Ok(())
     }
 
     fn reload_staff(&mut self) -> anyhow::Result<()> {
-        for (staff, active) in storage::load_staff(&self.conn)? {
+        for (staff, active) in self.order.staff(&self.conn)? {
             let id = staff.id.clone();
             let was_active = self.engine.is_active(&id);
             self.engine.upsert_staff(staff, active);
@@ -548,8 +599,19 @@ impl Core {
                 self.hub.close_staff(key, close::DEACTIVATED);
             }
         }
-        for staff in storage::load_read_state_hidden(&self.conn)? {
-            self.engine.set_read_state_hidden(&staff, true);
+        // Another node may have changed someone's preference: tell whom it concerns.
+        let hidden: rustc_hash::FxHashSet<StaffId> =
+            self.order.read_state_hidden(&self.conn)?.into_iter().collect();
+        let mut changed = Vec::new();
+        for id in self.engine.keyed_staff() {
+            let hide = hidden.contains(&id);
+            if self.engine.hides_read_state(&id) != hide && self.engine.set_read_state_hidden(&id, hide) {
+                changed.push(id);
+            }
+        }
+        for id in changed {
+            let frames = self.engine.preference_frames(&id);
+            self.send_addressed(frames);
         }
         Ok(())
     }
@@ -584,13 +646,46 @@ impl Core {
         let mut writes = Vec::new();
         let mut reads = Vec::new();
         let mut settled = Vec::new();
+        // Whether the batch may append (a ping or a divergence report never does, so it does
+        // not lock a cluster's log).
+        let writing = batch.iter().any(|c| match c {
+            Command::Execute { frame, .. } => !matches!(
+                frame.request,
+                tally_shared::Request::Ping | tally_shared::Request::ReportDivergence { .. }
+            ),
+            Command::Service { .. } => true,
+            _ => false,
+        });
+        if writing {
+            // Most of what others appended is read before the head is locked.
+            self.catch_up();
+        }
         let tx = match self.conn.transaction() {
             Ok(tx) => tx,
             Err(e) => fatal(&e),
         };
+        // Under the log's lock: what others appended since, then this batch after it.
+        let mut caught = Vec::new();
+        let mut down = None;
+        if writing {
+            match self.order.begin(self.engine.offset()) {
+                Ok(frames) => {
+                    for text in frames {
+                        caught.push(apply_committed(&mut self.engine, &tx, text));
+                    }
+                }
+                Err(e) => down = Some(e),
+            }
+        }
         let stamp = now();
         for cmd in batch {
             let (from, result) = match cmd {
+                Command::Execute { staff, frame, conn } if down.is_some() => {
+                    (Source::Conn(frame.req, conn), Err(unavailable(&staff)))
+                }
+                Command::Service { reply, .. } if down.is_some() => {
+                    (Source::Service(reply), Err(unavailable(&StaffId::system())))
+                }
                 Command::Execute { staff, frame, conn } => {
                     let result = self
                         .engine
@@ -633,17 +728,47 @@ impl Core {
             writes.push((from, result, frames));
         }
         let appended: usize = writes.iter().map(|w| w.2.len()).sum();
+        if writing && down.is_none() {
+            let mine: Vec<(Offset, &str)> = writes
+                .iter()
+                .filter_map(|w| w.1.as_ref().ok().map(|o| (o, &w.2)))
+                .flat_map(|(o, frames)| o.applied.iter().zip(frames))
+                .map(|(a, f)| (a.event.offset, &**f))
+                .collect();
+            if let Err(e) = self.order.commit(&mine) {
+                // Stored or not, nobody knows: forget this batch, rebuild from what is stored,
+                // and let the clients retry (their client ids make a stored write answer
+                // with its first acknowledgement once this node has caught up with it).
+                drop(tx);
+                tracing::warn!(error = %e, "commit failed: rebuilding from the log");
+                self.rebuild();
+                self.refuse_unavailable(writes, e);
+                return self.after_writes(reads);
+            }
+        }
         let created: Vec<&Applied> = writes
             .iter()
             .filter_map(|w| w.1.as_ref().ok())
             .flat_map(|o| &o.applied)
             .collect();
+        // Webhooks: the node that wrote an event queues its deliveries (not every replica).
         let queued = enqueue_created(&self.hooks, &tx, &created);
-        let (seen_now, moved) = self.engine.seen_changes(created.iter().map(|a| &a.event.event));
+        let (seen_now, moved) = self.engine.seen_changes(
+            caught
+                .iter()
+                .map(|(a, _)| a)
+                .chain(created)
+                .map(|a| &a.event.event),
+        );
         self.seen_moved.extend(moved);
-        if appended > 0 || !settled.is_empty() {
+        if appended > 0 || !settled.is_empty() || !caught.is_empty() {
             if let Err(e) = tx.commit() {
                 fatal(&e);
+            }
+            if appended > 0
+                && let Some(bell) = &self.bell
+            {
+                bell.committed(self.engine.offset());
             }
             if queued > 0
                 && let Some(wake) = &self.wake
@@ -662,6 +787,9 @@ impl Core {
                 .commit_latency_us
                 .observe(started.elapsed().as_micros() as u64);
             self.metrics.events_appended.fetch_add(appended as u64, Relaxed);
+        }
+        for (applied, frame) in caught {
+            self.fan_out(&applied, frame);
         }
         for (_, result, frames) in &mut writes {
             if let Ok(outcome) = &result {
@@ -698,6 +826,11 @@ impl Core {
                 }
             }
         }
+        self.after_writes(reads)
+    }
+
+    /// Serves a batch's reads (and notes a shutdown, which the caller performs).
+    fn after_writes(&mut self, reads: Vec<Command>) -> Option<Reply<()>> {
         let mut shutdown = None;
         for cmd in reads {
             match cmd {
@@ -706,6 +839,115 @@ impl Core {
             }
         }
         shutdown
+    }
+
+    /// Answers a batch whose commit failed: every write is refused as `unavailable`.
+    fn refuse_unavailable(&mut self, writes: Vec<(Source, Result<Outcome, Rejection>, Vec<Frame>)>, e: Down) {
+        for (from, _, _) in writes {
+            let rejection = Rejection {
+                code: ErrorCode::Unavailable,
+                message: format!("not stored for sure ({e}); retry with the same client_id"),
+            };
+            self.metrics.reject(rejection.code);
+            match from {
+                Source::Conn(req, conn) => {
+                    let e = ErrorFrame::new(req, rejection.code, rejection.message);
+                    self.send(&conn, encode(&ServerFrame::Error(e)).into());
+                }
+                Source::Service(reply) => {
+                    let _ = reply.send(Err(rejection));
+                }
+            }
+        }
+    }
+
+    /// Reads and applies what other nodes committed after this node's offset, then fans it
+    /// out (nothing to do on a single node). A database that cannot be reached leaves the
+    /// node serving what it has.
+    fn catch_up(&mut self) {
+        if let Some(bell) = &self.bell {
+            bell.taken();
+        }
+        loop {
+            let frames = match self.order.committed_after(self.engine.offset(), 1_000) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot catch up now");
+                    return;
+                }
+            };
+            if frames.is_empty() {
+                return;
+            }
+            let more = frames.len() == 1_000;
+            let tx = self.conn.transaction().unwrap_or_else(|e| fatal(&e));
+            let caught: Vec<(Applied, Frame)> = frames
+                .into_iter()
+                .map(|text| apply_committed(&mut self.engine, &tx, text))
+                .collect();
+            tx.commit().unwrap_or_else(|e| fatal(&e));
+            let (seen_now, moved) = self
+                .engine
+                .seen_changes(caught.iter().map(|(a, _)| &a.event.event));
+            self.seen_moved.extend(moved);
+            self.metrics
+                .events_caught_up
+                .fetch_add(caught.len() as u64, Relaxed);
+            for (applied, frame) in caught {
+                self.fan_out(&applied, frame);
+            }
+            self.send_addressed(seen_now);
+            if let Some(bell) = &self.bell {
+                bell.reached(self.engine.offset());
+            }
+            if !more {
+                return;
+            }
+        }
+    }
+
+    /// Rebuilds the engine from this node's replica (its latest checkpoint, then the events
+    /// after it) when a commit's outcome is unknown; what the shared log has beyond it is
+    /// caught up on next. Like a restart, without the process: a rebuilt engine may number
+    /// staff differently, so every connection is closed (clients resume, by snapshot, here or
+    /// elsewhere) and whatever was kept by staff number is dropped with them.
+    fn rebuild(&mut self) {
+        let started = Instant::now();
+        std::mem::take(&mut self.hub).close_all(close::GOING_AWAY);
+        self.retained.clear();
+        self.retained_bytes = 0;
+        self.announced.clear();
+        self.presence_dirty.clear();
+        self.reminders.unread_since.clear();
+        self.reminders.quiet_since.clear();
+        let head = Offset(storage::last_offset(&self.conn).unwrap_or_else(|e| fatal(&*e)));
+        self.engine = self
+            .checkpoints
+            .as_ref()
+            .and_then(|(data, log)| crate::checkpoints::load_latest(data, log, head, &self.metrics))
+            .unwrap_or_default();
+        if let Err(e) = self.reload_staff() {
+            tracing::warn!(error = %e, "staff not reloaded");
+        }
+        loop {
+            let events = storage::events_after(&self.conn, self.engine.offset(), 10_000)
+                .unwrap_or_else(|e| fatal(&*e));
+            if events.is_empty() {
+                break;
+            }
+            for e in events {
+                self.engine.apply(e);
+            }
+        }
+        self.engine.compact();
+        if let Some(bell) = &self.bell {
+            bell.reached(self.engine.offset());
+        }
+        tracing::info!(
+            offset = self.engine.offset().0,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "engine rebuilt"
+        );
     }
 
     fn send(&self, conn: &ConnHandle, frame: Frame) {
@@ -881,6 +1123,7 @@ impl Core {
                 let _ = reply.send(self.hello(&staff, resume_from, conn));
             }
             Command::Snapshot { staff, req, conn } => self.snapshot(&staff, req, &conn),
+            Command::CatchUp => self.catch_up(),
             Command::Execute { .. }
             | Command::Service { .. }
             | Command::WebhookSettled(_)
@@ -1024,26 +1267,19 @@ impl Core {
         deactivate_missing: bool,
     ) -> anyhow::Result<MirrorReport> {
         let mut report = MirrorReport::default();
-        let tx = self.conn.transaction()?;
-        for (s, active) in staff {
-            let known = self.engine.key(&s.id).is_some();
-            if storage::set_staff(&tx, s, *active)? {
-                if known {
+        let (changed, deactivated) = self
+            .order
+            .mirror_staff(&mut self.conn, staff, deactivate_missing)?;
+        for ((s, _), changed) in staff.iter().zip(changed) {
+            if changed {
+                if self.engine.key(&s.id).is_some() {
                     report.changed += 1;
                 } else {
                     report.added += 1;
                 }
             }
         }
-        if deactivate_missing {
-            let listed: rustc_hash::FxHashSet<&StaffId> = staff.iter().map(|(s, _)| &s.id).collect();
-            for (s, active) in storage::load_staff(&tx)? {
-                if active && !listed.contains(&s.id) && storage::deactivate_staff(&tx, &s.id)? {
-                    report.deactivated_missing += 1;
-                }
-            }
-        }
-        tx.commit()?;
+        report.deactivated_missing = deactivated;
         self.reload_staff()?;
         Ok(report)
     }
@@ -1121,6 +1357,10 @@ impl Core {
                 .execute("DELETE FROM reminded WHERE staff = ?1", [staff.as_str()])
                 .unwrap_or_else(|e| fatal(&e));
         }
+        if resume_from.is_some_and(|from| from > self.engine.offset()) {
+            // Resuming from an offset another node served: this node catches up to it first.
+            self.catch_up();
+        }
         match resume_from.and_then(|from| self.replay(key, from)) {
             Some(frames) => {
                 for f in frames {
@@ -1174,7 +1414,19 @@ impl Core {
         req: Option<tally_shared::RequestId>,
         conn: &ConnHandle,
     ) {
-        storage::set_read_state_hidden(&self.conn, staff, hide_read_state).unwrap_or_else(|e| fatal(&e));
+        if let Err(e) = self
+            .order
+            .set_read_state_hidden(&self.conn, staff, hide_read_state)
+        {
+            tracing::warn!(error = %e, "preference not stored");
+            let e = ErrorFrame::new(
+                req,
+                ErrorCode::Unavailable,
+                "preferences cannot be stored now; retry",
+            );
+            self.send(conn, encode(&ServerFrame::Error(e)).into());
+            return;
+        }
         let changed = self.engine.set_read_state_hidden(staff, hide_read_state);
         let ack = tally_shared::protocol::Ack {
             req,
@@ -1389,6 +1641,35 @@ fn enqueue_created(
 
 /// Each changed count of an event as its `unread_updated` frame, encoded once for sending and
 /// for the retained log.
+/// Applies one event another node committed (as stored) to the engine and this node's
+/// replica, inside `tx`; the caller fans it out after the commit.
+fn apply_committed(engine: &mut Engine, tx: &rusqlite::Transaction<'_>, text: String) -> (Applied, Frame) {
+    let event: tally_shared::LoggedEvent = match serde_json::from_str(&text) {
+        Ok(e) => e,
+        Err(e) => fatal(&format!("an event in the shared log does not parse: {e}")),
+    };
+    let at = engine.offset();
+    if event.offset != at.next() {
+        fatal(&format!(
+            "the shared log jumps from offset {at} to {}",
+            event.offset
+        ));
+    }
+    if let Err(e) = storage::append(tx, &event, &text) {
+        fatal(&*e);
+    }
+    (engine.apply(event), Frame::from(text))
+}
+
+/// A write refused because the source of truth cannot be reached.
+fn unavailable(staff: &StaffId) -> Rejection {
+    tracing::debug!(%staff, "write refused: database unavailable");
+    Rejection {
+        code: ErrorCode::Unavailable,
+        message: "the database cannot be reached: nothing was stored; retry".into(),
+    }
+}
+
 fn unread_frames(applied: &Applied) -> Vec<(StaffKey, Frame)> {
     applied
         .changes

@@ -19,6 +19,10 @@ struct Cli {
     /// Where the database, secret and attachments live.
     #[arg(long, global = true, env = "TALLY_DATA", default_value = "./data")]
     data: PathBuf,
+    /// Run as a node of a cluster whose source of truth is this PostgreSQL
+    /// (`postgres://user@host:port/db`); `staff` and `token` then act on it too.
+    #[arg(long, global = true, env = "TALLY_POSTGRES")]
+    postgres: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -61,6 +65,10 @@ enum Cmd {
         max_batch: usize,
         #[command(flatten)]
         sockets: Box<SocketArgs>,
+        /// The NATS server a cluster's nodes ring each other on (`nats://host:port`); without
+        /// it, nodes poll PostgreSQL.
+        #[arg(long, env = "TALLY_NATS")]
+        nats: Option<String>,
     },
     /// Print a signed token for a staff member.
     Token {
@@ -211,6 +219,22 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(url) = &cli.postgres {
+        match cli.command {
+            Cmd::Serve { .. } => {}
+            Cmd::Staff { command } => return staff_in_cluster(url, command),
+            Cmd::Token { staff, ttl } => {
+                let mut pg = tally_relay::postgres::Postgres::connect(url)?;
+                let keys = Keys::new(&pg.secret()?, auth::MAX_TOKEN_TTL);
+                println!("{}", keys.mint(&staff, ttl));
+                return Ok(());
+            }
+            _ => anyhow::bail!(
+                "this command works on a single node's data directory; a cluster (--postgres) \
+                 does not offer it yet (see docs/operations.md)"
+            ),
+        }
+    }
     match cli.command {
         Cmd::Serve {
             listen,
@@ -225,7 +249,12 @@ fn main() -> anyhow::Result<()> {
             limits,
             max_batch,
             sockets,
+            nats,
         } => {
+            anyhow::ensure!(
+                nats.is_none() || cli.postgres.is_some(),
+                "--nats rings a cluster's nodes: it needs --postgres"
+            );
             let config = Config {
                 static_dir: static_dir.is_dir().then_some(static_dir),
                 demo,
@@ -249,6 +278,8 @@ fn main() -> anyhow::Result<()> {
                 max_token_ttl: sockets.max_token_ttl,
                 attachment_grace: sockets.attachment_grace,
                 reminder_after: sockets.reminder_after,
+                postgres: cli.postgres,
+                nats,
                 ..Config::new(cli.data)
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -322,41 +353,68 @@ fn staff(data: &std::path::Path, command: StaffCmd) -> anyhow::Result<()> {
     let conn = storage::open(data, Durability::Full)?;
     match command {
         StaffCmd::Add { id, name } => {
-            anyhow::ensure!(
-                !id.is_system(),
-                "`{}` is reserved for the service API",
-                StaffId::SYSTEM
-            );
-            anyhow::ensure!(
-                !name.trim().is_empty() && name.len() <= limits::STAFF_NAME_MAX_BYTES,
-                "a name is 1 to {} bytes",
-                limits::STAFF_NAME_MAX_BYTES
-            );
-            storage::upsert_staff(
-                &conn,
-                &Staff {
-                    id: id.clone(),
-                    name: name.trim().into(),
-                },
-            )?;
-            println!("added {id}");
+            let staff = checked_staff(id, name)?;
+            storage::upsert_staff(&conn, &staff)?;
+            println!("added {}", staff.id);
         }
-        StaffCmd::List => {
-            for (s, active) in storage::load_staff(&conn)? {
-                println!(
-                    "{}\t{}\t{}",
-                    s.id,
-                    s.name,
-                    if active { "active" } else { "deactivated" }
-                );
-            }
-        }
+        StaffCmd::List => print_staff(storage::load_staff(&conn)?),
         StaffCmd::Deactivate { id } => {
             anyhow::ensure!(storage::deactivate_staff(&conn, &id)?, "no staff member {id}");
             println!("deactivated {id}");
         }
     }
     Ok(())
+}
+
+/// `tally-relay --postgres URL staff …`: the cluster's staff table (every node reloads it
+/// every second).
+fn staff_in_cluster(url: &str, command: StaffCmd) -> anyhow::Result<()> {
+    use tally_relay::order::Order;
+    let mut pg = tally_relay::postgres::Postgres::connect(url)?;
+    // The cluster's tables are PostgreSQL's; the trait's local database is not used.
+    let unused = rusqlite::Connection::open_in_memory()?;
+    match command {
+        StaffCmd::Add { id, name } => {
+            let staff = checked_staff(id, name)?;
+            pg.upsert_staff(&unused, &staff)?;
+            println!("added {}", staff.id);
+        }
+        StaffCmd::List => print_staff(pg.staff(&unused)?),
+        StaffCmd::Deactivate { id } => {
+            anyhow::ensure!(pg.deactivate_staff(&id)?, "no staff member {id}");
+            println!("deactivated {id}");
+        }
+    }
+    Ok(())
+}
+
+/// A staff member to add, with the rules the CLI enforces on either store.
+fn checked_staff(id: StaffId, name: String) -> anyhow::Result<Staff> {
+    anyhow::ensure!(
+        !id.is_system(),
+        "`{}` is reserved for the service API",
+        StaffId::SYSTEM
+    );
+    anyhow::ensure!(
+        !name.trim().is_empty() && name.len() <= limits::STAFF_NAME_MAX_BYTES,
+        "a name is 1 to {} bytes",
+        limits::STAFF_NAME_MAX_BYTES
+    );
+    Ok(Staff {
+        id,
+        name: name.trim().into(),
+    })
+}
+
+fn print_staff(staff: Vec<(Staff, bool)>) {
+    for (s, active) in staff {
+        println!(
+            "{}\t{}\t{}",
+            s.id,
+            s.name,
+            if active { "active" } else { "deactivated" }
+        );
+    }
 }
 
 /// `tally-relay service-key …`: the keys are read from the database at each call, so a running

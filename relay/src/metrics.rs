@@ -63,6 +63,10 @@ pub struct Metrics {
     pub frames_out: AtomicU64,
     /// Events appended to the log.
     pub events_appended: AtomicU64,
+    /// Events other nodes of a cluster appended, applied here.
+    pub events_caught_up: AtomicU64,
+    /// Rings heard from other cluster nodes that asked this node to catch up.
+    pub doorbell_rings: AtomicU64,
     /// Connections closed because they could not keep up.
     pub slow_consumers: AtomicU64,
     /// Open TCP sockets (HTTP and WebSocket), until each is really closed.
@@ -112,6 +116,8 @@ impl Default for Metrics {
             frames_in: AtomicU64::new(0),
             frames_out: AtomicU64::new(0),
             events_appended: AtomicU64::new(0),
+            events_caught_up: AtomicU64::new(0),
+            doorbell_rings: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
             sockets: AtomicU64::new(0),
             sockets_evicted: AtomicU64::new(0),
@@ -181,6 +187,20 @@ impl Metrics {
             "Events appended to the log.",
             "counter",
             &self.events_appended,
+        );
+        counter(
+            &mut out,
+            "tally_events_caught_up_total",
+            "Events other cluster nodes appended, applied here.",
+            "counter",
+            &self.events_caught_up,
+        );
+        counter(
+            &mut out,
+            "tally_doorbell_rings_total",
+            "Rings heard from other cluster nodes (each asks for a catch-up).",
+            "counter",
+            &self.doorbell_rings,
         );
         counter(
             &mut out,

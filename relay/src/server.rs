@@ -11,6 +11,8 @@ use crate::auth::Keys;
 use crate::config::Config;
 use crate::core::{Command, Core};
 use crate::metrics::Metrics;
+use crate::order::{Local, Order};
+use crate::postgres::Postgres;
 use crate::state::AppState;
 use crate::storage;
 use crate::{demo, http};
@@ -56,16 +58,34 @@ impl Running {
 
 /// Starts the relay on a bound listener.
 pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
-    let secret = crate::auth::load_secret(&{
-        std::fs::create_dir_all(&config.data)?;
-        config.data.clone()
-    })?;
-    let keys = Keys::new(&secret, config.max_token_ttl).with_leeway(config.token_leeway);
+    std::fs::create_dir_all(&config.data)?;
     let lock = storage::lock(&config.data)?;
     let metrics = Arc::new(Metrics::default());
     std::fs::create_dir_all(config.data.join("attachments"))?;
     let conn = storage::open(&config.data, config.durability)?;
     let head = tally_shared::Offset(storage::last_offset(&conn)?);
+    // The source of truth: this node's SQLite, or a cluster's PostgreSQL (whose client blocks,
+    // so it is reached off the runtime, like everything the core does).
+    let (order, secret, cluster): (Box<dyn Order>, Vec<u8>, Option<String>) = match config.postgres.clone() {
+        Some(url) => {
+            let (pg, secret, cluster) = off_runtime(move || {
+                let mut pg = Postgres::connect(&url)?;
+                let shared_head = pg.head()?;
+                anyhow::ensure!(
+                    head <= shared_head,
+                    "this node's replica is at offset {head}, past PostgreSQL's head {shared_head}: \
+                     the database was replaced or restored; move the data directory aside"
+                );
+                let secret = pg.secret()?;
+                let cluster = pg.log_id()?;
+                Ok((pg, secret, cluster))
+            })?;
+            storage::join_cluster(&conn, &cluster)?;
+            (Box::new(pg), secret, Some(cluster))
+        }
+        None => (Box::new(Local), crate::auth::load_secret(&config.data)?, None),
+    };
+    let keys = Keys::new(&secret, config.max_token_ttl).with_leeway(config.token_leeway);
     let log = storage::log_id(&conn)?;
     let engine = crate::checkpoints::load_latest(&config.data, &log, head, &metrics).unwrap_or_default();
     let saved = engine.offset();
@@ -73,7 +93,37 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         events: config.retain_events,
         bytes: config.retain_bytes,
     };
-    let mut core = Core::load(conn, engine, retention, config.queue_frames / 2, metrics.clone())?;
+    let (tx, rx) = mpsc::channel(4096);
+    let bell = match &cluster {
+        Some(cluster) => Some(
+            crate::doorbell::start(
+                config.nats.as_deref(),
+                cluster,
+                tx.downgrade(),
+                head,
+                metrics.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let queue_frames = config.queue_frames;
+    let load_metrics = metrics.clone();
+    let data = config.data.clone();
+    let demo = config.demo;
+    let core_log = log.clone();
+    let mut core = off_runtime(move || {
+        let mut core = Core::load(conn, order, engine, retention, queue_frames / 2, load_metrics)?;
+        if let Some(bell) = bell {
+            core.set_cluster(bell, data, core_log);
+            // What the cluster committed while this node was away (all of it, for a new node).
+            core.catch_up_now();
+        }
+        if demo {
+            demo::seed(&mut core)?;
+        }
+        Ok(core)
+    })?;
     core.set_connection_cap(config.limits.connections_per_staff);
     core.set_max_batch(config.max_batch);
     core.set_files(crate::files::Files::new(
@@ -81,9 +131,6 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         config.attachment_grace,
         config.limits.upload_bytes_per_day,
     ));
-    if config.demo {
-        demo::seed(&mut core)?;
-    }
     let checkpoints = crate::checkpoints::follow(
         config.data.clone(),
         log,
@@ -94,7 +141,6 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     )?;
     // WAL checkpoints mostly on their own thread (see `storage::checkpoint_wal`).
     let wal = storage::checkpoint_wal(&config.data, Duration::from_secs(1))?;
-    let (tx, rx) = mpsc::channel(4096);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
     // Workers hold the core's channel weakly: the pool never keeps a stopped core alive.
     let core_tx = tx.downgrade();
@@ -182,6 +228,17 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         _wal: wal,
         _lock: lock,
     })
+}
+
+/// Runs `f` on a thread of its own (the PostgreSQL client must not block the runtime).
+fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    std::thread::Builder::new()
+        .name("tally-start".into())
+        .spawn(f)?
+        .join()
+        .map_err(|_| anyhow::anyhow!("starting the core panicked"))?
 }
 
 /// The core's periodic work: the staff CLI writes to the database directly, so staff changes

@@ -155,6 +155,35 @@ pub fn log_id(conn: &Connection) -> anyhow::Result<String> {
     Ok(conn.query_row("SELECT value FROM meta WHERE key = 'log_id'", [], |r| r.get(0))?)
 }
 
+/// Binds this database to a cluster's log (`cluster`, PostgreSQL's `log_id`) as its replica:
+/// an empty database joins; one that replicates another cluster, or that holds a log of its
+/// own (a single node's), is refused, since its offsets mean something else.
+pub fn join_cluster(conn: &Connection, cluster: &str) -> anyhow::Result<()> {
+    let bound: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'cluster_log'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match bound {
+        Some(b) if b == cluster => Ok(()),
+        Some(b) => anyhow::bail!(
+            "this data directory replicates cluster log {b}, not {cluster}: give the node an empty one"
+        ),
+        None => {
+            anyhow::ensure!(
+                last_offset(conn)? == 0,
+                "this data directory holds a single node's log: a cluster node starts from an empty one \
+                 (the cluster's PostgreSQL fills it)"
+            );
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('cluster_log', ?1)",
+                [cluster],
+            )?;
+            Ok(())
+        }
+    }
+}
+
 /// The database file under a data directory.
 pub fn database(data: &Path) -> std::path::PathBuf {
     data.join("tally.sqlite3")

@@ -755,11 +755,14 @@ pub enum ErrorCode {
     UnsupportedProtocol,
     /// The relay failed; the write was not stored.
     Internal,
+    /// The database that orders writes (a cluster's PostgreSQL) cannot be reached: the write
+    /// may or may not be stored, so retry it with the same `client_id` (never applied twice).
+    Unavailable,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and metrics.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::MalformedFrame,
         ErrorCode::UnknownType,
         ErrorCode::FrameTooLarge,
@@ -775,6 +778,7 @@ impl ErrorCode {
         ErrorCode::QuotaExceeded,
         ErrorCode::UnsupportedProtocol,
         ErrorCode::Internal,
+        ErrorCode::Unavailable,
     ];
 
     /// The wire name.
@@ -795,6 +799,7 @@ impl ErrorCode {
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::UnsupportedProtocol => "unsupported_protocol",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

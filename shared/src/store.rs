@@ -670,7 +670,10 @@ impl ChatStore {
             }
             ServerFrame::Error(e) => {
                 let pending = e.req.and_then(|r| self.in_flight.remove(&r));
-                let retryable = matches!(e.code, ErrorCode::RateLimited | ErrorCode::Internal);
+                let retryable = matches!(
+                    e.code,
+                    ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unavailable
+                );
                 match pending.and_then(|cid| self.outbox_mut().iter_mut().find(|p| p.client_id == cid)) {
                     Some(p) if !retryable => p.failed = Some(e.message.clone()),
                     Some(_) => {}

@@ -2,6 +2,8 @@
 //! (tokio-tungstenite) whose frames feed a real `ChatStore`, and a bare HTTP/1.1 client.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,0 +1,152 @@
+//! How a cluster's nodes hear about each other's commits: a doorbell, never the truth.
+//!
+//! After each commit a node publishes its new head on NATS (`tally.<log>.head`, core pub/sub:
+//! at most once, no stream to run). A node that hears a head past its own offset asks its core
+//! to catch up, which reads the missing events from PostgreSQL, in order, with their gaps
+//! checked. NATS is never trusted with events: a lost, late or duplicated ring costs latency,
+//! never a count. Without a ring for [`QUIET`], a node catches up anyway; while NATS is
+//! unreachable it does so every [`POLL_WITHOUT_NATS`].
+//!
+//! JetStream would keep rings for a node that was away, but a node that was away reads
+//! PostgreSQL anyway; the truth is already durable there, so a second durable copy buys
+//! nothing and costs another thing to operate.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tally_shared::Offset;
+use tokio::sync::{mpsc, watch};
+
+use crate::core::Command;
+
+/// With no ring for this long, a node catches up anyway.
+pub const QUIET: Duration = Duration::from_millis(500);
+
+/// How often a node catches up while NATS cannot be reached.
+pub const POLL_WITHOUT_NATS: Duration = Duration::from_millis(100);
+
+/// The core's side of the doorbell.
+#[derive(Debug, Clone)]
+pub struct Bell {
+    /// This node's newest commit, to publish.
+    ring: Arc<watch::Sender<u64>>,
+    /// How far this node's engine is (rings at or below it are its own or old).
+    offset: Arc<AtomicU64>,
+    /// A `CatchUp` is queued for the core (so rings do not flood its channel).
+    queued: Arc<AtomicBool>,
+}
+
+impl Bell {
+    /// After a commit of this node's own writes: tell the others.
+    pub fn committed(&self, head: Offset) {
+        self.offset.fetch_max(head.0, Relaxed);
+        self.ring.send_replace(head.0);
+    }
+
+    /// The engine reached `offset` (by catching up, or by a rebuild going back).
+    pub fn reached(&self, offset: Offset) {
+        self.offset.store(offset.0, Relaxed);
+    }
+
+    /// The core is taking the queued `CatchUp`: later rings queue another.
+    pub fn taken(&self) {
+        self.queued.store(false, Relaxed);
+    }
+}
+
+/// Asks the core to catch up, unless it is asked already.
+fn ask(core: &mpsc::Sender<Command>, queued: &AtomicBool) {
+    if !queued.swap(true, Relaxed) && core.try_send(Command::CatchUp).is_err() {
+        // The core is busy enough to have a full queue; the next ring or poll asks again.
+        queued.store(false, Relaxed);
+    }
+}
+
+/// Connects to NATS (`url`, or none: polling alone) for the log `log` and starts the tasks
+/// that publish this node's commits and ask the core to catch up on others'.
+pub async fn start(
+    url: Option<&str>,
+    log: &str,
+    core: mpsc::WeakSender<Command>,
+    offset: Offset,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> anyhow::Result<Bell> {
+    let (ring, mut rung) = watch::channel(offset.0);
+    let bell = Bell {
+        ring: Arc::new(ring),
+        offset: Arc::new(AtomicU64::new(offset.0)),
+        queued: Arc::new(AtomicBool::new(false)),
+    };
+    let subject = format!("tally.{log}.head");
+    let client = match url {
+        Some(url) => Some(
+            async_nats::ConnectOptions::new()
+                .name("tally-relay")
+                // A node starts, and keeps serving, without NATS: it polls meanwhile.
+                .retry_on_initial_connect()
+                .max_reconnects(None)
+                .event_callback(|event| async move {
+                    tracing::info!(%event, "nats");
+                })
+                .connect(url)
+                .await?,
+        ),
+        None => None,
+    };
+    if let Some(client) = client.clone() {
+        let subject = subject.clone();
+        tokio::spawn(async move {
+            while rung.changed().await.is_ok() {
+                let head = *rung.borrow_and_update();
+                if let Err(e) = client.publish(subject.clone(), head.to_string().into()).await {
+                    tracing::debug!(error = %e, "ring not published");
+                }
+            }
+        });
+    }
+    let mut rings = match &client {
+        Some(c) => Some(c.subscribe(subject).await?),
+        None => None,
+    };
+    let listener = bell.clone();
+    tokio::spawn(async move {
+        loop {
+            let connected = client
+                .as_ref()
+                .is_some_and(|c| c.connection_state() == async_nats::connection::State::Connected);
+            let wait = if connected { QUIET } else { POLL_WITHOUT_NATS };
+            let heard = match rings.as_mut() {
+                Some(s) => match tokio::time::timeout(wait, s.next()).await {
+                    Ok(Some(message)) => Some(message),
+                    Ok(None) => {
+                        // The subscription ended (the client is closing): poll from now on.
+                        rings = None;
+                        None
+                    }
+                    Err(_) => None,
+                },
+                None => {
+                    tokio::time::sleep(wait).await;
+                    None
+                }
+            };
+            let Some(core) = core.upgrade() else { return };
+            match heard {
+                Some(message) => {
+                    let head = std::str::from_utf8(&message.payload)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok());
+                    if head.is_some_and(|h| h > listener.offset.load(Relaxed)) {
+                        metrics.doorbell_rings.fetch_add(1, Relaxed);
+                        ask(&core, &listener.queued);
+                    }
+                }
+                // Quiet, or NATS is away: read PostgreSQL anyway.
+                None => ask(&core, &listener.queued),
+            }
+        }
+    });
+    Ok(bell)
+}

@@ -1,0 +1,146 @@
+//! Where the order of events is decided, and what every node of a relay shares: the one
+//! narrow trait between the core and its source of truth.
+//!
+//! - [`Local`]: one node. Its SQLite database is the truth; nobody else appends, so a group
+//!   commit has nothing to lock or catch up on.
+//! - [`crate::postgres::Postgres`]: a node of a cluster. PostgreSQL holds the log; a group
+//!   commit locks its head, reads what other nodes appended since this node's offset, and
+//!   appends after them. The node's SQLite database becomes its replica of that log (snapshots,
+//!   history and search read it at a pinned offset, without a network round trip), kept in the
+//!   same transaction as the engine, and rebuilt from PostgreSQL whenever it is behind.
+//!
+//! Either way the core's shape does not change: begin, catch up, validate with the engine,
+//! append, commit, acknowledge.
+
+use rusqlite::Connection;
+use tally_shared::{Offset, Staff, StaffId};
+
+use crate::storage;
+
+/// The source of truth cannot be reached: nothing was stored, or (after a failed commit) the
+/// outcome is unknown, so a client retries with the same `client_id`.
+#[derive(Debug, thiserror::Error)]
+#[error("the database is unavailable: {0}")]
+pub struct Down(pub String);
+
+/// The events others appended (as stored frames), in offset order.
+pub type Frames = Vec<String>;
+
+/// The source of truth behind one node.
+pub trait Order: Send {
+    /// A name for logs and `/health` (`sqlite`, `postgres`).
+    fn kind(&self) -> &'static str;
+
+    /// Starts a group commit after `after` (this node's offset): takes the log's head under a
+    /// lock held until [`Order::commit`] or [`Order::abort`], and returns what others appended
+    /// after `after`, which the caller applies before its own writes.
+    fn begin(&mut self, after: Offset) -> Result<Frames, Down>;
+
+    /// Appends `appended` (offsets following the head `begin` saw, with their frames) and
+    /// commits. An error leaves the outcome unknown: the caller rebuilds from what is stored.
+    fn commit(&mut self, appended: &[(Offset, &str)]) -> Result<(), Down>;
+
+    /// Gives the lock back without appending.
+    fn abort(&mut self);
+
+    /// Up to `limit` committed events after `after`, without locking (what a node reads when a
+    /// doorbell rings, a client resumes from an offset it has not reached, or all is quiet).
+    fn committed_after(&mut self, after: Offset, limit: usize) -> Result<Frames, Down>;
+
+    /// Everyone on the staff table, and whether they are active.
+    fn staff(&mut self, local: &Connection) -> anyhow::Result<Vec<(Staff, bool)>>;
+
+    /// Adds or renames a staff member (active).
+    fn upsert_staff(&mut self, local: &Connection, staff: &Staff) -> anyhow::Result<()>;
+
+    /// Mirrors staff from the host app in one transaction: sets each (true when it changed),
+    /// and with `deactivate_missing` deactivates the active ones not listed. Returns how many
+    /// changed and how many missing ones were deactivated.
+    fn mirror_staff(
+        &mut self,
+        local: &mut Connection,
+        staff: &[(Staff, bool)],
+        deactivate_missing: bool,
+    ) -> anyhow::Result<(Vec<bool>, usize)>;
+
+    /// Who hides their read state.
+    fn read_state_hidden(&mut self, local: &Connection) -> anyhow::Result<Vec<StaffId>>;
+
+    /// Records whether `staff` hides their read state.
+    fn set_read_state_hidden(
+        &mut self,
+        local: &Connection,
+        staff: &StaffId,
+        hidden: bool,
+    ) -> anyhow::Result<()>;
+}
+
+/// One node on its own SQLite database (the default).
+#[derive(Debug, Default)]
+pub struct Local;
+
+impl Order for Local {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn begin(&mut self, _after: Offset) -> Result<Frames, Down> {
+        Ok(Vec::new())
+    }
+
+    fn commit(&mut self, _appended: &[(Offset, &str)]) -> Result<(), Down> {
+        // The caller's SQLite transaction is the commit.
+        Ok(())
+    }
+
+    fn abort(&mut self) {}
+
+    fn committed_after(&mut self, _after: Offset, _limit: usize) -> Result<Frames, Down> {
+        Ok(Vec::new())
+    }
+
+    fn staff(&mut self, local: &Connection) -> anyhow::Result<Vec<(Staff, bool)>> {
+        Ok(storage::load_staff(local)?)
+    }
+
+    fn upsert_staff(&mut self, local: &Connection, staff: &Staff) -> anyhow::Result<()> {
+        Ok(storage::upsert_staff(local, staff)?)
+    }
+
+    fn mirror_staff(
+        &mut self,
+        local: &mut Connection,
+        staff: &[(Staff, bool)],
+        deactivate_missing: bool,
+    ) -> anyhow::Result<(Vec<bool>, usize)> {
+        let tx = local.transaction()?;
+        let mut changed = Vec::with_capacity(staff.len());
+        for (s, active) in staff {
+            changed.push(storage::set_staff(&tx, s, *active)?);
+        }
+        let mut deactivated = 0;
+        if deactivate_missing {
+            let listed: rustc_hash::FxHashSet<&StaffId> = staff.iter().map(|(s, _)| &s.id).collect();
+            for (s, active) in storage::load_staff(&tx)? {
+                if active && !listed.contains(&s.id) && storage::deactivate_staff(&tx, &s.id)? {
+                    deactivated += 1;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok((changed, deactivated))
+    }
+
+    fn read_state_hidden(&mut self, local: &Connection) -> anyhow::Result<Vec<StaffId>> {
+        Ok(storage::load_read_state_hidden(local)?)
+    }
+
+    fn set_read_state_hidden(
+        &mut self,
+        local: &Connection,
+        staff: &StaffId,
+        hidden: bool,
+    ) -> anyhow::Result<()> {
+        Ok(storage::set_read_state_hidden(local, staff, hidden)?)
+    }
+}

@@ -1,0 +1,390 @@
+//! A cluster's source of truth: the event log, staff and preferences in PostgreSQL.
+//!
+//! The order is one row, `tally_head`, locked (`FOR UPDATE`) by a node's group commit until its
+//! COMMIT: under it the node reads what others appended after its own offset, applies it,
+//! validates its writes with the engine, and appends at the next offsets. So offsets are global
+//! and gap-free, and any committed offset implies every earlier one is committed (a reader
+//! without the lock never sees a hole). Sessions run with `synchronous_commit = on`: a write is
+//! acknowledged only after PostgreSQL has it on disk.
+//!
+//! The client is `postgres`, tokio-postgres's blocking wrapper: the core is one synchronous
+//! thread that must not interleave batches, so it waits for its round trips as it waits for
+//! SQLite's fsync. When the server cannot be reached the connection is dropped and tried again
+//! at most every [`RETRY`], so a down database costs the core a refused connect, not a stall.
+
+use std::time::{Duration, Instant};
+
+use postgres::{Client, NoTls};
+use rusqlite::Connection;
+use tally_shared::{Offset, Staff, StaffId};
+
+use crate::order::{Down, Frames, Order};
+
+/// Least time between two attempts to reconnect.
+pub const RETRY: Duration = Duration::from_millis(250);
+
+/// How long a connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Per session: commits wait for the disk; a node that stops (or is frozen) inside its
+/// transaction gives the head back after 10 s; nothing waits on a lock or a query longer.
+const SESSION: &str = "SET synchronous_commit = on;
+    SET idle_in_transaction_session_timeout = '10s';
+    SET lock_timeout = '10s';
+    SET statement_timeout = '15s';";
+
+/// The schema; made once, under an advisory lock, by whichever node starts first.
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS tally_meta (key text PRIMARY KEY, value text NOT NULL);
+    CREATE TABLE IF NOT EXISTS tally_head (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        head bigint NOT NULL
+    );
+    INSERT INTO tally_head (one, head) VALUES (true, 0) ON CONFLICT DO NOTHING;
+    CREATE TABLE IF NOT EXISTS tally_events (off bigint PRIMARY KEY, frame text NOT NULL);
+    CREATE TABLE IF NOT EXISTS tally_staff (
+        id text PRIMARY KEY,
+        name text NOT NULL,
+        active boolean NOT NULL DEFAULT true
+    );
+    CREATE TABLE IF NOT EXISTS tally_preferences (
+        staff text PRIMARY KEY,
+        hide_read_state boolean NOT NULL DEFAULT false
+    );
+    INSERT INTO tally_meta (key, value) VALUES ('schema', '1') ON CONFLICT DO NOTHING;";
+
+/// A node's connection to the cluster's PostgreSQL.
+pub struct Postgres {
+    config: postgres::Config,
+    client: Option<Client>,
+    /// When the last connect failed (no new attempt before `RETRY`).
+    failed_at: Option<Instant>,
+    /// Inside a group commit (`begin` succeeded).
+    in_transaction: bool,
+    /// The head `begin` saw after catching up.
+    head: Offset,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("connected", &self.client.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn down(e: impl std::fmt::Display) -> Down {
+    Down(e.to_string())
+}
+
+impl Postgres {
+    /// Connects (this one must succeed: a node does not start without its database) and
+    /// makes the schema if it is not there. Call it off any async runtime (the client runs
+    /// its own).
+    pub fn connect(url: &str) -> anyhow::Result<Postgres> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--postgres is not a PostgreSQL URL: {e}"))?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("tally-relay");
+        let mut pg = Postgres {
+            config,
+            client: None,
+            failed_at: None,
+            in_transaction: false,
+            head: Offset(0),
+        };
+        let client = pg
+            .client()
+            .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL: {}", e.0))?;
+        let mut tx = client.transaction()?;
+        // Nodes starting together must not race on CREATE TABLE.
+        tx.execute("SELECT pg_advisory_xact_lock(74617279)", &[])?;
+        tx.batch_execute(SCHEMA)?;
+        let id = format!("{:016x}", rand::random::<u64>());
+        tx.execute(
+            "INSERT INTO tally_meta (key, value) VALUES ('log_id', $1) ON CONFLICT DO NOTHING",
+            &[&id],
+        )?;
+        tx.commit()?;
+        Ok(pg)
+    }
+
+    /// The connection, made again if it was lost (at most every `RETRY`).
+    fn client(&mut self) -> Result<&mut Client, Down> {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            if let Some(at) = self.failed_at
+                && at.elapsed() < RETRY
+            {
+                return Err(Down("reconnecting".into()));
+            }
+            match self.config.connect(NoTls).and_then(|mut c| {
+                c.batch_execute(SESSION)?;
+                Ok(c)
+            }) {
+                Ok(c) => {
+                    if self.failed_at.take().is_some() {
+                        tracing::info!("PostgreSQL reachable again");
+                    }
+                    self.client = Some(c);
+                }
+                Err(e) => {
+                    if self.failed_at.is_none() {
+                        tracing::warn!(error = %e, "PostgreSQL unreachable");
+                    }
+                    self.failed_at = Some(Instant::now());
+                    return Err(down(e));
+                }
+            }
+        }
+        Ok(self.client.as_mut().expect("connected above"))
+    }
+
+    /// Forgets a connection that failed (its transaction, if any, is gone with it).
+    fn lost(&mut self, e: impl std::fmt::Display) -> Down {
+        tracing::warn!(error = %e, "PostgreSQL call failed");
+        self.client = None;
+        self.in_transaction = false;
+        down(e)
+    }
+
+    /// This cluster's log identity.
+    pub fn log_id(&mut self) -> anyhow::Result<String> {
+        let c = self.client().map_err(|e| anyhow::anyhow!(e))?;
+        Ok(
+            c.query_one("SELECT value FROM tally_meta WHERE key = 'log_id'", &[])?
+                .get(0),
+        )
+    }
+
+    /// The committed head.
+    pub fn head(&mut self) -> anyhow::Result<Offset> {
+        let c = self.client().map_err(|e| anyhow::anyhow!(e))?;
+        let head: i64 = c.query_one("SELECT head FROM tally_head", &[])?.get(0);
+        Ok(Offset(head as u64))
+    }
+
+    /// The token signing secret every node shares (`TALLY_SECRET` wins; otherwise one made
+    /// by the first node and kept in `tally_meta`).
+    pub fn secret(&mut self) -> anyhow::Result<Vec<u8>> {
+        if let Ok(s) = std::env::var("TALLY_SECRET") {
+            anyhow::ensure!(s.len() >= 32, "TALLY_SECRET must be at least 32 bytes");
+            return Ok(s.into_bytes());
+        }
+        let c = self.client().map_err(|e| anyhow::anyhow!(e))?;
+        let made = hex::encode(rand::random::<[u8; 32]>());
+        c.execute(
+            "INSERT INTO tally_meta (key, value) VALUES ('secret', $1) ON CONFLICT DO NOTHING",
+            &[&made],
+        )?;
+        let secret: String = c
+            .query_one("SELECT value FROM tally_meta WHERE key = 'secret'", &[])?
+            .get(0);
+        Ok(secret.into_bytes())
+    }
+
+    /// Deactivates a staff member; false if there is none with that id.
+    pub fn deactivate_staff(&mut self, id: &StaffId) -> anyhow::Result<bool> {
+        let c = self.client().map_err(|e| anyhow::anyhow!(e))?;
+        Ok(c.execute(
+            "UPDATE tally_staff SET active = false WHERE id = $1",
+            &[&id.as_str()],
+        )? == 1)
+    }
+
+    fn frames(rows: Vec<postgres::Row>, after: Offset) -> Result<Frames, Down> {
+        let mut at = after;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let off: i64 = row.get(0);
+            if off as u64 != at.0 + 1 {
+                return Err(Down(format!("the log jumps from offset {at} to {off}")));
+            }
+            at = Offset(off as u64);
+            out.push(row.get(1));
+        }
+        Ok(out)
+    }
+}
+
+/// Events read per query when catching up.
+const CATCH_UP_IN_COMMIT: i64 = 10_000;
+
+impl Order for Postgres {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn begin(&mut self, after: Offset) -> Result<Frames, Down> {
+        let c = self.client()?;
+        let result = (|| {
+            c.batch_execute("BEGIN")?;
+            let head: i64 = c.query_one("SELECT head FROM tally_head FOR UPDATE", &[])?.get(0);
+            let mut rows = Vec::new();
+            // The core catches up before it begins, so this is usually the last few events.
+            while after.0 + (rows.len() as u64) < head as u64 {
+                let from = after.0 as i64 + rows.len() as i64;
+                let more = c.query(
+                    "SELECT off, frame FROM tally_events WHERE off > $1 ORDER BY off LIMIT $2",
+                    &[&from, &CATCH_UP_IN_COMMIT],
+                )?;
+                if more.is_empty() {
+                    break;
+                }
+                rows.extend(more);
+            }
+            Ok::<_, postgres::Error>((head, rows))
+        })();
+        match result {
+            Ok((head, rows)) => {
+                self.in_transaction = true;
+                let frames = Self::frames(rows, after).and_then(|f| {
+                    if after.0 + f.len() as u64 == head as u64 {
+                        Ok(f)
+                    } else {
+                        Err(Down(format!(
+                            "the log's head is {head} but its events stop before"
+                        )))
+                    }
+                });
+                match frames {
+                    Ok(f) => {
+                        self.head = Offset(head as u64);
+                        Ok(f)
+                    }
+                    Err(e) => {
+                        self.abort();
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(self.lost(e)),
+        }
+    }
+
+    fn commit(&mut self, appended: &[(Offset, &str)]) -> Result<(), Down> {
+        if !self.in_transaction {
+            return Err(Down("no transaction".into()));
+        }
+        let head = self.head;
+        let Some(c) = self.client.as_mut() else {
+            return Err(Down("connection lost".into()));
+        };
+        let result = (|| {
+            if let Some(&(last, _)) = appended.last() {
+                let offsets: Vec<i64> = appended.iter().map(|(o, _)| o.0 as i64).collect();
+                let frames: Vec<&str> = appended.iter().map(|(_, f)| *f).collect();
+                debug_assert_eq!(offsets[0] as u64, head.0 + 1);
+                c.execute(
+                    "INSERT INTO tally_events (off, frame) SELECT * FROM unnest($1::bigint[], $2::text[])",
+                    &[&offsets, &frames],
+                )?;
+                c.execute("UPDATE tally_head SET head = $1", &[&(last.0 as i64)])?;
+            }
+            c.batch_execute("COMMIT")
+        })();
+        self.in_transaction = false;
+        result.map_err(|e| self.lost(e))
+    }
+
+    fn abort(&mut self) {
+        if self.in_transaction {
+            self.in_transaction = false;
+            if let Some(c) = self.client.as_mut()
+                && let Err(e) = c.batch_execute("ROLLBACK")
+            {
+                let _ = self.lost(e);
+            }
+        }
+    }
+
+    fn committed_after(&mut self, after: Offset, limit: usize) -> Result<Frames, Down> {
+        let c = self.client()?;
+        match c.query(
+            "SELECT off, frame FROM tally_events WHERE off > $1 ORDER BY off LIMIT $2",
+            &[&(after.0 as i64), &(limit as i64)],
+        ) {
+            Ok(rows) => Self::frames(rows, after),
+            Err(e) => Err(self.lost(e)),
+        }
+    }
+
+    fn staff(&mut self, _local: &Connection) -> anyhow::Result<Vec<(Staff, bool)>> {
+        let c = self.client()?;
+        let rows = c.query("SELECT id, name, active FROM tally_staff ORDER BY id", &[])?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let id = StaffId::new(r.get::<_, String>(0)).ok()?;
+                Some((Staff { id, name: r.get(1) }, r.get(2)))
+            })
+            .collect())
+    }
+
+    fn upsert_staff(&mut self, _local: &Connection, staff: &Staff) -> anyhow::Result<()> {
+        let c = self.client()?;
+        c.execute(
+            "INSERT INTO tally_staff (id, name, active) VALUES ($1, $2, true)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, active = true",
+            &[&staff.id.as_str(), &staff.name],
+        )?;
+        Ok(())
+    }
+
+    fn mirror_staff(
+        &mut self,
+        _local: &mut Connection,
+        staff: &[(Staff, bool)],
+        deactivate_missing: bool,
+    ) -> anyhow::Result<(Vec<bool>, usize)> {
+        let c = self.client()?;
+        let mut tx = c.transaction()?;
+        let mut changed = Vec::with_capacity(staff.len());
+        for (s, active) in staff {
+            let n = tx.execute(
+                "INSERT INTO tally_staff (id, name, active) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, active = excluded.active
+                 WHERE (tally_staff.name, tally_staff.active) IS DISTINCT FROM (excluded.name, excluded.active)",
+                &[&s.id.as_str(), &s.name, active],
+            )?;
+            changed.push(n == 1);
+        }
+        let mut deactivated = 0;
+        if deactivate_missing {
+            let listed: Vec<&str> = staff.iter().map(|(s, _)| s.id.as_str()).collect();
+            deactivated = tx.execute(
+                "UPDATE tally_staff SET active = false WHERE active AND NOT (id = ANY($1))",
+                &[&listed],
+            )? as usize;
+        }
+        tx.commit()?;
+        Ok((changed, deactivated))
+    }
+
+    fn read_state_hidden(&mut self, _local: &Connection) -> anyhow::Result<Vec<StaffId>> {
+        let c = self.client()?;
+        let rows = c.query("SELECT staff FROM tally_preferences WHERE hide_read_state", &[])?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| StaffId::new(r.get::<_, String>(0)).ok())
+            .collect())
+    }
+
+    fn set_read_state_hidden(
+        &mut self,
+        _local: &Connection,
+        staff: &StaffId,
+        hidden: bool,
+    ) -> anyhow::Result<()> {
+        let c = self.client()?;
+        c.execute(
+            "INSERT INTO tally_preferences (staff, hide_read_state) VALUES ($1, $2)
+             ON CONFLICT (staff) DO UPDATE SET hide_read_state = excluded.hide_read_state",
+            &[&staff.as_str(), &hidden],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,542 @@
+//! Cluster mode, with real processes: a throwaway PostgreSQL, a `nats-server` and three relay
+//! nodes. Clients spread over the nodes must see the oracle's counts over the shared log at
+//! every quiet point, whatever fails: a node killed with SIGKILL, NATS stopped, PostgreSQL
+//! restarted, two nodes writing to one conversation at once.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::cluster::Cluster;
+use common::*;
+use tally_shared::oracle::Oracle;
+use tally_shared::protocol::{Event, ServerFrame, encode};
+use tally_shared::{ClientFrame, ConversationId, ErrorCode, MessageId, Request, Seq};
+
+const STAFF: [&str; 6] = ["alice", "bob", "carol", "dan", "erin", "fay"];
+
+/// One browser tab: who, on which node, and its client.
+struct Tab {
+    who: &'static str,
+    node: usize,
+    client: Client,
+    sent: Vec<MessageId>,
+}
+
+/// The oracle over the shared log.
+fn oracle(cluster: &Cluster) -> Oracle {
+    let mut oracle = Oracle::new();
+    for e in cluster.pg.log() {
+        oracle.observe_logged(&e.event);
+    }
+    oracle
+}
+
+/// Waits until every tab's node has reached the shared log's head and the tab has every
+/// frame sent before (a ping's acknowledgement carries the node's offset).
+async fn quiet(cluster: &Cluster, tabs: &mut [Tab]) {
+    let head = cluster.pg.head();
+    for t in tabs.iter_mut() {
+        let mut tries = 0;
+        loop {
+            let ack = t.client.call(Request::Ping).await.expect("ping");
+            if ack.offset >= head {
+                break;
+            }
+            tries += 1;
+            assert!(
+                tries < 500,
+                "{} on node {} stays at {} < {head}",
+                t.who,
+                t.node,
+                ack.offset
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Every tab's counts equal the oracle's; tabs of one person agree.
+async fn check(cluster: &Cluster, tabs: &mut [Tab], when: &str) {
+    quiet(cluster, tabs).await;
+    let oracle = oracle(cluster);
+    for t in tabs.iter() {
+        let staff = sid(t.who);
+        for (member, conv) in oracle.memberships() {
+            if member == staff {
+                assert_eq!(
+                    t.client.store.counts(conv),
+                    oracle.counts(&staff, conv),
+                    "{} on node {} in {conv} {when}",
+                    t.who,
+                    t.node
+                );
+            }
+        }
+        assert_eq!(
+            t.client.store.total(),
+            oracle.total(&staff),
+            "{} on node {} {when}",
+            t.who,
+            t.node
+        );
+    }
+}
+
+fn xorshift(rng: &mut u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng
+}
+
+async fn tabs_on(cluster: &Cluster, people: &[(&'static str, usize)]) -> Vec<Tab> {
+    let mut tabs = Vec::new();
+    for &(who, node) in people {
+        tabs.push(Tab {
+            who,
+            node,
+            client: cluster.connect(node, who).await,
+            sent: Vec::new(),
+        });
+    }
+    tabs
+}
+
+/// A group of everyone in `STAFF`, made on node 0.
+async fn group(tab: &mut Tab, title: &str) -> ConversationId {
+    let ack = tab
+        .client
+        .call(Request::CreateGroup {
+            client_id: tally_shared::ClientMsgId::new(format!("g-{title}")).unwrap(),
+            title: title.into(),
+            participants: STAFF.iter().map(|s| sid(s)).collect(),
+        })
+        .await
+        .unwrap();
+    ack.conversation.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_three_nodes_agree_with_the_oracle_on_every_path() {
+    let cluster = Cluster::start(3, &STAFF).await;
+    // Everyone on a node of their own choosing; alice has a second tab on another node.
+    let mut tabs = tabs_on(
+        &cluster,
+        &[
+            ("alice", 0),
+            ("bob", 1),
+            ("carol", 2),
+            ("dan", 0),
+            ("erin", 1),
+            ("fay", 2),
+            ("alice", 2),
+        ],
+    )
+    .await;
+    let g = group(&mut tabs[0], "everyone").await;
+    let bob = tabs[1].client.direct_with("carol").await;
+    let dan = tabs[3].client.direct_with("alice").await;
+    check(&cluster, &mut tabs, "after setup").await;
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    for step in 0..240 {
+        let t = (xorshift(&mut rng) % tabs.len() as u64) as usize;
+        let r = xorshift(&mut rng);
+        let tab = &mut tabs[t];
+        let convs: Vec<ConversationId> = [g, bob, dan]
+            .into_iter()
+            .filter(|c| tab.client.store.conversation_list().iter().any(|i| i.id == *c))
+            .collect();
+        let Some(&conv) = convs.get((r % convs.len().max(1) as u64) as usize) else {
+            continue;
+        };
+        let head = tab.client.store.head(conv);
+        let request = match (r >> 8) % 10 {
+            0..=2 => Request::SendMessage {
+                client_id: tally_shared::ClientMsgId::new(format!("s{step}")).unwrap(),
+                conversation: conv,
+                body: if r & 1 == 0 {
+                    format!("step {step} @carol")
+                } else {
+                    format!("step {step}")
+                },
+                attachments: vec![],
+                reply_to: tab.sent.last().copied().filter(|_| r & 2 == 0),
+            },
+            3 => match tab.sent.last() {
+                Some(&message) => Request::EditMessage {
+                    message,
+                    body: format!("edited at {step}"),
+                },
+                None => Request::MarkAllRead,
+            },
+            4 => match tab.sent.pop() {
+                Some(message) => Request::DeleteMessage { message },
+                None => Request::MarkAllRead,
+            },
+            5 => match tab.sent.last() {
+                Some(&message) => Request::ForwardMessage {
+                    client_id: tally_shared::ClientMsgId::new(format!("f{step}")).unwrap(),
+                    message,
+                    to: g,
+                },
+                None => Request::MarkAllRead,
+            },
+            6 => Request::MarkRead {
+                conversation: conv,
+                up_to: Seq(head.0.saturating_sub((r >> 16) % 3)),
+            },
+            7 => Request::MarkConversationRead { conversation: conv },
+            8 => Request::MarkUnread {
+                conversation: conv,
+                from: Seq(head.0.saturating_sub((r >> 16) % 4).max(1)),
+            },
+            _ => Request::MarkAllRead,
+        };
+        match tab.client.call(request.clone()).await {
+            Ok(ack) => {
+                if matches!(
+                    request,
+                    Request::SendMessage { .. } | Request::ForwardMessage { .. }
+                ) && let Some(m) = ack.message
+                {
+                    tab.sent.push(m);
+                }
+            }
+            Err(e) => assert!(
+                !matches!(e.code, ErrorCode::Internal | ErrorCode::Unavailable),
+                "{request:?}: {e:?}"
+            ),
+        }
+        if step % 40 == 39 {
+            check(&cluster, &mut tabs, &format!("at step {step}")).await;
+        }
+    }
+    check(&cluster, &mut tabs, "at the end").await;
+    // Alice's two tabs, on two nodes, agree with each other too.
+    let (a, b) = (&tabs[0].client.store, &tabs[6].client.store);
+    assert_eq!(a.total(), b.total());
+    for c in [g, dan] {
+        assert_eq!(a.counts(c), b.counts(c), "alice's tabs in {c}");
+    }
+}
+
+/// Sends `count` numbered messages (`{prefix}-{i}`) without waiting, then collects what the
+/// node answers until it answers all or the connection ends; returns the acknowledged ids.
+async fn burst(
+    client: &mut Client,
+    g: ConversationId,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+) -> Vec<usize> {
+    burst_telling(client, g, prefix, range, None).await
+}
+
+/// `burst`, saying how many were acknowledged so far after each acknowledgement.
+async fn burst_telling(
+    client: &mut Client,
+    g: ConversationId,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+    progress: Option<tokio::sync::watch::Sender<usize>>,
+) -> Vec<usize> {
+    for i in range.clone() {
+        let frame = ClientFrame::with_req(
+            i as u64,
+            Request::SendMessage {
+                client_id: tally_shared::ClientMsgId::new(format!("{prefix}-{i}")).unwrap(),
+                conversation: g,
+                body: format!("{prefix} {i}"),
+                attachments: vec![],
+                reply_to: None,
+            },
+        );
+        if futures_util::SinkExt::send(
+            &mut client.ws,
+            tokio_tungstenite::tungstenite::Message::text(encode(&frame)),
+        )
+        .await
+        .is_err()
+        {
+            break;
+        }
+    }
+    let mut acked = Vec::new();
+    let mut answered = 0;
+    while answered < range.len() {
+        match client.next().await {
+            Some(ServerFrame::Ack(a)) if a.req.is_some_and(|r| range.contains(&(r.0 as usize))) => {
+                acked.push(a.req.unwrap().0 as usize);
+                answered += 1;
+                if let Some(p) = &progress {
+                    p.send_replace(acked.len());
+                }
+            }
+            Some(ServerFrame::Error(e)) if e.req.is_some() => answered += 1,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    acked
+}
+
+/// A request's answer, or none if the connection ended first.
+async fn try_call(
+    client: &mut Client,
+    request: Request,
+) -> Option<Result<tally_shared::protocol::Ack, tally_shared::protocol::ErrorFrame>> {
+    let req = 1_000_000 + rand_req();
+    client
+        .send_text(encode(&ClientFrame::with_req(req, request)))
+        .await;
+    loop {
+        match client.next().await? {
+            ServerFrame::Ack(a) if a.req.map(|r| r.0) == Some(req) => return Some(Ok(a)),
+            ServerFrame::Error(e) if e.req.map(|r| r.0) == Some(req) => return Some(Err(e)),
+            _ => {}
+        }
+    }
+}
+
+fn rand_req() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// How many times each message body starting with `prefix` is in the shared log.
+fn stored(cluster: &Cluster, prefix: &str) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for e in cluster.pg.log() {
+        if let Event::MessageCreated { message } = &e.event
+            && message.body.starts_with(prefix)
+        {
+            *seen.entry(message.body.clone()).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_burst_loses_nothing_acknowledged_and_its_clients_resume_elsewhere() {
+    const N: usize = 2_000;
+    let mut cluster = Cluster::start(3, &STAFF).await;
+    let mut tabs = tabs_on(&cluster, &[("alice", 0), ("dan", 0), ("bob", 1), ("carol", 2)]).await;
+    let g = group(&mut tabs[0], "burst").await;
+    check(&cluster, &mut tabs, "before").await;
+
+    // Alice sends 2,000 messages through node 0, which is killed once 100 are acknowledged.
+    let mut writer = tabs.remove(0);
+    let (progress, mut acks) = tokio::sync::watch::channel(0);
+    let sending = tokio::spawn(async move {
+        let acked = burst_telling(&mut writer.client, g, "burst", 0..N, Some(progress)).await;
+        (writer, acked)
+    });
+    acks.wait_for(|n| *n >= 100).await.unwrap();
+    cluster.kill(0);
+    let (mut writer, acked) = sending.await.unwrap();
+
+    // Alice and dan move to the other nodes and resume from where their stores are.
+    for (tab, node) in [(&mut writer, 1usize), (&mut tabs[0], 2)] {
+        let store = std::mem::take(&mut tab.client.store);
+        let from = store.applied();
+        tab.client = Client::connect_with_store(
+            cluster.nodes[node].addr,
+            &cluster.token(tab.who),
+            Some(from),
+            store,
+        )
+        .await;
+        tab.node = node;
+    }
+    // Alice sends again every message not acknowledged (same client ids): none twice.
+    let missing: Vec<usize> = (0..N).filter(|i| !acked.contains(i)).collect();
+    for i in &missing {
+        let frame = Request::SendMessage {
+            client_id: tally_shared::ClientMsgId::new(format!("burst-{i}")).unwrap(),
+            conversation: g,
+            body: format!("burst {i}"),
+            attachments: vec![],
+            reply_to: None,
+        };
+        writer.client.call(frame).await.unwrap();
+    }
+    let seen = stored(&cluster, "burst ");
+    for i in 0..N {
+        assert_eq!(
+            seen.get(&format!("burst {i}")),
+            Some(&1),
+            "burst {i} (acked: {})",
+            acked.contains(&i)
+        );
+    }
+    tabs.push(writer);
+    check(&cluster, &mut tabs, "after the kill").await;
+    assert!(
+        !acked.is_empty() && !missing.is_empty(),
+        "the kill came mid-burst: {} acked",
+        acked.len()
+    );
+
+    // The killed node comes back on its own replica and catches up.
+    cluster.restart(0);
+    let mut back = tabs_on(&cluster, &[("alice", 0), ("dan", 0)]).await;
+    check(&cluster, &mut back, "on the restarted node").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nats_stopped_nodes_read_postgres_and_the_doorbell_comes_back() {
+    let mut cluster = Cluster::start(3, &STAFF).await;
+    let mut tabs = tabs_on(&cluster, &[("alice", 0), ("bob", 1), ("carol", 2)]).await;
+    let g = group(&mut tabs[0], "nats").await;
+    check(&cluster, &mut tabs, "before").await;
+    let rings = metric_at(cluster.nodes[1].addr, "tally_doorbell_rings_total").await;
+    assert!(rings > 0, "the doorbell rang before NATS stopped");
+
+    cluster.nats.down();
+    let stopped = std::time::Instant::now();
+    let mut i = 0;
+    while stopped.elapsed() < Duration::from_secs(5) {
+        tabs[0]
+            .client
+            .call(send(g, &format!("n{i}"), &format!("while down {i}")))
+            .await
+            .unwrap();
+        // Bob, on another node, gets it without NATS (node 1 polls PostgreSQL).
+        tabs[1]
+            .client
+            .until(|f| matches!(f, ServerFrame::Event(e) if matches!(&e.event, Event::MessageCreated { message } if message.body == format!("while down {i}"))))
+            .await;
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check(&cluster, &mut tabs, "while NATS is down").await;
+
+    cluster.nats.up().await;
+    // The nodes reconnect on their own; the doorbell rings again.
+    let mut tries = 0;
+    loop {
+        tabs[0]
+            .client
+            .call(send(g, &format!("u{tries}"), "after"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if metric_at(cluster.nodes[1].addr, "tally_doorbell_rings_total").await > rings {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 100, "the doorbell never rang again");
+    }
+    check(&cluster, &mut tabs, "after NATS is back").await;
+    let seen = stored(&cluster, "while down");
+    assert_eq!(seen.len(), i);
+    assert!(seen.values().all(|n| *n == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_refuses_writes_as_unavailable_then_they_succeed() {
+    let cluster = Cluster::start(3, &STAFF).await;
+    let mut tabs = tabs_on(&cluster, &[("alice", 0), ("bob", 1), ("carol", 2)]).await;
+    let g = group(&mut tabs[0], "pg").await;
+    check(&cluster, &mut tabs, "before").await;
+
+    let writer = tokio::spawn({
+        let token = cluster.token("alice");
+        let addr = cluster.nodes[0].addr;
+        let mut client = tabs.remove(0).client;
+        async move {
+            let mut unavailable = 0;
+            let mut acked = Vec::new();
+            let started = std::time::Instant::now();
+            let mut i = 0;
+            while started.elapsed() < Duration::from_secs(6) {
+                match try_call(&mut client, send(g, &format!("p{i}"), &format!("pg {i}"))).await {
+                    Some(Ok(_)) => {
+                        acked.push(i);
+                        i += 1;
+                    }
+                    Some(Err(e)) => {
+                        assert_eq!(e.code, ErrorCode::Unavailable, "{e:?}");
+                        unavailable += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    None => {
+                        // The node closed its sessions to rebuild: resume, send again.
+                        let store = std::mem::take(&mut client.store);
+                        let from = store.applied();
+                        client = Client::connect_with_store(addr, &token, Some(from), store).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (acked, unavailable, i)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    cluster.pg.down();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.pg.up();
+    let (acked, unavailable, sent) = writer.await.unwrap();
+    assert!(unavailable > 0, "writes were refused while PostgreSQL was down");
+    assert!(
+        acked.len() > 10 && acked.len() == sent,
+        "writes succeeded again: {} of {sent}",
+        acked.len()
+    );
+    let seen = stored(&cluster, "pg ");
+    for i in &acked {
+        assert_eq!(seen.get(&format!("pg {i}")), Some(&1), "pg {i}");
+    }
+    check(&cluster, &mut tabs, "after the restart").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_writing_to_one_conversation_end_in_one_order_everywhere() {
+    let cluster = Cluster::start(3, &STAFF).await;
+    let mut tabs = tabs_on(&cluster, &[("alice", 0), ("bob", 1), ("carol", 2)]).await;
+    let g = group(&mut tabs[0], "race").await;
+    check(&cluster, &mut tabs, "before").await;
+    let mut alice = tabs.remove(0);
+    let mut bob = tabs.remove(0);
+    let (a, b) = tokio::join!(
+        burst(&mut alice.client, g, "alice", 0..300),
+        burst(&mut bob.client, g, "bob", 1000..1300)
+    );
+    assert_eq!((a.len(), b.len()), (300, 300));
+    tabs.insert(0, bob);
+    tabs.insert(0, alice);
+    check(&cluster, &mut tabs, "after the race").await;
+    // The batches interleaved, and every node's history has the same order.
+    let mut orders = Vec::new();
+    for node in 0..3 {
+        let messages = all_messages(cluster.nodes[node].addr, &cluster.token("carol"), g).await;
+        let order: Vec<(u64, String)> = messages
+            .iter()
+            .filter(|m| {
+                m["body"]
+                    .as_str()
+                    .is_some_and(|b| b.starts_with("alice ") || b.starts_with("bob "))
+            })
+            .map(|m| {
+                (
+                    m["seq"].as_u64().unwrap(),
+                    m["body"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        orders.push(order);
+    }
+    assert_eq!(orders[0].len(), 600);
+    assert_eq!(orders[0], orders[1]);
+    assert_eq!(orders[0], orders[2]);
+    let switches = orders[0]
+        .windows(2)
+        .filter(|w| w[0].1.split(' ').next() != w[1].1.split(' ').next())
+        .count();
+    assert!(
+        switches > 1,
+        "the two writers' batches interleaved ({switches} switches)"
+    );
+}
