@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 use tally_shared::engine::{Applied, Lookup, Outcome, Rejection, ServiceRequest};
-use tally_shared::protocol::{ConversationState, ErrorFrame, ProtocolRange, ServerFrame, encode};
+use tally_shared::protocol::{ConversationState, ErrorFrame, Presence, ProtocolRange, ServerFrame, encode};
 use tally_shared::staff_keys::StaffKey;
 use tally_shared::{
     Attachment, AttachmentId, ClientFrame, ConversationId, Engine, ErrorCode, Message, Millis, Offset, Seq,
@@ -97,6 +97,8 @@ pub enum Command {
     /// Another node of the cluster committed (or all was quiet for a while): read what this
     /// node has not applied yet.
     CatchUp,
+    /// Typing or presence from another node of the cluster.
+    Gossip(crate::doorbell::Gossip),
     /// The name of the live service key this is, if it is one.
     ServiceKey {
         key: String,
@@ -299,6 +301,13 @@ pub struct Core {
     bell: Option<crate::doorbell::Bell>,
     /// The data directory and log whose checkpoints a rebuild starts from.
     checkpoints: Option<(std::path::PathBuf, String)>,
+    /// Presence on the other nodes of a cluster: per node, when it was last heard from and
+    /// who is connected to it (see `doorbell::Gossip::Presence`).
+    remote_presence: rustc_hash::FxHashMap<u64, (Instant, rustc_hash::FxHashMap<StaffId, Presence>)>,
+    /// The presence of people connected here as last told to the other nodes.
+    published: rustc_hash::FxHashMap<StaffKey, Presence>,
+    /// Seconds ticked (the 1 s `ReloadStaff`), for repeating presence to the other nodes.
+    ticks: u64,
 }
 
 /// What `unread_reminder` needs: since when each person has had unread messages, since when
@@ -359,6 +368,9 @@ impl Core {
             order,
             bell: None,
             checkpoints: None,
+            remote_presence: rustc_hash::FxHashMap::default(),
+            published: rustc_hash::FxHashMap::default(),
+            ticks: 0,
         };
         core.reload_staff()?;
         let started = Instant::now();
@@ -918,6 +930,7 @@ impl Core {
         self.retained_bytes = 0;
         self.announced.clear();
         self.presence_dirty.clear();
+        self.published.clear();
         self.reminders.unread_since.clear();
         self.reminders.quiet_since.clear();
         let head = Offset(storage::last_offset(&self.conn).unwrap_or_else(|e| fatal(&*e)));
@@ -1124,6 +1137,7 @@ impl Core {
             }
             Command::Snapshot { staff, req, conn } => self.snapshot(&staff, req, &conn),
             Command::CatchUp => self.catch_up(),
+            Command::Gossip(g) => self.gossip(g),
             Command::Execute { .. }
             | Command::Service { .. }
             | Command::WebhookSettled(_)
@@ -1246,6 +1260,7 @@ impl Core {
                 if let Err(e) = self.reload_staff() {
                     tracing::warn!(error = %e, "reloading staff failed");
                 }
+                self.tick_presence();
                 self.announce_presence();
                 self.flush_seen();
                 if self.wake.is_some() {
@@ -1307,6 +1322,23 @@ impl Core {
             self.send(conn, encode(&ServerFrame::Error(e)).into());
             return;
         }
+        self.relay_typing(staff, conversation);
+        if let Some(bell) = &self.bell {
+            bell.gossip(crate::doorbell::Gossip::Typing {
+                staff: staff.clone(),
+                conversation,
+            });
+        }
+        let ack = tally_shared::protocol::Ack {
+            req,
+            offset: self.engine.offset(),
+            ..Default::default()
+        };
+        self.send(conn, encode(&ServerFrame::Ack(ack)).into());
+    }
+
+    /// Sends `typing` to the conversation's participants connected here, but the typist.
+    fn relay_typing(&self, staff: &StaffId, conversation: ConversationId) {
         let frame: Frame = encode(&ServerFrame::Typing {
             conversation,
             staff: staff.clone(),
@@ -1326,12 +1358,108 @@ impl Core {
         for key in others {
             self.hub.send(key, &frame, &self.metrics);
         }
-        let ack = tally_shared::protocol::Ack {
-            req,
-            offset: self.engine.offset(),
-            ..Default::default()
-        };
-        self.send(conn, encode(&ServerFrame::Ack(ack)).into());
+    }
+
+    /// Typing or presence another node told about.
+    fn gossip(&mut self, g: crate::doorbell::Gossip) {
+        use crate::doorbell::Gossip;
+        match g {
+            Gossip::Typing { staff, conversation } => {
+                if self.engine.is_participant(&staff, conversation) {
+                    self.relay_typing(&staff, conversation);
+                }
+            }
+            Gossip::Presence { node, full, staff } => {
+                let (heard, there) = self
+                    .remote_presence
+                    .entry(node)
+                    .or_insert_with(|| (Instant::now(), rustc_hash::FxHashMap::default()));
+                *heard = Instant::now();
+                let mut touched: Vec<StaffId> = Vec::new();
+                if full {
+                    touched.extend(there.drain().map(|(id, _)| id));
+                }
+                for (id, presence) in staff {
+                    if presence == Presence::Offline {
+                        there.remove(&id);
+                    } else {
+                        there.insert(id.clone(), presence);
+                    }
+                    touched.push(id);
+                }
+                for id in touched {
+                    if let Some(key) = self.engine.key(&id) {
+                        self.presence_dirty.insert(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The cluster's side of the 1 s tick: forget nodes not heard from, and repeat who is
+    /// connected here every `PRESENCE_EVERY`.
+    fn tick_presence(&mut self) {
+        let Some(bell) = &self.bell else { return };
+        self.ticks += 1;
+        let gone: Vec<u64> = self
+            .remote_presence
+            .iter()
+            .filter(|(_, (heard, _))| heard.elapsed() > crate::doorbell::PRESENCE_EXPIRES)
+            .map(|(node, _)| *node)
+            .collect();
+        for node in gone {
+            if let Some((_, there)) = self.remote_presence.remove(&node) {
+                tracing::info!(
+                    node,
+                    people = there.len(),
+                    "a node went quiet: its presence expires"
+                );
+                for id in there.into_keys() {
+                    if let Some(key) = self.engine.key(&id) {
+                        self.presence_dirty.insert(key);
+                    }
+                }
+            }
+        }
+        if self.ticks % crate::doorbell::PRESENCE_EVERY.as_secs().max(1) == 0 {
+            let staff = self
+                .hub
+                .staff()
+                .map(|key| {
+                    (
+                        self.engine.projection().staff_id(key).clone(),
+                        self.hub.presence(key),
+                    )
+                })
+                .collect();
+            bell.gossip(crate::doorbell::Gossip::Presence {
+                node: bell.node,
+                full: true,
+                staff,
+            });
+        }
+    }
+
+    /// Someone's presence over the whole cluster: the most present of here and elsewhere.
+    fn presence_of(&self, key: StaffKey) -> Presence {
+        fn rank(p: Presence) -> u8 {
+            match p {
+                Presence::Online => 2,
+                Presence::Away => 1,
+                Presence::Offline => 0,
+            }
+        }
+        let here = self.hub.presence(key);
+        if self.remote_presence.is_empty() {
+            return here;
+        }
+        let id = self.engine.projection().staff_id(key);
+        self.remote_presence
+            .values()
+            .filter_map(|(_, there)| there.get(id).copied())
+            .chain([here])
+            .max_by_key(|p| rank(*p))
+            .unwrap_or(here)
     }
 
     /// Registers a connection that said hello, after a replay or a snapshot.
@@ -1507,8 +1635,20 @@ impl Core {
     /// per person, and nothing when it came back to what was announced.
     fn announce_presence(&mut self) {
         use tally_shared::protocol::Presence;
+        let mut changed_here = Vec::new();
         for key in std::mem::take(&mut self.presence_dirty) {
-            let now = self.hub.presence(key);
+            if self.bell.is_some() {
+                let here = self.hub.presence(key);
+                if self.published.get(&key).copied().unwrap_or_default() != here {
+                    if here == Presence::Offline {
+                        self.published.remove(&key);
+                    } else {
+                        self.published.insert(key, here);
+                    }
+                    changed_here.push((self.engine.projection().staff_id(key).clone(), here));
+                }
+            }
+            let now = self.presence_of(key);
             let before = self.announced.get(&key).copied().unwrap_or_default();
             if now == before {
                 continue;
@@ -1531,6 +1671,15 @@ impl Core {
                 }
             }
             self.metrics.frames_out.fetch_add(sent, Relaxed);
+        }
+        if !changed_here.is_empty()
+            && let Some(bell) = &self.bell
+        {
+            bell.gossip(crate::doorbell::Gossip::Presence {
+                node: bell.node,
+                full: false,
+                staff: changed_here,
+            });
         }
     }
 

@@ -7,6 +7,10 @@
 //! never a count. Without a ring for [`QUIET`], a node catches up anyway; while NATS is
 //! unreachable it does so every [`POLL_WITHOUT_NATS`].
 //!
+//! Typing and presence are not in the log: they ride on `tally.<log>.gossip` as [`Gossip`],
+//! best effort (a lost one is a typing dot missed; each node repeats its presence every
+//! [`PRESENCE_EVERY`], and forgets a node not heard for [`PRESENCE_EXPIRES`]).
+//!
 //! JetStream would keep rings for a node that was away, but a node that was away reads
 //! PostgreSQL anyway; the truth is already durable there, so a second durable copy buys
 //! nothing and costs another thing to operate.
@@ -16,7 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tally_shared::Offset;
+use serde::{Deserialize, Serialize};
+use tally_shared::protocol::Presence;
+use tally_shared::{ConversationId, Offset, StaffId};
 use tokio::sync::{mpsc, watch};
 
 use crate::core::Command;
@@ -27,6 +33,30 @@ pub const QUIET: Duration = Duration::from_millis(500);
 /// How often a node catches up while NATS cannot be reached.
 pub const POLL_WITHOUT_NATS: Duration = Duration::from_millis(100);
 
+/// How often a node repeats the presence of everyone connected to it.
+pub const PRESENCE_EVERY: Duration = Duration::from_secs(5);
+
+/// A node not heard from for this long is gone: the people only it had are offline.
+pub const PRESENCE_EXPIRES: Duration = Duration::from_secs(15);
+
+/// What nodes tell each other that is not in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Gossip {
+    /// Someone is typing in a conversation (relayed to its participants on every node).
+    Typing {
+        staff: StaffId,
+        conversation: ConversationId,
+    },
+    /// The presence of people connected to `node`: every one of them (`full`, the others are
+    /// offline there), or those whose presence there changed.
+    Presence {
+        node: u64,
+        full: bool,
+        staff: Vec<(StaffId, Presence)>,
+    },
+}
+
 /// The core's side of the doorbell.
 #[derive(Debug, Clone)]
 pub struct Bell {
@@ -36,6 +66,10 @@ pub struct Bell {
     offset: Arc<AtomicU64>,
     /// A `CatchUp` is queued for the core (so rings do not flood its channel).
     queued: Arc<AtomicBool>,
+    /// Gossip to publish.
+    gossip: mpsc::Sender<Gossip>,
+    /// This node's name in presence gossip (random per process).
+    pub node: u64,
 }
 
 impl Bell {
@@ -53,6 +87,11 @@ impl Bell {
     /// The core is taking the queued `CatchUp`: later rings queue another.
     pub fn taken(&self) {
         self.queued.store(false, Relaxed);
+    }
+
+    /// Tells the other nodes (dropped if NATS is far behind: gossip is best effort).
+    pub fn gossip(&self, g: Gossip) {
+        let _ = self.gossip.try_send(g);
     }
 }
 
@@ -74,12 +113,16 @@ pub async fn start(
     metrics: Arc<crate::metrics::Metrics>,
 ) -> anyhow::Result<Bell> {
     let (ring, mut rung) = watch::channel(offset.0);
+    let (gossip, mut to_publish) = mpsc::channel::<Gossip>(1024);
     let bell = Bell {
         ring: Arc::new(ring),
         offset: Arc::new(AtomicU64::new(offset.0)),
         queued: Arc::new(AtomicBool::new(false)),
+        gossip,
+        node: rand::random(),
     };
     let subject = format!("tally.{log}.head");
+    let gossip_subject = format!("tally.{log}.gossip");
     let client = match url {
         Some(url) => Some(
             async_nats::ConnectOptions::new()
@@ -87,6 +130,8 @@ pub async fn start(
                 // A node starts, and keeps serving, without NATS: it polls meanwhile.
                 .retry_on_initial_connect()
                 .max_reconnects(None)
+                // A node's own rings and gossip are not news to it.
+                .no_echo()
                 .event_callback(|event| async move {
                     tracing::info!(%event, "nats");
                 })
@@ -95,6 +140,33 @@ pub async fn start(
         ),
         None => None,
     };
+    if let Some(client) = client.clone() {
+        let subject = gossip_subject.clone();
+        tokio::spawn(async move {
+            while let Some(g) = to_publish.recv().await {
+                let Ok(body) = serde_json::to_vec(&g) else {
+                    continue;
+                };
+                if let Err(e) = client.publish(subject.clone(), body.into()).await {
+                    tracing::debug!(error = %e, "gossip not published");
+                }
+            }
+        });
+    }
+    if let (Some(client), Some(core)) = (client.clone(), core.upgrade()) {
+        let mut heard = client.subscribe(gossip_subject).await?;
+        let core = core.downgrade();
+        tokio::spawn(async move {
+            while let Some(message) = heard.next().await {
+                let Ok(g) = serde_json::from_slice::<Gossip>(&message.payload) else {
+                    continue;
+                };
+                let Some(core) = core.upgrade() else { return };
+                // Dropped when the core is far behind, like any gossip.
+                let _ = core.try_send(Command::Gossip(g));
+            }
+        });
+    }
     if let Some(client) = client.clone() {
         let subject = subject.clone();
         tokio::spawn(async move {

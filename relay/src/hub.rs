@@ -212,6 +212,11 @@ impl Hub {
         }
     }
 
+    /// Everyone with a connection open here.
+    pub fn staff(&self) -> impl Iterator<Item = StaffKey> + '_ {
+        self.by_staff.keys().copied()
+    }
+
     /// Removes a connection.
     pub fn unregister(&mut self, staff: StaffKey, id: u64) {
         self.hidden.remove(&id);

@@ -540,3 +540,61 @@ async fn two_nodes_writing_to_one_conversation_end_in_one_order_everywhere() {
         "the two writers' batches interleaved ({switches} switches)"
     );
 }
+
+/// Whether a presence frame for `staff` saying `presence` has arrived.
+fn heard_presence(client: &Client, staff: &str, presence: tally_shared::protocol::Presence) -> bool {
+    client.frames.iter().any(
+        |f| matches!(f, ServerFrame::Presence { staff: s, presence: p } if s.as_str() == staff && *p == presence),
+    )
+}
+
+/// Pings `client` every 200 ms until `done` holds (at most `within`).
+async fn ping_until(client: &mut Client, within: Duration, done: impl Fn(&Client) -> bool) {
+    let started = std::time::Instant::now();
+    while !done(client) {
+        assert!(started.elapsed() < within, "not within {within:?}");
+        client.call(Request::Ping).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_typing_cross_nodes_and_a_dead_nodes_people_go_offline() {
+    use tally_shared::protocol::Presence;
+    let mut cluster = Cluster::start(2, &STAFF).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    let direct = alice.direct_with("bob").await;
+    let mut bob = cluster.connect(1, "bob").await;
+    // Bob is on node 1: alice, on node 0, hears he is online.
+    ping_until(&mut alice, Duration::from_secs(10), |c| {
+        heard_presence(c, "bob", Presence::Online)
+    })
+    .await;
+    // Typing crosses too (bob's node relays alice's, only to bob).
+    alice
+        .call(Request::Typing { conversation: direct })
+        .await
+        .unwrap();
+    bob.until(|f| matches!(f, ServerFrame::Typing { staff, conversation } if staff.as_str() == "alice" && *conversation == direct))
+        .await;
+    // Bob closes his tab: offline.
+    drop(bob);
+    ping_until(&mut alice, Duration::from_secs(10), |c| {
+        heard_presence(c, "bob", Presence::Offline)
+    })
+    .await;
+    // Bob again, then his node dies without a word: his presence expires with it.
+    alice.frames.clear();
+    let _bob = cluster.connect(1, "bob").await;
+    ping_until(&mut alice, Duration::from_secs(10), |c| {
+        heard_presence(c, "bob", Presence::Online)
+    })
+    .await;
+    alice.frames.clear();
+    cluster.kill(1);
+    let expires = tally_relay::doorbell::PRESENCE_EXPIRES + Duration::from_secs(5);
+    ping_until(&mut alice, expires, |c| {
+        heard_presence(c, "bob", Presence::Offline)
+    })
+    .await;
+}
