@@ -1421,7 +1421,7 @@ impl Core {
                 }
             }
         }
-        if self.ticks % crate::doorbell::PRESENCE_EVERY.as_secs().max(1) == 0 {
+        if self.ticks.is_multiple_of(crate::doorbell::PRESENCE_EVERY.as_secs().max(1)) {
             let staff = self
                 .hub
                 .staff()
