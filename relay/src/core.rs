@@ -671,6 +671,7 @@ impl Core {
         if writing {
             // Most of what others appended is read before the head is locked.
             self.catch_up();
+            self.fetch_uploads_of(&batch);
         }
         let tx = match self.conn.transaction() {
             Ok(tx) => tx,
@@ -870,6 +871,48 @@ impl Core {
                     let _ = reply.send(Err(rejection));
                 }
             }
+        }
+    }
+
+    /// Fetches an upload another node of a cluster shared, unless this node has it (for
+    /// `uploader`, when given). Nothing to do on a single node.
+    fn fetch_upload(&mut self, id: &AttachmentId, uploader: Option<&StaffId>) {
+        if self.bell.is_none() || self.files.has(&self.conn, id, uploader) {
+            return;
+        }
+        match self.order.fetch_upload(id) {
+            Ok(Some(shared)) => {
+                if let Err(e) = self.files.adopt(&self.conn, &shared) {
+                    tracing::warn!(error = %e, attachment = %id, "a shared upload could not be kept here");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, attachment = %id, "a shared upload could not be fetched"),
+        }
+    }
+
+    /// Fetches the uploads a batch's sends reference (in a cluster, they may have been
+    /// uploaded through another node).
+    fn fetch_uploads_of(&mut self, batch: &[Command]) {
+        if self.bell.is_none() {
+            return;
+        }
+        let mut wanted = Vec::new();
+        for cmd in batch {
+            let (staff, request) = match cmd {
+                Command::Execute { staff, frame, .. } => (staff, &frame.request),
+                Command::Service {
+                    write: ServiceWrite::AsStaff(staff, request),
+                    ..
+                } => (staff, request),
+                _ => continue,
+            };
+            if let tally_shared::Request::SendMessage { attachments, .. } = request {
+                wanted.extend(attachments.iter().map(|a| (a.clone(), staff.clone())));
+            }
+        }
+        for (id, staff) in wanted {
+            self.fetch_upload(&id, Some(&staff));
         }
     }
 
@@ -1236,11 +1279,30 @@ impl Core {
                 file,
                 reply,
             } => {
-                let _ = reply.send(self.files.place(&self.conn, &staff, &attachment, &file, now()));
+                let at = now();
+                // Within the quota, shared with the other nodes (a cluster), then kept here.
+                let placed = self
+                    .files
+                    .allowance(&self.conn, &staff, attachment.size, at)
+                    .and_then(|()| {
+                        self.order
+                            .share_upload(&staff, &attachment, &file, at.0)
+                            .map_err(|e| {
+                                tracing::warn!(error = %e, "upload not shared");
+                                ErrorCode::Unavailable
+                            })
+                    })
+                    .and_then(|()| self.files.place(&self.conn, &staff, &attachment, &file, at));
+                let _ = reply.send(placed);
             }
             Command::CollectAttachments => {
                 let collected = self.files.collect(&self.conn, now());
-                self.metrics.attachments_collected.fetch_add(collected, Relaxed);
+                if let Err(e) = self.order.forget_uploads(&collected) {
+                    tracing::warn!(error = %e, "collected uploads stay shared until the next collection");
+                }
+                self.metrics
+                    .attachments_collected
+                    .fetch_add(collected.len() as u64, Relaxed);
                 match crate::webhooks::purge(&self.conn, crate::webhooks::KEEP_FAILED_MS) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(deliveries = n, "given-up webhook deliveries deleted"),
@@ -1421,7 +1483,10 @@ impl Core {
                 }
             }
         }
-        if self.ticks.is_multiple_of(crate::doorbell::PRESENCE_EVERY.as_secs().max(1)) {
+        if self
+            .ticks
+            .is_multiple_of(crate::doorbell::PRESENCE_EVERY.as_secs().max(1))
+        {
             let staff = self
                 .hub
                 .staff()
@@ -1749,7 +1814,8 @@ impl Core {
 
     /// Whether a staff member may fetch an attachment: its uploader within the grace period,
     /// or a participant of a conversation whose live message references it.
-    fn attachment_access(&self, staff: &StaffId, id: &AttachmentId) -> Result<(String, u64), ErrorCode> {
+    fn attachment_access(&mut self, staff: &StaffId, id: &AttachmentId) -> Result<(String, u64), ErrorCode> {
+        self.fetch_upload(id, None);
         let since = self.files.grace_starts(now());
         let used = storage::attachment_use(&self.conn, id, since).unwrap_or_else(|e| fatal(&e));
         let Some(used) = used else {

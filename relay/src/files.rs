@@ -90,9 +90,45 @@ impl Files {
             })
     }
 
+    /// Whether this node has an attachment's file and knows that `uploader` uploaded it
+    /// (or, with no uploader, just has the file and its record).
+    pub fn has(&self, conn: &Connection, id: &AttachmentId, uploader: Option<&StaffId>) -> bool {
+        let known = storage::attachment_use(conn, id, 0)
+            .unwrap_or_else(|e| fatal(&e))
+            .is_some_and(|u| uploader.is_none_or(|s| u.uploaders.contains(s)));
+        known && path_of(&self.data, id).exists()
+    }
+
+    /// Keeps here an upload another node of the cluster shared: its file (written aside, then
+    /// moved into place) and its records, as they were made there.
+    pub fn adopt(&self, conn: &Connection, shared: &crate::order::SharedUpload) -> anyhow::Result<()> {
+        let id = &shared.attachment.id;
+        let path = path_of(&self.data, id);
+        if !path.exists() {
+            let tmp = self.data.join("attachments").join(format!(
+                ".fetch-{}-{:016x}",
+                id.as_str(),
+                rand::random::<u64>()
+            ));
+            std::fs::write(&tmp, &shared.bytes)?;
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::rename(&tmp, &path)?;
+        }
+        for (uploader, name, at) in &shared.uploads {
+            let a = Attachment {
+                name: name.clone(),
+                ..shared.attachment.clone()
+            };
+            storage::record_upload(conn, uploader, &a, *at)?;
+        }
+        Ok(())
+    }
+
     /// Deletes the records and files of attachments that no live message references and that
-    /// nobody uploaded within the grace period; how many.
-    pub fn collect(&self, conn: &Connection, now: Millis) -> u64 {
+    /// nobody uploaded within the grace period; which.
+    pub fn collect(&self, conn: &Connection, now: Millis) -> Vec<AttachmentId> {
         let ids = storage::collect_attachments(conn, self.grace_starts(now)).unwrap_or_else(|e| fatal(&e));
         for id in &ids {
             if let Err(e) = std::fs::remove_file(path_of(&self.data, id))
@@ -104,6 +140,6 @@ impl Files {
         if !ids.is_empty() {
             tracing::info!(files = ids.len(), "deleted unreferenced attachments");
         }
-        ids.len() as u64
+        ids
     }
 }

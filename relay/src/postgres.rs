@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 use rusqlite::Connection;
-use tally_shared::{Offset, Staff, StaffId};
+use tally_shared::{Attachment, AttachmentId, Offset, Staff, StaffId};
 
-use crate::order::{Down, Frames, Order};
+use crate::order::{Down, Frames, Order, SharedUpload};
 
 /// Least time between two attempts to reconnect.
 pub const RETRY: Duration = Duration::from_millis(250);
@@ -50,6 +50,19 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS tally_preferences (
         staff text PRIMARY KEY,
         hide_read_state boolean NOT NULL DEFAULT false
+    );
+    CREATE TABLE IF NOT EXISTS tally_files (
+        id text PRIMARY KEY,
+        content_type text NOT NULL,
+        size bigint NOT NULL,
+        bytes bytea NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS tally_uploads (
+        attachment text NOT NULL REFERENCES tally_files (id) ON DELETE CASCADE,
+        staff text NOT NULL,
+        name text NOT NULL,
+        uploaded_at bigint NOT NULL,
+        PRIMARY KEY (attachment, staff)
     );
     INSERT INTO tally_meta (key, value) VALUES ('schema', '1') ON CONFLICT DO NOTHING;";
 
@@ -386,5 +399,81 @@ impl Order for Postgres {
             &[&staff.as_str(), &hidden],
         )?;
         Ok(())
+    }
+
+    fn share_upload(
+        &mut self,
+        uploader: &StaffId,
+        a: &Attachment,
+        file: &std::path::Path,
+        now: u64,
+    ) -> Result<(), Down> {
+        let bytes = std::fs::read(file).map_err(down)?;
+        let c = self.client()?;
+        let result = (|| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO tally_files (id, content_type, size, bytes) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+                &[&a.id.as_str(), &a.content_type, &(a.size as i64), &bytes],
+            )?;
+            tx.execute(
+                "INSERT INTO tally_uploads (attachment, staff, name, uploaded_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (attachment, staff) DO UPDATE SET name = excluded.name, uploaded_at = excluded.uploaded_at",
+                &[&a.id.as_str(), &uploader.as_str(), &a.name, &(now as i64)],
+            )?;
+            tx.commit()
+        })();
+        result.map_err(|e| self.lost(e))
+    }
+
+    fn fetch_upload(&mut self, id: &AttachmentId) -> Result<Option<SharedUpload>, Down> {
+        let c = self.client()?;
+        let result = (|| {
+            let Some(file) = c.query_opt(
+                "SELECT content_type, size, bytes FROM tally_files WHERE id = $1",
+                &[&id.as_str()],
+            )?
+            else {
+                return Ok(None);
+            };
+            let uploads = c.query(
+                "SELECT staff, name, uploaded_at FROM tally_uploads WHERE attachment = $1 ORDER BY uploaded_at",
+                &[&id.as_str()],
+            )?;
+            Ok::<_, postgres::Error>(Some((file, uploads)))
+        })();
+        let Some((file, uploads)) = result.map_err(|e| self.lost(e))? else {
+            return Ok(None);
+        };
+        let uploads: Vec<(StaffId, String, u64)> = uploads
+            .into_iter()
+            .filter_map(|r| {
+                let staff = StaffId::new(r.get::<_, String>(0)).ok()?;
+                Some((staff, r.get(1), r.get::<_, i64>(2) as u64))
+            })
+            .collect();
+        Ok(Some(SharedUpload {
+            attachment: Attachment {
+                id: id.clone(),
+                name: uploads.first().map(|u| u.1.clone()).unwrap_or_default(),
+                content_type: file.get(0),
+                size: file.get::<_, i64>(1) as u64,
+            },
+            uploads,
+            bytes: file.get(2),
+        }))
+    }
+
+    fn forget_uploads(&mut self, ids: &[AttachmentId]) -> Result<(), Down> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = ids.iter().map(AttachmentId::as_str).collect();
+        let c = self.client()?;
+        match c.execute("DELETE FROM tally_files WHERE id = ANY($1)", &[&ids]) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.lost(e)),
+        }
     }
 }

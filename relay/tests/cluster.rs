@@ -598,3 +598,59 @@ async fn presence_and_typing_cross_nodes_and_a_dead_nodes_people_go_offline() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_through_one_node_is_sent_through_another_and_downloaded_from_a_third() {
+    let cluster = Cluster::start(3, &STAFF).await;
+    let mut alice = cluster.connect(1, "alice").await;
+    let direct = alice.direct_with("bob").await;
+    let bytes: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    let (status, _, body) = http(
+        cluster.nodes[0].addr,
+        "POST",
+        "/api/attachments?name=chart.bin",
+        &[("Authorization", &bearer(&cluster.token("alice")))],
+        &bytes,
+    )
+    .await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let attachment: tally_shared::Attachment = serde_json::from_slice(&body).unwrap();
+    // Node 1 never saw the upload: it fetches it from PostgreSQL to check it is alice's.
+    alice
+        .call(Request::SendMessage {
+            client_id: tally_shared::ClientMsgId::new("with-file").unwrap(),
+            conversation: direct,
+            body: "the chart".into(),
+            attachments: vec![attachment.id.clone()],
+            reply_to: None,
+        })
+        .await
+        .unwrap();
+    let path = format!("/api/attachments/{}", attachment.id);
+    let get = |node: usize, who: &'static str| {
+        let addr = cluster.nodes[node].addr;
+        let auth = bearer(&cluster.token(who));
+        let path = path.clone();
+        async move { http(addr, "GET", &path, &[("Authorization", &auth)], b"").await }
+    };
+    // Bob, on node 2, downloads the same bytes; carol, in no conversation with it, may not.
+    let (status, _, got) = get(2, "bob").await;
+    assert_eq!(status, 200);
+    assert_eq!(got, bytes);
+    assert_eq!(get(2, "carol").await.0, 403);
+    assert_eq!(get(0, "carol").await.0, 403);
+    // Someone else's upload cannot be attached through another node either.
+    let mut dan = cluster.connect(2, "dan").await;
+    let to_alice = dan.direct_with("alice").await;
+    let refused = dan
+        .call(Request::SendMessage {
+            client_id: tally_shared::ClientMsgId::new("not-mine").unwrap(),
+            conversation: to_alice,
+            body: "x".into(),
+            attachments: vec![attachment.id.clone()],
+            reply_to: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::NotFound, "{refused:?}");
+}
