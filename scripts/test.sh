@@ -17,6 +17,9 @@ step "clippy (native)" cargo clippy --workspace --all-targets --locked -- -D war
 step "clippy (wasm32, shared)" cargo clippy -p tally-shared --lib --target wasm32-unknown-unknown --locked -- -D warnings
 step "clippy (wasm32, frontend)" cargo clippy -p tally-frontend --lib --tests --target wasm32-unknown-unknown --locked -- -D warnings
 step "native tests" cargo test --workspace --locked
+# The relay's suite again with every relay a one-node cluster on a throwaway PostgreSQL (the
+# cluster tests, which start PostgreSQL, NATS and three nodes of their own, ran above).
+step "relay tests on PostgreSQL" scripts/with-postgres.sh cargo test -p tally-relay --locked
 step "browser tests (wasm-bindgen-test in headless Chromium)" \
   cargo test -p tally-frontend --target wasm32-unknown-unknown --locked
 step "release bundle" trunk build --release

@@ -449,6 +449,7 @@ impl Core {
         wake: Arc<tokio::sync::Notify>,
         reminder_after: std::time::Duration,
     ) -> anyhow::Result<()> {
+        self.order.sync_webhooks(&self.conn)?;
         self.hooks = crate::webhooks::load(&self.conn)?;
         self.wake = Some(wake);
         let started = now();
@@ -478,7 +479,10 @@ impl Core {
     /// Queues an `unread_reminder` for each person whose unread messages have waited long
     /// enough with no connection open, once per quiet spell.
     fn remind(&mut self) {
-        if self.wake.is_none() || !self.hooks.iter().any(|h| h.events.contains("unread_reminder")) {
+        if self.wake.is_none()
+            || !self.hooks.iter().any(|h| h.events.contains("unread_reminder"))
+            || !self.order.leads_reminders()
+        {
             return;
         }
         let at = now();
@@ -487,7 +491,7 @@ impl Core {
         for (&key, &since) in &r.unread_since {
             let quiet = r.quiet_since.get(&key).copied().unwrap_or(r.started);
             let waited = since.max(quiet);
-            if self.hub.count(key) > 0 || at.0.saturating_sub(waited.0) < r.after_ms {
+            if self.presence_of(key) != Presence::Offline || at.0.saturating_sub(waited.0) < r.after_ms {
                 continue;
             }
             let staff = self.engine.projection().staff_id(key);
@@ -564,7 +568,7 @@ impl Core {
             Ok(o) => o,
             Err(r) => {
                 // Keep what was caught up on (the engine has it), then refuse.
-                self.order.commit(&[])?;
+                self.order.commit(&[], &[])?;
                 tx.commit()?;
                 anyhow::bail!("seed request refused: {r}");
             }
@@ -579,7 +583,8 @@ impl Core {
             .zip(&texts)
             .map(|(a, t)| (a.event.offset, t.as_str()))
             .collect();
-        self.order.commit(&mine)?;
+        self.order
+            .commit(&mine, &redacted_by(&tx, outcome.applied.iter()))?;
         tx.commit()?;
         for (a, frame) in caught {
             self.retain_event(&a, frame);
@@ -748,7 +753,14 @@ impl Core {
                 .flat_map(|(o, frames)| o.applied.iter().zip(frames))
                 .map(|(a, f)| (a.event.offset, &**f))
                 .collect();
-            if let Err(e) = self.order.commit(&mine) {
+            let redacted = redacted_by(
+                &tx,
+                writes
+                    .iter()
+                    .filter_map(|w| w.1.as_ref().ok())
+                    .flat_map(|o| &o.applied),
+            );
+            if let Err(e) = self.order.commit(&mine, &redacted) {
                 // Stored or not, nobody knows: forget this batch, rebuild from what is stored,
                 // and let the clients retry (their client ids make a stored write answer
                 // with its first acknowledgement once this node has caught up with it).
@@ -1188,7 +1200,14 @@ impl Core {
                 unreachable!("handled in the batch")
             }
             Command::ServiceKey { key, reply } => {
-                let found = crate::service_keys::find(&self.conn, &key).unwrap_or_else(|e| fatal(&e));
+                let found = match self.order.find_service_key(&self.conn, &key) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        // Unreachable (a cluster's PostgreSQL): refused as if unknown.
+                        tracing::warn!(error = %e, "service key not checked");
+                        None
+                    }
+                };
                 let _ = reply.send(found);
             }
             Command::MirrorStaff {
@@ -1326,6 +1345,9 @@ impl Core {
                 self.announce_presence();
                 self.flush_seen();
                 if self.wake.is_some() {
+                    if let Err(e) = self.order.sync_webhooks(&self.conn) {
+                        tracing::warn!(error = %e, "webhooks not synced");
+                    }
                     match crate::webhooks::load(&self.conn) {
                         Ok(hooks) => self.hooks = hooks,
                         Err(e) => tracing::warn!(error = %e, "reloading webhooks failed"),
@@ -1701,6 +1723,7 @@ impl Core {
     fn announce_presence(&mut self) {
         use tally_shared::protocol::Presence;
         let mut changed_here = Vec::new();
+        let stamp = now();
         for key in std::mem::take(&mut self.presence_dirty) {
             if self.bell.is_some() {
                 let here = self.hub.presence(key);
@@ -1719,6 +1742,8 @@ impl Core {
                 continue;
             }
             if now == Presence::Offline {
+                // A quiet spell starts (also when their last tab closed on another node).
+                self.reminders.quiet_since.insert(key, stamp);
                 self.announced.remove(&key);
             } else {
                 self.announced.insert(key, now);
@@ -1874,6 +1899,24 @@ fn apply_committed(engine: &mut Engine, tx: &rusqlite::Transaction<'_>, text: St
         fatal(&*e);
     }
     (engine.apply(event), Frame::from(text))
+}
+
+/// The earlier frames the deletions among `applied` rewrote in `tx` (see
+/// `storage::redacted_frames`).
+fn redacted_by<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    applied: impl Iterator<Item = &'a Applied>,
+) -> Vec<(Offset, String)> {
+    let deleted: Vec<tally_shared::MessageId> = applied
+        .filter_map(|a| match &a.event.event {
+            tally_shared::protocol::Event::MessageDeleted { message, .. } => Some(*message),
+            _ => None,
+        })
+        .collect();
+    if deleted.is_empty() {
+        return Vec::new();
+    }
+    storage::redacted_frames(tx, &deleted).unwrap_or_else(|e| fatal(&*e))
 }
 
 /// A write refused because the source of truth cannot be reached.

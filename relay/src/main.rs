@@ -223,6 +223,17 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Cmd::Serve { .. } => {}
             Cmd::Staff { command } => return staff_in_cluster(url, command),
+            Cmd::ServiceKey { command } => return service_key_in_cluster(url, command),
+            Cmd::Webhook { command } => return webhook_in_cluster(url, &cli.data, command),
+            Cmd::Check => {
+                let problems = tally_relay::maintenance::check_replica(url, &cli.data)?;
+                for p in &problems {
+                    println!("mismatch: {p}");
+                }
+                anyhow::ensure!(problems.is_empty(), "{} mismatches", problems.len());
+                println!("this node's replica is PostgreSQL's log, and every count agrees with it");
+                return Ok(());
+            }
             Cmd::Token { staff, ttl } => {
                 let mut pg = tally_relay::postgres::Postgres::connect(url)?;
                 let keys = Keys::new(&pg.secret()?, auth::MAX_TOKEN_TTL);
@@ -388,6 +399,68 @@ fn staff_in_cluster(url: &str, command: StaffCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `tally-relay --postgres URL service-key …`: the cluster's keys (checked at every call).
+fn service_key_in_cluster(url: &str, command: ServiceKeyCmd) -> anyhow::Result<()> {
+    let mut pg = tally_relay::postgres::Postgres::connect(url)?;
+    match command {
+        ServiceKeyCmd::Create { name } => {
+            let key = pg.create_service_key(&name)?;
+            eprintln!("service key {name} (shown once; store it as a secret):");
+            println!("{key}");
+        }
+        ServiceKeyCmd::Revoke { name } => {
+            anyhow::ensure!(pg.revoke_service_key(&name)?, "no live key named {name}");
+            println!("revoked {name}");
+        }
+        ServiceKeyCmd::List => print_keys(pg.service_keys()?),
+    }
+    Ok(())
+}
+
+/// `tally-relay --postgres URL webhook …`: every node picks changes up within a second.
+fn webhook_in_cluster(url: &str, data: &std::path::Path, command: WebhookCmd) -> anyhow::Result<()> {
+    let mut pg = tally_relay::postgres::Postgres::connect(url)?;
+    match command {
+        WebhookCmd::Add { url, events } => {
+            let (id, secret) = pg.add_webhook(&url, &events)?;
+            eprintln!(
+                "webhook {id} for {url} ({}); its signing secret, shown once:",
+                events.join(",")
+            );
+            println!("{secret}");
+        }
+        WebhookCmd::List => {
+            // Deliveries wait in the outbox of the node that wrote their event: this node's.
+            let here = storage::database(data)
+                .exists()
+                .then(|| storage::open_reader(data))
+                .transpose()?;
+            for line in pg.webhooks()? {
+                let id: i64 = line.split('\t').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                match &here {
+                    Some(conn) => {
+                        let (pending, failed) = tally_relay::webhooks::waiting(conn, id)?;
+                        println!("{line}\tpending {pending}\tfailed {failed} (on this node)");
+                    }
+                    None => println!("{line}"),
+                }
+            }
+        }
+        WebhookCmd::Remove { id } => {
+            anyhow::ensure!(pg.remove_webhook(id)?, "no webhook {id}");
+            println!("removed webhook {id}");
+        }
+    }
+    Ok(())
+}
+
+fn print_keys(keys: Vec<(String, i64, Option<i64>)>) {
+    for (name, created, revoked) in keys {
+        let state = revoked.map_or_else(|| "live".to_string(), |at| format!("revoked at {at}"));
+        println!("{name}\tcreated at {created}\t{state}");
+    }
+}
+
 /// A staff member to add, with the rules the CLI enforces on either store.
 fn checked_staff(id: StaffId, name: String) -> anyhow::Result<Staff> {
     anyhow::ensure!(
@@ -432,12 +505,7 @@ fn service_key(data: &std::path::Path, command: ServiceKeyCmd) -> anyhow::Result
             anyhow::ensure!(service_keys::revoke(&conn, &name)?, "no live key named {name}");
             println!("revoked {name}");
         }
-        ServiceKeyCmd::List => {
-            for (name, created, revoked) in service_keys::list(&conn)? {
-                let state = revoked.map_or_else(|| "live".to_string(), |at| format!("revoked at {at}"));
-                println!("{name}\tcreated at {created}\t{state}");
-            }
-        }
+        ServiceKeyCmd::List => print_keys(service_keys::list(&conn)?),
     }
     Ok(())
 }

@@ -17,6 +17,42 @@ pub fn restore(from: &Path, data: &Path, force: bool) -> anyhow::Result<u64> {
     Ok(offset)
 }
 
+/// `check` for a node of a cluster: its replica must be PostgreSQL's log so far, frame for
+/// frame (it may be behind, never different or ahead), and then pass [`check`] itself.
+pub fn check_replica(url: &str, data: &Path) -> anyhow::Result<Vec<String>> {
+    use crate::order::Order;
+    let mut pg = crate::postgres::Postgres::connect(url)?;
+    let conn = storage::open_reader(data)?;
+    let mut problems = Vec::new();
+    let mut at = tally_shared::Offset(0);
+    let local_head = storage::last_offset(&conn)?;
+    while at.0 < local_head {
+        let shared = pg.committed_after(at, 5_000).map_err(|e| anyhow::anyhow!(e))?;
+        if shared.is_empty() {
+            problems.push(format!(
+                "this replica is at offset {local_head}, past PostgreSQL's head {at}"
+            ));
+            break;
+        }
+        let mine: Vec<String> = conn
+            .prepare_cached("SELECT frame FROM events WHERE offset > ?1 ORDER BY offset LIMIT ?2")?
+            .query_map(rusqlite::params![at.0 as i64, shared.len() as i64], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for (i, (m, s)) in mine.iter().zip(&shared).enumerate() {
+            if m != s {
+                problems.push(format!("event {} differs from PostgreSQL's", at.0 + 1 + i as u64));
+            }
+        }
+        at = tally_shared::Offset(at.0 + mine.len().min(shared.len()) as u64);
+        if mine.len() < shared.len() {
+            break;
+        }
+    }
+    drop(conn);
+    problems.extend(check(data)?);
+    Ok(problems)
+}
+
 /// Rebuilds every count from the log twice, with the relay's engine and with the naive
 /// oracle, and lists where they disagree (nothing when all is well). It only reads, so it runs
 /// on a live database beside the relay (WAL readers do not block the writer).

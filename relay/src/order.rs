@@ -48,9 +48,10 @@ pub trait Order: Send {
     /// after `after`, which the caller applies before its own writes.
     fn begin(&mut self, after: Offset) -> Result<Frames, Down>;
 
-    /// Appends `appended` (offsets following the head `begin` saw, with their frames) and
-    /// commits. An error leaves the outcome unknown: the caller rebuilds from what is stored.
-    fn commit(&mut self, appended: &[(Offset, &str)]) -> Result<(), Down>;
+    /// Appends `appended` (offsets following the head `begin` saw, with their frames), rewrites
+    /// the earlier frames in `redacted` (what deletions took out of the log), and commits. An
+    /// error leaves the outcome unknown: the caller rebuilds from what is stored.
+    fn commit(&mut self, appended: &[(Offset, &str)], redacted: &[(Offset, String)]) -> Result<(), Down>;
 
     /// Gives the lock back without appending.
     fn abort(&mut self);
@@ -100,6 +101,17 @@ pub trait Order: Send {
 
     /// Forgets shared uploads this node collected (nothing references them any more).
     fn forget_uploads(&mut self, ids: &[AttachmentId]) -> Result<(), Down>;
+
+    /// The name of the live service key `presented` is, if it is one (asked at every call, so
+    /// a revocation holds at once).
+    fn find_service_key(&mut self, local: &Connection, presented: &str) -> anyhow::Result<Option<String>>;
+
+    /// Brings this node's copy of the webhooks up to date (the delivery task reads it).
+    fn sync_webhooks(&mut self, local: &Connection) -> anyhow::Result<()>;
+
+    /// Whether this node sends `unread_reminder`s: one node of a cluster does (whichever holds
+    /// the lock for it), so a quiet spell is reminded once, not once per node.
+    fn leads_reminders(&mut self) -> bool;
 }
 
 /// One node on its own SQLite database (the default).
@@ -115,7 +127,7 @@ impl Order for Local {
         Ok(Vec::new())
     }
 
-    fn commit(&mut self, _appended: &[(Offset, &str)]) -> Result<(), Down> {
+    fn commit(&mut self, _appended: &[(Offset, &str)], _redacted: &[(Offset, String)]) -> Result<(), Down> {
         // The caller's SQLite transaction is the commit.
         Ok(())
     }
@@ -182,5 +194,17 @@ impl Order for Local {
 
     fn forget_uploads(&mut self, _ids: &[AttachmentId]) -> Result<(), Down> {
         Ok(())
+    }
+
+    fn find_service_key(&mut self, local: &Connection, presented: &str) -> anyhow::Result<Option<String>> {
+        Ok(crate::service_keys::find(local, presented)?)
+    }
+
+    fn sync_webhooks(&mut self, _local: &Connection) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn leads_reminders(&mut self) -> bool {
+        true
     }
 }

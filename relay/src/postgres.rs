@@ -64,7 +64,30 @@ const SCHEMA: &str = "
         uploaded_at bigint NOT NULL,
         PRIMARY KEY (attachment, staff)
     );
+    CREATE TABLE IF NOT EXISTS tally_service_keys (
+        name text PRIMARY KEY,
+        hash text NOT NULL UNIQUE,
+        created_at bigint NOT NULL,
+        revoked_at bigint
+    );
+    CREATE TABLE IF NOT EXISTS tally_webhooks (
+        id bigserial PRIMARY KEY,
+        url text NOT NULL,
+        secret text NOT NULL,
+        events text NOT NULL,
+        created_at bigint NOT NULL,
+        removed_at bigint
+    );
     INSERT INTO tally_meta (key, value) VALUES ('schema', '1') ON CONFLICT DO NOTHING;";
+
+/// The session lock whose holder sends `unread_reminder`s.
+const REMINDER_LOCK: i64 = 74_617_280;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 /// A node's connection to the cluster's PostgreSQL.
 pub struct Postgres {
@@ -76,6 +99,8 @@ pub struct Postgres {
     in_transaction: bool,
     /// The head `begin` saw after catching up.
     head: Offset,
+    /// This connection holds the reminder lock.
+    leader: bool,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -83,6 +108,16 @@ impl std::fmt::Debug for Postgres {
         f.debug_struct("Postgres")
             .field("connected", &self.client.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            // The client owns a runtime, which must not be dropped on an async runtime's
+            // thread (a start that fails after connecting drops it there).
+            let _ = std::thread::spawn(move || drop(c)).join();
+        }
     }
 }
 
@@ -106,6 +141,7 @@ impl Postgres {
             failed_at: None,
             in_transaction: false,
             head: Offset(0),
+            leader: false,
         };
         let client = pg
             .client()
@@ -156,11 +192,99 @@ impl Postgres {
         Ok(self.client.as_mut().expect("connected above"))
     }
 
+    /// Makes a service key named `name` (new, or replacing a revoked one); the key.
+    pub fn create_service_key(&mut self, name: &str) -> anyhow::Result<String> {
+        crate::service_keys::check_name(name)?;
+        let key = format!(
+            "{}{}",
+            crate::service_keys::PREFIX,
+            hex::encode(rand::random::<[u8; 32]>())
+        );
+        let c = self.client()?;
+        let changed = c.execute(
+            "INSERT INTO tally_service_keys (name, hash, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, created_at = excluded.created_at,
+                revoked_at = NULL
+             WHERE tally_service_keys.revoked_at IS NOT NULL",
+            &[&name, &crate::service_keys::hash(&key), &now_ms()],
+        )?;
+        anyhow::ensure!(
+            changed == 1,
+            "a key named {name} exists (revoke it first to replace it)"
+        );
+        Ok(key)
+    }
+
+    /// Revokes a service key; false if there is no live key by that name.
+    pub fn revoke_service_key(&mut self, name: &str) -> anyhow::Result<bool> {
+        let c = self.client()?;
+        Ok(c.execute(
+            "UPDATE tally_service_keys SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
+            &[&name, &now_ms()],
+        )? == 1)
+    }
+
+    /// Every service key: name, made, revoked (milliseconds).
+    pub fn service_keys(&mut self) -> anyhow::Result<Vec<(String, i64, Option<i64>)>> {
+        let c = self.client()?;
+        Ok(c.query(
+            "SELECT name, created_at, revoked_at FROM tally_service_keys ORDER BY name",
+            &[],
+        )?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+    }
+
+    /// Adds a webhook; its id and signing secret.
+    pub fn add_webhook(&mut self, url: &str, events: &[String]) -> anyhow::Result<(i64, String)> {
+        let secret = crate::webhooks::check(url, events)?;
+        let c = self.client()?;
+        let id: i64 = c
+            .query_one(
+                "INSERT INTO tally_webhooks (url, secret, events, created_at) VALUES ($1, $2, $3, $4)
+                 RETURNING id",
+                &[&url, &secret, &events.join(","), &now_ms()],
+            )?
+            .get(0);
+        Ok((id, secret))
+    }
+
+    /// Removes a webhook (every node drops its pending deliveries within a second).
+    pub fn remove_webhook(&mut self, id: i64) -> anyhow::Result<bool> {
+        let c = self.client()?;
+        Ok(c.execute(
+            "UPDATE tally_webhooks SET removed_at = $2 WHERE id = $1 AND removed_at IS NULL",
+            &[&id, &now_ms()],
+        )? == 1)
+    }
+
+    /// The live webhooks, one line each (deliveries are queued on the node that wrote the
+    /// event: each node's `/metrics` counts its own).
+    pub fn webhooks(&mut self) -> anyhow::Result<Vec<String>> {
+        let c = self.client()?;
+        Ok(c.query(
+            "SELECT id, url, events FROM tally_webhooks WHERE removed_at IS NULL ORDER BY id",
+            &[],
+        )?
+        .into_iter()
+        .map(|r| {
+            format!(
+                "{}\t{}\t{}",
+                r.get::<_, i64>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2)
+            )
+        })
+        .collect())
+    }
+
     /// Forgets a connection that failed (its transaction, if any, is gone with it).
     fn lost(&mut self, e: impl std::fmt::Display) -> Down {
         tracing::warn!(error = %e, "PostgreSQL call failed");
         self.client = None;
         self.in_transaction = false;
+        self.leader = false;
         down(e)
     }
 
@@ -278,7 +402,7 @@ impl Order for Postgres {
         }
     }
 
-    fn commit(&mut self, appended: &[(Offset, &str)]) -> Result<(), Down> {
+    fn commit(&mut self, appended: &[(Offset, &str)], redacted: &[(Offset, String)]) -> Result<(), Down> {
         if !self.in_transaction {
             return Err(Down("no transaction".into()));
         }
@@ -296,6 +420,12 @@ impl Order for Postgres {
                     &[&offsets, &frames],
                 )?;
                 c.execute("UPDATE tally_head SET head = $1", &[&(last.0 as i64)])?;
+            }
+            for (offset, frame) in redacted {
+                c.execute(
+                    "UPDATE tally_events SET frame = $2 WHERE off = $1",
+                    &[&(offset.0 as i64), frame],
+                )?;
             }
             c.batch_execute("COMMIT")
         })();
@@ -474,6 +604,53 @@ impl Order for Postgres {
         match c.execute("DELETE FROM tally_files WHERE id = ANY($1)", &[&ids]) {
             Ok(_) => Ok(()),
             Err(e) => Err(self.lost(e)),
+        }
+    }
+
+    fn find_service_key(&mut self, _local: &Connection, presented: &str) -> anyhow::Result<Option<String>> {
+        if !presented.starts_with(crate::service_keys::PREFIX) {
+            return Ok(None);
+        }
+        let c = self.client()?;
+        Ok(c.query_opt(
+            "SELECT name FROM tally_service_keys WHERE hash = $1 AND revoked_at IS NULL",
+            &[&crate::service_keys::hash(presented)],
+        )?
+        .map(|r| r.get(0)))
+    }
+
+    fn sync_webhooks(&mut self, local: &Connection) -> anyhow::Result<()> {
+        let c = self.client()?;
+        let rows: Vec<_> = c
+            .query(
+                "SELECT id, url, secret, events, created_at, removed_at FROM tally_webhooks ORDER BY id",
+                &[],
+            )?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+            .collect();
+        crate::webhooks::mirror(local, &rows)
+    }
+
+    fn leads_reminders(&mut self) -> bool {
+        if self.leader && self.client.as_ref().is_some_and(|c| !c.is_closed()) {
+            return true;
+        }
+        // The lock is the session's: a new connection must take it again.
+        self.leader = false;
+        let Ok(c) = self.client() else { return false };
+        match c.query_one("SELECT pg_try_advisory_lock($1)", &[&REMINDER_LOCK]) {
+            Ok(row) => {
+                self.leader = row.get(0);
+                if self.leader {
+                    tracing::info!("this node sends the cluster's unread reminders");
+                }
+                self.leader
+            }
+            Err(e) => {
+                let _ = self.lost(e);
+                false
+            }
         }
     }
 }

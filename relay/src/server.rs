@@ -112,6 +112,9 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let data = config.data.clone();
     let demo = config.demo;
     let core_log = log.clone();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let core_wake = wake.clone();
+    let reminder_after = config.reminder_after;
     let mut core = off_runtime(move || {
         let mut core = Core::load(conn, order, engine, retention, queue_frames / 2, load_metrics)?;
         if let Some(bell) = bell {
@@ -122,6 +125,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         if demo {
             demo::seed(&mut core)?;
         }
+        core.set_webhooks(core_wake, reminder_after)?;
         Ok(core)
     })?;
     core.set_connection_cap(config.limits.connections_per_staff);
@@ -150,8 +154,6 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             .is_some_and(|core| core.blocking_send(Command::ReaderDone { conn }).is_ok())
     });
     core.set_reads(crate::reads::ReadPool::start(&config.data, workers, give_back)?);
-    let wake = Arc::new(tokio::sync::Notify::new());
-    core.set_webhooks(wake.clone(), config.reminder_after)?;
     let (settled, mut settlements) = mpsc::channel::<crate::webhooks::Settled>(8);
     tokio::spawn(crate::webhooks::deliver(
         config.data.clone(),

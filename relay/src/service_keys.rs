@@ -20,7 +20,7 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn hash(key: &str) -> String {
+pub(crate) fn hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 

@@ -522,6 +522,29 @@ fn redact(tx: &Transaction<'_>, deleted: MessageId) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The stored frames a deletion of `deleted` rewrote (in `tx`, after `append`): the deleted
+/// messages' events and those of replies quoting them, for a cluster's PostgreSQL to rewrite
+/// alike (deleted text must leave every copy of the log).
+pub fn redacted_frames(tx: &Transaction<'_>, deleted: &[MessageId]) -> anyhow::Result<Vec<(Offset, String)>> {
+    let mut out = Vec::new();
+    for id in deleted {
+        let mut ids = vec![id.0 as i64];
+        ids.extend(
+            tx.prepare_cached("SELECT id FROM messages WHERE reply_to = ?1")?
+                .query_map([id.0 as i64], |r| r.get::<_, i64>(0))?
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+        for m in ids {
+            let rows = tx
+                .prepare_cached("SELECT offset, frame FROM events WHERE message = ?1")?
+                .query_map([m], |r| Ok((Offset(r.get::<_, i64>(0)? as u64), r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            out.extend(rows);
+        }
+    }
+    Ok(out)
+}
+
 /// Rewrites the stored frames of a message's events (its creation and edits).
 fn rewrite_events(
     tx: &Transaction<'_>,

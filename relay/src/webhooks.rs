@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Sha256;
 use tokio::sync::{Notify, mpsc};
 
@@ -77,6 +77,16 @@ pub fn parse_url(url: &str) -> anyhow::Result<(String, u16, String)> {
 
 /// Registers a webhook; its id and its secret (shown once).
 pub fn add(conn: &Connection, url: &str, events: &[String]) -> anyhow::Result<(i64, String)> {
+    let secret = check(url, events)?;
+    conn.execute(
+        "INSERT INTO webhooks (url, secret, events, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![url, secret, events.join(","), now_ms()],
+    )?;
+    Ok((conn.last_insert_rowid(), secret))
+}
+
+/// Checks a new webhook's URL and events; a fresh signing secret for it.
+pub(crate) fn check(url: &str, events: &[String]) -> anyhow::Result<String> {
     parse_url(url)?;
     anyhow::ensure!(
         !events.is_empty(),
@@ -90,12 +100,45 @@ pub fn add(conn: &Connection, url: &str, events: &[String]) -> anyhow::Result<(i
             EVENTS.join(", ")
         );
     }
-    let secret = format!("whsec_{}", hex::encode(rand::random::<[u8; 32]>()));
-    conn.execute(
-        "INSERT INTO webhooks (url, secret, events, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![url, secret, events.join(","), now_ms()],
-    )?;
-    Ok((conn.last_insert_rowid(), secret))
+    Ok(format!("whsec_{}", hex::encode(rand::random::<[u8; 32]>())))
+}
+
+/// How many deliveries to a webhook are waiting, and how many were given up, in this outbox.
+pub fn waiting(conn: &Connection, webhook: i64) -> anyhow::Result<(i64, i64)> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FILTER (WHERE failed_at IS NULL), COUNT(*) FILTER (WHERE failed_at IS NOT NULL)
+         FROM outbox WHERE webhook = ?1",
+        [webhook],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
+}
+
+/// Keeps this node's copy of a cluster's webhooks (the delivery task reads it): rows as they
+/// are in PostgreSQL; a removed one takes its pending deliveries with it.
+pub fn mirror(
+    conn: &Connection,
+    rows: &[(i64, String, String, String, i64, Option<i64>)],
+) -> anyhow::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    for (id, url, secret, events, created_at, removed_at) in rows {
+        let was_live: Option<bool> = tx
+            .query_row(
+                "SELECT removed_at IS NULL FROM webhooks WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        tx.execute(
+            "INSERT INTO webhooks (id, url, secret, events, created_at, removed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (id) DO UPDATE SET removed_at = excluded.removed_at",
+            params![id, url, secret, events, created_at, removed_at],
+        )?;
+        if removed_at.is_some() && was_live != Some(false) {
+            tx.execute("DELETE FROM outbox WHERE webhook = ?1", [id])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// Removes a webhook: its pending deliveries are dropped. False if there is no such one.

@@ -8,7 +8,6 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tally_relay::auth::{AUDIENCE, Claims, now_secs};
 use tally_relay::limits::Limits;
-use tally_relay::storage::{self, Durability};
 use tally_shared::protocol::{ServerFrame, close, encode};
 use tally_shared::{ClientFrame, ClientMsgId, ErrorCode, Request};
 use tokio_tungstenite::tungstenite::Message;
@@ -122,9 +121,8 @@ async fn a_deactivated_staff_member_is_cut_off_within_a_second() {
     let relay = Relay::start(&["alice", "bob"]).await;
     let token = relay.token("alice");
     let mut alice = relay.connect("alice").await;
-    let conn = storage::open(relay.dir.path(), Durability::Normal).unwrap();
     let started = Instant::now();
-    assert!(storage::deactivate_staff(&conn, &sid("alice")).unwrap());
+    cli(relay.dir.path(), &["staff", "deactivate", "alice"]);
     assert_eq!(alice.closed_with().await, Some(close::DEACTIVATED));
     eprintln!("closed {:?} after deactivation", started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(3));

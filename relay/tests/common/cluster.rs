@@ -4,264 +4,16 @@
 //! (`tally-relay --postgres URL serve --nats URL`). Each can be stopped and started again.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use tally_relay::auth::Keys;
 use tally_shared::Offset;
 use tally_shared::protocol::LoggedEvent;
+pub use tally_testkit::{Nats, Pg};
 
 use super::{Client, Killed, UNLIMITED, sid};
-
-/// A free loopback port (free when asked; nothing else here takes ports meanwhile).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-/// A PostgreSQL server program: on PATH, or where Debian's package puts it.
-fn pg_bin(name: &str) -> PathBuf {
-    let on_path = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_string()));
-    if let Some(p) = on_path {
-        return p;
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.flatten().map(|e| e.path().join("bin").join(name)).collect())
-        .unwrap_or_default();
-    versions.sort();
-    versions
-        .pop()
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| panic!("{name} not found: `make test` installs postgresql"))
-}
-
-/// Runs a PostgreSQL program (as `postgres` when we are root); it must succeed.
-fn pg_run(program: &str, args: &[&str]) {
-    let bin = pg_bin(program);
-    let out = if is_root() {
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(&bin)
-            .args(args)
-            .output()
-    } else {
-        Command::new(&bin).args(args).output()
-    }
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A throwaway PostgreSQL.
-pub struct Pg {
-    dir: tempfile::TempDir,
-    pub port: u16,
-}
-
-impl Pg {
-    pub fn start() -> Pg {
-        let dir = tempfile::Builder::new().prefix("tally-pg").tempdir().unwrap();
-        if is_root() {
-            let ok = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(ok.success());
-        }
-        let data = dir.path().join("db");
-        pg_run(
-            "initdb",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-A",
-                "trust",
-                "-U",
-                "tally",
-                "--no-sync",
-            ],
-        );
-        let pg = Pg {
-            dir,
-            port: free_port(),
-        };
-        pg.up();
-        pg
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("db")
-    }
-
-    /// Starts the server (again), waiting until it accepts connections.
-    pub fn up(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("log");
-        pg_run(
-            "pg_ctl",
-            &[
-                "-D",
-                self.data().to_str().unwrap(),
-                "-o",
-                &options,
-                "-l",
-                log.to_str().unwrap(),
-                "start",
-                "-w",
-            ],
-        );
-    }
-
-    /// Stops the server (`fast`: sessions are ended, transactions rolled back).
-    pub fn down(&self) {
-        pg_run(
-            "pg_ctl",
-            &["-D", self.data().to_str().unwrap(), "stop", "-m", "fast", "-w"],
-        );
-    }
-
-    pub fn url(&self) -> String {
-        format!("postgres://tally@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// Runs `f` with a client (on a thread of its own: the blocking client must not run on
-    /// the test's runtime).
-    pub fn with<T: Send + 'static>(&self, f: impl FnOnce(&mut postgres::Client) -> T + Send + 'static) -> T {
-        let url = self.url();
-        std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-            f(&mut c)
-        })
-        .join()
-        .unwrap()
-    }
-
-    /// The shared log's head.
-    pub fn head(&self) -> Offset {
-        Offset(self.with(|c| {
-            c.query_one("SELECT head FROM tally_head", &[])
-                .unwrap()
-                .get::<_, i64>(0)
-        }) as u64)
-    }
-
-    /// Every event of the shared log, in order (checked gap-free).
-    pub fn log(&self) -> Vec<LoggedEvent> {
-        let frames: Vec<(i64, String)> = self.with(|c| {
-            c.query("SELECT off, frame FROM tally_events ORDER BY off", &[])
-                .unwrap()
-                .into_iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect()
-        });
-        frames
-            .into_iter()
-            .enumerate()
-            .map(|(i, (off, frame))| {
-                assert_eq!(off as usize, i + 1, "the log has a gap");
-                serde_json::from_str(&frame).unwrap()
-            })
-            .collect()
-    }
-
-    /// The token secret the nodes share.
-    pub fn keys(&self) -> Keys {
-        let secret: String = self.with(|c| {
-            c.query_one("SELECT value FROM tally_meta WHERE key = 'secret'", &[])
-                .unwrap()
-                .get(0)
-        });
-        Keys::new(secret.as_bytes(), tally_relay::auth::MAX_TOKEN_TTL)
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let data = self.data();
-        let args = ["-D", data.to_str().unwrap(), "stop", "-m", "immediate", "-w"];
-        let bin = pg_bin("pg_ctl");
-        let _ = if is_root() {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(bin)
-                .args(args)
-                .output()
-        } else {
-            Command::new(bin).args(args).output()
-        };
-    }
-}
-
-/// A `nats-server` on a port of its own.
-pub struct Nats {
-    pub port: u16,
-    child: Option<Killed>,
-}
-
-impl Nats {
-    pub async fn start() -> Nats {
-        let mut n = Nats {
-            port: free_port(),
-            child: None,
-        };
-        n.up().await;
-        n
-    }
-
-    pub async fn up(&mut self) {
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nats-server (`make test` installs it)");
-        self.child = Some(Killed(child));
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("nats-server did not start");
-    }
-
-    pub fn down(&mut self) {
-        self.child = None;
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
 
 /// A relay node of the cluster (its data directory outlives its process).
 pub struct Node {
@@ -282,7 +34,7 @@ impl Cluster {
     /// PostgreSQL with `staff` on its staff table, NATS, and `n` nodes.
     pub async fn start(n: usize, staff: &[&str]) -> Cluster {
         let pg = Pg::start();
-        let nats = Nats::start().await;
+        let nats = Nats::start();
         let dir = tempfile::tempdir().unwrap();
         for s in staff {
             cluster_cli(
@@ -294,7 +46,7 @@ impl Cluster {
         let keys = {
             // The first node makes the secret if nobody has.
             cluster_cli(dir.path(), &pg.url(), &["token", staff[0]]);
-            pg.keys()
+            Keys::new(&pg.secret(), tally_relay::auth::MAX_TOKEN_TTL)
         };
         let mut c = Cluster {
             pg,
@@ -352,6 +104,20 @@ impl Cluster {
         let (child, addr) = self.spawn_node(self.nodes[i].dir.path());
         self.nodes[i].child = Some(child);
         self.nodes[i].addr = addr;
+    }
+
+    /// The shared log's head.
+    pub fn head(&self) -> Offset {
+        Offset(self.pg.head())
+    }
+
+    /// The shared log, in order.
+    pub fn log(&self) -> Vec<LoggedEvent> {
+        self.pg
+            .frames()
+            .iter()
+            .map(|f| serde_json::from_str(f).unwrap())
+            .collect()
     }
 
     pub fn token(&self, staff: &str) -> String {

@@ -42,26 +42,16 @@ impl Relay {
 
     /// A relay on an existing data dir (which it takes over), with these staff added.
     pub async fn start_in(dir: tempfile::TempDir, staff: &[&str], tweak: impl FnOnce(&mut Config)) -> Relay {
-        let conn = storage::open(dir.path(), Durability::Normal).unwrap();
-        for s in staff {
-            storage::upsert_staff(
-                &conn,
-                &Staff {
-                    id: sid(s),
-                    name: s.to_uppercase(),
-                },
-            )
-            .unwrap();
-        }
-        drop(conn);
+        add_staff(dir.path(), staff);
         let mut config = Config::new(dir.path());
+        config.postgres = postgres_for(dir.path());
         config.durability = Durability::Normal;
         // Functional tests send bursts; the security suite sets the limits it tests.
         config.limits = tally_relay::limits::Limits::unlimited();
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let running = tally_relay::start(config, listener).await.unwrap();
-        let keys = Keys::new(&auth::load_secret(dir.path()).unwrap(), auth::MAX_TOKEN_TTL);
+        let keys = keys_for(dir.path());
         Relay {
             addr: running.addr,
             running: Some(running),
@@ -83,6 +73,93 @@ impl Relay {
             r.shutdown().await;
         }
     }
+}
+
+/// The suite on PostgreSQL: with `TALLY_TEST_POSTGRES` set to a server's URL (as
+/// `scripts/with-postgres.sh` does), every relay here is a one-node cluster on a database of
+/// its own, made when its data directory is first used and remembered in it.
+pub fn test_postgres() -> Option<String> {
+    std::env::var("TALLY_TEST_POSTGRES")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// The database of the relay whose data directory is `data`, when the suite runs on PostgreSQL.
+pub fn postgres_for(data: &std::path::Path) -> Option<String> {
+    let base = test_postgres()?;
+    let marker = data.join(".test-postgres");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    let name = format!("t{:016x}", rand::random::<u64>());
+    let (server, _) = base.rsplit_once('/').expect("a URL with a database");
+    let url = format!("{server}/{name}");
+    on_a_thread(move || {
+        let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    });
+    std::fs::create_dir_all(data).unwrap();
+    std::fs::write(&marker, &url).unwrap();
+    Some(url)
+}
+
+/// For tests of what only a single node's SQLite has (its file as a backup, its migrations,
+/// the importer's fast path into it): whether to skip, saying so, on PostgreSQL, where
+/// backups are PostgreSQL's own (docs/operations.md).
+pub fn sqlite_only(what: &str) -> bool {
+    let skip = test_postgres().is_some();
+    if skip {
+        eprintln!("on SQLite only: {what}");
+    }
+    skip
+}
+
+/// Runs `f` off the test's runtime (the PostgreSQL client blocks).
+pub fn on_a_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(f).join().unwrap()
+}
+
+/// Adds staff where the relay on `data` reads them: its SQLite, or its PostgreSQL.
+pub fn add_staff(data: &std::path::Path, staff: &[&str]) {
+    let staff: Vec<Staff> = staff
+        .iter()
+        .map(|s| Staff {
+            id: sid(s),
+            name: s.to_uppercase(),
+        })
+        .collect();
+    match postgres_for(data) {
+        Some(url) => on_a_thread(move || {
+            use tally_relay::order::Order;
+            let mut pg = tally_relay::postgres::Postgres::connect(&url).unwrap();
+            let unused = rusqlite::Connection::open_in_memory().unwrap();
+            for s in &staff {
+                pg.upsert_staff(&unused, s).unwrap();
+            }
+        }),
+        None => {
+            let mut conn = storage::open(data, Durability::Normal).unwrap();
+            let tx = conn.transaction().unwrap();
+            for s in &staff {
+                storage::upsert_staff(&tx, s).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+    }
+}
+
+/// The token keys of the relay on `data`.
+pub fn keys_for(data: &std::path::Path) -> Keys {
+    let secret = match postgres_for(data) {
+        Some(url) => on_a_thread(move || {
+            tally_relay::postgres::Postgres::connect(&url)
+                .unwrap()
+                .secret()
+                .unwrap()
+        }),
+        None => auth::load_secret(data).unwrap(),
+    };
+    Keys::new(&secret, auth::MAX_TOKEN_TTL)
 }
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -287,28 +364,7 @@ pub const UNLIMITED: [&str; 8] = [
     "1e9",
 ];
 
-/// A child process killed when dropped, so that a failing test leaves no relay behind.
-pub struct Killed(pub std::process::Child);
-
-impl std::ops::Deref for Killed {
-    type Target = std::process::Child;
-    fn deref(&self) -> &std::process::Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Killed {
-    fn deref_mut(&mut self) -> &mut std::process::Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub use tally_testkit::Killed;
 
 /// Starts the real `tally-relay serve` on `data` and a free loopback port (the one launch
 /// helper of the relay's tests); `nofile` limits its descriptors.
@@ -321,6 +377,12 @@ pub fn spawn(data: &std::path::Path, args: &[&str], nofile: Option<u32>) -> (Kil
         .arg(env!("CARGO_BIN_EXE_tally-relay"))
         .arg("--data")
         .arg(data)
+        .args(
+            postgres_for(data)
+                .map(|url| ["--postgres".to_string(), url])
+                .into_iter()
+                .flatten(),
+        )
         .args(["serve", "--listen", "127.0.0.1:0", "--static", "/nonexistent"])
         .args(args)
         .env("RUST_LOG", "error")
@@ -348,20 +410,10 @@ impl Binary {
     /// Adds `staff`, then serves with `args` (after `serve`); `nofile` limits its descriptors.
     pub fn serve(staff: &[&str], args: &[&str], nofile: Option<u32>) -> Binary {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = storage::open(dir.path(), Durability::Normal).unwrap();
-        let tx = conn.transaction().unwrap();
-        for s in staff {
-            let member = Staff {
-                id: sid(s),
-                name: s.to_uppercase(),
-            };
-            storage::upsert_staff(&tx, &member).unwrap();
-        }
-        tx.commit().unwrap();
-        drop(conn);
+        add_staff(dir.path(), staff);
         let args: Vec<&str> = ["--durability", "normal"].iter().chain(args).copied().collect();
         let (child, addr) = spawn(dir.path(), &args, nofile);
-        let keys = Keys::new(&auth::load_secret(dir.path()).unwrap(), auth::MAX_TOKEN_TTL);
+        let keys = keys_for(dir.path());
         Binary {
             child,
             addr,
@@ -437,6 +489,12 @@ pub fn cli_output(data: &std::path::Path, args: &[&str]) -> std::process::Output
     std::process::Command::new(env!("CARGO_BIN_EXE_tally-relay"))
         .arg("--data")
         .arg(data)
+        .args(
+            postgres_for(data)
+                .map(|url| ["--postgres".to_string(), url])
+                .into_iter()
+                .flatten(),
+        )
         .args(args)
         .output()
         .unwrap()
@@ -447,7 +505,8 @@ pub fn cli(data: &std::path::Path, args: &[&str]) -> String {
     let out = cli_output(data, args);
     assert!(
         out.status.success(),
-        "{args:?}: {}",
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
