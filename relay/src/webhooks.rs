@@ -113,11 +113,14 @@ pub fn waiting(conn: &Connection, webhook: i64) -> anyhow::Result<(i64, i64)> {
     )?)
 }
 
+/// A webhook as stored: id, URL, signing secret, events (comma-separated), made, removed.
+pub type WebhookRow = (i64, String, String, String, i64, Option<i64>);
+
 /// Keeps this node's copy of a cluster's webhooks (the delivery task reads it): rows as they
 /// are in PostgreSQL; a removed one takes its pending deliveries with it.
 pub fn mirror(
     conn: &Connection,
-    rows: &[(i64, String, String, String, i64, Option<i64>)],
+    rows: &[WebhookRow],
 ) -> anyhow::Result<()> {
     let tx = conn.unchecked_transaction()?;
     for (id, url, secret, events, created_at, removed_at) in rows {
