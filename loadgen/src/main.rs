@@ -98,6 +98,8 @@ enum Scenario {
     Storm,
     Durability,
     History,
+    /// Cluster mode (PostgreSQL + NATS, started here) against one node; not in `all`.
+    Cluster,
 }
 
 #[derive(Serialize, Default, Clone, Debug)]
@@ -159,7 +161,7 @@ async fn connect_all(target: &Target, ids: impl Iterator<Item = usize>, shared: 
         let batch = join_all(
             chunk
                 .iter()
-                .map(|i| Client::connect(target.addr, *i, target.token(*i), None, shared.clone())),
+                .map(|i| Client::connect(target.addr_for(*i), *i, target.token(*i), None, shared.clone())),
         )
         .await;
         clients.extend(batch.into_iter().map(|c| c.expect("connect")));
@@ -295,14 +297,6 @@ struct Load {
 }
 
 async fn fanout(name: &str, relay: bool, staff: usize, plan: &[Vec<usize>], load: Load) -> Report {
-    let mut rng = StdRng::seed_from_u64(42);
-    let Load {
-        count,
-        rate,
-        window,
-        read_rate,
-    } = load;
-    let shared = Shared::new(if relay { read_rate } else { 0.0 }, relay);
     let (target, _file) = if relay {
         (
             Target::relay(staff, Durability::Full, tally_relay::core::MAX_BATCH),
@@ -312,7 +306,30 @@ async fn fanout(name: &str, relay: bool, staff: usize, plan: &[Vec<usize>], load
         let (t, f) = ceiling_for(plan);
         (t, Some(f))
     };
-    let clients = connect_all(&target, 0..staff, &shared).await;
+    let label = if relay { "relay" } else { "ceiling" };
+    run_on(name, label, &target, relay, staff, plan, load).await
+}
+
+/// Runs `load` over `plan` with `staff` clients on `target` (a relay or a cluster when
+/// `relay`, else the ceiling).
+async fn run_on(
+    name: &str,
+    label: &str,
+    target: &Target,
+    relay: bool,
+    staff: usize,
+    plan: &[Vec<usize>],
+    load: Load,
+) -> Report {
+    let mut rng = StdRng::seed_from_u64(42);
+    let Load {
+        count,
+        rate,
+        window,
+        read_rate,
+    } = load;
+    let shared = Shared::new(if relay { read_rate } else { 0.0 }, relay);
+    let clients = connect_all(target, 0..staff, &shared).await;
     if relay {
         create(&clients, plan).await;
     }
@@ -322,11 +339,116 @@ async fn fanout(name: &str, relay: bool, staff: usize, plan: &[Vec<usize>], load
     let elapsed = drive(&clients, plan, &shared, count, rate, window, &mut rng).await;
     let report = Report {
         scenario: name.into(),
-        target: if relay { "relay" } else { "ceiling" }.into(),
+        target: label.into(),
         counts_exact: relay.then(|| counts_exact(&shared, &clients)),
-        ..measured(&shared, &target, count, elapsed, (frames0, cpu0))
+        ..measured(&shared, target, count, elapsed, (frames0, cpu0))
     };
     for c in clients {
+        c.close();
+    }
+    report
+}
+
+/// Where the cluster scenario runs the same load.
+#[derive(Clone, Copy)]
+enum Setup {
+    /// One node on its own SQLite (today's default).
+    Sqlite,
+    /// One node whose order is PostgreSQL's (what the order costs).
+    Postgres,
+    /// Three nodes on PostgreSQL and NATS.
+    Cluster,
+}
+
+impl Setup {
+    fn target(self, staff: usize) -> Target {
+        match self {
+            Setup::Sqlite => Target::relay(staff, Durability::Full, tally_relay::core::MAX_BATCH),
+            Setup::Postgres => Target::cluster(staff, 1, false),
+            Setup::Cluster => Target::cluster(staff, 3, true),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Setup::Sqlite => "1 node, SQLite",
+            Setup::Postgres => "1 node, PostgreSQL",
+            Setup::Cluster => "3 nodes, PostgreSQL + NATS",
+        }
+    }
+}
+
+/// Cluster mode against one node: 1,000 staff and 1,000 sends/s (clients spread over the
+/// nodes in turn, so most recipients are on another node than the sender), sends as fast as
+/// acknowledged (64 in flight), then a node of three killed under 1,000 connected staff.
+async fn cluster_runs(quick: bool) -> Vec<Report> {
+    let (staff, convs, rate, secs) = (1000, 300, 1000.0, if quick { 15.0 } else { 60.0 });
+    let steady_plan = plan(staff, convs, &mut StdRng::seed_from_u64(1));
+    let steady = Load {
+        count: (rate * secs) as usize,
+        rate: Some(rate),
+        window: 0,
+        read_rate: 0.5,
+    };
+    let burst_plan = vec![(0..50).collect::<Vec<usize>>()];
+    let burst = Load {
+        count: 5000,
+        rate: None,
+        window: 64,
+        read_rate: 0.0,
+    };
+    let mut out = Vec::new();
+    for setup in [Setup::Sqlite, Setup::Postgres, Setup::Cluster] {
+        let target = setup.target(staff);
+        out.push(run_on("cluster steady", setup.label(), &target, true, staff, &steady_plan, steady).await);
+        drop(target);
+        let target = setup.target(50);
+        out.push(run_on("cluster burst", setup.label(), &target, true, 50, &burst_plan, burst).await);
+    }
+    out.push(failover(staff).await);
+    out
+}
+
+/// Kills one node of three while 1,000 staff are connected: its third of them resume on the
+/// other two (from their stores' offsets); how long until every one has, and whether every
+/// count is then exact.
+async fn failover(staff: usize) -> Report {
+    let mut rng = StdRng::seed_from_u64(3);
+    let shared = Shared::new(0.0, true);
+    let mut target = Target::cluster(staff, 3, true);
+    let plan = plan(staff, 300, &mut rng);
+    let clients = connect_all(&target, 0..staff, &shared).await;
+    create(&clients, &plan).await;
+    drive(&clients, &plan, &shared, 3000, Some(1000.0), 0, &mut rng).await;
+    let started = Instant::now();
+    let left = target.kill_node(0);
+    let (moving, mut staying): (Vec<Client>, Vec<Client>) = clients.into_iter().partition(|c| c.index % 3 == 0);
+    let moved = moving.len();
+    let resumed = join_all(moving.into_iter().enumerate().map(|(n, c)| {
+        let (index, store) = (c.index, c.store());
+        c.close();
+        let (addr, token, shared) = (left[n % left.len()], target.token(index), shared.clone());
+        async move { Client::connect(addr, index, token, Some(store), shared).await }
+    }))
+    .await;
+    let took = started.elapsed();
+    let failed = resumed.iter().filter(|r| r.is_err()).count();
+    staying.extend(resumed.into_iter().flatten());
+    join_all(staying.iter().map(Client::sync)).await;
+    let exact = counts_exact(&shared, &staying);
+    let report = Report {
+        scenario: "cluster failover".into(),
+        target: Setup::Cluster.label().into(),
+        converged_s: took.as_secs_f64(),
+        counts_exact: Some(exact),
+        errors: failed as u64,
+        note: format!(
+            "{moved} of {staff} staff on the killed node resumed on the other two in {:.2} s ({failed} failed); counts exact: {exact}",
+            took.as_secs_f64()
+        ),
+        ..Report::default()
+    };
+    for c in staying {
         c.close();
     }
     report
@@ -922,6 +1044,11 @@ fn main() -> anyhow::Result<()> {
             if all || scenario == Scenario::Storm {
                 reports.push(storm(1000, 10_000, false).await);
                 reports.push(storm(1000, 10_000, true).await);
+            }
+            if scenario == Scenario::Cluster {
+                let r = cluster_runs(quick).await;
+                notes.extend(r.iter().filter(|r| !r.note.is_empty()).map(|r| r.note.clone()));
+                reports.extend(r);
             }
             if all || scenario == Scenario::Durability {
                 let n = if quick { 3000 } else { 10_000 };

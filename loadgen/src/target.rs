@@ -16,6 +16,10 @@ pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
     pub(crate) keys: Option<Keys>,
     _data: Option<tempfile::TempDir>,
+    /// A cluster's other nodes (`addrs` lists every node, `child`'s first).
+    pub(crate) others: Vec<Child>,
+    pub(crate) addrs: Vec<SocketAddr>,
+    _servers: Option<(tally_testkit::Pg, tally_testkit::Nats, Vec<tempfile::TempDir>)>,
 }
 
 fn sibling(name: &str) -> PathBuf {
@@ -130,7 +134,83 @@ impl Target {
             addr,
             keys: Some(keys),
             _data: None,
+            others: Vec::new(),
+            addrs: vec![addr],
+            _servers: None,
         }
+    }
+
+    /// A cluster: a throwaway PostgreSQL with `staff` on its staff table, NATS (unless
+    /// `nats` is false), and `nodes` relay nodes (durability full, limits lifted).
+    pub(crate) fn cluster(staff: usize, nodes: usize, nats: bool) -> Target {
+        let pg = tally_testkit::Pg::start();
+        let nats_server = tally_testkit::Nats::start();
+        let url = pg.url();
+        let members: Vec<(Staff, bool)> = (0..staff)
+            .map(|i| {
+                let s = Staff {
+                    id: staff_id(i),
+                    name: format!("Staff {i}"),
+                };
+                (s, true)
+            })
+            .collect();
+        let secret = std::thread::spawn({
+            let url = url.clone();
+            move || {
+                use tally_relay::order::Order;
+                let mut db = tally_relay::postgres::Postgres::connect(&url).expect("PostgreSQL");
+                let mut unused = rusqlite::Connection::open_in_memory().expect("sqlite");
+                db.mirror_staff(&mut unused, &members, false).expect("staff");
+                db.secret().expect("secret")
+            }
+        })
+        .join()
+        .expect("setup");
+        let mut children = Vec::new();
+        let mut addrs = Vec::new();
+        let mut dirs = Vec::new();
+        for _ in 0..nodes {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut child = Command::new(sibling("tally-relay"))
+                .arg("--data")
+                .arg(dir.path())
+                .args(["--postgres", &url])
+                .args(["serve", "--listen", "127.0.0.1:0", "--static", "/nonexistent"])
+                .args(if nats { vec!["--nats".to_string(), nats_server.url()] } else { vec![] })
+                .args(UNLIMITED)
+                .env("RUST_LOG", "error")
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("the release relay next to tally-loadgen (cargo build --release)");
+            addrs.push(listening(&mut child));
+            children.push(child);
+            dirs.push(dir);
+        }
+        let child = children.remove(0);
+        Target {
+            child,
+            addr: addrs[0],
+            keys: Some(Keys::new(&secret, auth::MAX_TOKEN_TTL)),
+            _data: None,
+            others: children,
+            addrs,
+            _servers: Some((pg, nats_server, dirs)),
+        }
+    }
+
+    /// The node client `i` connects to (clients are spread over a cluster's nodes in turn).
+    pub(crate) fn addr_for(&self, i: usize) -> SocketAddr {
+        self.addrs[i % self.addrs.len()]
+    }
+
+    /// Kills node `n` (SIGKILL); the nodes left.
+    pub(crate) fn kill_node(&mut self, n: usize) -> Vec<SocketAddr> {
+        let child = if n == 0 { &mut self.child } else { &mut self.others[n - 1] };
+        let _ = child.kill();
+        let _ = child.wait();
+        let dead = self.addrs[n];
+        self.addrs.iter().copied().filter(|a| *a != dead).collect()
     }
 
     /// The bare fan-out server, knowing the conversations' members from a file.
@@ -147,6 +227,9 @@ impl Target {
             addr,
             keys: None,
             _data: None,
+            others: Vec::new(),
+            addrs: vec![addr],
+            _servers: None,
         }
     }
 
@@ -157,14 +240,19 @@ impl Target {
         }
     }
 
-    /// CPU seconds used so far (user + system).
+    /// CPU seconds used so far (user + system), by every relay node.
     pub(crate) fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let after = stat.rsplit(')').next().unwrap_or_default();
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        ticks / 100.0
+        std::iter::once(&self.child)
+            .chain(&self.others)
+            .map(|c| {
+                let stat = std::fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap_or_default();
+                let after = stat.rsplit(')').next().unwrap_or_default();
+                let f: Vec<&str> = after.split_whitespace().collect();
+                let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+                    + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                ticks / 100.0
+            })
+            .sum()
     }
 
     /// (current, peak) resident memory in MiB.
@@ -185,7 +273,27 @@ impl Target {
 
 impl Drop for Target {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for c in std::iter::once(&mut self.child).chain(&mut self.others) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
+
+/// Rate limits and connection caps lifted, for load.
+const UNLIMITED: [&str; 14] = [
+    "--writes-per-sec",
+    "1e9",
+    "--write-burst",
+    "1e9",
+    "--reads-per-sec",
+    "1e9",
+    "--read-burst",
+    "1e9",
+    "--connects-per-sec",
+    "1e9",
+    "--connect-burst",
+    "1e9",
+    "--connections-per-staff",
+    "1000000",
+];
