@@ -8,7 +8,7 @@ export CHROMEDRIVER := /usr/bin/chromedriver
 LISTEN ?= 127.0.0.1:8080
 DATA ?= data
 
-.PHONY: run test setup-build setup-test frontend relay relay-dev bench bench-history bench-tab bench-feel fuzz screenshots
+.PHONY: run test setup-build setup-test frontend relay relay-dev bench bench-history bench-tab bench-feel bench-cluster cluster fuzz screenshots
 
 ## Build the widget and the relay (release), then serve the demo on http://$(LISTEN).
 run: setup-build frontend relay
@@ -30,6 +30,11 @@ frontend:
 relay:
 	cargo build --release -p tally-relay --bins
 
+## A local cluster to look at: PostgreSQL, NATS and three nodes serving the demo on
+## http://127.0.0.1:8081, :8082 and :8083 (installs PostgreSQL and nats-server if missing).
+cluster: setup-test frontend relay
+	scripts/cluster.sh
+
 ## The relay in debug mode for `trunk serve` (which proxies /ws and /api to it).
 relay-dev:
 	cargo run -p tally-relay -- serve --demo --listen 127.0.0.1:8080 --data $(DATA) --static dist
@@ -50,6 +55,12 @@ bench-history:
 	test -f target/history-$(HISTORY_MESSAGES)/history.json || \
 	  ./target/release/tally-loadgen history --data target/history-$(HISTORY_MESSAGES) --messages $(HISTORY_MESSAGES)
 	./target/release/tally-loadgen run --scenario history --history target/history-$(HISTORY_MESSAGES) --quick
+
+## Cluster mode against one node (~4 minutes): the same load on one SQLite node, one
+## PostgreSQL node and three nodes on PostgreSQL + NATS, then a node killed under 1,000 staff.
+bench-cluster: setup-test
+	cargo build --release -p tally-relay -p tally-loadgen --bins
+	./target/release/tally-loadgen run --scenario cluster --quick --json target/cluster.json
 
 ## The tab keeping up with bursts, in headless Chromium against the release relay (~1 min).
 bench-tab: setup-test frontend relay
