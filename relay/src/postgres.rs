@@ -99,6 +99,8 @@ pub struct Postgres {
     in_transaction: bool,
     /// The head `begin` saw after catching up.
     head: Offset,
+    /// A connection being made again, off the core's thread.
+    connecting: Option<std::thread::JoinHandle<Result<Client, postgres::Error>>>,
     /// This connection holds the reminder lock.
     leader: bool,
 }
@@ -113,12 +115,26 @@ impl std::fmt::Debug for Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        if let Some(c) = self.client.take() {
+        let (client, connecting) = (self.client.take(), self.connecting.take());
+        if client.is_some() || connecting.is_some() {
             // The client owns a runtime, which must not be dropped on an async runtime's
             // thread (a start that fails after connecting drops it there).
-            let _ = std::thread::spawn(move || drop(c)).join();
+            let _ = std::thread::spawn(move || {
+                drop(client);
+                if let Some(pending) = connecting {
+                    let _ = pending.join();
+                }
+            })
+            .join();
         }
     }
+}
+
+/// A session, set up.
+fn open(config: &postgres::Config) -> Result<Client, postgres::Error> {
+    let mut c = config.connect(NoTls)?;
+    c.batch_execute(SESSION)?;
+    Ok(c)
 }
 
 fn down(e: impl std::fmt::Display) -> Down {
@@ -135,17 +151,22 @@ impl Postgres {
             .map_err(|e| anyhow::anyhow!("--postgres is not a PostgreSQL URL: {e}"))?;
         config.connect_timeout(CONNECT_TIMEOUT);
         config.application_name("tally-relay");
+        // A server that stops answering (rather than refusing) is noticed in about 20 s.
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(5));
+        config.keepalives_interval(Duration::from_secs(5));
+        config.keepalives_retries(3);
+        let first = open(&config).map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL: {e}"))?;
         let mut pg = Postgres {
             config,
-            client: None,
+            client: Some(first),
+            connecting: None,
             failed_at: None,
             in_transaction: false,
             head: Offset(0),
             leader: false,
         };
-        let client = pg
-            .client()
-            .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL: {}", e.0))?;
+        let client = pg.client()?;
         let mut tx = client.transaction()?;
         // Nodes starting together must not race on CREATE TABLE.
         tx.execute("SELECT pg_advisory_xact_lock(74617279)", &[])?;
@@ -159,33 +180,42 @@ impl Postgres {
         Ok(pg)
     }
 
-    /// The connection, made again if it was lost (at most every `RETRY`).
+    /// The connection. One that was lost is made again on a thread of its own (at most every
+    /// `RETRY`), so that the core never waits for a server that does not answer: until it is
+    /// back, calls fail at once.
     fn client(&mut self) -> Result<&mut Client, Down> {
         if self.client.as_ref().is_some_and(Client::is_closed) {
             self.client = None;
         }
         if self.client.is_none() {
-            if let Some(at) = self.failed_at
-                && at.elapsed() < RETRY
-            {
-                return Err(Down("reconnecting".into()));
-            }
-            match self.config.connect(NoTls).and_then(|mut c| {
-                c.batch_execute(SESSION)?;
-                Ok(c)
-            }) {
-                Ok(c) => {
-                    if self.failed_at.take().is_some() {
-                        tracing::info!("PostgreSQL reachable again");
+            match self.connecting.take() {
+                Some(pending) if pending.is_finished() => match pending.join() {
+                    Ok(Ok(c)) => {
+                        if self.failed_at.take().is_some() {
+                            tracing::info!("PostgreSQL reachable again");
+                        }
+                        self.client = Some(c);
                     }
-                    self.client = Some(c);
+                    Ok(Err(e)) => {
+                        if self.failed_at.is_none() {
+                            tracing::warn!(error = %e, "PostgreSQL unreachable");
+                        }
+                        self.failed_at = Some(Instant::now());
+                        return Err(down(e));
+                    }
+                    Err(_) => return Err(Down("connecting panicked".into())),
+                },
+                Some(pending) => {
+                    self.connecting = Some(pending);
+                    return Err(Down("reconnecting".into()));
                 }
-                Err(e) => {
-                    if self.failed_at.is_none() {
-                        tracing::warn!(error = %e, "PostgreSQL unreachable");
+                None => {
+                    if self.failed_at.is_some_and(|at| at.elapsed() < RETRY) {
+                        return Err(Down("reconnecting".into()));
                     }
-                    self.failed_at = Some(Instant::now());
-                    return Err(down(e));
+                    let config = self.config.clone();
+                    self.connecting = Some(std::thread::spawn(move || open(&config)));
+                    return Err(Down("reconnecting".into()));
                 }
             }
         }
