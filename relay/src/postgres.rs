@@ -388,8 +388,15 @@ impl Order for Postgres {
     fn begin(&mut self, after: Offset) -> Result<Frames, Down> {
         let c = self.client()?;
         let result = (|| {
-            c.batch_execute("BEGIN")?;
-            let head: i64 = c.query_one("SELECT head FROM tally_head FOR UPDATE", &[])?.get(0);
+            // One round trip for both (the lock is held from here until COMMIT).
+            let head: i64 = c
+                .simple_query("BEGIN; SELECT head FROM tally_head FOR UPDATE")?
+                .into_iter()
+                .find_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+                    _ => None,
+                })
+                .unwrap_or(0);
             let mut rows = Vec::new();
             // The core catches up before it begins, so this is usually the last few events.
             while after.0 + (rows.len() as u64) < head as u64 {
@@ -445,11 +452,14 @@ impl Order for Postgres {
                 let offsets: Vec<i64> = appended.iter().map(|(o, _)| o.0 as i64).collect();
                 let frames: Vec<&str> = appended.iter().map(|(_, f)| *f).collect();
                 debug_assert_eq!(offsets[0] as u64, head.0 + 1);
+                // One round trip for the events and the head.
                 c.execute(
-                    "INSERT INTO tally_events (off, frame) SELECT * FROM unnest($1::bigint[], $2::text[])",
-                    &[&offsets, &frames],
+                    "WITH appended AS (
+                        INSERT INTO tally_events (off, frame) SELECT * FROM unnest($1::bigint[], $2::text[])
+                     )
+                     UPDATE tally_head SET head = $3",
+                    &[&offsets, &frames, &(last.0 as i64)],
                 )?;
-                c.execute("UPDATE tally_head SET head = $1", &[&(last.0 as i64)])?;
             }
             for (offset, frame) in redacted {
                 c.execute(
