@@ -400,10 +400,32 @@ async fn cluster_runs(quick: bool) -> Vec<Report> {
     let mut out = Vec::new();
     for setup in [Setup::Sqlite, Setup::Postgres, Setup::Cluster] {
         let target = setup.target(staff);
-        out.push(run_on("cluster steady", setup.label(), &target, true, staff, &steady_plan, steady).await);
+        out.push(
+            run_on(
+                "cluster steady",
+                setup.label(),
+                &target,
+                true,
+                staff,
+                &steady_plan,
+                steady,
+            )
+            .await,
+        );
         drop(target);
         let target = setup.target(50);
-        out.push(run_on("cluster burst", setup.label(), &target, true, 50, &burst_plan, burst).await);
+        out.push(
+            run_on(
+                "cluster burst",
+                setup.label(),
+                &target,
+                true,
+                50,
+                &burst_plan,
+                burst,
+            )
+            .await,
+        );
     }
     out.push(failover(staff).await);
     out
@@ -422,7 +444,8 @@ async fn failover(staff: usize) -> Report {
     drive(&clients, &plan, &shared, 3000, Some(1000.0), 0, &mut rng).await;
     let started = Instant::now();
     let left = target.kill_node(0);
-    let (moving, mut staying): (Vec<Client>, Vec<Client>) = clients.into_iter().partition(|c| c.index % 3 == 0);
+    let (moving, mut staying): (Vec<Client>, Vec<Client>) =
+        clients.into_iter().partition(|c| c.index % 3 == 0);
     let moved = moving.len();
     let resumed = join_all(moving.into_iter().enumerate().map(|(n, c)| {
         let (index, store) = (c.index, c.store());

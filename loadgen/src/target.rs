@@ -177,7 +177,11 @@ impl Target {
                 .arg(dir.path())
                 .args(["--postgres", &url])
                 .args(["serve", "--listen", "127.0.0.1:0", "--static", "/nonexistent"])
-                .args(if nats { vec!["--nats".to_string(), nats_server.url()] } else { vec![] })
+                .args(if nats {
+                    vec!["--nats".to_string(), nats_server.url()]
+                } else {
+                    vec![]
+                })
                 .args(UNLIMITED)
                 .env("RUST_LOG", "error")
                 .stdout(Stdio::piped())
@@ -206,7 +210,11 @@ impl Target {
 
     /// Kills node `n` (SIGKILL); the nodes left.
     pub(crate) fn kill_node(&mut self, n: usize) -> Vec<SocketAddr> {
-        let child = if n == 0 { &mut self.child } else { &mut self.others[n - 1] };
+        let child = if n == 0 {
+            &mut self.child
+        } else {
+            &mut self.others[n - 1]
+        };
         let _ = child.kill();
         let _ = child.wait();
         let dead = self.addrs[n];

@@ -674,8 +674,15 @@ impl Core {
             _ => false,
         });
         if writing {
-            // Most of what others appended is read before the head is locked.
-            self.catch_up();
+            // What others appended, as far as rings tell, is read before the head is locked
+            // (the rest under the lock, in `begin`).
+            if self
+                .bell
+                .as_ref()
+                .is_some_and(|b| b.heard_past(self.engine.offset()))
+            {
+                self.catch_up();
+            }
             self.fetch_uploads_of(&batch);
         }
         let tx = match self.conn.transaction() {
@@ -989,13 +996,28 @@ impl Core {
         self.reminders.unread_since.clear();
         self.reminders.quiet_since.clear();
         let head = Offset(storage::last_offset(&self.conn).unwrap_or_else(|e| fatal(&*e)));
+        // Who may sign in carries over: the database that lists them is likely the one that
+        // just failed (the next reload, once it answers, corrects any change).
+        let staff = self.engine.directory();
+        let hidden: Vec<StaffId> = self
+            .engine
+            .keyed_staff()
+            .into_iter()
+            .filter(|id| self.engine.hides_read_state(id))
+            .collect();
         self.engine = self
             .checkpoints
             .as_ref()
             .and_then(|(data, log)| crate::checkpoints::load_latest(data, log, head, &self.metrics))
             .unwrap_or_default();
+        for s in staff {
+            self.engine.upsert_staff(s, true);
+        }
+        for id in hidden {
+            self.engine.set_read_state_hidden(&id, true);
+        }
         if let Err(e) = self.reload_staff() {
-            tracing::warn!(error = %e, "staff not reloaded");
+            tracing::warn!(error = %e, "staff not reloaded (kept from before the rebuild)");
         }
         loop {
             let events = storage::events_after(&self.conn, self.engine.offset(), 10_000)

@@ -66,6 +66,8 @@ pub struct Bell {
     offset: Arc<AtomicU64>,
     /// A `CatchUp` is queued for the core (so rings do not flood its channel).
     queued: Arc<AtomicBool>,
+    /// The highest head another node rang with.
+    heard: Arc<AtomicU64>,
     /// Gossip to publish.
     gossip: mpsc::Sender<Gossip>,
     /// This node's name in presence gossip (random per process).
@@ -82,6 +84,12 @@ impl Bell {
     /// The engine reached `offset` (by catching up, or by a rebuild going back).
     pub fn reached(&self, offset: Offset) {
         self.offset.store(offset.0, Relaxed);
+    }
+
+    /// Whether another node rang with a head past `offset` (a write batch then catches up
+    /// before it takes the log's lock, so that it holds the lock for less).
+    pub fn heard_past(&self, offset: Offset) -> bool {
+        self.heard.load(Relaxed) > offset.0
     }
 
     /// The core is taking the queued `CatchUp`: later rings queue another.
@@ -118,6 +126,7 @@ pub async fn start(
         ring: Arc::new(ring),
         offset: Arc::new(AtomicU64::new(offset.0)),
         queued: Arc::new(AtomicBool::new(false)),
+        heard: Arc::new(AtomicU64::new(offset.0)),
         gossip,
         node: rand::random(),
     };
@@ -210,6 +219,9 @@ pub async fn start(
                     let head = std::str::from_utf8(&message.payload)
                         .ok()
                         .and_then(|s| s.parse::<u64>().ok());
+                    if let Some(h) = head {
+                        listener.heard.fetch_max(h, Relaxed);
+                    }
                     if head.is_some_and(|h| h > listener.offset.load(Relaxed)) {
                         metrics.doorbell_rings.fetch_add(1, Relaxed);
                         ask(&core, &listener.queued);

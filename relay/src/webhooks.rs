@@ -118,10 +118,7 @@ pub type WebhookRow = (i64, String, String, String, i64, Option<i64>);
 
 /// Keeps this node's copy of a cluster's webhooks (the delivery task reads it): rows as they
 /// are in PostgreSQL; a removed one takes its pending deliveries with it.
-pub fn mirror(
-    conn: &Connection,
-    rows: &[WebhookRow],
-) -> anyhow::Result<()> {
+pub fn mirror(conn: &Connection, rows: &[WebhookRow]) -> anyhow::Result<()> {
     let tx = conn.unchecked_transaction()?;
     for (id, url, secret, events, created_at, removed_at) in rows {
         let was_live: Option<bool> = tx
