@@ -666,10 +666,7 @@ impl Core {
         // Whether the batch may append (a ping or a divergence report never does, so it does
         // not lock a cluster's log).
         let writing = batch.iter().any(|c| match c {
-            Command::Execute { frame, .. } => !matches!(
-                frame.request,
-                tally_shared::Request::Ping | tally_shared::Request::ReportDivergence { .. }
-            ),
+            Command::Execute { frame, .. } => may_append(&frame.request),
             Command::Service { .. } => true,
             _ => false,
         });
@@ -705,7 +702,7 @@ impl Core {
         let stamp = now();
         for cmd in batch {
             let (from, result) = match cmd {
-                Command::Execute { staff, frame, conn } if down.is_some() => {
+                Command::Execute { staff, frame, conn } if down.is_some() && may_append(&frame.request) => {
                     (Source::Conn(frame.req, conn), Err(unavailable(&staff)))
                 }
                 Command::Service { reply, .. } if down.is_some() => {
@@ -797,11 +794,16 @@ impl Core {
             if let Err(e) = tx.commit() {
                 fatal(&e);
             }
-            if appended > 0
-                && let Some(bell) = &self.bell
-            {
-                bell.committed(self.engine.offset());
+            if let Some(bell) = &self.bell {
+                if appended > 0 {
+                    bell.committed(self.engine.offset());
+                } else if !caught.is_empty() {
+                    bell.reached(self.engine.offset());
+                }
             }
+            self.metrics
+                .events_caught_up
+                .fetch_add(caught.len() as u64, Relaxed);
             if queued > 0
                 && let Some(wake) = &self.wake
             {
@@ -1939,6 +1941,15 @@ fn redacted_by<'a>(
         return Vec::new();
     }
     storage::redacted_frames(tx, &deleted).unwrap_or_else(|e| fatal(&*e))
+}
+
+/// Whether a request may append to the log (a ping or a divergence report never does: it
+/// neither takes a cluster's lock nor is refused while the database is away).
+fn may_append(request: &tally_shared::Request) -> bool {
+    !matches!(
+        request,
+        tally_shared::Request::Ping | tally_shared::Request::ReportDivergence { .. }
+    )
 }
 
 /// A write refused because the source of truth cannot be reached.

@@ -62,7 +62,13 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let lock = storage::lock(&config.data)?;
     let metrics = Arc::new(Metrics::default());
     std::fs::create_dir_all(config.data.join("attachments"))?;
-    let conn = storage::open(&config.data, config.durability)?;
+    // A cluster node's SQLite is a replica that PostgreSQL can always refill: it need not wait
+    // for the disk (PostgreSQL's commit is what an acknowledgement waits for).
+    let durability = match config.postgres {
+        Some(_) => storage::Durability::Normal,
+        None => config.durability,
+    };
+    let conn = storage::open(&config.data, durability)?;
     let head = tally_shared::Offset(storage::last_offset(&conn)?);
     // The source of truth: this node's SQLite, or a cluster's PostgreSQL (whose client blocks,
     // so it is reached off the runtime, like everything the core does).
