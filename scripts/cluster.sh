@@ -34,10 +34,9 @@ export TALLY_NATS="nats://127.0.0.1:$nats_port"
 
 for n in 1 2 3; do
   port=$((BASE_PORT + n - 1))
-  demo=()
-  # The first node seeds the demo staff and conversations; the others find them there.
-  [ "$n" = 1 ] && demo=(--demo)
-  "$relay" --data "$work/node$n" serve --listen "127.0.0.1:$port" --static dist "${demo[@]}" \
+  # Every node offers the demo's sign-in picker; the first seeds the demo staff and
+  # conversations, the others find them in PostgreSQL (a demo is seeded once per log).
+  "$relay" --data "$work/node$n" serve --listen "127.0.0.1:$port" --static dist --demo \
     >"$work/node$n.log" 2>&1 &
   pids+=($!)
   # Wait for it (the first must have seeded before the others start).
