@@ -32,20 +32,26 @@ nats-server -a 127.0.0.1 -p "$nats_port" >"$work/nats.log" 2>&1 &
 pids+=($!)
 export TALLY_NATS="nats://127.0.0.1:$nats_port"
 
+# Pages of one node may use the others (the widget's `relayUrls`): allow their origins.
+origins=()
+for n in 1 2 3; do origins+=(--allow-origin "http://127.0.0.1:$((BASE_PORT + n - 1))"); done
+# …and a host app's (ALLOW_ORIGIN=https://app.example.com, as the e2e test's host page).
+[ -n "${ALLOW_ORIGIN:-}" ] && origins+=(--allow-origin "$ALLOW_ORIGIN")
 for n in 1 2 3; do
   port=$((BASE_PORT + n - 1))
   # Every node offers the demo's sign-in picker; the first seeds the demo staff and
   # conversations, the others find them in PostgreSQL (a demo is seeded once per log).
-  "$relay" --data "$work/node$n" serve --listen "127.0.0.1:$port" --static dist --demo \
+  "$relay" --data "$work/node$n" serve --listen "127.0.0.1:$port" --static dist --demo "${origins[@]}" \
     >"$work/node$n.log" 2>&1 &
-  pids+=($!)
+  pid=$!
+  pids+=("$pid")
   # Wait for it (the first must have seeded before the others start).
   for _ in $(seq 100); do
     grep -q "listening on" "$work/node$n.log" 2>/dev/null && break
     sleep 0.1
   done
   grep -q "listening on" "$work/node$n.log" || { cat "$work/node$n.log"; exit 1; }
-  echo "node $n: http://127.0.0.1:$port"
+  echo "node $n: http://127.0.0.1:$port (pid $pid)"
 done
 echo "PostgreSQL: $TALLY_POSTGRES"
 echo "NATS:       $TALLY_NATS"

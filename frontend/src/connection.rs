@@ -87,6 +87,8 @@ pub async fn run(
             continue;
         }
         attempt += 1;
+        // A cluster's nodes listed in `relayUrls`: try the next (any node serves anyone).
+        options.next_relay();
         dispatch.emit(Action::Connection(ConnectionState::Reconnecting { attempt }));
         let delay = gloo::timers::future::TimeoutFuture::new(backoff_ms(attempt, js_sys::Math::random()));
         // Coming back online cuts the wait short.

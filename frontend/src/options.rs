@@ -9,6 +9,11 @@ use wasm_bindgen::{JsCast, JsValue};
 pub struct MountOptions {
     /// The relay's base URL (`https://chat.example.com`); the page's own origin when absent.
     pub relay_url: Option<String>,
+    /// The nodes of a cluster, for a page that does not reach them through one load balancer
+    /// (`["https://chat-a.example.com", "https://chat-b.example.com"]`): the widget starts at
+    /// one chosen at random and moves to the next each time it has to reconnect, resuming
+    /// from where it was. Takes the place of `relayUrl` when given.
+    pub relay_urls: Vec<String>,
     /// A token for the signed-in staff member.
     pub token: Option<String>,
     /// `"light"`, `"dark"` or `"auto"` (follows `prefers-color-scheme`, the default).
@@ -23,6 +28,16 @@ pub struct MountOptions {
     /// given. Not deserialized: read from the JS object by [`MountOptions::from_js`].
     #[serde(skip)]
     pub get_token: Option<TokenSource>,
+}
+
+thread_local! {
+    /// Which of the relays the widget uses now (chosen at random at first).
+    static CURRENT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The `index`-th relay of a list, going round.
+pub fn pick(relays: &[String], index: usize) -> &str {
+    &relays[index % relays.len()]
 }
 
 /// A JS function that yields tokens.
@@ -59,12 +74,40 @@ impl MountOptions {
         format!("{base}/ws")
     }
 
-    /// The base URL for HTTP calls (no trailing slash).
+    /// The base URL for HTTP calls (no trailing slash): the relay the widget uses now.
     pub fn http_base(&self) -> String {
-        match &self.relay_url {
+        let relays = self.relays();
+        let index = CURRENT.with(|c| {
+            let i = c
+                .get()
+                .unwrap_or_else(|| (js_sys::Math::random() * relays.len() as f64) as usize);
+            c.set(Some(i));
+            i
+        });
+        pick(&relays, index).to_string()
+    }
+
+    /// After a connection failed or ended: the next relay of `relayUrls` (with one relay,
+    /// the same one).
+    pub fn next_relay(&self) {
+        CURRENT.with(|c| c.set(Some(c.get().map_or(0, |i| i.wrapping_add(1)))));
+    }
+
+    /// The relays to choose from (never empty: the page's own origin at least).
+    fn relays(&self) -> Vec<String> {
+        let listed: Vec<String> = self
+            .relay_urls
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if !listed.is_empty() {
+            return listed;
+        }
+        vec![match &self.relay_url {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => gloo::utils::window().location().origin().unwrap_or_default(),
-        }
+        }]
     }
 
     /// The outbox's localStorage key.

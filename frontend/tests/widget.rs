@@ -530,3 +530,40 @@ async fn a_group_message_says_who_has_seen_it_and_a_long_conversation_opens_on_a
     assert_eq!(w.count("[data-testid=new-divider]"), 1);
     assert_eq!(w.text(".tally-msg .tally-text").as_deref(), Some("line 0"));
 }
+
+/// A page that lists a cluster's nodes in `relayUrls` goes round them, one per reconnect,
+/// and its HTTP calls follow the node it is on.
+#[wasm_bindgen_test]
+fn relay_urls_go_round_the_nodes_one_per_reconnect() {
+    let options = js_sys::JSON::parse(
+        r#"{"relayUrls": ["https://a.example/", "https://b.example", "https://c.example"]}"#,
+    )
+    .unwrap();
+    let options = MountOptions::from_js(options).unwrap();
+    let first = options.http_base();
+    assert!(first.ends_with(".example") && !first.ends_with('/'), "{first}");
+    assert_eq!(
+        options.ws_url(),
+        format!("{}/ws", first.replacen("https://", "wss://", 1))
+    );
+    let mut seen = vec![first];
+    for _ in 0..2 {
+        options.next_relay();
+        seen.push(options.http_base());
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["https://a.example", "https://b.example", "https://c.example"]
+    );
+    options.next_relay();
+    // Without a list, the one relay (or the page's origin) stays.
+    let one = MountOptions::from_js(js_sys::JSON::parse(r#"{"relayUrl": "https://one.example/"}"#).unwrap())
+        .unwrap();
+    one.next_relay();
+    assert_eq!(one.http_base(), "https://one.example");
+    assert_eq!(
+        tally_frontend::options::pick(&["x".to_string(), "y".to_string()], 3),
+        "y"
+    );
+}
