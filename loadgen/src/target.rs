@@ -101,27 +101,11 @@ impl Target {
                 durability,
             ])
             .args(["--max-batch", &max_batch.to_string()])
-            .args([
-                "--writes-per-sec",
-                "1e9",
-                "--write-burst",
-                "1e9",
-                "--reads-per-sec",
-                "1e9",
-                "--read-burst",
-                "1e9",
-            ])
+            .args(WRITES_AND_READS_LIFTED)
             .args(if behind_proxy {
                 &["--trust-proxy", "127.0.0.1"][..]
             } else {
-                &[
-                    "--connects-per-sec",
-                    "1e9",
-                    "--connect-burst",
-                    "1e9",
-                    "--connections-per-staff",
-                    "1000000",
-                ][..]
+                &CONNECTS_LIFTED[..]
             })
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
@@ -182,7 +166,8 @@ impl Target {
                 } else {
                     vec![]
                 })
-                .args(UNLIMITED)
+                .args(WRITES_AND_READS_LIFTED)
+                .args(CONNECTS_LIFTED)
                 .env("RUST_LOG", "error")
                 .stdout(Stdio::piped())
                 .spawn()
@@ -288,8 +273,8 @@ impl Drop for Target {
     }
 }
 
-/// Rate limits and connection caps lifted, for load.
-const UNLIMITED: [&str; 14] = [
+/// Write and read rates lifted, for load.
+const WRITES_AND_READS_LIFTED: [&str; 8] = [
     "--writes-per-sec",
     "1e9",
     "--write-burst",
@@ -298,6 +283,10 @@ const UNLIMITED: [&str; 14] = [
     "1e9",
     "--read-burst",
     "1e9",
+];
+
+/// Connection rates and caps lifted (unless the generator plays clients behind a proxy).
+const CONNECTS_LIFTED: [&str; 6] = [
     "--connects-per-sec",
     "1e9",
     "--connect-burst",

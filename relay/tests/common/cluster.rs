@@ -67,31 +67,10 @@ impl Cluster {
     }
 
     fn spawn_node(&self, data: &Path) -> (Killed, SocketAddr) {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tally-relay"))
-            .arg("--data")
-            .arg(data)
-            .args(["--postgres", &self.pg.url()])
-            .args(["serve", "--listen", "127.0.0.1:0", "--static", "/nonexistent"])
-            .args(["--nats", &self.nats.url(), "--durability", "normal"])
-            .args(UNLIMITED)
-            .env("RUST_LOG", "error")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap_or_else(|e| panic!("node did not start ({e}): {line:?}"));
-        (Killed(child), addr)
+        let (pg, nats) = (self.pg.url(), self.nats.url());
+        let mut args = vec!["--postgres", &pg, "--nats", &nats, "--durability", "normal"];
+        args.extend(UNLIMITED);
+        super::spawn(data, &args, None)
     }
 
     /// Kills node `i` with SIGKILL (no shutdown, no flush).
