@@ -25,8 +25,6 @@ use tally_shared::protocol::Presence;
 use tally_shared::{ConversationId, Offset, StaffId};
 use tokio::sync::{mpsc, watch};
 
-use crate::core::Command;
-
 /// With no ring for this long, a node catches up anyway.
 pub const QUIET: Duration = Duration::from_millis(500);
 
@@ -103,11 +101,40 @@ impl Bell {
     }
 }
 
-/// Asks the core to catch up, unless it is asked already.
-fn ask(core: &mpsc::Sender<Command>, queued: &AtomicBool) {
-    if !queued.swap(true, Relaxed) && core.try_send(Command::CatchUp).is_err() {
-        // The core is busy enough to have a full queue; the next ring or poll asks again.
-        queued.store(false, Relaxed);
+/// What the doorbell asks of the core.
+#[derive(Debug)]
+pub enum Ask {
+    /// Read what other nodes committed after this node's offset.
+    CatchUp,
+    /// Typing or presence another node told about.
+    Gossip(Gossip),
+}
+
+/// Whether the core took an [`Ask`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    Yes,
+    /// Its queue is full (a catch-up is asked again at the next ring or poll).
+    Full,
+    /// It has stopped: the doorbell stops too.
+    Gone,
+}
+
+/// How the doorbell reaches the core (without knowing its commands).
+pub type ToCore = Arc<dyn Fn(Ask) -> Taken + Send + Sync>;
+
+/// Asks the core to catch up, unless it is asked already; false once the core is gone.
+fn ask(core: &ToCore, queued: &AtomicBool) -> bool {
+    if queued.swap(true, Relaxed) {
+        return true;
+    }
+    match core(Ask::CatchUp) {
+        Taken::Yes => true,
+        Taken::Full => {
+            queued.store(false, Relaxed);
+            true
+        }
+        Taken::Gone => false,
     }
 }
 
@@ -116,7 +143,7 @@ fn ask(core: &mpsc::Sender<Command>, queued: &AtomicBool) {
 pub async fn start(
     url: Option<&str>,
     log: &str,
-    core: mpsc::WeakSender<Command>,
+    core: ToCore,
     offset: Offset,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> anyhow::Result<Bell> {
@@ -162,17 +189,18 @@ pub async fn start(
             }
         });
     }
-    if let (Some(client), Some(core)) = (client.clone(), core.upgrade()) {
+    if let Some(client) = client.clone() {
         let mut heard = client.subscribe(gossip_subject).await?;
-        let core = core.downgrade();
+        let core = core.clone();
         tokio::spawn(async move {
             while let Some(message) = heard.next().await {
                 let Ok(g) = serde_json::from_slice::<Gossip>(&message.payload) else {
                     continue;
                 };
-                let Some(core) = core.upgrade() else { return };
                 // Dropped when the core is far behind, like any gossip.
-                let _ = core.try_send(Command::Gossip(g));
+                if core(Ask::Gossip(g)) == Taken::Gone {
+                    return;
+                }
             }
         });
     }
@@ -213,8 +241,7 @@ pub async fn start(
                     None
                 }
             };
-            let Some(core) = core.upgrade() else { return };
-            match heard {
+            let asked = match heard {
                 Some(message) => {
                     let head = std::str::from_utf8(&message.payload)
                         .ok()
@@ -224,11 +251,16 @@ pub async fn start(
                     }
                     if head.is_some_and(|h| h > listener.offset.load(Relaxed)) {
                         metrics.doorbell_rings.fetch_add(1, Relaxed);
-                        ask(&core, &listener.queued);
+                        ask(&core, &listener.queued)
+                    } else {
+                        true
                     }
                 }
                 // Quiet, or NATS is away: read PostgreSQL anyway.
                 None => ask(&core, &listener.queued),
+            };
+            if !asked {
+                return;
             }
         }
     });

@@ -101,16 +101,26 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     };
     let (tx, rx) = mpsc::channel(4096);
     let bell = match &cluster {
-        Some(cluster) => Some(
-            crate::doorbell::start(
-                config.nats.as_deref(),
-                cluster,
-                tx.downgrade(),
-                head,
-                metrics.clone(),
-            )
-            .await?,
-        ),
+        Some(cluster) => {
+            let to_core = tx.downgrade();
+            let deliver: crate::doorbell::ToCore = Arc::new(move |ask| {
+                use crate::doorbell::{Ask, Taken};
+                let Some(core) = to_core.upgrade() else {
+                    return Taken::Gone;
+                };
+                let command = match ask {
+                    Ask::CatchUp => Command::CatchUp,
+                    Ask::Gossip(g) => Command::Gossip(g),
+                };
+                match core.try_send(command) {
+                    Ok(()) => Taken::Yes,
+                    Err(mpsc::error::TrySendError::Full(_)) => Taken::Full,
+                    Err(mpsc::error::TrySendError::Closed(_)) => Taken::Gone,
+                }
+            });
+            let nats = config.nats.as_deref();
+            Some(crate::doorbell::start(nats, cluster, deliver, head, metrics.clone()).await?)
+        }
         None => None,
     };
     let queue_frames = config.queue_frames;
