@@ -141,6 +141,25 @@ pub async fn upload(admitted: Admitted, body: Bytes) -> Result<warp::reply::Resp
         content_type: sniff(&body).to_string(),
         size: body.len() as u64,
     };
+    // In a cluster, every node must be able to read it before it is acknowledged.
+    if let Some(sharer) = &state.sharer {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if let Err(e) = sharer
+            .share(staff.clone(), attachment.clone(), tmp.clone(), now)
+            .await
+        {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            tracing::warn!(error = %e, "upload not shared");
+            state.metrics.reject(ErrorCode::Unavailable);
+            return Err(api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the file could not be stored now; retry",
+            ));
+        }
+    }
     let a = attachment.clone();
     let recorded = state
         .ask(|reply| Command::Upload {
@@ -163,6 +182,50 @@ pub async fn upload(admitted: Admitted, body: Bytes) -> Result<warp::reply::Resp
             }
         }
     }
+}
+
+/// Fetches an upload's bytes from a cluster's PostgreSQL into `path` (written aside, then moved
+/// into place: a download beside it sees the whole file or none).
+async fn fetch_shared(
+    sharer: &crate::postgres::Sharer,
+    id: &AttachmentId,
+    path: &std::path::Path,
+) -> Result<(), Rejection> {
+    let unavailable = || {
+        api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the file cannot be fetched now; retry",
+        )
+    };
+    let bytes = match sharer.fetch(id.clone()).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            return Err(api_error(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such attachment",
+            ));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, attachment = %id, "a shared upload could not be fetched");
+            return Err(unavailable());
+        }
+    };
+    let tmp = path.with_file_name(format!(".fetch-{}-{:016x}", id.as_str(), rand::random::<u64>()));
+    let write = async {
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::write(&tmp, &bytes).await?;
+        tokio::fs::rename(&tmp, path).await
+    };
+    if let Err(e) = write.await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        tracing::error!(error = %e, "keeping a shared upload failed");
+        return Err(unavailable());
+    }
+    Ok(())
 }
 
 fn quota_error(code: ErrorCode, state: &AppState) -> Rejection {
@@ -219,9 +282,14 @@ pub async fn download(
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        let file = tokio::fs::File::open(crate::files::path_of(&state.config.data, &id))
-            .await
-            .map_err(|_| not_found())?;
+        let path = crate::files::path_of(&state.config.data, &id);
+        if let Some(sharer) = &state.sharer
+            && tokio::fs::metadata(&path).await.is_err()
+        {
+            // Uploaded through another node of the cluster: fetched once, kept here.
+            fetch_shared(sharer, &id, &path).await?;
+        }
+        let file = tokio::fs::File::open(&path).await.map_err(|_| not_found())?;
         let len = file.metadata().await.map_err(|_| not_found())?.len();
         let mut r = Response::new(warp::hyper::body::Bytes::new().into());
         r.extensions_mut().insert(FileBody::new(file));

@@ -1322,21 +1322,8 @@ impl Core {
                 file,
                 reply,
             } => {
-                let at = now();
-                // Within the quota, shared with the other nodes (a cluster), then kept here.
-                let placed = self
-                    .files
-                    .allowance(&self.conn, &staff, attachment.size, at)
-                    .and_then(|()| {
-                        self.order
-                            .share_upload(&staff, &attachment, &file, at.0)
-                            .map_err(|e| {
-                                tracing::warn!(error = %e, "upload not shared");
-                                ErrorCode::Unavailable
-                            })
-                    })
-                    .and_then(|()| self.files.place(&self.conn, &staff, &attachment, &file, at));
-                let _ = reply.send(placed);
+                // (In a cluster the HTTP handler has shared it already, off this thread.)
+                let _ = reply.send(self.files.place(&self.conn, &staff, &attachment, &file, now()));
             }
             Command::CollectAttachments => {
                 let collected = self.files.collect(&self.conn, now());

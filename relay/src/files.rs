@@ -90,32 +90,17 @@ impl Files {
             })
     }
 
-    /// Whether this node has an attachment's file and knows that `uploader` uploaded it
-    /// (or, with no uploader, just has the file and its record).
+    /// Whether this node knows an attachment and that `uploader` uploaded it (any uploader
+    /// when none is given).
     pub fn has(&self, conn: &Connection, id: &AttachmentId, uploader: Option<&StaffId>) -> bool {
-        let known = storage::attachment_use(conn, id, 0)
+        storage::attachment_use(conn, id, 0)
             .unwrap_or_else(|e| fatal(&e))
-            .is_some_and(|u| uploader.is_none_or(|s| u.uploaders.contains(s)));
-        known && path_of(&self.data, id).exists()
+            .is_some_and(|u| uploader.is_none_or(|s| u.uploaders.contains(s)))
     }
 
-    /// Keeps here an upload another node of the cluster shared: its file (written aside, then
-    /// moved into place) and its records, as they were made there.
+    /// Keeps here the records of an upload another node of the cluster shared, as they were
+    /// made there (its bytes come on first download, off the core: `postgres::Sharer`).
     pub fn adopt(&self, conn: &Connection, shared: &crate::order::SharedUpload) -> anyhow::Result<()> {
-        let id = &shared.attachment.id;
-        let path = path_of(&self.data, id);
-        if !path.exists() {
-            let tmp = self.data.join("attachments").join(format!(
-                ".fetch-{}-{:016x}",
-                id.as_str(),
-                rand::random::<u64>()
-            ));
-            std::fs::write(&tmp, &shared.bytes)?;
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::rename(&tmp, &path)?;
-        }
         for (uploader, name, at) in &shared.uploads {
             let a = Attachment {
                 name: name.clone(),

@@ -26,16 +26,14 @@ pub struct Down(pub String);
 /// The events others appended (as stored frames), in offset order.
 pub type Frames = Vec<String>;
 
-/// An upload as every node of a cluster can fetch it: what it is, who uploaded it when (under
-/// what name), and its bytes.
+/// The records of an upload another node of a cluster shared: what it is, and who uploaded it
+/// when (under what name). Its bytes are fetched apart, off the core (`postgres::Sharer`).
 #[derive(Debug, Clone)]
 pub struct SharedUpload {
     /// The file (its `name` is the first uploader's).
     pub attachment: Attachment,
     /// Each uploader, the name they gave it, and when (milliseconds since the epoch).
     pub uploads: Vec<(StaffId, String, u64)>,
-    /// The content.
-    pub bytes: Vec<u8>,
 }
 
 /// The source of truth behind one node.
@@ -87,16 +85,8 @@ pub trait Order: Send {
         hidden: bool,
     ) -> anyhow::Result<()>;
 
-    /// Shares an upload (its bytes in `file`) with the other nodes, before it is acknowledged.
-    fn share_upload(
-        &mut self,
-        uploader: &StaffId,
-        attachment: &Attachment,
-        file: &std::path::Path,
-        now: u64,
-    ) -> Result<(), Down>;
-
-    /// An upload another node shared (none on a single node, or if nobody has it).
+    /// The records of an upload another node shared (none on a single node, or if nobody
+    /// has it).
     fn fetch_upload(&mut self, id: &AttachmentId) -> Result<Option<SharedUpload>, Down>;
 
     /// Forgets shared uploads this node collected (nothing references them any more).
@@ -181,11 +171,6 @@ impl Order for Local {
         hidden: bool,
     ) -> anyhow::Result<()> {
         Ok(storage::set_read_state_hidden(local, staff, hidden)?)
-    }
-
-    fn share_upload(&mut self, _: &StaffId, _: &Attachment, _: &std::path::Path, _: u64) -> Result<(), Down> {
-        // The file under this node's data directory is the only copy anyone needs.
-        Ok(())
     }
 
     fn fetch_upload(&mut self, _id: &AttachmentId) -> Result<Option<SharedUpload>, Down> {

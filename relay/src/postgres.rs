@@ -309,6 +309,42 @@ impl Postgres {
         .collect())
     }
 
+    /// Shares an upload (its bytes in `file`) with the other nodes.
+    pub fn share_upload(
+        &mut self,
+        uploader: &StaffId,
+        a: &Attachment,
+        file: &std::path::Path,
+        now: u64,
+    ) -> Result<(), Down> {
+        let bytes = std::fs::read(file).map_err(down)?;
+        let c = self.client()?;
+        let result = (|| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO tally_files (id, content_type, size, bytes) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+                &[&a.id.as_str(), &a.content_type, &(a.size as i64), &bytes],
+            )?;
+            tx.execute(
+                "INSERT INTO tally_uploads (attachment, staff, name, uploaded_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (attachment, staff) DO UPDATE SET name = excluded.name, uploaded_at = excluded.uploaded_at",
+                &[&a.id.as_str(), &uploader.as_str(), &a.name, &(now as i64)],
+            )?;
+            tx.commit()
+        })();
+        result.map_err(|e| self.lost(e))
+    }
+
+    /// A shared upload's bytes, if it is shared.
+    pub fn upload_bytes(&mut self, id: &AttachmentId) -> Result<Option<Vec<u8>>, Down> {
+        let c = self.client()?;
+        match c.query_opt("SELECT bytes FROM tally_files WHERE id = $1", &[&id.as_str()]) {
+            Ok(row) => Ok(row.map(|r| r.get(0))),
+            Err(e) => Err(self.lost(e)),
+        }
+    }
+
     /// Forgets a connection that failed (its transaction, if any, is gone with it).
     fn lost(&mut self, e: impl std::fmt::Display) -> Down {
         tracing::warn!(error = %e, "PostgreSQL call failed");
@@ -571,37 +607,11 @@ impl Order for Postgres {
         Ok(())
     }
 
-    fn share_upload(
-        &mut self,
-        uploader: &StaffId,
-        a: &Attachment,
-        file: &std::path::Path,
-        now: u64,
-    ) -> Result<(), Down> {
-        let bytes = std::fs::read(file).map_err(down)?;
-        let c = self.client()?;
-        let result = (|| {
-            let mut tx = c.transaction()?;
-            tx.execute(
-                "INSERT INTO tally_files (id, content_type, size, bytes) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT DO NOTHING",
-                &[&a.id.as_str(), &a.content_type, &(a.size as i64), &bytes],
-            )?;
-            tx.execute(
-                "INSERT INTO tally_uploads (attachment, staff, name, uploaded_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (attachment, staff) DO UPDATE SET name = excluded.name, uploaded_at = excluded.uploaded_at",
-                &[&a.id.as_str(), &uploader.as_str(), &a.name, &(now as i64)],
-            )?;
-            tx.commit()
-        })();
-        result.map_err(|e| self.lost(e))
-    }
-
     fn fetch_upload(&mut self, id: &AttachmentId) -> Result<Option<SharedUpload>, Down> {
         let c = self.client()?;
         let result = (|| {
             let Some(file) = c.query_opt(
-                "SELECT content_type, size, bytes FROM tally_files WHERE id = $1",
+                "SELECT content_type, size FROM tally_files WHERE id = $1",
                 &[&id.as_str()],
             )?
             else {
@@ -631,7 +641,6 @@ impl Order for Postgres {
                 size: file.get::<_, i64>(1) as u64,
             },
             uploads,
-            bytes: file.get(2),
         }))
     }
 
@@ -692,5 +701,103 @@ impl Order for Postgres {
                 false
             }
         }
+    }
+}
+
+/// What the sharer thread does.
+enum Job {
+    Share {
+        uploader: StaffId,
+        attachment: Attachment,
+        file: std::path::PathBuf,
+        now: u64,
+        reply: tokio::sync::oneshot::Sender<Result<(), Down>>,
+    },
+    Fetch {
+        id: AttachmentId,
+        reply: tokio::sync::oneshot::Sender<Result<Option<Vec<u8>>, Down>>,
+    },
+}
+
+/// Upload bytes to and from a cluster's PostgreSQL, on a thread and a connection of their own:
+/// a 10 MiB file never holds up the core (which only ever reads an upload's records). One at a
+/// time; callers wait in a bounded queue.
+#[derive(Debug, Clone)]
+pub struct Sharer {
+    jobs: tokio::sync::mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Job::Share { .. } => "Share",
+            Job::Fetch { .. } => "Fetch",
+        })
+    }
+}
+
+/// Uploads waiting for the sharer before the next is refused as `unavailable`.
+const SHARER_QUEUE: usize = 32;
+
+impl Sharer {
+    /// Connects (call it off any async runtime) and starts the thread.
+    pub fn start(url: &str) -> anyhow::Result<Sharer> {
+        let mut pg = Postgres::connect(url)?;
+        let (jobs, mut queue) = tokio::sync::mpsc::channel::<Job>(SHARER_QUEUE);
+        std::thread::Builder::new()
+            .name("tally-sharer".into())
+            .spawn(move || {
+                while let Some(job) = queue.blocking_recv() {
+                    match job {
+                        Job::Share {
+                            uploader,
+                            attachment,
+                            file,
+                            now,
+                            reply,
+                        } => {
+                            let _ = reply.send(pg.share_upload(&uploader, &attachment, &file, now));
+                        }
+                        Job::Fetch { id, reply } => {
+                            let _ = reply.send(pg.upload_bytes(&id));
+                        }
+                    }
+                }
+            })?;
+        Ok(Sharer { jobs })
+    }
+
+    async fn run<T>(
+        &self,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, Down>>) -> Job,
+    ) -> Result<T, Down> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .try_send(make(reply))
+            .map_err(|_| Down("too many uploads waiting for the database".into()))?;
+        answer.await.map_err(|_| Down("the sharer stopped".into()))?
+    }
+
+    /// Shares an upload (its bytes in `file`) before it is acknowledged.
+    pub async fn share(
+        &self,
+        uploader: StaffId,
+        attachment: Attachment,
+        file: std::path::PathBuf,
+        now: u64,
+    ) -> Result<(), Down> {
+        self.run(|reply| Job::Share {
+            uploader,
+            attachment,
+            file,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    /// A shared upload's bytes.
+    pub async fn fetch(&self, id: AttachmentId) -> Result<Option<Vec<u8>>, Down> {
+        self.run(|reply| Job::Fetch { id, reply }).await
     }
 }

@@ -195,6 +195,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         .map(|_| storage::open_reader(&config.data))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let searcher = Arc::new(crate::search::Searcher::new(search_connections));
+    let sharer = match config.postgres.clone() {
+        Some(url) => Some(off_runtime(move || crate::postgres::Sharer::start(&url))?),
+        None => None,
+    };
     let state = AppState {
         core: tx,
         keys,
@@ -204,6 +208,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         address_buckets: Arc::default(),
         sockets: sockets.clone(),
         searcher,
+        sharer,
     };
 
     tokio::spawn(tick(state.core.clone()));

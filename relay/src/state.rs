@@ -30,6 +30,8 @@ pub struct AppState {
     pub sockets: Arc<crate::listener::Sockets>,
     /// Where searches run (off the core and its read pool).
     pub searcher: Arc<crate::search::Searcher>,
+    /// In a cluster: moves upload bytes to and from PostgreSQL, off the core.
+    pub sharer: Option<crate::postgres::Sharer>,
 }
 
 impl AppState {
