@@ -126,6 +126,13 @@ export async function openPanel(t) {
   await t.page.waitForSelector('#messenger .tally-panel');
 }
 
+/** Opens the panel and waits until the widget holds the relay's snapshot (no "Connecting…"):
+ * before that its badges say nothing yet, and a count read then would be a guess. */
+export async function synced(t) {
+  await openPanel(t);
+  await t.page.waitForFunction(() => !document.querySelector('#messenger .tally-panel .tally-status'), null, { timeout: 10_000 });
+}
+
 export async function backToList(t) {
   const back = await t.page.$('#messenger [aria-label="Back to conversations"]');
   if (back) await back.click();
