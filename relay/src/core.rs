@@ -97,6 +97,9 @@ pub enum Command {
     /// Another node of the cluster committed (or all was quiet for a while): read what this
     /// node has not applied yet.
     CatchUp,
+    /// Events another node of the cluster committed, as its ring carried them (encoded, in
+    /// order): applied if they follow this node's offset, read from PostgreSQL otherwise.
+    Committed(Vec<String>),
     /// Typing or presence from another node of the cluster.
     Gossip(crate::doorbell::Gossip),
     /// The name of the live service key this is, if it is one.
@@ -660,6 +663,23 @@ impl Core {
 
     fn handle_batch(&mut self, batch: Vec<Command>) -> Option<Reply<()>> {
         let started = Instant::now();
+        // Other nodes' commits that came with their rings go first (all of the batch's at once,
+        // so that two rings heard out of order still follow each other): this batch's writes
+        // are validated after them, and need not read them from PostgreSQL.
+        let mut rung = Vec::new();
+        let batch: Vec<Command> = batch
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::Committed(frames) => {
+                    rung.extend(frames);
+                    None
+                }
+                other => Some(other),
+            })
+            .collect();
+        if !rung.is_empty() {
+            self.heard_committed(rung);
+        }
         let mut writes = Vec::new();
         let mut reads = Vec::new();
         let mut settled = Vec::new();
@@ -796,7 +816,8 @@ impl Core {
             }
             if let Some(bell) = &self.bell {
                 if appended > 0 {
-                    bell.committed(self.engine.offset());
+                    let rung = writes.iter().flat_map(|w| w.2.iter().cloned()).collect();
+                    bell.committed(self.engine.offset(), rung);
                 } else if !caught.is_empty() {
                     bell.reached(self.engine.offset());
                 }
@@ -956,29 +977,79 @@ impl Core {
                 return;
             }
             let more = frames.len() == 1_000;
-            let tx = self.conn.transaction().unwrap_or_else(|e| fatal(&e));
-            let caught: Vec<(Applied, Frame)> = frames
-                .into_iter()
-                .map(|text| apply_committed(&mut self.engine, &tx, text))
-                .collect();
-            tx.commit().unwrap_or_else(|e| fatal(&e));
-            let (seen_now, moved) = self
-                .engine
-                .seen_changes(caught.iter().map(|(a, _)| &a.event.event));
-            self.seen_moved.extend(moved);
-            self.metrics
-                .events_caught_up
-                .fetch_add(caught.len() as u64, Relaxed);
-            for (applied, frame) in caught {
-                self.fan_out(&applied, frame);
-            }
-            self.send_addressed(seen_now);
-            if let Some(bell) = &self.bell {
-                bell.reached(self.engine.offset());
-            }
+            self.apply_others(
+                frames
+                    .into_iter()
+                    .map(|text| (parse_committed(&text), text))
+                    .collect(),
+            );
             if !more {
                 return;
             }
+        }
+    }
+
+    /// Applies the events rings carried, in offset order, as far as they follow this node's
+    /// offset without a gap (older ones it has: they are skipped), then reads from PostgreSQL
+    /// whatever the rings said exists beyond them (a gap, a ring lost or cut short). Events
+    /// from NATS reach here only once their seal has opened, so they are what a node of this
+    /// cluster committed; one that does not parse is left to PostgreSQL all the same.
+    fn heard_committed(&mut self, frames: Vec<String>) {
+        let mut parsed = Vec::with_capacity(frames.len());
+        for text in frames {
+            match serde_json::from_str::<tally_shared::LoggedEvent>(&text) {
+                Ok(event) => parsed.push((event, text)),
+                Err(e) => tracing::warn!(error = %e, "a ring carried an event that does not parse"),
+            }
+        }
+        parsed.sort_by_key(|(e, _)| e.offset);
+        let mut next = self.engine.offset().next();
+        let mut events = Vec::new();
+        for (event, text) in parsed {
+            if event.offset < next {
+                continue;
+            }
+            if event.offset > next {
+                break;
+            }
+            next = next.next();
+            events.push((event, text));
+        }
+        if !events.is_empty() {
+            self.metrics.events_heard.fetch_add(events.len() as u64, Relaxed);
+            self.apply_others(events);
+        }
+        if self
+            .bell
+            .as_ref()
+            .is_some_and(|b| b.heard_past(self.engine.offset()))
+        {
+            self.catch_up();
+        }
+    }
+
+    /// Applies, stores and fans out events other nodes committed, which follow this node's
+    /// offset, in one transaction of the replica.
+    fn apply_others(&mut self, events: Vec<(tally_shared::LoggedEvent, String)>) {
+        let tx = self.conn.transaction().unwrap_or_else(|e| fatal(&e));
+        let caught: Vec<(Applied, Frame)> = events
+            .into_iter()
+            .map(|(event, text)| apply_event(&mut self.engine, &tx, event, text))
+            .collect();
+        tx.commit().unwrap_or_else(|e| fatal(&e));
+        let (seen_now, moved) = self
+            .engine
+            .seen_changes(caught.iter().map(|(a, _)| &a.event.event));
+        self.seen_moved.extend(moved);
+        self.metrics
+            .events_caught_up
+            .fetch_add(caught.len() as u64, Relaxed);
+        for (applied, frame) in caught {
+            self.fan_out(&applied, frame);
+        }
+        self.send_addressed(seen_now);
+        if let Some(bell) = &self.bell {
+            bell.reached(self.engine.offset());
         }
     }
 
@@ -1217,7 +1288,8 @@ impl Core {
             Command::Snapshot { staff, req, conn } => self.snapshot(&staff, req, &conn),
             Command::CatchUp => self.catch_up(),
             Command::Gossip(g) => self.gossip(g),
-            Command::Execute { .. }
+            Command::Committed(_)
+            | Command::Execute { .. }
             | Command::Service { .. }
             | Command::WebhookSettled(_)
             | Command::Shutdown { .. } => {
@@ -1890,15 +1962,27 @@ fn enqueue_created(
     queued
 }
 
-/// Each changed count of an event as its `unread_updated` frame, encoded once for sending and
-/// for the retained log.
 /// Applies one event another node committed (as stored) to the engine and this node's
 /// replica, inside `tx`; the caller fans it out after the commit.
 fn apply_committed(engine: &mut Engine, tx: &rusqlite::Transaction<'_>, text: String) -> (Applied, Frame) {
-    let event: tally_shared::LoggedEvent = match serde_json::from_str(&text) {
+    apply_event(engine, tx, parse_committed(&text), text)
+}
+
+/// An event of the shared log (which this relay wrote: one that does not parse is fatal).
+fn parse_committed(text: &str) -> tally_shared::LoggedEvent {
+    match serde_json::from_str(text) {
         Ok(e) => e,
         Err(e) => fatal(&format!("an event in the shared log does not parse: {e}")),
-    };
+    }
+}
+
+/// Applies and stores `event` (encoded as `text`), which must follow the engine's offset.
+fn apply_event(
+    engine: &mut Engine,
+    tx: &rusqlite::Transaction<'_>,
+    event: tally_shared::LoggedEvent,
+    text: String,
+) -> (Applied, Frame) {
     let at = engine.offset();
     if event.offset != at.next() {
         fatal(&format!(

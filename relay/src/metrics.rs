@@ -67,6 +67,10 @@ pub struct Metrics {
     pub events_caught_up: AtomicU64,
     /// Rings heard from other cluster nodes that asked this node to catch up.
     pub doorbell_rings: AtomicU64,
+    /// Of the events caught up, those that came with a ring (not read from PostgreSQL).
+    pub events_heard: AtomicU64,
+    /// Messages on NATS whose seal did not open (not from a node of this cluster).
+    pub nats_refused: AtomicU64,
     /// Connections closed because they could not keep up.
     pub slow_consumers: AtomicU64,
     /// Open TCP sockets (HTTP and WebSocket), until each is really closed.
@@ -118,6 +122,8 @@ impl Default for Metrics {
             events_appended: AtomicU64::new(0),
             events_caught_up: AtomicU64::new(0),
             doorbell_rings: AtomicU64::new(0),
+            events_heard: AtomicU64::new(0),
+            nats_refused: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
             sockets: AtomicU64::new(0),
             sockets_evicted: AtomicU64::new(0),
@@ -198,9 +204,23 @@ impl Metrics {
         counter(
             &mut out,
             "tally_doorbell_rings_total",
-            "Rings heard from other cluster nodes (each asks for a catch-up).",
+            "Rings heard from other cluster nodes with a head past this node's.",
             "counter",
             &self.doorbell_rings,
+        );
+        counter(
+            &mut out,
+            "tally_events_heard_total",
+            "Events caught up from the rings that carried them, without reading PostgreSQL.",
+            "counter",
+            &self.events_heard,
+        );
+        counter(
+            &mut out,
+            "tally_nats_refused_total",
+            "NATS messages dropped because their seal did not open.",
+            "counter",
+            &self.nats_refused,
         );
         counter(
             &mut out,

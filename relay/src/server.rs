@@ -110,6 +110,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
                 };
                 let command = match ask {
                     Ask::CatchUp => Command::CatchUp,
+                    Ask::Committed(frames) => Command::Committed(frames),
                     Ask::Gossip(g) => Command::Gossip(g),
                 };
                 match core.try_send(command) {
@@ -119,7 +120,8 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
                 }
             });
             let nats = config.nats.as_deref();
-            Some(crate::doorbell::start(nats, cluster, deliver, head, metrics.clone()).await?)
+            let seal = crate::doorbell::Seal::new(&secret);
+            Some(crate::doorbell::start(nats, cluster, seal, deliver, head, metrics.clone()).await?)
         }
         None => None,
     };

@@ -702,3 +702,107 @@ async fn an_upload_through_one_node_is_sent_through_another_and_downloaded_from_
         .unwrap_err();
     assert_eq!(refused.code, ErrorCode::NotFound, "{refused:?}");
 }
+
+/// Rings carry the events they announce, sealed with the cluster's secret: the other nodes
+/// apply them without reading PostgreSQL. A message on NATS that no node sealed (a forged
+/// event at the next offset, a forged presence) is dropped and counted, and changes nothing;
+/// a real ring played again carries only events every node has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rings_carry_sealed_events_and_nothing_unsealed_is_believed() {
+    use futures_util::StreamExt;
+    if ran_on_the_other_pass() {
+        return;
+    }
+    let cluster = Cluster::start(2, &STAFF).await;
+    let mut tabs = tabs_on(&cluster, &[("alice", 0), ("bob", 1)]).await;
+    let g = group(&mut tabs[0], "sealed").await;
+    let nats = async_nats::connect(cluster.nats.url()).await.unwrap();
+    let mut rings = nats.subscribe("tally.*.head").await.unwrap();
+    let mut gossip = nats.subscribe("tally.*.gossip").await.unwrap();
+    nats.flush().await.unwrap();
+    for i in 0..20 {
+        tabs[0]
+            .client
+            .call(send(g, &format!("s{i}"), "sealed"))
+            .await
+            .unwrap();
+    }
+    check(&cluster, &mut tabs, "after the sends").await;
+    let node1 = cluster.nodes[1].addr;
+    let heard = metric_at(node1, "tally_events_heard_total").await;
+    assert!(
+        heard >= 20,
+        "node 1 applied the sends as their rings carried them ({heard})"
+    );
+
+    // What an outsider on NATS sees: a ring, a tag then the head and its events.
+    let ring = tokio::time::timeout(Duration::from_secs(5), rings.next())
+        .await
+        .expect("a ring")
+        .unwrap();
+    let body = std::str::from_utf8(&ring.payload[32..]).unwrap();
+    let mut lines = body.lines();
+    let head: u64 = lines.next().unwrap().parse().unwrap();
+    let event: serde_json::Value = serde_json::from_str(lines.next().expect("an event")).unwrap();
+    assert!(event["offset"].as_u64().unwrap() <= head);
+    let gossip_subject = tokio::time::timeout(Duration::from_secs(10), gossip.next())
+        .await
+        .expect("presence gossip")
+        .unwrap()
+        .subject;
+
+    // Forged: the next offset, a message nobody sent, with a made-up tag; and carol online.
+    let before = metric_at(node1, "tally_nats_refused_total").await;
+    let next = cluster.head().0 + 1;
+    let mut forged = event.clone();
+    forged["offset"] = next.into();
+    let forged = forged.to_string().replace("\"sealed\"", "\"forged\"");
+    assert!(forged.contains("forged"));
+    let mut payload = vec![7u8; 32];
+    payload.extend_from_slice(format!("{next}\n{forged}").as_bytes());
+    nats.publish(ring.subject.clone(), payload.into()).await.unwrap();
+    let mut payload = vec![7u8; 32];
+    payload.extend_from_slice(br#"{"kind":"presence","node":7,"full":true,"staff":[["carol","online"]]}"#);
+    nats.publish(gossip_subject, payload.into()).await.unwrap();
+    // Played again: a real ring, every event of which node 1 has.
+    nats.publish(ring.subject.clone(), ring.payload.clone())
+        .await
+        .unwrap();
+    nats.flush().await.unwrap();
+    let started = std::time::Instant::now();
+    while metric_at(node1, "tally_nats_refused_total").await < before + 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the forgeries were not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tabs[0]
+        .client
+        .call(send(g, "after", "after the forgery"))
+        .await
+        .unwrap();
+    check(&cluster, &mut tabs, "after the forgery").await;
+    assert!(
+        !heard_presence(&tabs[1].client, "carol", tally_shared::protocol::Presence::Online),
+        "forged gossip showed carol online"
+    );
+    assert!(
+        !tabs[1].client.frames.iter().any(|f| encode(f).contains("forged")),
+        "bob got the forged message"
+    );
+    assert!(
+        tabs[1]
+            .client
+            .frames
+            .iter()
+            .any(|f| encode(f).contains("after the forgery")),
+        "bob got the message sent after the forgery"
+    );
+    let stored = stored(&cluster, "sealed");
+    assert_eq!(
+        stored.values().sum::<usize>(),
+        20,
+        "nothing forged reached the log"
+    );
+}
