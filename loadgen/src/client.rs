@@ -64,6 +64,15 @@ impl Shared {
     }
 }
 
+/// Says why a client's connection ended, for the first few (a run that hangs waiting for
+/// one of them then says whose and why; a failover's hundreds of resets are not all printed).
+fn said_why(index: usize, why: &str) {
+    static SAID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    if SAID.fetch_add(1, Relaxed) < 5 {
+        eprintln!("client {index}: connection ended: {why}");
+    }
+}
+
 enum Pending {
     Send,
     Read(Request),
@@ -132,7 +141,22 @@ impl Client {
         }));
         let (st, sh, out) = (state.clone(), shared.clone(), tx.clone());
         let reader = tokio::spawn(async move {
-            while let Some(Ok(msg)) = stream.next().await {
+            while let Some(next) = stream.next().await {
+                let msg = match next {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        said_why(index, &e.to_string());
+                        break;
+                    }
+                };
+                if let Message::Close(Some(why)) = &msg
+                    && why.code != tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal
+                {
+                    said_why(
+                        index,
+                        &format!("closed by the relay: {} {}", why.code, why.reason),
+                    );
+                }
                 let Message::Text(text) = msg else { continue };
                 sh.frames.fetch_add(1, Relaxed);
                 match serde_json::from_str::<ServerFrame>(&text) {

@@ -51,6 +51,10 @@ enum Cmd {
         /// written to (the run's sends are appended).
         #[arg(long, default_value = "target/history")]
         history: PathBuf,
+        /// The `cluster` scenario on these setups only (repeat it; all three by default; the
+        /// failover run goes with `cluster`).
+        #[arg(long = "setup", value_enum)]
+        setups: Vec<Setup>,
     },
     /// Write a large history straight into a new data directory (and a checkpoint), for the
     /// `history` scenario and for trying a relay that has lived for a while.
@@ -350,7 +354,7 @@ async fn run_on(
 }
 
 /// Where the cluster scenario runs the same load.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Setup {
     /// One node on its own SQLite (today's default).
     Sqlite,
@@ -381,7 +385,7 @@ impl Setup {
 /// Cluster mode against one node: 1,000 staff and 1,000 sends/s (clients spread over the
 /// nodes in turn, so most recipients are on another node than the sender), sends as fast as
 /// acknowledged (64 in flight), then a node of three killed under 1,000 connected staff.
-async fn cluster_runs(quick: bool) -> Vec<Report> {
+async fn cluster_runs(quick: bool, setups: &[Setup]) -> Vec<Report> {
     let (staff, convs, rate, secs) = (1000, 300, 1000.0, if quick { 15.0 } else { 60.0 });
     let steady_plan = plan(staff, convs, &mut StdRng::seed_from_u64(1));
     let steady = Load {
@@ -398,7 +402,11 @@ async fn cluster_runs(quick: bool) -> Vec<Report> {
         read_rate: 0.0,
     };
     let mut out = Vec::new();
-    for setup in [Setup::Sqlite, Setup::Postgres, Setup::Cluster] {
+    let setups = match setups {
+        [] => &[Setup::Sqlite, Setup::Postgres, Setup::Cluster][..],
+        some => some,
+    };
+    for &setup in setups {
         let target = setup.target(staff);
         out.push(
             run_on(
@@ -427,7 +435,9 @@ async fn cluster_runs(quick: bool) -> Vec<Report> {
             .await,
         );
     }
-    out.push(failover(staff).await);
+    if setups.contains(&Setup::Cluster) {
+        out.push(failover(staff).await);
+    }
     out
 }
 
@@ -989,6 +999,7 @@ fn main() -> anyhow::Result<()> {
             quick,
             json,
             history,
+            setups,
         } => runtime.block_on(async move {
             let mut reports = Vec::new();
             let mut notes = Vec::new();
@@ -1069,7 +1080,7 @@ fn main() -> anyhow::Result<()> {
                 reports.push(storm(1000, 10_000, true).await);
             }
             if scenario == Scenario::Cluster {
-                let r = cluster_runs(quick).await;
+                let r = cluster_runs(quick, &setups).await;
                 notes.extend(r.iter().filter(|r| !r.note.is_empty()).map(|r| r.note.clone()));
                 reports.extend(r);
             }
