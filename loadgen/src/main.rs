@@ -408,18 +408,29 @@ async fn cluster_runs(quick: bool, setups: &[Setup]) -> Vec<Report> {
     };
     for &setup in setups {
         let target = setup.target(staff);
-        out.push(
-            run_on(
-                "cluster steady",
-                setup.label(),
-                &target,
-                true,
-                staff,
-                &steady_plan,
-                steady,
-            )
-            .await,
-        );
+        let mut report = run_on(
+            "cluster steady",
+            setup.label(),
+            &target,
+            true,
+            staff,
+            &steady_plan,
+            steady,
+        )
+        .await;
+        if setup == Setup::Cluster {
+            // How much of what the nodes caught up on came with the rings, not from PostgreSQL.
+            let (mut heard, mut caught) = (0, 0);
+            for i in 0..3 {
+                heard += metric(target.addr_for(i), "tally_events_heard_total").await;
+                caught += metric(target.addr_for(i), "tally_events_caught_up_total").await;
+            }
+            report.note = format!(
+                "steady, 3 nodes: of {caught} events caught up from other nodes, {heard} ({:.0}%) came with the rings",
+                100.0 * heard as f64 / caught.max(1) as f64
+            );
+        }
+        out.push(report);
         drop(target);
         let target = setup.target(50);
         out.push(
