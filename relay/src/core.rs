@@ -97,9 +97,10 @@ pub enum Command {
     /// Another node of the cluster committed (or all was quiet for a while): read what this
     /// node has not applied yet.
     CatchUp,
-    /// Events another node of the cluster committed, as its ring carried them (encoded, in
-    /// order): applied if they follow this node's offset, read from PostgreSQL otherwise.
-    Committed(Vec<String>),
+    /// Events another node of the cluster committed, as its ring carried them (its head, and
+    /// the events up to it, encoded, in order): applied if they follow this node's offset,
+    /// read from PostgreSQL otherwise.
+    Committed(u64, Vec<String>),
     /// Typing or presence from another node of the cluster.
     Gossip(crate::doorbell::Gossip),
     /// The name of the live service key this is, if it is one.
@@ -670,8 +671,8 @@ impl Core {
         let batch: Vec<Command> = batch
             .into_iter()
             .filter_map(|c| match c {
-                Command::Committed(frames) => {
-                    rung.extend(frames);
+                Command::Committed(head, frames) => {
+                    rung.push((head, frames));
                     None
                 }
                 other => Some(other),
@@ -994,12 +995,25 @@ impl Core {
     /// whatever the rings said exists beyond them (a gap, a ring lost or cut short). Events
     /// from NATS reach here only once their seal has opened, so they are what a node of this
     /// cluster committed; one that does not parse is left to PostgreSQL all the same.
-    fn heard_committed(&mut self, frames: Vec<String>) {
-        let mut parsed = Vec::with_capacity(frames.len());
-        for text in frames {
-            match serde_json::from_str::<tally_shared::LoggedEvent>(&text) {
-                Ok(event) => parsed.push((event, text)),
-                Err(e) => tracing::warn!(error = %e, "a ring carried an event that does not parse"),
+    ///
+    /// A ring's events are consecutive up to its head (one group commit's), so those this node
+    /// has are skipped unparsed: a writing node has most of them already, read in the same
+    /// round trip that gave it the log's lock, before the ring arrived.
+    fn heard_committed(&mut self, rings: Vec<(u64, Vec<String>)>) {
+        let at = self.engine.offset().0;
+        let mut parsed = Vec::new();
+        for (head, frames) in rings {
+            let Some(first) = head.saturating_add(1).checked_sub(frames.len() as u64) else {
+                continue;
+            };
+            for (i, text) in frames.into_iter().enumerate() {
+                if first + i as u64 <= at {
+                    continue;
+                }
+                match serde_json::from_str::<tally_shared::LoggedEvent>(&text) {
+                    Ok(event) => parsed.push((event, text)),
+                    Err(e) => tracing::warn!(error = %e, "a ring carried an event that does not parse"),
+                }
             }
         }
         parsed.sort_by_key(|(e, _)| e.offset);
@@ -1288,7 +1302,7 @@ impl Core {
             Command::Snapshot { staff, req, conn } => self.snapshot(&staff, req, &conn),
             Command::CatchUp => self.catch_up(),
             Command::Gossip(g) => self.gossip(g),
-            Command::Committed(_)
+            Command::Committed(..)
             | Command::Execute { .. }
             | Command::Service { .. }
             | Command::WebhookSettled(_)

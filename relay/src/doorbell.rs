@@ -125,12 +125,19 @@ fn ring_body(head: u64, frames: &[Frame], limit: usize) -> Vec<u8> {
     body
 }
 
-/// The head and events of a ring's body.
-fn parse_ring(body: &[u8]) -> Option<(u64, Vec<String>)> {
+/// The head of a ring's body, and its events (a line each; none for a head alone), which are
+/// only copied out when the head is news.
+fn parse_ring(body: &[u8]) -> Option<(u64, &str)> {
     let text = std::str::from_utf8(body).ok()?;
-    let mut lines = text.split('\n');
-    let head = lines.next()?.parse().ok()?;
-    Some((head, lines.map(str::to_owned).collect()))
+    let (head, events) = text.split_once('\n').unwrap_or((text, ""));
+    Some((head.parse().ok()?, events))
+}
+
+fn ring_events(events: &str) -> Vec<String> {
+    match events {
+        "" => Vec::new(),
+        some => some.split('\n').map(str::to_owned).collect(),
+    }
 }
 
 /// What nodes tell each other that is not in the log.
@@ -205,9 +212,9 @@ impl Bell {
 pub enum Ask {
     /// Read what other nodes committed after this node's offset.
     CatchUp,
-    /// Apply these events another node committed (encoded, in order), if they follow this
-    /// node's offset; catch up otherwise.
-    Committed(Vec<String>),
+    /// Apply these events another node committed (encoded, in order, the last at the head
+    /// given), if they follow this node's offset; catch up otherwise.
+    Committed(u64, Vec<String>),
     /// Typing or presence another node told about.
     Gossip(Gossip),
 }
@@ -370,7 +377,7 @@ pub async fn start(
                             if events.is_empty() {
                                 ask(&core, &listener.queued)
                             } else {
-                                match core(Ask::Committed(events)) {
+                                match core(Ask::Committed(head, ring_events(events))) {
                                     Taken::Yes => true,
                                     // The core is far behind: it reads them when it can.
                                     Taken::Full => ask(&core, &listener.queued),
@@ -417,14 +424,15 @@ mod tests {
             Frame::from(r#"{"offset":7}"#.to_string()),
         ];
         let body = ring_body(7, &frames, 1024);
+        let (head, events) = parse_ring(&body).unwrap();
+        assert_eq!(head, 7);
         assert_eq!(
-            parse_ring(&body),
-            Some((
-                7,
-                vec![r#"{"offset":6}"#.to_string(), r#"{"offset":7}"#.to_string()]
-            ))
+            ring_events(events),
+            vec![r#"{"offset":6}"#.to_string(), r#"{"offset":7}"#.to_string()]
         );
-        assert_eq!(parse_ring(&ring_body(7, &frames, 20)), Some((7, vec![])));
+        let cut = ring_body(7, &frames, 20);
+        let (head, events) = parse_ring(&cut).unwrap();
+        assert_eq!((head, ring_events(events)), (7, vec![]));
         assert_eq!(parse_ring(b"seven"), None);
     }
 }

@@ -110,7 +110,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
                 };
                 let command = match ask {
                     Ask::CatchUp => Command::CatchUp,
-                    Ask::Committed(frames) => Command::Committed(frames),
+                    Ask::Committed(head, frames) => Command::Committed(head, frames),
                     Ask::Gossip(g) => Command::Gossip(g),
                 };
                 match core.try_send(command) {
