@@ -243,6 +243,9 @@ test('attachment, reply, forward and a group notice each reach B with the right 
     await a.page.waitForSelector('#messenger .tally-uploads .tally-ok');
     await a.page.press('#messenger [data-testid=composer]', 'Enter');
     await expectTotal(b, 1);
+    // Alice leaves the conversation: Bob's replies must count for her, not be read by a tab of
+    // hers that still has the focus (CI once saw her tab read them as they came).
+    await backToList(a);
     await openConversation(b, 'Alice');
     await b.page.waitForSelector('#messenger [data-testid=attachment]');
     const id = await a.page.evaluate(async (token) => {
