@@ -131,14 +131,21 @@ impl ChatState {
             Action::History(c, messages) => self.store.apply_history(c, messages),
             Action::Directory(staff) => self.store.add_names(staff),
             Action::Connection(state) => self.connection = state,
-            Action::Open(c) => self.open = c,
+            Action::Open(c) => {
+                if let Some(c) = c {
+                    self.store.opened(c);
+                }
+                self.open = c;
+            }
             Action::TogglePanel => self.panel_open = !self.panel_open,
             Action::Show(c) => {
                 self.panel_open = true;
+                self.store.opened(c);
                 self.open = Some(c);
             }
             Action::Jump(c, seq) => {
                 self.panel_open = true;
+                self.store.opened(c);
                 self.open = Some(c);
                 self.jump_to = Some((c, seq));
             }

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ClientMsgId, ConversationId, MessageId, Millis, Offset, RequestId, Seq, StaffId};
@@ -193,6 +193,9 @@ pub struct ChatStore {
     seen: FxHashMap<ConversationId, Seq>,
     /// Reading: the `mark_read` already asked for, per conversation (until its event arrives).
     asked: FxHashMap<ConversationId, Seq>,
+    /// Reading: conversations I marked unread, which the viewport does not read again until
+    /// they are opened again ([`opened`](Self::opened)).
+    held: FxHashSet<ConversationId>,
     /// The projection's list of changed counts, kept to save an allocation per event (the
     /// store reads its counts from the projection, not from this list).
     scratch: Vec<CountChange>,
@@ -229,6 +232,7 @@ impl ChatStore {
             outbox_revision: 0,
             seen: FxHashMap::default(),
             asked: FxHashMap::default(),
+            held: Default::default(),
             scratch: Vec::new(),
             typing: crate::typing::Typing::default(),
             read_positions: Default::default(),
@@ -553,9 +557,18 @@ impl ChatStore {
         Some(self.request(request))
     }
 
+    /// Reading: a conversation was opened (by the person: a click, a notification, a search
+    /// result), so its view reads again if it was marked unread.
+    pub fn opened(&mut self, conversation: ConversationId) {
+        self.held.remove(&conversation);
+    }
+
     /// Reading: the viewport showed message `seq` of a conversation. Nothing is sent yet; see
     /// [`read_seen`](Self::read_seen).
     pub fn note_seen(&mut self, conversation: ConversationId, seq: Seq) {
+        if self.held.contains(&conversation) {
+            return;
+        }
         let seen = self.seen.entry(conversation).or_default();
         *seen = (*seen).max(seq.min(self.projection.head(conversation).unwrap_or_default()));
     }
@@ -595,8 +608,12 @@ impl ChatStore {
 
     /// Reading: the `mark_read` for what the viewport showed of a conversation, when that is
     /// past both the watermark and what was already asked for. Reads only move forward; after
-    /// a mark unread, only what comes into view again counts.
+    /// a mark unread, nothing until the conversation is [`opened`](Self::opened) again, and
+    /// then only what comes into view.
     pub fn read_seen(&mut self, conversation: ConversationId) -> Option<ClientFrame> {
+        if self.held.contains(&conversation) {
+            return None;
+        }
         let seen = *self.seen.get(&conversation)?;
         let asked = self.asked.get(&conversation).copied().unwrap_or_default();
         if seen <= self.last_read(conversation).max(asked) {
@@ -895,7 +912,10 @@ impl ChatStore {
                 last_read,
             } => {
                 if *me == staff {
-                    // Marked unread: what the viewport showed before no longer counts as read.
+                    // Marked unread: what the viewport showed before no longer counts as read,
+                    // and what it shows now is not read until the conversation is opened
+                    // again (else a view still open would read it straight back).
+                    self.held.insert(conversation);
                     self.asked.remove(&conversation);
                     if let Some(seen) = self.seen.get_mut(&conversation) {
                         *seen = (*seen).min(last_read);

@@ -215,7 +215,8 @@ fn reading_asks_once_only_forward_and_again_after_a_mark_unread() {
         "never past the head"
     );
     apply(&mut host, &mut store, "bob", frame.request);
-    // Marked unread from 2: what was seen no longer counts until it is seen again.
+    // Marked unread from 2: what was seen no longer counts, and what the still open view shows
+    // is not read (a late report of the viewport would read it straight back)…
     apply(
         &mut host,
         &mut store,
@@ -227,6 +228,11 @@ fn reading_asks_once_only_forward_and_again_after_a_mark_unread() {
     );
     assert_eq!(store.last_read(dm), Seq(1));
     assert!(store.read_seen(dm).is_none());
+    store.note_seen(dm, Seq(4));
+    assert!(store.read_seen(dm).is_none(), "held while the view stays open");
+    // …until the conversation is opened again: then what comes into view is read.
+    store.opened(dm);
+    assert!(store.read_seen(dm).is_none(), "nothing seen since");
     store.note_seen(dm, Seq(4));
     let frame = store.read_seen(dm).unwrap();
     assert_eq!(
