@@ -215,6 +215,17 @@ pub struct Retention {
     pub bytes: usize,
 }
 
+/// The longest replay a reconnecting client gets; past it, it gets a fresh snapshot instead
+/// (smaller, and bounded by its own budgets). Half a connection's queue, so that the frames
+/// written while it is replayed fit too.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayLimit {
+    /// Most frames.
+    pub frames: usize,
+    /// Most bytes.
+    pub bytes: usize,
+}
+
 /// Who a write in a batch answers.
 enum Source {
     /// A connection, with the request id of its frame.
@@ -228,7 +239,7 @@ enum Pending {
     Snapshot {
         staff: StaffId,
         conn: ConnHandle,
-        deliver: oneshot::Sender<Frame>,
+        deliver: oneshot::Sender<crate::hub::Built>,
     },
     History(HistoryRequest),
 }
@@ -274,8 +285,8 @@ pub struct Core {
     retained: VecDeque<Retained>,
     retained_bytes: usize,
     retain: Retention,
-    /// Most frames a replay may take before a snapshot is cheaper (half a connection's queue).
-    max_replay: usize,
+    /// The longest replay: past it a snapshot is sent instead.
+    max_replay: ReplayLimit,
     /// Most open connections per staff member.
     connection_cap: usize,
     /// Most commands per group commit.
@@ -342,7 +353,7 @@ impl Core {
         order: Box<dyn Order>,
         engine: Engine,
         retain: Retention,
-        max_replay: usize,
+        max_replay: ReplayLimit,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Core> {
         let mut core = Core {
@@ -1206,18 +1217,16 @@ impl Core {
         if first.0 > from.0 + 1 {
             return None;
         }
-        let mut frames = Vec::new();
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut bytes = 0;
         for r in self.retained.iter().filter(|r| r.offset >= from) {
-            if r.offset > from && r.recipients.contains(&key) {
-                frames.push(r.frame.clone());
+            let event = (r.offset > from && r.recipients.contains(&key)).then_some(&r.frame);
+            let updates = r.updates.iter().filter(|(k, _)| *k == key).map(|(_, f)| f);
+            for f in event.into_iter().chain(updates) {
+                bytes += f.len();
+                frames.push(f.clone());
             }
-            frames.extend(
-                r.updates
-                    .iter()
-                    .filter(|(k, _)| *k == key)
-                    .map(|(_, f)| f.clone()),
-            );
-            if frames.len() > self.max_replay {
+            if frames.len() > self.max_replay.frames || bytes > self.max_replay.bytes {
                 return None;
             }
         }
@@ -1229,10 +1238,18 @@ impl Core {
     fn queue_snapshot(&mut self, staff: &StaffId, conn: &ConnHandle) {
         if self.reads.is_none() {
             let mut snapshot = self.snapshot_without_messages(staff);
-            tally_shared::engine::fill_messages(&mut snapshot, |c, from, to| {
-                storage::message_range(&self.conn, c, from, to).unwrap_or_else(|e| fatal(&e))
+            let budget = tally_shared::engine::SnapshotBudget::default();
+            tally_shared::engine::fill_messages(&mut snapshot, budget, &mut |c, from, to, take| {
+                storage::messages_newest_first(&self.conn, c, from, to, take).unwrap_or_else(|e| fatal(&e));
             });
-            self.send(conn, encode(&ServerFrame::Snapshot(snapshot)).into());
+            let frame: Frame = encode(&ServerFrame::Snapshot(snapshot)).into();
+            if let Some(built) = conn.admit_snapshot(frame, &self.metrics) {
+                let (deliver, later) = oneshot::channel();
+                let _ = deliver.send(built);
+                if conn.send_later(later, &self.metrics) {
+                    self.metrics.frames_out.fetch_add(1, Relaxed);
+                }
+            }
             return;
         }
         let (deliver, later) = oneshot::channel();
@@ -1892,7 +1909,10 @@ impl Core {
         let Some((from, to)) = self.history_range(h)? else {
             return Ok(Vec::new());
         };
-        Ok(storage::message_range(&self.conn, conversation, from, to).unwrap_or_else(|e| fatal(&e)))
+        Ok(
+            storage::message_page(&self.conn, conversation, from, to, limits::PAGE_MAX_BYTES)
+                .unwrap_or_else(|e| fatal(&e)),
+        )
     }
 
     /// A search's query with its scope: the one conversation asked for, if the searcher is in

@@ -323,7 +323,7 @@ async fn search(
     let limit = q.limit.unwrap_or(20);
     let asked = |reply| {
         Command::Search(crate::core::SearchRequest {
-            staff,
+            staff: staff.clone(),
             terms,
             conversation: q.conversation.map(ConversationId),
             before: q.before.map(tally_shared::MessageId),
@@ -343,12 +343,10 @@ async fn search(
         None => return Err(core_gone()),
     };
     use crate::search::SearchError;
-    match state.searcher.search(query).await {
-        Ok(results) => {
-            let next_before = (results.len() as u64 >= limit.clamp(1, crate::search::MAX_RESULTS))
-                .then(|| results.last().map(|m| m.id))
-                .flatten();
-            let body = serde_json::json!({ "results": results, "next_before": next_before });
+    match state.searcher.search(&staff, query).await {
+        Ok(found) => {
+            let next_before = found.more.then(|| found.messages.last().map(|m| m.id)).flatten();
+            let body = serde_json::json!({ "results": found.messages, "next_before": next_before });
             Ok(warp::reply::json(&body).into_response())
         }
         Err(SearchError::Busy) => Err(api_error(

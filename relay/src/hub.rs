@@ -17,8 +17,9 @@ use tally_shared::protocol::close;
 
 /// Frames queued per connection before it counts as a slow consumer.
 pub const QUEUE_FRAMES: usize = 1024;
-/// Bytes queued per connection before it counts as a slow consumer (a single larger frame,
-/// such as a big snapshot, is still queued when the queue is empty).
+/// Bytes queued per connection before it counts as a slow consumer (a single larger frame is
+/// still queued when the queue is empty; a snapshot is held beside the queue, see
+/// [`ConnHandle::admit_snapshot`]).
 pub const QUEUE_BYTES: usize = 1024 * 1024;
 
 /// What a connection's writer sends.
@@ -29,7 +30,16 @@ pub enum Outbound {
     Text(Frame),
     /// A frame still being built elsewhere (a snapshot): the writer waits for it, and frames
     /// queued after it stay behind it.
-    Later(tokio::sync::oneshot::Receiver<Frame>),
+    Later(tokio::sync::oneshot::Receiver<Built>),
+}
+
+/// A frame built for a placeholder, with where its bytes were counted.
+#[derive(Debug)]
+pub struct Built {
+    /// The frame.
+    pub frame: Frame,
+    /// Held beside the queue (the connection's one snapshot), not in its byte budget.
+    pub aside: bool,
 }
 
 /// Tells a connection's tasks to close the socket with a code.
@@ -77,6 +87,8 @@ impl Closer {
 pub struct Queued {
     bytes: AtomicUsize,
     max: usize,
+    /// The bytes of the one snapshot held beside the queue (0: none).
+    snapshot: AtomicUsize,
 }
 
 impl Queued {
@@ -85,6 +97,7 @@ impl Queued {
         Queued {
             bytes: AtomicUsize::new(0),
             max,
+            snapshot: AtomicUsize::new(0),
         }
     }
 
@@ -102,6 +115,23 @@ impl Queued {
     /// Gives back the room of a frame that was written (or dropped).
     pub fn release(&self, len: usize) {
         self.bytes.fetch_sub(len, Ordering::AcqRel);
+    }
+
+    /// Gives back the room of a built frame, wherever it was counted.
+    pub fn release_built(&self, built: &Built) {
+        if built.aside {
+            self.snapshot.store(0, Ordering::Release);
+        } else {
+            self.release(built.frame.len());
+        }
+    }
+
+    /// Bytes queued, and the snapshot held beside them.
+    pub fn held(&self) -> (usize, usize) {
+        (
+            self.bytes.load(Ordering::Acquire),
+            self.snapshot.load(Ordering::Acquire),
+        )
     }
 }
 
@@ -141,22 +171,32 @@ impl ConnHandle {
         }
     }
 
-    /// Counts a frame built for a placeholder against the queue's bytes, as if queued now; a
-    /// queue over its budget closes the connection as a slow consumer (false: drop the frame).
-    pub fn admit(&self, len: usize, metrics: &Metrics) -> bool {
+    /// Counts a snapshot built for a placeholder. A connection holds one snapshot beside its
+    /// queue, whatever its size (a snapshot is bounded by its own budgets, and frames queued
+    /// behind it while it was built must not make it "too slow" before it has read anything);
+    /// a second one, asked for before the first was written, counts against the queue's bytes
+    /// like any frame, and a queue over its budget closes the connection as a slow consumer.
+    /// `None`: drop the frame.
+    pub fn admit_snapshot(&self, frame: Frame, metrics: &Metrics) -> Option<Built> {
         if self.closer.code().is_some() {
-            return false;
+            return None;
         }
-        if !self.queued.reserve(len) {
+        let len = frame.len().max(1);
+        let aside = self
+            .queued
+            .snapshot
+            .compare_exchange(0, len, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if !aside && !self.queued.reserve(frame.len()) {
             self.slow(metrics);
-            return false;
+            return None;
         }
-        true
+        Some(Built { frame, aside })
     }
 
     /// Queues a placeholder for a frame built elsewhere; false (and the connection closed as a
     /// slow consumer when its queue is full) if it was not queued.
-    pub fn send_later(&self, frame: tokio::sync::oneshot::Receiver<Frame>, metrics: &Metrics) -> bool {
+    pub fn send_later(&self, frame: tokio::sync::oneshot::Receiver<Built>, metrics: &Metrics) -> bool {
         if self.closer.code().is_some() {
             return false;
         }

@@ -4,6 +4,7 @@
 //! - [`server`]: start-up (replaying the log into the engine), the listeners, shutdown.
 //! - [`state`]: what every handler and session shares (`AppState`).
 //! - [`listener`]: accepting sockets — the socket cap, header timeout, killing a socket.
+//! - [`paced`]: request bodies that must keep arriving (a minimum rate after a grace).
 //! - [`address`]: the client's address, behind trusted reverse proxies.
 //! - [`http`]: warp routes — WebSocket, attachments, history, health, metrics, demo, files.
 //! - [`upgrade`]: the WebSocket upgrade — Origin, the per-address budget, the handshake.
@@ -50,6 +51,7 @@ pub mod listener;
 pub mod maintenance;
 pub mod metrics;
 pub mod order;
+pub mod paced;
 pub mod pages;
 pub mod postgres;
 pub mod reads;

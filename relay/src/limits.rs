@@ -218,6 +218,18 @@ impl<K: Eq + Hash + Clone> Buckets<K> {
 }
 
 impl<K: Eq + Hash + Clone> Buckets<K> {
+    /// Whether `key` has a token now (none is taken), or how long until it has.
+    pub fn peek(&self, key: &K, rate: f64, burst: f64, now: Instant) -> Result<(), Duration> {
+        let map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(b) = map.get(key) else { return Ok(()) };
+        let tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - tokens) / rate))
+        }
+    }
+
     /// Gives a token back (an attempt that turned out legitimate), up to the burst.
     pub fn refund(&self, key: &K, burst: f64) {
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());

@@ -360,8 +360,15 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(info.clone());
                 let mut service = service.clone();
+                // Every body must keep arriving (see `paced`); one that falls behind is answered
+                // 408 whatever the route made of its error, and the connection closes.
+                let timed_out = Arc::new(AtomicBool::new(false));
+                let request = request.map(|body| crate::paced::Paced::new(body, timed_out.clone()));
                 async move {
                     let response = tower_service::Service::call(&mut service, request).await?;
+                    if timed_out.load(Acquire) {
+                        return Ok(into_body(crate::rejection::body_too_slow()));
+                    }
                     Ok::<_, Infallible>(into_body(response))
                 }
             });

@@ -22,10 +22,10 @@ use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 
 use rusqlite::Connection;
 use tally_shared::protocol::{ServerFrame, Snapshot, encode};
-use tally_shared::{ConversationId, ErrorCode, Message, Seq};
+use tally_shared::{ConversationId, ErrorCode, Message, Seq, limits};
 use tokio::sync::oneshot;
 
-use crate::hub::{ConnHandle, Frame};
+use crate::hub::{Built, ConnHandle, Frame};
 use crate::metrics::Metrics;
 use crate::storage::{self, fatal};
 
@@ -37,8 +37,8 @@ pub enum Job {
         /// Counts, watermarks and heads, without messages.
         snapshot: Box<Snapshot>,
         /// The placeholder in the connection's queue.
-        deliver: oneshot::Sender<Frame>,
-        /// The connection: its queue's byte budget holds the frame once built.
+        deliver: oneshot::Sender<Built>,
+        /// The connection: it holds the frame once built (see `ConnHandle::admit_snapshot`).
         conn: ConnHandle,
         /// Where a slow consumer is counted.
         metrics: Arc<Metrics>,
@@ -160,16 +160,17 @@ fn run(job: Job, conn: &Connection) {
             if to.closer.code().is_some() {
                 return;
             }
-            tally_shared::engine::fill_messages(&mut snapshot, |c, from, to| {
-                storage::message_range(conn, c, from, to).unwrap_or_else(|e| fatal(&e))
+            let budget = tally_shared::engine::SnapshotBudget::default();
+            tally_shared::engine::fill_messages(&mut snapshot, budget, &mut |c, from, to, take| {
+                storage::messages_newest_first(conn, c, from, to, take).unwrap_or_else(|e| fatal(&e));
             });
             let frame: Frame = encode(&ServerFrame::Snapshot(snapshot)).into();
-            // Held until written, so it counts against the connection's bytes like any frame:
-            // a client that asks for snapshots and does not read them is closed, not fed.
-            if to.admit(frame.len(), &metrics)
-                && let Err(unsent) = deliver.send(frame)
+            // Held until written: a client that asks for snapshots and does not read them is
+            // closed, not fed.
+            if let Some(built) = to.admit_snapshot(frame, &metrics)
+                && let Err(unsent) = deliver.send(built)
             {
-                to.queued.release(unsent.len());
+                to.queued.release_built(&unsent);
             }
         }
         Job::History {
@@ -178,7 +179,8 @@ fn run(job: Job, conn: &Connection) {
             to,
             reply,
         } => {
-            let page = storage::message_range(conn, conversation, from, to).unwrap_or_else(|e| fatal(&e));
+            let page = storage::message_page(conn, conversation, from, to, limits::PAGE_MAX_BYTES)
+                .unwrap_or_else(|e| fatal(&e));
             let _ = reply.send(Ok(page));
         }
     }

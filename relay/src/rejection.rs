@@ -88,6 +88,15 @@ pub async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> 
     Ok(reply)
 }
 
+/// A request whose body came too slowly (`paced`): 408, and the connection closes.
+pub fn body_too_slow() -> warp::reply::Response {
+    let message = crate::paced::TooSlow.to_string();
+    let mut r = json_error(StatusCode::REQUEST_TIMEOUT, ErrorCode::Timeout, &message);
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 /// The core has stopped (the relay is shutting down).
 pub fn core_gone() -> Rejection {
     api_error(
@@ -106,6 +115,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::RateLimited | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Timeout => StatusCode::REQUEST_TIMEOUT,
         _ => StatusCode::BAD_REQUEST,
     }
 }

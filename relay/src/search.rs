@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use rusqlite::{Connection, params};
-use tally_shared::{ConversationId, Message, MessageId};
+use tally_shared::{ConversationId, Message, MessageId, StaffId};
 
 /// The most words a query may have.
 pub const MAX_TERMS: usize = 8;
@@ -127,16 +127,26 @@ pub fn fts5_query(terms: &[Term], conversations: &[ConversationId]) -> String {
     format!("({words}) AND ({scope})")
 }
 
+/// A page of results.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The live messages that match, newest first.
+    pub messages: Vec<Message>,
+    /// Whether more may follow the last one (the page is full in results or in bytes).
+    pub more: bool,
+}
+
 /// A full-text index of messages.
 pub trait TextSearch {
-    /// The live messages that match, newest first.
-    fn search(&self, query: &SearchQuery) -> anyhow::Result<Vec<Message>>;
+    /// The live messages that match, newest first, at most the query's limit and
+    /// [`limits::PAGE_MAX_BYTES`](tally_shared::limits::PAGE_MAX_BYTES) of them (at least one).
+    fn search(&self, query: &SearchQuery) -> anyhow::Result<Found>;
 }
 
 impl TextSearch for Connection {
-    fn search(&self, q: &SearchQuery) -> anyhow::Result<Vec<Message>> {
+    fn search(&self, q: &SearchQuery) -> anyhow::Result<Found> {
         if q.conversations.is_empty() || q.terms.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Found::default());
         }
         let scope = serde_json::to_string(&q.conversations)?;
         let before = q.before.map_or(i64::MAX, |m| m.0 as i64);
@@ -157,23 +167,36 @@ impl TextSearch for Connection {
             ],
             |r| r.get::<_, String>(0),
         )?;
-        let mut out = Vec::new();
+        let limit = q.limit.min(MAX_RESULTS) as usize;
+        let mut found = Found::default();
+        let mut bytes = 0;
         for payload in rows {
-            out.push(serde_json::from_str(&payload?)?);
+            let payload = payload?;
+            bytes += payload.len();
+            if !found.messages.is_empty() && bytes > tally_shared::limits::PAGE_MAX_BYTES {
+                found.more = true;
+                break;
+            }
+            found.messages.push(serde_json::from_str(&payload)?);
         }
-        Ok(out)
+        found.more |= found.messages.len() >= limit;
+        Ok(found)
     }
 }
 
-/// How long one search may run before it is stopped.
+/// How long one search may take, from its arrival (waiting included) to its answer.
 pub const DEADLINE: Duration = Duration::from_secs(1);
 /// Searches that may wait for a connection; more are refused as busy.
 pub const MAX_WAITING: usize = 16;
+/// Searches one person may have waiting or running at once; more are refused as busy, so one
+/// person's burst cannot fill the queue that everyone shares.
+pub const PER_PERSON: usize = 2;
 
 /// Why a search gave no results.
 #[derive(Debug)]
 pub enum SearchError {
-    /// Too many searches are waiting already.
+    /// Too many searches are waiting already (everyone's, or this person's), or it waited
+    /// until its deadline.
     Busy,
     /// It ran past [`DEADLINE`] (a `*` prefix on a very common start).
     TooSlow,
@@ -191,7 +214,27 @@ pub struct Searcher {
     idle: Mutex<Vec<Connection>>,
     permits: tokio::sync::Semaphore,
     waiting: AtomicUsize,
+    /// Searches in the searcher (waiting or running), per person.
+    by_person: Mutex<std::collections::HashMap<StaffId, usize>>,
     deadline: Duration,
+}
+
+/// A person's place in the searcher, given back when their search ends.
+struct Place<'a> {
+    searcher: &'a Searcher,
+    staff: StaffId,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        let mut by = self.searcher.by_person.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = by.get_mut(&self.staff) {
+            *n -= 1;
+            if *n == 0 {
+                by.remove(&self.staff);
+            }
+        }
+    }
 }
 
 impl Searcher {
@@ -206,26 +249,48 @@ impl Searcher {
             permits: tokio::sync::Semaphore::new(idle.len()),
             idle: Mutex::new(idle),
             waiting: AtomicUsize::new(0),
+            by_person: Mutex::default(),
             deadline,
         }
     }
 
-    /// Runs a search on one of the connections, within the deadline.
-    pub async fn search(&self, query: SearchQuery) -> Result<Vec<Message>, SearchError> {
-        self.run(move |conn| conn.search(&query)).await
+    /// Runs `staff`'s search on one of the connections, within the deadline.
+    pub async fn search(&self, staff: &StaffId, query: SearchQuery) -> Result<Found, SearchError> {
+        self.run(staff, move |conn| conn.search(&query)).await
+    }
+
+    /// A place for one more search of `staff`'s, if they have fewer than [`PER_PERSON`].
+    fn place(&self, staff: &StaffId) -> Option<Place<'_>> {
+        let mut by = self.by_person.lock().unwrap_or_else(|p| p.into_inner());
+        let n = by.entry(staff.clone()).or_default();
+        if *n >= PER_PERSON {
+            return None;
+        }
+        *n += 1;
+        Some(Place {
+            searcher: self,
+            staff: staff.clone(),
+        })
     }
 
     async fn run<T: Send + 'static>(
         &self,
+        staff: &StaffId,
         work: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, SearchError> {
+        let arrived = tokio::time::Instant::now();
+        let _place = self.place(staff).ok_or(SearchError::Busy)?;
         if self.waiting.fetch_add(1, Relaxed) >= MAX_WAITING {
             self.waiting.fetch_sub(1, Relaxed);
             return Err(SearchError::Busy);
         }
-        let permit = self.permits.acquire().await;
+        // The deadline counts from arrival: a search that waited its whole second is answered
+        // as busy, not run late.
+        let permit = tokio::time::timeout_at(arrived + self.deadline, self.permits.acquire()).await;
         self.waiting.fetch_sub(1, Relaxed);
-        let _permit = permit.map_err(|e| SearchError::Failed(e.into()))?;
+        let _permit = permit
+            .map_err(|_| SearchError::Busy)?
+            .map_err(|e| SearchError::Failed(e.into()))?;
         let conn = self
             .idle
             .lock()
@@ -234,9 +299,10 @@ impl Searcher {
             .expect("a connection for every permit");
         // Interrupting a connection that runs nothing does nothing, so a late timer is harmless.
         let interrupt = conn.get_interrupt_handle();
-        let deadline = self.deadline;
+        let deadline = arrived + self.deadline;
+        let started = tokio::time::Instant::now();
         let timer = tokio::spawn(async move {
-            tokio::time::sleep(deadline).await;
+            tokio::time::sleep_until(deadline).await;
             interrupt.interrupt();
         });
         let done = tokio::task::spawn_blocking(move || {
@@ -249,7 +315,12 @@ impl Searcher {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(conn);
         }
-        result.map_err(classify)
+        match result.map_err(classify) {
+            // Stopped with little time of its own after a long wait: the searcher was busy,
+            // not the search too costly.
+            Err(SearchError::TooSlow) if started.elapsed() < self.deadline / 2 => Err(SearchError::Busy),
+            other => other,
+        }
     }
 }
 
@@ -355,16 +426,100 @@ mod tests {
         let slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000)
                     SELECT count(*) FROM n";
         let started = std::time::Instant::now();
+        let alice = StaffId::new("alice").unwrap();
         let stopped = searcher
-            .run(move |c| Ok(c.query_row(slow, [], |r| r.get::<_, i64>(0))?))
+            .run(
+                &alice,
+                move |c| Ok(c.query_row(slow, [], |r| r.get::<_, i64>(0))?),
+            )
             .await;
         assert!(matches!(stopped, Err(SearchError::TooSlow)), "{stopped:?}");
         assert!(started.elapsed() < Duration::from_secs(5));
         // The same connection answers the next search, which the timer does not reach.
         let quick = searcher
-            .run(|c| Ok(c.query_row("SELECT 42", [], |r| r.get::<_, i64>(0))?))
+            .run(&alice, |c| {
+                Ok(c.query_row("SELECT 42", [], |r| r.get::<_, i64>(0))?)
+            })
             .await;
         assert_eq!(quick.unwrap(), 42);
+    }
+
+    #[tokio::test]
+    async fn one_persons_burst_of_costly_searches_leaves_others_answered() {
+        // Two connections, as the relay has; each of Alice's searches costs a moment.
+        let searcher = std::sync::Arc::new(Searcher::with(
+            vec![
+                Connection::open_in_memory().unwrap(),
+                Connection::open_in_memory().unwrap(),
+            ],
+            Duration::from_secs(10),
+        ));
+        let slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000)
+                    SELECT count(*) FROM n";
+        let alice = StaffId::new("alice").unwrap();
+        let mut burst = Vec::new();
+        for _ in 0..40 {
+            let (searcher, alice) = (searcher.clone(), alice.clone());
+            burst.push(tokio::spawn(async move {
+                searcher
+                    .run(
+                        &alice,
+                        move |c| Ok(c.query_row(slow, [], |r| r.get::<_, i64>(0))?),
+                    )
+                    .await
+            }));
+        }
+        tokio::task::yield_now().await;
+        // Bob's search arrives in the middle of Alice's burst, and is answered.
+        let bob = StaffId::new("bob").unwrap();
+        let answer = searcher
+            .run(
+                &bob,
+                |c| Ok(c.query_row("SELECT 42", [], |r| r.get::<_, i64>(0))?),
+            )
+            .await;
+        assert_eq!(answer.unwrap(), 42);
+        let mut busy = 0;
+        for b in burst {
+            match b.await.unwrap() {
+                Err(SearchError::Busy) => busy += 1,
+                Ok(n) => assert_eq!(n, 300_000),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Alice had two places; the rest of her burst was refused at once.
+        assert_eq!(busy, 40 - PER_PERSON);
+    }
+
+    #[tokio::test]
+    async fn a_search_that_waited_out_its_deadline_is_busy_not_run_late() {
+        let searcher = std::sync::Arc::new(Searcher::with(
+            vec![Connection::open_in_memory().unwrap()],
+            Duration::from_millis(300),
+        ));
+        // Work that no interrupt stops holds the only connection past Dave's deadline.
+        let hog = {
+            let searcher = searcher.clone();
+            tokio::spawn(async move {
+                let carol = StaffId::new("carol").unwrap();
+                searcher
+                    .run(&carol, |_| {
+                        std::thread::sleep(Duration::from_millis(900));
+                        Ok(0i64)
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let dave = StaffId::new("dave").unwrap();
+        let waited = searcher
+            .run(
+                &dave,
+                |c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?),
+            )
+            .await;
+        assert!(matches!(waited, Err(SearchError::Busy)), "{waited:?}");
+        assert_eq!(hog.await.unwrap().unwrap(), 0);
     }
 
     fn words(text: &str) -> Vec<String> {

@@ -125,7 +125,11 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         }
         None => None,
     };
-    let queue_frames = config.queue_frames;
+    // A replay longer than half a connection's queue (in frames or bytes) is a snapshot instead.
+    let max_replay = crate::core::ReplayLimit {
+        frames: config.queue_frames / 2,
+        bytes: config.queue_bytes / 2,
+    };
     let load_metrics = metrics.clone();
     let data = config.data.clone();
     let demo = config.demo;
@@ -134,7 +138,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let core_wake = wake.clone();
     let reminder_after = config.reminder_after;
     let mut core = off_runtime(move || {
-        let mut core = Core::load(conn, order, engine, retention, queue_frames / 2, load_metrics)?;
+        let mut core = Core::load(conn, order, engine, retention, max_replay, load_metrics)?;
         if let Some(bell) = bell {
             core.set_cluster(bell, data, core_log);
             // What the cluster committed while this node was away (all of it, for a new node).
@@ -208,6 +212,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         config: Arc::new(config),
         staff_buckets: Arc::default(),
         address_buckets: Arc::default(),
+        key_attempts: Arc::default(),
         sockets: sockets.clone(),
         searcher,
         sharer,

@@ -5,7 +5,7 @@
 //! (`--service-per-sec`, `--service-burst`). `docs/integration.md` has an example of each call.
 
 use serde::Deserialize;
-use tally_shared::engine::ServiceRequest;
+use tally_shared::engine::{DirectPost, ServiceRequest};
 use tally_shared::{ClientMsgId, ConversationId, ErrorCode, MessageId, Request, Staff, StaffId, limits};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
@@ -13,6 +13,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::attachments::{self, take_budget};
 use crate::core::{Command, ServiceDone, ServiceWrite};
 use crate::limits::Kind;
+use crate::listener::ConnInfo;
 use crate::rejection::{api_error, core_gone, status_of};
 use crate::state::AppState;
 
@@ -33,27 +34,50 @@ fn base() -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "service" / ..)
 }
 
-/// A live service key (its name), with a token from its rate budget.
+/// A live service key (its name), with a token from its rate budget. Failed attempts are
+/// throttled per address (`service_keys::Attempts`).
 fn service_key(state: AppState) -> impl Filter<Extract = ((),), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::get::<ConnInfo>())
         .and(with_state(state))
-        .and_then(|h: Option<String>, state: AppState| async move {
-            let unauthorized = |m: &str| api_error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, m);
-            let key = h
-                .as_deref()
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .ok_or_else(|| unauthorized("missing bearer service key"))?
-                .to_string();
-            let name = state
-                .ask(|reply| Command::ServiceKey { key, reply })
-                .await
-                .ok_or_else(core_gone)?
-                .ok_or_else(|| unauthorized("unknown or revoked service key"))?;
-            // Key names are in the staff id alphabet: its own bucket kind keeps them apart.
-            let bucket = StaffId::new(name).map_err(|_| unauthorized("unusable service key name"))?;
-            take_budget(&state, &bucket, Kind::Service)?;
-            Ok::<_, Rejection>(())
-        })
+        .and_then(
+            |h: Option<String>, headers, conn: ConnInfo, state: AppState| async move {
+                let unauthorized = |m: &str| api_error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, m);
+                let key = h
+                    .as_deref()
+                    .and_then(|h| h.strip_prefix("Bearer "))
+                    .ok_or_else(|| unauthorized("missing bearer service key"))?
+                    .to_string();
+                let ip = crate::address::client_ip(conn.0.peer.ip(), &headers, &state.config.trusted_proxies);
+                if let Err(wait) = state.key_attempts.may_try(ip, &key) {
+                    state.metrics.reject(ErrorCode::RateLimited);
+                    let message = format!(
+                        "too many failed service-key attempts from this address; retry in {} ms",
+                        wait.as_millis() + 1
+                    );
+                    return Err(api_error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        ErrorCode::RateLimited,
+                        message,
+                    ));
+                }
+                let asked = key.clone();
+                let found = state
+                    .ask(|reply| Command::ServiceKey { key: asked, reply })
+                    .await
+                    .ok_or_else(core_gone)?;
+                let Some(name) = found else {
+                    state.key_attempts.failed(ip);
+                    return Err(unauthorized("unknown or revoked service key"));
+                };
+                state.key_attempts.succeeded(&key);
+                // Key names are in the staff id alphabet: its own bucket kind keeps them apart.
+                let bucket = StaffId::new(name).map_err(|_| unauthorized("unusable service key name"))?;
+                take_budget(&state, &bucket, Kind::Service)?;
+                Ok::<_, Rejection>(())
+            },
+        )
 }
 
 fn json_body<T: for<'de> Deserialize<'de> + Send>(
@@ -253,6 +277,14 @@ async fn mirror_staff(
     if entries.len() > MIRROR_MAX {
         return Err(invalid(format!("at most {MIRROR_MAX} staff per call")));
     }
+    // An empty list with `deactivate_missing` would deactivate everyone: almost always a
+    // query that returned nothing, not a company that let every member of staff go.
+    if entries.is_empty() && q.deactivate_missing {
+        return Err(invalid(
+            "an empty list with deactivate_missing=true would deactivate every member of staff: \
+             refused (deactivate people one by one with \"active\": false)",
+        ));
+    }
     let mut staff = Vec::with_capacity(entries.len());
     let mut seen = std::collections::HashSet::new();
     for (i, e) in entries.into_iter().enumerate() {
@@ -331,27 +363,20 @@ async fn unread(staff: StaffId, (): (), state: AppState) -> Result<warp::reply::
 }
 
 async fn post_message((): (), p: PostMessage, state: AppState) -> Result<warp::reply::Response, Rejection> {
-    let conversation = match (p.conversation, &p.direct) {
-        (Some(c), None) => c,
-        (None, Some([a, b])) => {
-            if let Some(sender) = &p.sender
-                && sender != a
-                && sender != b
-            {
-                return Err(invalid("the sender of a direct message is one of its two staff"));
-            }
-            // Opened (or found) as the first of the two: a direct conversation has no owner.
-            let open = Request::CreateDirect { staff: b.clone() };
-            let done = write(&state, ServiceWrite::AsStaff(a.clone(), open)).await?;
-            done.ack
-                .conversation
-                .expect("a direct conversation was opened or found")
-        }
-        _ => return Err(invalid("give exactly one of `conversation` and `direct`")),
-    };
     let client_id = p.client_id.unwrap_or_else(fresh_client_id);
-    let request = match (p.sender, p.notice) {
-        (Some(sender), None) => ServiceWrite::AsStaff(
+    if p.notice.is_some() && (!p.body.is_empty() || p.reply_to.is_some()) {
+        return Err(invalid("a notice has `notice.text`, no `body` or `reply_to`"));
+    }
+    // Everything is checked before anything is written: into a direct conversation, the post
+    // and the conversation it may open are one write, so a refused post opens nothing.
+    let request = match (p.conversation, p.direct, p.sender, p.notice) {
+        (Some(_), Some(_), ..) | (None, None, ..) => {
+            return Err(invalid("give exactly one of `conversation` and `direct`"));
+        }
+        (_, _, Some(_), Some(_)) | (_, _, None, None) => {
+            return Err(invalid("give exactly one of `sender` and `notice`"));
+        }
+        (Some(conversation), None, Some(sender), None) => ServiceWrite::AsStaff(
             sender,
             Request::SendMessage {
                 client_id,
@@ -361,19 +386,32 @@ async fn post_message((): (), p: PostMessage, state: AppState) -> Result<warp::r
                 reply_to: p.reply_to,
             },
         ),
-        (None, Some(notice)) => {
-            if !p.body.is_empty() || p.reply_to.is_some() {
-                return Err(invalid("a notice has `notice.text`, no `body` or `reply_to`"));
-            }
-            ServiceWrite::Service(ServiceRequest::PostNotice {
-                client_id,
-                conversation,
-                title: notice.title,
-                body: notice.text,
-                attachments: p.attachments,
-            })
+        (Some(conversation), None, None, Some(notice)) => ServiceWrite::Service(ServiceRequest::PostNotice {
+            client_id,
+            conversation,
+            title: notice.title,
+            body: notice.text,
+            attachments: p.attachments,
+        }),
+        (None, Some(between), sender, notice) => {
+            let post = match (sender, notice) {
+                (Some(sender), None) => DirectPost::Send {
+                    sender,
+                    client_id,
+                    body: p.body,
+                    attachments: p.attachments,
+                    reply_to: p.reply_to,
+                },
+                (None, Some(notice)) => DirectPost::Notice {
+                    client_id,
+                    title: notice.title,
+                    body: notice.text,
+                    attachments: p.attachments,
+                },
+                _ => unreachable!("one of sender and notice, checked above"),
+            };
+            ServiceWrite::Service(ServiceRequest::PostDirect { between, post })
         }
-        _ => return Err(invalid("give exactly one of `sender` and `notice`")),
     };
     let done = write(&state, request).await?;
     let created = done.created;

@@ -75,9 +75,83 @@ pub fn find(conn: &Connection, presented: &str) -> rusqlite::Result<Option<Strin
         .optional()
 }
 
+/// Failed attempts allowed per address: a burst, then this many per second. Past it, a key
+/// that was never seen valid is refused (429) without being looked up, so forging keys costs
+/// the relay nothing; a key seen valid is still looked up, so an attacker sharing the work
+/// app's address cannot lock its real key out.
+pub const FAILURES_PER_SEC: f64 = 1.0;
+/// The burst of failed attempts per address.
+pub const FAILURE_BURST: f64 = 20.0;
+/// Keys remembered as seen valid (their hashes); more are forgotten, oldest first.
+const KNOWN_MAX: usize = 1024;
+
+/// Failed attempts per address, and the keys seen valid since the relay started.
+#[derive(Debug, Default)]
+pub struct Attempts {
+    failures: crate::limits::Buckets<std::net::IpAddr>,
+    known: std::sync::Mutex<std::collections::VecDeque<String>>,
+}
+
+impl Attempts {
+    /// Whether `presented` should be looked up from `ip`: a key seen valid always is; another
+    /// only while the address has failures left. `Err`: how long until it has.
+    pub fn may_try(&self, ip: std::net::IpAddr, presented: &str) -> Result<(), std::time::Duration> {
+        if self.is_known(presented) {
+            return Ok(());
+        }
+        self.failures
+            .peek(&ip, FAILURES_PER_SEC, FAILURE_BURST, std::time::Instant::now())
+    }
+
+    /// Notes a failed attempt from `ip`.
+    pub fn failed(&self, ip: std::net::IpAddr) {
+        let _ = self
+            .failures
+            .take(&ip, FAILURES_PER_SEC, FAILURE_BURST, std::time::Instant::now());
+    }
+
+    /// Notes a key that was found live.
+    pub fn succeeded(&self, presented: &str) {
+        let h = hash(presented);
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if !known.contains(&h) {
+            if known.len() >= KNOWN_MAX {
+                known.pop_front();
+            }
+            known.push_back(h);
+        }
+    }
+
+    fn is_known(&self, presented: &str) -> bool {
+        let h = hash(presented);
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).contains(&h)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_from_an_address_are_throttled_but_a_key_seen_valid_is_not() {
+        let attempts = Attempts::default();
+        let (attacker, other) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let real = format!("{PREFIX}{}", "a".repeat(64));
+        attempts.succeeded(&real);
+        for _ in 0..FAILURE_BURST as usize {
+            assert!(attempts.may_try(attacker, "tally_sk_forged").is_ok());
+            attempts.failed(attacker);
+        }
+        assert!(attempts.may_try(attacker, "tally_sk_forged").is_err());
+        assert!(
+            attempts.may_try(attacker, &real).is_ok(),
+            "the real key from the same address"
+        );
+        assert!(
+            attempts.may_try(other, "tally_sk_forged").is_ok(),
+            "another address"
+        );
+    }
 
     #[test]
     fn a_key_is_found_until_it_is_revoked_and_a_name_is_reused_only_after() {

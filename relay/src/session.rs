@@ -22,7 +22,7 @@ use tracing::Instrument;
 
 use crate::auth::Verified;
 use crate::core::Command;
-use crate::hub::{Closer, ConnHandle, Frame, Outbound, Queued};
+use crate::hub::{Built, Closer, ConnHandle, Frame, Outbound, Queued};
 use crate::listener::Socket;
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -328,7 +328,7 @@ impl Heard {
 }
 
 /// The writer: the connection's queue to the socket in flushed batches, pings, and the close
-/// frame. A write that the peer does not take within [`WRITE_TIMEOUT`] ends it.
+/// frame. A batch the peer does not take in time ends it (see [`Deadline`]).
 async fn write_loop<K>(
     mut sink: K,
     mut rx: mpsc::Receiver<Outbound>,
@@ -341,7 +341,7 @@ async fn write_loop<K>(
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     // A frame being built elsewhere that a batch met: written first, once it is ready.
-    let mut held: Option<tokio::sync::oneshot::Receiver<Frame>> = None;
+    let mut held: Option<oneshot::Receiver<Built>> = None;
     loop {
         tokio::select! {
             biased;
@@ -353,18 +353,19 @@ async fn write_loop<K>(
                 // Write what is queued (up to a batch) and flush once: one system call for a
                 // burst of events rather than one each.
                 let Some(first) = item else { break };
+                let deadline = Deadline::new();
                 let batch = async {
                     let mut next = Some(first);
                     let mut written = 0;
-                    while let Some(text) = next.take() {
-                        let len = text.len();
-                        let fed = feed(&mut sink, text).await;
-                        conn.queued.release(len);
+                    while let Some(built) = next.take() {
+                        deadline.allow(built.frame.len());
+                        let fed = feed(&mut sink, built.frame.clone()).await;
+                        conn.queued.release_built(&built);
                         fed?;
                         written += 1;
                         if written < WRITE_BATCH {
                             match rx.try_recv() {
-                                Ok(Outbound::Text(t)) => next = Some(t),
+                                Ok(Outbound::Text(frame)) => next = Some(Built { frame, aside: false }),
                                 Ok(Outbound::Later(later)) => held = Some(later),
                                 Err(_) => {}
                             }
@@ -372,10 +373,14 @@ async fn write_loop<K>(
                     }
                     sink.flush().await
                 };
-                match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break,
-                    Err(_) => {
+                let outcome = tokio::select! {
+                    done = batch => Some(done),
+                    () = deadline.passed() => None,
+                };
+                match outcome {
+                    Some(Ok(())) => {}
+                    Some(Err(_)) => break,
+                    None => {
                         metrics.slow_consumers.fetch_add(1, Relaxed);
                         conn.closer.close(close::SLOW_CONSUMER);
                         break;
@@ -399,19 +404,58 @@ async fn write_loop<K>(
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
 }
 
+/// The slowest rate a peer may take a large batch at (a big snapshot on a poor mobile link
+/// still arrives; a peer that takes less is a slow consumer).
+pub const MIN_WRITE_RATE: usize = 8 * 1024;
+
+/// When a batch of writes must be done: [`WRITE_TIMEOUT`] after it started, plus the time its
+/// bytes take at [`MIN_WRITE_RATE`], so that a large frame is judged by the rate the peer takes
+/// it at, not by its size.
+struct Deadline {
+    start: tokio::time::Instant,
+    /// Milliseconds after `start` (an atomic, so the batch and the timer share it in one task).
+    after_ms: AtomicU64,
+}
+
+impl Deadline {
+    fn new() -> Deadline {
+        Deadline {
+            start: tokio::time::Instant::now(),
+            after_ms: AtomicU64::new(WRITE_TIMEOUT.as_millis() as u64),
+        }
+    }
+
+    /// Gives the batch the time `bytes` more take at the minimum rate.
+    fn allow(&self, bytes: usize) {
+        let ms = (bytes as u64).saturating_mul(1000) / MIN_WRITE_RATE as u64;
+        self.after_ms.fetch_add(ms, Relaxed);
+    }
+
+    /// Resolves once the deadline, as it stands then, has passed.
+    async fn passed(&self) {
+        loop {
+            let at = self.after_ms.load(Relaxed);
+            tokio::time::sleep_until(self.start + Duration::from_millis(at)).await;
+            if self.after_ms.load(Relaxed) == at {
+                return;
+            }
+        }
+    }
+}
+
 /// The next frame to write: a held frame being built elsewhere once it is ready, else the next
-/// queued one (waiting for it when it is a placeholder). Every frame's bytes were counted in
-/// the queue (a built one by `ConnHandle::admit`). `None` when the queue is closed or a
-/// placeholder was abandoned (the connection is closing). Cancel-safe: a placeholder being
-/// waited for stays in `held`.
+/// queued one (waiting for it when it is a placeholder). Every frame's bytes were counted (in
+/// the queue, or beside it for a snapshot). `None` when the queue is closed or a placeholder
+/// was abandoned (the connection is closing). Cancel-safe: a placeholder being waited for stays
+/// in `held`.
 async fn next_outbound(
-    held: &mut Option<tokio::sync::oneshot::Receiver<Frame>>,
+    held: &mut Option<oneshot::Receiver<Built>>,
     rx: &mut mpsc::Receiver<Outbound>,
-) -> Option<Frame> {
+) -> Option<Built> {
     let later = match held.as_mut() {
         Some(later) => later,
         None => match rx.recv().await? {
-            Outbound::Text(t) => return Some(t),
+            Outbound::Text(frame) => return Some(Built { frame, aside: false }),
             Outbound::Later(later) => held.insert(later),
         },
     };

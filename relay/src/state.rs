@@ -26,6 +26,8 @@ pub struct AppState {
     pub staff_buckets: Arc<Buckets<(tally_shared::StaffId, Kind)>>,
     /// Per client address: connection attempts.
     pub address_buckets: Arc<Buckets<std::net::IpAddr>>,
+    /// Per client address: failed service-key attempts; and the keys seen valid.
+    pub key_attempts: Arc<crate::service_keys::Attempts>,
     /// Every open socket.
     pub sockets: Arc<crate::listener::Sockets>,
     /// Where searches run (off the core and its read pool).

@@ -609,6 +609,54 @@ pub fn message_range(
     Ok(out)
 }
 
+/// Calls `take(message, bytes)` for the stored messages `from..=to` of a conversation, newest
+/// first, until it returns false (`bytes`: its JSON's length, what it adds to a frame).
+pub fn messages_newest_first(
+    conn: &Connection,
+    conversation: ConversationId,
+    from: Seq,
+    to: Seq,
+    take: &mut dyn FnMut(Message, usize) -> bool,
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT payload FROM messages WHERE conversation = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq DESC",
+    )?;
+    let mut rows = stmt.query(params![conversation.0 as i64, from.0 as i64, to.0 as i64])?;
+    while let Some(row) = rows.next()? {
+        let payload: String = row.get(0)?;
+        let m = serde_json::from_str(&payload).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        if !take(m, payload.len()) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A page of messages `from..=to`, in order, cut from the oldest end to at most `max_bytes` of
+/// JSON (at least the newest one): the next page starts before its first message.
+pub fn message_page(
+    conn: &Connection,
+    conversation: ConversationId,
+    from: Seq,
+    to: Seq,
+    max_bytes: usize,
+) -> rusqlite::Result<Vec<Message>> {
+    let mut page = Vec::new();
+    let mut bytes = 0;
+    messages_newest_first(conn, conversation, from, to, &mut |m, len| {
+        if !page.is_empty() && bytes + len > max_bytes {
+            return false;
+        }
+        bytes += len;
+        page.push(m);
+        true
+    })?;
+    page.reverse();
+    Ok(page)
+}
+
 /// Records an upload (the bytes are already stored under their content address) at `now`
 /// (milliseconds since the epoch).
 pub fn record_upload(

@@ -27,8 +27,19 @@ pub const SNAPSHOT_RECENT_MESSAGES: u64 = 50;
 /// Most messages of one conversation in a snapshot: the whole unread range up to this many,
 /// so that reading them can be counted by the widget itself.
 pub const SNAPSHOT_MAX_MESSAGES: u64 = 200;
+/// Most bytes of messages (as JSON) a snapshot carries of one conversation: its newest message
+/// whatever its size, then older ones of its window while they fit. A widget pages the rest
+/// through history.
+pub const SNAPSHOT_CONVERSATION_BYTES: usize = 64 * 1024;
+/// Most bytes of messages a whole snapshot carries, so that its size depends on how many
+/// conversations one is in, never on how long or how many their messages are. Conversations
+/// with unread messages come first, then the most recently active.
+pub const SNAPSHOT_MESSAGE_BYTES: usize = 512 * 1024;
 /// Most messages in one history page.
 pub const HISTORY_PAGE_MAX: u64 = 200;
+/// Most bytes of messages (as JSON) in one history page or page of search results; a page always
+/// holds at least one message, and the next page starts where it ended.
+pub const PAGE_MAX_BYTES: usize = 256 * 1024;
 /// Characters of a quoted message kept in a reply.
 pub const REPLY_EXCERPT_CHARS: usize = 140;
 /// Most staff ids that may be added in one request.

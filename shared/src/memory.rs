@@ -114,7 +114,8 @@ impl MemoryHost {
 
     /// A fresh snapshot for a staff member.
     pub fn snapshot(&self, staff: &StaffId) -> Snapshot {
-        self.engine
-            .snapshot(staff, |c, from, to| self.storage.range(c, from, to))
+        self.engine.snapshot(staff, &mut |c, from, to, take| {
+            crate::engine::read_slice_newest_first(&self.storage.range(c, from, to), take);
+        })
     }
 }

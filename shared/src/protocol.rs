@@ -758,11 +758,14 @@ pub enum ErrorCode {
     /// The database that orders writes (a cluster's PostgreSQL) cannot be reached: the write
     /// may or may not be stored, so retry it with the same `client_id` (never applied twice).
     Unavailable,
+    /// An HTTP request body arrived slower than the relay's minimum rate (HTTP 408); nothing
+    /// was stored.
+    Timeout,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and metrics.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::MalformedFrame,
         ErrorCode::UnknownType,
         ErrorCode::FrameTooLarge,
@@ -779,6 +782,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedProtocol,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
+        ErrorCode::Timeout,
     ];
 
     /// The wire name.
@@ -800,6 +804,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedProtocol => "unsupported_protocol",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Timeout => "timeout",
         }
     }
 }

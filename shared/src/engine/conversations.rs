@@ -9,6 +9,16 @@ use crate::protocol::{Ack, ErrorCode, Event};
 impl Engine {
     pub(super) fn create_direct(&mut self, step: &mut Step<'_>, staff: &StaffId) -> Result<Ack, Rejection> {
         let author = step.author;
+        self.open_direct(step, author, staff)
+    }
+
+    /// Opens (or finds) the direct conversation of `author` and `staff`, made by `author`.
+    pub(super) fn open_direct(
+        &mut self,
+        step: &mut Step<'_>,
+        author: &StaffId,
+        staff: &StaffId,
+    ) -> Result<Ack, Rejection> {
         if staff == author {
             return reject(
                 ErrorCode::InvalidInput,

@@ -4,7 +4,7 @@ use super::{Engine, Step, check_body, reject};
 use crate::engine::Rejection;
 use crate::ids::{AttachmentId, ClientMsgId, ConversationId, MessageId};
 use crate::limits;
-use crate::model::{ForwardRef, Message, mentions_in};
+use crate::model::{Attachment, ForwardRef, Message, mentions_in};
 use crate::protocol::{Ack, ErrorCode, Event};
 
 impl Engine {
@@ -20,20 +20,7 @@ impl Engine {
         let author = step.author;
         let c = self.writable(author, conversation)?;
         check_body(body, !attachments.is_empty())?;
-        if attachments.len() > limits::ATTACHMENTS_PER_MESSAGE_MAX {
-            let max = limits::ATTACHMENTS_PER_MESSAGE_MAX;
-            return reject(
-                ErrorCode::InvalidInput,
-                format!("at most {max} attachments per message"),
-            );
-        }
-        let mut files = Vec::with_capacity(attachments.len());
-        for a in attachments {
-            match step.lookup.attachment(a, author) {
-                Some(file) => files.push(file),
-                None => return reject(ErrorCode::NotFound, format!("no attachment {a} uploaded by you")),
-            }
-        }
+        let files = self.files(step, attachments)?;
         let reply = match reply_to {
             Some(id) => Some(self.reply_ref(id, conversation, step.lookup)?),
             None => None,
@@ -75,6 +62,34 @@ impl Engine {
             ..self.new_message(to, step.author, step.now)
         };
         Ok(self.append_message(step, message))
+    }
+
+    /// The files of a new message: at most [`limits::ATTACHMENTS_PER_MESSAGE_MAX`], each one its
+    /// author uploaded.
+    pub(super) fn files(
+        &self,
+        step: &Step<'_>,
+        attachments: &[AttachmentId],
+    ) -> Result<Vec<Attachment>, Rejection> {
+        if attachments.len() > limits::ATTACHMENTS_PER_MESSAGE_MAX {
+            let max = limits::ATTACHMENTS_PER_MESSAGE_MAX;
+            return reject(
+                ErrorCode::InvalidInput,
+                format!("at most {max} attachments per message"),
+            );
+        }
+        let by = if step.author.is_system() {
+            "the service"
+        } else {
+            "you"
+        };
+        attachments
+            .iter()
+            .map(|a| match step.lookup.attachment(a, step.author) {
+                Some(file) => Ok(file),
+                None => reject(ErrorCode::NotFound, format!("no attachment {a} uploaded by {by}")),
+            })
+            .collect()
     }
 
     /// Appends a new message; the acknowledgement that names it.

@@ -27,9 +27,14 @@ mod reading;
 mod saved;
 mod seen;
 mod service;
+mod window;
 
 pub use seen::Addressed;
-pub use service::ServiceRequest;
+pub use service::{DirectPost, ServiceRequest};
+pub use window::{
+    ReadNewestFirst, SnapshotBudget, carries_whole_window, encoded_len, fill_messages,
+    read_slice_newest_first, snapshot_window,
+};
 
 /// What the engine asks its host for: stored things it does not keep in memory.
 pub trait Lookup {
@@ -247,15 +252,11 @@ impl Engine {
         out
     }
 
-    /// A staff member's snapshot at the current offset; `fetch(conversation, from, to)` returns
-    /// the stored messages `from..=to` of a conversation, in order.
-    pub fn snapshot(
-        &self,
-        staff: &StaffId,
-        fetch: impl FnMut(ConversationId, Seq, Seq) -> Vec<Message>,
-    ) -> Snapshot {
+    /// A staff member's snapshot at the current offset, its messages within the default
+    /// budget; `read` reads stored messages newest first (see [`fill_messages`]).
+    pub fn snapshot(&self, staff: &StaffId, read: &mut ReadNewestFirst<'_>) -> Snapshot {
         let mut snapshot = self.snapshot_without_messages(staff);
-        fill_messages(&mut snapshot, fetch);
+        fill_messages(&mut snapshot, SnapshotBudget::default(), read);
         snapshot
     }
 
@@ -833,36 +834,9 @@ fn check_group_size(participants: usize) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Fills each conversation of a snapshot with the messages it carries (see
-/// [`snapshot_window`]); `fetch(conversation, from, to)` returns the stored messages
-/// `from..=to`, in order.
-pub fn fill_messages(
-    snapshot: &mut Snapshot,
-    mut fetch: impl FnMut(ConversationId, Seq, Seq) -> Vec<Message>,
-) {
-    for c in &mut snapshot.conversations {
-        let from = snapshot_window(c.head, c.last_read);
-        if from <= c.head {
-            c.messages = fetch(c.conversation.id, from, c.head);
-        }
-    }
-}
-
 /// The watermark after reading up to `up_to`: it only moves forward, and never past the head.
 pub fn next_watermark_on_read(last_read: Seq, up_to: Seq, head: Seq) -> Seq {
     last_read.max(up_to.min(head))
-}
-
-/// The first seq of the messages a snapshot carries for a conversation: at least the newest
-/// [`limits::SNAPSHOT_RECENT_MESSAGES`], and the whole unread range when it fits in
-/// [`limits::SNAPSHOT_MAX_MESSAGES`].
-pub fn snapshot_window(head: Seq, last_read: Seq) -> Seq {
-    if head.0 == 0 {
-        return Seq(1);
-    }
-    let recent = head.0.saturating_sub(limits::SNAPSHOT_RECENT_MESSAGES - 1).max(1);
-    let cap = head.0.saturating_sub(limits::SNAPSHOT_MAX_MESSAGES - 1).max(1);
-    Seq(recent.min(last_read.0 + 1).max(cap))
 }
 
 fn pair(a: &StaffId, b: &StaffId) -> (StaffId, StaffId) {
@@ -906,15 +880,6 @@ fn check_title(title: &str) -> Result<String, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn snapshot_window_covers_recent_and_unread_up_to_the_cap() {
-        assert_eq!(snapshot_window(Seq(0), Seq(0)), Seq(1));
-        assert_eq!(snapshot_window(Seq(10), Seq(10)), Seq(1));
-        assert_eq!(snapshot_window(Seq(100), Seq(100)), Seq(51));
-        assert_eq!(snapshot_window(Seq(100), Seq(20)), Seq(21));
-        assert_eq!(snapshot_window(Seq(1000), Seq(0)), Seq(801));
-    }
 
     #[test]
     fn a_remembered_client_id_counts_only_once_the_stored_write_confirms_it() {

@@ -6,8 +6,7 @@
 
 use super::{Engine, Lookup, Outcome, Rejection, Step, Write, check_body, check_title, reject};
 use crate::client_ids::IdKind;
-use crate::ids::{AttachmentId, ClientMsgId, ConversationId, Millis, StaffId};
-use crate::limits;
+use crate::ids::{AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, StaffId};
 use crate::model::{Message, Notice};
 use crate::protocol::{Ack, ErrorCode};
 
@@ -50,6 +49,44 @@ pub enum ServiceRequest {
         /// Who leaves.
         staff: StaffId,
     },
+    /// A post into the direct conversation of two staff members, opened for them (by the
+    /// sender, or the first of the two) if they have none. One write: a post that is refused
+    /// opens nothing.
+    PostDirect {
+        /// The two.
+        between: [StaffId; 2],
+        /// What to post.
+        post: DirectPost,
+    },
+}
+
+/// What the backend posts into a direct conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirectPost {
+    /// A message as one of the two, exactly as their own `send_message`.
+    Send {
+        /// One of the two.
+        sender: StaffId,
+        /// Makes a retry store nothing new.
+        client_id: ClientMsgId,
+        /// The text.
+        body: String,
+        /// Files the sender uploaded.
+        attachments: Vec<AttachmentId>,
+        /// A message of that conversation it replies to.
+        reply_to: Option<MessageId>,
+    },
+    /// A system notice, as [`ServiceRequest::PostNotice`].
+    Notice {
+        /// Makes a retry store nothing new.
+        client_id: ClientMsgId,
+        /// What it is about.
+        title: String,
+        /// The text (may be empty).
+        body: String,
+        /// Files the service uploaded.
+        attachments: Vec<AttachmentId>,
+    },
 }
 
 impl Engine {
@@ -61,6 +98,9 @@ impl Engine {
         now: Millis,
         lookup: &dyn Lookup,
     ) -> Result<Outcome, Rejection> {
+        if let ServiceRequest::PostDirect { between, post } = request {
+            return self.post_direct(between, post, now, lookup);
+        }
         let author = StaffId::system();
         let (client_id, room_in) = match request {
             ServiceRequest::PostNotice {
@@ -71,6 +111,7 @@ impl Engine {
             ServiceRequest::CreateGroup { client_id, .. } => (Some((IdKind::Group, client_id)), None),
             ServiceRequest::AddParticipants { conversation, .. }
             | ServiceRequest::RemoveParticipant { conversation, .. } => (None, Some(*conversation)),
+            ServiceRequest::PostDirect { .. } => unreachable!("posted above"),
         };
         let write = Write {
             author: &author,
@@ -98,7 +139,112 @@ impl Engine {
             ServiceRequest::RemoveParticipant { conversation, staff } => {
                 engine.remove_participant(s, *conversation, staff)
             }
+            ServiceRequest::PostDirect { .. } => unreachable!("posted above"),
         })
+    }
+
+    /// A post into the direct conversation of `between`, opened first if needed, once
+    /// everything the post checks without a conversation has passed.
+    fn post_direct(
+        &mut self,
+        between: &[StaffId; 2],
+        post: &DirectPost,
+        now: Millis,
+        lookup: &dyn Lookup,
+    ) -> Result<Outcome, Rejection> {
+        let [a, b] = between;
+        if a == b {
+            return reject(
+                ErrorCode::InvalidInput,
+                "a direct conversation needs two different staff",
+            );
+        }
+        for s in between {
+            if !self.is_active(s) {
+                return reject(ErrorCode::NotFound, format!("no staff member {s}"));
+            }
+        }
+        let (author, client_id) = match post {
+            DirectPost::Send {
+                sender, client_id, ..
+            } => {
+                if sender != a && sender != b {
+                    return reject(
+                        ErrorCode::InvalidInput,
+                        "the sender of a direct message is one of its two staff",
+                    );
+                }
+                (sender.clone(), client_id)
+            }
+            DirectPost::Notice { client_id, .. } => (StaffId::system(), client_id),
+        };
+        let existing = self.direct_between(a, b);
+        let write = Write {
+            author: &author,
+            client_id: Some((IdKind::Send, client_id)),
+            room_in: existing,
+            now,
+            lookup,
+        };
+        self.write(write, |engine, s| {
+            let conversation = match existing {
+                Some(c) => c,
+                None => {
+                    engine.check_post_anywhere(s, post)?;
+                    let (creator, other) = if author == *b { (b, a) } else { (a, b) };
+                    let opened = engine.open_direct(s, creator, other)?;
+                    opened.conversation.expect("a direct conversation was opened")
+                }
+            };
+            match post {
+                DirectPost::Send {
+                    client_id,
+                    body,
+                    attachments,
+                    reply_to,
+                    ..
+                } => engine.send_message(s, client_id, conversation, body, attachments, *reply_to),
+                DirectPost::Notice {
+                    client_id,
+                    title,
+                    body,
+                    attachments,
+                } => engine.post_notice(s, client_id, conversation, title, body, attachments),
+            }
+        })
+    }
+
+    /// What a post into a conversation that does not exist yet checks: everything but the
+    /// conversation (a reply needs a message there, so there is none to reply to).
+    fn check_post_anywhere(&self, step: &Step<'_>, post: &DirectPost) -> Result<(), Rejection> {
+        match post {
+            DirectPost::Send {
+                body,
+                attachments,
+                reply_to,
+                ..
+            } => {
+                check_body(body, !attachments.is_empty())?;
+                self.files(step, attachments)?;
+                if let Some(id) = reply_to {
+                    return reject(
+                        ErrorCode::NotFound,
+                        format!("no message {id} in this conversation"),
+                    );
+                }
+            }
+            DirectPost::Notice {
+                title,
+                body,
+                attachments,
+                ..
+            } => {
+                check_title(title)?;
+                check_body(body, true)?;
+                self.files(step, attachments)?;
+            }
+        }
+        Ok(())
     }
 
     fn post_notice(
@@ -114,21 +260,7 @@ impl Engine {
         let title = check_title(title)?;
         // The title says it already: the text may be empty.
         check_body(body, true)?;
-        if attachments.len() > limits::ATTACHMENTS_PER_MESSAGE_MAX {
-            let max = limits::ATTACHMENTS_PER_MESSAGE_MAX;
-            let message = format!("at most {max} attachments per message");
-            return reject(ErrorCode::InvalidInput, message);
-        }
-        let mut files = Vec::with_capacity(attachments.len());
-        for a in attachments {
-            match step.lookup.attachment(a, step.author) {
-                Some(file) => files.push(file),
-                None => {
-                    let message = format!("no attachment {a} uploaded by the service");
-                    return reject(ErrorCode::NotFound, message);
-                }
-            }
-        }
+        let files = self.files(step, attachments)?;
         let message = Message {
             body: body.to_string(),
             attachments: files,
