@@ -447,3 +447,78 @@ async fn posts_through_the_service_api_reach_every_participant_with_the_oracles_
         }
     }
 }
+
+#[tokio::test]
+async fn a_refused_post_into_a_direct_conversation_opens_nothing() {
+    // The probe: `direct: [a, b]` refused for its message still opened the conversation.
+    let (relay, api) = relay();
+    let before = offset(relay.addr).await;
+    let refused = [
+        json!({"direct": ["alice", "carol"], "body": "no sender nor notice"}),
+        json!({"direct": ["alice", "carol"], "notice": {"title": "T"}, "body": "a notice has no body"}),
+        json!({"direct": ["alice", "carol"], "sender": "alice", "body": ""}),
+        json!({"direct": ["alice", "carol"], "sender": "alice", "body": "x".repeat(9000)}),
+        json!({"direct": ["alice", "carol"], "sender": "alice", "body": "x", "attachments": ["ab"]}),
+        json!({"direct": ["alice", "carol"], "sender": "alice", "body": "x", "reply_to": 1}),
+        json!({"direct": ["alice", "carol"], "sender": "bob", "body": "not one of the two"}),
+        json!({"direct": ["alice", "alice"], "sender": "alice", "body": "myself"}),
+        json!({"direct": ["alice", "nobody"], "sender": "alice", "body": "x"}),
+        json!({"direct": ["alice", "carol"], "notice": {"title": ""}}),
+    ];
+    for body in refused {
+        let (status, answer) = api.call("POST", "/messages", body.clone()).await;
+        assert!((400..500).contains(&status), "{body}: {status} {answer}");
+        assert!(answer["code"].is_string(), "{body}: {answer}");
+    }
+    assert_eq!(offset(relay.addr).await, before, "a refusal wrote something");
+    let (_, unread) = api.call("GET", "/staff/carol/unread", Value::Null).await;
+    assert_eq!(unread["conversations"], json!([]), "nothing was opened: {unread}");
+    // The same post, valid, opens it and posts in one write.
+    let (status, posted) = api
+        .call(
+            "POST",
+            "/messages",
+            json!({"direct": ["alice", "carol"], "notice": {"title": "Rota"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{posted}");
+    let (_, unread) = api.call("GET", "/staff/carol/unread", Value::Null).await;
+    assert_eq!(unread["total"]["unread"], 1, "{unread}");
+}
+
+#[tokio::test]
+async fn an_empty_mirror_cannot_deactivate_everyone() {
+    let (relay, api) = relay();
+    let (status, answer) = api.call("PUT", "/staff?deactivate_missing=true", json!([])).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("invalid_input")),
+        "{answer}"
+    );
+    // Everyone still signs in.
+    let mut alice = relay.connect("alice").await;
+    alice.sync().await;
+    // An empty list without deactivate_missing changes nothing and is fine.
+    let (status, report) = api.call("PUT", "/staff", json!([])).await;
+    assert_eq!(status, 200, "{report}");
+}
+
+#[tokio::test]
+async fn forged_service_keys_are_throttled_per_address_and_the_real_key_still_works() {
+    let (_relay, api) = relay();
+    // The real key, used once: the relay has seen it valid.
+    let (status, _) = api.call("GET", "/staff/alice/unread", Value::Null).await;
+    assert_eq!(status, 200);
+    let forged = bearer(&format!("tally_sk_{}", "0".repeat(64)));
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        let (status, _) = raw(api.addr, "GET", "/staff/alice/unread", &forged, Value::Null).await;
+        statuses.push(status);
+    }
+    let unauthorized = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert!(unauthorized <= 22 && throttled >= 18, "{statuses:?}");
+    // From the very same address, the real key is not locked out.
+    let (status, body) = api.call("GET", "/staff/alice/unread", Value::Null).await;
+    assert_eq!(status, 200, "{body}");
+}

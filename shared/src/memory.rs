@@ -112,6 +112,19 @@ impl MemoryHost {
         Ok(outcome)
     }
 
+    /// Executes a write of the work app's backend and stores what it wrote.
+    pub fn execute_service(
+        &mut self,
+        request: &crate::engine::ServiceRequest,
+        now: Millis,
+    ) -> Result<Outcome, Rejection> {
+        let outcome = self.engine.execute_service(request, now, &self.storage)?;
+        for a in &outcome.applied {
+            self.storage.store(&a.event.event);
+        }
+        Ok(outcome)
+    }
+
     /// A fresh snapshot for a staff member.
     pub fn snapshot(&self, staff: &StaffId) -> Snapshot {
         self.engine.snapshot(staff, &mut |c, from, to, take| {

@@ -1,10 +1,11 @@
 //! A simulation of the whole system without I/O, for property tests and fuzzing: the engine as
 //! the relay runs it, one `ChatStore` per staff member fed exactly the frames the relay would
 //! send them, and the naive [`Oracle`]. After every step the three must agree (invariants 1, 2
-//! and 7 of docs/semantics.md); replays must change nothing; refusals must append nothing. It panics on
+//! and 7 of docs/semantics.md); replays must change nothing; refusals (of staff and of the work app's backend alike) must
+//! change nothing at all: not the engine, the log or any store. It panics on
 //! the first violation, which is what a property test or a fuzzer wants.
 
-use crate::engine::Applied;
+use crate::engine::{Applied, DirectPost, ServiceRequest};
 use crate::memory::MemoryHost;
 use crate::oracle::Oracle;
 use crate::protocol::ServerFrame;
@@ -87,6 +88,15 @@ pub enum Op {
     Replay,
     /// The relay restarts from a checkpoint of its engine.
     Restart,
+    /// A write by the work app's backend (`what` picks a notice, a group, membership, or a
+    /// post into a direct conversation); `bad` makes some of them invalid on purpose.
+    Service {
+        what: u8,
+        a: usize,
+        b: usize,
+        conv: usize,
+        bad: u8,
+    },
 }
 
 impl Op {
@@ -98,7 +108,7 @@ impl Op {
             Some(*b)
         };
         let who = |b: u8| b as usize % STAFF.len();
-        let op = match next()? % 18 {
+        let op = match next()? % 19 {
             0 => Op::CreateDirect(who(next()?), who(next()?)),
             1 => Op::CreateGroup(who(next()?), next()?),
             2 => {
@@ -161,6 +171,13 @@ impl Op {
             },
             15 => Op::Reconnect { who: who(next()?) },
             16 => Op::Restart,
+            17 => Op::Service {
+                what: next()?,
+                a: who(next()?),
+                b: who(next()?),
+                conv: next()? as usize,
+                bad: next()?,
+            },
             _ => Op::Replay,
         };
         Some(op)
@@ -174,6 +191,13 @@ fn holds(store: &ChatStore, message: MessageId) -> bool {
         .iter()
         .filter_map(|item| store.conversation(item.id))
         .any(|v| v.messages.iter().any(|m| m.id == message))
+}
+
+/// What a step may not change when it is refused.
+struct Before {
+    engine: crate::Engine,
+    log: usize,
+    stores: Vec<crate::store::StoreSummary>,
 }
 
 /// The relay's engine, a browser store per staff member, and the oracle, stepped together.
@@ -386,8 +410,82 @@ impl World {
                     },
                 )
             }
-            Op::Reconnect { .. } | Op::Replay | Op::Restart => return None,
+            Op::Reconnect { .. } | Op::Replay | Op::Restart | Op::Service { .. } => return None,
         })
+    }
+
+    /// The backend's write an [`Op::Service`] stands for.
+    fn service_request(&mut self, what: u8, a: usize, b: usize, conv: usize, bad: u8) -> ServiceRequest {
+        let s = |i: usize| StaffId::new(STAFF[i]).unwrap();
+        self.client_ids += 1;
+        let client_id = ClientMsgId::new(format!("s{}", self.client_ids)).unwrap();
+        // A quarter of them break one rule each.
+        let defect = (bad % 4 == 0).then_some(bad / 4 % 4);
+        let title = if defect == Some(0) {
+            String::new()
+        } else {
+            format!("notice {bad}")
+        };
+        // The attachment was uploaded by staff, not by the service.
+        let attachments = if defect == Some(1) {
+            vec![AttachmentId::new("a".repeat(64)).unwrap()]
+        } else {
+            Vec::new()
+        };
+        let body = if defect == Some(2) {
+            "x".repeat(crate::limits::BODY_MAX_BYTES + 1)
+        } else {
+            format!("b{bad}")
+        };
+        match what % 5 {
+            0 => ServiceRequest::PostNotice {
+                client_id,
+                conversation: self.conv(conv),
+                title,
+                body,
+                attachments,
+            },
+            1 => ServiceRequest::CreateGroup {
+                client_id,
+                title,
+                participants: (0..STAFF.len()).filter(|i| (b + i) % 3 != 0).map(s).collect(),
+            },
+            2 => ServiceRequest::AddParticipants {
+                conversation: self.conv(conv),
+                staff: vec![s(b)],
+            },
+            3 => ServiceRequest::RemoveParticipant {
+                conversation: self.conv(conv),
+                staff: s(a),
+            },
+            _ => {
+                let post = if bad % 2 == 0 {
+                    DirectPost::Send {
+                        // Someone outside the pair, now and then.
+                        sender: s(if defect == Some(3) {
+                            (a + 1) % STAFF.len()
+                        } else {
+                            a
+                        }),
+                        client_id,
+                        body: if defect == Some(0) { String::new() } else { body },
+                        attachments: Vec::new(),
+                        reply_to: (defect == Some(1)).then(|| self.msg(conv)),
+                    }
+                } else {
+                    DirectPost::Notice {
+                        client_id,
+                        title,
+                        body,
+                        attachments,
+                    }
+                };
+                ServiceRequest::PostDirect {
+                    between: [s(a), s(if defect == Some(3) { a } else { b })],
+                    post,
+                }
+            }
+        }
     }
 
     fn deliver(&mut self, applied: &Applied) {
@@ -457,13 +555,39 @@ impl World {
             }
             _ => {}
         }
+        if let Op::Service {
+            what,
+            a,
+            b,
+            conv,
+            bad,
+        } = *op
+        {
+            let request = self.service_request(what, a, b, conv, bad);
+            self.clock += 1;
+            let before = self.before();
+            match self.host.execute_service(&request, Millis(self.clock)) {
+                Err(_) => self.refused(&before, &format!("{request:?}")),
+                Ok(outcome) => {
+                    for applied in &outcome.applied {
+                        self.observe(applied);
+                    }
+                    // (A notice into a group everyone has left reaches no store.)
+                    if outcome.applied.iter().any(|a| !a.recipients.is_empty()) {
+                        let after: Vec<_> = self.stores.iter().map(|s| s.summary(usize::MAX)).collect();
+                        assert!(before.stores != after, "events of {request:?} changed no store");
+                    }
+                }
+            }
+            return;
+        }
         let Some((who, request)) = self.request(op) else {
             return;
         };
         let author = self.staff[who].clone();
         self.clock += 1;
-        let offset_before = self.host.engine.offset();
-        let before: Vec<_> = self.stores.iter().map(|s| s.summary(usize::MAX)).collect();
+        let state = self.before();
+        let before = state.stores.clone();
         // An edit or delete of a message no store has loaded (older than every snapshot's
         // recent messages, never paged in) shows nothing unless it changes a count.
         let may_change_nothing = match &request {
@@ -473,13 +597,7 @@ impl World {
             _ => false,
         };
         match self.host.execute(&author, &request, Millis(self.clock)) {
-            Err(_) => {
-                assert_eq!(
-                    self.host.engine.offset(),
-                    offset_before,
-                    "a refused request appended events"
-                );
-            }
+            Err(_) => self.refused(&state, &format!("{request:?}")),
             Ok(outcome) => {
                 if matches!(
                     request,
@@ -488,17 +606,7 @@ impl World {
                     self.sent.push((who, request.clone()));
                 }
                 for applied in &outcome.applied {
-                    self.log.push(applied.event.clone());
-                    self.oracle.observe(&applied.event.event);
-                    match &applied.event.event {
-                        crate::Event::ConversationCreated { conversation, .. } => {
-                            self.conversations.push(conversation.id)
-                        }
-                        crate::Event::MessageCreated { message } => self.messages.push(message.id),
-                        _ => {}
-                    }
-                    self.deliver(applied);
-                    self.last = Some(applied.clone());
+                    self.observe(applied);
                 }
                 self.oracle.accepted(&author, &request);
                 if !outcome.applied.is_empty() && !may_change_nothing {
@@ -507,6 +615,49 @@ impl World {
                 }
             }
         }
+    }
+
+    /// What a refusal must leave as it was: the engine's whole state (its checkpoint's bytes),
+    /// the log, and every store.
+    fn before(&self) -> Before {
+        Before {
+            engine: self.host.engine.clone(),
+            log: self.log.len(),
+            stores: self.stores.iter().map(|s| s.summary(usize::MAX)).collect(),
+        }
+    }
+
+    /// Checks that a refused request changed nothing.
+    fn refused(&self, before: &Before, request: &str) {
+        assert!(
+            self.host.engine.checkpoint() == before.engine.checkpoint(),
+            "a refused request changed the engine: {request}"
+        );
+        assert_eq!(
+            self.log.len(),
+            before.log,
+            "a refused request appended events: {request}"
+        );
+        let stores: Vec<_> = self.stores.iter().map(|s| s.summary(usize::MAX)).collect();
+        assert_eq!(
+            stores, before.stores,
+            "a refused request changed a store: {request}"
+        );
+    }
+
+    /// An accepted event: logged, counted by the oracle, delivered to its recipients' stores.
+    fn observe(&mut self, applied: &Applied) {
+        self.log.push(applied.event.clone());
+        self.oracle.observe(&applied.event.event);
+        match &applied.event.event {
+            crate::Event::ConversationCreated { conversation, .. } => {
+                self.conversations.push(conversation.id)
+            }
+            crate::Event::MessageCreated { message } => self.messages.push(message.id),
+            _ => {}
+        }
+        self.deliver(applied);
+        self.last = Some(applied.clone());
     }
 
     /// Restarts the relay from a checkpoint of its engine, which must hold exactly the state

@@ -34,6 +34,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => who.clone().prop_map(|who| Op::Reconnect { who }),
         1 => Just(Op::Replay),
         1 => Just(Op::Restart),
+        3 => (any::<u8>(), who.clone(), who.clone(), 0..16usize, any::<u8>())
+            .prop_map(|(what, a, b, conv, bad)| Op::Service { what, a, b, conv, bad }),
     ]
 }
 
