@@ -420,7 +420,7 @@ impl World {
         self.client_ids += 1;
         let client_id = ClientMsgId::new(format!("s{}", self.client_ids)).unwrap();
         // A quarter of them break one rule each.
-        let defect = (bad % 4 == 0).then_some(bad / 4 % 4);
+        let defect = bad.is_multiple_of(4).then_some(bad / 4 % 4);
         let title = if defect == Some(0) {
             String::new()
         } else {
@@ -448,7 +448,7 @@ impl World {
             1 => ServiceRequest::CreateGroup {
                 client_id,
                 title,
-                participants: (0..STAFF.len()).filter(|i| (b + i) % 3 != 0).map(s).collect(),
+                participants: (0..STAFF.len()).filter(|i| !(b + i).is_multiple_of(3)).map(s).collect(),
             },
             2 => ServiceRequest::AddParticipants {
                 conversation: self.conv(conv),
@@ -459,7 +459,7 @@ impl World {
                 staff: s(a),
             },
             _ => {
-                let post = if bad % 2 == 0 {
+                let post = if bad.is_multiple_of(2) {
                     DirectPost::Send {
                         // Someone outside the pair, now and then.
                         sender: s(if defect == Some(3) {
