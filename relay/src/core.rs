@@ -539,7 +539,7 @@ impl Core {
                 "unread_since": since,
                 "conversations": conversations,
             });
-            crate::webhooks::enqueue(&tx, &self.hooks, "unread_reminder", &data)
+            crate::webhooks::enqueue(&tx, &self.hooks, "unread_reminder", &data, None)
                 .unwrap_or_else(|e| fatal(&e));
             tx.execute(
                 "INSERT OR REPLACE INTO reminded (staff, at) VALUES (?1, ?2)",
@@ -813,7 +813,7 @@ impl Core {
             .flat_map(|o| &o.applied)
             .collect();
         // Webhooks: the node that wrote an event queues its deliveries (not every replica).
-        let queued = enqueue_created(&self.hooks, &tx, &created);
+        let queued = enqueue_deliveries(&self.hooks, &tx, &created);
         let (seen_now, moved) = self.engine.seen_changes(
             caught
                 .iter()
@@ -1975,23 +1975,47 @@ impl Core {
     }
 }
 
-/// Queues a `message_created` delivery for each message a batch created (in its
-/// transaction); how many.
-fn enqueue_created(
+/// Queues a `message_created` or `message_deleted` delivery for each message a batch created or
+/// deleted (in its transaction), `message_created` ones marked with the message they carry;
+/// how many.
+fn enqueue_deliveries(
     hooks: &[crate::webhooks::Hook],
     tx: &rusqlite::Transaction<'_>,
     applied: &[&Applied],
 ) -> usize {
-    if !hooks.iter().any(|h| h.events.contains("message_created")) {
+    if hooks.is_empty() {
         return 0;
     }
     let mut queued = 0;
     for a in applied {
-        if let tally_shared::Event::MessageCreated { message } = &a.event.event {
-            let data = serde_json::json!({ "offset": a.event.offset, "message": message });
-            queued +=
-                crate::webhooks::enqueue(tx, hooks, "message_created", &data).unwrap_or_else(|e| fatal(&e));
-        }
+        let offset = a.event.offset;
+        let (event, data, message) = match &a.event.event {
+            tally_shared::Event::MessageCreated { message } => (
+                "message_created",
+                serde_json::json!({ "offset": offset, "message": message }),
+                Some(message.id),
+            ),
+            tally_shared::Event::MessageDeleted {
+                conversation,
+                message,
+                seq,
+                sender,
+                ..
+            } => (
+                "message_deleted",
+                serde_json::json!({
+                    "offset": offset,
+                    "conversation": conversation,
+                    "message": message,
+                    "seq": seq,
+                    "sender": sender,
+                }),
+                // It carries no text: nothing a later deletion would redact.
+                None,
+            ),
+            _ => continue,
+        };
+        queued += crate::webhooks::enqueue(tx, hooks, event, &data, message).unwrap_or_else(|e| fatal(&e));
     }
     queued
 }

@@ -177,12 +177,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     });
     core.set_reads(crate::reads::ReadPool::start(&config.data, workers, give_back)?);
     let (settled, mut settlements) = mpsc::channel::<crate::webhooks::Settled>(8);
-    tokio::spawn(crate::webhooks::deliver(
-        config.data.clone(),
-        storage::log_id(&storage::open_reader(&config.data)?)?,
-        wake,
-        settled,
-    ));
+    tokio::spawn(crate::webhooks::deliver(config.data.clone(), wake, settled));
     let to_core = tx.downgrade();
     tokio::spawn(async move {
         while let Some(s) = settlements.recv().await {

@@ -143,6 +143,14 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO message_text (rowid, body, scope)
         SELECT id, json_extract(payload, '$.body'), 'tallyin' || conversation FROM messages
         WHERE coalesce(json_extract(payload, '$.body'), '') != '';",
+    // 6: webhook deliveries know the message they report (a deletion redacts the text of those
+    // still pending), and carry an idempotency key unique for ever (the row id restarts once
+    // the outbox has drained, so `{log}-{id}` repeated); rows already queued keep theirs.
+    "ALTER TABLE outbox ADD COLUMN message INTEGER;
+     ALTER TABLE outbox ADD COLUMN delivery TEXT;
+     UPDATE outbox SET message = json_extract(body, '$.message.id') WHERE event = 'message_created';
+     UPDATE outbox SET delivery = (SELECT value FROM meta WHERE key = 'log_id') || '-' || id;
+     CREATE INDEX outbox_by_message ON outbox (message) WHERE message IS NOT NULL;",
 ];
 
 /// The schema version this build writes (the number of migrations).
@@ -519,6 +527,8 @@ fn redact(tx: &Transaction<'_>, deleted: MessageId) -> anyhow::Result<()> {
             }
         })?;
     }
+    // Webhook deliveries still waiting (or retrying) carry the message as stored now.
+    crate::webhooks::redact_pending(tx, deleted)?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Webhooks: signed HTTP deliveries to the work app, from a durable outbox.
 //!
 //! - **Registered** with `tally-relay webhook add URL --events …`, which shows the signing
-//!   secret once. Events: `message_created`, `unread_reminder`.
+//!   secret once. Events: `message_created`, `message_deleted`, `unread_reminder`.
 //! - **Written with their cause.** The core inserts an outbox row in the very transaction that
 //!   appends the event it reports (or records the reminder): none is lost across a crash, and
 //!   none is sent for a write that was not committed.
@@ -9,8 +9,13 @@
 //!   result to the core, which deletes a delivered row or reschedules a failed one with
 //!   exponential backoff (1 s doubling to an hour, with jitter), up to [`MAX_ATTEMPTS`]; then
 //!   the row stays, marked failed (`webhook list` counts them). Each delivery carries an
-//!   idempotency key (`Tally-Delivery`, also `id` in the body), the same on every attempt, so a
-//!   receiver drops repeats; order is not guaranteed.
+//!   idempotency key (`Tally-Delivery`, also `id` in the body), random, unique for ever and the
+//!   same on every attempt, so a receiver drops repeats; order is not guaranteed.
+//! - **Forgetful**: deleting a message rewrites the deliveries still waiting that carry its
+//!   text (its own `message_created`, and replies quoting it), so a retry never sends it again,
+//!   and queues a `message_deleted`.
+//! - **Fair**: each receiver may hold only its share of the delivery slots, so one that
+//!   accepts connections and never answers does not delay the others.
 //! - **Signed**: `Tally-Signature: t=UNIX_SECONDS,v1=HEX` where HEX is
 //!   HMAC-SHA256(secret, "{t}.{body}"). A receiver recomputes it and refuses old timestamps.
 
@@ -24,13 +29,13 @@ use sha2::Sha256;
 use tokio::sync::{Notify, mpsc};
 
 /// The events a webhook may subscribe to.
-pub const EVENTS: [&str; 2] = ["message_created", "unread_reminder"];
+pub const EVENTS: [&str; 3] = ["message_created", "message_deleted", "unread_reminder"];
 /// Attempts before a delivery is given up (about 10 hours of retrying).
 pub const MAX_ATTEMPTS: u32 = 16;
 /// How long one attempt may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
-/// Deliveries in flight at once.
-const IN_FLIGHT: usize = 8;
+/// Deliveries in flight at once (shared fairly between receivers, see [`share`]).
+pub const IN_FLIGHT: usize = 8;
 
 /// How a delivery went, for the core to record (it answers once the row is settled).
 #[derive(Debug)]
@@ -58,21 +63,46 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Parses `http://host[:port]/path`; the (host, port, path) to post to.
+/// Parses `http://host[:port]/path`; the (host, port, path) to post to. The host is a name or
+/// an IPv4 address (letters, digits, `.` and `-`) or an IPv6 address in brackets; the path is
+/// printable ASCII without spaces (percent-encode anything else): a URL that would put a space,
+/// a CR or an LF into the request line or the `Host` header is refused when it is added.
 pub fn parse_url(url: &str) -> anyhow::Result<(String, u16, String)> {
     let Some(rest) = url.strip_prefix("http://") else {
         anyhow::bail!(
             "a webhook URL is http://host[:port]/path (for https, post through a TLS-originating proxy: docs/integration.md)"
         );
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().map_err(|_| anyhow::anyhow!("bad port in {url}"))?),
-        None => (authority, 80),
+    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let (host, port) = match authority.rsplit_once(':').filter(|(h, _)| !h.ends_with(':')) {
+        Some((h, p)) if !p.contains(']') => {
+            let port: u16 = p.parse().map_err(|_| anyhow::anyhow!("bad port in {url:?}"))?;
+            anyhow::ensure!(port > 0, "bad port in {url:?}");
+            (h, port)
+        }
+        _ => (authority, 80),
     };
-    anyhow::ensure!(!host.is_empty(), "no host in {url}");
-    let path = if path.is_empty() { "/" } else { path };
-    Ok((host.to_string(), port, path.to_string()))
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let ipv6_ok = host.len() > 2
+        && host.starts_with('[')
+        && host.ends_with(']')
+        && host[1..host.len() - 1].parse::<std::net::Ipv6Addr>().is_ok();
+    anyhow::ensure!(name_ok || ipv6_ok, "bad host in {url:?}");
+    anyhow::ensure!(
+        path.bytes().all(|b| b.is_ascii_graphic()),
+        "a webhook URL's path is printable ASCII without spaces (percent-encode the rest): {url:?}"
+    );
+    let path = match path {
+        "" => "/".to_string(),
+        p if p.starts_with('?') => format!("/{p}"),
+        p => p.to_string(),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.to_string(), port, path))
 }
 
 /// Registers a webhook; its id and its secret (shown once).
@@ -187,24 +217,48 @@ pub fn load(conn: &Connection) -> rusqlite::Result<Vec<Hook>> {
 }
 
 /// Queues a delivery of `event` with `data` to each hook subscribed to it (inside the caller's
-/// transaction); how many.
+/// transaction), about `message` if it carries one; how many.
 pub fn enqueue(
     conn: &Connection,
     hooks: &[Hook],
     event: &str,
     data: &serde_json::Value,
+    message: Option<tally_shared::MessageId>,
 ) -> rusqlite::Result<usize> {
     let mut queued = 0;
     let body = data.to_string();
     let now = now_ms();
     for h in hooks.iter().filter(|h| h.events.contains(event)) {
+        // 128 random bits: unique across restarts, databases and nodes, unlike a row id.
+        let delivery = hex::encode(rand::random::<[u8; 16]>());
         conn.prepare_cached(
-            "INSERT INTO outbox (webhook, event, body, created_at, due_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+            "INSERT INTO outbox (webhook, event, body, created_at, due_at, message, delivery)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
         )?
-        .execute(params![h.id, event, body, now])?;
+        .execute(params![
+            h.id,
+            event,
+            body,
+            now,
+            message.map(|m| m.0 as i64),
+            delivery
+        ])?;
         queued += 1;
     }
     Ok(queued)
+}
+
+/// Rewrites the deliveries still waiting that carry `deleted` (its own, and those of replies
+/// quoting it) to carry the messages as they are stored now, redacted (inside the deletion's
+/// transaction).
+pub fn redact_pending(conn: &Connection, deleted: tally_shared::MessageId) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "UPDATE outbox SET body = json_set(body, '$.message', json(m.payload))
+         FROM messages m
+         WHERE outbox.message = m.id AND outbox.event = 'message_created'
+           AND (m.id = ?1 OR m.reply_to = ?1)",
+    )?
+    .execute([deleted.0 as i64])
 }
 
 /// Records how a delivery went: a delivered one is deleted; a failed one is retried later, or
@@ -265,28 +319,49 @@ pub fn signature(secret: &str, t: u64, body: &[u8]) -> String {
 /// A due delivery.
 struct Due {
     id: i64,
+    webhook: i64,
     event: String,
     body: String,
     created_at: i64,
     url: String,
     secret: String,
+    /// Its idempotency key.
+    delivery: String,
 }
 
-fn due(conn: &Connection, exclude: &HashSet<i64>, limit: usize) -> rusqlite::Result<Vec<Due>> {
+/// The live webhooks with deliveries due, and how many webhooks are live.
+fn due_hooks(conn: &Connection) -> rusqlite::Result<(Vec<i64>, usize)> {
+    let due = conn
+        .prepare_cached(
+            "SELECT DISTINCT o.webhook FROM outbox o JOIN webhooks w ON w.id = o.webhook
+             WHERE o.failed_at IS NULL AND o.due_at <= ?1 AND w.removed_at IS NULL",
+        )?
+        .query_map([now_ms()], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let live: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM webhooks WHERE removed_at IS NULL")?
+        .query_row([], |r| r.get(0))?;
+    Ok((due, live as usize))
+}
+
+/// Up to `limit` due deliveries to `webhook` that are not in `exclude` (in flight).
+fn due(conn: &Connection, webhook: i64, exclude: &HashSet<i64>, limit: usize) -> rusqlite::Result<Vec<Due>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT o.id, o.event, o.body, o.created_at, w.url, w.secret FROM outbox o
+        "SELECT o.id, o.webhook, o.event, o.body, o.created_at, w.url, w.secret, o.delivery FROM outbox o
          JOIN webhooks w ON w.id = o.webhook
-         WHERE o.failed_at IS NULL AND o.due_at <= ?1 AND w.removed_at IS NULL
+         WHERE o.webhook = ?3 AND o.failed_at IS NULL AND o.due_at <= ?1 AND w.removed_at IS NULL
          ORDER BY o.due_at, o.id LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![now_ms(), (limit + exclude.len()) as i64], |r| {
+    let rows = stmt.query_map(params![now_ms(), (limit + exclude.len()) as i64, webhook], |r| {
         Ok(Due {
             id: r.get(0)?,
-            event: r.get(1)?,
-            body: r.get(2)?,
-            created_at: r.get(3)?,
-            url: r.get(4)?,
-            secret: r.get(5)?,
+            webhook: r.get(1)?,
+            event: r.get(2)?,
+            body: r.get(3)?,
+            created_at: r.get(4)?,
+            url: r.get(5)?,
+            secret: r.get(6)?,
+            delivery: r.get(7)?,
         })
     })?;
     let mut out = Vec::new();
@@ -302,10 +377,17 @@ fn due(conn: &Connection, exclude: &HashSet<i64>, limit: usize) -> rusqlite::Res
     Ok(out)
 }
 
+/// The slots each receiver may hold when `receivers` webhooks are registered: an equal share
+/// of [`IN_FLIGHT`] (at least one), whether the others have anything due yet or not, so a
+/// receiver that never answers holds only its own and the others always find theirs free.
+pub fn share(receivers: usize) -> usize {
+    (IN_FLIGHT / receivers.max(1)).max(1)
+}
+
 /// Delivers due outbox rows until the core stops: woken by `wake` (a commit that queued some)
-/// and every second (retries coming due). `log` (the log's id) makes idempotency keys unique
-/// across databases.
-pub async fn deliver(data: std::path::PathBuf, log: String, wake: Arc<Notify>, core: mpsc::Sender<Settled>) {
+/// and every second (retries coming due). Each receiver holds at most its [`share`] of the
+/// slots.
+pub async fn deliver(data: std::path::PathBuf, wake: Arc<Notify>, core: mpsc::Sender<Settled>) {
     let conn = match crate::storage::open_reader(&data) {
         Ok(c) => c,
         Err(e) => {
@@ -313,29 +395,44 @@ pub async fn deliver(data: std::path::PathBuf, log: String, wake: Arc<Notify>, c
             return;
         }
     };
-    let (done_tx, mut done_rx) = mpsc::channel::<(i64, Result<(), String>)>(IN_FLIGHT);
+    let (done_tx, mut done_rx) = mpsc::channel::<(i64, i64, Result<(), String>)>(IN_FLIGHT);
     let mut in_flight: HashSet<i64> = HashSet::new();
+    // Slots held, per webhook.
+    let mut held: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
     loop {
-        let free = IN_FLIGHT - in_flight.len();
-        let batch = if free > 0 {
-            due(&conn, &in_flight, free).unwrap_or_else(|e| {
+        let batch = if in_flight.len() < IN_FLIGHT {
+            let (hooks, live) = due_hooks(&conn).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "webhooks: reading the outbox failed");
-                Vec::new()
-            })
+                (Vec::new(), 1)
+            });
+            let share = share(live);
+            let mut batch = Vec::new();
+            for hook in hooks {
+                let free = share
+                    .saturating_sub(held.get(&hook).copied().unwrap_or(0))
+                    .min(IN_FLIGHT - in_flight.len() - batch.len());
+                if free > 0 {
+                    batch.extend(due(&conn, hook, &in_flight, free).unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "webhooks: reading the outbox failed");
+                        Vec::new()
+                    }));
+                }
+            }
+            batch
         } else {
             Vec::new()
         };
         for d in batch {
             in_flight.insert(d.id);
+            *held.entry(d.webhook).or_default() += 1;
             let done = done_tx.clone();
-            let key = format!("{log}-{}", d.id);
             tokio::spawn(async move {
-                let result = post(&d, &key).await;
-                let _ = done.send((d.id, result)).await;
+                let result = post(&d).await;
+                let _ = done.send((d.id, d.webhook, result)).await;
             });
         }
         tokio::select! {
-            Some((id, result)) = done_rx.recv() => {
+            Some((id, webhook, result)) = done_rx.recv() => {
                 if let Err(why) = &result {
                     tracing::info!(delivery = id, error = %why, "webhook delivery failed; will retry");
                 }
@@ -346,6 +443,12 @@ pub async fn deliver(data: std::path::PathBuf, log: String, wake: Arc<Notify>, c
                 }
                 let _ = settled.await;
                 in_flight.remove(&id);
+                if let Some(n) = held.get_mut(&webhook) {
+                    *n -= 1;
+                    if *n == 0 {
+                        held.remove(&webhook);
+                    }
+                }
             }
             () = wake.notified() => {}
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -357,7 +460,8 @@ pub async fn deliver(data: std::path::PathBuf, log: String, wake: Arc<Notify>, c
 }
 
 /// Posts one delivery; Ok for a 2xx answer.
-async fn post(d: &Due, key: &str) -> Result<(), String> {
+async fn post(d: &Due) -> Result<(), String> {
+    let key = &d.delivery;
     let (host, port, path) = parse_url(&d.url).map_err(|e| e.to_string())?;
     let body = format!(
         r#"{{"id":"{key}","type":"{}","created_at":{},"data":{}}}"#,
@@ -420,6 +524,33 @@ mod tests {
         assert_eq!(parse_url("http://h").unwrap(), ("h".into(), 80, "/".into()));
         assert!(parse_url("https://h/").is_err());
         assert!(parse_url("ftp://h/").is_err());
+        assert_eq!(
+            parse_url("http://10.0.0.7:8000/hooks/tally?x=1").unwrap(),
+            ("10.0.0.7".into(), 8000, "/hooks/tally?x=1".into())
+        );
+        assert_eq!(
+            parse_url("http://h?a=b").unwrap(),
+            ("h".into(), 80, "/?a=b".into())
+        );
+        assert_eq!(
+            parse_url("http://[::1]:9/x").unwrap(),
+            ("::1".into(), 9, "/x".into())
+        );
+        // The probe's: spaces, CR and LF would break the request line or the Host header.
+        for bad in [
+            "http://h/a b",
+            "http://h/a\r\nX-Injected: 1",
+            "http://h\r\n/x",
+            "http://h x/",
+            "http:///x",
+            "http://h:0/",
+            "http://h:99999/",
+            "http://h:/",
+            "http://[zz]/",
+            "http://h/é",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad:?}");
+        }
         // HMAC-SHA256("key", "1.body"), as Python's hmac module computes it.
         let s = signature("key", 1, b"body");
         assert_eq!(
@@ -432,5 +563,12 @@ mod tests {
             assert!((900..=3_600_000 * 11 / 10).contains(&b), "{attempts}: {b}");
         }
         assert!(backoff_ms(2) >= 1800 && backoff_ms(2) <= 2200);
+    }
+
+    #[test]
+    fn each_receiver_gets_an_equal_share_of_the_slots() {
+        assert_eq!(share(1), IN_FLIGHT);
+        assert_eq!(share(2), IN_FLIGHT / 2);
+        assert_eq!(share(100), 1);
     }
 }

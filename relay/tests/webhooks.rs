@@ -289,3 +289,206 @@ async fn an_unread_reminder_fires_once_per_quiet_spell() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(receiver.got().len(), 2);
 }
+
+#[tokio::test]
+async fn a_deleted_messages_text_leaves_pending_deliveries_and_a_message_deleted_follows() {
+    let receiver = Receiver::start().await;
+    let relay = Binary::serve(&["alice", "bob"], &UNLIMITED, None);
+    let data = relay.dir.path().to_path_buf();
+    cli(
+        &data,
+        &[
+            "webhook",
+            "add",
+            &receiver.url(),
+            "--events",
+            "message_created,message_deleted",
+        ],
+    );
+    tokio::time::sleep(PICKED_UP).await;
+    // The receiver is down: the deliveries wait in the outbox, retrying.
+    *receiver.down.lock().unwrap() = true;
+    let mut alice = relay.connect("alice").await;
+    let dm = alice.direct_with("bob").await;
+    let secret = alice
+        .call(send(dm, "s-1", "the door code is 4711"))
+        .await
+        .unwrap();
+    let reply = tally_shared::Request::SendMessage {
+        client_id: tally_shared::ClientMsgId::new("s-2").unwrap(),
+        conversation: dm,
+        body: "noted".into(),
+        attachments: vec![],
+        reply_to: secret.message,
+    };
+    alice.call(reply).await.unwrap();
+    receiver.until("failed attempts of both", |g| g.len() >= 2).await;
+    alice
+        .call(tally_shared::Request::DeleteMessage {
+            message: secret.message.unwrap(),
+        })
+        .await
+        .unwrap();
+    // Nothing waiting in the outbox holds the text any more.
+    let conn = rusqlite::Connection::open(data.join("tally.sqlite3")).unwrap();
+    let bodies: Vec<String> = conn
+        .prepare("SELECT body FROM outbox")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(bodies.len(), 3, "two creations and the deletion: {bodies:?}");
+    assert!(bodies.iter().all(|b| !b.contains("4711")), "{bodies:?}");
+    // Back up: the retries carry the tombstone and the redacted quote, and the deletion follows.
+    let before = receiver.got().len();
+    *receiver.down.lock().unwrap() = false;
+    let got = receiver
+        .until("the retries and the deletion", |g| {
+            let types: Vec<Value> = g[before..].iter().map(|r| r.json()["type"].clone()).collect();
+            types.iter().filter(|t| *t == "message_created").count() >= 2
+                && types.contains(&json!("message_deleted"))
+        })
+        .await;
+    for g in &got[before..] {
+        assert!(!String::from_utf8_lossy(&g.body).contains("4711"), "{g:?}");
+    }
+    let later: Vec<Value> = got[before..].iter().map(Got::json).collect();
+    let created = |id: &Value| {
+        later
+            .iter()
+            .find(|d| d["type"] == "message_created" && &d["data"]["message"]["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let deleted_id = json!(secret.message.unwrap().0);
+    let tombstone = created(&deleted_id);
+    assert_eq!(tombstone["data"]["message"]["body"], "");
+    assert_eq!(tombstone["data"]["message"]["deleted"], true);
+    let quoting = later
+        .iter()
+        .find(|d| d["type"] == "message_created" && d["data"]["message"]["id"] != deleted_id)
+        .unwrap();
+    assert_eq!(quoting["data"]["message"]["reply_to"]["excerpt"], "");
+    assert_eq!(quoting["data"]["message"]["reply_to"]["deleted"], true);
+    let deletion = later.iter().find(|d| d["type"] == "message_deleted").unwrap();
+    assert_eq!(deletion["data"]["message"], deleted_id);
+    assert_eq!(deletion["data"]["conversation"], json!(dm.0));
+    assert_eq!(deletion["data"]["sender"], "alice");
+}
+
+/// A receiver that accepts connections, reads them, and never answers; counts the connections
+/// the relay gave up on (closed).
+async fn black_hole() -> (u16, Arc<Mutex<(usize, usize)>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Arc<Mutex<(usize, usize)>> = Arc::default();
+    let counts = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            counts.lock().unwrap().0 += 1;
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+                counts.lock().unwrap().1 += 1;
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test]
+async fn a_receiver_that_never_answers_holds_only_its_share_of_the_slots() {
+    let (hole, hole_seen) = black_hole().await;
+    let receiver = Receiver::start().await;
+    let relay = Binary::serve(&["alice", "bob"], &UNLIMITED, None);
+    let data = relay.dir.path().to_path_buf();
+    let key = cli(&data, &["service-key", "create", "app"]);
+    let hole_url = format!("http://127.0.0.1:{hole}/hooks");
+    cli(
+        &data,
+        &["webhook", "add", &hole_url, "--events", "message_created"],
+    );
+    cli(
+        &data,
+        &["webhook", "add", &receiver.url(), "--events", "message_created"],
+    );
+    tokio::time::sleep(PICKED_UP).await;
+    for i in 0..20 {
+        let body = json!({"direct": ["alice", "bob"], "sender": "alice", "body": format!("m{i}")});
+        post(relay.addr, &key, body).await;
+    }
+    // The healthy receiver gets all twenty while the silent one still holds its first
+    // connections open (the relay gives up on one after 10 s): it never had all the slots.
+    receiver.until("all twenty", |g| g.len() >= 20).await;
+    let (opened, closed) = *hole_seen.lock().unwrap();
+    assert_eq!(
+        closed, 0,
+        "the healthy receiver waited for the silent one's timeouts"
+    );
+    assert!(
+        (1..=tally_relay::webhooks::share(2)).contains(&opened),
+        "the silent receiver held {opened} slots"
+    );
+}
+
+#[tokio::test]
+async fn delivery_ids_are_never_reused_even_after_the_outbox_drains_and_a_restart() {
+    let receiver = Receiver::start().await;
+    let mut relay = Binary::serve(&["alice", "bob"], &UNLIMITED, None);
+    let data = relay.dir.path().to_path_buf();
+    let key = cli(&data, &["service-key", "create", "app"]);
+    cli(
+        &data,
+        &["webhook", "add", &receiver.url(), "--events", "message_created"],
+    );
+    tokio::time::sleep(PICKED_UP).await;
+    let drained = |data: &std::path::Path| {
+        let conn = rusqlite::Connection::open(data.join("tally.sqlite3")).unwrap();
+        conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+            == 0
+    };
+    let mut addr = relay.addr;
+    let mut _restarted = None;
+    for i in 0..4 {
+        if i == 2 {
+            relay.child.kill().unwrap();
+            relay.child.wait().unwrap();
+            let (child, a) = spawn(&data, &UNLIMITED, None);
+            _restarted = Some(child);
+            addr = a;
+        }
+        let body = json!({"direct": ["alice", "bob"], "sender": "alice", "body": format!("m{i}")});
+        post(addr, &key, body).await;
+        receiver.until("the delivery", |g| g.len() > i).await;
+        for _ in 0..100 {
+            if drained(&data) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(drained(&data), "the outbox drains");
+    }
+    let ids: std::collections::HashSet<String> = receiver
+        .got()
+        .iter()
+        .map(|g| g.header("tally-delivery").to_string())
+        .collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+}
+
+#[test]
+fn a_webhook_url_with_spaces_or_line_breaks_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    add_staff(dir.path(), &["alice"]);
+    for bad in ["http://h/a b", "http://h/x\r\nX-Evil: 1", "http://h\n/x"] {
+        let out = cli_output(
+            dir.path(),
+            &["webhook", "add", bad, "--events", "message_created"],
+        );
+        assert!(!out.status.success(), "{bad:?} was accepted");
+    }
+}

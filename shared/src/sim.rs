@@ -448,7 +448,10 @@ impl World {
             1 => ServiceRequest::CreateGroup {
                 client_id,
                 title,
-                participants: (0..STAFF.len()).filter(|i| !(b + i).is_multiple_of(3)).map(s).collect(),
+                participants: (0..STAFF.len())
+                    .filter(|i| !(b + i).is_multiple_of(3))
+                    .map(s)
+                    .collect(),
             },
             2 => ServiceRequest::AddParticipants {
                 conversation: self.conv(conv),
