@@ -269,11 +269,17 @@ async fn an_export_imports_with_the_old_systems_counts_once_and_all_or_nothing()
     text.push('\n');
     text.push_str(r#"{"kind":"read","conversation":"new","staff":"bob","message":"x3"}"#);
     text.push('\n');
+    // The probe's: a character where the offset's digits go panicked the importer (exit 101).
+    text.push_str(r#"{"kind":"message","id":"x4","conversation":"new","sender":"zoe","body":"hi","created_at":"2025-01-01T09:00:00+0é00"}"#);
+    text.push('\n');
+    // A sender who is not in the conversation: the live relay would refuse that send.
+    text.push_str(r#"{"kind":"message","id":"x5","conversation":"new","sender":"bob","body":"hi","created_at":"2025-03-01T09:00:00Z"}"#);
+    text.push('\n');
     std::fs::write(&broken, text).unwrap();
     let out = cli_output(&data, &["import", broken.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    for line in [":3:", ":4:", ":5:", ":6:", ":7:"] {
+    for line in [":3:", ":4:", ":5:", ":6:", ":7:", ":8:", ":9:"] {
         assert!(err.contains(line), "line {line} reported: {err}");
     }
     assert!(!err.contains(":1:") && !err.contains(":2:"), "{err}");

@@ -55,11 +55,6 @@ pub const WINDOW_CONTEXT: usize = 10;
 pub const WINDOW_STEP: usize = 50;
 
 impl ConversationView {
-    /// Whether every message back to the first is loaded.
-    pub fn history_complete(&self) -> bool {
-        self.messages.first().is_none_or(|m| m.seq.0 <= 1)
-    }
-
     /// The seq of the oldest loaded message.
     pub fn oldest_loaded(&self) -> Option<Seq> {
         self.messages.first().map(|m| m.seq)
@@ -319,6 +314,18 @@ impl ChatStore {
     /// The newest seq of a conversation.
     pub fn head(&self, conversation: ConversationId) -> Seq {
         self.projection.head(conversation).unwrap_or_default()
+    }
+
+    /// Whether every message of a conversation back to its first is loaded (a snapshot may carry
+    /// none of a conversation's messages when its budget ran out: then none are).
+    pub fn history_complete(&self, conversation: ConversationId) -> bool {
+        match self.conversations.get(&conversation) {
+            Some(v) => match v.messages.first() {
+                Some(first) => first.seq.0 <= 1,
+                None => self.head(conversation).0 == 0,
+            },
+            None => true,
+        }
     }
 
     /// Whether the viewer muted a conversation.

@@ -91,7 +91,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         };
         let paging = scroll::Paging {
             oldest: view.and_then(|v| v.oldest_loaded()),
-            complete: view.is_none_or(|v| v.history_complete()),
+            complete: state.store.history_complete(id),
             head: state.store.head(id),
             hidden_above: start > 0,
             hidden_below: end < len,
@@ -109,6 +109,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     let list_ref = use_node_ref();
     let observer = reading::use_reading(&chat, id);
     let scroll = scroll::use_scroll(&chat, id, list_ref.clone(), observer, paging, window.clone());
+    scroll::use_unread_history(&chat, id, list_ref.clone(), window.clone(), divider_at);
     scroll::use_jump(&chat, id, list_ref.clone(), window);
 
     let state = chat.state();
@@ -121,7 +122,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     let is_group = view.conversation.kind == ConversationKind::Group;
 
     let mut rows: Vec<Html> = Vec::new();
-    if shown.start > 0 || !view.history_complete() {
+    if shown.start > 0 || !store.history_complete(id) {
         let load = scroll.load_older.clone();
         rows.push(html! {
             <li class="tally-history-more" key="more">

@@ -193,8 +193,83 @@ pub(super) fn use_scroll(
     }
 }
 
-/// The most history pages a jump loads to reach its message (200 messages each).
+/// The most history pages loaded to reach a message (a jump's, or the first unread one).
 const MAX_JUMP_PAGES: usize = 50;
+
+/// Loads older pages of a conversation until `target` and a few messages before it are loaded,
+/// or its history is complete (or [`MAX_JUMP_PAGES`] were loaded).
+async fn load_back_to(chat: &Chat, id: ConversationId, target: Seq) {
+    for _ in 0..MAX_JUMP_PAGES {
+        let (oldest, complete, head) = {
+            let state = chat.state();
+            let view = state.store.conversation(id);
+            (
+                view.and_then(|v| v.oldest_loaded()),
+                state.store.history_complete(id),
+                state.store.head(id),
+            )
+        };
+        let reached = oldest.is_some_and(|o| o.0 + WINDOW_CONTEXT as u64 <= target.0);
+        if complete || reached {
+            return;
+        }
+        let before = oldest.unwrap_or(Seq(head.0 + 1));
+        let limit = tally_shared::limits::HISTORY_PAGE_MAX;
+        match api::history(&chat.options, id, before, limit).await {
+            Ok(page) if !page.is_empty() => chat.dispatch(Action::History(id, page)),
+            Ok(_) => return,
+            Err(e) => {
+                gloo::console::warn!(format!("tally: history: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+/// Opening a conversation whose first unread message is older than what is loaded (a snapshot
+/// carries each conversation's messages only up to a budget): loads the history back to it,
+/// then renders from there and shows the divider, as if it had been loaded all along.
+#[hook]
+pub(super) fn use_unread_history(
+    chat: &Chat,
+    id: ConversationId,
+    list: NodeRef,
+    window: UseStateHandle<Window>,
+    divider: Seq,
+) {
+    let show = use_mut_ref(|| false);
+    {
+        let (chat, show) = (chat.clone(), show.clone());
+        use_effect_with(id, move |_| {
+            let first_unread = Seq(divider.0 + 1);
+            let missing = {
+                let state = chat.state();
+                let oldest = state.store.conversation(id).and_then(|v| v.oldest_loaded());
+                first_unread <= state.store.head(id)
+                    && !state.store.history_complete(id)
+                    && oldest.is_none_or(|o| o > first_unread)
+            };
+            if missing {
+                wasm_bindgen_futures::spawn_local(async move {
+                    load_back_to(&chat, id, first_unread).await;
+                    window.set(chat.state().store.opening_window(id, divider));
+                    *show.borrow_mut() = true;
+                });
+            }
+        });
+    }
+    use_effect(move || {
+        if !*show.borrow() {
+            return;
+        }
+        if let Some(list) = list.cast::<Element>()
+            && let Ok(Some(d)) = list.query_selector(".tally-divider")
+        {
+            d.scroll_into_view();
+            *show.borrow_mut() = false;
+        }
+    });
+}
 
 /// Jumping to a message (a search result): loads the history back to it (and a little before
 /// it), widens the rendered window to hold it, then, after the render that shows it, scrolls
@@ -208,31 +283,7 @@ pub(super) fn use_jump(chat: &Chat, id: ConversationId, list: NodeRef, window: U
         use_effect_with(target, move |target| {
             let Some(target) = *target else { return };
             wasm_bindgen_futures::spawn_local(async move {
-                for _ in 0..MAX_JUMP_PAGES {
-                    let (oldest, complete, head) = {
-                        let state = chat.state();
-                        let view = state.store.conversation(id);
-                        (
-                            view.and_then(|v| v.oldest_loaded()),
-                            view.is_none_or(|v| v.history_complete()),
-                            state.store.head(id),
-                        )
-                    };
-                    let reached = oldest.is_some_and(|o| o.0 + WINDOW_CONTEXT as u64 <= target.0);
-                    if complete || reached {
-                        break;
-                    }
-                    let before = oldest.unwrap_or(Seq(head.0 + 1));
-                    let limit = tally_shared::limits::HISTORY_PAGE_MAX;
-                    match api::history(&chat.options, id, before, limit).await {
-                        Ok(page) if !page.is_empty() => chat.dispatch(Action::History(id, page)),
-                        Ok(_) => break,
-                        Err(e) => {
-                            gloo::console::warn!(format!("tally: history: {e}"));
-                            break;
-                        }
-                    }
-                }
+                load_back_to(&chat, id, target).await;
                 window.set(chat.state().store.window_at(id, target));
                 *show.borrow_mut() = Some(target);
                 chat.dispatch(Action::Jumped);
