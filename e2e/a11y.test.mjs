@@ -103,11 +103,12 @@ async function pressUntil(t, key, want, max = 30) {
   throw new Error(`pressed ${key} ${max} times without reaching what was wanted (at ${(await focused(t)).what})`);
 }
 
-/** Waits (up to 2 s: focus may move after the render a key causes) for the focus to be on
- * something matching `pattern` in the widget, and checks that it is drawn. */
+/** Waits (up to 10 s: focus may move after the render a key causes, and a busy machine
+ * renders late) for the focus to be on something matching `pattern` in the widget, and checks
+ * that it is drawn. */
 async function expectFocus(t, where, pattern) {
   let f;
-  for (let waited = 0; waited < 2_000; waited += 50) {
+  for (let waited = 0; waited < 10_000; waited += 50) {
     f = await focused(t);
     if (f.inWidget && pattern.test(f.what)) break;
     await new Promise((r) => setTimeout(r, 50));

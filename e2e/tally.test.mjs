@@ -65,6 +65,7 @@ test('edit keeps the count, delete of an unread message lowers it, mark unread b
     await a.page.press('#messenger [data-testid=composer]', 'Enter');
     await openConversation(b, 'Alice');
     await b.page.waitForSelector('#messenger .tally-msg:has-text("second, edited")');
+    await expectTotal(b, '');
     await backToList(b);
     // Reading happened when B opened it; A writes again and deletes it before B reads.
     await say(a, 'oops');
@@ -573,6 +574,8 @@ test('"Seen" moves when Bob reads; "Seen by" in a group on hover; hiding his rea
     await startGroup(a, ['Bob', 'Carol'], 'Lunch');
     await say(a, 'Pizza?');
     await openConversation(b, 'Lunch');
+    // Bob reads it while his tab has the focus (reading waits a moment for the view to settle).
+    await expectTotal(b, '');
     await a.page.bringToFront();
     const mine = '#messenger .tally-msg:has(.tally-text:text-is("Pizza?"))';
     await a.page.waitForSelector(`${mine} [data-testid=seen-by]`, { state: 'attached' });
