@@ -39,7 +39,10 @@ async fn a_snapshot_many_fragments_long_arrives_whole() {
             .conversation
             .unwrap();
         for n in 0..10 {
-            alice.call(send(group, &format!("big{g}-{n}"), &body)).await.unwrap();
+            alice
+                .call(send(group, &format!("big{g}-{n}"), &body))
+                .await
+                .unwrap();
         }
         groups.push(group);
     }
