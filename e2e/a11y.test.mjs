@@ -83,12 +83,12 @@ test('axe: launcher, list, search, settings, a conversation and each dialog, lig
 /** What has focus: a description, and whether the focus is drawn (outline or ring). */
 function focused(t) {
   return t.page.evaluate(() => {
-    const el = document.activeElement;
+    const el = $focus();
     if (!el || el === document.body) return { inWidget: false, what: 'body', visible: false };
     const style = getComputedStyle(el);
     const ring = (style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0) || style.boxShadow !== 'none';
     const what = `${el.tagName.toLowerCase()} ${el.getAttribute('aria-label') || el.getAttribute('role') || ''} ${(el.textContent || '').trim().slice(0, 40)}`;
-    return { inWidget: !!el.closest('#messenger'), what, visible: el.matches(':focus-visible') && ring };
+    return { inWidget: el.getRootNode().host?.id === 'messenger', what, visible: el.matches(':focus-visible') && ring };
   });
 }
 
@@ -145,7 +145,7 @@ test('keyboard only: open the widget, move through the list, open, send, reply, 
     await b.page.waitForSelector('#messenger .tally-msg:not(.tally-pending) .tally-text:text-is("Yes, I can")');
     // Reply to Alice's message: back through the list to its actions, the menu, Reply.
     await pressUntil(b, 'Shift+Tab', (f) => f.what.startsWith('button Message actions') && f.what !== '');
-    const onAlices = () => b.page.evaluate(() => document.activeElement.closest('.tally-msg')?.querySelector('.tally-text')?.textContent);
+    const onAlices = () => b.page.evaluate(() => $focus().closest('.tally-msg')?.querySelector('.tally-text')?.textContent);
     while ((await onAlices()) !== 'Can you cover at noon?') await pressUntil(b, 'Shift+Tab', (f) => f.what.startsWith('button Message actions'));
     await b.page.keyboard.press('Enter');
     await expectFocus(b, 'menu opened', /menuitem.*Reply/);

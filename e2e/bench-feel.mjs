@@ -7,7 +7,7 @@
 //      of 6 more opens.
 //
 //   make frontend relay && node e2e/bench-feel.mjs
-import { Relay, launch } from './helpers.mjs';
+import { Relay, launch, newContext } from './helpers.mjs';
 
 const browser = await launch();
 const relay = await new Relay(['alice', 'bob', 'carol'], {
@@ -34,7 +34,7 @@ try {
   }
   const expected = (await (await fetch(`${relay.url}/api/v1/service/staff/bob/unread`, { headers: { Authorization: `Bearer ${key}` } })).json()).total.unread;
   const token = relay.token('bob');
-  const page = await (await browser.newContext({ viewport: { width: 1000, height: 760 } })).newPage();
+  const page = await (await newContext(browser, { viewport: { width: 1000, height: 760 } })).newPage();
 
   const badge = [];
   const list = [];
@@ -50,9 +50,9 @@ try {
       let badgeAt = 0;
       for (;;) {
         // The badge says "99+" past 99: the launcher's label has the exact count.
-        const b = document.querySelector('#messenger .tally-launcher');
+        const b = $t('.tally-launcher');
         if (!badgeAt && b && b.getAttribute('aria-label') === `Messages, ${expected} unread`) badgeAt = performance.now();
-        if (badgeAt && document.querySelectorAll('#messenger .tally-item').length >= 50) break;
+        if (badgeAt && $$t('.tally-item').length >= 50) break;
         if (performance.now() - mounted > 30_000) throw new Error(`badge ${b?.getAttribute('aria-label')}, want ${expected}`);
         await new Promise((r) => setTimeout(r, 2));
       }
@@ -68,19 +68,19 @@ try {
     await Promise.all(Array.from({ length: 100 }, (_, j) =>
       post('/messages', { direct: ['alice', 'bob'], sender: 'alice', body: `Line ${i + j} of the long conversation`, client_id: `d${i + j}` })));
   }
-  await page.waitForFunction((n) => document.querySelector('#messenger .tally-launcher').getAttribute('aria-label') === `Messages, ${n} unread`, expected + 2000, { timeout: 60_000 });
+  await page.waitForFunction((n) => $t('.tally-launcher').getAttribute('aria-label') === `Messages, ${n} unread`, expected + 2000, { timeout: 60_000 });
   const open = [];
   for (let run = 0; run < 7; run++) {
     const ms = await page.evaluate(async () => {
-      const back = document.querySelector('#messenger [aria-label="Back to conversations"]');
+      const back = $t('[aria-label="Back to conversations"]');
       if (back) { back.click(); await new Promise((r) => setTimeout(r, 50)); }
-      const item = [...document.querySelectorAll('#messenger .tally-item')].find((b) => b.querySelector('.tally-item-title')?.textContent === 'Alice');
+      const item = [...$$t('.tally-item')].find((b) => b.querySelector('.tally-item-title')?.textContent === 'Alice');
       const t0 = performance.now();
       item.click();
-      while (!document.querySelector('#messenger .tally-conversation .tally-msg')) await new Promise((r) => setTimeout(r, 0));
+      while (!$t('.tally-conversation .tally-msg')) await new Promise((r) => setTimeout(r, 0));
       // Until the frame that shows it is painted.
       await new Promise((r) => setTimeout(r, 0));
-      return [performance.now() - t0, document.querySelectorAll('#messenger .tally-conversation .tally-msg').length];
+      return [performance.now() - t0, $$t('.tally-conversation .tally-msg').length];
     });
     open.push(ms);
     if (run === 0) {

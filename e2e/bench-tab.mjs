@@ -18,7 +18,7 @@ async function busySeconds(cdp) {
 }
 
 async function expectUnread(b, n, timeout = 120_000) {
-  await b.page.waitForFunction((n) => document.querySelector('#messenger .tally-launcher').getAttribute('aria-label') === `Messages, ${n} unread`, n, { timeout, polling: 5 });
+  await b.page.waitForFunction((n) => $t('.tally-launcher').getAttribute('aria-label') === `Messages, ${n} unread`, n, { timeout, polling: 5 });
 }
 
 try {

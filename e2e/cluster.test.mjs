@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
-import { BIN, launch, tab, total, expectTotal, expectItemBadge, openPanel, openConversation, say, synced } from './helpers.mjs';
+import { BIN, launch, tab, newContext, total, expectTotal, expectItemBadge, openPanel, openConversation, say, synced } from './helpers.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 let browser;
@@ -86,7 +86,7 @@ test('on a cluster, Alice on one node and Bob on another see the same counts mov
   await expectItemBadge(b3, 'Alice Martin', '');
   await expectTotal(a, alice);
   await b.page.waitForFunction(
-    () => [...document.querySelectorAll('#messenger .tally-msg .tally-text')].some((e) => e.textContent === 'Across the cluster'),
+    () => [...$$t('.tally-msg .tally-text')].some((e) => e.textContent === 'Across the cluster'),
   );
 });
 
@@ -102,14 +102,14 @@ test('a page listing the nodes in relayUrls moves to another node when its node 
   // Bob's work app (its own origin) loads the widget from node 1 and lists nodes 2 and 3;
   // his widget picks one of them.
   hostHtml.body = `<!doctype html><html><head><title>Work app</title>
-    <link rel="stylesheet" href="${n1.url}/style.css"></head><body><div id="messenger"></div>
+    </head><body><div id="messenger"></div>
     <script type="module">
       import init, { mount } from "${n1.url}/tally-frontend.js";
       await init({ module_or_path: "${n1.url}/tally-frontend_bg.wasm" });
       window.tallyMount = (token, relayUrls) => mount(document.getElementById("messenger"), { relayUrls, token, storageKey: "cluster" });
     </script></body></html>`;
   const before = [await connections(n2), await connections(n3)];
-  const ctx = await browser.newContext({ viewport: { width: 1000, height: 760 } });
+  const ctx = await newContext(browser, { viewport: { width: 1000, height: 760 } });
   const page = await ctx.newPage();
   await page.goto(`http://127.0.0.1:${host.address().port}/`);
   await page.waitForFunction(() => window.tallyMount, null, { timeout: 10_000 });

@@ -63,6 +63,30 @@ export class Relay {
   }
 }
 
+/**
+ * What every page of a test context gets before its own scripts: the widget lives in a shadow
+ * root, so page functions reach it through `$t(selector)` / `$$t(selector)` (inside the
+ * widget of `#messenger`) and `$focus()` (the focused element, inside shadow roots too).
+ * Playwright's own selectors (`page.click('#messenger …')`) pierce shadow roots by themselves.
+ */
+export function pierce() {
+  const root = () => document.querySelector('#messenger')?.shadowRoot ?? document;
+  window.$t = (selector) => root().querySelector(selector);
+  window.$$t = (selector) => [...root().querySelectorAll(selector)];
+  window.$focus = () => {
+    let el = document.activeElement;
+    while (el && el.shadowRoot && el.shadowRoot.activeElement) el = el.shadowRoot.activeElement;
+    return el;
+  };
+}
+
+/** A browser context whose pages can reach into the widget (see `pierce`). */
+export async function newContext(browser, options = {}) {
+  const ctx = await browser.newContext({ viewport: { width: 1000, height: 760 }, ...options });
+  await ctx.addInitScript(pierce);
+  return ctx;
+}
+
 export async function launch() {
   const args = ['--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
   if (process.getuid && process.getuid() === 0) args.push('--no-sandbox');
@@ -71,7 +95,7 @@ export async function launch() {
 
 /** A staff member's tab: the relay's page with the widget mounted for them. */
 export async function tab(browser, relay, staff, { context } = {}) {
-  const ctx = context ?? (await browser.newContext({ viewport: { width: 1000, height: 760 } }));
+  const ctx = context ?? (await newContext(browser));
   const page = await ctx.newPage();
   page.on('pageerror', (e) => console.error(`[${staff}] page error:`, e.message));
   await page.goto(relay.url + '/');
@@ -89,17 +113,13 @@ export async function tab(browser, relay, staff, { context } = {}) {
 
 /** The launcher's total badge ("" when none). */
 export async function total(t) {
-  const el = await t.page.$('#messenger [data-testid=total-badge]');
-  return el ? (await el.textContent()).trim() : '';
+  return t.page.evaluate(() => $t('[data-testid=total-badge]')?.dataset.count ?? '');
 }
 
 /** Waits until the total badge shows `expected` ("" for none). */
 export async function expectTotal(t, expected) {
   await t.page.waitForFunction(
-    (want) => {
-      const el = document.querySelector('#messenger [data-testid=total-badge]');
-      return (el ? el.textContent.trim() : '') === want;
-    },
+    (want) => ($t('[data-testid=total-badge]')?.dataset.count ?? '') === want,
     String(expected),
     { timeout: 10_000 },
   ).catch(async (e) => {
@@ -111,10 +131,9 @@ export async function expectTotal(t, expected) {
 export async function expectItemBadge(t, title, expected) {
   await t.page.waitForFunction(
     ([title, want]) => {
-      const item = [...document.querySelectorAll('#messenger .tally-item')].find((b) => b.querySelector('.tally-item-title')?.textContent === title);
+      const item = $$t('.tally-item').find((b) => b.querySelector('.tally-item-title')?.textContent === title);
       if (!item) return false;
-      const el = item.querySelector('[data-testid=unread-badge]');
-      return (el ? el.textContent.trim() : '') === want;
+      return (item.querySelector('[data-testid=unread-badge]')?.dataset.count ?? '') === want;
     },
     [title, String(expected)],
     { timeout: 10_000 },
@@ -130,7 +149,7 @@ export async function openPanel(t) {
  * before that its badges say nothing yet, and a count read then would be a guess. */
 export async function synced(t) {
   await openPanel(t);
-  await t.page.waitForFunction(() => !document.querySelector('#messenger .tally-panel .tally-status'), null, { timeout: 10_000 });
+  await t.page.waitForFunction(() => !$t('.tally-panel .tally-status'), null, { timeout: 10_000 });
 }
 
 export async function backToList(t) {
@@ -161,7 +180,7 @@ export async function say(t, text) {
   await t.page.fill('#messenger [data-testid=composer]', text);
   await t.page.press('#messenger [data-testid=composer]', 'Enter');
   await t.page.waitForFunction(
-    (text) => [...document.querySelectorAll('#messenger .tally-msg:not(.tally-pending) .tally-text')].some((e) => e.textContent === text),
+    (text) => $$t('.tally-msg:not(.tally-pending) .tally-text').some((e) => e.textContent === text),
     text,
     { timeout: 10_000 },
   );

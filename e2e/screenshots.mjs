@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BIN, DIST, launch } from './helpers.mjs';
+import { BIN, DIST, launch, newContext } from './helpers.mjs';
 
 const out = join(import.meta.dirname, '..', 'docs', 'screenshots');
 const data = mkdtempSync(join(tmpdir(), 'tally-shots-'));
@@ -14,7 +14,7 @@ const relay = spawn(BIN, ['--data', data, 'serve', '--demo', '--listen', '127.0.
 const url = await new Promise((r) => relay.stdout.once('data', (d) => r(String(d).trim().split(' ').pop())));
 const browser = await launch();
 async function signIn(scheme, staff = 'alice') {
-  const ctx = await browser.newContext({ viewport: { width: 1000, height: 720 }, colorScheme: scheme });
+  const ctx = await newContext(browser, { viewport: { width: 1000, height: 720 }, colorScheme: scheme });
   const page = await ctx.newPage();
   await page.goto(url + '/');
   await page.click(`[data-staff="${staff}"]`);

@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { Relay, launch, tab, expectTotal, expectItemBadge, openPanel, openConversation, startDirect, startGroup, say, backToList, blast } from './helpers.mjs';
+import { Relay, launch, tab, newContext, expectTotal, expectItemBadge, openPanel, openConversation, startDirect, startGroup, say, backToList, blast } from './helpers.mjs';
 
 let browser;
 
@@ -119,7 +119,7 @@ test('reading counts what scrolls into view; the header button reads the rest; b
     // The number B's other tab shows, once it moves below `above`.
     const drops = async (above) => {
       await b2.page.waitForFunction(
-        (above) => Number(document.querySelector('#messenger [data-testid=total-badge]')?.textContent ?? 0) < above,
+        (above) => Number($t('[data-testid=total-badge]')?.dataset.count ?? 0) < above,
         above,
         { timeout: 10_000 },
       );
@@ -131,7 +131,7 @@ test('reading counts what scrolls into view; the header button reads the rest; b
     assert.ok(afterOpen > 0, `opening read everything (${afterOpen} left), not just what is in view`);
     // Scrolling one screen down reads what comes into view, and no more.
     await b1.page.evaluate(() => {
-      const list = document.querySelector('#messenger .tally-messages');
+      const list = $t('.tally-messages');
       list.scrollTop += list.clientHeight / 2;
     });
     const afterScroll = await drops(afterOpen);
@@ -179,15 +179,15 @@ test('B goes offline, writes two messages, comes back: each is delivered exactly
       await b.page.fill('#messenger [data-testid=composer]', text);
       await b.page.press('#messenger [data-testid=composer]', 'Enter');
     }
-    await b.page.waitForFunction(() => document.querySelectorAll('#messenger [data-testid=pending]').length === 2);
+    await b.page.waitForFunction(() => $$t('[data-testid=pending]').length === 2);
     await b.context.setOffline(false);
     await expectTotal(a, 2);
     await openConversation(a, 'Bob');
     await a.page.waitForFunction(() => {
-      const texts = [...document.querySelectorAll('#messenger .tally-msg .tally-text')].map((e) => e.textContent);
+      const texts = [...$$t('.tally-msg .tally-text')].map((e) => e.textContent);
       return texts.filter((t) => t === 'offline one').length === 1 && texts.filter((t) => t === 'offline two').length === 1;
     });
-    await b.page.waitForFunction(() => document.querySelectorAll('#messenger [data-testid=pending]').length === 0, null, { timeout: 20_000 });
+    await b.page.waitForFunction(() => $$t('[data-testid=pending]').length === 0, null, { timeout: 20_000 });
   } finally {
     await relay.stop();
   }
@@ -345,10 +345,10 @@ test('a burst of 2,000 messages: the badge, the list and the conversation are ex
       document.body.append(button);
     });
     const burst = blast(a, relay, dm, 2000);
-    await b.page.waitForFunction(() => document.querySelector('#messenger .tally-launcher').getAttribute('aria-label') !== 'Messages, 1 unread');
+    await b.page.waitForFunction(() => $t('.tally-launcher').getAttribute('aria-label') !== 'Messages, 1 unread');
     await b.page.click('#probe');
     const took = await burst;
-    await b.page.waitForFunction(() => document.querySelector('#messenger .tally-launcher').getAttribute('aria-label') === 'Messages, 2001 unread', null, { timeout: 20_000 });
+    await b.page.waitForFunction(() => $t('.tally-launcher').getAttribute('aria-label') === 'Messages, 2,001 unread', null, { timeout: 20_000 });
     await expectItemBadge(b, 'Alice', 2001);
     const { clickDelay, longTasks } = await b.page.evaluate(() => ({ clickDelay: window.clickDelay, longTasks: window.longTasks }));
     // Printed, not asserted: a test on a busy machine cannot judge time (CI's is busy too, and
@@ -359,25 +359,35 @@ test('a burst of 2,000 messages: the badge, the list and the conversation are ex
     // yourself", at the divider), 120 rows; what is in view is read, not the 1,900 below it.
     // Scrolling down renders the rest, 50 at a time, to the newest.
     await openConversation(b, 'Alice');
-    const texts = () => b.page.evaluate(() => [...document.querySelectorAll('#messenger .tally-msg .tally-text')].map((e) => e.textContent));
+    const texts = () => b.page.evaluate(() => [...$$t('.tally-msg .tally-text')].map((e) => e.textContent));
     await b.page.waitForFunction(() => {
-      const texts = [...document.querySelectorAll('#messenger .tally-msg .tally-text')].map((e) => e.textContent);
+      const texts = [...$$t('.tally-msg .tally-text')].map((e) => e.textContent);
       return texts.length === 120 && texts[0] === 'Brace yourself';
     }, null, { timeout: 20_000 });
-    const unread = () => b.page.evaluate(() => Number(document.querySelector('#messenger .tally-launcher').getAttribute('aria-label').match(/\d+/)?.[0] ?? 0));
-    await b.page.waitForFunction(() => !document.querySelector('#messenger .tally-launcher').getAttribute('aria-label').includes('2001'));
+    const unread = () => b.page.evaluate(() => Number($t(".tally-total")?.dataset.count ?? 0));
+    await b.page.waitForFunction(() => !$t('.tally-launcher').getAttribute('aria-label').includes('2,001'));
     assert.ok((await unread()) > 1800, `${await unread()} left unread after opening`);
-    let rendered = 120;
-    while (rendered < 2001) {
-      await b.page.evaluate(() => { const l = document.querySelector('#messenger .tally-messages'); l.scrollTop = l.scrollHeight; });
-      await b.page.waitForFunction((n) => document.querySelectorAll('#messenger .tally-msg .tally-text').length > n, rendered);
-      const now = (await texts()).length;
-      assert.ok(now - rendered <= 50, `scrolling down rendered ${now - rendered} more at once`);
-      rendered = now;
+    // Scrolling down renders the next 50 each time, and releases rows far above: never more
+    // than 240 in the page, however far the reader goes.
+    let last = (await texts()).at(-1);
+    for (let step = 0; last !== 'burst 2000'; step++) {
+      assert.ok(step < 60, `still not at the newest after ${step} steps (at ${last})`);
+      await b.page.evaluate(() => { const l = $t('.tally-messages'); l.scrollTop = l.scrollHeight; });
+      await b.page.waitForFunction((was) => $$t('.tally-msg .tally-text').at(-1)?.textContent !== was, last);
+      const now = await texts();
+      assert.ok(now.length <= 240, `${now.length} rows rendered`);
+      last = now.at(-1);
     }
     const all = await texts();
-    assert.equal(all[0], 'Brace yourself');
-    assert.equal(all[2000], 'burst 2000');
+    assert.ok(all.length <= 240 && all[0] !== 'Brace yourself', `rows above were released: ${all.length}, from ${all[0]}`);
+    // And back up: the released rows come back, and those below are released in turn.
+    for (let step = 0; (await texts())[0] !== 'Brace yourself'; step++) {
+      assert.ok(step < 60, 'never back at the first unread message');
+      const first = (await texts())[0];
+      await b.page.evaluate(() => { $t('.tally-messages').scrollTop = 0; });
+      await b.page.waitForFunction((was) => $$t('.tally-msg .tally-text')[0]?.textContent !== was, first);
+      assert.ok((await texts()).length <= 240);
+    }
   } finally {
     await relay.stop();
   }
@@ -388,7 +398,7 @@ async function hostPage(relayUrl, port = 0) {
   const server = createServer((req, res) => {
     res.setHeader('content-type', 'text/html');
     res.end(`<!doctype html><html><head><title>Other app</title>
-      <link rel="stylesheet" href="${relayUrl}/style.css"></head><body><div id="messenger"></div>
+      </head><body><div id="messenger"></div>
       <script type="module">
         import init, { mount } from "${relayUrl}/tally-frontend.js";
         await init({ module_or_path: "${relayUrl}/tally-frontend_bg.wasm" });
@@ -413,18 +423,18 @@ test('a host page on another, allowed origin mounts the widget, sends, uploads a
     await startDirect(a, 'Bob');
     const dm = Number(await a.page.getAttribute('#messenger .tally-conversation', 'data-conversation'));
     await blast(a, relay, dm, 230, 'older');
-    const ctx = await browser.newContext({ viewport: { width: 1000, height: 760 } });
+    const ctx = await newContext(browser, { viewport: { width: 1000, height: 760 } });
     const page = await ctx.newPage();
     await page.goto(`http://127.0.0.1:${port}/`);
     await page.waitForFunction(() => window.tallyMount, null, { timeout: 10_000 });
     await page.evaluate((token) => window.tallyMount(token), relay.token('bob'));
     const b = { page, context: ctx, staff: 'bob' };
-    await b.page.waitForFunction(() => document.querySelector('#messenger .tally-launcher')?.getAttribute('aria-label') === 'Messages, 230 unread');
+    await b.page.waitForFunction(() => $t('.tally-launcher')?.getAttribute('aria-label') === 'Messages, 230 unread');
     // Pages history: the snapshot carried the newest 200 of the 230, so opening the
     // conversation loads the rest back to the first unread over HTTP (a preflight), and opens
     // there, the divider above it.
     await openConversation(b, 'Alice');
-    await b.page.waitForFunction(() => document.querySelector('#messenger .tally-msg .tally-text')?.textContent === 'older 1', null, { timeout: 10_000 });
+    await b.page.waitForFunction(() => $t('.tally-msg .tally-text')?.textContent === 'older 1', null, { timeout: 10_000 });
     await b.page.waitForSelector('#messenger [data-testid=new-divider] + .tally-msg:has-text("older 1")');
     // Sends, and uploads an attachment (HTTP with an Authorization header, cross-origin).
     await say(b, 'from the other app');
@@ -432,9 +442,9 @@ test('a host page on another, allowed origin mounts the widget, sends, uploads a
     await b.page.waitForSelector('#messenger .tally-uploads .tally-ok');
     await b.page.press('#messenger [data-testid=composer]', 'Enter');
     await a.page.waitForSelector('#messenger [data-testid=attachment]:has-text("note.txt")');
-    await a.page.waitForFunction(() => [...document.querySelectorAll('#messenger .tally-text')].some((e) => e.textContent === 'from the other app'));
+    await a.page.waitForFunction(() => [...$$t('.tally-text')].some((e) => e.textContent === 'from the other app'));
     // An origin the relay was not told about cannot even load the widget.
-    const other = await (await browser.newContext()).newPage();
+    const other = await (await newContext(browser)).newPage();
     await other.goto(stranger.url);
     await other.waitForTimeout(1500);
     assert.equal(await other.evaluate(() => typeof window.tallyMount), 'undefined');
@@ -508,13 +518,13 @@ test('typing shows in the other browser, ends with the message, and expires when
     await a.page.type('#messenger [data-testid=composer]', ' ready');
     await a.page.press('#messenger [data-testid=composer]', 'Enter');
     await b.page.waitForSelector('#messenger .tally-text:text-is("Room 4 is ready")');
-    await b.page.waitForFunction(() => document.querySelector('#messenger [data-testid=typing]').textContent === '', null, { timeout: 10_000 });
+    await b.page.waitForFunction(() => $t('[data-testid=typing]').textContent === '', null, { timeout: 10_000 });
     // She types and stops: it expires on its own (after about six seconds: not at once, and
     // without anything else happening; how long exactly is not for a busy machine to judge).
     await a.page.type('#messenger [data-testid=composer]', 'Actually', { delay: 30 });
     await b.page.waitForSelector('#messenger [data-testid=typing]:has-text("Alice is typing…")');
     const shown = Date.now();
-    await b.page.waitForFunction(() => document.querySelector('#messenger [data-testid=typing]').textContent === '', null, { timeout: 20_000 });
+    await b.page.waitForFunction(() => $t('[data-testid=typing]').textContent === '', null, { timeout: 20_000 });
     const lasted = Date.now() - shown;
     assert.ok(lasted > 4_000, `shown for only ${lasted} ms`);
   } finally {
@@ -558,16 +568,16 @@ test('"Seen" moves when Bob reads; "Seen by" in a group on hover; hiding his rea
     await startDirect(a, 'Bob');
     await say(a, 'Are you in?');
     await say(a, 'Room 4');
-    const seenUnder = () => a.page.evaluate(() => [...document.querySelectorAll('#messenger [data-testid=seen]')].map((s) => s.closest('.tally-msg').querySelector('.tally-text').textContent));
+    const seenUnder = () => a.page.evaluate(() => [...$$t('[data-testid=seen]')].map((s) => s.closest('.tally-msg').querySelector('.tally-text').textContent));
     assert.deepEqual(await seenUnder(), [], 'Bob has not read anything');
     await openConversation(b, 'Alice');
-    await a.page.waitForFunction(() => document.querySelectorAll('#messenger [data-testid=seen]').length === 1);
+    await a.page.waitForFunction(() => $$t('[data-testid=seen]').length === 1);
     assert.deepEqual(await seenUnder(), ['Room 4'], 'under her newest message he read');
     await a.page.bringToFront();
     await say(a, 'Bring the keys');
     await b.page.bringToFront();
     await b.page.waitForSelector('#messenger .tally-text:text-is("Bring the keys")');
-    await a.page.waitForFunction(() => [...document.querySelectorAll('#messenger [data-testid=seen]')].map((s) => s.closest('.tally-msg').querySelector('.tally-text').textContent).join() === 'Bring the keys');
+    await a.page.waitForFunction(() => [...$$t('[data-testid=seen]')].map((s) => s.closest('.tally-msg').querySelector('.tally-text').textContent).join() === 'Bring the keys');
 
     // A group: "Seen by Bob" on hover over her message, once he has read it.
     await a.page.bringToFront();
@@ -587,7 +597,7 @@ test('"Seen" moves when Bob reads; "Seen by" in a group on hover; hiding his rea
     await b.page.click('#messenger [data-testid=bell]');
     // (The box follows the relay: it shows unchecked once the preference is recorded.)
     await b.page.click('#messenger [data-testid=share-reads]');
-    await b.page.waitForFunction(() => !document.querySelector('#messenger [data-testid=share-reads]').checked);
+    await b.page.waitForFunction(() => !$t('[data-testid=share-reads]').checked);
     await a.page.waitForSelector(`${mine} [data-testid=seen-by]`, { state: 'detached' });
     await openConversation(a, 'Bob');
     await a.page.waitForSelector('#messenger [data-testid=seen]', { state: 'detached' });
@@ -654,14 +664,15 @@ test('scrolled up, Bob sees "N new messages ↓"; clicking it jumps down and rea
     // Opened at the first unread message, with the rest below: the pill says how many.
     const pill = await b.page.waitForSelector('#messenger [data-testid=jump-pill]');
     assert.match(await pill.textContent(), /^\d+ new messages ↓$/);
+    assert.equal(await pill.textContent(), `${await pill.getAttribute('data-count')} new messages ↓`);
     await pill.click();
-    await b.page.waitForFunction((sel) => { const l = document.querySelector(sel); return l.scrollHeight - l.scrollTop - l.clientHeight < 80; }, list);
+    await b.page.waitForFunction(() => { const l = $t('.tally-messages'); return l.scrollHeight - l.scrollTop - l.clientHeight < 80; });
     await expectTotal(b, '');
     assert.equal(await b.page.$('#messenger [data-testid=jump-pill]'), null);
     // Scrolled back up, three more arrive: "3 new messages ↓"; a click takes him down to them.
     await b.page.$eval(list, (l) => { l.scrollTop = 0; l.dispatchEvent(new Event('scroll')); });
     await blast(a, relay, dm, 3, 'late');
-    await b.page.waitForSelector('#messenger [data-testid=jump-pill]:text-is("3 new messages ↓")');
+    await b.page.waitForSelector('#messenger [data-testid=jump-pill][data-count="3"]:has-text("3 new messages")');
     await b.page.click('#messenger [data-testid=jump-pill]');
     await expectTotal(b, '');
     assert.ok(await atBottom());
@@ -674,7 +685,7 @@ test('notifications: one of Bob’s two hidden tabs notifies, none while a tab i
   const relay = await new Relay(['alice', 'bob']).start();
   try {
     const a = await tab(browser, relay, 'alice');
-    const context = await browser.newContext({ viewport: { width: 1000, height: 760 } });
+    const context = await newContext(browser, { viewport: { width: 1000, height: 760 } });
     // The Notification API, recorded (headless Chromium shows none).
     await context.addInitScript(() => {
       window.notes = [];

@@ -131,9 +131,25 @@ pub fn app(props: &AppProps) -> Html {
         Some("dark") => "dark",
         _ => "auto",
     };
+    let locale = crate::i18n::Locale::current();
+    // The on-screen keyboard shrinks the visual viewport, not the layout one: a full-screen
+    // panel on a phone follows the visual viewport's height, so the composer stays above it.
+    let viewport = use_state(|| None::<f64>);
+    {
+        let viewport = viewport.clone();
+        use_effect_with((), move |_| {
+            let listener = gloo::utils::window().visual_viewport().map(|vv| {
+                let target = vv.clone();
+                gloo::events::EventListener::new(&vv, "resize", move |_| viewport.set(Some(target.height())))
+            });
+            move || drop(listener)
+        });
+    }
+    let style = viewport.map(|h| format!("--tally-viewport-height: {h}px"));
     html! {
         <ContextProvider<Chat> context={chat}>
-            <div class="tally" data-theme={theme}>
+            <div class={classes!("tally", panel_open.then_some("tally-open"))} data-theme={theme}
+                dir={locale.dir()} lang={locale.tag().to_string()} {style}>
                 if panel_open { <Panel /> }
                 <Launcher />
             </div>

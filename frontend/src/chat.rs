@@ -61,6 +61,8 @@ pub struct Core {
     rerender: RefCell<Option<Callback<()>>>,
     /// Desktop notifications, coordinated with this person's other tabs.
     notifier: crate::notify::Notifier,
+    /// What was typed and not sent, per conversation.
+    drafts: crate::drafts::Drafts,
     /// Itself, for what a notification's click dispatches later.
     this: RefCell<std::rc::Weak<Core>>,
 }
@@ -82,6 +84,7 @@ impl Core {
             version: Cell::new(0),
             rerender: RefCell::default(),
             notifier: crate::notify::Notifier::default(),
+            drafts: crate::drafts::Drafts::default(),
             this: RefCell::default(),
         });
         *core.this.borrow_mut() = Rc::downgrade(&core);
@@ -122,7 +125,7 @@ impl Core {
             state
                 .store
                 .conversation(c)
-                .map(|v| state.store.title_of(&v.conversation))
+                .map(|v| util::shown_title(&state.store.title_of(&v.conversation)))
                 .unwrap_or_default()
         };
         let name = |m: &tally_shared::Message| state.store.name_of(&m.sender).to_string();
@@ -152,6 +155,13 @@ impl Core {
             let news = std::mem::take(&mut state.news);
             (frames, news, state.store.me().cloned())
         };
+        if let Some(me) = &me {
+            self.drafts.bind(&self.storage_key, me);
+            if matches!(&self.state.borrow().connection, crate::state::ConnectionState::Offline(why) if why == "status.deactivated")
+            {
+                self.drafts.clear();
+            }
+        }
         if let (Some(me), Sink::Socket(_)) = (me, &self.sink)
             && !news.is_empty()
         {
@@ -209,6 +219,21 @@ impl Chat {
     /// Changes the state (see [`Core::dispatch`]).
     pub fn dispatch(&self, action: Action) {
         self.core.dispatch(action);
+    }
+
+    /// The draft of a conversation ("" when none).
+    pub fn draft(&self, conversation: tally_shared::ConversationId) -> String {
+        self.core.drafts.get(conversation)
+    }
+
+    /// Keeps what is typed in a conversation (empty: forgets it).
+    pub fn set_draft(&self, conversation: tally_shared::ConversationId, text: &str) {
+        self.core.drafts.set(conversation, text);
+    }
+
+    /// The conversations with a draft.
+    pub fn drafts(&self) -> std::collections::HashSet<tally_shared::ConversationId> {
+        self.core.drafts.conversations()
     }
 
     /// A callback that dispatches the action `make` builds from its event.

@@ -49,7 +49,7 @@ pub async fn run(
     loop {
         if !is_online() {
             dispatch.emit(Action::Connection(ConnectionState::Offline(
-                "You are offline. Messages wait in the outbox.".into(),
+                "status.offline".into(),
             )));
             window_event("online").await;
             attempt = 0;
@@ -64,20 +64,20 @@ pub async fn run(
                 // The relay was upgraded past this widget: reload it, but not under the
                 // person's hands, and never with a message still waiting to be sent.
                 dispatch.emit(Action::Connection(ConnectionState::Offline(
-                    "Messages was updated: reload the page.".into(),
+                    "status.updated".into(),
                 )));
                 reload_when_idle(&can_reload).await;
                 return;
             }
             Some(close::DEACTIVATED) => {
                 dispatch.emit(Action::Connection(ConnectionState::Offline(
-                    "Your account was deactivated.".into(),
+                    "status.deactivated".into(),
                 )));
                 return;
             }
             Some(close::UNAUTHORIZED) if options.get_token.is_none() => {
                 dispatch.emit(Action::Connection(ConnectionState::Offline(
-                    "Signed out: the token was refused.".into(),
+                    "status.signed_out".into(),
                 )));
                 return;
             }

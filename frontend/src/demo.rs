@@ -1,14 +1,11 @@
 //! The demo host page: a pretend work app with a sign-in picker of demo staff (served by
-//! `tally-relay serve --demo`), then the widget mounted as any host page would mount it.
-
-use std::rc::Rc;
+//! `tally-relay serve --demo`), then the widget mounted as any host page would mount it:
+//! through [`crate::mount`], into an element of the page.
 
 use gloo::storage::{SessionStorage, Storage};
 use tally_shared::Staff;
+use wasm_bindgen::JsValue;
 use yew::prelude::*;
-
-use crate::app::{App, AppProps};
-use crate::options::MountOptions;
 
 const KEY: &str = "tally.demo.token";
 
@@ -38,15 +35,26 @@ pub fn demo_host() -> Html {
             token.set(None);
         })
     };
-    if let Some(t) = (*token).clone() {
-        let options = Rc::new(MountOptions {
-            token: Some(t),
-            storage_key: Some(format!(
-                "tally.outbox.{}",
-                signed_in_as(&staff).unwrap_or_default()
-            )),
-            ..MountOptions::default()
+    let messenger = use_node_ref();
+    {
+        let messenger = messenger.clone();
+        let who = signed_in_as(&staff).unwrap_or_default();
+        use_effect_with((*token).clone(), move |token| {
+            let widget = token.as_ref().and_then(|t| {
+                let options = js_sys::Object::new();
+                let _ = js_sys::Reflect::set(&options, &"token".into(), &JsValue::from_str(t));
+                let key = format!("tally.outbox.{who}");
+                let _ = js_sys::Reflect::set(&options, &"storageKey".into(), &JsValue::from_str(&key));
+                crate::mount(messenger.cast::<web_sys::Element>()?, options.into()).ok()
+            });
+            move || {
+                if let Some(mut w) = widget {
+                    w.unmount();
+                }
+            }
         });
+    }
+    if token.is_some() {
         return html! {
             <>
                 <header class="demo-bar">
@@ -58,7 +66,7 @@ pub fn demo_host() -> Html {
                     <h1>{"Today’s schedule"}</h1>
                     <p>{"This page stands in for the work app. The messenger lives in the corner."}</p>
                 </main>
-                <App ..AppProps { options, harness: None } />
+                <div id="messenger" ref={messenger} />
             </>
         };
     }
@@ -91,13 +99,13 @@ pub fn demo_host() -> Html {
             <p>{"Sign in as a demo staff member. Open a second window as someone else to see counts move live."}</p>
             { match &*staff {
                 None => html! { <p>{"Loading staff…"}</p> },
-                Some(Err(e)) => html! { <p class="tally-failed">{ e.clone() }</p> },
+                Some(Err(e)) => html! { <p class="demo-failed">{ e.clone() }</p> },
                 Some(Ok(list)) => html! {
                     <ul class="demo-staff">
                         { for list.iter().map(|s| html! {
                             <li key={s.id.to_string()}>
                                 <button onclick={pick(s)} data-staff={s.id.to_string()}>
-                                    <span class="tally-avatar">{ crate::util::initials(&s.name) }</span>{ s.name.clone() }
+                                    <span class="demo-avatar">{ crate::util::initials(&s.name) }</span>{ s.name.clone() }
                                 </button>
                             </li>
                         }) }

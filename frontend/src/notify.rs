@@ -190,10 +190,15 @@ impl Notifier {
             }
             let options = NotificationOptions::new();
             let body = if m.body.is_empty() && !m.attachments.is_empty() {
-                format!("{}: [file] {}", name(m), m.attachments[0].name)
+                crate::i18n::ta(
+                    "notify.file",
+                    &[("name", &name(m)), ("file", &m.attachments[0].name)],
+                )
             } else {
-                format!("{}: {}", name(m), m.body.chars().take(140).collect::<String>())
+                let text: String = m.body.chars().take(140).collect();
+                crate::i18n::ta("notify.text", &[("name", &name(m)), ("text", &text)])
             };
+            options.set_lang(crate::i18n::Locale::current().tag());
             options.set_body(&body);
             options.set_tag(&format!("tally-{}", m.id));
             let Ok(n) = Notification::new_with_options(&title(m.conversation), &options) else {

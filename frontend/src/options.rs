@@ -22,8 +22,16 @@ pub struct MountOptions {
     pub title_badge: Option<bool>,
     /// Start with the panel open.
     pub open: Option<bool>,
-    /// Where the outbox is kept (default `tally.outbox`); tests use their own.
+    /// Where the outbox and drafts are kept (default `tally.outbox`, and the drafts under
+    /// the same key with `.drafts.STAFF` added); tests use their own.
     pub storage_key: Option<String>,
+    /// The widget's language (`"de"`, `"ar-EG"`); by default the page's `lang`, then the
+    /// browser's languages, then English. Catalogs: English, German, French, Spanish,
+    /// Japanese, Arabic.
+    pub locale: Option<String>,
+    /// Texts that replace the catalog's, by key (`{"panel.title": "Chat"}`; the keys are those
+    /// of `frontend/locales/en.json`).
+    pub strings: std::collections::HashMap<String, String>,
     /// A function returning a fresh token (or a promise of one), called on every connect when
     /// given. Not deserialized: read from the JS object by [`MountOptions::from_js`].
     #[serde(skip)]

@@ -23,6 +23,7 @@ pub enum ConnectionState {
         attempt: u32,
     },
     /// Not retrying (deactivated, or the browser is offline).
+    /// Why, as a key of the catalog (`status.offline`, …).
     Offline(String),
 }
 

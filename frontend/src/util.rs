@@ -6,24 +6,40 @@ use tally_shared::{ClientMsgId, Message, Millis};
 
 /// The text of a system notice (or a message's body), as the viewer reads it.
 pub fn notice_text(store: &ChatStore, m: &Message) -> String {
+    use crate::i18n::{t, ta};
     let who = |s| {
         if Some(s) == store.me() {
-            "You".to_string()
+            t("list.you")
         } else {
             store.name_of(s).to_string()
         }
     };
+    let sender = who(&m.sender);
     match m.notice.as_deref() {
-        Some(Notice::Created { title }) => format!("{} created “{title}”", who(&m.sender)),
-        Some(Notice::Renamed { title }) => {
-            format!("{} renamed the conversation to “{title}”", who(&m.sender))
+        Some(Notice::Created { title }) => ta("notice.created", &[("who", &sender), ("title", title)]),
+        Some(Notice::Renamed { title }) => ta("notice.renamed", &[("who", &sender), ("title", title)]),
+        Some(Notice::ParticipantAdded { staff }) => {
+            ta("notice.added", &[("who", &sender), ("whom", &who(staff))])
         }
-        Some(Notice::ParticipantAdded { staff }) => format!("{} added {}", who(&m.sender), who(staff)),
-        Some(Notice::ParticipantRemoved { staff }) if *staff == m.sender => format!("{} left", who(staff)),
-        Some(Notice::ParticipantRemoved { staff }) => format!("{} removed {}", who(&m.sender), who(staff)),
+        Some(Notice::ParticipantRemoved { staff }) if *staff == m.sender => {
+            ta("notice.left", &[("who", &sender)])
+        }
+        Some(Notice::ParticipantRemoved { staff }) => {
+            ta("notice.removed", &[("who", &sender), ("whom", &who(staff))])
+        }
         Some(Notice::System { title }) if m.body.is_empty() => title.clone(),
-        Some(Notice::System { title }) => format!("{title}: {}", m.body),
+        Some(Notice::System { title }) => ta("notice.system", &[("title", title), ("text", &m.body)]),
         None => m.body.clone(),
+    }
+}
+
+/// A conversation's title as shown: the store's, or, for a conversation with nobody else in
+/// it and no title, "Just you" in the widget's language.
+pub fn shown_title(title: &str) -> String {
+    if title.is_empty() {
+        crate::i18n::t("list.just_you")
+    } else {
+        title.to_string()
     }
 }
 
@@ -55,39 +71,68 @@ pub fn save_outbox(key: &str, outbox: &[PendingSend]) {
     }
 }
 
-/// `14:05` for today, `Mon 14:05` this week, else `12 Mar`.
+fn date_of(at: Millis) -> js_sys::Date {
+    js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(at.0 as f64))
+}
+
+/// The time of day, as the widget's language writes it (`14:05`, `2:05 PM`): under every
+/// message, whatever its age (its day is in the heading above it).
+pub fn time_of_day(at: Millis) -> String {
+    crate::i18n::Locale::current().date(&date_of(at), &[("hour", "numeric"), ("minute", "2-digit")])
+}
+
+/// For the conversation list: the time for today, the weekday and time this week, else the
+/// date (with the year when it is another year's), in the widget's language.
 pub fn short_time(at: Millis) -> String {
-    let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(at.0 as f64));
+    let locale = crate::i18n::Locale::current();
+    let d = date_of(at);
     let now = js_sys::Date::new_0();
-    let hm = format!("{:02}:{:02}", d.get_hours(), d.get_minutes());
-    let same_day = d.to_date_string() == now.to_date_string();
-    if same_day {
-        return hm;
+    if d.to_date_string() == now.to_date_string() {
+        return time_of_day(at);
     }
     let days = (now.get_time() - d.get_time()) / 86_400_000.0;
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     if days < 6.0 {
-        format!("{} {hm}", DAYS[d.get_day() as usize])
+        locale.date(
+            &d,
+            &[("weekday", "short"), ("hour", "numeric"), ("minute", "2-digit")],
+        )
+    } else if d.get_full_year() == now.get_full_year() {
+        locale.date(&d, &[("day", "numeric"), ("month", "short")])
     } else {
-        format!("{} {}", d.get_date(), MONTHS[d.get_month() as usize])
+        locale.date(&d, &[("day", "numeric"), ("month", "short"), ("year", "numeric")])
     }
 }
 
-/// A day heading: `Today`, `Yesterday`, or `Monday 12 March`.
+/// A day heading: `Today`, `Yesterday`, or the full date, in the widget's language.
 pub fn day_label(at: Millis) -> String {
-    let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(at.0 as f64));
+    let d = date_of(at);
     let now = js_sys::Date::new_0();
     let yesterday = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(now.get_time() - 86_400_000.0));
     if d.to_date_string() == now.to_date_string() {
-        "Today".into()
+        crate::i18n::t("day.today")
     } else if d.to_date_string() == yesterday.to_date_string() {
-        "Yesterday".into()
+        crate::i18n::t("day.yesterday")
     } else {
-        d.to_date_string().into()
+        crate::i18n::Locale::current().date(
+            &d,
+            &[
+                ("weekday", "long"),
+                ("day", "numeric"),
+                ("month", "long"),
+                ("year", "numeric"),
+            ],
+        )
     }
+}
+
+/// The element that has the focus, looking into shadow roots (the widget lives in one, where
+/// `document.activeElement` is only its host).
+pub fn active_element() -> Option<web_sys::Element> {
+    let mut active = gloo::utils::document().active_element()?;
+    while let Some(inner) = active.shadow_root().and_then(|s| s.active_element()) {
+        active = inner;
+    }
+    Some(active)
 }
 
 /// The calendar day of a time, for grouping.
@@ -188,7 +233,7 @@ pub fn move_focus(e: &web_sys::KeyboardEvent, scope: &str, selector: &str, step:
     if items.is_empty() {
         return;
     }
-    let active = gloo::utils::document().active_element();
+    let active = active_element();
     let at = items.iter().position(|i| {
         active
             .as_ref()

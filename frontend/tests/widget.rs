@@ -57,6 +57,7 @@ impl World {
         let root = doc.create_element("div").unwrap();
         doc.body().unwrap().append_child(&root).unwrap();
         let harness = Harness::default();
+        tally_frontend::i18n::Locale::new(["en"], &Default::default()).install();
         let options = Rc::new(MountOptions {
             storage_key: Some(key.into()),
             title_badge: Some(false),
@@ -566,4 +567,135 @@ fn relay_urls_go_round_the_nodes_one_per_reconnect() {
         tally_frontend::options::pick(&["x".to_string(), "y".to_string()], 3),
         "y"
     );
+}
+
+#[wasm_bindgen_test]
+fn every_catalog_has_every_key_and_every_plural_form_its_language_needs() {
+    let gaps = tally_frontend::i18n::Locale::gaps();
+    assert!(gaps.is_empty(), "{gaps:#?}");
+}
+
+#[wasm_bindgen_test]
+fn plurals_follow_each_languages_rules() {
+    use tally_frontend::i18n::Locale;
+    let none = std::collections::HashMap::new();
+    let en = Locale::new(["en"], &none);
+    assert_eq!(en.count("launcher.announce", 1, &[]), "1 unread message");
+    assert_eq!(en.count("launcher.announce", 2, &[]), "2 unread messages");
+    assert_eq!(en.count("launcher.announce", 3000, &[]), "3,000 unread messages");
+    let de = Locale::new(["de"], &none);
+    assert_eq!(de.count("launcher.announce", 1, &[]), "1 ungelesene Nachricht");
+    // Austrian German: German words, Austria's way of grouping digits.
+    let at = Locale::new(["de-AT"], &none);
+    assert_eq!(at.lang(), "de");
+    assert_eq!(
+        at.count("launcher.announce", 3000, &[]),
+        "3\u{a0}000 ungelesene Nachrichten"
+    );
+    assert_eq!(
+        de.count("launcher.announce", 3000, &[]),
+        "3.000 ungelesene Nachrichten"
+    );
+    let ar = Locale::new(["ar"], &none);
+    assert_eq!(ar.dir(), "rtl");
+    // Arabic has six forms: two is not three, and eleven is not three either.
+    assert_eq!(ar.count("launcher.announce", 2, &[]), "رسالتان غير مقروءتين");
+    assert!(ar.count("launcher.announce", 3, &[]).contains("رسائل"));
+    assert!(!ar.count("launcher.announce", 11, &[]).contains("رسائل"));
+    // A host's own words win.
+    let mut mine = std::collections::HashMap::new();
+    mine.insert("panel.title".to_string(), "Team chat".to_string());
+    assert_eq!(Locale::new(["fr"], &mine).text("panel.title", &[]), "Team chat");
+    assert_eq!(
+        Locale::new(["fr"], &mine).text("panel.close", &[]),
+        "Fermer les messages"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn one_unread_message_is_announced_in_the_singular() {
+    let mut w = World::new("t-singular").await;
+    w.act("alice", send(ConversationId(1), "a1", "hello"));
+    settle().await;
+    let announced = w.text("[aria-live=polite].tally-sr-only").unwrap();
+    assert_eq!(announced, "1 unread message");
+}
+
+#[wasm_bindgen_test]
+async fn a_draft_survives_switching_conversations_and_a_reload_and_is_marked_in_the_list() {
+    let mut w = World::new("t-drafts").await;
+    w.act("carol", Request::CreateDirect { staff: sid("bob") });
+    w.click(".tally-launcher").await;
+    w.click(".tally-item[data-conversation='1']").await;
+    type_into(&w, "[data-testid=composer]", "half a thought").await;
+    w.click("[aria-label='Back to conversations']").await;
+    assert_eq!(w.count("[data-testid=draft-mark]"), 1, "the list marks it");
+    w.click(".tally-item[data-conversation='2']").await;
+    assert_eq!(composer_text(&w), "", "another conversation has its own");
+    w.click("[aria-label='Back to conversations']").await;
+    w.click(".tally-item[data-conversation='1']").await;
+    assert_eq!(composer_text(&w), "half a thought");
+    // A reload (a new widget on the same storage) finds it too.
+    let host = std::mem::take(&mut w.host);
+    let mut again = World::mount(host, "t-drafts").await;
+    again.deliver_snapshot();
+    settle().await;
+    again.click(".tally-launcher").await;
+    assert_eq!(again.count("[data-testid=draft-mark]"), 1);
+    again.click(".tally-item[data-conversation='1']").await;
+    assert_eq!(composer_text(&again), "half a thought");
+    // Sending it ends it.
+    again.click("[data-testid=send]").await;
+    again.pump().await;
+    again.click("[aria-label='Back to conversations']").await;
+    assert_eq!(again.count("[data-testid=draft-mark]"), 0);
+}
+
+#[wasm_bindgen_test]
+async fn links_are_links_to_the_web_only_and_a_long_message_folds() {
+    let mut w = World::new("t-links").await;
+    let long = "word ".repeat(300);
+    w.act(
+        "alice",
+        send(
+            ConversationId(1),
+            "l1",
+            "see https://example.org/a?b=1, or javascript:alert(1)",
+        ),
+    );
+    w.act("alice", send(ConversationId(1), "l2", &long));
+    w.click(".tally-launcher").await;
+    w.click(".tally-item[data-conversation='1']").await;
+    let links = w.root.query_selector_all(".tally-text a").unwrap();
+    assert_eq!(links.length(), 1);
+    let a: web_sys::Element = links.item(0).unwrap().unchecked_into();
+    assert_eq!(
+        a.get_attribute("href").as_deref(),
+        Some("https://example.org/a?b=1")
+    );
+    assert_eq!(a.get_attribute("rel").as_deref(), Some("noopener noreferrer"));
+    assert_eq!(w.count(".tally-folded"), 1);
+    w.click("[data-testid=fold]").await;
+    assert_eq!(w.count(".tally-folded"), 0, "unfolded");
+    assert!(w.text("[data-testid=fold]").unwrap().contains("Show less"));
+}
+
+/// Types into a text box as a person would (its input event included).
+async fn type_into(w: &World, selector: &str, text: &str) {
+    let area: web_sys::HtmlTextAreaElement =
+        w.root.query_selector(selector).unwrap().unwrap().unchecked_into();
+    area.set_value(text);
+    let event = web_sys::InputEvent::new("input").unwrap();
+    area.dispatch_event(&event).unwrap();
+    settle().await;
+}
+
+fn composer_text(w: &World) -> String {
+    let area: web_sys::HtmlTextAreaElement = w
+        .root
+        .query_selector("[data-testid=composer]")
+        .unwrap()
+        .unwrap()
+        .unchecked_into();
+    area.value()
 }

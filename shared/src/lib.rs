@@ -22,6 +22,7 @@
 //! - [`typing`]: who is typing where, as a store sees it (ephemeral, never counted).
 //! - [`read_by`]: another system's per-message reads as watermarks (the importer's rule).
 //! - [`store`]: `ChatStore`, the reducer the browser runs as its `chatStore`.
+//! - [`text`]: a message's text as shown: plain text and the links in it.
 //!
 //! Behind the `testing` feature (tests, benchmarks, fuzzing, the load generator):
 //!
@@ -49,6 +50,7 @@ pub mod sim;
 pub mod staff_keys;
 pub mod store;
 mod tagged;
+pub mod text;
 pub mod typing;
 pub mod unread;
 

@@ -53,6 +53,10 @@ pub struct Window {
 pub const WINDOW_CONTEXT: usize = 10;
 /// Rows added above when the reader scrolls to the top of what is rendered.
 pub const WINDOW_STEP: usize = 50;
+/// The most rows a conversation renders at once: growing the window at one end releases rows
+/// at the other, so a reader who scrolls through thousands of messages keeps a few hundred in
+/// the page, not all of them.
+pub const WINDOW_LIMIT: usize = 240;
 
 impl ConversationView {
     /// The seq of the oldest loaded message.
@@ -346,7 +350,8 @@ impl ChatStore {
             (Some(t), _) => t.clone(),
             (None, _) => {
                 let other = c.participants.iter().find(|p| Some(*p) != self.me.as_ref());
-                other.map_or_else(|| "Just you".to_string(), |p| self.name_of(p).to_string())
+                // Nobody else and no title: empty, for the widget to name in its language.
+                other.map_or_else(String::new, |p| self.name_of(p).to_string())
             }
         }
     }
@@ -463,6 +468,34 @@ impl ChatStore {
         view.messages
             .get(at.saturating_sub(WINDOW_STEP))
             .map_or(from, |m| m.seq)
+    }
+
+    /// `window` cut to at most [`WINDOW_LIMIT`] loaded messages: when it grew upwards
+    /// (`grew_up`), the rows furthest below are released (its end is set), else the rows
+    /// furthest above (its start moves down).
+    pub fn bounded_window(&self, conversation: ConversationId, window: Window, grew_up: bool) -> Window {
+        let Some(view) = self.conversations.get(&conversation) else {
+            return window;
+        };
+        let len = view.messages.len();
+        let start = view.messages.partition_point(|m| m.seq < window.from);
+        let end = window
+            .to
+            .map_or(len, |to| view.messages.partition_point(|m| m.seq <= to));
+        if end.saturating_sub(start) <= WINDOW_LIMIT {
+            return window;
+        }
+        if grew_up {
+            Window {
+                from: window.from,
+                to: Some(view.messages[start + WINDOW_LIMIT - 1].seq),
+            }
+        } else {
+            Window {
+                from: view.messages[end - WINDOW_LIMIT].seq,
+                to: window.to,
+            }
+        }
     }
 
     /// The first loaded message after `watermark` that counts as unread for the viewer (by

@@ -1,5 +1,6 @@
 //! The composer: multi-line, Enter to send, Shift+Enter for a new line, attachments by picker
-//! or drag-and-drop with upload progress, reply and edit modes.
+//! or drag-and-drop with upload progress, reply and edit modes, and a draft per conversation
+//! that survives switching conversations and reloads.
 
 use tally_shared::store::PendingSend;
 use tally_shared::{Attachment, ConversationId, Message, Request, limits};
@@ -7,6 +8,7 @@ use web_sys::{HtmlInputElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
 use super::{icons, use_chat};
+use crate::i18n::{t, ta};
 use crate::state::Action;
 use crate::{api, util};
 
@@ -37,7 +39,10 @@ struct Upload {
 #[function_component(Composer)]
 pub fn composer(props: &ComposerProps) -> Html {
     let chat = use_chat();
-    let text = use_state(String::new);
+    let text = {
+        let (chat, conversation) = (chat.clone(), props.conversation);
+        use_state(move || chat.draft(conversation))
+    };
     let uploads = use_state(Vec::<Upload>::new);
     let dragging = use_state(|| false);
     let input = use_node_ref();
@@ -78,7 +83,7 @@ pub fn composer(props: &ComposerProps) -> Html {
                 let idx = start + i;
                 wasm_bindgen_futures::spawn_local(async move {
                     if file.size() > limits::ATTACHMENT_MAX_BYTES as f64 {
-                        shared.borrow_mut()[idx].done = Some(Err("larger than 10 MB".into()));
+                        shared.borrow_mut()[idx].done = Some(Err(t("error.too_large")));
                         uploads.set(shared.borrow().clone());
                         return;
                     }
@@ -121,6 +126,8 @@ pub fn composer(props: &ComposerProps) -> Html {
             }
             if let Some(m) = &editing {
                 chat.dispatch(Action::Request(Request::EditMessage { message: m.id, body }));
+                // Back to what was being written before the edit.
+                text.set(chat.draft(conversation));
             } else {
                 chat.dispatch(Action::Send(PendingSend {
                     client_id: util::client_id(),
@@ -132,8 +139,9 @@ pub fn composer(props: &ComposerProps) -> Html {
                     queued_at: Some(tally_shared::Millis(js_sys::Date::now() as u64)),
                 }));
                 on_sent.emit(());
+                chat.set_draft(conversation, "");
+                text.set(String::new());
             }
-            text.set(String::new());
             uploads.set(Vec::new());
             *said_typing.borrow_mut() = 0.0;
             on_done.emit(());
@@ -162,6 +170,9 @@ pub fn composer(props: &ComposerProps) -> Html {
                 if !editing && due && !value.trim().is_empty() {
                     *said_typing.borrow_mut() = now;
                     chat.dispatch(Action::Request(Request::Typing { conversation }));
+                }
+                if !editing {
+                    chat.set_draft(conversation, &value);
                 }
                 text.set(value);
             }
@@ -213,9 +224,10 @@ pub fn composer(props: &ComposerProps) -> Html {
     };
     let cancel = {
         let (on_done, text, editing) = (props.on_done.clone(), text.clone(), props.editing.is_some());
+        let (chat, conversation) = (chat.clone(), props.conversation);
         Callback::from(move |_| {
             if editing {
-                text.set(String::new());
+                text.set(chat.draft(conversation));
             }
             on_done.emit(())
         })
@@ -226,14 +238,16 @@ pub fn composer(props: &ComposerProps) -> Html {
         <div class={classes!("tally-composer", dragging.then_some("tally-dragging"))} {ondragover} {ondragleave} {ondrop}>
             if let Some(m) = &props.reply_to {
                 <div class="tally-composer-mode">
-                    {"Replying to "}<strong>{ store.name_of(&m.sender).to_string() }</strong>{": "}
-                    { m.body.chars().take(60).collect::<String>() }
-                    <button class="tally-link" onclick={cancel.clone()} aria-label="Cancel reply">{"✕"}</button>
+                    <span class="tally-composer-what">
+                        <strong>{ ta("composer.replying_to", &[("name", store.name_of(&m.sender))]) }</strong>{" "}
+                        <span dir="auto">{ m.body.chars().take(60).collect::<String>() }</span>
+                    </span>
+                    <button class="tally-icon-button" onclick={cancel.clone()} aria-label={t("composer.cancel_reply")}>{ icons::close() }</button>
                 </div>
             }
             if props.editing.is_some() {
-                <div class="tally-composer-mode">{"Editing message"}
-                    <button class="tally-link" onclick={cancel} aria-label="Cancel edit">{"✕"}</button>
+                <div class="tally-composer-mode"><span class="tally-composer-what">{ t("composer.editing") }</span>
+                    <button class="tally-icon-button" onclick={cancel} aria-label={t("composer.cancel_edit")}>{ icons::close() }</button>
                 </div>
             }
             if !uploads.is_empty() {
@@ -242,7 +256,7 @@ pub fn composer(props: &ComposerProps) -> Html {
                         <li>
                             { icons::paperclip() }{" "}{ u.name.clone() }
                             { match &u.done {
-                                None => html! { <progress max="100" value={((u.progress * 100.0) as u32).to_string()} aria-label={format!("Uploading {}", u.name)} /> },
+                                None => html! { <progress max="100" value={((u.progress * 100.0) as u32).to_string()} aria-label={ta("composer.uploading", &[("name", &u.name)])} /> },
                                 Some(Ok(_)) => html! { <span class="tally-ok">{" ✓"}</span> },
                                 Some(Err(e)) => html! { <span class="tally-failed">{" "}{ e.clone() }</span> },
                             } }
@@ -251,14 +265,19 @@ pub fn composer(props: &ComposerProps) -> Html {
                 </ul>
             }
             <div class="tally-composer-row">
-                <button class="tally-icon-button" aria-label="Attach files" title="Attach files" onclick={pick}>{ icons::paperclip() }</button>
+                <button class="tally-icon-button" aria-label={t("composer.attach")} title={t("composer.attach")} onclick={pick}>{ icons::paperclip() }</button>
                 <input type="file" multiple=true hidden=true ref={file_input} onchange={on_files} data-testid="file-input" />
-                <textarea ref={input} rows="1" placeholder="Write a message…" aria-label="Message"
+                <textarea ref={input} rows="1" placeholder={t("composer.placeholder")} aria-label={t("composer.label")} dir="auto"
                     value={(*text).clone()} {oninput} {onkeydown} data-testid="composer" />
-                <button class="tally-send" aria-label={if props.editing.is_some() { "Save" } else { "Send" }}
-                    disabled={busy || too_long || (text.trim().is_empty() && ready.is_empty())} onclick={send_click}>{"➤"}</button>
+                <button class="tally-send" aria-label={if props.editing.is_some() { t("composer.save") } else { t("composer.send") }}
+                    data-testid="send"
+                    disabled={busy || too_long || (text.trim().is_empty() && ready.is_empty())} onclick={send_click}>{ icons::send() }</button>
             </div>
-            if too_long { <div class="tally-failed" role="alert">{ format!("Messages are at most {} KB.", limits::BODY_MAX_BYTES / 1024) }</div> }
+            if too_long {
+                <div class="tally-failed" role="alert">
+                    { ta("composer.too_long", &[("size", &crate::i18n::Locale::current().bytes(limits::BODY_MAX_BYTES as u64))]) }
+                </div>
+            }
         </div>
     }
 }

@@ -5,6 +5,7 @@ use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use super::use_chat;
+use crate::i18n::{t, ta};
 use crate::state::Action;
 use crate::util;
 
@@ -20,6 +21,8 @@ pub struct DialogProps {
 pub struct FrameProps {
     /// Its accessible name (and heading).
     pub label: AttrValue,
+    /// A stable id for its heading (the label is translated).
+    pub id: AttrValue,
     /// Called to close it (Escape, too).
     pub on_close: Callback<()>,
     /// Its content.
@@ -33,10 +36,10 @@ pub fn dialog(props: &FrameProps) -> Html {
     let node = use_node_ref();
     super::use_focus_inside(node.clone(), &["input, button"]);
     let onkeydown = util::on_escape(props.on_close.clone());
-    let heading = format!("tally-dialog-{}", props.label.to_lowercase().replace(' ', "-"));
+    let heading = format!("tally-dialog-{}", props.id);
     html! {
         <div class="tally-dialog" role="dialog" aria-modal="true" aria-labelledby={heading.clone()} ref={node} {onkeydown}>
-            <h3 id={heading}>{ props.label.clone() }</h3>
+            <h3 id={heading} dir="auto">{ props.label.clone() }</h3>
             { props.children.clone() }
         </div>
     }
@@ -72,7 +75,7 @@ pub fn new_conversation(props: &DialogProps) -> Html {
                 many => Request::CreateGroup {
                     client_id: util::client_id(),
                     title: if title.trim().is_empty() {
-                        "New group".into()
+                        t("dialog.new_group_default")
                     } else {
                         title.trim().to_string()
                     },
@@ -85,7 +88,7 @@ pub fn new_conversation(props: &DialogProps) -> Html {
     };
     let is_group = picked.len() > 1 || !title.trim().is_empty();
     html! {
-        <Dialog label="New conversation" on_close={props.on_close.clone()}>
+        <Dialog label={t("dialog.new")} id="new" on_close={props.on_close.clone()}>
             <ul class="tally-pick">
                 { for people.into_iter().map(|(id, name)| {
                     let checked = picked.contains(&id);
@@ -96,16 +99,16 @@ pub fn new_conversation(props: &DialogProps) -> Html {
                         if let Some(i) = v.iter().position(|p| *p == id2) { v.remove(i); } else { v.push(id2.clone()); }
                         picked.set(v);
                     });
-                    html! { <li key={id.to_string()}><label><input type="checkbox" {checked} {onchange} />{" "}{ name }</label></li> }
+                    html! { <li key={id.to_string()}><label><input type="checkbox" {checked} {onchange} /><span dir="auto">{ name }</span></label></li> }
                 }) }
             </ul>
-            <input class="tally-input" placeholder={if is_group { "Group name" } else { "Group name (leave empty for a direct chat)" }}
-                aria-label="Group name" value={(*title).clone()}
+            <input class="tally-input" placeholder={if is_group { t("dialog.group_name") } else { t("dialog.group_name_hint") }}
+                aria-label={t("dialog.group_name")} value={(*title).clone()} dir="auto"
                 oninput={let t = title.clone(); Callback::from(move |e: InputEvent| t.set(e.target_unchecked_into::<HtmlInputElement>().value()))} />
             <div class="tally-dialog-actions">
-                <button class="tally-link" onclick={let c = props.on_close.clone(); move |_| c.emit(())}>{"Cancel"}</button>
+                <button class="tally-link" onclick={let c = props.on_close.clone(); move |_| c.emit(())}>{ t("dialog.cancel") }</button>
                 <button class="tally-primary" disabled={picked.is_empty()} onclick={create}>
-                    { if is_group { "Create group" } else { "Start conversation" } }
+                    { if is_group { t("dialog.create_group") } else { t("dialog.start") } }
                 </button>
             </div>
         </Dialog>
@@ -119,6 +122,8 @@ pub struct ForwardProps {
     pub message: MessageId,
     /// Called to close it.
     pub on_close: Callback<()>,
+    /// Called with the title of where it went, once forwarded.
+    pub on_forwarded: Callback<String>,
 }
 
 /// Pick the conversation to forward to.
@@ -127,19 +132,25 @@ pub fn forward_dialog(props: &ForwardProps) -> Html {
     let chat = use_chat();
     let items = chat.state().store.conversation_list();
     html! {
-        <Dialog label="Forward to" on_close={props.on_close.clone()}>
+        <Dialog label={t("dialog.forward")} id="forward" on_close={props.on_close.clone()}>
             <ul class="tally-pick">
                 { for items.into_iter().map(|item| {
                     let (chat, on_close, message, to) = (chat.clone(), props.on_close.clone(), props.message, item.id);
-                    let onclick = Callback::from(move |_| {
-                        chat.dispatch(Action::Request(Request::ForwardMessage { client_id: util::client_id(), message, to }));
-                        on_close.emit(());
-                    });
-                    html! { <li key={item.id.0.to_string()}><button class="tally-link" {onclick}>{ item.title }</button></li> }
+                    let title = util::shown_title(&item.title);
+                    let on_forwarded = props.on_forwarded.clone();
+                    let onclick = {
+                        let title = title.clone();
+                        Callback::from(move |_| {
+                            chat.dispatch(Action::Request(Request::ForwardMessage { client_id: util::client_id(), message, to }));
+                            on_close.emit(());
+                            on_forwarded.emit(title.clone());
+                        })
+                    };
+                    html! { <li key={item.id.0.to_string()}><button class="tally-link" dir="auto" {onclick}>{ title }</button></li> }
                 }) }
             </ul>
             <div class="tally-dialog-actions">
-                <button class="tally-link" onclick={let c = props.on_close.clone(); move |_| c.emit(())}>{"Cancel"}</button>
+                <button class="tally-link" onclick={let c = props.on_close.clone(); move |_| c.emit(())}>{ t("dialog.cancel") }</button>
             </div>
         </Dialog>
     }
@@ -198,35 +209,39 @@ pub fn group_dialog(props: &GroupProps) -> Html {
         .filter(|(s, _)| !view.conversation.participants.contains(s))
         .collect();
     html! {
-        <Dialog label="Group settings" on_close={props.on_close.clone()}>
-            <label class="tally-field">{"Name"}
-                <input class="tally-input" value={(*title).clone()}
+        <Dialog label={t("dialog.group_settings")} id="group" on_close={props.on_close.clone()}>
+            <label class="tally-field">{ t("dialog.name") }
+                <input class="tally-input" value={(*title).clone()} dir="auto"
                     oninput={let t = title.clone(); Callback::from(move |e: InputEvent| t.set(e.target_unchecked_into::<HtmlInputElement>().value()))} />
             </label>
-            <button class="tally-primary" onclick={rename}>{"Rename"}</button>
-            <h4>{"People"}</h4>
+            <button class="tally-primary" onclick={rename}>{ t("dialog.rename") }</button>
+            <h4>{ t("dialog.people") }</h4>
             <ul class="tally-pick">
-                { for view.conversation.participants.iter().map(|p| html! {
-                    <li key={p.to_string()}>{ store.name_of(p).to_string() }
-                        if Some(p) != me.as_ref() {
-                            {" "}<button class="tally-link" onclick={send(Request::RemoveParticipant { conversation: id, staff: p.clone() })}>{"Remove"}</button>
-                        }
-                    </li>
+                { for view.conversation.participants.iter().map(|p| {
+                    let name = store.name_of(p).to_string();
+                    html! {
+                        <li key={p.to_string()}><span dir="auto">{ name.clone() }</span>
+                            if Some(p) != me.as_ref() {
+                                {" "}<button class="tally-link" aria-label={ta("dialog.remove", &[("name", &name)])}
+                                    onclick={send(Request::RemoveParticipant { conversation: id, staff: p.clone() })}>{ t("dialog.remove_short") }</button>
+                            }
+                        </li>
+                    }
                 }) }
             </ul>
             if !others.is_empty() {
-                <h4>{"Add"}</h4>
+                <h4>{ t("dialog.add") }</h4>
                 <ul class="tally-pick">
                     { for others.into_iter().map(|(s, name)| html! {
-                        <li key={s.to_string()}><button class="tally-link" onclick={send(Request::AddParticipants { conversation: id, staff: vec![s.clone()] })}>{"+ "}{ name }</button></li>
+                        <li key={s.to_string()}><button class="tally-link" dir="auto" onclick={send(Request::AddParticipants { conversation: id, staff: vec![s.clone()] })}>{"+ "}{ name }</button></li>
                     }) }
                 </ul>
             }
             <div class="tally-dialog-actions">
                 if let Some(me) = me {
-                    <button class="tally-danger" onclick={send(Request::RemoveParticipant { conversation: id, staff: me })}>{"Leave group"}</button>
+                    <button class="tally-danger" onclick={send(Request::RemoveParticipant { conversation: id, staff: me })}>{ t("dialog.leave") }</button>
                 }
-                <button class="tally-link" onclick={let c = props.on_close.clone(); move |_| c.emit(())}>{"Close"}</button>
+                <button class="tally-link" onclick={let c = props.on_close.clone(); move |_| c.emit(())}>{ t("dialog.close") }</button>
             </div>
         </Dialog>
     }

@@ -31,3 +31,54 @@ pub fn paperclip() -> Html {
 pub fn search() -> Html {
     icon("M11 18a7 7 0 1 0 0-14 7 7 0 0 0 0 14zM21 21l-4.35-4.35")
 }
+
+/// An icon that points in the reading direction: mirrored in a right-to-left page.
+fn directional(path: &'static str) -> Html {
+    html! {
+        <svg class="tally-icon tally-flip" viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" focusable="false">
+            <path fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" d={path} />
+        </svg>
+    }
+}
+
+/// Two check marks (mark all as read).
+pub fn check_all() -> Html {
+    icon("M2 12l5 5L18 6M10 16l1 1L22 6")
+}
+
+/// One check mark (mark as read).
+pub fn check() -> Html {
+    icon("M4 12l5 5L20 6")
+}
+
+/// A pencil on a page (new conversation).
+pub fn compose() -> Html {
+    icon("M12 20h9M16.5 3.5a2.1 2.1 0 0 1 3 3L7 19l-4 1 1-4z")
+}
+
+/// A cross (close).
+pub fn close() -> Html {
+    icon("M18 6L6 18M6 6l12 12")
+}
+
+/// An arrow pointing back (to the start of the line: left, or right in a right-to-left page).
+pub fn back() -> Html {
+    directional("M19 12H5M12 19l-7-7 7-7")
+}
+
+/// A paper plane pointing forward (send).
+pub fn send() -> Html {
+    directional("M4 12l16-8-6 16-2-7zM12 13l8-9")
+}
+
+/// Three dots (more actions).
+pub fn more() -> Html {
+    icon("M5 12h.01M12 12h.01M19 12h.01")
+}
+
+/// A gear (settings).
+pub fn gear() -> Html {
+    icon(
+        "M12 15a3 3 0 1 0 0-6 3 3 0 0 0 0 6zM19.4 15a1.7 1.7 0 0 0 .3 1.8l.1.1a2 2 0 1 1-2.8 2.8l-.1-.1a1.7 1.7 0 0 0-1.8-.3 1.7 1.7 0 0 0-1 1.5V21a2 2 0 1 1-4 0v-.1a1.7 1.7 0 0 0-1.1-1.5 1.7 1.7 0 0 0-1.8.3l-.1.1a2 2 0 1 1-2.8-2.8l.1-.1a1.7 1.7 0 0 0 .3-1.8 1.7 1.7 0 0 0-1.5-1H3a2 2 0 1 1 0-4h.1a1.7 1.7 0 0 0 1.5-1.1 1.7 1.7 0 0 0-.3-1.8l-.1-.1a2 2 0 1 1 2.8-2.8l.1.1a1.7 1.7 0 0 0 1.8.3H9a1.7 1.7 0 0 0 1-1.5V3a2 2 0 1 1 4 0v.1a1.7 1.7 0 0 0 1 1.5 1.7 1.7 0 0 0 1.8-.3l.1-.1a2 2 0 1 1 2.8 2.8l-.1.1a1.7 1.7 0 0 0-.3 1.8V9a1.7 1.7 0 0 0 1.5 1H21a2 2 0 1 1 0 4h-.1a1.7 1.7 0 0 0-1.5 1z",
+    )
+}

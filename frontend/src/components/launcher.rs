@@ -3,6 +3,7 @@
 use yew::prelude::*;
 
 use super::use_chat;
+use crate::i18n::{t, tn};
 use crate::state::Action;
 
 /// The launcher button.
@@ -15,10 +16,10 @@ pub fn launcher() -> Html {
     };
     let onclick = chat.callback(|_| Action::TogglePanel);
     let label = match total.unread {
-        0 => "Messages, no unread".to_string(),
-        1 => "Messages, 1 unread".to_string(),
-        n => format!("Messages, {n} unread"),
+        0 => t("launcher.label_none"),
+        n => tn("launcher.label", u64::from(n)),
     };
+    let locale = crate::i18n::Locale::current();
     html! {
         <>
             <button class="tally-launcher" aria-label={label} aria-expanded={open.to_string()} {onclick}>
@@ -26,16 +27,16 @@ pub fn launcher() -> Html {
                     <path fill="currentColor" d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z"/>
                 </svg>
                 if total.unread > 0 {
-                    <span class="tally-badge tally-total" data-testid="total-badge">
-                        { if total.unread > 99 { "99+".to_string() } else { total.unread.to_string() } }
+                    <span class="tally-badge tally-total" data-testid="total-badge" data-count={total.unread.to_string()}>
+                        { if total.unread > 99 { format!("{}+", locale.number(99)) } else { locale.number(u64::from(total.unread)) } }
                     </span>
                 }
                 if total.mentions > 0 {
-                    <span class="tally-mention-marker" data-testid="mention-marker" title="You were mentioned">{"@"}</span>
+                    <span class="tally-mention-marker" data-testid="mention-marker" title={t("launcher.mentioned")}>{"@"}</span>
                 }
             </button>
             <span class="tally-sr-only" aria-live="polite">
-                { if total.unread == 0 { "No unread messages".to_string() } else { format!("{} unread messages", total.unread) } }
+                { if total.unread == 0 { t("launcher.announce_none") } else { tn("launcher.announce", u64::from(total.unread)) } }
             </span>
         </>
     }

@@ -26,7 +26,7 @@ pub fn use_chat() -> Chat {
 pub fn use_focus_inside(node: NodeRef, first: &'static [&'static str]) {
     use wasm_bindgen::JsCast;
     use_effect_with((), move |_| {
-        let before = gloo::utils::document().active_element();
+        let before = crate::util::active_element();
         let target = node.cast::<web_sys::Element>().and_then(|el| {
             first
                 .iter()

@@ -8,6 +8,7 @@ use super::conversation::ConversationView;
 use super::dialogs::NewConversation;
 use super::list::ConversationList;
 use super::use_chat;
+use crate::i18n::t;
 use crate::state::{Action, ConnectionState};
 
 /// The bell's settings: desktop notifications (asking the browser's permission from this very
@@ -68,14 +69,14 @@ fn notification_settings() -> Html {
     html! {
         <div class="tally-notify-settings" data-testid="notification-settings">
             <label><input type="checkbox" checked={settings.enabled} onchange={on_enabled} data-testid="notify-enabled" />
-                {" Desktop notifications when this page is in the background"}</label>
+                <span>{ t("settings.desktop") }</span></label>
             <label><input type="checkbox" checked={settings.sound} disabled={!settings.enabled}
-                onchange={toggle(|s, v| s.sound = v)} />{" Play a sound"}</label>
+                onchange={toggle(|s, v| s.sound = v)} /><span>{ t("settings.sound") }</span></label>
             <label><input type="checkbox" checked={settings.mentions_when_muted} disabled={!settings.enabled}
-                onchange={toggle(|s, v| s.mentions_when_muted = v)} />{" Mentions in muted conversations too"}</label>
-            if *blocked { <p class="tally-status-error" role="alert">{"Notifications are blocked in this browser's site settings."}</p> }
+                onchange={toggle(|s, v| s.mentions_when_muted = v)} /><span>{ t("settings.muted_mentions") }</span></label>
+            if *blocked { <p class="tally-status-error" role="alert">{ t("settings.blocked") }</p> }
             <label><input type="checkbox" checked={share_reads} onchange={on_share_reads} data-testid="share-reads" />
-                {" Show others when I have read their messages (and see when they have read mine)"}</label>
+                <span>{ t("settings.share_reads") }</span></label>
         </div>
     }
 }
@@ -94,13 +95,13 @@ pub fn panel() -> Html {
     let status = match &s.connection {
         ConnectionState::Connected => html! {},
         ConnectionState::Connecting => {
-            html! { <div class="tally-status" role="status">{"Connecting…"}</div> }
+            html! { <div class="tally-status" role="status">{ t("status.connecting") }</div> }
         }
         ConnectionState::Reconnecting { .. } => {
-            html! { <div class="tally-status tally-status-warn" role="status" data-testid="reconnecting">{"Reconnecting…"}</div> }
+            html! { <div class="tally-status tally-status-warn" role="status" data-testid="reconnecting">{ t("status.reconnecting") }</div> }
         }
         ConnectionState::Offline(why) => {
-            html! { <div class="tally-status tally-status-error" role="alert">{why.clone()}</div> }
+            html! { <div class="tally-status tally-status-error" role="alert">{ t(why) }</div> }
         }
     };
     let dispatch = |a: fn() -> Action| chat.callback(move |_: MouseEvent| a());
@@ -126,30 +127,41 @@ pub fn panel() -> Html {
         })
     };
     let total = s.store.total();
+    // Marking all read keeps focus on the button (it no longer goes disabled under the
+    // keyboard: focus fell to the page, and Escape stopped closing the panel).
+    let mark_all = {
+        let chat = chat.clone();
+        Callback::from(move |_: MouseEvent| {
+            let total = chat.state().store.total();
+            if total.unread > 0 || total.mentions > 0 {
+                chat.dispatch(Action::Request(Request::MarkAllRead));
+            }
+        })
+    };
     html! {
-        <section class="tally-panel" role="dialog" aria-label="Messages" ref={node} {onkeydown}>
+        <section class="tally-panel" role="dialog" aria-label={t("panel.title")} ref={node} {onkeydown}>
             <header class="tally-header">
-                <h2>{"Messages"}</h2>
+                <h2>{ t("panel.title") }</h2>
                 <div class="tally-header-actions">
-                    <button class="tally-icon-button" title="Mark all as read" aria-label="Mark all as read"
-                        disabled={total.unread == 0 && total.mentions == 0}
-                        onclick={dispatch(|| Action::Request(Request::MarkAllRead))}>{"✓✓"}</button>
-                    <button class="tally-icon-button" title="Search messages" aria-label="Search messages"
+                    <button class="tally-icon-button" title={t("panel.mark_all_read")} aria-label={t("panel.mark_all_read")}
+                        aria-disabled={(total.unread == 0 && total.mentions == 0).to_string()} data-testid="mark-all-read"
+                        onclick={mark_all}>{ super::icons::check_all() }</button>
+                    <button class="tally-icon-button" title={t("panel.search")} aria-label={t("panel.search")}
                         aria-expanded={searching.to_string()} data-testid="search"
                         onclick={let s = searching.clone(); move |_| s.set(!*s)}>{ super::icons::search() }</button>
-                    <button class="tally-icon-button" title="New conversation" aria-label="New conversation"
-                        onclick={toggle_new}>{"✎"}</button>
-                    <button class="tally-icon-button" title="Notifications" aria-label="Notification settings"
+                    <button class="tally-icon-button" title={t("panel.new")} aria-label={t("panel.new")}
+                        onclick={toggle_new}>{ super::icons::compose() }</button>
+                    <button class="tally-icon-button" title={t("panel.notifications")} aria-label={t("panel.notifications")}
                         aria-expanded={bell_open.to_string()} data-testid="bell" onclick={toggle_bell}>{ super::icons::bell() }</button>
-                    <button class="tally-icon-button" title="Close" aria-label="Close messages"
-                        onclick={dispatch(|| Action::TogglePanel)}>{"✕"}</button>
+                    <button class="tally-icon-button" title={t("panel.close")} aria-label={t("panel.close")}
+                        onclick={dispatch(|| Action::TogglePanel)}>{ super::icons::close() }</button>
                 </div>
             </header>
             { status }
             if *bell_open { <NotificationSettings /> }
             if *new_open { <NewConversation on_close={close_new} /> }
             if !s.store.is_ready() {
-                <div class="tally-empty">{"Loading…"}</div>
+                <div class="tally-empty">{ t("status.loading") }</div>
             } else if *searching {
                 <super::search::SearchView on_close={let s = searching.clone(); Callback::from(move |_| s.set(false))} />
             } else if let Some(id) = s.open {

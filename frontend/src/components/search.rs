@@ -7,6 +7,7 @@ use yew::prelude::*;
 
 use super::use_chat;
 use crate::api::{self, SearchPage};
+use crate::i18n::{t, ta};
 use crate::state::Action;
 use crate::util;
 
@@ -95,20 +96,20 @@ pub fn search_view(props: &SearchProps) -> Html {
     let store = &state.store;
     let results = match &*found {
         Found::Idle => html! {
-            <p class="tally-empty" data-testid="search-hint">{"Whole words; end one with * to find words it begins."}</p>
+            <p class="tally-empty" data-testid="search-hint">{ t("search.hint") }</p>
         },
-        Found::Searching => html! { <p class="tally-empty" role="status">{"Searching…"}</p> },
+        Found::Searching => html! { <p class="tally-empty" role="status">{ t("search.searching") }</p> },
         Found::Failed(why) => html! { <p class="tally-status-error" role="alert">{ why.clone() }</p> },
         Found::Page(messages, _) if messages.is_empty() => {
-            html! { <p class="tally-empty" role="status">{"No messages found."}</p> }
+            html! { <p class="tally-empty" role="status">{ t("search.none") }</p> }
         }
         Found::Page(messages, next) => {
             let words = util::search_words(&query);
             let rows = messages.iter().map(|m| {
                 let title = store
                     .conversation(m.conversation)
-                    .map(|v| store.title_of(&v.conversation))
-                    .unwrap_or_else(|| "A conversation".into());
+                    .map(|v| util::shown_title(&store.title_of(&v.conversation)))
+                    .unwrap_or_else(|| t("search.somewhere"));
                 let open = {
                     let (chat, on_close, c, seq) = (chat.clone(), props.on_close.clone(), m.conversation, m.seq);
                     Callback::from(move |_: MouseEvent| {
@@ -120,11 +121,11 @@ pub fn search_view(props: &SearchProps) -> Html {
                     <li key={m.id.0.to_string()}>
                         <button class="tally-result" onclick={open} data-testid="search-result">
                             <span class="tally-result-where">
-                                <strong>{ title }</strong>
+                                <strong dir="auto">{ title }</strong>
                                 <span class="tally-result-time">{ util::day_label(m.created_at) }{" "}{ util::short_time(m.created_at) }</span>
                             </span>
-                            <span class="tally-result-text">
-                                <span class="tally-result-who">{ store.name_of(&m.sender).to_string() }{": "}</span>
+                            <span class="tally-result-text" dir="auto">
+                                <span class="tally-result-who">{ ta("message.from", &[("name", store.name_of(&m.sender))]) }{" "}</span>
                                 { util::highlighted(&m.body, &words) }
                             </span>
                         </button>
@@ -135,12 +136,12 @@ pub fn search_view(props: &SearchProps) -> Html {
                 let (run, q, shown) = (run.clone(), (*query).clone(), messages.clone());
                 html! {
                     <li class="tally-history-more" key="more">
-                        <button class="tally-link" onclick={move |_| run(q.clone(), Some(before), shown.clone())}>{"More results"}</button>
+                        <button class="tally-link" onclick={move |_| run(q.clone(), Some(before), shown.clone())}>{ t("search.more") }</button>
                     </li>
                 }
             });
             html! {
-                <ul class="tally-results" aria-label="Search results" data-testid="search-results">
+                <ul class="tally-results" aria-label={t("search.results")} data-testid="search-results">
                     { for rows }
                     { for more }
                 </ul>
@@ -154,9 +155,9 @@ pub fn search_view(props: &SearchProps) -> Html {
     html! {
         <div class="tally-search" {onkeydown}>
             <div class="tally-search-bar">
-                <input ref={input} type="search" class="tally-search-input" placeholder="Search messages"
-                    aria-label="Search messages" value={(*query).clone()} {oninput} data-testid="search-input" />
-                <button class="tally-icon-button" aria-label="Close search" title="Close search" onclick={close}>{"✕"}</button>
+                <input ref={input} type="search" class="tally-search-input" placeholder={t("search.placeholder")} dir="auto"
+                    aria-label={t("search.placeholder")} value={(*query).clone()} {oninput} data-testid="search-input" />
+                <button class="tally-icon-button" aria-label={t("search.close")} title={t("search.close")} onclick={close}>{ super::icons::close() }</button>
             </div>
             { results }
         </div>

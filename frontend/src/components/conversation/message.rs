@@ -1,5 +1,6 @@
-//! One message as a row: author, quote, forward origin, text or attachments, time, and its
-//! menu; and an attachment, previewed when it is an image.
+//! One message as a row: author, quote, forward origin, text (its links made links, a long one
+//! folded behind "Show more") or attachments, time, and its menu (from its button, or a long
+//! press on a touch screen); and an attachment, previewed when it is an image.
 
 use tally_shared::store::ChatStore;
 use tally_shared::{Attachment, Message, MessageId, Request};
@@ -8,8 +9,16 @@ use yew::prelude::*;
 
 use super::super::{icons, use_chat};
 use crate::chat::Chat;
+use crate::i18n::{t, ta, tn};
 use crate::state::Action;
 use crate::{api, util};
+
+/// A text longer than this (in characters), or with more lines, is folded.
+const FOLD_CHARS: usize = 600;
+/// Lines of a text shown folded.
+const FOLD_LINES: usize = 10;
+/// How long a finger rests on a message to open its menu.
+const LONG_PRESS_MS: u32 = 500;
 
 /// What a message's menu changes in its conversation view.
 #[derive(Clone)]
@@ -22,6 +31,10 @@ pub(super) struct RowActions {
     pub(super) editing: UseStateHandle<Option<Message>>,
     /// The message being forwarded.
     pub(super) forwarding: UseStateHandle<Option<MessageId>>,
+    /// Long messages unfolded by the reader.
+    pub(super) unfolded: UseStateHandle<std::collections::HashSet<MessageId>>,
+    /// A finger resting on a message: the timer that opens its menu, and where it went down.
+    pub(super) press: std::rc::Rc<std::cell::RefCell<Option<(gloo::timers::callback::Timeout, i32, i32)>>>,
 }
 
 /// Who has read a message, as its row says it.
@@ -38,15 +51,18 @@ impl SeenLine {
     fn html(&self) -> Html {
         match self {
             SeenLine::Nothing => html! {},
-            SeenLine::Seen => html! { <div class="tally-seen" data-testid="seen">{"Seen"}</div> },
+            SeenLine::Seen => {
+                html! { <div class="tally-seen" data-testid="seen">{ t("message.seen") }</div> }
+            }
             SeenLine::By(names) => {
                 let all = names.join(", ");
+                let every = ta("message.seen_by", &[("names", &all)]);
                 let text = if names.len() <= 3 {
-                    format!("Seen by {all}")
+                    every.clone()
                 } else {
-                    format!("Seen by {}", names.len())
+                    tn("message.seen_by_count", names.len() as u64)
                 };
-                html! { <div class="tally-seen tally-seen-by" data-testid="seen-by" title={format!("Seen by {all}")}>{ text }</div> }
+                html! { <div class="tally-seen tally-seen-by" data-testid="seen-by" title={every}>{ text }</div> }
             }
         }
     }
@@ -66,6 +82,8 @@ pub(super) fn message_row(
         reply_to,
         editing,
         forwarding,
+        unfolded,
+        press,
     } = ui;
     let own = Some(&m.sender) == store.me();
     let key = format!("m-{}", m.seq);
@@ -73,8 +91,8 @@ pub(super) fn message_row(
         // The work app's own notice: its title, its text and its files, as a card.
         return html! {
             <li class="tally-notice tally-notice-app" {key} data-seq={m.seq.0.to_string()}>
-                <strong class="tally-notice-title">{ title.clone() }</strong>
-                if !m.body.is_empty() { <div class="tally-text">{ m.body.clone() }</div> }
+                <strong class="tally-notice-title" dir="auto">{ title.clone() }</strong>
+                if !m.body.is_empty() { <div class="tally-text" dir="auto">{ text_with_links(&m.body) }</div> }
                 { for m.attachments.iter().map(|a| html! { <AttachmentView attachment={a.clone()} /> }) }
             </li>
         };
@@ -164,7 +182,7 @@ pub(super) fn message_row(
     let on_delete = {
         let chat = chat.clone();
         act(Box::new(move || {
-            if gloo::dialogs::confirm("Delete this message for everyone?") {
+            if gloo::dialogs::confirm(&t("message.confirm_delete")) {
                 chat.dispatch(Action::Request(Request::DeleteMessage { message: id }));
             }
         }))
@@ -180,45 +198,127 @@ pub(super) fn message_row(
             refocus(&e);
         })
     };
+    // A long press (touch) opens the menu, as the button does; moving the finger cancels it.
+    let touch = |e: &PointerEvent| e.pointer_type() == "touch";
+    let onpointerdown = {
+        let (menu, press, id) = (menu.clone(), press.clone(), m.id);
+        let deleted = m.deleted;
+        Callback::from(move |e: PointerEvent| {
+            if !touch(&e) || deleted {
+                return;
+            }
+            let menu = menu.clone();
+            let timer = gloo::timers::callback::Timeout::new(LONG_PRESS_MS, move || menu.set(Some(id)));
+            *press.borrow_mut() = Some((timer, e.client_x(), e.client_y()));
+        })
+    };
+    let onpointermove = {
+        let press = press.clone();
+        Callback::from(move |e: PointerEvent| {
+            let moved = press
+                .borrow()
+                .as_ref()
+                .is_some_and(|(_, x, y)| (e.client_x() - x).abs() + (e.client_y() - y).abs() > 12);
+            if moved {
+                press.borrow_mut().take();
+            }
+        })
+    };
+    let release = {
+        let press = press.clone();
+        Callback::from(move |_: PointerEvent| {
+            press.borrow_mut().take();
+        })
+    };
+    // The browser's own long-press menu would cover ours.
+    let oncontextmenu = {
+        let menu = menu.clone();
+        let id = m.id;
+        Callback::from(move |e: MouseEvent| {
+            if *menu == Some(id) {
+                e.prevent_default();
+            }
+        })
+    };
+    let folded = !m.deleted && is_long(&m.body) && !unfolded.contains(&m.id);
+    let toggle_fold = {
+        let (unfolded, id) = (unfolded.clone(), m.id);
+        Callback::from(move |_: MouseEvent| {
+            let mut all = (*unfolded).clone();
+            if !all.remove(&id) {
+                all.insert(id);
+            }
+            unfolded.set(all);
+        })
+    };
     html! {
         <li class={classes!("tally-msg", own.then_some("tally-msg-own"), grouped.then_some("tally-msg-grouped"), m.deleted.then_some("tally-msg-deleted"))}
-            {key} data-seq={m.seq.0.to_string()}>
-            if !grouped && !own { <div class="tally-msg-author">{ name }</div> }
+            {key} data-seq={m.seq.0.to_string()}
+            {onpointerdown} {onpointermove} onpointerup={release.clone()} onpointercancel={release} {oncontextmenu}>
+            if !grouped && !own { <div class="tally-msg-author" dir="auto">{ name }</div> }
             <div class="tally-bubble">
                 if let Some(f) = &m.forwarded_from {
-                    <div class="tally-forwarded">{"Forwarded from "}{ store.name_of(&f.sender).to_string() }</div>
+                    <div class="tally-forwarded">{ ta("message.forwarded_from", &[("name", store.name_of(&f.sender))]) }</div>
                 }
                 if let Some(r) = &m.reply_to {
-                    <div class="tally-quote"><strong>{ store.name_of(&r.sender).to_string() }</strong>{" "}{ if r.deleted { "Deleted message".to_string() } else { r.excerpt.clone() } }</div>
+                    <div class="tally-quote"><strong dir="auto">{ store.name_of(&r.sender).to_string() }</strong>{" "}
+                        if r.deleted { <span>{ t("message.quote_deleted") }</span> } else { <span dir="auto">{ r.excerpt.clone() }</span> }
+                    </div>
                 }
                 if m.deleted {
-                    <em>{"Message deleted"}</em>
+                    <em>{ t("message.deleted") }</em>
                 } else {
-                    <div class="tally-text">{ m.body.clone() }</div>
+                    <div class={classes!("tally-text", folded.then_some("tally-folded"))} dir="auto">{ text_with_links(&m.body) }</div>
+                    if is_long(&m.body) {
+                        <button class="tally-link tally-fold" aria-expanded={(!folded).to_string()} onclick={toggle_fold} data-testid="fold">
+                            { if folded { t("message.show_more") } else { t("message.show_less") } }
+                        </button>
+                    }
                     { for m.attachments.iter().map(|a| html! { <AttachmentView attachment={a.clone()} /> }) }
                 }
                 <span class="tally-msg-meta">
-                    if m.edited_at.is_some() && !m.deleted { <span>{"edited · "}</span> }
-                    { util::short_time(m.created_at) }
+                    if m.edited_at.is_some() && !m.deleted { <span>{ t("message.edited") }{" · "}</span> }
+                    <time>{ util::time_of_day(m.created_at) }</time>
                 </span>
             </div>
             { seen.html() }
             if !m.deleted {
                 <div class="tally-msg-actions">
-                    <button class="tally-icon-button tally-menu-button" aria-label="Message actions" aria-haspopup="menu"
-                        aria-expanded={menu_open.to_string()} onclick={toggle_menu}>{"⋯"}</button>
+                    <button class="tally-icon-button tally-menu-button" aria-label={t("message.actions")} aria-haspopup="menu"
+                        aria-expanded={menu_open.to_string()} onclick={toggle_menu}>{ icons::more() }</button>
                     if menu_open {
                         <div class="tally-menu" role="menu" onkeydown={menu_keys}>
-                            <button role="menuitem" onclick={on_reply}>{"Reply"}</button>
-                            <button role="menuitem" onclick={on_forward}>{"Forward"}</button>
-                            if own { <button role="menuitem" onclick={on_edit}>{"Edit"}</button> }
-                            if own { <button role="menuitem" onclick={on_delete}>{"Delete"}</button> }
-                            if !own { <button role="menuitem" onclick={on_unread}>{"Mark unread from here"}</button> }
+                            <button role="menuitem" onclick={on_reply}>{ t("message.reply") }</button>
+                            <button role="menuitem" onclick={on_forward}>{ t("message.forward") }</button>
+                            if own { <button role="menuitem" onclick={on_edit}>{ t("message.edit") }</button> }
+                            if own { <button role="menuitem" onclick={on_delete}>{ t("message.delete") }</button> }
+                            if !own { <button role="menuitem" onclick={on_unread}>{ t("message.mark_unread") }</button> }
                         </div>
                     }
                 </div>
             }
         </li>
+    }
+}
+
+/// Whether a text is long enough to fold.
+fn is_long(body: &str) -> bool {
+    body.chars().count() > FOLD_CHARS || body.lines().count() > FOLD_LINES
+}
+
+/// A message's text with its links as links (`http:`, `https:` and `mailto:` only, opening
+/// elsewhere and telling the other site nothing): the rest is text, never markup.
+pub(super) fn text_with_links(body: &str) -> Html {
+    use tally_shared::text::{Segment, safe_href, segments};
+    html! {
+        <>
+            { for segments(body).into_iter().map(|s| match s {
+                Segment::Link(link) if safe_href(link) => html! {
+                    <a href={link.to_string()} target="_blank" rel="noopener noreferrer">{ link.to_string() }</a>
+                },
+                Segment::Link(text) | Segment::Text(text) => html! { { text.to_string() } },
+            }) }
+        </>
     }
 }
 
@@ -266,19 +366,13 @@ pub(super) fn attachment_view(props: &AttachmentProps) -> Html {
             });
         })
     };
-    // Tenths of a MB, rounded, in integers: no float formatting.
-    let size = if a.size > 1_048_576 {
-        let tenths = (a.size * 10 + 524_288) / 1_048_576;
-        format!("{}.{} MB", tenths / 10, tenths % 10)
-    } else {
-        format!("{} KB", a.size.div_ceil(1024))
-    };
+    let size = crate::i18n::Locale::current().bytes(a.size);
     html! {
         <div class="tally-file">
             if let (true, Some(u)) = (is_image, (*url).clone()) {
                 <img class="tally-image" src={u} alt={a.name.clone()} loading="lazy" />
             }
-            <a href="#" onclick={download} data-testid="attachment">{ icons::paperclip() }{" "}{ a.name.clone() }</a>
+            <a href="#" onclick={download} data-testid="attachment" dir="auto">{ icons::paperclip() }{" "}{ a.name.clone() }</a>
             <span class="tally-file-size">{ format!(" · {size}") }</span>
         </div>
     }

@@ -13,6 +13,7 @@ use yew::prelude::*;
 use super::composer::Composer;
 use super::dialogs::{ForwardDialog, GroupDialog};
 use super::{icons, use_chat};
+use crate::i18n::{t, ta, tn};
 use crate::state::Action;
 use crate::util;
 use message::{RowActions, SeenLine, message_row};
@@ -55,11 +56,40 @@ pub fn typing_line(props: &TypingProps) -> Html {
         .collect();
     let text = match names.as_slice() {
         [] => String::new(),
-        [one] => format!("{one} is typing…"),
-        [a, b] => format!("{a} and {b} are typing…"),
-        more => format!("{} people are typing…", more.len()),
+        [one] => ta("typing.one", &[("name", one)]),
+        [a, b] => ta("typing.two", &[("a", a), ("b", b)]),
+        more => tn("typing.many", more.len() as u64),
     };
     html! { <div class="tally-typing" data-testid="typing" aria-live="polite">{ text }</div> }
+}
+
+/// A short confirmation that goes away by itself (a forward went where it was sent).
+#[derive(Clone)]
+struct Toast {
+    text: UseStateHandle<Option<String>>,
+    timer: std::rc::Rc<std::cell::RefCell<Option<gloo::timers::callback::Timeout>>>,
+}
+
+impl Toast {
+    fn show(&self, text: String) {
+        self.text.set(Some(text));
+        let clear = self.text.clone();
+        *self.timer.borrow_mut() = Some(gloo::timers::callback::Timeout::new(4_000, move || {
+            clear.set(None)
+        }));
+    }
+
+    fn text(&self) -> Option<String> {
+        (*self.text).clone()
+    }
+}
+
+#[hook]
+fn use_toast() -> Toast {
+    Toast {
+        text: use_state(|| None),
+        timer: use_mut_ref(|| None),
+    }
 }
 
 /// The open conversation.
@@ -106,6 +136,9 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     let forwarding = use_state(|| None::<MessageId>);
     let group_dialog = use_state(|| false);
     let menu = use_state(|| None::<MessageId>);
+    let unfolded = use_state(std::collections::HashSet::<MessageId>::new);
+    let toast = use_toast();
+    let press = use_mut_ref(|| None);
     let list_ref = use_node_ref();
     let observer = reading::use_reading(&chat, id);
     let scroll = scroll::use_scroll(&chat, id, list_ref.clone(), observer, paging, window.clone());
@@ -115,9 +148,9 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     let state = chat.state();
     let store = &state.store;
     let Some(view) = store.conversation(id) else {
-        return html! { <div class="tally-empty">{"This conversation is no longer available."}</div> };
+        return html! { <div class="tally-empty">{ t("conversation.gone") }</div> };
     };
-    let title = store.title_of(&view.conversation);
+    let title = util::shown_title(&store.title_of(&view.conversation));
     let muted = store.is_muted(id);
     let is_group = view.conversation.kind == ConversationKind::Group;
 
@@ -127,7 +160,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         rows.push(html! {
             <li class="tally-history-more" key="more">
                 <button class="tally-link" onclick={move |_| load.emit(())} disabled={scroll.loading}>
-                    { if scroll.loading { "Loading…" } else { "Load earlier messages" } }
+                    { if scroll.loading { t("conversation.loading") } else { t("conversation.load_earlier") } }
                 </button>
             </li>
         });
@@ -139,6 +172,8 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         reply_to: reply_to.clone(),
         editing: editing.clone(),
         forwarding: forwarding.clone(),
+        unfolded,
+        press,
     };
     let seen_marker = store.seen_marker(id);
     let mut prev: Option<&Message> = None;
@@ -149,7 +184,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         }
         let starts_after_divider = first_unread == Some(m.seq);
         if starts_after_divider {
-            rows.push(html! { <li class="tally-divider" key="divider" data-testid="new-divider" data-after={divider_at.0.to_string()}><span>{"New messages"}</span></li> });
+            rows.push(html! { <li class="tally-divider" key="divider" data-testid="new-divider" data-after={divider_at.0.to_string()}><span>{ t("conversation.divider") }</span></li> });
         }
         let grouped = prev.is_some_and(|p| {
             p.sender == m.sender
@@ -173,7 +208,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         prev = Some(m);
     }
     if view.messages.is_empty() {
-        rows.push(html! { <li class="tally-empty" key="empty">{"No messages yet. Say hello!"}</li> });
+        rows.push(html! { <li class="tally-empty" key="empty">{ t("conversation.empty") }</li> });
     }
     let pending: Vec<Html> = store
         .outbox()
@@ -185,16 +220,16 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
             let discard = chat.callback(move |_: MouseEvent| Action::Discard(discard.clone()));
             html! {
                 <li class="tally-msg tally-msg-own tally-pending" key={format!("p-{}", p.client_id)} data-testid="pending">
-                    <div class="tally-bubble">{ p.body.clone() }
-                        { for p.attachments.iter().map(|a| html!{ <div class="tally-file">{ icons::paperclip() }{" "}{ a.name.clone() }</div> }) }
+                    <div class="tally-bubble"><div class="tally-text" dir="auto">{ p.body.clone() }</div>
+                        { for p.attachments.iter().map(|a| html!{ <div class="tally-file" dir="auto">{ icons::paperclip() }{" "}{ a.name.clone() }</div> }) }
                     </div>
                     if let Some(why) = &p.failed {
-                        <div class="tally-msg-state tally-failed" role="alert">{"Not sent: "}{ why.clone() }
-                            <button class="tally-link" onclick={retry}>{"Retry"}</button>
-                            <button class="tally-link" onclick={discard}>{"Discard"}</button>
+                        <div class="tally-msg-state tally-failed" role="alert">{ ta("conversation.not_sent", &[("why", why)]) }
+                            <button class="tally-link" onclick={retry}>{ t("conversation.retry") }</button>
+                            <button class="tally-link" onclick={discard}>{ t("conversation.discard") }</button>
                         </div>
                     } else {
-                        <div class="tally-msg-state">{"Sending…"}</div>
+                        <div class="tally-msg-state">{ t("conversation.sending") }</div>
                     }
                 </li>
             }
@@ -221,37 +256,41 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     html! {
         <div class="tally-conversation" data-conversation={id.0.to_string()}>
             <div class="tally-conv-header">
-                <button class="tally-icon-button" aria-label="Back to conversations" onclick={back}>{"←"}</button>
+                <button class="tally-icon-button" aria-label={t("conversation.back")} title={t("conversation.back")} onclick={back}>{ icons::back() }</button>
                 <div class="tally-conv-title">
-                    <h3>{ title.clone() }</h3>
-                    if is_group { <div class="tally-conv-people" title={people.clone()}>{ people }</div> }
+                    <h3 dir="auto" title={title.clone()}>{ title.clone() }</h3>
+                    if is_group { <div class="tally-conv-people" dir="auto" title={ta("conversation.people", &[("names", &people)])}>{ people }</div> }
                 </div>
                 if counts.unread > 0 {
-                    <button class="tally-icon-button" aria-label="Mark conversation as read" title="Mark as read" onclick={mark_read}>{"✓"}</button>
+                    <button class="tally-icon-button" aria-label={t("conversation.mark_read")} title={t("conversation.mark_read")} onclick={mark_read}>{ icons::check() }</button>
                 }
-                <button class="tally-icon-button" aria-pressed={muted.to_string()} aria-label={if muted { "Unmute" } else { "Mute" }}
-                    title={if muted { "Unmute" } else { "Mute" }} onclick={toggle_mute}>{ if muted { icons::bell_off() } else { icons::bell() } }</button>
+                <button class="tally-icon-button" aria-pressed={muted.to_string()} aria-label={if muted { t("conversation.unmute") } else { t("conversation.mute") }}
+                    title={if muted { t("conversation.unmute") } else { t("conversation.mute") }} onclick={toggle_mute}>{ if muted { icons::bell_off() } else { icons::bell() } }</button>
                 if is_group {
-                    <button class="tally-icon-button" aria-label="Group settings" title="Group settings"
-                        onclick={let g = group_dialog.clone(); move |_| g.set(true)}>{"⚙"}</button>
+                    <button class="tally-icon-button" aria-label={t("conversation.group_settings")} title={t("conversation.group_settings")}
+                        onclick={let g = group_dialog.clone(); move |_| g.set(true)}>{ icons::gear() }</button>
                 }
             </div>
             if *group_dialog {
                 <GroupDialog {id} on_close={let g = group_dialog.clone(); Callback::from(move |_| g.set(false))} />
             }
             if let Some(message) = *forwarding {
-                <ForwardDialog {message} on_close={let f = forwarding.clone(); Callback::from(move |_| f.set(None))} />
+                <ForwardDialog {message} on_close={let f = forwarding.clone(); Callback::from(move |_| f.set(None))}
+                    on_forwarded={let toast = toast.clone(); Callback::from(move |title: String| toast.show(ta("dialog.forwarded", &[("title", &title)])))} />
             }
-            <div class="tally-messages" ref={list_ref} onscroll={scroll.onscroll} role="log" aria-label={format!("Messages with {title}")} aria-live="polite">
+            <div class="tally-messages" ref={list_ref} onscroll={scroll.onscroll} role="log" aria-label={ta("conversation.messages_with", &[("title", &title)])} aria-live="polite">
                 <ul class="tally-message-list">
                     { for rows }
                     { for pending }
                 </ul>
             </div>
             if scroll.scrolled_up && unseen > 0 {
-                <button class="tally-jump" data-testid="jump-pill" onclick={let b = scroll.to_bottom.clone(); move |_| b.emit(())}>
-                    { if unseen == 1 { "1 new message ↓".to_string() } else { format!("{unseen} new messages ↓") } }
+                <button class="tally-jump" data-testid="jump-pill" data-count={unseen.to_string()} onclick={let b = scroll.to_bottom.clone(); move |_| b.emit(())}>
+                    { tn("conversation.jump", u64::from(unseen)) }<span aria-hidden="true">{" ↓"}</span>
                 </button>
+            }
+            if let Some(text) = toast.text() {
+                <div class="tally-toast" role="status" data-testid="toast">{ text }</div>
             }
             <TypingLine conversation={id} />
             <Composer conversation={id}

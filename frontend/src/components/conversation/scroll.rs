@@ -62,10 +62,14 @@ pub(super) fn use_scroll(
     let near_bottom = use_mut_ref(|| true);
     // The same, as state that renders: changed only when it flips, not on every scroll event.
     let scrolled_up = use_state(|| false);
-    let anchor: Rc<RefCell<Option<i32>>> = use_mut_ref(|| None);
+    // A row and where it was on screen before the rows above changed: the view is put back so
+    // that it is there again (rows added above, and released below, move nothing the reader
+    // sees).
+    let anchor: Rc<RefCell<Option<(String, f64)>>> = use_mut_ref(|| None);
     {
         let (list, near_bottom, anchor) = (list.clone(), near_bottom.clone(), anchor.clone());
-        use_effect_with((id, count), move |_| {
+        let w = *window;
+        use_effect_with((id, count, w.from, w.to), move |_| {
             if let Some(list) = list.cast::<Element>() {
                 if let Some(obs) = &observer.0
                     && let Ok(nodes) = list.query_selector_all("[data-seq]")
@@ -78,8 +82,11 @@ pub(super) fn use_scroll(
                 }
                 // Keep the view steady: after older history, stay where the reader was; after
                 // a new message, follow it only if the reader was at the bottom.
-                if let Some(old_height) = anchor.borrow_mut().take() {
-                    list.set_scroll_top(list.scroll_top() + list.scroll_height() - old_height);
+                if let Some((seq, old_top)) = anchor.borrow_mut().take() {
+                    if let Ok(Some(row)) = list.query_selector(&format!("[data-seq='{seq}']")) {
+                        let moved = row.get_bounding_client_rect().top() - old_top;
+                        list.set_scroll_top(list.scroll_top() + moved.round() as i32);
+                    }
                 } else if *near_bottom.borrow() {
                     list.set_scroll_top(list.scroll_height());
                 }
@@ -113,12 +120,16 @@ pub(super) fn use_scroll(
             if *loading || (complete && !hidden_above) {
                 return;
             }
-            if let Some(list) = list.cast::<Element>() {
-                *anchor.borrow_mut() = Some(list.scroll_height());
+            if let Some(list) = list.cast::<Element>()
+                && let Ok(Some(row)) = list.query_selector("[data-seq]")
+                && let Some(seq) = row.get_attribute("data-seq")
+            {
+                *anchor.borrow_mut() = Some((seq, row.get_bounding_client_rect().top()));
             }
             if hidden_above {
-                let from = chat.state().store.widen_window(id, window.from);
-                window.set(Window { from, ..*window });
+                let store = &chat.state().store;
+                let from = store.widen_window(id, window.from);
+                window.set(store.bounded_window(id, Window { from, ..*window }, true));
                 return;
             }
             let before = oldest.unwrap_or(Seq(head.0 + 1));
@@ -127,11 +138,16 @@ pub(super) fn use_scroll(
             wasm_bindgen_futures::spawn_local(async move {
                 match api::history(&chat.options, id, before, 50).await {
                     Ok(messages) => {
-                        if let Some(first) = messages.first() {
-                            let from = first.seq.min(window.from);
-                            window.set(Window { from, ..*window });
-                        }
+                        let first = messages.first().map(|m| m.seq);
                         chat.dispatch(Action::History(id, messages));
+                        if let Some(first) = first {
+                            let from = first.min(window.from);
+                            window.set(chat.state().store.bounded_window(
+                                id,
+                                Window { from, ..*window },
+                                true,
+                            ));
+                        }
                     }
                     Err(e) => gloo::console::warn!(format!("tally: history: {e}")),
                 }
@@ -144,8 +160,9 @@ pub(super) fn use_scroll(
         let (chat, window) = (chat.clone(), window.clone());
         Callback::from(move |_: ()| {
             if let Some(to) = window.to {
-                let to = chat.state().store.extend_window(id, to);
-                window.set(Window { to, ..*window });
+                let store = &chat.state().store;
+                let to = store.extend_window(id, to);
+                window.set(store.bounded_window(id, Window { to, ..*window }, false));
             }
         })
     };
