@@ -2,6 +2,7 @@
 // from `tally-relay token`, and one Chromium context per staff member with the widget mounted
 // through the documented `mount()` API.
 import { spawn, execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -234,4 +235,46 @@ export async function blast(t, relay, conversation, n, prefix = 'burst') {
     ws.close();
     return performance.now() - started;
   }, [relay.url, token, conversation, n, prefix]);
+}
+
+/**
+ * A work app's page on its own origin, served by the test: `lang`, its own `css` and content,
+ * and the widget loaded from the relay. Start it before the relay (which must be told to allow
+ * `origin`), then set `page` (`{ relayUrl, lang, css }`).
+ */
+export async function hostServer() {
+  const host = { page: { relayUrl: '', lang: 'en', css: '' } };
+  host.server = createServer((req, res) => {
+    const { relayUrl, lang, css } = host.page;
+    res.setHeader('content-type', 'text/html; charset=utf-8');
+    res.end(`<!doctype html><html lang="${lang}"><head><meta charset="utf-8"><title>Work app</title>
+      <meta name="viewport" content="width=device-width, initial-scale=1">
+      <style>${css}</style></head>
+      <body><h1 id="host-heading">Ward rota</h1><p id="host-text">The work app's own page.</p>
+      <button id="host-button">Host button</button>
+      <div id="messenger"></div>
+      <script type="module">
+        import init, { mount } from "${relayUrl}/tally-frontend.js";
+        await init({ module_or_path: "${relayUrl}/tally-frontend_bg.wasm" });
+        window.tallyMount = (token, extra = {}) => { window.widget = mount(document.getElementById("messenger"), { relayUrl: "${relayUrl}", token, ...extra }); };
+      </script></body></html>`);
+  });
+  await new Promise((r) => host.server.listen(0, '127.0.0.1', r));
+  host.origin = `http://127.0.0.1:${host.server.address().port}`;
+  return host;
+}
+
+/** A staff member on the host's page, in a context of its own (`context` options: viewport,
+ * hasTouch, isMobile, colorScheme, locale), mounted with `mount` options. */
+export async function guestTab(browser, host, relay, staff, { context = {}, mount = {}, before } = {}) {
+  const ctx = await newContext(browser, context);
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => console.error(`[${staff}] page error:`, e.message));
+  await page.goto(host.origin + '/');
+  await page.waitForFunction(() => window.tallyMount, null, { timeout: 10_000 });
+  if (before) await before(page);
+  const token = relay.token(staff);
+  await page.evaluate(([token, mount]) => window.tallyMount(token, mount), [token, { storageKey: `tally.${staff}`, ...mount }]);
+  await page.waitForSelector('#messenger .tally-launcher');
+  return { page, context: ctx, staff, token };
 }

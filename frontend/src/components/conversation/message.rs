@@ -35,6 +35,27 @@ pub(super) struct RowActions {
     pub(super) unfolded: UseStateHandle<std::collections::HashSet<MessageId>>,
     /// A finger resting on a message: the timer that opens its menu, and where it went down.
     pub(super) press: std::rc::Rc<std::cell::RefCell<Option<(gloo::timers::callback::Timeout, i32, i32)>>>,
+    /// Whether the open menu opens upwards (its message is near the bottom of the view, where
+    /// a menu below it would be cut off by the composer).
+    pub(super) menu_up: UseStateHandle<bool>,
+}
+
+/// Roughly how tall a message's menu is.
+const MENU_HEIGHT: f64 = 240.0;
+
+/// Whether a menu opened from `el` (inside a message) should open upwards.
+fn opens_up(el: &web_sys::Element) -> bool {
+    let (Some(message), Some(list)) = (
+        el.closest(".tally-msg").ok().flatten(),
+        el.closest(".tally-messages").ok().flatten(),
+    ) else {
+        return false;
+    };
+    let (m, l) = (
+        message.get_bounding_client_rect(),
+        list.get_bounding_client_rect(),
+    );
+    m.top() + MENU_HEIGHT > l.bottom() && m.top() - l.top() > l.bottom() - m.bottom()
 }
 
 /// Who has read a message, as its row says it.
@@ -84,6 +105,7 @@ pub(super) fn message_row(
         forwarding,
         unfolded,
         press,
+        menu_up,
     } = ui;
     let own = Some(&m.sender) == store.me();
     let key = format!("m-{}", m.seq);
@@ -105,9 +127,12 @@ pub(super) fn message_row(
     // Opening the menu moves focus to its first item (keyboard users land in it); arrows move
     // between items, Escape closes it and gives focus back to its button.
     let toggle_menu = {
-        let (menu, id) = (menu.clone(), m.id);
+        let (menu, menu_up, id) = (menu.clone(), menu_up.clone(), m.id);
         Callback::from(move |e: MouseEvent| {
             let opening = *menu != Some(id);
+            if let Some(el) = e.target_dyn_into::<web_sys::Element>() {
+                menu_up.set(opening && opens_up(&el));
+            }
             menu.set(opening.then_some(id));
             if let Some(actions) = util::event_within(&e, ".tally-msg-actions")
                 && opening
@@ -201,14 +226,20 @@ pub(super) fn message_row(
     // A long press (touch) opens the menu, as the button does; moving the finger cancels it.
     let touch = |e: &PointerEvent| e.pointer_type() == "touch";
     let onpointerdown = {
-        let (menu, press, id) = (menu.clone(), press.clone(), m.id);
+        let (menu, menu_up, press, id) = (menu.clone(), menu_up.clone(), press.clone(), m.id);
         let deleted = m.deleted;
         Callback::from(move |e: PointerEvent| {
             if !touch(&e) || deleted {
                 return;
             }
-            let menu = menu.clone();
-            let timer = gloo::timers::callback::Timeout::new(LONG_PRESS_MS, move || menu.set(Some(id)));
+            let (menu, menu_up) = (menu.clone(), menu_up.clone());
+            let up = e
+                .target_dyn_into::<web_sys::Element>()
+                .is_some_and(|el| opens_up(&el));
+            let timer = gloo::timers::callback::Timeout::new(LONG_PRESS_MS, move || {
+                menu_up.set(up);
+                menu.set(Some(id));
+            });
             *press.borrow_mut() = Some((timer, e.client_x(), e.client_y()));
         })
     };
@@ -287,7 +318,7 @@ pub(super) fn message_row(
                     <button class="tally-icon-button tally-menu-button" aria-label={t("message.actions")} aria-haspopup="menu"
                         aria-expanded={menu_open.to_string()} onclick={toggle_menu}>{ icons::more() }</button>
                     if menu_open {
-                        <div class="tally-menu" role="menu" onkeydown={menu_keys}>
+                        <div class={classes!("tally-menu", menu_up.then_some("tally-menu-up"))} role="menu" onkeydown={menu_keys}>
                             <button role="menuitem" onclick={on_reply}>{ t("message.reply") }</button>
                             <button role="menuitem" onclick={on_forward}>{ t("message.forward") }</button>
                             if own { <button role="menuitem" onclick={on_edit}>{ t("message.edit") }</button> }
@@ -369,8 +400,13 @@ pub(super) fn attachment_view(props: &AttachmentProps) -> Html {
     let size = crate::i18n::Locale::current().bytes(a.size);
     html! {
         <div class="tally-file">
-            if let (true, Some(u)) = (is_image, (*url).clone()) {
-                <img class="tally-image" src={u} alt={a.name.clone()} loading="lazy" />
+            if is_image {
+                // The preview's box is there before its bytes are: nothing below it moves.
+                if let Some(u) = (*url).clone() {
+                    <img class="tally-image" src={u} alt={a.name.clone()} />
+                } else {
+                    <div class="tally-image" aria-hidden="true" />
+                }
             }
             <a href="#" onclick={download} data-testid="attachment" dir="auto">{ icons::paperclip() }{" "}{ a.name.clone() }</a>
             <span class="tally-file-size">{ format!(" · {size}") }</span>

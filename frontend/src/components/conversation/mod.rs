@@ -139,6 +139,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     let unfolded = use_state(std::collections::HashSet::<MessageId>::new);
     let toast = use_toast();
     let press = use_mut_ref(|| None);
+    let menu_up = use_state(|| false);
     let list_ref = use_node_ref();
     let observer = reading::use_reading(&chat, id);
     let scroll = scroll::use_scroll(&chat, id, list_ref.clone(), observer, paging, window.clone());
@@ -174,6 +175,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         forwarding: forwarding.clone(),
         unfolded,
         press,
+        menu_up: menu_up.clone(),
     };
     let seen_marker = store.seen_marker(id);
     let mut prev: Option<&Message> = None;
