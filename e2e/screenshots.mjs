@@ -13,10 +13,10 @@ const relay = spawn(BIN, ['--data', data, 'serve', '--demo', '--listen', '127.0.
 });
 const url = await new Promise((r) => relay.stdout.once('data', (d) => r(String(d).trim().split(' ').pop())));
 const browser = await launch();
-async function signIn(scheme, staff = 'alice') {
-  const ctx = await newContext(browser, { viewport: { width: 1000, height: 720 }, colorScheme: scheme });
+async function signIn(scheme, staff = 'alice', { lang, viewport = { width: 1000, height: 720 }, touch = false } = {}) {
+  const ctx = await newContext(browser, { viewport, colorScheme: scheme, hasTouch: touch, isMobile: touch });
   const page = await ctx.newPage();
-  await page.goto(url + '/');
+  await page.goto(url + '/' + (lang ? `?lang=${lang}` : ''));
   await page.click(`[data-staff="${staff}"]`);
   await page.waitForSelector('[data-testid=total-badge]');
   return page;
@@ -66,6 +66,17 @@ try {
   await page.click('.tally-launcher');
   await page.waitForSelector('.tally-list');
   await page.screenshot({ path: join(out, 'dark-theme.png') });
+  // On a phone, in German and in Arabic (right to left): the panel is the whole screen.
+  for (const lang of ['de', 'ar']) {
+    const phone = await signIn('light', 'alice', { lang, viewport: { width: 390, height: 844 }, touch: true });
+    await phone.tap('.tally-launcher');
+    await phone.waitForSelector('.tally-list');
+    await phone.screenshot({ path: join(out, `phone-list-${lang}.png`) });
+    await phone.tap('.tally-item:has-text("Front desk")');
+    await phone.waitForSelector('.tally-msg');
+    await phone.waitForTimeout(300); // let the view settle for the picture (not a test)
+    await phone.screenshot({ path: join(out, `phone-conversation-${lang}.png`) });
+  }
 } catch (e) {
   console.error(e);
   process.exitCode = 1;

@@ -45,6 +45,13 @@ pub fn demo_host() -> Html {
                 let _ = js_sys::Reflect::set(&options, &"token".into(), &JsValue::from_str(t));
                 let key = format!("tally.outbox.{who}");
                 let _ = js_sys::Reflect::set(&options, &"storageKey".into(), &JsValue::from_str(&key));
+                // `?lang=de` shows the demo page (and so the widget) in another language.
+                if let Some(lang) = demo_lang() {
+                    if let Some(html) = gloo::utils::document().document_element() {
+                        let _ = html.set_attribute("lang", &lang);
+                    }
+                    let _ = js_sys::Reflect::set(&options, &"locale".into(), &JsValue::from_str(&lang));
+                }
                 crate::mount(messenger.cast::<web_sys::Element>()?, options.into()).ok()
             });
             move || {
@@ -114,6 +121,17 @@ pub fn demo_host() -> Html {
             } }
         </main>
     }
+}
+
+/// The `lang` of the page's query string (`?lang=ar`), if any.
+fn demo_lang() -> Option<String> {
+    let search = gloo::utils::window().location().search().ok()?;
+    search
+        .trim_start_matches('?')
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("lang="))
+        .filter(|l| !l.is_empty() && l.len() <= 35 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .map(str::to_string)
 }
 
 fn signed_in_as(_staff: &UseStateHandle<Option<Result<Vec<Staff>, String>>>) -> Option<String> {
