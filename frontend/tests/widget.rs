@@ -674,6 +674,12 @@ async fn links_are_links_to_the_web_only_and_a_long_message_folds() {
         Some("https://example.org/a?b=1")
     );
     assert_eq!(a.get_attribute("rel").as_deref(), Some("noopener noreferrer"));
+    // These messages are from 1970, long over six days old: each still shows its time.
+    let time = w.text(".tally-msg-meta time").unwrap();
+    assert!(
+        time.len() >= 4 && time.contains(':') && time.chars().any(|c| c.is_ascii_digit()),
+        "{time:?}"
+    );
     assert_eq!(w.count(".tally-folded"), 1);
     w.click("[data-testid=fold]").await;
     assert_eq!(w.count(".tally-folded"), 0, "unfolded");
