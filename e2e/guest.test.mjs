@@ -381,9 +381,15 @@ test('a draft survives a reload, and signing out forgets it', async () => {
     await b.page.waitForSelector('#messenger [data-testid=draft-mark]');
     await openConversation(b, 'Alice');
     assert.equal(await b.page.inputValue('#messenger [data-testid=composer]'), 'Let me check the rota and');
+    const connections = async () => Number(/^tally_connections (\d+)$/m.exec(await (await fetch(`${relay.url}/metrics`)).text())[1]);
+    const before = await connections();
     await b.page.evaluate(() => window.widget.signOut());
     const kept = await b.page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('tally.ivan')));
     assert.deepEqual(kept, []);
+    assert.equal(await b.page.evaluate(() => document.querySelector('#messenger').shadowRoot.childNodes.length), 0);
+    // Its connection closed with it.
+    for (let i = 0; i < 100 && (await connections()) >= before; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(await connections(), before - 1);
   } finally {
     await a.context.close();
     await b.context.close();

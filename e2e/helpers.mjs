@@ -174,7 +174,9 @@ export async function startDirect(t, withName) {
   await t.page.click('#messenger [aria-label="New conversation"]');
   await t.page.click(`#messenger .tally-dialog label:has-text("${withName}") input`);
   await t.page.click('#messenger .tally-dialog .tally-primary');
-  await t.page.waitForSelector('#messenger .tally-conversation');
+  // The one with that person, not whichever was open before (a full run once typed into the
+  // group still on screen while the direct conversation was being opened).
+  await t.page.waitForSelector(`#messenger .tally-conversation .tally-conv-title h3:text-is("${withName}")`);
 }
 
 export async function say(t, text) {

@@ -33,11 +33,12 @@ pub fn app(props: &AppProps) -> Html {
     let update = use_force_update();
     core.on_change(Callback::from(move |()| update.force_update()));
 
-    // Connect once.
+    // Connect once, until the widget is unmounted (then the socket closes).
     {
         let core = (*core).clone();
         let options = options.clone();
         use_effect_with((), move |_| {
+            let (stop, stopped) = futures_channel::oneshot::channel::<()>();
             if let Some(outlet) = core.outlet() {
                 let emit = {
                     let core = core.clone();
@@ -56,10 +57,14 @@ pub fn app(props: &AppProps) -> Html {
                     Rc::new(move || core.applied())
                 };
                 let can_reload = Rc::new(move || core.outbox_is_empty());
-                wasm_bindgen_futures::spawn_local(connection::run(
-                    options, emit, applied, can_reload, outlet,
-                ));
+                wasm_bindgen_futures::spawn_local(async move {
+                    let run = connection::run(options, emit, applied, can_reload, outlet.clone());
+                    let _ = futures_util::future::select(Box::pin(run), stopped).await;
+                    // Its writer goes with the sender it reads from; the socket with both.
+                    outlet.close();
+                });
             }
+            move || drop(stop)
         });
     }
 

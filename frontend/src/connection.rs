@@ -21,6 +21,11 @@ use crate::state::{Action, ConnectionState};
 pub struct Outlet(Rc<RefCell<Option<mpsc::UnboundedSender<String>>>>);
 
 impl Outlet {
+    /// Drops the current socket's writer (the widget is going away).
+    pub fn close(&self) {
+        self.0.borrow_mut().take();
+    }
+
     /// Sends a frame if connected; false otherwise (the outbox and the read logic retry).
     pub fn send(&self, frame: &ClientFrame) -> bool {
         match &*self.0.borrow() {
