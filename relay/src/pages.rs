@@ -105,7 +105,17 @@ pub fn security_headers(reply: impl Reply, csp: &HeaderValue) -> warp::reply::Re
 
 pub fn static_files(dir: Option<std::path::PathBuf>) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
     match dir {
-        Some(dir) => get_or_head()
+        // Not `get_or_head()`: its 405 for other methods would outrank the 400 of a bad body
+        // or the 404 of a path no route has (the files answer every path).
+        Some(dir) => warp::method()
+            .and_then(|method: warp::http::Method| async move {
+                if method == warp::http::Method::GET || method == warp::http::Method::HEAD {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            })
+            .untuple_one()
             .and(warp::fs::dir(dir))
             .map(|file: warp::fs::File| {
                 let name = file

@@ -61,14 +61,9 @@ pub async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> 
             ErrorCode::InvalidInput,
             "a Content-Length is required",
         )
-    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
-        json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::NotAllowed,
-            "method not allowed",
-        )
     } else if let Some(e) = r.find::<warp::body::BodyDeserializeError>() {
         // Say what was wrong (a missing field, a wrong type, where): integrators read this.
+        // Before a method's 405: a route that read the body had the right path and method.
         let why = std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string);
         json_error(
             StatusCode::BAD_REQUEST,
@@ -80,6 +75,12 @@ pub async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> 
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidInput,
             "malformed query or body",
+        )
+    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::NotAllowed,
+            "method not allowed",
         )
     } else {
         tracing::debug!(rejection = ?r, "unhandled rejection");

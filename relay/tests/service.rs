@@ -522,3 +522,72 @@ async fn forged_service_keys_are_throttled_per_address_and_the_real_key_still_wo
     let (status, body) = api.call("GET", "/staff/alice/unread", Value::Null).await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn bad_bodies_are_400_with_the_reason_unknown_routes_404_and_wrong_methods_405() {
+    // The probe: every one of these answered `405 not_allowed` from a relay serving the built
+    // widget (its files answer every path, for GET).
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("index.html"), "<!doctype html><title>t</title>").unwrap();
+    let dir = files.path().to_path_buf();
+    let relay = Relay::start_with(&["alice", "bob"], move |c| c.static_dir = Some(dir)).await;
+    let key = cli(relay.dir.path(), &["service-key", "create", "work-app"]);
+    let api = Api {
+        addr: relay.addr,
+        key,
+    };
+    for (body, says) in [
+        (json!("{not json"), "malformed body"),
+        (
+            json!({"conversation": 1, "sender": "alice", "body": "x", "colour": "red"}),
+            "unknown field",
+        ),
+        (
+            json!({"conversation": "1", "sender": "alice", "body": "x"}),
+            "invalid type",
+        ),
+        (
+            json!({"conversation": 1, "sender": "Not An Id!", "body": "x"}),
+            "malformed body",
+        ),
+        (
+            json!({"conversation": 1, "sender": "alice", "body": "x", "client_id": "has a space"}),
+            "malformed body",
+        ),
+    ] {
+        let text = match &body {
+            Value::String(s) => s.clone().into_bytes(),
+            other => other.to_string().into_bytes(),
+        };
+        let auth = bearer(&api.key);
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        let (status, _, out) = http(api.addr, "POST", "/api/v1/service/messages", &headers, &text).await;
+        let answer: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some("invalid_input")),
+            "{body}: {answer}"
+        );
+        assert!(
+            answer["message"].as_str().unwrap().contains(says),
+            "{body}: {answer}"
+        );
+    }
+    let (status, answer) = api.call("POST", "/nothing-here", json!({})).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (404, Some("not_found")),
+        "{answer}"
+    );
+    let (status, _) = raw(api.addr, "POST", "/../../api/v1/service/x", "", Value::Null).await;
+    assert_eq!(status, 404);
+    let (status, answer) = api.call("DELETE", "/messages", Value::Null).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (405, Some("not_allowed")),
+        "{answer}"
+    );
+}
