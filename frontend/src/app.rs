@@ -139,22 +139,28 @@ pub fn app(props: &AppProps) -> Html {
     let locale = crate::i18n::Locale::current();
     // The on-screen keyboard shrinks the visual viewport, not the layout one: a full-screen
     // panel on a phone follows the visual viewport's height, so the composer stays above it.
-    let viewport = use_state(|| None::<f64>);
+    // Set through the CSSOM, not a style attribute, which a strict CSP (style-src without
+    // 'unsafe-inline') would refuse.
+    let root = use_node_ref();
     {
-        let viewport = viewport.clone();
+        let root = root.clone();
         use_effect_with((), move |_| {
             let listener = gloo::utils::window().visual_viewport().map(|vv| {
                 let target = vv.clone();
-                gloo::events::EventListener::new(&vv, "resize", move |_| viewport.set(Some(target.height())))
+                gloo::events::EventListener::new(&vv, "resize", move |_| {
+                    if let Some(el) = root.cast::<web_sys::HtmlElement>() {
+                        let height = format!("{}px", target.height());
+                        let _ = el.style().set_property("--tally-viewport-height", &height);
+                    }
+                })
             });
             move || drop(listener)
         });
     }
-    let style = viewport.map(|h| format!("--tally-viewport-height: {h}px"));
     html! {
         <ContextProvider<Chat> context={chat}>
             <div class={classes!("tally", panel_open.then_some("tally-open"))} data-theme={theme}
-                dir={locale.dir()} lang={locale.tag().to_string()} {style}>
+                dir={locale.dir()} lang={locale.tag().to_string()} ref={root}>
                 if panel_open { <Panel /> }
                 <Launcher />
             </div>
