@@ -395,3 +395,70 @@ test('a draft survives a reload, and signing out forgets it', async () => {
     await b.context.close();
   }
 });
+
+test('the host talks to the widget through its handle: open a direct conversation, hear the counts', async () => {
+  host.page = { ...host.page, lang: 'en', css: '' };
+  const a = await tab(browser, relay, 'alice');
+  const b = await guestTab(browser, host, relay, 'gina', {
+    before: (page) => page.evaluate(() => {
+      window.heard = [];
+      document.getElementById('messenger').addEventListener('tally:unread', (e) => window.heard.push(['event', e.detail.unread]));
+    }),
+  });
+  try {
+    await b.page.evaluate(() => window.widget.onUnread((t) => window.heard.push(['callback', t.unread])));
+    await startDirect(a, 'Gina');
+    await say(a, 'Counted by the host');
+    await b.page.waitForFunction((n) => window.heard.some(([, u]) => u >= n), 1);
+    const heard = await b.page.evaluate(() => window.heard);
+    assert.ok(heard.some(([how]) => how === 'event') && heard.some(([how]) => how === 'callback'), JSON.stringify(heard));
+    // A "message this person" button of the work app: the panel opens on that conversation.
+    await b.page.evaluate(() => window.widget.open({ direct: 'alice' }));
+    await b.page.waitForSelector('#messenger .tally-conversation .tally-conv-title h3:text-is("Alice")');
+    // And one with someone there is no conversation with yet: it is made.
+    await b.page.evaluate(() => window.widget.close());
+    await b.page.waitForSelector('#messenger .tally-panel', { state: 'detached' });
+    await b.page.evaluate(() => window.widget.open({ direct: 'harry' }));
+    await b.page.waitForSelector('#messenger .tally-conversation .tally-conv-title h3:text-is("Harry")');
+  } finally {
+    await a.context.close();
+    await b.context.close();
+  }
+});
+
+test('getToken handing over a login page means signed out: no stale badge, and asked again less and less often', async () => {
+  host.page = { ...host.page, lang: 'en', css: '' };
+  const a = await tab(browser, relay, 'alice');
+  const ctx = await newContext(browser);
+  const page = await ctx.newPage();
+  try {
+    await startDirect(a, 'Harry');
+    await say(a, 'Before the session ended');
+    await page.goto(host.origin + '/');
+    await page.waitForFunction(() => window.tallyMount);
+    const token = relay.token('harry');
+    // The host's session has ended: its token endpoint answers with its sign-in page.
+    await page.evaluate((token) => {
+      window.asked = [];
+      window.session = false;
+      window.widget = null;
+      window.tallyMount(undefined, {
+        storageKey: 'tally.harry',
+        getToken: () => { window.asked.push(performance.now()); return window.session ? token : '<!doctype html><title>Sign in</title>'; },
+      });
+    }, token);
+    await page.waitForSelector('#messenger .tally-launcher');
+    await page.click('#messenger .tally-launcher');
+    await page.waitForSelector('#messenger .tally-status-error:has-text("Signed out")');
+    assert.equal(await page.evaluate(() => $t('[data-testid=total-badge]')), null, 'no badge while signed out');
+    await new Promise((r) => setTimeout(r, 6_000));
+    const asked = await page.evaluate(() => window.asked.length);
+    assert.ok(asked >= 2 && asked <= 5, `getToken asked ${asked} times in 6 s (once a second before)`);
+    // The session is back: the widget connects by itself and shows the count.
+    await page.evaluate(() => { window.session = true; });
+    await page.waitForFunction(() => $t('[data-testid=total-badge]')?.dataset.count === '1', null, { timeout: 40_000 });
+  } finally {
+    await a.context.close();
+    await ctx.close();
+  }
+});

@@ -20,6 +20,9 @@ pub struct AppProps {
     /// Replaces the socket in tests.
     #[prop_or_default]
     pub harness: Option<Harness>,
+    /// The host page's handle on this widget.
+    #[prop_or_default]
+    pub handle: Option<crate::chat::Handle>,
 }
 
 /// The widget.
@@ -30,6 +33,14 @@ pub fn app(props: &AppProps) -> Html {
         let (options, harness) = (options.clone(), props.harness.clone());
         use_memo((), move |_| Core::new(&options, harness))
     };
+    {
+        let (core, handle) = ((*core).clone(), props.handle.clone());
+        use_effect_with((), move |_| {
+            if let Some(h) = handle {
+                h.attach(core);
+            }
+        });
+    }
     let update = use_force_update();
     core.on_change(Callback::from(move |()| update.force_update()));
 
@@ -114,6 +125,40 @@ pub fn app(props: &AppProps) -> Html {
         });
     }
 
+    // The host page hears of the counts: its `onUnread` callbacks, and a `tally:unread` event
+    // (`detail: {unread, mentions}`) on the element the widget was mounted into.
+    let root = use_node_ref();
+    {
+        let (handle, root) = (props.handle.clone(), root.clone());
+        let (ready, totals) = {
+            let state = chat.state();
+            (state.store.is_ready(), state.store.total())
+        };
+        use_effect_with((ready, totals.unread, totals.mentions), move |(ready, ..)| {
+            if *ready {
+                if let Some(h) = &handle {
+                    h.tell(totals);
+                }
+                let target = root.cast::<web_sys::Element>().map(|el| {
+                    let node = el.get_root_node();
+                    match wasm_bindgen::JsCast::dyn_into::<web_sys::ShadowRoot>(node) {
+                        Ok(shadow) => shadow.host(),
+                        Err(_) => el,
+                    }
+                });
+                if let Some(target) = target {
+                    let init = web_sys::CustomEventInit::new();
+                    init.set_detail(&crate::chat::unread_detail(totals));
+                    init.set_bubbles(true);
+                    init.set_composed(true);
+                    if let Ok(event) = web_sys::CustomEvent::new_with_event_init_dict("tally:unread", &init) {
+                        let _ = target.dispatch_event(&event);
+                    }
+                }
+            }
+        });
+    }
+
     // The page title shows the total, like `(3) Work app`.
     {
         let enabled = options.title_badge.unwrap_or(true);
@@ -141,7 +186,6 @@ pub fn app(props: &AppProps) -> Html {
     // panel on a phone follows the visual viewport's height, so the composer stays above it.
     // Set through the CSSOM, not a style attribute, which a strict CSP (style-src without
     // 'unsafe-inline') would refuse.
-    let root = use_node_ref();
     {
         let root = root.clone();
         use_effect_with((), move |_| {

@@ -44,6 +44,73 @@ impl Harness {
     }
 }
 
+/// What the host page's handle (`Widget`) reaches: the core once the widget has made it (what
+/// it was asked before is kept until then), and who listens for the counts.
+#[derive(Clone, Default)]
+pub struct Handle {
+    core: Rc<RefCell<Option<Rc<Core>>>>,
+    waiting: Rc<RefCell<Vec<Action>>>,
+    listeners: Rc<RefCell<Vec<js_sys::Function>>>,
+}
+
+impl PartialEq for Handle {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.core, &other.core)
+    }
+}
+
+impl Handle {
+    /// The widget's core is there: what was asked before it runs now.
+    pub fn attach(&self, core: Rc<Core>) {
+        *self.core.borrow_mut() = Some(core.clone());
+        let waiting = std::mem::take(&mut *self.waiting.borrow_mut());
+        for action in waiting {
+            core.dispatch(action);
+        }
+    }
+
+    /// Dispatches an action (kept until the core is there).
+    pub fn dispatch(&self, action: Action) {
+        let core = self.core.borrow().clone();
+        match core {
+            Some(core) => core.dispatch(action),
+            None => self.waiting.borrow_mut().push(action),
+        }
+    }
+
+    /// The totals as they are now (none until the first snapshot).
+    pub fn total(&self) -> Option<tally_shared::Totals> {
+        let core = self.core.borrow().clone()?;
+        let state = core.state.borrow();
+        state.store.is_ready().then(|| state.store.total())
+    }
+
+    /// Calls `f({unread, mentions})` now (once counts are known) and on every change.
+    pub fn on_unread(&self, f: js_sys::Function) {
+        if let Some(total) = self.total() {
+            let _ = f.call1(&wasm_bindgen::JsValue::NULL, &unread_detail(total));
+        }
+        self.listeners.borrow_mut().push(f);
+    }
+
+    /// Tells the listeners the totals changed.
+    pub fn tell(&self, total: tally_shared::Totals) {
+        let detail = unread_detail(total);
+        let listeners = self.listeners.borrow().clone();
+        for f in listeners {
+            let _ = f.call1(&wasm_bindgen::JsValue::NULL, &detail);
+        }
+    }
+}
+
+/// `{unread, mentions}`, for a host page.
+pub fn unread_detail(total: tally_shared::Totals) -> wasm_bindgen::JsValue {
+    let o = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&o, &"unread".into(), &f64::from(total.unread).into());
+    let _ = js_sys::Reflect::set(&o, &"mentions".into(), &f64::from(total.mentions).into());
+    o.into()
+}
+
 /// Where frames to send go.
 enum Sink {
     /// The WebSocket's writer, when connected.

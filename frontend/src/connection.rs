@@ -59,7 +59,10 @@ pub async fn run(
             window_event("online").await;
             attempt = 0;
         }
-        let close_code = match options.token().await {
+        // A `getToken` that failed, or gave something that is no token (the host's login page,
+        // once its session ended), means signed out, not a reason to knock once a second.
+        let token = options.token().await.filter(|t| looks_like_token(t));
+        let close_code = match token {
             Some(token) => connect_once(&options, &token, &dispatch, &applied, &outlet, &mut attempt).await,
             None => Some(close::UNAUTHORIZED),
         };
@@ -92,9 +95,17 @@ pub async fn run(
             continue;
         }
         attempt += 1;
-        // A cluster's nodes listed in `relayUrls`: try the next (any node serves anyone).
-        options.next_relay();
-        dispatch.emit(Action::Connection(ConnectionState::Reconnecting { attempt }));
+        if close_code == Some(close::UNAUTHORIZED) {
+            // Signed out for now: `getToken` is asked again later and later (up to every 30 s),
+            // in case the host's session comes back.
+            dispatch.emit(Action::Connection(ConnectionState::Offline(
+                "status.signed_out".into(),
+            )));
+        } else {
+            // A cluster's nodes listed in `relayUrls`: try the next (any node serves anyone).
+            options.next_relay();
+            dispatch.emit(Action::Connection(ConnectionState::Reconnecting { attempt }));
+        }
         let delay = gloo::timers::future::TimeoutFuture::new(backoff_ms(attempt, js_sys::Math::random()));
         // Coming back online cuts the wait short.
         let _ = futures_util::future::select(delay, Box::pin(window_event("online"))).await;
@@ -154,7 +165,11 @@ async fn read_frames(
                 Ok(frame) => {
                     if first {
                         first = false;
-                        *attempt = 0;
+                        // Only a connection that works starts the backoff over (a refusal does
+                        // not, or a refused token would be tried again at once, for ever).
+                        if !matches!(frame, ServerFrame::Error(_)) {
+                            *attempt = 0;
+                        }
                         if matches!(
                             frame,
                             ServerFrame::Resumed { .. }
@@ -190,6 +205,18 @@ async fn reload_when_idle(can_reload: &Rc<dyn Fn() -> bool>) {
     }
 }
 
+/// Whether `s` has a token's shape (a JWT: three base64url parts), before it is sent anywhere.
+pub fn looks_like_token(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    s.len() <= 8 * 1024
+        && parts.len() == 3
+        && parts[..2].iter().all(|p| !p.is_empty())
+        && parts.iter().all(|p| {
+            p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 fn is_online() -> bool {
     gloo::utils::window().navigator().on_line()
 }
@@ -209,6 +236,15 @@ async fn window_event(name: &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_tokens_shape_passes_for_a_token() {
+        assert!(looks_like_token("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2ln"));
+        assert!(!looks_like_token("<!doctype html><title>Sign in</title>"));
+        assert!(!looks_like_token(""));
+        assert!(!looks_like_token("a.b"));
+        assert!(!looks_like_token("a.b.c d"));
+    }
 
     #[test]
     fn backoff_grows_and_is_capped_with_jitter() {

@@ -44,6 +44,7 @@ pub struct Widget {
     app: Option<yew::AppHandle<app::App>>,
     shadow: web_sys::ShadowRoot,
     storage_key: String,
+    handle: chat::Handle,
 }
 
 #[wasm_bindgen]
@@ -56,6 +57,43 @@ impl Widget {
         while let Some(child) = self.shadow.first_child() {
             let _ = self.shadow.remove_child(&child);
         }
+    }
+
+    /// Opens the panel: on a conversation (`{conversation: 12}`), on the direct conversation
+    /// with someone, made if there is none yet (`{direct: "bob"}`: a host's "message this
+    /// person" button), or on the list (no argument).
+    pub fn open(&self, target: JsValue) -> Result<(), JsValue> {
+        let get = |k: &str| {
+            js_sys::Reflect::get(&target, &k.into())
+                .ok()
+                .filter(|v| !v.is_undefined())
+        };
+        let action = if target.is_undefined() || target.is_null() {
+            state::Action::OpenPanel(None)
+        } else if let Some(c) = get("conversation").and_then(|v| v.as_f64()) {
+            state::Action::Show(tally_shared::ConversationId(c as u64))
+        } else if let Some(s) = get("direct").and_then(|v| v.as_string()) {
+            let staff = tally_shared::StaffId::new(s).map_err(|e| JsValue::from_str(&e.to_string()))?;
+            state::Action::OpenDirect(staff)
+        } else {
+            return Err(JsValue::from_str(
+                "open({conversation: ID}) or open({direct: STAFF_ID})",
+            ));
+        };
+        self.handle.dispatch(action);
+        Ok(())
+    }
+
+    /// Closes the panel.
+    pub fn close(&self) {
+        self.handle.dispatch(state::Action::ClosePanel);
+    }
+
+    /// Calls `callback({unread, mentions})` with the totals now (once known) and each time they
+    /// change. The same goes out as a `tally:unread` event on the element mounted into.
+    #[wasm_bindgen(js_name = onUnread)]
+    pub fn on_unread(&self, callback: js_sys::Function) {
+        self.handle.on_unread(callback);
     }
 
     /// The staff member signs out of the work app: removes the widget and what this browser
@@ -83,6 +121,7 @@ impl Widget {
 pub fn mount(element: web_sys::Element, options: JsValue) -> Result<Widget, JsValue> {
     let options = options::MountOptions::from_js(options)?;
     let storage_key = options.storage_key();
+    let handle = chat::Handle::default();
     let candidates = i18n::page_candidates(options.locale.as_deref());
     i18n::Locale::new(candidates.iter().map(String::as_str), &options.strings).install();
     let shadow = match element.shadow_root() {
@@ -102,6 +141,7 @@ pub fn mount(element: web_sys::Element, options: JsValue) -> Result<Widget, JsVa
         app::AppProps {
             options: Rc::new(options),
             harness: None,
+            handle: Some(handle.clone()),
         },
     )
     .render();
@@ -109,6 +149,7 @@ pub fn mount(element: web_sys::Element, options: JsValue) -> Result<Widget, JsVa
         app: Some(app),
         shadow,
         storage_key,
+        handle,
     })
 }
 

@@ -61,6 +61,12 @@ pub enum Action {
     Open(Option<ConversationId>),
     /// Show or hide the panel.
     TogglePanel,
+    /// Opens the panel, on a conversation or on the list.
+    OpenPanel(Option<ConversationId>),
+    /// Closes the panel.
+    ClosePanel,
+    /// Opens the direct conversation with someone, made if there is none yet.
+    OpenDirect(tally_shared::StaffId),
     /// Show the panel with this conversation open (a notification was clicked).
     Show(ConversationId),
     /// Open a conversation at a message (a search result was chosen): its view loads the
@@ -139,6 +145,35 @@ impl ChatState {
                 self.open = c;
             }
             Action::TogglePanel => self.panel_open = !self.panel_open,
+            Action::OpenPanel(c) => {
+                self.panel_open = true;
+                if let Some(c) = c {
+                    self.store.opened(c);
+                }
+                self.open = c;
+            }
+            Action::ClosePanel => self.panel_open = false,
+            Action::OpenDirect(staff) => {
+                self.panel_open = true;
+                let existing = self.store.conversation_list().into_iter().find(|item| {
+                    item.kind == tally_shared::ConversationKind::Direct
+                        && self
+                            .store
+                            .conversation(item.id)
+                            .is_some_and(|v| v.conversation.participants.contains(&staff))
+                });
+                match existing {
+                    Some(item) => {
+                        self.store.opened(item.id);
+                        self.open = Some(item.id);
+                    }
+                    None => {
+                        let f = self.store.request(Request::CreateDirect { staff });
+                        self.open_on_ack = f.req;
+                        out.push(f);
+                    }
+                }
+            }
             Action::Show(c) => {
                 self.panel_open = true;
                 self.store.opened(c);

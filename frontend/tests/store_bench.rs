@@ -88,6 +88,7 @@ async fn widget(loaded: usize) -> (MemoryHost, Harness, Vec<ConversationId>, u64
         AppProps {
             options,
             harness: Some(harness.clone()),
+            handle: None,
         },
     )
     .render();

@@ -68,6 +68,7 @@ impl World {
             AppProps {
                 options,
                 harness: Some(harness.clone()),
+                handle: None,
             },
         )
         .render();

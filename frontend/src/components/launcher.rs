@@ -12,7 +12,15 @@ pub fn launcher() -> Html {
     let chat = use_chat();
     let (total, open) = {
         let state = chat.state();
-        (state.store.total(), state.panel_open)
+        // Signed out or deactivated: the counts are not live any more, so none are shown.
+        let stale = matches!(&state.connection, crate::state::ConnectionState::Offline(why)
+            if why == "status.signed_out" || why == "status.deactivated");
+        let total = if stale {
+            tally_shared::Totals::default()
+        } else {
+            state.store.total()
+        };
+        (total, state.panel_open)
     };
     let onclick = chat.callback(|_| Action::TogglePanel);
     let label = match total.unread {
