@@ -3,7 +3,8 @@
 #   scripts/setup.sh build    Rust wasm target, wasm-bindgen CLI (the Cargo.lock version), trunk,
 #                             binaryen's wasm-opt (npm), and the crates (cargo fetch)
 #   scripts/setup.sh test     all of the above, plus Chromium + ChromeDriver, e2e npm packages,
-#                             and PostgreSQL + nats-server for the cluster tests
+#                             PostgreSQL + nats-server for the cluster tests, and the
+#                             standardwebhooks Python package for a webhook test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-build}"
@@ -54,6 +55,11 @@ if [ "$what" = test ]; then
     say "installing Debian's ${missing[*]} (for the cluster tests)"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  # The Standard Webhooks reference library, which a webhook test verifies deliveries with.
+  if ! PYTHONPATH=tools/python python3 -c 'import standardwebhooks' 2>/dev/null; then
+    say "installing the standardwebhooks package from PyPI into tools/python"
+    python3 -m pip install --quiet --disable-pip-version-check --target tools/python 'standardwebhooks==1.3.0'
   fi
   if [ -f e2e/package.json ] && { [ ! -d e2e/node_modules ] || [ e2e/package-lock.json -nt e2e/node_modules ]; }; then
     say "installing the end-to-end tests' npm packages"

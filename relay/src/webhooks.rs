@@ -16,8 +16,10 @@
 //!   and queues a `message_deleted`.
 //! - **Fair**: each receiver may hold only its share of the delivery slots, so one that
 //!   accepts connections and never answers does not delay the others.
-//! - **Signed**: `Tally-Signature: t=UNIX_SECONDS,v1=HEX` where HEX is
-//!   HMAC-SHA256(secret, "{t}.{body}"). A receiver recomputes it and refuses old timestamps.
+//! - **Signed** twice: per the Standard Webhooks spec (`webhook-id`, `webhook-timestamp`,
+//!   `webhook-signature: v1,BASE64`, which its libraries verify), and the earlier
+//!   `Tally-Signature: t=UNIX_SECONDS,v1=HEX` where HEX is HMAC-SHA256(secret, "{t}.{body}"),
+//!   kept while receivers move over. A receiver recomputes one and refuses old timestamps.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -307,6 +309,22 @@ pub fn backoff_ms(attempts: u32) -> i64 {
     base - base / 10 + jitter
 }
 
+/// The Standard Webhooks signature (`webhook-signature`) of delivery `id`'s body sent at `t`:
+/// `v1,` and the base64 HMAC-SHA256 of `"{id}.{t}.{body}"`, keyed with the secret's base64
+/// part (after `whsec_`, as the spec's libraries read it: a hex secret is valid base64 too).
+pub fn standard_signature(secret: &str, id: &str, t: u64, body: &[u8]) -> String {
+    use base64::Engine;
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap_or_else(|_| encoded.as_bytes().to_vec());
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key");
+    mac.update(format!("{id}.{t}.").as_bytes());
+    mac.update(body);
+    let tag = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    format!("v1,{tag}")
+}
+
 /// The signature header's value for a body sent at `t` (Unix seconds).
 pub fn signature(secret: &str, t: u64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
@@ -484,6 +502,13 @@ async fn post(d: &Due) -> Result<(), String> {
         .header("tally-event", &d.event)
         .header("tally-delivery", key)
         .header("tally-signature", signature(&d.secret, t, body.as_bytes()))
+        // Standard Webhooks (standardwebhooks.com): what its libraries verify.
+        .header("webhook-id", key)
+        .header("webhook-timestamp", t.to_string())
+        .header(
+            "webhook-signature",
+            standard_signature(&d.secret, key, t, body.as_bytes()),
+        )
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let attempt = async {

@@ -492,3 +492,66 @@ fn a_webhook_url_with_spaces_or_line_breaks_is_refused() {
         assert!(!out.status.success(), "{bad:?} was accepted");
     }
 }
+
+#[tokio::test]
+async fn deliveries_verify_with_the_standard_webhooks_reference_library() {
+    let receiver = Receiver::start().await;
+    let relay = Binary::serve(&["alice", "bob"], &UNLIMITED, None);
+    let data = relay.dir.path().to_path_buf();
+    let key = cli(&data, &["service-key", "create", "app"]);
+    let secret = cli(
+        &data,
+        &["webhook", "add", &receiver.url(), "--events", "message_created"],
+    );
+    tokio::time::sleep(PICKED_UP).await;
+    post(
+        relay.addr,
+        &key,
+        json!({"direct": ["alice", "bob"], "sender": "alice", "body": "Grüße, ✓"}),
+    )
+    .await;
+    let got = receiver.until("a delivery", |g| !g.is_empty()).await;
+    let g = &got[0];
+    assert_eq!(g.header("webhook-id"), g.header("tally-delivery"));
+    // PyPI's `standardwebhooks` (make test installs it into tools/python) verifies it, and
+    // refuses it with a byte changed or another secret.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("body"), &g.body).unwrap();
+    let headers = json!({
+        "webhook-id": g.header("webhook-id"),
+        "webhook-timestamp": g.header("webhook-timestamp"),
+        "webhook-signature": g.header("webhook-signature"),
+    });
+    std::fs::write(dir.path().join("headers.json"), headers.to_string()).unwrap();
+    let script = r#"
+import json, sys
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+body = open(sys.argv[1] + "/body", "rb").read()
+headers = json.load(open(sys.argv[1] + "/headers.json"))
+event = Webhook(sys.argv[2]).verify(body, headers)
+assert event["type"] == "message_created", event
+for secret, data in [("whsec_" + "ab" * 32, body), (sys.argv[2], body + b" ")]:
+    try:
+        Webhook(secret).verify(data, headers)
+        sys.exit("a forgery verified")
+    except WebhookVerificationError:
+        pass
+print("verified")
+"#;
+    let tools = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/python");
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir.path())
+        .arg(&secret)
+        .env("PYTHONPATH", &tools)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("verified"),
+        "{}{} (make test installs standardwebhooks into tools/python)",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
