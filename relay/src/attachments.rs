@@ -66,11 +66,7 @@ pub fn take_budget(state: &AppState, staff: &StaffId, kind: Kind) -> Result<(), 
         Ok(()) => Ok(()),
         Err(wait) => {
             state.metrics.reject(ErrorCode::RateLimited);
-            Err(api_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::RateLimited,
-                format!("too many requests; retry in {} ms", wait.as_millis() + 1),
-            ))
+            Err(crate::rejection::rate_limited("too many requests", wait))
         }
     }
 }

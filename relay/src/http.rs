@@ -349,10 +349,9 @@ async fn search(
             let body = serde_json::json!({ "results": found.messages, "next_before": next_before });
             Ok(warp::reply::json(&body).into_response())
         }
-        Err(SearchError::Busy) => Err(api_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            "searches are busy; retry in a moment",
+        Err(SearchError::Busy) => Err(crate::rejection::rate_limited(
+            "searches are busy",
+            std::time::Duration::from_millis(500),
         )),
         Err(SearchError::Unsearchable) => Err(api_error(
             StatusCode::BAD_REQUEST,

@@ -14,6 +14,9 @@ pub struct ApiError {
     status: StatusCode,
     code: ErrorCode,
     message: String,
+    /// When to try again (a 429): sent as `Retry-After` (whole seconds, rounded up) and as
+    /// `retry_after_ms` in the body.
+    retry_after: Option<std::time::Duration>,
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -24,6 +27,17 @@ pub fn api_error(status: StatusCode, code: ErrorCode, message: impl Into<String>
         status,
         code,
         message: message.into(),
+        retry_after: None,
+    })
+}
+
+/// A 429 `rate_limited`: `what` is too frequent; retry after `wait`.
+pub fn rate_limited(what: &str, wait: std::time::Duration) -> Rejection {
+    warp::reject::custom(ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: ErrorCode::RateLimited,
+        message: format!("{what}; retry in {} ms", wait.as_millis() + 1),
+        retry_after: Some(wait),
     })
 }
 
@@ -31,22 +45,39 @@ pub fn api_error(status: StatusCode, code: ErrorCode, message: impl Into<String>
 struct ErrorBody<'a> {
     code: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
 }
 
 fn json_error(status: StatusCode, code: ErrorCode, message: &str) -> warp::reply::Response {
+    error_response(status, code, message, None)
+}
+
+fn error_response(
+    status: StatusCode,
+    code: ErrorCode,
+    message: &str,
+    retry_after: Option<std::time::Duration>,
+) -> warp::reply::Response {
     let body = ErrorBody {
         code: code.as_str(),
         message,
+        retry_after_ms: retry_after.map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX) + 1),
     };
     let mut r = warp::reply::with_status(warp::reply::json(&body), status).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(wait) = retry_after {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
     r
 }
 
 pub async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> {
     let reply = if let Some(e) = r.find::<ApiError>() {
-        json_error(e.status, e.code, &e.message)
+        error_response(e.status, e.code, &e.message, e.retry_after)
     } else if r.is_not_found() {
         json_error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
     } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {

@@ -52,15 +52,8 @@ fn service_key(state: AppState) -> impl Filter<Extract = ((),), Error = Rejectio
                 let ip = crate::address::client_ip(conn.0.peer.ip(), &headers, &state.config.trusted_proxies);
                 if let Err(wait) = state.key_attempts.may_try(ip, &key) {
                     state.metrics.reject(ErrorCode::RateLimited);
-                    let message = format!(
-                        "too many failed service-key attempts from this address; retry in {} ms",
-                        wait.as_millis() + 1
-                    );
-                    return Err(api_error(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        ErrorCode::RateLimited,
-                        message,
-                    ));
+                    let what = "too many failed service-key attempts from this address";
+                    return Err(crate::rejection::rate_limited(what, wait));
                 }
                 let asked = key.clone();
                 let found = state

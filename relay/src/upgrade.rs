@@ -59,14 +59,9 @@ pub async fn upgrade(
             .take(&ip, l.connects_per_sec, l.connect_burst, now)
         {
             state.metrics.reject(ErrorCode::RateLimited);
-            let message = format!(
-                "too many connection attempts; retry in {} ms",
-                wait.as_millis() + 1
-            );
-            return Err(api_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::RateLimited,
-                message,
+            return Err(crate::rejection::rate_limited(
+                "too many connection attempts",
+                wait,
             ));
         }
     }

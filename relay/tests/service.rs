@@ -518,6 +518,24 @@ async fn forged_service_keys_are_throttled_per_address_and_the_real_key_still_wo
     let unauthorized = statuses.iter().filter(|s| **s == 401).count();
     let throttled = statuses.iter().filter(|s| **s == 429).count();
     assert!(unauthorized <= 22 && throttled >= 18, "{statuses:?}");
+    // A 429 says when to come back, in the header clients honour and in the body.
+    let headers = [("Authorization", forged.as_str())];
+    let (status, head, body) = http(
+        api.addr,
+        "GET",
+        "/api/v1/service/staff/alice/unread",
+        &headers,
+        b"",
+    )
+    .await;
+    assert_eq!(status, 429);
+    let retry_after = head
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(matches!(retry_after, Some(1..=60)), "{head}");
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(body["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0), "{body}");
     // From the very same address, the real key is not locked out.
     let (status, body) = api.call("GET", "/staff/alice/unread", Value::Null).await;
     assert_eq!(status, 200, "{body}");
