@@ -4,7 +4,8 @@
 //! An id is scoped to its author and to the kind of write (a send, a forward and a group create
 //! may reuse one another's ids without meeting). Ids are remembered for
 //! [`limits::CLIENT_ID_RETENTION_MS`] after their write and at most
-//! [`limits::CLIENT_IDS_PER_STAFF`] per author, so memory stays bounded whatever clients send.
+//! [`limits::CLIENT_IDS_PER_STAFF`] per author ([`limits::CLIENT_IDS_OF_SERVICE`] for the
+//! service's notices), so memory stays bounded whatever clients send.
 
 use std::collections::VecDeque;
 
@@ -100,9 +101,14 @@ impl ClientIds {
             None => self.order.entry(author.clone()).or_default(),
         };
         order.push_back((at, key));
+        let most = if author.is_system() {
+            limits::CLIENT_IDS_OF_SERVICE
+        } else {
+            limits::CLIENT_IDS_PER_STAFF
+        };
         while let Some((oldest, _)) = order.front() {
             let expired = oldest.0.saturating_add(limits::CLIENT_ID_RETENTION_MS) < at.0;
-            if !expired && order.len() <= limits::CLIENT_IDS_PER_STAFF {
+            if !expired && order.len() <= most {
                 break;
             }
             let (_, key) = order.pop_front().expect("front exists");
@@ -228,5 +234,19 @@ mod tests {
             ids.get(&alice, IdKind::Send, &cid(limits::CLIENT_IDS_PER_STAFF + 9))
                 .is_some()
         );
+    }
+
+    #[test]
+    fn the_service_remembers_many_more_ids_than_a_person() {
+        let system = StaffId::system();
+        let mut ids = ClientIds::default();
+        let n = limits::CLIENT_IDS_OF_SERVICE;
+        for i in 0..n + 3 {
+            ids.remember(&system, IdKind::Send, &cid(i), Millis(1), message(i as u64));
+        }
+        assert_eq!(ids.len(), n);
+        assert!(ids.get(&system, IdKind::Send, &cid(2)).is_none());
+        assert!(ids.get(&system, IdKind::Send, &cid(3)).is_some());
+        assert!(ids.get(&system, IdKind::Send, &cid(n + 2)).is_some());
     }
 }

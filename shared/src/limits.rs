@@ -50,5 +50,8 @@ pub const ADD_PARTICIPANTS_MAX: usize = 64;
 pub const CLIENT_ID_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
 /// Most client-made ids remembered per staff member (the oldest are forgotten first).
 pub const CLIENT_IDS_PER_STAFF: usize = 1000;
+/// Most client-made ids remembered for the service's own writes (notices, by `system`): one
+/// author for every notice of the company, whose outbox may retry one after thousands of others.
+pub const CLIENT_IDS_OF_SERVICE: usize = 200_000;
 /// Media types the relay serves inline and the widget previews (everything else downloads).
 pub const INLINE_IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
