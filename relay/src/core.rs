@@ -1414,7 +1414,15 @@ impl Core {
                 self.pump();
             }
             Command::Attachment { staff, id, reply } => {
-                let _ = reply.send(self.attachment_access(&staff, &id));
+                let mut access = self.attachment_access(&staff, &id);
+                if access.is_err() && self.bell.is_some() {
+                    // The message that shares it may have been committed through another node
+                    // a moment ago, its ring still on the way: a node behind the cluster reads
+                    // what it missed before it refuses (read-your-writes across nodes).
+                    self.catch_up();
+                    access = self.attachment_access(&staff, &id);
+                }
+                let _ = reply.send(access);
             }
             Command::UploadAllowance { staff, size, reply } => {
                 let _ = reply.send(self.files.allowance(&self.conn, &staff, size, now()));
