@@ -56,10 +56,13 @@ if [ "$what" = test ]; then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-  # The Standard Webhooks reference library, which a webhook test verifies deliveries with.
-  if ! PYTHONPATH=tools/python python3 -c 'import standardwebhooks' 2>/dev/null; then
-    say "installing the standardwebhooks package from PyPI into tools/python"
-    python3 -m pip install --quiet --disable-pip-version-check --target tools/python 'standardwebhooks==1.3.0'
+  # Python for the Django app's tests, the API fuzzer and the Standard Webhooks reference
+  # library: a venv with the pinned packages, remade when the pins change.
+  if [ ! -x tools/venv/bin/python ] || [ clients/python/requirements-test.txt -nt tools/venv/.installed ]; then
+    say "installing the Python test packages from PyPI into tools/venv"
+    python3 -m venv tools/venv
+    tools/venv/bin/pip install --quiet --disable-pip-version-check -r clients/python/requirements-test.txt
+    touch tools/venv/.installed
   fi
   if [ -f e2e/package.json ] && { [ ! -d e2e/node_modules ] || [ e2e/package-lock.json -nt e2e/node_modules ]; }; then
     say "installing the end-to-end tests' npm packages"

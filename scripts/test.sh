@@ -24,6 +24,11 @@ step "browser tests (wasm-bindgen-test in headless Chromium)" \
   cargo test -p tally-frontend --target wasm32-unknown-unknown --locked
 step "release bundle" trunk build --release
 step "release relay" cargo build --release --locked -p tally-relay --bins
+# The Python package (clients/python), installed from its path as a user would, typed, and
+# tested against the release relay built above.
+step "python package (pip install, mypy, pytest against the relay)" bash -c '
+  tools/venv/bin/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./clients/python
+  cd clients/python && ../../tools/venv/bin/mypy src/tally_client && ../../tools/venv/bin/pytest -q'
 if [ -f e2e/package.json ]; then
   step "end to end (node --test, playwright-core, Chromium)" bash -c 'cd e2e && node --test --test-concurrency=1 --test-reporter=spec'
 fi
@@ -31,7 +36,9 @@ fi
 # One closing line that counts every test run above (cargo's last line is often doc-tests' 0).
 passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -oE '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+py_pass=$(grep -oE '^([0-9]+ failed, )?[0-9]+ passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+py_fail=$(grep -oE '^[0-9]+ failed, [0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 e2e_pass=$(grep -oE '^ℹ pass [0-9]+' "$log" | awk '{s+=$3} END {print s+0}')
 e2e_fail=$(grep -oE '^ℹ fail [0-9]+' "$log" | awk '{s+=$3} END {print s+0}')
 echo
-echo "tests: $((passed + e2e_pass)) passed, $((failed + e2e_fail)) failed"
+echo "tests: $((passed + py_pass + e2e_pass)) passed, $((failed + py_fail + e2e_fail)) failed"

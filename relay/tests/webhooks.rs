@@ -513,7 +513,7 @@ async fn deliveries_verify_with_the_standard_webhooks_reference_library() {
     let got = receiver.until("a delivery", |g| !g.is_empty()).await;
     let g = &got[0];
     assert_eq!(g.header("webhook-id"), g.header("tally-delivery"));
-    // PyPI's `standardwebhooks` (make test installs it into tools/python) verifies it, and
+    // PyPI's `standardwebhooks` (make test installs it into tools/venv) verifies it, and
     // refuses it with a byte changed or another secret.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("body"), &g.body).unwrap();
@@ -539,18 +539,17 @@ for secret, data in [("whsec_" + "ab" * 32, body), (sys.argv[2], body + b" ")]:
         pass
 print("verified")
 "#;
-    let tools = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/python");
-    let out = std::process::Command::new("python3")
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/venv/bin/python");
+    let out = std::process::Command::new(&python)
         .arg("-c")
         .arg(script)
         .arg(dir.path())
         .arg(&secret)
-        .env("PYTHONPATH", &tools)
         .output()
-        .expect("python3");
+        .expect("tools/venv/bin/python (make test makes it)");
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("verified"),
-        "{}{} (make test installs standardwebhooks into tools/python)",
+        "{}{} (make test installs standardwebhooks into tools/venv)",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
