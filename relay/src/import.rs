@@ -25,8 +25,8 @@ use tally_shared::model::mentions_in;
 use tally_shared::protocol::{Event, LoggedEvent, encode};
 use tally_shared::read_by::{ReadBy, watermark};
 use tally_shared::{
-    Conversation, ConversationId, ConversationKind, Engine, Message, MessageId, Millis, Offset, Seq, Staff,
-    StaffId, limits,
+    Attachment, AttachmentId, Conversation, ConversationId, ConversationKind, Engine, Message, MessageId,
+    Millis, Offset, Seq, Staff, StaffId, limits,
 };
 
 use crate::storage::{self, Durability, SqlLookup};
@@ -68,6 +68,15 @@ struct RawLine {
     deleted: Option<bool>,
     staff: Option<StaffId>,
     message: Option<String>,
+    attachments: Option<Vec<RawAttachment>>,
+}
+
+/// A file a message carries: where it is under the files directory, and its name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAttachment {
+    file: String,
+    name: Option<String>,
 }
 
 impl RawLine {
@@ -88,6 +97,7 @@ impl RawLine {
             ("deleted", self.deleted.is_some()),
             ("staff", self.staff.is_some()),
             ("message", self.message.is_some()),
+            ("attachments", self.attachments.is_some()),
         ];
         let (kind, allowed): (&str, &[&str]) = match self.kind {
             Kind::Staff => ("staff", &["id", "name", "active"]),
@@ -105,6 +115,7 @@ impl RawLine {
                     "created_at",
                     "reply_to",
                     "deleted",
+                    "attachments",
                 ],
             ),
             Kind::Read => ("read", &["conversation", "staff", "message"]),
@@ -139,6 +150,11 @@ pub struct Report {
     pub messages: usize,
     /// Outside ids already imported by an earlier run, skipped.
     pub already_imported: usize,
+    /// Direct conversations of the file whose pair already had one in Tally (written in live
+    /// use before the import): their messages joined it.
+    pub joined_directs: usize,
+    /// Files attached to the messages appended.
+    pub attachments: usize,
     /// Watermarks set from read rows.
     pub watermarks: usize,
     /// (person, conversation) pairs whose reads had a gap.
@@ -206,6 +222,8 @@ struct NewMessage {
     at: Millis,
     reply_to: Option<String>,
     deleted: bool,
+    /// Its files: (where to read it, its name).
+    attachments: Vec<(std::path::PathBuf, String)>,
 }
 
 /// A conversation of the file: one to create, or one an earlier run created.
@@ -213,6 +231,8 @@ struct Conv {
     line: usize,
     external: String,
     existing: Option<ConversationId>,
+    /// `existing` is the pair's direct conversation, made in Tally, not by an import.
+    joins: bool,
     kind: ConversationKind,
     title: Option<String>,
     participants: Vec<StaffId>,
@@ -222,9 +242,10 @@ struct Conv {
     reads: Vec<(StaffId, u32)>,
 }
 
-/// Imports `file` into the database under `data` (with `dry_run`, checks and counts, and
-/// writes nothing).
-pub fn import(data: &Path, file: &Path, dry_run: bool) -> Result<Report, ImportError> {
+/// Imports `file` into the database under `data`, the files its messages attach read from
+/// under `files` (by default, the directory `file` is in). With `dry_run`, checks and counts,
+/// and writes nothing.
+pub fn import(data: &Path, file: &Path, files: Option<&Path>, dry_run: bool) -> Result<Report, ImportError> {
     let started = Instant::now();
     let _lock = if dry_run { None } else { Some(storage::lock(data)?) };
     let conn = storage::open(data, Durability::Full)?;
@@ -236,10 +257,18 @@ pub fn import(data: &Path, file: &Path, dry_run: bool) -> Result<Report, ImportE
         .collect();
     let imported = load_imported(&conn)?;
     let mut bad = Bad::default();
-    let (staff, mut convs) = parse(file, &known_staff, &imported, &mut bad)?;
+    let files = match files {
+        Some(dir) => dir.to_path_buf(),
+        None => file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf(),
+    };
+    let (staff, mut convs) = parse(file, &files, &known_staff, &imported, &mut bad)?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "parsed");
     let mut engine = load_engine(data, &conn)?;
-    check_directs(&convs, &engine, &mut bad);
+    check_directs(&mut convs, &engine, &mut bad);
     if bad.count > 0 {
         return Err(ImportError::Lines {
             lines: bad.lines,
@@ -354,6 +383,8 @@ type Parsed = (Vec<(Staff, bool)>, Vec<Conv>);
 /// Everything [`parse`] keeps while it reads.
 struct Parser<'a> {
     imported: &'a Imported,
+    /// Where attached files are read from (`None`: not looked at, as by [`check`]).
+    files: Option<&'a Path>,
     staff: Vec<(Staff, bool)>,
     staff_ids: FxHashSet<StaffId>,
     listed_staff: FxHashSet<StaffId>,
@@ -368,6 +399,7 @@ struct Parser<'a> {
 /// Reads and checks every line.
 fn parse(
     file: &Path,
+    files: &Path,
     known_staff: &HashMap<StaffId, (String, bool)>,
     imported: &Imported,
     bad: &mut Bad,
@@ -403,7 +435,7 @@ fn parse(
             })?;
         decoded.push(out);
     }
-    let mut p = Parser::new(imported, known_staff);
+    let mut p = Parser::new(imported, known_staff, Some(files));
     // Blocks alternate between the decoders: take them back in the same turn.
     for turn in 0.. {
         let Ok(block) = decoded[turn % 2].recv() else {
@@ -426,7 +458,7 @@ fn parse(
 /// why; every line is either accepted or there.
 pub fn check(text: &str) -> Vec<(usize, String)> {
     let imported = Imported::default();
-    let mut p = Parser::new(&imported, &HashMap::new());
+    let mut p = Parser::new(&imported, &HashMap::new(), None);
     let mut bad = Bad {
         limit: usize::MAX,
         ..Bad::default()
@@ -480,9 +512,14 @@ fn read_blocks(
 }
 
 impl<'a> Parser<'a> {
-    fn new(imported: &'a Imported, known_staff: &HashMap<StaffId, (String, bool)>) -> Self {
+    fn new(
+        imported: &'a Imported,
+        known_staff: &HashMap<StaffId, (String, bool)>,
+        files: Option<&'a Path>,
+    ) -> Self {
         Parser {
             imported,
+            files,
             staff: Vec::new(),
             staff_ids: known_staff.keys().cloned().collect(),
             listed_staff: FxHashSet::default(),
@@ -553,6 +590,7 @@ impl<'a> Parser<'a> {
                     line: n,
                     external: id,
                     existing,
+                    joins: false,
                     kind,
                     title,
                     participants,
@@ -583,8 +621,13 @@ impl<'a> Parser<'a> {
                 if body.len() > limits::BODY_MAX_BYTES {
                     return Err(format!("a message is at most {} bytes", limits::BODY_MAX_BYTES));
                 }
-                if body.trim().is_empty() && !deleted {
-                    return Err("a message that is not deleted needs a body".into());
+                let attachments = match line.attachments {
+                    Some(list) if !deleted => self.attachments(list)?,
+                    // A deleted message is a tombstone: neither its text nor its files are kept.
+                    _ => Vec::new(),
+                };
+                if body.trim().is_empty() && !deleted && attachments.is_empty() {
+                    return Err("a message needs a body or attachments (or \"deleted\": true)".into());
                 }
                 if self.messages.contains_key(&id) {
                     return Err(format!("message {id} is listed twice"));
@@ -605,6 +648,7 @@ impl<'a> Parser<'a> {
                     at,
                     reply_to: line.reply_to,
                     deleted,
+                    attachments,
                 });
             }
             Kind::Read => {
@@ -615,6 +659,54 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(())
+    }
+}
+
+impl Parser<'_> {
+    /// A message's files, checked as an upload would be: how many, where (a relative path
+    /// inside the files directory), and how big.
+    fn attachments(&self, list: Vec<RawAttachment>) -> Result<Vec<(std::path::PathBuf, String)>, String> {
+        if list.len() > limits::ATTACHMENTS_PER_MESSAGE_MAX {
+            let max = limits::ATTACHMENTS_PER_MESSAGE_MAX;
+            return Err(format!("a message has at most {max} attachments"));
+        }
+        let mut out = Vec::with_capacity(list.len());
+        for a in list {
+            let relative = Path::new(&a.file);
+            let inside = !a.file.is_empty()
+                && relative
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !inside {
+                return Err(format!(
+                    "attachment {:?}: a file is a relative path inside the files directory",
+                    a.file
+                ));
+            }
+            let name = a
+                .name
+                .or_else(|| relative.file_name().map(|n| n.to_string_lossy().into_owned()));
+            let name = crate::attachments::clean_name(name);
+            let Some(dir) = self.files else {
+                out.push((relative.to_path_buf(), name));
+                continue;
+            };
+            let path = dir.join(relative);
+            let size = match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => m.len(),
+                Ok(_) => return Err(format!("attachment {}: not a file", path.display())),
+                Err(e) => return Err(format!("attachment {}: {e}", path.display())),
+            };
+            if size == 0 || size > limits::ATTACHMENT_MAX_BYTES {
+                let max = limits::ATTACHMENT_MAX_BYTES;
+                return Err(format!(
+                    "attachment {}: {size} bytes (a file is 1 to {max} bytes)",
+                    path.display()
+                ));
+            }
+            out.push((path, name));
+        }
+        Ok(out)
     }
 }
 
@@ -655,12 +747,12 @@ fn check_conversation(
     }
 }
 
-/// A pair has one direct conversation: one the file makes must not exist already (unless an
-/// earlier run of this import made it), nor be made twice.
-fn check_directs(convs: &[Conv], engine: &Engine, bad: &mut Bad) {
+/// A pair has one direct conversation: the file must not make it twice, and one the pair
+/// already has in Tally (written in before the import) is the one the file's messages join.
+fn check_directs(convs: &mut [Conv], engine: &Engine, bad: &mut Bad) {
     let mut pairs: FxHashSet<(StaffId, StaffId)> = FxHashSet::default();
     for c in convs
-        .iter()
+        .iter_mut()
         .filter(|c| c.kind == ConversationKind::Direct && c.existing.is_none())
     {
         let (a, b) = (&c.participants[0], &c.participants[1]);
@@ -671,11 +763,9 @@ fn check_directs(convs: &[Conv], engine: &Engine, bad: &mut Bad) {
         };
         if !pairs.insert(pair) {
             bad.add(c.line, format!("a second direct conversation for {a} and {b}"));
-        } else if engine.direct_between(a, b).is_some() {
-            bad.add(
-                c.line,
-                format!("{a} and {b} already have a direct conversation in Tally"),
-            );
+        } else if let Some(id) = engine.direct_between(a, b) {
+            c.existing = Some(id);
+            c.joins = true;
         }
     }
 }
@@ -691,6 +781,14 @@ enum Job {
     Events(Vec<(LoggedEvent, String)>),
     /// What this run made of each outside id: (kind, outside id, id).
     Ids(Vec<(&'static str, String, u64)>),
+    /// A file to place under the data directory (unless it is there) and record as uploaded
+    /// by the sender of the message that attaches it, when it was sent.
+    File {
+        attachment: Attachment,
+        from: std::path::PathBuf,
+        uploader: StaffId,
+        at: Millis,
+    },
 }
 
 /// The store thread: everything it is sent, in one transaction on its own connection,
@@ -721,13 +819,17 @@ fn store(
         "could not leave WAL mode for the import"
     );
     let _ = ready.send(());
-    let stored = store_all(&mut conn, inbox);
+    let stored = store_all(data, &mut conn, inbox);
     // Back to WAL whatever happened (a failed import rolled back: nothing to keep).
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
     stored
 }
 
-fn store_all(conn: &mut Connection, inbox: &std::sync::mpsc::Receiver<Job>) -> anyhow::Result<()> {
+fn store_all(
+    data: &Path,
+    conn: &mut Connection,
+    inbox: &std::sync::mpsc::Receiver<Job>,
+) -> anyhow::Result<()> {
     // One transaction for everything: its pages stay in memory until the commit.
     conn.pragma_update(None, "cache_size", -IMPORT_CACHE_KIB)?;
     let tx = conn.transaction()?;
@@ -757,6 +859,15 @@ fn store_all(conn: &mut Connection, inbox: &std::sync::mpsc::Receiver<Job>) -> a
                 }
                 ids += t.elapsed();
             }
+            Job::File {
+                attachment,
+                from,
+                uploader,
+                at,
+            } => {
+                place_file(data, &attachment, &from)?;
+                storage::record_upload(&tx, &uploader, &attachment, at.0)?;
+            }
         }
     }
     let t = Instant::now();
@@ -769,6 +880,43 @@ fn store_all(conn: &mut Connection, inbox: &std::sync::mpsc::Receiver<Job>) -> a
         "stored"
     );
     Ok(())
+}
+
+/// Copies a file to where its content address puts it (unless it is there), durably: a file
+/// the committed import references exists. One left behind by a failed import references
+/// nothing, and the relay's collection never sees it; the next import reuses it.
+fn place_file(data: &Path, attachment: &Attachment, from: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let to = crate::files::path_of(data, &attachment.id);
+    if to.exists() {
+        return Ok(());
+    }
+    let dir = to.parent().context("an attachment path has a directory")?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".import-{}", attachment.id.as_str()));
+    std::fs::copy(from, &tmp).with_context(|| format!("copying {}", from.display()))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &to)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// A file as the relay records an upload: its content address, sniffed type and size.
+fn read_attachment(path: &Path, name: &str) -> anyhow::Result<Attachment> {
+    use anyhow::Context;
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        !bytes.is_empty() && bytes.len() as u64 <= limits::ATTACHMENT_MAX_BYTES,
+        "{} changed since it was checked",
+        path.display()
+    );
+    Ok(Attachment {
+        id: AttachmentId::new(hex::encode(Sha256::digest(&bytes))).expect("hex is a valid id"),
+        name: name.to_string(),
+        content_type: crate::attachments::sniff(&bytes).to_string(),
+        size: bytes.len() as u64,
+    })
 }
 
 /// Decides the events, through the engine, and hands them to the store thread.
@@ -817,6 +965,12 @@ impl Writer<'_> {
     /// then each participant's watermark from the reads.
     fn conversation(&mut self, c: &mut Conv, report: &mut Report) -> anyhow::Result<()> {
         let id = match c.existing {
+            Some(id) if c.joins => {
+                // Recorded, so the next run finds it as its own.
+                self.made.push(("conversation", c.external.clone(), id.0));
+                report.joined_directs += 1;
+                id
+            }
             Some(id) => {
                 report.already_imported += 1;
                 id
@@ -874,6 +1028,7 @@ impl Writer<'_> {
             }
             let seq = self.message(id, &participants, &m)?;
             report.messages += 1;
+            report.attachments += m.attachments.len();
             order.push((m.index, seq, m.sender, m.deleted));
         }
         order.sort_by_key(|o| o.1);
@@ -947,6 +1102,17 @@ impl Writer<'_> {
         } else {
             mentions_in(&body, participants, &m.sender)
         };
+        let mut attachments = Vec::with_capacity(m.attachments.len());
+        for (path, name) in &m.attachments {
+            let a = read_attachment(path, name)?;
+            let _ = self.jobs.send(Job::File {
+                attachment: a.clone(),
+                from: path.clone(),
+                uploader: m.sender.clone(),
+                at: m.at,
+            });
+            attachments.push(a);
+        }
         let message = Message {
             id,
             conversation,
@@ -954,7 +1120,7 @@ impl Writer<'_> {
             sender: m.sender.clone(),
             body,
             mentions,
-            attachments: Vec::new(),
+            attachments,
             reply_to,
             forwarded_from: None,
             notice: None,
@@ -1101,6 +1267,15 @@ pub fn print(report: &Report, dry_run: bool) {
         println!(
             "{} conversations and messages were imported before: skipped",
             report.already_imported
+        );
+    }
+    if report.attachments > 0 {
+        println!("{} files attached", report.attachments);
+    }
+    if report.joined_directs > 0 {
+        println!(
+            "{} direct conversations already existed in Tally: their imported messages follow what was written there",
+            report.joined_directs
         );
     }
     if report.gaps > 0 {

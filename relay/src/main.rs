@@ -107,6 +107,10 @@ enum Cmd {
     Import {
         /// The file.
         file: PathBuf,
+        /// Where the files its messages attach are (`"file"` paths are relative to it; by
+        /// default, the directory of the import file).
+        #[arg(long, value_name = "DIR")]
+        files: Option<PathBuf>,
         /// Check every line and report what would be imported, writing nothing.
         #[arg(long)]
         dry_run: bool,
@@ -332,20 +336,22 @@ fn main() -> anyhow::Result<()> {
         Cmd::Staff { command } => staff(&cli.data, command)?,
         Cmd::ServiceKey { command } => service_key(&cli.data, command)?,
         Cmd::Webhook { command } => webhook(&cli.data, command)?,
-        Cmd::Import { file, dry_run } => match tally_relay::import::import(&cli.data, &file, dry_run) {
-            Ok(report) => tally_relay::import::print(&report, dry_run),
-            Err(tally_relay::import::ImportError::Lines { lines, count }) => {
-                for (n, why) in &lines {
-                    eprintln!("{}:{n}: {why}", file.display());
+        Cmd::Import { file, files, dry_run } => {
+            match tally_relay::import::import(&cli.data, &file, files.as_deref(), dry_run) {
+                Ok(report) => tally_relay::import::print(&report, dry_run),
+                Err(tally_relay::import::ImportError::Lines { lines, count }) => {
+                    for (n, why) in &lines {
+                        eprintln!("{}:{n}: {why}", file.display());
+                    }
+                    if count > lines.len() {
+                        eprintln!("… and {} more", count - lines.len());
+                    }
+                    eprintln!("{count} bad lines: nothing was imported");
+                    std::process::exit(2);
                 }
-                if count > lines.len() {
-                    eprintln!("… and {} more", count - lines.len());
-                }
-                eprintln!("{count} bad lines: nothing was imported");
-                std::process::exit(2);
+                Err(tally_relay::import::ImportError::Other(e)) => return Err(e),
             }
-            Err(tally_relay::import::ImportError::Other(e)) => return Err(e),
-        },
+        }
     }
     Ok(())
 }

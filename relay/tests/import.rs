@@ -287,3 +287,145 @@ async fn an_export_imports_with_the_old_systems_counts_once_and_all_or_nothing()
     let staff = cli(&data, &["staff", "list"]);
     assert!(!staff.contains("zoe"), "not even the good lines");
 }
+
+/// Importing after going live (issue 27): a pair that already wrote to each other in Tally
+/// keeps its one direct conversation, which the old messages join; messages carry their files
+/// (an attachment-only message included), which download afterwards; a bad attachment refuses
+/// the whole file; a second run changes nothing.
+#[tokio::test]
+async fn an_import_after_going_live_joins_a_pairs_direct_conversation_and_carries_files() {
+    if sqlite_only("the import") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    add_staff(&data, &["ann", "ben"]);
+    // Live use first: ann writes to ben.
+    let (child, addr) = spawn(&data, &UNLIMITED, None);
+    let keys = keys_for(&data);
+    let token = |who: &str| keys.mint(&sid(who), std::time::Duration::from_secs(600));
+    let mut ann = Client::connect(addr, &token("ann"), None).await;
+    let direct = ann.direct_with("ben").await;
+    ann.call(send(direct, "live-1", "written in Tally"))
+        .await
+        .unwrap();
+    drop(ann);
+    drop(child);
+
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(files.join("2024")).unwrap();
+    let png: Vec<u8> = b"\x89PNG\r\n\x1a\n"
+        .iter()
+        .copied()
+        .chain((0..5_000u32).map(|i| (i % 251) as u8))
+        .collect();
+    std::fs::write(files.join("2024/chart.png"), &png).unwrap();
+    std::fs::write(files.join("notes.txt"), "minutes of the meeting").unwrap();
+    let staff = concat!(
+        r#"{"kind":"staff","id":"ann","name":"Ann"}"#,
+        "\n",
+        r#"{"kind":"staff","id":"ben","name":"Ben"}"#,
+        "\n",
+        r#"{"kind":"conversation","id":"dm","type":"direct","participants":["ben","ann"],"created_at":"2024-05-01T09:00:00Z"}"#,
+        "\n",
+    );
+    let messages = concat!(
+        r#"{"kind":"message","id":"m1","conversation":"dm","sender":"ben","body":"the chart","created_at":"2024-05-01T09:01:00Z","attachments":[{"file":"2024/chart.png"}]}"#,
+        "\n",
+        r#"{"kind":"message","id":"m2","conversation":"dm","sender":"ben","body":"","created_at":"2024-05-01T09:02:00Z","attachments":[{"file":"notes.txt","name":"Minutes.txt"},{"file":"2024/chart.png","name":"again.png"}]}"#,
+        "\n",
+        r#"{"kind":"read","conversation":"dm","staff":"ann","message":"m1"}"#,
+        "\n",
+    );
+    let file = dir.path().join("export.jsonl");
+    let files_arg = files.to_str().unwrap();
+    // Bad attachments, each on its line: nothing is imported.
+    let bad = [
+        r#"{"kind":"message","id":"b1","conversation":"dm","sender":"ben","body":"","created_at":"2024-05-01T09:03:00Z"}"#,
+        r#"{"kind":"message","id":"b2","conversation":"dm","sender":"ben","body":"x","created_at":"2024-05-01T09:03:00Z","attachments":[{"file":"../export.jsonl"}]}"#,
+        r#"{"kind":"message","id":"b3","conversation":"dm","sender":"ben","body":"x","created_at":"2024-05-01T09:03:00Z","attachments":[{"file":"missing.pdf"}]}"#,
+        r#"{"kind":"message","id":"b4","conversation":"dm","sender":"ben","body":"x","created_at":"2024-05-01T09:03:00Z","attachments":[{"file":"/etc/passwd"}]}"#,
+        r#"{"kind":"message","id":"b5","conversation":"dm","sender":"ben","body":"x","created_at":"2024-05-01T09:03:00Z","attachments":[{"file":"notes.txt","size":3}]}"#,
+    ];
+    let eleven = format!(
+        r#"{{"kind":"message","id":"b6","conversation":"dm","sender":"ben","body":"x","created_at":"2024-05-01T09:03:00Z","attachments":[{}]}}"#,
+        vec![r#"{"file":"notes.txt"}"#; 11].join(",")
+    );
+    std::fs::write(&file, format!("{staff}{messages}{}\n{eleven}\n", bad.join("\n"))).unwrap();
+    let before = offset(&data);
+    let out = cli_output(&data, &["import", file.to_str().unwrap(), "--files", files_arg]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for (line, says) in [
+        (":7:", "needs a body or attachments"),
+        (":8:", "relative path"),
+        (":9:", "missing.pdf"),
+        (":10:", "relative path"),
+        (":11:", "size"),
+        (":12:", "at most 10 attachments"),
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(line) && l.contains(says)),
+            "line {line} reported with {says:?}: {err}"
+        );
+    }
+    assert_eq!(offset(&data), before, "nothing was imported");
+    assert!(
+        !data.join("attachments").exists()
+            || std::fs::read_dir(data.join("attachments")).unwrap().count() == 0
+    );
+
+    // The good file: the files are found under --files.
+    std::fs::write(&file, format!("{staff}{messages}")).unwrap();
+    let said = cli(&data, &["import", file.to_str().unwrap(), "--files", files_arg]);
+    assert!(
+        said.contains("2 messages") && said.contains("3 files attached"),
+        "{said}"
+    );
+    assert!(said.contains("1 direct conversations already existed"), "{said}");
+    let after = offset(&data);
+    let said = cli(&data, &["import", file.to_str().unwrap(), "--files", files_arg]);
+    assert!(said.contains("(0 events"), "a second run changes nothing: {said}");
+    assert_eq!(offset(&data), after);
+    assert_eq!(
+        imported_ids(&data)["dm"],
+        direct,
+        "the file's direct is the pair's"
+    );
+
+    let (_child, addr) = spawn(&data, &UNLIMITED, None);
+    let ann = Client::connect(addr, &token("ann"), None).await;
+    assert_eq!(ann.store.counts(direct).unread, 1, "ann read m1, not m2");
+    let stored = all_messages(addr, &token("ben"), direct).await;
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored[0]["body"], "written in Tally");
+    assert_eq!(stored[2]["body"], "", "attachment-only");
+    let names: Vec<&str> = stored[2]["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Minutes.txt", "again.png"]);
+    let chart = &stored[1]["attachments"][0];
+    assert_eq!(chart["name"], "chart.png");
+    assert_eq!(chart["content_type"], "image/png");
+    assert_eq!(chart["size"], png.len());
+    assert_eq!(
+        stored[2]["attachments"][1]["id"], chart["id"],
+        "one file, stored once"
+    );
+    for who in ["ann", "ben"] {
+        let path = format!("/api/attachments/{}", chart["id"].as_str().unwrap());
+        let (status, _, got) = http(
+            addr,
+            "GET",
+            &path,
+            &[("Authorization", &bearer(&token(who)))],
+            b"",
+        )
+        .await;
+        assert_eq!(status, 200, "{who}");
+        assert_eq!(got, png);
+    }
+}

@@ -69,8 +69,10 @@ def message(
     deleted: bool = False,
     attachments: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """A message. ``attachments`` are ``{"name", "content_type", "size", "sha256"}`` of files
-    copied beside the export (``tally-relay import --files DIR`` takes them from there)."""
+    """A message. ``attachments`` are ``{"file": PATH, "name": NAME}``: ``PATH`` relative to the
+    directory the files are copied to (``tally-relay import --files DIR``; by default the
+    export's own directory), ``NAME`` optional (the file's name). A message needs a body or
+    attachments, unless it is deleted."""
     record: dict[str, Any] = {
         "kind": "message",
         "id": str(message_id),
