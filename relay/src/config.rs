@@ -51,6 +51,8 @@ pub struct Config {
     /// How long someone has had unread messages, with no connection open, before an
     /// `unread_reminder` webhook fires for them (once per quiet spell).
     pub reminder_after: Duration,
+    /// A PEM file of CA certificates trusted for `https://` webhooks besides the system's.
+    pub webhook_ca: Option<PathBuf>,
     /// A cluster's PostgreSQL (none: this node's SQLite is the truth).
     pub postgres: Option<String>,
     /// The NATS server a cluster's nodes ring each other on.
@@ -81,6 +83,7 @@ impl Config {
             token_leeway: Duration::from_secs(crate::auth::LEEWAY_SECS),
             attachment_grace: crate::files::GRACE,
             reminder_after: REMINDER_AFTER,
+            webhook_ca: None,
             postgres: None,
             nats: None,
         }

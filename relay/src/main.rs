@@ -193,6 +193,10 @@ struct SocketArgs {
     /// `unread_reminder` webhook fires for them, once per quiet spell (e.g. 15m).
     #[arg(long, env = "TALLY_REMINDER_AFTER", default_value = "15m", value_parser = auth::parse_ttl)]
     reminder_after: Duration,
+    /// CA certificates (PEM) trusted for https:// webhooks besides the system's (a company's
+    /// private CA).
+    #[arg(long, env = "TALLY_WEBHOOK_CA", value_name = "FILE")]
+    webhook_ca: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -293,6 +297,7 @@ fn main() -> anyhow::Result<()> {
                 max_token_ttl: sockets.max_token_ttl,
                 attachment_grace: sockets.attachment_grace,
                 reminder_after: sockets.reminder_after,
+                webhook_ca: sockets.webhook_ca,
                 postgres: cli.postgres,
                 nats,
                 ..Config::new(cli.data)

@@ -177,7 +177,8 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     });
     core.set_reads(crate::reads::ReadPool::start(&config.data, workers, give_back)?);
     let (settled, mut settlements) = mpsc::channel::<crate::webhooks::Settled>(8);
-    tokio::spawn(crate::webhooks::deliver(config.data.clone(), wake, settled));
+    let tls = crate::webhooks::tls_config(config.webhook_ca.as_deref())?;
+    tokio::spawn(crate::webhooks::deliver(config.data.clone(), tls, wake, settled));
     let to_core = tx.downgrade();
     tokio::spawn(async move {
         while let Some(s) = settlements.recv().await {

@@ -65,15 +65,44 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Parses `http://host[:port]/path`; the (host, port, path) to post to. The host is a name or
-/// an IPv4 address (letters, digits, `.` and `-`) or an IPv6 address in brackets; the path is
-/// printable ASCII without spaces (percent-encode anything else): a URL that would put a space,
-/// a CR or an LF into the request line or the `Host` header is refused when it is added.
-pub fn parse_url(url: &str) -> anyhow::Result<(String, u16, String)> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        anyhow::bail!(
-            "a webhook URL is http://host[:port]/path (for https, post through a TLS-originating proxy: docs/integration.md)"
-        );
+/// Where a webhook posts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Over TLS (`https://`).
+    pub tls: bool,
+    /// A name or an IP address (an IPv6 one without its brackets).
+    pub host: String,
+    /// The port (80 or 443 when the URL names none).
+    pub port: u16,
+    /// The path and query, starting with `/`.
+    pub path: String,
+}
+
+impl Target {
+    /// The `Host` header: the port only when it is not the scheme's own.
+    fn host_header(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == if self.tls { 443 } else { 80 } {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// Parses `http[s]://host[:port]/path`. The host is a name or an IPv4 address (letters, digits,
+/// `.` and `-`) or an IPv6 address in brackets; the path is printable ASCII without spaces
+/// (percent-encode anything else): a URL that would put a space, a CR or an LF into the request
+/// line or the `Host` header is refused when it is added.
+pub fn parse_url(url: &str) -> anyhow::Result<Target> {
+    let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => anyhow::bail!("a webhook URL is https://host[:port]/path (or http://)"),
     };
     let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
     let (host, port) = match authority.rsplit_once(':').filter(|(h, _)| !h.ends_with(':')) {
@@ -82,7 +111,7 @@ pub fn parse_url(url: &str) -> anyhow::Result<(String, u16, String)> {
             anyhow::ensure!(port > 0, "bad port in {url:?}");
             (h, port)
         }
-        _ => (authority, 80),
+        _ => (authority, if tls { 443 } else { 80 }),
     };
     let name_ok = !host.is_empty()
         && host.len() <= 253
@@ -104,7 +133,46 @@ pub fn parse_url(url: &str) -> anyhow::Result<(String, u16, String)> {
         p => p.to_string(),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((host.to_string(), port, path))
+    Ok(Target {
+        tls,
+        host: host.to_string(),
+        port,
+        path,
+    })
+}
+
+/// The TLS settings of deliveries over `https://`: the system's trusted roots (Debian's
+/// `ca-certificates`), and those of `extra_ca` (a PEM file, for a company's private CA).
+/// Certificates are always verified: a receiver whose certificate no root vouches for, or
+/// that names another host, gets nothing.
+pub fn tls_config(extra_ca: Option<&std::path::Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use anyhow::Context;
+    let mut roots = rustls::RootCertStore::empty();
+    match rustls_native_certs::load_native_certs() {
+        Ok(certs) => {
+            let (added, _unusable) = roots.add_parsable_certificates(certs);
+            tracing::debug!(roots = added, "webhooks: the system's trusted roots");
+        }
+        Err(e) => tracing::warn!(error = %e, "webhooks: the system's trusted roots cannot be read"),
+    }
+    if let Some(path) = extra_ca {
+        let pem = std::fs::read(path).with_context(|| format!("reading --webhook-ca {}", path.display()))?;
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.with_context(|| format!("--webhook-ca {}: not PEM", path.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("--webhook-ca {}: not a usable CA certificate", path.display()))?;
+            added += 1;
+        }
+        anyhow::ensure!(added > 0, "--webhook-ca {}: no certificate in it", path.display());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Registers a webhook; its id and its secret (shown once).
@@ -405,7 +473,12 @@ pub fn share(receivers: usize) -> usize {
 /// Delivers due outbox rows until the core stops: woken by `wake` (a commit that queued some)
 /// and every second (retries coming due). Each receiver holds at most its [`share`] of the
 /// slots.
-pub async fn deliver(data: std::path::PathBuf, wake: Arc<Notify>, core: mpsc::Sender<Settled>) {
+pub async fn deliver(
+    data: std::path::PathBuf,
+    tls: Arc<rustls::ClientConfig>,
+    wake: Arc<Notify>,
+    core: mpsc::Sender<Settled>,
+) {
     let conn = match crate::storage::open_reader(&data) {
         Ok(c) => c,
         Err(e) => {
@@ -444,8 +517,9 @@ pub async fn deliver(data: std::path::PathBuf, wake: Arc<Notify>, core: mpsc::Se
             in_flight.insert(d.id);
             *held.entry(d.webhook).or_default() += 1;
             let done = done_tx.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let result = post(&d).await;
+                let result = post(&d, tls).await;
                 let _ = done.send((d.id, d.webhook, result)).await;
             });
         }
@@ -478,9 +552,9 @@ pub async fn deliver(data: std::path::PathBuf, wake: Arc<Notify>, core: mpsc::Se
 }
 
 /// Posts one delivery; Ok for a 2xx answer.
-async fn post(d: &Due) -> Result<(), String> {
+async fn post(d: &Due, tls: Arc<rustls::ClientConfig>) -> Result<(), String> {
     let key = &d.delivery;
-    let (host, port, path) = parse_url(&d.url).map_err(|e| e.to_string())?;
+    let target = parse_url(&d.url).map_err(|e| e.to_string())?;
     let body = format!(
         r#"{{"id":"{key}","type":"{}","created_at":{},"data":{}}}"#,
         d.event, d.created_at, d.body
@@ -488,15 +562,8 @@ async fn post(d: &Due) -> Result<(), String> {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let request = hyper::Request::post(path)
-        .header(
-            "host",
-            if port == 80 {
-                host.clone()
-            } else {
-                format!("{host}:{port}")
-            },
-        )
+    let request = hyper::Request::post(target.path.as_str())
+        .header("host", target.host_header())
         .header("content-type", "application/json")
         .header("user-agent", "tally-relay")
         .header("tally-event", &d.event)
@@ -512,28 +579,47 @@ async fn post(d: &Due) -> Result<(), String> {
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let attempt = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        let io = hyper_util::rt::TokioIo::new(stream);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(conn);
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("answered {status}"))
+        if !target.tls {
+            return exchange(stream, request).await;
         }
+        let name =
+            rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| format!("tls: {e}"))?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("tls: {e}"))?;
+        exchange(stream, request).await
     };
     tokio::time::timeout(TIMEOUT, attempt)
         .await
         .unwrap_or_else(|_| Err(format!("no answer in {} s", TIMEOUT.as_secs())))
+}
+
+/// One request over a connection (plain or TLS); Ok for a 2xx answer.
+async fn exchange<Io>(
+    io: Io,
+    request: hyper::Request<http_body_util::Full<bytes::Bytes>>,
+) -> Result<(), String>
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {status}"))
+    }
 }
 
 #[cfg(test)]
@@ -542,25 +628,27 @@ mod tests {
 
     #[test]
     fn urls_signatures_and_backoff() {
-        assert_eq!(
-            parse_url("http://h:81/x/y").unwrap(),
-            ("h".into(), 81, "/x/y".into())
-        );
-        assert_eq!(parse_url("http://h").unwrap(), ("h".into(), 80, "/".into()));
-        assert!(parse_url("https://h/").is_err());
+        let t = |tls, host: &str, port, path: &str| Target {
+            tls,
+            host: host.into(),
+            port,
+            path: path.into(),
+        };
+        assert_eq!(parse_url("http://h:81/x/y").unwrap(), t(false, "h", 81, "/x/y"));
+        assert_eq!(parse_url("http://h").unwrap(), t(false, "h", 80, "/"));
+        assert_eq!(parse_url("https://h/x").unwrap(), t(true, "h", 443, "/x"));
+        assert_eq!(parse_url("https://h:8443").unwrap(), t(true, "h", 8443, "/"));
         assert!(parse_url("ftp://h/").is_err());
+        assert!(parse_url("HTTP://h/").is_err());
         assert_eq!(
             parse_url("http://10.0.0.7:8000/hooks/tally?x=1").unwrap(),
-            ("10.0.0.7".into(), 8000, "/hooks/tally?x=1".into())
+            t(false, "10.0.0.7", 8000, "/hooks/tally?x=1")
         );
-        assert_eq!(
-            parse_url("http://h?a=b").unwrap(),
-            ("h".into(), 80, "/?a=b".into())
-        );
-        assert_eq!(
-            parse_url("http://[::1]:9/x").unwrap(),
-            ("::1".into(), 9, "/x".into())
-        );
+        assert_eq!(parse_url("http://h?a=b").unwrap(), t(false, "h", 80, "/?a=b"));
+        assert_eq!(parse_url("http://[::1]:9/x").unwrap(), t(false, "::1", 9, "/x"));
+        assert_eq!(parse_url("https://[::1]/x").unwrap().host_header(), "[::1]");
+        assert_eq!(parse_url("https://h:443/").unwrap().host_header(), "h");
+        assert_eq!(parse_url("http://h:443/").unwrap().host_header(), "h:443");
         // The probe's: spaces, CR and LF would break the request line or the Host header.
         for bad in [
             "http://h/a b",

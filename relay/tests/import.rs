@@ -349,7 +349,7 @@ async fn an_import_after_going_live_joins_a_pairs_direct_conversation_and_carrie
     ];
     let eleven = format!(
         r#"{{"kind":"message","id":"b6","conversation":"dm","sender":"ben","body":"x","created_at":"2024-05-01T09:03:00Z","attachments":[{}]}}"#,
-        vec![r#"{"file":"notes.txt"}"#; 11].join(",")
+        [r#"{"file":"notes.txt"}"#; 11].join(",")
     );
     std::fs::write(&file, format!("{staff}{messages}{}\n{eleven}\n", bad.join("\n"))).unwrap();
     let before = offset(&data);

@@ -37,6 +37,9 @@ impl Got {
 #[derive(Clone)]
 struct Receiver {
     port: u16,
+    tls: bool,
+    /// Connections accepted (a TLS handshake that failed included).
+    accepted: Arc<Mutex<usize>>,
     got: Arc<Mutex<Vec<Got>>>,
     script: Arc<Mutex<Vec<u16>>>,
     down: Arc<Mutex<bool>>,
@@ -44,9 +47,35 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Receiver {
+        Receiver::listen(None).await
+    }
+
+    /// A receiver over TLS, with a certificate and key from `tests/fixtures/tls`.
+    async fn start_tls(cert: &str) -> Receiver {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+        let pem = |f: &str| std::fs::read(dir.join(f)).unwrap();
+        let certs = rustls_pemfile::certs(&mut pem(cert).as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut pem("receiver.key").as_slice())
+            .unwrap()
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        Receiver::listen(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn listen(tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let r = Receiver {
             port: listener.local_addr().unwrap().port(),
+            tls: tls.is_some(),
+            accepted: Arc::default(),
             got: Arc::default(),
             script: Arc::default(),
             down: Arc::default(),
@@ -54,58 +83,76 @@ impl Receiver {
         let me = r.clone();
         tokio::spawn(async move {
             loop {
-                let (mut s, _) = listener.accept().await.unwrap();
+                let (s, _) = listener.accept().await.unwrap();
+                *me.accepted.lock().unwrap() += 1;
                 let me = me.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let split = loop {
-                        let n = s.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
+                    match tls {
+                        None => me.answer(s).await,
+                        Some(acceptor) => {
+                            if let Ok(s) = acceptor.accept(s).await {
+                                me.answer(s).await;
+                            }
                         }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break p;
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-                    let headers: Vec<(String, String)> = head
-                        .lines()
-                        .skip(1)
-                        .filter_map(|l| l.split_once(':'))
-                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                        .collect();
-                    let length: usize = headers
-                        .iter()
-                        .find(|(k, _)| k == "content-length")
-                        .map_or(0, |(_, v)| v.parse().unwrap());
-                    let mut body = buf[split + 4..].to_vec();
-                    while body.len() < length {
-                        let n = s.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        body.extend_from_slice(&chunk[..n]);
                     }
-                    let status = if *me.down.lock().unwrap() {
-                        503
-                    } else {
-                        let mut script = me.script.lock().unwrap();
-                        if script.is_empty() { 200 } else { script.remove(0) }
-                    };
-                    me.got.lock().unwrap().push(Got { headers, body });
-                    let answer =
-                        format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    let _ = s.write_all(answer.as_bytes()).await;
                 });
             }
         });
         r
     }
 
+    /// Reads one request and answers it.
+    async fn answer(&self, mut s: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let split = loop {
+            let n = s.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..split]).to_string();
+        let headers: Vec<(String, String)> = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let mut body = buf[split + 4..].to_vec();
+        while body.len() < length {
+            let n = s.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        let status = if *self.down.lock().unwrap() {
+            503
+        } else {
+            let mut script = self.script.lock().unwrap();
+            if script.is_empty() { 200 } else { script.remove(0) }
+        };
+        self.got.lock().unwrap().push(Got { headers, body });
+        let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = s.write_all(answer.as_bytes()).await;
+        let _ = s.shutdown().await;
+    }
+
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hooks/tally", self.port)
+        if self.tls {
+            format!("https://localhost:{}/hooks/tally", self.port)
+        } else {
+            format!("http://127.0.0.1:{}/hooks/tally", self.port)
+        }
     }
 
     fn got(&self) -> Vec<Got> {
@@ -553,4 +600,76 @@ print("verified")
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Deliveries over HTTPS (rustls): to a receiver whose certificate a CA given with
+/// `--webhook-ca` vouches for, signed as over HTTP; never to one whose certificate no trusted
+/// root vouches for (the attempt fails and stays queued); and a CA file that is not one stops
+/// the relay from starting, saying why.
+#[tokio::test]
+async fn deliveries_go_over_https_to_a_receiver_the_trusted_ca_vouches_for_and_no_other() {
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem");
+    let ca = ca.to_str().unwrap();
+    let trusted = Receiver::start_tls("receiver.pem").await;
+    let impostor = Receiver::start_tls("untrusted.pem").await;
+    let args: Vec<&str> = UNLIMITED.iter().copied().chain(["--webhook-ca", ca]).collect();
+    let relay = Binary::serve(&["alice", "bob"], &args, None);
+    let data = relay.dir.path().to_path_buf();
+    let key = cli(&data, &["service-key", "create", "app"]);
+    let secret = cli(
+        &data,
+        &["webhook", "add", &trusted.url(), "--events", "message_created"],
+    );
+    cli(
+        &data,
+        &["webhook", "add", &impostor.url(), "--events", "message_created"],
+    );
+    tokio::time::sleep(PICKED_UP).await;
+    let posted = post(
+        relay.addr,
+        &key,
+        json!({"direct": ["alice", "bob"], "sender": "alice", "body": "over TLS"}),
+    )
+    .await;
+    let got = trusted.until("a delivery over TLS", |g| !g.is_empty()).await;
+    assert!(signed_by(&secret, &got[0]));
+    assert_eq!(got[0].json()["data"]["message"], posted["message"]);
+    assert_eq!(got[0].header("host"), format!("localhost:{}", trusted.port));
+    // The impostor was tried (its handshake failed) and got nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while *impostor.accepted.lock().unwrap() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the impostor was never tried"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        impostor.got().is_empty(),
+        "nothing reached an unverified receiver"
+    );
+    let listed = cli(&data, &["webhook", "list"]);
+    assert!(
+        listed.contains("pending 1"),
+        "the impostor's delivery waits: {listed}"
+    );
+
+    // A CA file that holds no certificate: the relay refuses to start, and says why.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("ca.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let out = cli_output(
+        dir.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--webhook-ca",
+            bad.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--webhook-ca"), "{err}");
 }
