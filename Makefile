@@ -8,7 +8,7 @@ export CHROMEDRIVER := /usr/bin/chromedriver
 LISTEN ?= 127.0.0.1:8080
 DATA ?= data
 
-.PHONY: run test setup-build setup-test frontend relay relay-dev bench bench-history bench-tab bench-feel bench-cluster cluster fuzz screenshots
+.PHONY: run test setup-build setup-test frontend relay relay-dev package bench bench-history bench-tab bench-feel bench-cluster cluster fuzz screenshots
 
 ## Build the widget and the relay (release), then serve the demo on http://$(LISTEN).
 run: setup-build frontend relay
@@ -29,6 +29,10 @@ frontend:
 
 relay:
 	cargo build --release -p tally-relay --bins
+
+## The widget as an npm package: target/package/tally-widget-VERSION.tgz (ESM, wasm, .d.ts, loader).
+package: setup-build frontend
+	scripts/package.sh
 
 ## A local cluster to look at: PostgreSQL, NATS and three nodes serving the demo on
 ## http://127.0.0.1:8081, :8082 and :8083 (installs PostgreSQL and nats-server if missing).

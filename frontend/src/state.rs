@@ -96,6 +96,9 @@ pub struct ChatState {
     pub news: Vec<(Message, bool)>,
     /// A message to show in its conversation (a search result), until the view has.
     pub jump_to: Option<(ConversationId, Seq)>,
+    /// A direct conversation asked for before the widget was live (a host's "message Bob"
+    /// clicked, or queued, while it loads): opened once it knows its conversations.
+    pub pending_direct: Option<tally_shared::StaffId>,
 }
 
 impl ChatState {
@@ -110,6 +113,7 @@ impl ChatState {
             open_on_ack: None,
             news: Vec::new(),
             jump_to: None,
+            pending_direct: None,
         }
     }
 
@@ -137,7 +141,10 @@ impl ChatState {
             Action::ReadSeen(c) => out.extend(self.store.read_seen(c)),
             Action::History(c, messages) => self.store.apply_history(c, messages),
             Action::Directory(staff) => self.store.add_names(staff),
-            Action::Connection(state) => self.connection = state,
+            Action::Connection(state) => {
+                self.connection = state;
+                self.open_pending_direct(&mut out);
+            }
             Action::Open(c) => {
                 if let Some(c) = c {
                     self.store.opened(c);
@@ -155,24 +162,8 @@ impl ChatState {
             Action::ClosePanel => self.panel_open = false,
             Action::OpenDirect(staff) => {
                 self.panel_open = true;
-                let existing = self.store.conversation_list().into_iter().find(|item| {
-                    item.kind == tally_shared::ConversationKind::Direct
-                        && self
-                            .store
-                            .conversation(item.id)
-                            .is_some_and(|v| v.conversation.participants.contains(&staff))
-                });
-                match existing {
-                    Some(item) => {
-                        self.store.opened(item.id);
-                        self.open = Some(item.id);
-                    }
-                    None => {
-                        let f = self.store.request(Request::CreateDirect { staff });
-                        self.open_on_ack = f.req;
-                        out.push(f);
-                    }
-                }
+                self.pending_direct = Some(staff);
+                self.open_pending_direct(&mut out);
             }
             Action::Show(c) => {
                 self.panel_open = true;
@@ -224,6 +215,37 @@ impl ChatState {
             self.connection = ConnectionState::Connected;
             if self.open.is_some_and(|c| self.store.conversation(c).is_none()) {
                 self.open = None;
+            }
+            self.open_pending_direct(out);
+        }
+    }
+
+    /// Opens the direct conversation asked for, once live (before, the widget does not know
+    /// whether there is one, and a request would go nowhere): the one there is, or a new one,
+    /// opened when the relay acknowledges it.
+    fn open_pending_direct(&mut self, out: &mut Vec<ClientFrame>) {
+        if self.connection != ConnectionState::Connected {
+            return;
+        }
+        let Some(staff) = self.pending_direct.take() else {
+            return;
+        };
+        let existing = self.store.conversation_list().into_iter().find(|item| {
+            item.kind == tally_shared::ConversationKind::Direct
+                && self
+                    .store
+                    .conversation(item.id)
+                    .is_some_and(|v| v.conversation.participants.contains(&staff))
+        });
+        match existing {
+            Some(item) => {
+                self.store.opened(item.id);
+                self.open = Some(item.id);
+            }
+            None => {
+                let f = self.store.request(Request::CreateDirect { staff });
+                self.open_on_ack = f.req;
+                out.push(f);
             }
         }
     }
