@@ -4,7 +4,8 @@
 // loader, with calls queued before it loaded.
 import { test, before, after } from 'node:test';
 import { execFileSync } from 'node:child_process';
-import { createServer } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, extname } from 'node:path';
@@ -28,6 +29,18 @@ const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '
 async function serve(dir) {
   const server = createServer((req, res) => {
     const path = new URL(req.url, 'http://x').pathname;
+    if (path.startsWith('/chat/')) {
+      // The relay behind the host's own proxy, as docs/integration.md's nginx location does.
+      const upstream = httpRequest(
+        { host: '127.0.0.1', port: relay.port, method: req.method, path: req.url.slice('/chat'.length), headers: req.headers },
+        (up) => {
+          res.writeHead(up.statusCode, up.headers);
+          up.pipe(res);
+        },
+      );
+      req.pipe(upstream);
+      return;
+    }
     if (path === '/token') {
       res.setHeader('content-type', 'text/plain');
       return res.end(relay.token('alice'));
@@ -40,6 +53,19 @@ async function serve(dir) {
       res.statusCode = 404;
       res.end();
     }
+  });
+  server.on('upgrade', (req, socket, head) => {
+    if (!req.url.startsWith('/chat/')) return socket.destroy();
+    const up = connect(relay.port, '127.0.0.1', () => {
+      const lines = [`${req.method} ${req.url.slice('/chat'.length)} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      up.write(lines.join('\r\n') + '\r\n\r\n');
+      up.write(head);
+      up.pipe(socket);
+      socket.pipe(up);
+    });
+    up.on('error', () => socket.destroy());
+    socket.on('error', () => up.destroy());
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return { server, origin: `http://127.0.0.1:${server.address().port}` };
@@ -170,6 +196,38 @@ test('the script-tag loader runs the calls queued before it loaded, in order', a
   await bobWrites('after the loader');
   await step('one unread', () => window.seen.at(-1) === 1);
   assert.equal(await page.evaluate(() => $t('.tally-launcher').getAttribute('aria-label').includes('Nachrichten')), true);
+  assert.deepEqual(errors, []);
+  await ctx.close();
+});
+
+test('behind the host\'s own proxy, relayUrl "/chat" is on the page\'s origin', async () => {
+  writeFileSync(
+    join(project, 'public', 'proxied.html'),
+    `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Work app</title><link rel="icon" href="data:,"></head>
+<body><div id="messenger"></div>
+<script type="module">
+  import init, { mount } from "/chat/tally-frontend.js";
+  await init({ module_or_path: "/chat/tally-frontend_bg.wasm" });
+  window.widget = mount(document.getElementById("messenger"), {
+    relayUrl: "/chat",
+    getToken: () => fetch("/token").then((r) => (r.ok ? r.text() : Promise.reject(new Error("token")))),
+  });
+  window.widget.onUnread(({ unread }) => (window.unread = unread));
+</script></body></html>`,
+  );
+  const ctx = await newContext(browser);
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  const sockets = [];
+  page.on('websocket', (ws) => sockets.push(ws.url()));
+  await page.goto(host.origin + '/proxied.html');
+  await page.waitForSelector('#messenger .tally-launcher');
+  await page.waitForFunction(() => typeof window.unread === 'number');
+  const before = await page.evaluate(() => window.unread);
+  await bobWrites('through the proxy');
+  await page.waitForFunction((n) => window.unread === n + 1, before);
+  assert.ok(sockets.length > 0 && sockets.every((u) => u.startsWith(host.origin.replace('http', 'ws') + '/chat/ws')), `${sockets}`);
   assert.deepEqual(errors, []);
   await ctx.close();
 });

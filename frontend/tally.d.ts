@@ -8,7 +8,7 @@ export interface Unread {
 }
 
 export interface MountOptions {
-  /** The relay's base URL (default: the page's origin). */
+  /** The relay's base URL (default: the page's origin); a path such as "/chat" is on the page's origin (the relay behind the host's own proxy). */
   relayUrl?: string;
   /** A cluster's nodes, for a page without one load balancer; takes the place of relayUrl. */
   relayUrls?: string[];

@@ -101,20 +101,30 @@ impl MountOptions {
         CURRENT.with(|c| c.set(Some(c.get().map_or(0, |i| i.wrapping_add(1)))));
     }
 
-    /// The relays to choose from (never empty: the page's own origin at least).
+    /// The relays to choose from (never empty: the page's own origin at least). A path
+    /// (`/chat`: the relay behind the host's own proxy) is on the page's origin.
     fn relays(&self) -> Vec<String> {
+        let origin = || gloo::utils::window().location().origin().unwrap_or_default();
+        let absolute = |u: &str| {
+            let u = u.trim_end_matches('/');
+            if u.starts_with('/') {
+                format!("{}{u}", origin())
+            } else {
+                u.to_string()
+            }
+        };
         let listed: Vec<String> = self
             .relay_urls
             .iter()
-            .map(|u| u.trim_end_matches('/').to_string())
+            .map(|u| absolute(u))
             .filter(|u| !u.is_empty())
             .collect();
         if !listed.is_empty() {
             return listed;
         }
         vec![match &self.relay_url {
-            Some(url) => url.trim_end_matches('/').to_string(),
-            None => gloo::utils::window().location().origin().unwrap_or_default(),
+            Some(url) => absolute(url),
+            None => origin(),
         }]
     }
 

@@ -1,5 +1,7 @@
 //! `docs/integration.md` is run, not just read: every `curl` line against a fresh relay, in
 //! order, each answered 2xx; and its import example imported, with the counts it describes.
+//! Every code block of it says who runs it (`e2e/django.test.mjs` runs the `run` and `file=`
+//! blocks), or that it is an illustration.
 
 mod common;
 
@@ -75,7 +77,7 @@ async fn the_import_example_imports_with_the_counts_the_guide_describes() {
         return;
     }
     let block = GUIDE
-        .split("```jsonl\n")
+        .split("```jsonl import\n")
         .nth(1)
         .and_then(|rest| rest.split("```").next())
         .expect("a jsonl example");
@@ -109,5 +111,53 @@ async fn the_import_example_imports_with_the_counts_the_guide_describes() {
     assert_eq!(
         unread("carol").await,
         serde_json::json!({"unread": 0, "mentions": 0})
+    );
+}
+
+/// Every fenced block of the guide is run by a test or marked as an illustration: `run` and
+/// `file=PATH` (the Django quick start, `e2e/django.test.mjs`), `curl` and `import` (here).
+#[test]
+fn every_code_block_of_the_guide_is_run_by_a_test_or_marked_as_an_illustration() {
+    let mut inside = false;
+    let mut blocks = 0;
+    for (n, line) in GUIDE.lines().enumerate() {
+        let Some(info) = line.strip_prefix("```") else {
+            continue;
+        };
+        if inside {
+            assert!(info.is_empty(), "line {}: a block ends with a bare fence", n + 1);
+            inside = false;
+            continue;
+        }
+        inside = true;
+        blocks += 1;
+        let mut words = info.split_whitespace();
+        let language = words.next().unwrap_or_default();
+        assert!(!language.is_empty(), "line {}: a block names its language", n + 1);
+        let marks: Vec<&str> = words.collect();
+        let marked = marks
+            .iter()
+            .any(|m| ["run", "curl", "import", "illustration"].contains(m) || m.starts_with("file="));
+        assert!(
+            marked,
+            "line {}: ```{info} is neither run by a test (run, file=PATH, curl, import) nor marked illustration",
+            n + 1
+        );
+    }
+    assert!(!inside, "an unclosed block");
+    assert!(blocks >= 20, "{blocks} blocks");
+    // Every curl line is in a `curl` block, and such blocks hold only curl lines.
+    for block in GUIDE.split("```sh curl\n").skip(1) {
+        let body = block.split("```").next().unwrap();
+        assert!(body.lines().all(|l| l.starts_with("curl ")), "{body}");
+    }
+    let in_curl_blocks: usize = GUIDE
+        .split("```sh curl\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().lines().count())
+        .sum();
+    assert_eq!(
+        in_curl_blocks,
+        GUIDE.lines().filter(|l| l.starts_with("curl ")).count()
     );
 }
