@@ -456,7 +456,8 @@ test('getToken handing over a login page means signed out: no stale badge, and a
     assert.ok(asked >= 2 && asked <= 5, `getToken asked ${asked} times in 6 s (once a second before)`);
     // The session is back: the widget connects by itself and shows the count.
     await page.evaluate(() => { window.session = true; });
-    await page.waitForFunction(() => $t('[data-testid=total-badge]')?.dataset.count === '1', null, { timeout: 40_000 });
+    // Within the longest backoff (30 s) and a connection: 65 s leaves room on a loaded machine.
+    await page.waitForFunction(() => $t('[data-testid=total-badge]')?.dataset.count === '1', null, { timeout: 65_000 });
   } finally {
     await a.context.close();
     await ctx.close();
