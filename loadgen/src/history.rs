@@ -87,12 +87,16 @@ impl Recent {
 }
 
 impl Lookup for Recent {
-    fn message(&self, id: MessageId) -> Option<Message> {
-        self.messages.get(&id).cloned()
+    fn message(&self, id: MessageId) -> Result<Option<Message>, tally_shared::engine::LookupFailed> {
+        Ok(self.messages.get(&id).cloned())
     }
 
-    fn attachment(&self, _: &AttachmentId, _: &StaffId) -> Option<Attachment> {
-        None
+    fn attachment(
+        &self,
+        _: &AttachmentId,
+        _: &StaffId,
+    ) -> Result<Option<Attachment>, tally_shared::engine::LookupFailed> {
+        Ok(None)
     }
 }
 

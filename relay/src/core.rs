@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 use tally_shared::engine::{Applied, Lookup, Outcome, Rejection, ServiceRequest};
@@ -24,7 +24,7 @@ use crate::hub::{ConnHandle, Frame, Hub};
 use crate::metrics::Metrics;
 use crate::order::{Down, Order};
 use crate::reads::{Job, ReadPool};
-use crate::storage::{self, SqlLookup, fatal};
+use crate::storage::{self, Failure, SqlLookup};
 use tally_shared::protocol::close;
 
 /// Most commands taken into one batch (the default; `--max-batch` changes it).
@@ -323,7 +323,62 @@ pub struct Core {
     published: rustc_hash::FxHashMap<StaffKey, Presence>,
     /// Seconds ticked (the 1 s `ReloadStaff`), for repeating presence to the other nodes.
     ticks: u64,
+    /// Writes are refused until then, after storage failed (the disk full): see
+    /// [`Core::storage_failed`].
+    paused: Option<Paused>,
+    /// Storage failed so that what is on disk is unknown: the core stops after this batch and
+    /// [`Core::run`] says why.
+    stopping: Option<String>,
 }
+
+/// Writes refused for a while after a storage failure, and why.
+#[derive(Debug, Clone)]
+struct Paused {
+    until: Instant,
+    wait: Duration,
+    why: String,
+}
+
+/// The first pause after a storage failure; each failure after it doubles it, up to
+/// [`PAUSE_MAX`].
+const PAUSE_FIRST: Duration = Duration::from_secs(1);
+const PAUSE_MAX: Duration = Duration::from_secs(30);
+
+/// A storage failure, and what it means (`storage::Failure`).
+#[derive(Debug, thiserror::Error)]
+#[error("{why}")]
+pub struct StoreFailed {
+    failure: Failure,
+    why: String,
+}
+
+impl StoreFailed {
+    fn sqlite(e: &rusqlite::Error) -> Self {
+        StoreFailed {
+            failure: Failure::of(e),
+            why: e.to_string(),
+        }
+    }
+
+    fn any(e: &anyhow::Error) -> Self {
+        StoreFailed {
+            failure: Failure::of_any(e),
+            why: format!("{e:#}"),
+        }
+    }
+
+    fn fatal(why: String) -> Self {
+        StoreFailed {
+            failure: Failure::Fatal,
+            why,
+        }
+    }
+}
+
+/// Why the core stopped on its own: storage failed so that what is on disk is unknown.
+#[derive(Debug, thiserror::Error)]
+#[error("storage failed: {0}")]
+pub struct Stopped(pub String);
 
 /// What `unread_reminder` needs: since when each person has had unread messages, since when
 /// they have had no connection open, and who was reminded in their current quiet spell (kept
@@ -386,6 +441,8 @@ impl Core {
             remote_presence: rustc_hash::FxHashMap::default(),
             published: rustc_hash::FxHashMap::default(),
             ticks: 0,
+            paused: None,
+            stopping: None,
         };
         core.reload_staff()?;
         let started = Instant::now();
@@ -433,6 +490,12 @@ impl Core {
     /// the checkpoints in `data` of the log `log` after a commit whose outcome is unknown.
     pub fn set_cluster(&mut self, bell: crate::doorbell::Bell, data: std::path::PathBuf, log: String) {
         self.bell = Some(bell);
+        self.checkpoints = Some((data, log));
+    }
+
+    /// Where a reload after a failed write starts from: the checkpoints in `data` of the log
+    /// `log` (without them, the whole log is replayed).
+    pub fn set_checkpoints(&mut self, data: std::path::PathBuf, log: String) {
         self.checkpoints = Some((data, log));
     }
 
@@ -517,37 +580,17 @@ impl Core {
         if due.is_empty() {
             return;
         }
-        let tx = self.conn.transaction().unwrap_or_else(|e| fatal(&e));
-        for (staff, since) in &due {
-            let conversations: Vec<_> = self
-                .engine
-                .conversation_states(staff)
-                .into_iter()
-                .filter(|c| c.counts.unread > 0 && !c.muted)
-                .map(|c| {
-                    serde_json::json!({
-                        "id": c.conversation.id,
-                        "title": c.conversation.title,
-                        "unread": c.counts.unread,
-                        "mentions": c.counts.mentions,
-                    })
-                })
-                .collect();
-            let data = serde_json::json!({
-                "staff": staff,
-                "total": self.engine.projection().total(staff),
-                "unread_since": since,
-                "conversations": conversations,
-            });
-            crate::webhooks::enqueue(&tx, &self.hooks, "unread_reminder", &data, None)
-                .unwrap_or_else(|e| fatal(&e));
-            tx.execute(
-                "INSERT OR REPLACE INTO reminded (staff, at) VALUES (?1, ?2)",
-                rusqlite::params![staff.as_str(), at.0 as i64],
-            )
-            .unwrap_or_else(|e| fatal(&e));
+        // Queued in one transaction; if storage fails, nobody is marked reminded, and the next
+        // tick tries again.
+        let (engine, hooks) = (&self.engine, &self.hooks);
+        let queued = self.conn.transaction().and_then(|tx| {
+            queue_reminders(engine, hooks, &tx, &due, at)?;
+            tx.commit()
+        });
+        if let Err(e) = queued {
+            tracing::warn!(error = %e, "unread reminders not queued; trying again at the next tick");
+            return;
         }
-        tx.commit().unwrap_or_else(|e| fatal(&e));
         for (staff, _) in due {
             tracing::info!(staff = %staff, "unread reminder queued");
             self.reminders.reminded.insert(staff);
@@ -578,7 +621,7 @@ impl Core {
             .begin(self.engine.offset())?
             .into_iter()
             .map(|text| apply_committed(&mut self.engine, &tx, text))
-            .collect();
+            .collect::<Result<_, StoreFailed>>()?;
         let outcome = match self.engine.execute(staff, &request, now(), &SqlLookup(&tx)) {
             Ok(o) => o,
             Err(r) => {
@@ -599,7 +642,7 @@ impl Core {
             .map(|(a, t)| (a.event.offset, t.as_str()))
             .collect();
         self.order
-            .commit(&mine, &redacted_by(&tx, outcome.applied.iter()))?;
+            .commit(&mine, &redacted_by(&tx, outcome.applied.iter())?)?;
         tx.commit()?;
         for (a, frame) in caught {
             self.retain_event(&a, frame);
@@ -649,7 +692,11 @@ impl Core {
     }
 
     /// Runs until shutdown.
-    pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    ///
+    /// Returns when asked to stop, or with [`Stopped`] when storage failed so that what is on
+    /// disk is unknown (every socket is closed with going-away first; the caller stops the
+    /// relay, and a restart recovers from the log).
+    pub fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<(), Stopped> {
         while let Some(first) = rx.blocking_recv() {
             let mut batch = vec![first];
             while batch.len() < self.max_batch {
@@ -658,7 +705,13 @@ impl Core {
                     Err(_) => break,
                 }
             }
-            if let Some(done) = self.handle_batch(batch) {
+            let done = self.handle_batch(batch);
+            if let Some(why) = self.stopping.take() {
+                rx.close();
+                self.hub.close_all(close::GOING_AWAY);
+                return Err(Stopped(why));
+            }
+            if let Some(done) = done {
                 // Take what is still queued, then stop.
                 rx.close();
                 let mut rest = Vec::new();
@@ -668,9 +721,76 @@ impl Core {
                 let _ = self.handle_batch(rest);
                 self.hub.close_all(close::GOING_AWAY);
                 let _ = done.send(());
-                return;
+                return match self.stopping.take() {
+                    Some(why) => Err(Stopped(why)),
+                    None => Ok(()),
+                };
             }
         }
+        Ok(())
+    }
+
+    /// Storage failed. A fatal failure stops the core after this batch; any other refuses
+    /// writes (as `unavailable`) for a while, 1 s then doubling up to 30 s, after which the
+    /// next write tries storage again: a full disk is survived, and writing resumes by itself
+    /// once there is room.
+    fn storage_failed(&mut self, f: StoreFailed) {
+        self.metrics.storage_failures.fetch_add(1, Relaxed);
+        if f.failure == Failure::Fatal {
+            tracing::error!(error = %f.why, "storage failed: stopping (a restart recovers from the log)");
+            if self.stopping.is_none() {
+                self.stopping = Some(f.why);
+            }
+            return;
+        }
+        let wait = self
+            .paused
+            .as_ref()
+            .map_or(PAUSE_FIRST, |p| (p.wait * 2).min(PAUSE_MAX));
+        let why = match f.failure {
+            Failure::Full => format!("the disk is full ({})", f.why),
+            _ => f.why,
+        };
+        tracing::error!(error = %why, pause_ms = wait.as_millis() as u64, "storage failed: writes are refused for now");
+        self.paused = Some(Paused {
+            until: Instant::now() + wait,
+            wait,
+            why,
+        });
+    }
+
+    /// Why writes are refused now, if they are (see [`Core::storage_failed`]).
+    fn writes_refused(&self) -> Option<Down> {
+        self.paused
+            .as_ref()
+            .filter(|p| Instant::now() < p.until)
+            .map(|p| Down(format!("writes are paused: {}", p.why)))
+    }
+
+    /// Answers a batch that could not open its transaction: writes refused, the rest served.
+    fn refuse_batch(&mut self, batch: Vec<Command>, why: &Down) -> Option<Reply<()>> {
+        let mut reads = Vec::new();
+        for cmd in batch {
+            match cmd {
+                Command::Execute { staff, frame, conn } if may_append(&frame.request) => {
+                    let r = unavailable(&staff, why);
+                    self.metrics.reject(r.code);
+                    let e = ErrorFrame::new(frame.req, r.code, r.message);
+                    self.send(&conn, encode(&ServerFrame::Error(e)).into());
+                }
+                Command::Service { reply, .. } => {
+                    let r = unavailable(&StaffId::system(), why);
+                    self.metrics.reject(r.code);
+                    let _ = reply.send(Err(r));
+                }
+                // Not recorded: the delivery comes due again and is sent again (at least once).
+                Command::WebhookSettled(s) => {
+                    let _ = s.reply.send(());
+                }
+                other => reads.push(other),
+            }
+        }
+        self.after_writes(reads)
     }
 
     fn handle_batch(&mut self, batch: Vec<Command>) -> Option<Reply<()>> {
@@ -714,31 +834,60 @@ impl Core {
             }
             self.fetch_uploads_of(&batch);
         }
-        let tx = match self.conn.transaction() {
-            Ok(tx) => tx,
-            Err(e) => fatal(&e),
+        // Writes are refused without running while storage is paused after a failure.
+        let mut down = if writing { self.writes_refused() } else { None };
+        let (tx, failed_to_begin) = match self.conn.transaction() {
+            Ok(tx) => (Some(tx), None),
+            Err(e) => (None, Some(StoreFailed::sqlite(&e))),
         };
+        if let Some(f) = failed_to_begin {
+            drop(tx);
+            let why = Down(f.why.clone());
+            self.storage_failed(f);
+            return self.refuse_batch(batch, &why);
+        }
+        let tx = tx.expect("a transaction began");
         // Under the log's lock: what others appended since, then this batch after it.
         let mut caught = Vec::new();
-        let mut down = None;
-        if writing {
+        // A storage failure in this batch: everything it wrote is rolled back, and its writes
+        // are refused (see the end).
+        let mut failed: Option<StoreFailed> = None;
+        let mut began = false;
+        if writing && down.is_none() {
             match self.order.begin(self.engine.offset()) {
                 Ok(frames) => {
+                    began = true;
                     for text in frames {
-                        caught.push(apply_committed(&mut self.engine, &tx, text));
+                        match apply_committed(&mut self.engine, &tx, text) {
+                            Ok(c) => caught.push(c),
+                            Err(f) => {
+                                failed = Some(f);
+                                break;
+                            }
+                        }
                     }
                 }
                 Err(e) => down = Some(e),
             }
         }
+        // Whether the engine took events that the rollback of a failed batch takes back.
+        let mut engine_moved = !caught.is_empty();
         let stamp = now();
         for cmd in batch {
             let (from, result) = match cmd {
-                Command::Execute { staff, frame, conn } if down.is_some() && may_append(&frame.request) => {
-                    (Source::Conn(frame.req, conn), Err(unavailable(&staff)))
+                Command::Execute { staff, frame, conn }
+                    if may_append(&frame.request) && (down.is_some() || failed.is_some()) =>
+                {
+                    let why = down
+                        .as_ref()
+                        .map_or_else(|| Down("storage failed".into()), |d| Down(d.0.clone()));
+                    (Source::Conn(frame.req, conn), Err(unavailable(&staff, &why)))
                 }
-                Command::Service { reply, .. } if down.is_some() => {
-                    (Source::Service(reply), Err(unavailable(&StaffId::system())))
+                Command::Service { reply, .. } if down.is_some() || failed.is_some() => {
+                    let why = down
+                        .as_ref()
+                        .map_or_else(|| Down("storage failed".into()), |d| Down(d.0.clone()));
+                    (Source::Service(reply), Err(unavailable(&StaffId::system(), &why)))
                 }
                 Command::Execute { staff, frame, conn } => {
                     let result = self
@@ -747,7 +896,11 @@ impl Core {
                     (Source::Conn(frame.req, conn), result)
                 }
                 Command::WebhookSettled(s) => {
-                    crate::webhooks::settle(&tx, s.id, &s.result).unwrap_or_else(|e| fatal(&e));
+                    if failed.is_none()
+                        && let Err(e) = crate::webhooks::settle(&tx, s.id, &s.result)
+                    {
+                        failed = Some(StoreFailed::sqlite(&e));
+                    }
                     settled.push(s.reply);
                     continue;
                 }
@@ -770,11 +923,14 @@ impl Core {
             };
             let mut frames = Vec::new();
             if let Ok(outcome) = &result {
+                engine_moved |= !outcome.applied.is_empty();
                 for a in &outcome.applied {
                     let text = encode(&a.event);
-                    if let Err(e) = storage::append(&tx, &a.event, &text) {
-                        // The engine has moved on; storage must not fall behind it.
-                        fatal(&*e);
+                    if failed.is_none()
+                        && let Err(e) = storage::append(&tx, &a.event, &text)
+                    {
+                        // The engine has moved on: the whole batch is taken back (below).
+                        failed = Some(StoreFailed::any(&e));
                     }
                     frames.push(Frame::from(text));
                 }
@@ -782,6 +938,28 @@ impl Core {
             writes.push((from, result, frames));
         }
         let appended: usize = writes.iter().map(|w| w.2.len()).sum();
+        let redacted = if failed.is_none() && writing && down.is_none() {
+            redacted_by(
+                &tx,
+                writes
+                    .iter()
+                    .filter_map(|w| w.1.as_ref().ok())
+                    .flat_map(|o| &o.applied),
+            )
+            .unwrap_or_else(|f| {
+                failed = Some(f);
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
+        if let Some(f) = failed.take() {
+            drop(tx);
+            if began {
+                self.order.abort();
+            }
+            return self.take_back(f, engine_moved, false, writes, settled, reads);
+        }
         if writing && down.is_none() {
             let mine: Vec<(Offset, &str)> = writes
                 .iter()
@@ -789,13 +967,6 @@ impl Core {
                 .flat_map(|(o, frames)| o.applied.iter().zip(frames))
                 .map(|(a, f)| (a.event.offset, &**f))
                 .collect();
-            let redacted = redacted_by(
-                &tx,
-                writes
-                    .iter()
-                    .filter_map(|w| w.1.as_ref().ok())
-                    .flat_map(|o| &o.applied),
-            );
             if let Err(e) = self.order.commit(&mine, &redacted) {
                 // Stored or not, nobody knows: forget this batch, rebuild from what is stored,
                 // and let the clients retry (their client ids make a stored write answer
@@ -813,7 +984,15 @@ impl Core {
             .flat_map(|o| &o.applied)
             .collect();
         // Webhooks: the node that wrote an event queues its deliveries (not every replica).
-        let queued = enqueue_deliveries(&self.hooks, &tx, &created);
+        let queued = match enqueue_deliveries(&self.hooks, &tx, &created) {
+            Ok(n) => n,
+            Err(e) => {
+                drop(tx);
+                let f = StoreFailed::sqlite(&e);
+                let committed_elsewhere = writing && down.is_none() && self.bell.is_some();
+                return self.take_back(f, engine_moved, committed_elsewhere, writes, settled, reads);
+            }
+        };
         let (seen_now, moved) = self.engine.seen_changes(
             caught
                 .iter()
@@ -824,7 +1003,12 @@ impl Core {
         self.seen_moved.extend(moved);
         if appended > 0 || !settled.is_empty() || !caught.is_empty() {
             if let Err(e) = tx.commit() {
-                fatal(&e);
+                let f = StoreFailed::sqlite(&e);
+                let committed_elsewhere = writing && down.is_none() && self.bell.is_some();
+                return self.take_back(f, engine_moved, committed_elsewhere, writes, settled, reads);
+            }
+            if appended > 0 {
+                self.paused = None;
             }
             if let Some(bell) = &self.bell {
                 if appended > 0 {
@@ -886,7 +1070,7 @@ impl Core {
                         message: outcome
                             .ack
                             .message
-                            .and_then(|id| SqlLookup(&self.conn).message(id)),
+                            .and_then(|id| SqlLookup(&self.conn).message(id).ok().flatten()),
                         ack: outcome.ack,
                     });
                     let _ = reply.send(done);
@@ -906,6 +1090,40 @@ impl Core {
             }
         }
         shutdown
+    }
+
+    /// Takes back a batch whose storage failed (its transaction rolled back already): the
+    /// engine is reloaded from what is stored when it had moved (quietly on a single node,
+    /// where nobody saw the batch; by a rebuild, which closes every connection, when a
+    /// cluster's PostgreSQL may have committed it), and every write is refused as
+    /// `unavailable`, to be retried with its client id. Nothing of it was fanned out.
+    fn take_back(
+        &mut self,
+        f: StoreFailed,
+        engine_moved: bool,
+        committed_elsewhere: bool,
+        writes: Vec<(Source, Result<Outcome, Rejection>, Vec<Frame>)>,
+        settled: Vec<Reply<()>>,
+        reads: Vec<Command>,
+    ) -> Option<Reply<()>> {
+        let why = Down(f.why.clone());
+        self.storage_failed(f);
+        if committed_elsewhere {
+            self.rebuild();
+        } else if engine_moved {
+            match self.reload_engine() {
+                Ok(true) => {}
+                // Keys moved (never expected): what is filed by key goes, as in a rebuild.
+                Ok(false) => self.rebuild(),
+                Err(f) => self.storage_failed(f),
+            }
+        }
+        self.refuse_unavailable(writes, why);
+        // Not recorded: those deliveries come due again (at least once).
+        for reply in settled {
+            let _ = reply.send(());
+        }
+        self.after_writes(reads)
     }
 
     /// Answers a batch whose commit failed: every write is refused as `unavailable`.
@@ -989,12 +1207,14 @@ impl Core {
                 return;
             }
             let more = frames.len() == 1_000;
-            self.apply_others(
-                frames
-                    .into_iter()
-                    .map(|text| (parse_committed(&text), text))
-                    .collect(),
-            );
+            let parsed = frames
+                .into_iter()
+                .map(|text| parse_committed(&text).map(|e| (e, text)))
+                .collect::<Result<Vec<_>, _>>();
+            match parsed {
+                Ok(events) => self.apply_others(events),
+                Err(f) => return self.storage_failed(f),
+            }
             if !more {
                 return;
             }
@@ -1055,13 +1275,47 @@ impl Core {
 
     /// Applies, stores and fans out events other nodes committed, which follow this node's
     /// offset, in one transaction of the replica.
+    /// If this node's storage fails, the engine takes them back (nobody saw them) and they
+    /// are caught up on again later.
     fn apply_others(&mut self, events: Vec<(tally_shared::LoggedEvent, String)>) {
-        let tx = self.conn.transaction().unwrap_or_else(|e| fatal(&e));
-        let caught: Vec<(Applied, Frame)> = events
-            .into_iter()
-            .map(|(event, text)| apply_event(&mut self.engine, &tx, event, text))
-            .collect();
-        tx.commit().unwrap_or_else(|e| fatal(&e));
+        let (tx, failed_to_begin) = match self.conn.transaction() {
+            Ok(tx) => (Some(tx), None),
+            Err(e) => (None, Some(StoreFailed::sqlite(&e))),
+        };
+        if let Some(f) = failed_to_begin {
+            drop(tx);
+            return self.storage_failed(f);
+        }
+        let tx = tx.expect("a transaction began");
+        let mut caught = Vec::with_capacity(events.len());
+        let mut failed = None;
+        for (event, text) in events {
+            match apply_event(&mut self.engine, &tx, event, text) {
+                Ok(c) => caught.push(c),
+                Err(f) => {
+                    failed = Some(f);
+                    break;
+                }
+            }
+        }
+        let failed = match failed {
+            Some(f) => {
+                drop(tx);
+                Some(f)
+            }
+            None => tx.commit().err().map(|e| StoreFailed::sqlite(&e)),
+        };
+        if let Some(f) = failed {
+            self.storage_failed(f);
+            if !caught.is_empty() {
+                match self.reload_engine() {
+                    Ok(true) => {}
+                    Ok(false) => self.rebuild(),
+                    Err(f) => self.storage_failed(f),
+                }
+            }
+            return;
+        }
         let (seen_now, moved) = self
             .engine
             .seen_changes(caught.iter().map(|(a, _)| &a.event.event));
@@ -1084,7 +1338,6 @@ impl Core {
     /// staff differently, so every connection is closed (clients resume, by snapshot, here or
     /// elsewhere) and whatever was kept by staff number is dropped with them.
     fn rebuild(&mut self) {
-        let started = Instant::now();
         std::mem::take(&mut self.hub).close_all(close::GOING_AWAY);
         self.retained.clear();
         self.retained_bytes = 0;
@@ -1093,9 +1346,24 @@ impl Core {
         self.published.clear();
         self.reminders.unread_since.clear();
         self.reminders.quiet_since.clear();
-        let head = Offset(storage::last_offset(&self.conn).unwrap_or_else(|e| fatal(&*e)));
-        // Who may sign in carries over: the database that lists them is likely the one that
-        // just failed (the next reload, once it answers, corrects any change).
+        if let Err(f) = self.reload_engine() {
+            self.storage_failed(f);
+            return;
+        }
+        if let Some(bell) = &self.bell {
+            bell.reached(self.engine.offset());
+        }
+    }
+
+    /// Reloads the engine from what this node stores: its latest checkpoint, then the events
+    /// after it. Who may sign in, and who hides their read state, carry over (the database
+    /// that lists them may be the one that just failed; the next reload corrects any change).
+    /// Staff are registered in the old engine's key order first, so that they keep their keys
+    /// (which connections and retained frames are filed under); true when they all did.
+    fn reload_engine(&mut self) -> Result<bool, StoreFailed> {
+        let started = Instant::now();
+        let head = Offset(storage::last_offset(&self.conn).map_err(|e| StoreFailed::any(&e))?);
+        let keyed = self.engine.keyed_staff();
         let staff = self.engine.directory();
         let hidden: Vec<StaffId> = self
             .engine
@@ -1103,39 +1371,42 @@ impl Core {
             .into_iter()
             .filter(|id| self.engine.hides_read_state(id))
             .collect();
-        self.engine = self
+        let mut engine = self
             .checkpoints
             .as_ref()
             .and_then(|(data, log)| crate::checkpoints::load_latest(data, log, head, &self.metrics))
             .unwrap_or_default();
+        for id in &keyed {
+            engine.register(id);
+        }
         for s in staff {
-            self.engine.upsert_staff(s, true);
+            engine.upsert_staff(s, true);
         }
         for id in hidden {
-            self.engine.set_read_state_hidden(&id, true);
-        }
-        if let Err(e) = self.reload_staff() {
-            tracing::warn!(error = %e, "staff not reloaded (kept from before the rebuild)");
+            engine.set_read_state_hidden(&id, true);
         }
         loop {
-            let events = storage::events_after(&self.conn, self.engine.offset(), 10_000)
-                .unwrap_or_else(|e| fatal(&*e));
+            let events = storage::events_after(&self.conn, engine.offset(), 10_000)
+                .map_err(|e| StoreFailed::any(&e))?;
             if events.is_empty() {
                 break;
             }
             for e in events {
-                self.engine.apply(e);
+                engine.apply(e);
             }
         }
-        self.engine.compact();
-        if let Some(bell) = &self.bell {
-            bell.reached(self.engine.offset());
+        engine.compact();
+        let same_keys = engine.keyed_staff().get(..keyed.len()) == Some(&keyed[..]);
+        self.engine = engine;
+        if let Err(e) = self.reload_staff() {
+            tracing::warn!(error = %e, "staff not reloaded (kept from before the reload)");
         }
         tracing::info!(
             offset = self.engine.offset().0,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "engine rebuilt"
+            "engine reloaded from storage"
         );
+        Ok(same_keys)
     }
 
     fn send(&self, conn: &ConnHandle, frame: Frame) {
@@ -1239,9 +1510,18 @@ impl Core {
         if self.reads.is_none() {
             let mut snapshot = self.snapshot_without_messages(staff);
             let budget = tally_shared::engine::SnapshotBudget::default();
+            let mut unread = None;
             tally_shared::engine::fill_messages(&mut snapshot, budget, &mut |c, from, to, take| {
-                storage::messages_newest_first(&self.conn, c, from, to, take).unwrap_or_else(|e| fatal(&e));
+                if let Err(e) = storage::messages_newest_first(&self.conn, c, from, to, take) {
+                    unread = Some(e);
+                }
             });
+            if let Some(e) = unread {
+                // No snapshot with holes: the client reconnects and asks again.
+                tracing::warn!(error = %e, "a snapshot's messages could not be read");
+                conn.closer.close(close::GOING_AWAY);
+                return;
+            }
             let frame: Frame = encode(&ServerFrame::Snapshot(snapshot)).into();
             if let Some(built) = conn.admit_snapshot(frame, &self.metrics) {
                 let (deliver, later) = oneshot::channel();
@@ -1690,9 +1970,10 @@ impl Core {
         }
         if self.reminders.reminded.remove(staff) {
             // Their quiet spell is over: the next one may remind them again.
-            self.conn
-                .execute("DELETE FROM reminded WHERE staff = ?1", [staff.as_str()])
-                .unwrap_or_else(|e| fatal(&e));
+            if let Err(e) = storage::forget_reminded(&self.conn, staff) {
+                // At worst, after a restart in this spell, no reminder until the next one.
+                tracing::warn!(error = %e, "a reminder's end was not recorded");
+            }
         }
         if resume_from.is_some_and(|from| from > self.engine.offset()) {
             // Resuming from an offset another node served: this node catches up to it first.
@@ -1917,10 +2198,10 @@ impl Core {
         let Some((from, to)) = self.history_range(h)? else {
             return Ok(Vec::new());
         };
-        Ok(
-            storage::message_page(&self.conn, conversation, from, to, limits::PAGE_MAX_BYTES)
-                .unwrap_or_else(|e| fatal(&e)),
-        )
+        storage::message_page(&self.conn, conversation, from, to, limits::PAGE_MAX_BYTES).map_err(|e| {
+            tracing::warn!(error = %e, "a history page could not be read");
+            ErrorCode::Unavailable
+        })
     }
 
     /// A search's query with its scope: the one conversation asked for, if the searcher is in
@@ -1967,7 +2248,10 @@ impl Core {
     fn attachment_access(&mut self, staff: &StaffId, id: &AttachmentId) -> Result<(String, u64), ErrorCode> {
         self.fetch_upload(id, None);
         let since = self.files.grace_starts(now());
-        let used = storage::attachment_use(&self.conn, id, since).unwrap_or_else(|e| fatal(&e));
+        let used = storage::attachment_use(&self.conn, id, since).map_err(|e| {
+            tracing::warn!(error = %e, "an attachment's use could not be read");
+            ErrorCode::Unavailable
+        })?;
         let Some(used) = used else {
             return Err(ErrorCode::NotFound);
         };
@@ -1983,6 +2267,40 @@ impl Core {
     }
 }
 
+/// Queues the `unread_reminder`s of `due` in `tx`, and notes who was reminded.
+fn queue_reminders(
+    engine: &Engine,
+    hooks: &[crate::webhooks::Hook],
+    tx: &rusqlite::Transaction<'_>,
+    due: &[(StaffId, Millis)],
+    at: Millis,
+) -> rusqlite::Result<()> {
+    for (staff, since) in due {
+        let conversations: Vec<_> = engine
+            .conversation_states(staff)
+            .into_iter()
+            .filter(|c| c.counts.unread > 0 && !c.muted)
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.conversation.id,
+                    "title": c.conversation.title,
+                    "unread": c.counts.unread,
+                    "mentions": c.counts.mentions,
+                })
+            })
+            .collect();
+        let data = serde_json::json!({
+            "staff": staff,
+            "total": engine.projection().total(staff),
+            "unread_since": since,
+            "conversations": conversations,
+        });
+        crate::webhooks::enqueue(tx, hooks, "unread_reminder", &data, None)?;
+        storage::note_reminded(tx, staff, at)?;
+    }
+    Ok(())
+}
+
 /// Queues a `message_created` or `message_deleted` delivery for each message a batch created or
 /// deleted (in its transaction), `message_created` ones marked with the message they carry;
 /// how many.
@@ -1990,9 +2308,9 @@ fn enqueue_deliveries(
     hooks: &[crate::webhooks::Hook],
     tx: &rusqlite::Transaction<'_>,
     applied: &[&Applied],
-) -> usize {
+) -> rusqlite::Result<usize> {
     if hooks.is_empty() {
-        return 0;
+        return Ok(0);
     }
     let mut queued = 0;
     for a in applied {
@@ -2023,23 +2341,26 @@ fn enqueue_deliveries(
             ),
             _ => continue,
         };
-        queued += crate::webhooks::enqueue(tx, hooks, event, &data, message).unwrap_or_else(|e| fatal(&e));
+        queued += crate::webhooks::enqueue(tx, hooks, event, &data, message)?;
     }
-    queued
+    Ok(queued)
 }
 
 /// Applies one event another node committed (as stored) to the engine and this node's
 /// replica, inside `tx`; the caller fans it out after the commit.
-fn apply_committed(engine: &mut Engine, tx: &rusqlite::Transaction<'_>, text: String) -> (Applied, Frame) {
-    apply_event(engine, tx, parse_committed(&text), text)
+fn apply_committed(
+    engine: &mut Engine,
+    tx: &rusqlite::Transaction<'_>,
+    text: String,
+) -> Result<(Applied, Frame), StoreFailed> {
+    let event = parse_committed(&text)?;
+    apply_event(engine, tx, event, text)
 }
 
 /// An event of the shared log (which this relay wrote: one that does not parse is fatal).
-fn parse_committed(text: &str) -> tally_shared::LoggedEvent {
-    match serde_json::from_str(text) {
-        Ok(e) => e,
-        Err(e) => fatal(&format!("an event in the shared log does not parse: {e}")),
-    }
+fn parse_committed(text: &str) -> Result<tally_shared::LoggedEvent, StoreFailed> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreFailed::fatal(format!("an event in the shared log does not parse: {e}")))
 }
 
 /// Applies and stores `event` (encoded as `text`), which must follow the engine's offset.
@@ -2048,18 +2369,17 @@ fn apply_event(
     tx: &rusqlite::Transaction<'_>,
     event: tally_shared::LoggedEvent,
     text: String,
-) -> (Applied, Frame) {
+) -> Result<(Applied, Frame), StoreFailed> {
     let at = engine.offset();
     if event.offset != at.next() {
-        fatal(&format!(
+        return Err(StoreFailed::fatal(format!(
             "the shared log jumps from offset {at} to {}",
             event.offset
-        ));
+        )));
     }
-    if let Err(e) = storage::append(tx, &event, &text) {
-        fatal(&*e);
-    }
-    (engine.apply(event), Frame::from(text))
+    // Stored before it is applied: a failure leaves the engine as it was for this event.
+    storage::append(tx, &event, &text).map_err(|e| StoreFailed::any(&e))?;
+    Ok((engine.apply(event), Frame::from(text)))
 }
 
 /// The earlier frames the deletions among `applied` rewrote in `tx` (see
@@ -2067,7 +2387,7 @@ fn apply_event(
 fn redacted_by<'a>(
     tx: &rusqlite::Transaction<'_>,
     applied: impl Iterator<Item = &'a Applied>,
-) -> Vec<(Offset, String)> {
+) -> Result<Vec<(Offset, String)>, StoreFailed> {
     let deleted: Vec<tally_shared::MessageId> = applied
         .filter_map(|a| match &a.event.event {
             tally_shared::protocol::Event::MessageDeleted { message, .. } => Some(*message),
@@ -2075,9 +2395,9 @@ fn redacted_by<'a>(
         })
         .collect();
     if deleted.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    storage::redacted_frames(tx, &deleted).unwrap_or_else(|e| fatal(&*e))
+    storage::redacted_frames(tx, &deleted).map_err(|e| StoreFailed::any(&e))
 }
 
 /// Whether a request may append to the log (a ping or a divergence report never does: it
@@ -2089,12 +2409,12 @@ fn may_append(request: &tally_shared::Request) -> bool {
     )
 }
 
-/// A write refused because the source of truth cannot be reached.
-fn unavailable(staff: &StaffId) -> Rejection {
-    tracing::debug!(%staff, "write refused: database unavailable");
+/// A write refused because the source of truth cannot be reached, or storage is paused.
+fn unavailable(staff: &StaffId, why: &Down) -> Rejection {
+    tracing::debug!(%staff, %why, "write refused");
     Rejection {
         code: ErrorCode::Unavailable,
-        message: "the database cannot be reached: nothing was stored; retry".into(),
+        message: format!("{why}: nothing was stored; retry with the same client_id"),
     }
 }
 

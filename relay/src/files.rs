@@ -11,7 +11,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tally_shared::{Attachment, AttachmentId, ErrorCode, Millis, StaffId};
 
-use crate::storage::{self, fatal};
+use crate::storage;
 
 /// How long an uploaded file that no live message references is kept (the default).
 pub const GRACE: Duration = Duration::from_secs(24 * 3600);
@@ -58,7 +58,10 @@ impl Files {
         now: Millis,
     ) -> Result<(), ErrorCode> {
         let since = now.0.saturating_sub(QUOTA_WINDOW_MS);
-        let used = storage::uploaded_bytes_since(conn, staff, since).unwrap_or_else(|e| fatal(&e));
+        let used = storage::uploaded_bytes_since(conn, staff, since).map_err(|e| {
+            tracing::warn!(error = %e, "the upload quota could not be read");
+            ErrorCode::Unavailable
+        })?;
         if used.saturating_add(size) > self.quota_per_day {
             return Err(ErrorCode::QuotaExceeded);
         }
@@ -93,9 +96,14 @@ impl Files {
     /// Whether this node knows an attachment and that `uploader` uploaded it (any uploader
     /// when none is given).
     pub fn has(&self, conn: &Connection, id: &AttachmentId, uploader: Option<&StaffId>) -> bool {
-        storage::attachment_use(conn, id, 0)
-            .unwrap_or_else(|e| fatal(&e))
-            .is_some_and(|u| uploader.is_none_or(|s| u.uploaders.contains(s)))
+        match storage::attachment_use(conn, id, 0) {
+            Ok(used) => used.is_some_and(|u| uploader.is_none_or(|s| u.uploaders.contains(s))),
+            Err(e) => {
+                // Fetched again from the cluster, which is harmless.
+                tracing::warn!(error = %e, "whether an attachment is here could not be read");
+                false
+            }
+        }
     }
 
     /// Keeps here the records of an upload another node of the cluster shared, as they were
@@ -114,7 +122,13 @@ impl Files {
     /// Deletes the records and files of attachments that no live message references and that
     /// nobody uploaded within the grace period; which.
     pub fn collect(&self, conn: &Connection, now: Millis) -> Vec<AttachmentId> {
-        let ids = storage::collect_attachments(conn, self.grace_starts(now)).unwrap_or_else(|e| fatal(&e));
+        let ids = match storage::collect_attachments(conn, self.grace_starts(now)) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreferenced attachments not collected; trying again later");
+                return Vec::new();
+            }
+        };
         for id in &ids {
             if let Err(e) = std::fs::remove_file(path_of(&self.data, id))
                 && e.kind() != std::io::ErrorKind::NotFound

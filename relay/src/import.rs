@@ -1093,7 +1093,7 @@ impl Writer<'_> {
             }
             // A message an earlier run imported (committed, so readable here).
             let earlier = self.imported.messages.get(r)?;
-            let q = SqlLookup(self.conn).message(MessageId(*earlier))?;
+            let q = SqlLookup(self.conn).message(MessageId(*earlier)).ok()??;
             Some(Box::new(quote_of(&q)))
         });
         let body = if m.deleted { String::new() } else { m.body.clone() };

@@ -303,15 +303,24 @@ fn main() -> anyhow::Result<()> {
                 ..Config::new(cli.data)
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(async move {
+            let stopped = runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(&listen).await?;
-                let running = start(config, listener).await?;
+                let mut running = start(config, listener).await?;
                 println!("tally-relay listening on http://{}", running.addr);
-                shutdown_signal().await;
+                let stopped = tokio::select! {
+                    () = shutdown_signal() => None,
+                    stopped = running.failed() => Some(stopped),
+                };
                 tracing::info!("shutting down");
                 running.shutdown().await;
-                anyhow::Ok(())
+                anyhow::Ok(stopped)
             })?;
+            if let Some(stopped) = stopped {
+                // What is on disk is unknown: exit as storage failures do (EX_SOFTWARE), for the
+                // supervisor to restart the relay, which recovers from the log.
+                eprintln!("tally-relay: {stopped}");
+                std::process::exit(70);
+            }
         }
         Cmd::Token { staff, ttl } => {
             std::fs::create_dir_all(&cli.data)?;

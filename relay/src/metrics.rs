@@ -65,6 +65,8 @@ pub struct Metrics {
     pub events_appended: AtomicU64,
     /// Events other nodes of a cluster appended, applied here.
     pub events_caught_up: AtomicU64,
+    /// Storage failures (a full disk, a failed write): each refused its batch's writes.
+    pub storage_failures: AtomicU64,
     /// Rings heard from other cluster nodes that asked this node to catch up.
     pub doorbell_rings: AtomicU64,
     /// Of the events caught up, those that came with a ring (not read from PostgreSQL).
@@ -121,6 +123,7 @@ impl Default for Metrics {
             frames_out: AtomicU64::new(0),
             events_appended: AtomicU64::new(0),
             events_caught_up: AtomicU64::new(0),
+            storage_failures: AtomicU64::new(0),
             doorbell_rings: AtomicU64::new(0),
             events_heard: AtomicU64::new(0),
             nats_refused: AtomicU64::new(0),
@@ -200,6 +203,13 @@ impl Metrics {
             "Events other cluster nodes appended, applied here.",
             "counter",
             &self.events_caught_up,
+        );
+        counter(
+            &mut out,
+            "tally_storage_failures_total",
+            "Storage failures (a full disk, a failed write), each refusing its batch's writes.",
+            "counter",
+            &self.storage_failures,
         );
         counter(
             &mut out,

@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 
 use crate::hub::{Built, ConnHandle, Frame};
 use crate::metrics::Metrics;
-use crate::storage::{self, fatal};
+use crate::storage;
 
 /// What the core asks a worker to do, with the state it took at its offset.
 #[derive(Debug)]
@@ -107,7 +107,11 @@ impl ReadPool {
             .execute_batch("BEGIN")
             .and_then(|()| conn.query_row("SELECT COUNT(*) FROM staff", [], |r| r.get::<_, i64>(0)));
         if let Err(e) = pinned {
-            fatal(&e);
+            // Not pinned at this state: not handed out (the caller waits, as when all are busy).
+            tracing::warn!(error = %e, "a read connection could not start a transaction");
+            end(&conn);
+            self.idle.push(conn);
+            return None;
         }
         Some(conn)
     }
@@ -121,14 +125,20 @@ impl ReadPool {
 
     /// A connection back: from a worker, or unused after [`take`](Self::take).
     pub fn give(&mut self, conn: Connection) {
-        if conn.is_autocommit() {
-            self.idle.push(conn);
-            return;
-        }
-        match conn.execute_batch("COMMIT") {
-            Ok(()) => self.idle.push(conn),
-            Err(e) => fatal(&e),
-        }
+        end(&conn);
+        self.idle.push(conn);
+    }
+}
+
+/// Ends a read connection's transaction, if one is open (a read transaction: its end changes
+/// nothing, and if COMMIT fails, ROLLBACK ends it all the same).
+fn end(conn: &Connection) {
+    if conn.is_autocommit() {
+        return;
+    }
+    if let Err(e) = conn.execute_batch("COMMIT") {
+        tracing::warn!(error = %e, "a read transaction did not end; rolling it back");
+        let _ = conn.execute_batch("ROLLBACK");
     }
 }
 
@@ -140,9 +150,7 @@ fn worker(queue: &Mutex<std_mpsc::Receiver<Work>>, give_back: &(dyn Fn(Connectio
             return;
         };
         run(job, &conn);
-        if let Err(e) = conn.execute_batch("COMMIT") {
-            fatal(&e);
-        }
+        end(&conn);
         if !give_back(conn) {
             return;
         }
@@ -161,9 +169,18 @@ fn run(job: Job, conn: &Connection) {
                 return;
             }
             let budget = tally_shared::engine::SnapshotBudget::default();
+            let mut unread = None;
             tally_shared::engine::fill_messages(&mut snapshot, budget, &mut |c, from, to, take| {
-                storage::messages_newest_first(conn, c, from, to, take).unwrap_or_else(|e| fatal(&e));
+                if let Err(e) = storage::messages_newest_first(conn, c, from, to, take) {
+                    unread = Some(e);
+                }
             });
+            if let Some(e) = unread {
+                // No snapshot with holes: the client reconnects and asks again.
+                tracing::warn!(error = %e, "a snapshot's messages could not be read");
+                to.closer.close(tally_shared::protocol::close::GOING_AWAY);
+                return;
+            }
             let frame: Frame = encode(&ServerFrame::Snapshot(snapshot)).into();
             // Held until written: a client that asks for snapshots and does not read them is
             // closed, not fed.
@@ -179,9 +196,12 @@ fn run(job: Job, conn: &Connection) {
             to,
             reply,
         } => {
-            let page = storage::message_page(conn, conversation, from, to, limits::PAGE_MAX_BYTES)
-                .unwrap_or_else(|e| fatal(&e));
-            let _ = reply.send(Ok(page));
+            let page =
+                storage::message_page(conn, conversation, from, to, limits::PAGE_MAX_BYTES).map_err(|e| {
+                    tracing::warn!(error = %e, "a history page could not be read");
+                    tally_shared::ErrorCode::Unavailable
+                });
+            let _ = reply.send(page);
         }
     }
 }

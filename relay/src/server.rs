@@ -26,6 +26,8 @@ pub struct Running {
     stop_http: oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
     core: std::thread::JoinHandle<()>,
+    /// Says why, if the core stopped on its own (storage failed).
+    failed: oneshot::Receiver<crate::core::Stopped>,
     checkpoints: crate::checkpoints::Stop,
     _wal: std::sync::mpsc::Sender<()>,
     /// The data directory's lock, held until the relay is dropped.
@@ -38,6 +40,16 @@ impl Running {
     pub async fn collect_attachments(&self) {
         let _ = self.state.core.send(Command::CollectAttachments).await;
         let _ = self.state.ask(|reply| Command::Health { reply }).await;
+    }
+
+    /// Resolves if the core stops on its own: storage failed so that what is on disk is
+    /// unknown (every socket was closed with going-away). The caller shuts the relay down and
+    /// exits; a restart recovers from the log. Pending for ever otherwise.
+    pub async fn failed(&mut self) -> crate::core::Stopped {
+        match (&mut self.failed).await {
+            Ok(stopped) => stopped,
+            Err(_) => std::future::pending().await,
+        }
     }
 
     /// Stops accepting, flushes pending writes, closes every socket with going-away.
@@ -143,6 +155,8 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             core.set_cluster(bell, data, core_log);
             // What the cluster committed while this node was away (all of it, for a new node).
             core.catch_up_now();
+        } else {
+            core.set_checkpoints(data, core_log);
         }
         if demo {
             demo::seed(&mut core)?;
@@ -188,9 +202,14 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             }
         }
     });
+    let (failed_tx, failed) = oneshot::channel::<crate::core::Stopped>();
     let core_thread = std::thread::Builder::new()
         .name("tally-core".into())
-        .spawn(move || core.run(rx))?;
+        .spawn(move || {
+            if let Err(stopped) = core.run(rx) {
+                let _ = failed_tx.send(stopped);
+            }
+        })?;
     let sockets = crate::listener::Sockets::new(config.max_sockets, metrics.clone());
     // Searches on two connections of their own (see `search::Searcher`).
     let search_connections = (0..2)
@@ -250,6 +269,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         stop_http,
         server,
         core: core_thread,
+        failed,
         checkpoints,
         _wal: wal,
         _lock: lock,

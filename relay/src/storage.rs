@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use tally_shared::engine::Lookup;
+use tally_shared::engine::{Lookup, LookupFailed};
 use tally_shared::protocol::{Event, LoggedEvent};
 use tally_shared::{
     Attachment, AttachmentId, ConversationId, Message, MessageId, Offset, Seq, Staff, StaffId,
@@ -771,22 +771,42 @@ pub fn collect_attachments(conn: &Connection, uploaded_before: u64) -> rusqlite:
         .collect())
 }
 
+/// Notes that `staff` was sent an `unread_reminder` at `at` (so a restart does not send it
+/// again in the same quiet spell).
+pub fn note_reminded(conn: &Connection, staff: &StaffId, at: tally_shared::Millis) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO reminded (staff, at) VALUES (?1, ?2)",
+        params![staff.as_str(), at.0 as i64],
+    )
+    .map(|_| ())
+}
+
+/// Forgets that `staff` was reminded: their quiet spell is over.
+pub fn forget_reminded(conn: &Connection, staff: &StaffId) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM reminded WHERE staff = ?1", [staff.as_str()])
+        .map(|_| ())
+}
+
 /// What the engine asks storage for, answered inside the writer's open transaction so that
-/// writes earlier in the same batch are visible. A storage error here stops the relay (see
-/// [`fatal`]): answering "no such message" instead would refuse a valid write.
+/// writes earlier in the same batch are visible. A read that fails is a
+/// [`tally_shared::engine::LookupFailed`]: the write that asked is refused as `unavailable`
+/// (answering "no such message" instead would refuse a valid write, or store a retry twice).
 pub struct SqlLookup<'a>(pub &'a Connection);
 
 impl Lookup for SqlLookup<'_> {
-    fn message(&self, id: MessageId) -> Option<Message> {
+    fn message(&self, id: MessageId) -> Result<Option<Message>, LookupFailed> {
+        let failed = |e: &dyn std::fmt::Display| LookupFailed(e.to_string());
         let payload: Option<String> = self
             .0
             .prepare_cached("SELECT payload FROM messages WHERE id = ?1")
             .and_then(|mut s| s.query_row([id.0 as i64], |r| r.get(0)).optional())
-            .unwrap_or_else(|e| fatal(&e));
-        payload.map(|p| serde_json::from_str(&p).unwrap_or_else(|e| fatal(&e)))
+            .map_err(|e| failed(&e))?;
+        payload
+            .map(|p| serde_json::from_str(&p).map_err(|e| failed(&e)))
+            .transpose()
     }
 
-    fn attachment(&self, id: &AttachmentId, uploader: &StaffId) -> Option<Attachment> {
+    fn attachment(&self, id: &AttachmentId, uploader: &StaffId) -> Result<Option<Attachment>, LookupFailed> {
         self.0
             .prepare_cached(
                 "SELECT u.name, a.content_type, a.size FROM uploads u JOIN attachments a ON a.id = u.attachment
@@ -803,15 +823,67 @@ impl Lookup for SqlLookup<'_> {
                 })
                 .optional()
             })
-            .unwrap_or_else(|e| fatal(&e))
+            .map_err(|e| LookupFailed(e.to_string()))
     }
 }
 
-/// Storage failed where memory and disk could come to disagree: stop. Nothing unacknowledged is
-/// lost; a restart rebuilds everything from the committed log.
-pub fn fatal(e: &dyn std::fmt::Display) -> ! {
-    tracing::error!(error = %e, "storage failed; stopping so that a restart rebuilds from the log");
-    std::process::exit(70);
+/// What a storage failure means for the relay (`docs/operations.md`, "When storage fails").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The disk is full: SQLite rolled the transaction back, and what is committed is intact.
+    /// Writes are refused (`unavailable`) until a write succeeds again; reads go on.
+    Full,
+    /// A write or read failed without harming what is committed (an I/O error SQLite rolled
+    /// back, a busy or read-only database): handled as [`Failure::Full`].
+    Transient,
+    /// What is on disk is unknown (a sync to disk failed, whose data the kernel may have
+    /// dropped; the database is corrupt; a stored event does not parse): the relay stops, and a
+    /// restart recovers from what the log holds. A failed sync is never retried as if it had
+    /// succeeded.
+    Fatal,
+}
+
+impl Failure {
+    /// What a SQLite error means.
+    pub fn of(e: &rusqlite::Error) -> Failure {
+        use rusqlite::ffi;
+        match e {
+            rusqlite::Error::SqliteFailure(f, _) => match f.code {
+                ffi::ErrorCode::DiskFull => Failure::Full,
+                ffi::ErrorCode::DatabaseCorrupt | ffi::ErrorCode::NotADatabase => Failure::Fatal,
+                ffi::ErrorCode::SystemIoFailure
+                    if matches!(
+                        f.extended_code,
+                        ffi::SQLITE_IOERR_FSYNC | ffi::SQLITE_IOERR_DIR_FSYNC
+                    ) =>
+                {
+                    Failure::Fatal
+                }
+                _ => Failure::Transient,
+            },
+            // A stored value that does not decode: the database holds what this relay did not
+            // write.
+            rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+                Failure::Fatal
+            }
+            _ => Failure::Transient,
+        }
+    }
+
+    /// What any storage error means: a SQLite one by its code, an I/O one by its kind
+    /// (`ENOSPC` is full), anything else (a stored event that does not parse) fatal.
+    pub fn of_any(e: &anyhow::Error) -> Failure {
+        if let Some(e) = e.downcast_ref::<rusqlite::Error>() {
+            return Failure::of(e);
+        }
+        if let Some(e) = e.downcast_ref::<std::io::Error>() {
+            return match e.kind() {
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Failure::Full,
+                _ => Failure::Transient,
+            };
+        }
+        Failure::Fatal
+    }
 }
 
 #[cfg(test)]
@@ -820,6 +892,38 @@ mod tests {
     use tally_shared::{ConversationId, Message, MessageId, Millis, Seq, StaffId};
 
     use super::*;
+
+    #[test]
+    fn storage_failures_mean_what_they_say() {
+        use rusqlite::ffi;
+        let sqlite = |code: i32| rusqlite::Error::SqliteFailure(ffi::Error::new(code), None);
+        assert_eq!(Failure::of(&sqlite(ffi::SQLITE_FULL)), Failure::Full);
+        // A failed sync is never retried as if it had succeeded.
+        assert_eq!(Failure::of(&sqlite(ffi::SQLITE_IOERR_FSYNC)), Failure::Fatal);
+        assert_eq!(Failure::of(&sqlite(ffi::SQLITE_IOERR_DIR_FSYNC)), Failure::Fatal);
+        assert_eq!(Failure::of(&sqlite(ffi::SQLITE_CORRUPT)), Failure::Fatal);
+        assert_eq!(Failure::of(&sqlite(ffi::SQLITE_NOTADB)), Failure::Fatal);
+        assert_eq!(Failure::of(&sqlite(ffi::SQLITE_IOERR_WRITE)), Failure::Transient);
+        assert_eq!(Failure::of(&sqlite(ffi::SQLITE_BUSY)), Failure::Transient);
+        assert_eq!(Failure::of(&sqlite(ffi::SQLITE_READONLY)), Failure::Transient);
+        let io = |kind| anyhow::Error::from(std::io::Error::from(kind));
+        assert_eq!(
+            Failure::of_any(&io(std::io::ErrorKind::StorageFull)),
+            Failure::Full
+        );
+        assert_eq!(
+            Failure::of_any(&io(std::io::ErrorKind::PermissionDenied)),
+            Failure::Transient
+        );
+        assert_eq!(
+            Failure::of_any(&anyhow::Error::from(sqlite(ffi::SQLITE_FULL))),
+            Failure::Full
+        );
+        assert_eq!(
+            Failure::of_any(&anyhow::anyhow!("an event does not parse")),
+            Failure::Fatal
+        );
+    }
 
     #[test]
     fn a_stored_payload_is_the_message_as_serialized_whatever_its_text() {

@@ -161,3 +161,43 @@ fn every_code_block_of_the_guide_is_run_by_a_test_or_marked_as_an_illustration()
         GUIDE.lines().filter(|l| l.starts_with("curl ")).count()
     );
 }
+
+/// `docs/guarantees.md` links each claim to a test by name: every test it names exists.
+#[test]
+fn every_test_the_guarantees_name_exists() {
+    let guarantees = include_str!("../../docs/guarantees.md");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut sources = String::new();
+    let mut dirs = vec![
+        root.join("relay"),
+        root.join("shared"),
+        root.join("clients/python/tests"),
+    ];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs" || e == "py") {
+                sources.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let named: Vec<&str> = guarantees
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            s.matches('_').count() >= 3
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect();
+    assert!(named.len() >= 15, "{named:?}");
+    for name in named {
+        assert!(
+            sources.contains(&format!("fn {name}(")) || sources.contains(&format!("def {name}(")),
+            "docs/guarantees.md names {name}, which is no test"
+        );
+    }
+}

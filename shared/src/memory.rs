@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::{Engine, Lookup, Outcome, Rejection};
+use crate::engine::{Engine, Lookup, LookupFailed, Outcome, Rejection};
 use crate::ids::{AttachmentId, ConversationId, MessageId, Millis, Seq, StaffId};
 use crate::model::{Attachment, Message, Staff};
 use crate::protocol::{Event, Request, Snapshot};
@@ -70,12 +70,12 @@ impl MemoryStorage {
 }
 
 impl Lookup for MemoryStorage {
-    fn message(&self, id: MessageId) -> Option<Message> {
-        self.ids.get(&id).and_then(|k| self.messages.get(k)).cloned()
+    fn message(&self, id: MessageId) -> Result<Option<Message>, LookupFailed> {
+        Ok(self.ids.get(&id).and_then(|k| self.messages.get(k)).cloned())
     }
 
-    fn attachment(&self, id: &AttachmentId, uploader: &StaffId) -> Option<Attachment> {
-        self.attachments.get(&(id.clone(), uploader.clone())).cloned()
+    fn attachment(&self, id: &AttachmentId, uploader: &StaffId) -> Result<Option<Attachment>, LookupFailed> {
+        Ok(self.attachments.get(&(id.clone(), uploader.clone())).cloned())
     }
 }
 
@@ -130,5 +130,76 @@ impl MemoryHost {
         self.engine.snapshot(staff, &mut |c, from, to, take| {
             crate::engine::read_slice_newest_first(&self.storage.range(c, from, to), take);
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ClientMsgId;
+    use crate::protocol::ErrorCode;
+
+    /// Storage that cannot be read.
+    struct Unreadable;
+
+    impl Lookup for Unreadable {
+        fn message(&self, _: MessageId) -> Result<Option<Message>, LookupFailed> {
+            Err(LookupFailed("disk I/O error".into()))
+        }
+        fn attachment(&self, _: &AttachmentId, _: &StaffId) -> Result<Option<Attachment>, LookupFailed> {
+            Err(LookupFailed("disk I/O error".into()))
+        }
+    }
+
+    /// A retry whose first attempt cannot be confirmed because storage fails is refused as
+    /// `unavailable`, and stores nothing: running it again could store it twice. So is a reply
+    /// whose quote cannot be read (rather than "no such message").
+    #[test]
+    fn a_lookup_that_fails_refuses_the_write_and_changes_nothing() {
+        let people: Vec<Staff> = ["alice", "bob"]
+            .iter()
+            .map(|id| Staff {
+                id: StaffId::new(*id).unwrap(),
+                name: (*id).into(),
+            })
+            .collect();
+        let (alice, bob) = (&people[0].id, &people[1].id);
+        let mut host = MemoryHost::with_staff(&people);
+        let created = host
+            .execute(alice, &Request::CreateDirect { staff: bob.clone() }, Millis(1))
+            .unwrap();
+        let conversation = created.ack.conversation.unwrap();
+        let send = Request::SendMessage {
+            client_id: ClientMsgId::new("once").unwrap(),
+            conversation,
+            body: "hi".into(),
+            attachments: Vec::new(),
+            reply_to: None,
+        };
+        let first = host.execute(alice, &send, Millis(2)).unwrap();
+        let at = host.engine.offset();
+        let retried = host
+            .engine
+            .execute(alice, &send, Millis(3), &Unreadable)
+            .unwrap_err();
+        assert_eq!(retried.code, ErrorCode::Unavailable, "{retried:?}");
+        assert_eq!(host.engine.offset(), at, "nothing appended");
+        let reply = Request::SendMessage {
+            client_id: ClientMsgId::new("reply").unwrap(),
+            conversation,
+            body: "re".into(),
+            attachments: Vec::new(),
+            reply_to: first.ack.message,
+        };
+        let refused = host
+            .engine
+            .execute(bob, &reply, Millis(4), &Unreadable)
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Unavailable);
+        assert_eq!(host.engine.offset(), at);
+        // Readable again: the retry is recognised, and stores nothing.
+        let again = host.execute(alice, &send, Millis(5)).unwrap();
+        assert!(again.applied.is_empty());
+        assert_eq!(again.ack.message, first.ack.message);
     }
 }

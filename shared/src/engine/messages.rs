@@ -85,7 +85,7 @@ impl Engine {
         };
         attachments
             .iter()
-            .map(|a| match step.lookup.attachment(a, step.author) {
+            .map(|a| match step.lookup.attachment(a, step.author)? {
                 Some(file) => Ok(file),
                 None => reject(ErrorCode::NotFound, format!("no attachment {a} uploaded by {by}")),
             })

@@ -36,12 +36,28 @@ pub use window::{
     read_slice_newest_first, snapshot_window,
 };
 
-/// What the engine asks its host for: stored things it does not keep in memory.
+/// What the engine asks its host for: stored things it does not keep in memory. A lookup
+/// that fails (the host's storage did not answer) is not "none": the write that asked is
+/// refused as `unavailable`, and changes nothing.
 pub trait Lookup {
     /// A stored message (its current text, or its tombstone).
-    fn message(&self, id: MessageId) -> Option<Message>;
+    fn message(&self, id: MessageId) -> Result<Option<Message>, LookupFailed>;
     /// An attachment this staff member uploaded.
-    fn attachment(&self, id: &AttachmentId, uploader: &StaffId) -> Option<Attachment>;
+    fn attachment(&self, id: &AttachmentId, uploader: &StaffId) -> Result<Option<Attachment>, LookupFailed>;
+}
+
+/// The host's storage could not answer a lookup (why, for the log and the refusal).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage could not be read: {0}")]
+pub struct LookupFailed(pub String);
+
+impl From<LookupFailed> for Rejection {
+    fn from(e: LookupFailed) -> Rejection {
+        Rejection {
+            code: ErrorCode::Unavailable,
+            message: format!("{e}; nothing was stored: retry with the same client_id"),
+        }
+    }
 }
 
 /// A refused request: nothing changed.
@@ -506,7 +522,7 @@ impl Engine {
         handler: impl FnOnce(&mut Self, &mut Step<'_>) -> Result<Ack, Rejection>,
     ) -> Result<Outcome, Rejection> {
         if let Some((kind, client_id)) = write.client_id
-            && let Some(first) = self.first_ack(write.author, kind, client_id, write.lookup)
+            && let Some(first) = self.first_ack(write.author, kind, client_id, write.lookup)?
         {
             return Ok(first);
         }
@@ -620,25 +636,28 @@ impl Engine {
     /// The first acknowledgement of a write this author already made with this client id:
     /// a retry stores nothing and learns what the first attempt did, whatever changed since.
     /// Ids are remembered by a 64-bit key, so a remembered write counts only once confirmed:
-    /// it carries this very client id, from this author.
+    /// it carries this very client id, from this author. A lookup that fails refuses the write
+    /// (running it again could store it twice).
     fn first_ack(
         &self,
         author: &StaffId,
         kind: IdKind,
         client_id: &ClientMsgId,
         lookup: &dyn Lookup,
-    ) -> Option<Outcome> {
-        let first = self.client_ids.get(author, kind, client_id)?;
+    ) -> Result<Option<Outcome>, LookupFailed> {
+        let Some(first) = self.client_ids.get(author, kind, client_id) else {
+            return Ok(None);
+        };
         let confirmed = match first.created {
             Created::Message(id, ..) => lookup
-                .message(id)
+                .message(id)?
                 .is_some_and(|m| m.client_id.as_ref() == Some(client_id) && &m.sender == author),
             Created::Conversation(id) => self.conversations.get(&id).is_some_and(|r| {
                 r.client_id.as_ref() == Some(client_id) && &r.conversation.created_by == author
             }),
         };
         if !confirmed {
-            return None;
+            return Ok(None);
         }
         let mut ack = Ack {
             req: None,
@@ -654,10 +673,10 @@ impl Engine {
             }
             Created::Conversation(id) => ack.conversation = Some(id),
         }
-        Some(Outcome {
+        Ok(Some(Outcome {
             applied: Vec::new(),
             ack,
-        })
+        }))
     }
 
     /// A conversation numbers its messages up to [`MAX_SEQ`] (what its indexes can hold): a
@@ -716,7 +735,7 @@ impl Engine {
         id: MessageId,
         lookup: &dyn Lookup,
     ) -> Result<Message, Rejection> {
-        match lookup.message(id) {
+        match lookup.message(id)? {
             Some(m) if self.is_participant(author, m.conversation) => Ok(m),
             // Outsiders learn nothing, not even that the message exists.
             _ => reject(ErrorCode::NotFound, format!("no message {id}")),
