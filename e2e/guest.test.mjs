@@ -18,7 +18,7 @@ let relay;
 before(async () => {
   browser = await launch();
   host = await hostServer();
-  relay = await new Relay(['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina', 'harry', 'ivan'], {
+  relay = await new Relay(['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina', 'harry', 'ivan', 'jane'], {
     args: ['--allow-origin', host.origin, '--writes-per-sec', '1e9', '--write-burst', '1e9', '--reads-per-sec', '1e9', '--read-burst', '1e9'],
   }).start();
   host.page.relayUrl = relay.url;
@@ -428,22 +428,23 @@ test('the host talks to the widget through its handle: open a direct conversatio
 
 test('getToken handing over a login page means signed out: no stale badge, and asked again less and less often', async () => {
   host.page = { ...host.page, lang: 'en', css: '' };
+  // Someone no other test writes to: the badge must say exactly this test's one message.
   const a = await tab(browser, relay, 'alice');
   const ctx = await newContext(browser);
   const page = await ctx.newPage();
   try {
-    await startDirect(a, 'Harry');
+    await startDirect(a, 'Jane');
     await say(a, 'Before the session ended');
     await page.goto(host.origin + '/');
     await page.waitForFunction(() => window.tallyMount);
-    const token = relay.token('harry');
+    const token = relay.token('jane');
     // The host's session has ended: its token endpoint answers with its sign-in page.
     await page.evaluate((token) => {
       window.asked = [];
       window.session = false;
       window.widget = null;
       window.tallyMount(undefined, {
-        storageKey: 'tally.harry',
+        storageKey: 'tally.jane',
         getToken: () => { window.asked.push(performance.now()); return window.session ? token : '<!doctype html><title>Sign in</title>'; },
       });
     }, token);
