@@ -14,8 +14,8 @@ use tally_shared::engine::{Applied, Lookup, Outcome, Rejection, ServiceRequest};
 use tally_shared::protocol::{ConversationState, ErrorFrame, Presence, ProtocolRange, ServerFrame, encode};
 use tally_shared::staff_keys::StaffKey;
 use tally_shared::{
-    Attachment, AttachmentId, ClientFrame, ConversationId, Engine, ErrorCode, Message, Millis, Offset, Seq,
-    StaffId, limits,
+    Attachment, AttachmentId, ConversationId, Engine, ErrorCode, Message, Millis, Offset, Seq, StaffId,
+    limits,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -49,10 +49,16 @@ pub enum Command {
         req: Option<tally_shared::RequestId>,
         conn: ConnHandle,
     },
-    /// A client frame from a connection.
+    /// A write for the log from a connection.
     Execute {
         staff: StaffId,
-        frame: ClientFrame,
+        req: Option<tally_shared::RequestId>,
+        write: tally_shared::LogWrite,
+        conn: ConnHandle,
+    },
+    /// A ping or a divergence report: acknowledged at the current offset, in batch order.
+    Offset {
+        req: Option<tally_shared::RequestId>,
         conn: ConnHandle,
     },
     /// A connection closed.
@@ -162,7 +168,7 @@ pub enum Command {
 #[derive(Debug)]
 pub enum ServiceWrite {
     /// A staff member's request, exactly as if their own connection had sent it.
-    AsStaff(StaffId, tally_shared::Request),
+    AsStaff(StaffId, tally_shared::LogWrite),
     /// The service's own (notices, groups, membership).
     Service(ServiceRequest),
 }
@@ -614,6 +620,17 @@ impl Core {
     /// In a cluster it takes the log's lock like a group commit (nodes seeding together
     /// write the demo once: its requests carry client ids).
     pub fn execute_local(&mut self, staff: &StaffId, request: tally_shared::Request) -> anyhow::Result<()> {
+        let write = match request.into_route() {
+            tally_shared::Routed::Log(write) => write,
+            tally_shared::Routed::Hello
+            | tally_shared::Routed::Offset
+            | tally_shared::Routed::Snapshot
+            | tally_shared::Routed::Visibility(_)
+            | tally_shared::Routed::Typing(_)
+            | tally_shared::Routed::Preferences { .. } => {
+                anyhow::bail!("a seed request is a write for the log")
+            }
+        };
         self.catch_up();
         let tx = self.conn.transaction()?;
         let caught: Vec<(Applied, Frame)> = self
@@ -622,7 +639,10 @@ impl Core {
             .into_iter()
             .map(|text| apply_committed(&mut self.engine, &tx, text))
             .collect::<Result<_, StoreFailed>>()?;
-        let outcome = match self.engine.execute(staff, &request, now(), &SqlLookup(&tx)) {
+        let outcome = match self
+            .engine
+            .execute(staff, write.request(), now(), &SqlLookup(&tx))
+        {
             Ok(o) => o,
             Err(r) => {
                 // Keep what was caught up on (the engine has it), then refuse.
@@ -772,10 +792,10 @@ impl Core {
         let mut reads = Vec::new();
         for cmd in batch {
             match cmd {
-                Command::Execute { staff, frame, conn } if may_append(&frame.request) => {
+                Command::Execute { staff, req, conn, .. } => {
                     let r = unavailable(&staff, why);
                     self.metrics.reject(r.code);
-                    let e = ErrorFrame::new(frame.req, r.code, r.message);
+                    let e = ErrorFrame::new(req, r.code, r.message);
                     self.send(&conn, encode(&ServerFrame::Error(e)).into());
                 }
                 Command::Service { reply, .. } => {
@@ -786,6 +806,14 @@ impl Core {
                 // Not recorded: the delivery comes due again and is sent again (at least once).
                 Command::WebhookSettled(s) => {
                     let _ = s.reply.send(());
+                }
+                Command::Offset { req, conn } => {
+                    let ack = tally_shared::protocol::Ack {
+                        req,
+                        offset: self.engine.offset(),
+                        ..Default::default()
+                    };
+                    self.send(&conn, encode(&ServerFrame::Ack(ack)).into());
                 }
                 other => reads.push(other),
             }
@@ -817,11 +845,9 @@ impl Core {
         let mut settled = Vec::new();
         // Whether the batch may append (a ping or a divergence report never does, so it does
         // not lock a cluster's log).
-        let writing = batch.iter().any(|c| match c {
-            Command::Execute { frame, .. } => may_append(&frame.request),
-            Command::Service { .. } => true,
-            _ => false,
-        });
+        let writing = batch
+            .iter()
+            .any(|c| matches!(c, Command::Execute { .. } | Command::Service { .. }));
         if writing {
             // What others appended, as far as rings tell, is read before the head is locked
             // (the rest under the lock, in `begin`).
@@ -875,13 +901,11 @@ impl Core {
         let stamp = now();
         for cmd in batch {
             let (from, result) = match cmd {
-                Command::Execute { staff, frame, conn }
-                    if may_append(&frame.request) && (down.is_some() || failed.is_some()) =>
-                {
+                Command::Execute { staff, req, conn, .. } if down.is_some() || failed.is_some() => {
                     let why = down
                         .as_ref()
                         .map_or_else(|| Down("storage failed".into()), |d| Down(d.0.clone()));
-                    (Source::Conn(frame.req, conn), Err(unavailable(&staff, &why)))
+                    (Source::Conn(req, conn), Err(unavailable(&staff, &why)))
                 }
                 Command::Service { reply, .. } if down.is_some() || failed.is_some() => {
                     let why = down
@@ -889,11 +913,28 @@ impl Core {
                         .map_or_else(|| Down("storage failed".into()), |d| Down(d.0.clone()));
                     (Source::Service(reply), Err(unavailable(&StaffId::system(), &why)))
                 }
-                Command::Execute { staff, frame, conn } => {
+                Command::Execute {
+                    staff,
+                    req,
+                    write,
+                    conn,
+                } => {
                     let result = self
                         .engine
-                        .execute(&staff, &frame.request, stamp, &SqlLookup(&tx));
-                    (Source::Conn(frame.req, conn), result)
+                        .execute(&staff, write.request(), stamp, &SqlLookup(&tx));
+                    (Source::Conn(req, conn), result)
+                }
+                // Acknowledged in batch order, at the offset reached so far.
+                Command::Offset { req, conn } => {
+                    let ack = tally_shared::protocol::Ack {
+                        offset: self.engine.offset(),
+                        ..Default::default()
+                    };
+                    let outcome = Outcome {
+                        applied: Vec::new(),
+                        ack,
+                    };
+                    (Source::Conn(req, conn), Ok(outcome))
                 }
                 Command::WebhookSettled(s) => {
                     if failed.is_none()
@@ -907,8 +948,8 @@ impl Core {
                 Command::Service { write, reply } => {
                     let lookup = SqlLookup(&tx);
                     let result = match &write {
-                        ServiceWrite::AsStaff(staff, request) => {
-                            self.engine.execute(staff, request, stamp, &lookup)
+                        ServiceWrite::AsStaff(staff, write) => {
+                            self.engine.execute(staff, write.request(), stamp, &lookup)
                         }
                         ServiceWrite::Service(request) => {
                             self.engine.execute_service(request, stamp, &lookup)
@@ -1171,15 +1212,15 @@ impl Core {
         }
         let mut wanted = Vec::new();
         for cmd in batch {
-            let (staff, request) = match cmd {
-                Command::Execute { staff, frame, .. } => (staff, &frame.request),
-                Command::Service {
-                    write: ServiceWrite::AsStaff(staff, request),
+            let (staff, write) = match cmd {
+                Command::Execute { staff, write, .. }
+                | Command::Service {
+                    write: ServiceWrite::AsStaff(staff, write),
                     ..
-                } => (staff, request),
+                } => (staff, write),
                 _ => continue,
             };
-            if let tally_shared::Request::SendMessage { attachments, .. } = request {
+            if let tally_shared::Request::SendMessage { attachments, .. } = write.request().get() {
                 wanted.extend(attachments.iter().map(|a| (a.clone(), staff.clone())));
             }
         }
@@ -1601,6 +1642,7 @@ impl Core {
             Command::Gossip(g) => self.gossip(g),
             Command::Committed(..)
             | Command::Execute { .. }
+            | Command::Offset { .. }
             | Command::Service { .. }
             | Command::WebhookSettled(_)
             | Command::Shutdown { .. } => {
@@ -2398,15 +2440,6 @@ fn redacted_by<'a>(
         return Ok(Vec::new());
     }
     storage::redacted_frames(tx, &deleted).map_err(|e| StoreFailed::any(&e))
-}
-
-/// Whether a request may append to the log (a ping or a divergence report never does: it
-/// neither takes a cluster's lock nor is refused while the database is away).
-fn may_append(request: &tally_shared::Request) -> bool {
-    !matches!(
-        request,
-        tally_shared::Request::Ping | tally_shared::Request::ReportDivergence { .. }
-    )
 }
 
 /// A write refused because the source of truth cannot be reached, or storage is paused.

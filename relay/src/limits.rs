@@ -7,7 +7,7 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tally_shared::Request;
+use tally_shared::{Budget, Request};
 
 /// The limits, as the command line sets them.
 #[derive(Debug, Clone, clap::Args)]
@@ -153,24 +153,13 @@ pub enum Kind {
     Search,
 }
 
-/// Classifies a request.
+/// What a WebSocket request costs: its budget, as `Request::budget` classifies it.
 pub fn kind_of(request: &Request) -> Kind {
-    match request {
-        Request::MarkRead { .. }
-        | Request::MarkConversationRead { .. }
-        | Request::MarkAllRead
-        | Request::MarkUnread { .. }
-        | Request::Ping => Kind::Read,
-        // A divergence report comes with the snapshot that repairs it: one budget for both. A
-        // preference change tells everyone in every conversation of one's: as costly.
-        Request::RequestSnapshot | Request::ReportDivergence { .. } | Request::SetPreferences { .. } => {
-            Kind::Snapshot
-        }
-        // Each one fans out to a whole conversation: its own, tight budget.
-        Request::Typing { .. } => Kind::Typing,
-        // Cheap (a flag; presence is announced at most once a second): the read budget.
-        Request::Visibility { .. } => Kind::Read,
-        _ => Kind::Write,
+    match request.budget() {
+        Budget::Write => Kind::Write,
+        Budget::Read => Kind::Read,
+        Budget::Snapshot => Kind::Snapshot,
+        Budget::Typing => Kind::Typing,
     }
 }
 

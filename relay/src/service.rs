@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 use tally_shared::engine::{DirectPost, ServiceRequest};
-use tally_shared::{ClientMsgId, ConversationId, ErrorCode, MessageId, Request, Staff, StaffId, limits};
+use tally_shared::{ClientMsgId, ConversationId, ErrorCode, LogWrite, MessageId, Staff, StaffId, limits};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
@@ -371,13 +371,7 @@ async fn post_message((): (), p: PostMessage, state: AppState) -> Result<warp::r
         }
         (Some(conversation), None, Some(sender), None) => ServiceWrite::AsStaff(
             sender,
-            Request::SendMessage {
-                client_id,
-                conversation,
-                body: p.body,
-                attachments: p.attachments,
-                reply_to: p.reply_to,
-            },
+            LogWrite::send_message(client_id, conversation, p.body, p.attachments, p.reply_to),
         ),
         (Some(conversation), None, None, Some(notice)) => ServiceWrite::Service(ServiceRequest::PostNotice {
             client_id,

@@ -10,7 +10,7 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tally_shared::protocol::{
     ErrorFrame, ProtocolRange, ServerFrame, close, decode_client_frame, encode, peek_req,
 };
-use tally_shared::{ClientFrame, ErrorCode, Offset, Request, RequestId, StaffId, limits};
+use tally_shared::{ClientFrame, ErrorCode, Offset, Request, RequestId, Routed, StaffId, limits};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
@@ -548,10 +548,6 @@ impl Session {
                 return None;
             }
         };
-        if let Request::Hello { .. } = frame.request {
-            self.refuse(frame.req, ErrorCode::HelloRequired, "already said hello", None);
-            return None;
-        }
         let kind = crate::limits::kind_of(&frame.request);
         let (rate, burst) = self.state.config.limits.budget(kind);
         let key = (self.staff.clone(), kind);
@@ -573,32 +569,38 @@ impl Session {
                 "a widget's count diverged from the relay's"
             );
         }
-        let (staff, conn) = (self.staff.clone(), self.conn.clone());
-        Some(match frame.request {
-            Request::RequestSnapshot => Command::Snapshot {
+        let (staff, conn, req) = (self.staff.clone(), self.conn.clone(), frame.req);
+        Some(match frame.request.into_route() {
+            Routed::Log(write) => Command::Execute {
                 staff,
-                req: frame.req,
+                req,
+                write,
                 conn,
             },
-            Request::Visibility { visible } => Command::Visibility {
+            Routed::Offset => Command::Offset { req, conn },
+            Routed::Snapshot => Command::Snapshot { staff, req, conn },
+            Routed::Visibility(visible) => Command::Visibility {
                 staff,
                 visible,
-                req: frame.req,
+                req,
                 conn,
             },
-            Request::SetPreferences { hide_read_state } => Command::Preferences {
+            Routed::Preferences { hide_read_state } => Command::Preferences {
                 staff,
                 hide_read_state,
-                req: frame.req,
+                req,
                 conn,
             },
-            Request::Typing { conversation } => Command::Typing {
+            Routed::Typing(conversation) => Command::Typing {
                 staff,
                 conversation,
-                req: frame.req,
+                req,
                 conn,
             },
-            _ => Command::Execute { staff, frame, conn },
+            Routed::Hello => {
+                self.refuse(req, ErrorCode::HelloRequired, "already said hello", None);
+                return None;
+            }
         })
     }
 

@@ -59,6 +59,9 @@ pub use ids::{
     AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, Offset, RequestId, Seq, StaffId,
 };
 pub use model::{Attachment, Conversation, ConversationKind, Counts, Message, Staff, Totals};
-pub use protocol::{ClientFrame, ErrorCode, Event, LoggedEvent, Request, ServerFrame};
+pub use protocol::{
+    Budget, ClientFrame, ErrorCode, Event, LogRequest, LogWrite, LoggedEvent, Request, Route, Routed,
+    ServerFrame,
+};
 pub use store::ChatStore;
 pub use unread::{Tracking, UnreadProjection};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::engine::{Engine, Lookup, LookupFailed, Outcome, Rejection};
 use crate::ids::{AttachmentId, ConversationId, MessageId, Millis, Seq, StaffId};
 use crate::model::{Attachment, Message, Staff};
-use crate::protocol::{Event, Request, Snapshot};
+use crate::protocol::{Ack, ErrorCode, Event, Request, Route, Snapshot};
 
 /// Stored messages and attachments, by id.
 #[derive(Clone, Debug, Default)]
@@ -98,13 +98,39 @@ impl MemoryHost {
         host
     }
 
-    /// Executes a request and stores what it wrote.
+    /// Routes a request as the relay's session does (`Request::route`): a write runs in the
+    /// engine and what it wrote is stored; a ping or a divergence report is acknowledged at
+    /// the current offset; `hello` and what only a session handles are refused.
     pub fn execute(
         &mut self,
         author: &StaffId,
         request: &Request,
         now: Millis,
     ) -> Result<Outcome, Rejection> {
+        let request = match request.route() {
+            Route::Log(request) => request,
+            Route::Offset | Route::Snapshot => {
+                return Ok(Outcome {
+                    applied: Vec::new(),
+                    ack: Ack {
+                        offset: self.engine.offset(),
+                        ..Ack::default()
+                    },
+                });
+            }
+            Route::Hello => {
+                return Err(Rejection {
+                    code: ErrorCode::HelloRequired,
+                    message: "hello is only the first frame".into(),
+                });
+            }
+            Route::Visibility(_) | Route::Typing(_) | Route::Preferences { .. } => {
+                return Err(Rejection {
+                    code: ErrorCode::NotAllowed,
+                    message: "typing, visibility and preferences are the relay's, not the log's".into(),
+                });
+            }
+        };
         let outcome = self.engine.execute(author, request, now, &self.storage)?;
         for a in &outcome.applied {
             self.storage.store(&a.event.event);
@@ -142,6 +168,13 @@ mod tests {
     /// Storage that cannot be read.
     struct Unreadable;
 
+    fn log(r: &Request) -> crate::protocol::LogRequest<'_> {
+        match r.route() {
+            Route::Log(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
     impl Lookup for Unreadable {
         fn message(&self, _: MessageId) -> Result<Option<Message>, LookupFailed> {
             Err(LookupFailed("disk I/O error".into()))
@@ -177,10 +210,11 @@ mod tests {
             reply_to: None,
         };
         let first = host.execute(alice, &send, Millis(2)).unwrap();
+
         let at = host.engine.offset();
         let retried = host
             .engine
-            .execute(alice, &send, Millis(3), &Unreadable)
+            .execute(alice, log(&send), Millis(3), &Unreadable)
             .unwrap_err();
         assert_eq!(retried.code, ErrorCode::Unavailable, "{retried:?}");
         assert_eq!(host.engine.offset(), at, "nothing appended");
@@ -193,7 +227,7 @@ mod tests {
         };
         let refused = host
             .engine
-            .execute(bob, &reply, Millis(4), &Unreadable)
+            .execute(bob, log(&reply), Millis(4), &Unreadable)
             .unwrap_err();
         assert_eq!(refused.code, ErrorCode::Unavailable);
         assert_eq!(host.engine.offset(), at);

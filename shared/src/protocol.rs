@@ -238,6 +238,179 @@ impl Request {
     }
 }
 
+/// Where a request goes, decided in one place ([`Request::route`]): the relay's sessions route
+/// by it and only a [`LogRequest`] reaches the engine. Every variant is listed there with no
+/// catch-all, so a new request does not compile until it is placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `hello`: a connection's first frame only.
+    Hello,
+    /// A write the engine runs against the log (which it may append to).
+    Log(LogRequest<'a>),
+    /// Answered with the current offset, never appending (`ping`; a divergence report, which
+    /// the relay logs).
+    Offset,
+    /// A fresh snapshot.
+    Snapshot,
+    /// The tab's visibility (presence).
+    Visibility(bool),
+    /// Typing in a conversation: relayed, never stored.
+    Typing(ConversationId),
+    /// The staff member's preferences.
+    Preferences {
+        /// See [`Request::SetPreferences`].
+        hide_read_state: bool,
+    },
+}
+
+/// A write for the log: only [`Request::route`] makes one, so the engine, which takes nothing
+/// else, never sees a request the log does not store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRequest<'a>(&'a Request);
+
+impl<'a> LogRequest<'a> {
+    /// The request.
+    pub fn get(self) -> &'a Request {
+        self.0
+    }
+}
+
+/// A write for the log, owned (what a session hands on to be run): only
+/// [`Request::into_route`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogWrite(Request);
+
+impl LogWrite {
+    /// The write, as the engine takes it.
+    pub fn request(&self) -> LogRequest<'_> {
+        LogRequest(&self.0)
+    }
+
+    /// A send (what the work app's backend posts as a staff member).
+    pub fn send_message(
+        client_id: ClientMsgId,
+        conversation: ConversationId,
+        body: String,
+        attachments: Vec<AttachmentId>,
+        reply_to: Option<MessageId>,
+    ) -> LogWrite {
+        LogWrite(Request::SendMessage {
+            client_id,
+            conversation,
+            body,
+            attachments,
+            reply_to,
+        })
+    }
+}
+
+/// [`Route`], owning the request it routes (see [`Request::into_route`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routed {
+    /// `hello`.
+    Hello,
+    /// A write for the log.
+    Log(LogWrite),
+    /// Acknowledged at the current offset.
+    Offset,
+    /// A fresh snapshot.
+    Snapshot,
+    /// The tab's visibility.
+    Visibility(bool),
+    /// Typing in a conversation.
+    Typing(ConversationId),
+    /// The staff member's preferences.
+    Preferences {
+        /// See [`Request::SetPreferences`].
+        hide_read_state: bool,
+    },
+}
+
+/// The rate budget a request is charged to, per staff member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Budget {
+    /// Writes that append messages or change conversations.
+    Write,
+    /// Reads and cheap flags (marking read, pings, visibility).
+    Read,
+    /// A snapshot, or what costs as much (a divergence report comes with one; a preference
+    /// change is told to everyone in every conversation of one's).
+    Snapshot,
+    /// Typing, which fans out to a whole conversation.
+    Typing,
+}
+
+impl Request {
+    /// Where this request goes (see [`Route`]).
+    pub fn route(&self) -> Route<'_> {
+        match self {
+            Request::Hello { .. } => Route::Hello,
+            Request::SendMessage { .. }
+            | Request::ForwardMessage { .. }
+            | Request::EditMessage { .. }
+            | Request::DeleteMessage { .. }
+            | Request::CreateDirect { .. }
+            | Request::CreateGroup { .. }
+            | Request::RenameConversation { .. }
+            | Request::AddParticipants { .. }
+            | Request::RemoveParticipant { .. }
+            | Request::SetMuted { .. }
+            | Request::MarkRead { .. }
+            | Request::MarkConversationRead { .. }
+            | Request::MarkAllRead
+            | Request::MarkUnread { .. } => Route::Log(LogRequest(self)),
+            Request::Ping | Request::ReportDivergence { .. } => Route::Offset,
+            Request::RequestSnapshot => Route::Snapshot,
+            Request::Visibility { visible } => Route::Visibility(*visible),
+            Request::Typing { conversation } => Route::Typing(*conversation),
+            Request::SetPreferences { hide_read_state } => Route::Preferences {
+                hide_read_state: *hide_read_state,
+            },
+        }
+    }
+
+    /// Where this request goes, keeping it (the same decision as [`Request::route`]).
+    pub fn into_route(self) -> Routed {
+        let routed = match self.route() {
+            Route::Log(_) => None,
+            Route::Hello => Some(Routed::Hello),
+            Route::Offset => Some(Routed::Offset),
+            Route::Snapshot => Some(Routed::Snapshot),
+            Route::Visibility(visible) => Some(Routed::Visibility(visible)),
+            Route::Typing(conversation) => Some(Routed::Typing(conversation)),
+            Route::Preferences { hide_read_state } => Some(Routed::Preferences { hide_read_state }),
+        };
+        routed.unwrap_or(Routed::Log(LogWrite(self)))
+    }
+
+    /// The budget this request is charged to.
+    pub fn budget(&self) -> Budget {
+        match self {
+            Request::Hello { .. }
+            | Request::SendMessage { .. }
+            | Request::ForwardMessage { .. }
+            | Request::EditMessage { .. }
+            | Request::DeleteMessage { .. }
+            | Request::CreateDirect { .. }
+            | Request::CreateGroup { .. }
+            | Request::RenameConversation { .. }
+            | Request::AddParticipants { .. }
+            | Request::RemoveParticipant { .. }
+            | Request::SetMuted { .. } => Budget::Write,
+            Request::MarkRead { .. }
+            | Request::MarkConversationRead { .. }
+            | Request::MarkAllRead
+            | Request::MarkUnread { .. }
+            | Request::Ping
+            | Request::Visibility { .. } => Budget::Read,
+            Request::RequestSnapshot | Request::ReportDivergence { .. } | Request::SetPreferences { .. } => {
+                Budget::Snapshot
+            }
+            Request::Typing { .. } => Budget::Typing,
+        }
+    }
+}
+
 /// Declares each request's wire name once: [`Request::kind`] and [`REQUEST_TYPES`] both come
 /// from this list (and `request_type_table_names_every_request` checks it against serde's).
 macro_rules! request_names {

@@ -14,7 +14,7 @@ use crate::ids::{AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, O
 use crate::limits;
 use crate::model::{Attachment, Conversation, ConversationKind, Message, Notice, ReplyRef, Staff};
 use crate::protocol::{
-    Ack, ConversationState, ErrorCode, Event, LoggedEvent, Request, Snapshot, UnreadUpdate,
+    Ack, ConversationState, ErrorCode, Event, LogRequest, LoggedEvent, Request, Snapshot, UnreadUpdate,
 };
 use crate::seq_index::MAX_SEQ;
 use crate::staff_keys::StaffKey;
@@ -493,10 +493,13 @@ impl Engine {
     /// events. Nothing changes when it is refused. Each family of requests has its handler
     /// (`messages`, `conversations`, `membership`, `reading`); the acknowledgement is
     /// finished here, in one place.
+    ///
+    /// It takes only a [`LogRequest`] (see [`Request::route`]): what a session handles itself
+    /// (a ping, typing, visibility, preferences, snapshots) never reaches it.
     pub fn execute(
         &mut self,
         author: &StaffId,
-        request: &Request,
+        request: LogRequest<'_>,
         now: Millis,
         lookup: &dyn Lookup,
     ) -> Result<Outcome, Rejection> {
@@ -548,20 +551,8 @@ impl Engine {
     }
 
     /// A staff member's request, to its handler.
-    fn dispatch(&mut self, s: &mut Step<'_>, request: &Request) -> Result<Ack, Rejection> {
-        Ok(match request {
-            Request::Hello { .. } => {
-                return reject(ErrorCode::HelloRequired, "hello is only the first frame");
-            }
-            // Answered with the current offset; a divergence report is the relay's to log.
-            Request::RequestSnapshot | Request::Ping | Request::ReportDivergence { .. } => Ack::default(),
-            // Relayed by the relay between participants; nothing to decide or to log.
-            Request::Typing { .. } | Request::Visibility { .. } | Request::SetPreferences { .. } => {
-                return reject(
-                    ErrorCode::NotAllowed,
-                    "typing, visibility and preferences are the relay's, not the log's",
-                );
-            }
+    fn dispatch(&mut self, s: &mut Step<'_>, request: LogRequest<'_>) -> Result<Ack, Rejection> {
+        Ok(match request.get() {
             Request::SendMessage {
                 client_id,
                 conversation,
@@ -596,6 +587,13 @@ impl Engine {
             Request::MarkConversationRead { conversation } => self.mark_read(s, *conversation, None)?,
             Request::MarkAllRead => self.mark_all_read(s),
             Request::MarkUnread { conversation, from } => self.mark_unread(s, *conversation, *from)?,
+            Request::Hello { .. }
+            | Request::Ping
+            | Request::ReportDivergence { .. }
+            | Request::RequestSnapshot
+            | Request::Visibility { .. }
+            | Request::Typing { .. }
+            | Request::SetPreferences { .. } => unreachable!("Request::route makes no LogRequest of these"),
         })
     }
 
@@ -812,24 +810,58 @@ struct Write<'a> {
 }
 
 /// The kind and client-made id of a write that carries one.
-fn client_id_of(request: &Request) -> Option<(IdKind, &ClientMsgId)> {
-    match request {
+fn client_id_of(request: LogRequest<'_>) -> Option<(IdKind, &ClientMsgId)> {
+    match request.get() {
         Request::SendMessage { client_id, .. } => Some((IdKind::Send, client_id)),
         Request::ForwardMessage { client_id, .. } => Some((IdKind::Forward, client_id)),
         Request::CreateGroup { client_id, .. } => Some((IdKind::Group, client_id)),
-        _ => None,
+        Request::EditMessage { .. }
+        | Request::DeleteMessage { .. }
+        | Request::CreateDirect { .. }
+        | Request::RenameConversation { .. }
+        | Request::AddParticipants { .. }
+        | Request::RemoveParticipant { .. }
+        | Request::SetMuted { .. }
+        | Request::MarkRead { .. }
+        | Request::MarkConversationRead { .. }
+        | Request::MarkAllRead
+        | Request::MarkUnread { .. } => None,
+        Request::Hello { .. }
+        | Request::Ping
+        | Request::ReportDivergence { .. }
+        | Request::RequestSnapshot
+        | Request::Visibility { .. }
+        | Request::Typing { .. }
+        | Request::SetPreferences { .. } => unreachable!("Request::route makes no LogRequest of these"),
     }
 }
 
 /// The conversation a request may append messages (or notices) to.
-fn writes_messages_into(request: &Request) -> Option<ConversationId> {
-    match request {
+fn writes_messages_into(request: LogRequest<'_>) -> Option<ConversationId> {
+    match request.get() {
         Request::SendMessage { conversation, .. }
         | Request::RenameConversation { conversation, .. }
         | Request::AddParticipants { conversation, .. }
         | Request::RemoveParticipant { conversation, .. } => Some(*conversation),
         Request::ForwardMessage { to, .. } => Some(*to),
-        _ => None,
+        // A new conversation, a message changed in place, or a watermark moved: no new message
+        // in an existing conversation.
+        Request::EditMessage { .. }
+        | Request::DeleteMessage { .. }
+        | Request::CreateDirect { .. }
+        | Request::CreateGroup { .. }
+        | Request::SetMuted { .. }
+        | Request::MarkRead { .. }
+        | Request::MarkConversationRead { .. }
+        | Request::MarkAllRead
+        | Request::MarkUnread { .. } => None,
+        Request::Hello { .. }
+        | Request::Ping
+        | Request::ReportDivergence { .. }
+        | Request::RequestSnapshot
+        | Request::Visibility { .. }
+        | Request::Typing { .. }
+        | Request::SetPreferences { .. } => unreachable!("Request::route makes no LogRequest of these"),
     }
 }
 
