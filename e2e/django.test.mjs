@@ -119,15 +119,36 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  for (const child of background) {
-    try {
-      process.kill(-child.pid, 'SIGTERM');
-    } catch {
-      // gone already
-    }
+  // Every process the guide started, and their children, stopped and waited for before the
+  // project goes: nothing may outlive the test or write into a directory being removed.
+  await Promise.all(
+    background.map(
+      (child) =>
+        new Promise((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          const done = setTimeout(() => {
+            try {
+              process.kill(-child.pid, 'SIGKILL');
+            } catch {
+              // gone already
+            }
+            resolve();
+          }, 10_000);
+          child.once('exit', () => (clearTimeout(done), resolve()));
+          try {
+            process.kill(-child.pid, 'SIGTERM');
+          } catch {
+            clearTimeout(done);
+            resolve();
+          }
+        }),
+    ),
+  );
+  try {
+    if (project) rmSync(project, { recursive: true, force: true, maxRetries: 3 });
+  } catch (e) {
+    console.error(`the guide's project was not removed: ${e.message}`);
   }
-  await new Promise((r) => setTimeout(r, 500));
-  if (project) rmSync(project, { recursive: true, force: true });
 });
 
 test("the guide's Django project shows alice a badge that rises when a lab result is saved", async () => {
