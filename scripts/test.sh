@@ -11,6 +11,10 @@ step() {
   "$@" 2>&1 | tee -a "$log"
 }
 
+# A CI machine builds once: incremental caches would only take disk (one run filled it).
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+echo "disk before: $(df -h --output=avail . | tail -1 | tr -d ' ') free"
+
 step "format" cargo fmt --all -- --check
 step "clippy (native)" cargo clippy --workspace --all-targets --locked -- -D warnings
 # shared's property tests use proptest, which does not target wasm32; its library does.
@@ -42,4 +46,5 @@ py_fail=$(grep -oE '^[0-9]+ failed, [0-9]+ passed' "$log" | awk '{s+=$1} END {pr
 e2e_pass=$(grep -oE '^ℹ pass [0-9]+' "$log" | awk '{s+=$3} END {print s+0}')
 e2e_fail=$(grep -oE '^ℹ fail [0-9]+' "$log" | awk '{s+=$3} END {print s+0}')
 echo
+echo "disk after: $(df -h --output=avail . | tail -1 | tr -d ' ') free, target $(du -sh target 2>/dev/null | cut -f1)"
 echo "tests: $((passed + py_pass + e2e_pass)) passed, $((failed + py_fail + e2e_fail)) failed"
