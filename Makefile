@@ -8,7 +8,7 @@ export CHROMEDRIVER := /usr/bin/chromedriver
 LISTEN ?= 127.0.0.1:8080
 DATA ?= data
 
-.PHONY: run test setup-build setup-test frontend relay relay-dev package bench bench-history bench-tab bench-feel bench-cluster cluster fuzz screenshots
+.PHONY: run test simulate setup-build setup-test frontend relay relay-dev package bench bench-history bench-tab bench-feel bench-cluster cluster fuzz screenshots
 
 ## Build the widget and the relay (release), then serve the demo on http://$(LISTEN).
 run: setup-build frontend relay
@@ -17,6 +17,13 @@ run: setup-build frontend relay
 ## Every test: format, lints (native and wasm32), native tests, browser tests, bundle, e2e.
 test: setup-test
 	scripts/test.sh
+
+## Deterministic simulation of the relay's core (release): SEEDS is one seed or a range a-b,
+## STEPS the steps per seed. A failing seed prints the command that replays it exactly.
+SEEDS ?= 1-200
+STEPS ?= 3000
+simulate:
+	SIM_SEEDS=$(SEEDS) SIM_STEPS=$(STEPS) cargo test --release -p tally-relay --lib core::sim -- --nocapture
 
 setup-build:
 	@scripts/setup.sh build

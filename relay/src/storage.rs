@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tally_shared::engine::{Lookup, LookupFailed};
 use tally_shared::protocol::{Event, LoggedEvent};
 use tally_shared::{
@@ -444,7 +444,7 @@ fn message_payload(frame: &str) -> Option<&str> {
 }
 
 /// Appends one event (`frame` is its JSON as sent) and keeps the messages it changes.
-pub fn append(tx: &Transaction<'_>, event: &LoggedEvent, frame: &str) -> anyhow::Result<()> {
+pub fn append(tx: &Connection, event: &LoggedEvent, frame: &str) -> anyhow::Result<()> {
     let conversation = event.event.conversation();
     let message = match &event.event {
         Event::MessageCreated { message } => Some(message.id),
@@ -501,7 +501,7 @@ pub fn append(tx: &Transaction<'_>, event: &LoggedEvent, frame: &str) -> anyhow:
 
 /// Removes a deleted message's text and files from the log's events that carried them, stops
 /// serving its files, and redacts the excerpt of every reply that quoted it.
-fn redact(tx: &Transaction<'_>, deleted: MessageId) -> anyhow::Result<()> {
+fn redact(tx: &Connection, deleted: MessageId) -> anyhow::Result<()> {
     tx.prepare_cached("DELETE FROM message_files WHERE message = ?1")?
         .execute([deleted.0 as i64])?;
     rewrite_events(tx, deleted, |event| match event {
@@ -535,7 +535,7 @@ fn redact(tx: &Transaction<'_>, deleted: MessageId) -> anyhow::Result<()> {
 /// The stored frames a deletion of `deleted` rewrote (in `tx`, after `append`): the deleted
 /// messages' events and those of replies quoting them, for a cluster's PostgreSQL to rewrite
 /// alike (deleted text must leave every copy of the log).
-pub fn redacted_frames(tx: &Transaction<'_>, deleted: &[MessageId]) -> anyhow::Result<Vec<(Offset, String)>> {
+pub fn redacted_frames(tx: &Connection, deleted: &[MessageId]) -> anyhow::Result<Vec<(Offset, String)>> {
     let mut out = Vec::new();
     for id in deleted {
         let mut ids = vec![id.0 as i64];
@@ -556,11 +556,7 @@ pub fn redacted_frames(tx: &Transaction<'_>, deleted: &[MessageId]) -> anyhow::R
 }
 
 /// Rewrites the stored frames of a message's events (its creation and edits).
-fn rewrite_events(
-    tx: &Transaction<'_>,
-    message: MessageId,
-    change: impl Fn(&mut Event),
-) -> anyhow::Result<()> {
+fn rewrite_events(tx: &Connection, message: MessageId, change: impl Fn(&mut Event)) -> anyhow::Result<()> {
     let rows: Vec<(i64, String)> = tx
         .prepare_cached("SELECT offset, frame FROM events WHERE message = ?1")?
         .query_map([message.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -575,7 +571,7 @@ fn rewrite_events(
 }
 
 fn update_message(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     conversation: ConversationId,
     seq: Seq,
     change: impl FnOnce(&mut Message),
@@ -779,6 +775,19 @@ pub fn note_reminded(conn: &Connection, staff: &StaffId, at: tally_shared::Milli
         params![staff.as_str(), at.0 as i64],
     )
     .map(|_| ())
+}
+
+/// Who was reminded in their current quiet spell.
+pub fn reminded(conn: &Connection) -> rusqlite::Result<Vec<StaffId>> {
+    let mut stmt = conn.prepare("SELECT staff FROM reminded")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let mut staff = Vec::new();
+    for id in rows {
+        if let Ok(id) = StaffId::new(id?) {
+            staff.push(id);
+        }
+    }
+    Ok(staff)
 }
 
 /// Forgets that `staff` was reminded: their quiet spell is over.

@@ -286,6 +286,51 @@ pub fn load(conn: &Connection) -> rusqlite::Result<Vec<Hook>> {
     rows.collect()
 }
 
+/// Queues a `message_created` or `message_deleted` delivery for each message a batch created or
+/// deleted (in its transaction), `message_created` ones marked with the message they carry;
+/// how many.
+pub fn enqueue_created(
+    hooks: &[Hook],
+    tx: &Connection,
+    applied: &[&tally_shared::engine::Applied],
+) -> rusqlite::Result<usize> {
+    if hooks.is_empty() {
+        return Ok(0);
+    }
+    let mut queued = 0;
+    for a in applied {
+        let offset = a.event.offset;
+        let (event, data, message) = match &a.event.event {
+            tally_shared::Event::MessageCreated { message } => (
+                "message_created",
+                serde_json::json!({ "offset": offset, "message": message }),
+                Some(message.id),
+            ),
+            tally_shared::Event::MessageDeleted {
+                conversation,
+                message,
+                seq,
+                sender,
+                ..
+            } => (
+                "message_deleted",
+                serde_json::json!({
+                    "offset": offset,
+                    "conversation": conversation,
+                    "message": message,
+                    "seq": seq,
+                    "sender": sender,
+                }),
+                // It carries no text: nothing a later deletion would redact.
+                None,
+            ),
+            _ => continue,
+        };
+        queued += enqueue(tx, hooks, event, &data, message)?;
+    }
+    Ok(queued)
+}
+
 /// Queues a delivery of `event` with `data` to each hook subscribed to it (inside the caller's
 /// transaction), about `message` if it carries one; how many.
 pub fn enqueue(
