@@ -13,6 +13,7 @@ use common::*;
 use tally_shared::oracle::Oracle;
 use tally_shared::protocol::{Event, ServerFrame, encode};
 use tally_shared::{ClientFrame, ConversationId, ErrorCode, MessageId, Request, Seq};
+use tally_testkit::proxy::Fault;
 
 /// These tests start their own PostgreSQL: the pass of the suite on the test server
 /// (`TALLY_TEST_POSTGRES`) leaves them to the SQLite pass rather than run them twice.
@@ -317,9 +318,14 @@ async fn try_call(
     request: Request,
 ) -> Option<Result<tally_shared::protocol::Ack, tally_shared::protocol::ErrorFrame>> {
     let req = 1_000_000 + rand_req();
-    client
-        .send_text(encode(&ClientFrame::with_req(req, request)))
-        .await;
+    let text = encode(&ClientFrame::with_req(req, request));
+    // A connection already closed answers nothing.
+    futures_util::SinkExt::send(
+        &mut client.ws,
+        tokio_tungstenite::tungstenite::Message::text(text),
+    )
+    .await
+    .ok()?;
     loop {
         match client.next().await? {
             ServerFrame::Ack(a) if a.req.map(|r| r.0) == Some(req) => return Some(Ok(a)),
@@ -806,5 +812,245 @@ async fn rings_carry_sealed_events_and_nothing_unsealed_is_believed() {
         stored.values().sum::<usize>(),
         20,
         "nothing forged reached the log"
+    );
+}
+
+/// How long the nemesis runs: `TALLY_SOAK_SECONDS` (`make soak MINUTES=…`), 20 s otherwise.
+fn soak_seconds() -> u64 {
+    std::env::var("TALLY_SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+}
+
+/// How long a client may take to converge once the network is healed (the bound the nemesis
+/// test holds the cluster to).
+const CONVERGE_WITHIN: Duration = Duration::from_secs(30);
+
+/// What one writer did: the message each acknowledged send made, by its number.
+type Acked = HashMap<usize, MessageId>;
+
+/// A writer on one node: sends numbered messages one at a time (`{prefix}-{i}`), each retried
+/// with its client id until acknowledged; a connection that stops answering is replaced. Runs
+/// until `stop`, then until every message it began is acknowledged.
+async fn writer(
+    cluster_addr: std::sync::Arc<std::sync::Mutex<std::net::SocketAddr>>,
+    token: String,
+    g: ConversationId,
+    prefix: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (Acked, usize) {
+    let mut acked = Acked::new();
+    let mut client: Option<Client> = None;
+    let mut next = 0usize;
+    let mut open: Option<usize> = None;
+    let mut attempts = 0usize;
+    let deadline_after_stop = Duration::from_secs(90);
+    let mut stopped_at: Option<tokio::time::Instant> = None;
+    loop {
+        if *stop.borrow() && stopped_at.is_none() {
+            stopped_at = Some(tokio::time::Instant::now());
+        }
+        if open.is_none() {
+            if stopped_at.is_some() {
+                return (acked, attempts);
+            }
+            open = Some(next);
+            next += 1;
+        }
+        if let Some(at) = stopped_at {
+            assert!(
+                at.elapsed() < deadline_after_stop,
+                "{prefix}: a send is still not acknowledged {deadline_after_stop:?} after the faults stopped"
+            );
+        }
+        let i = open.expect("a send in hand");
+        if client.is_none() {
+            let addr = *cluster_addr.lock().unwrap();
+            match tokio::time::timeout(Duration::from_secs(5), Client::connect(addr, &token, None)).await {
+                Ok(c) => client = Some(c),
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+        }
+        attempts += 1;
+        let request = Request::SendMessage {
+            client_id: tally_shared::ClientMsgId::new(format!("{prefix}-{i}")).unwrap(),
+            conversation: g,
+            body: format!("{prefix} {i}"),
+            attachments: vec![],
+            reply_to: None,
+        };
+        let c = client.as_mut().expect("connected");
+        match tokio::time::timeout(Duration::from_secs(5), try_call(c, request)).await {
+            Ok(Some(Ok(ack))) => {
+                acked.insert(i, ack.message.expect("a send's ack names its message"));
+                open = None;
+            }
+            Ok(Some(Err(e))) => {
+                assert_eq!(e.code, ErrorCode::Unavailable, "{prefix} {i}: {e:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // The connection ended, or stopped answering: a new one, and the same send again.
+            Ok(None) | Err(_) => client = None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_random_network_faults_nothing_acknowledged_is_lost_or_doubled_and_everyone_converges() {
+    if ran_on_the_other_pass() {
+        return;
+    }
+    let cluster = Cluster::start_behind_proxies(3, &STAFF).await;
+    let mut tabs = tabs_on(
+        &cluster,
+        &[("alice", 0), ("bob", 1), ("carol", 2), ("dan", 0), ("erin", 1)],
+    )
+    .await;
+    let g = group(&mut tabs[0], "nemesis").await;
+    check(&cluster, &mut tabs, "before the faults").await;
+
+    // One writer per node, as fay, erin and dan.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let mut writers = Vec::new();
+    for (node, who) in [(0usize, "fay"), (1, "erin"), (2, "dan")] {
+        let addr = std::sync::Arc::new(std::sync::Mutex::new(cluster.nodes[node].addr));
+        let task = tokio::spawn(writer(
+            addr,
+            cluster.token(who),
+            g,
+            format!("nem{node}"),
+            stop.clone(),
+        ));
+        writers.push((who, node, task));
+    }
+
+    // The nemesis: a random fault on one node's way to PostgreSQL or NATS, for a while, then
+    // healed, again and again.
+    let mut rng = 0x2545_f491_4f6c_dd1du64 ^ u64::from(std::process::id());
+    let seed = rng;
+    let until = tokio::time::Instant::now() + Duration::from_secs(soak_seconds());
+    let mut schedule = Vec::new();
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(500 + xorshift(&mut rng) % 1_500)).await;
+        let node = (xorshift(&mut rng) % 3) as usize;
+        let to_pg = xorshift(&mut rng).is_multiple_of(2);
+        let proxy = if to_pg {
+            &cluster.proxies[node].0
+        } else {
+            &cluster.proxies[node].1
+        };
+        let fault = match xorshift(&mut rng) % 5 {
+            0 => Fault::Partition,
+            1 => Fault::Latency(Duration::from_millis(50 + xorshift(&mut rng) % 400)),
+            2 => Fault::HalfOpen,
+            3 => Fault::Throttle(2_000 + (xorshift(&mut rng) % 50_000) as u32),
+            _ => {
+                proxy.reset();
+                schedule.push(format!("reset node {node} {}", if to_pg { "pg" } else { "nats" }));
+                continue;
+            }
+        };
+        schedule.push(format!(
+            "{fault:?} node {node} {}",
+            if to_pg { "pg" } else { "nats" }
+        ));
+        proxy.set(fault);
+        tokio::time::sleep(Duration::from_millis(500 + xorshift(&mut rng) % 2_500)).await;
+        proxy.set(Fault::Pass);
+    }
+    // Healed: a half-open connection stays stuck until something resets it, as after a real
+    // network fault; the writers then finish what they began.
+    for (pg, nats) in &cluster.proxies {
+        pg.set(Fault::Pass);
+        nats.set(Fault::Pass);
+    }
+    let healed = tokio::time::Instant::now();
+    stop_tx.send_replace(true);
+    let mut sent = 0;
+    for (who, node, task) in writers {
+        let (acked, attempts) = task.await.unwrap_or_else(|e| {
+            panic!("{who}'s writer on node {node}: {e} (seed {seed:#x}, faults {schedule:?})")
+        });
+        // Every acknowledged send is in the shared log exactly once, as the message it named.
+        let log = cluster.log();
+        for (i, id) in &acked {
+            let body = format!("nem{node} {i}");
+            let stored: Vec<MessageId> = log
+                .iter()
+                .filter_map(|e| match &e.event {
+                    Event::MessageCreated { message } if message.body == body => Some(message.id),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(stored, vec![*id], "{body} (seed {seed:#x}, faults {schedule:?})");
+        }
+        sent += acked.len();
+        println!(
+            "writer {who} on node {node}: {} sends acknowledged in {attempts} attempts",
+            acked.len()
+        );
+    }
+    // Nothing else of theirs was stored: every send a writer began, it saw acknowledged.
+    let all = stored(&cluster, "nem");
+    assert_eq!(
+        all.len(),
+        sent,
+        "stored sends that no writer saw acknowledged (seed {seed:#x})"
+    );
+    assert!(
+        all.values().all(|n| *n == 1),
+        "a send stored twice (seed {seed:#x})"
+    );
+
+    // Every client converges on the oracle over PostgreSQL's log within the bound: one whose
+    // connection a fault closed (a node that rebuilt after a commit of unknown outcome closes
+    // every connection) resumes from its store, as the widget does.
+    let head = cluster.head();
+    for t in tabs.iter_mut() {
+        loop {
+            assert!(
+                healed.elapsed() < CONVERGE_WITHIN,
+                "{} on node {} has not converged {CONVERGE_WITHIN:?} after healing (seed {seed:#x}, faults {schedule:?})",
+                t.who,
+                t.node
+            );
+            match tokio::time::timeout(Duration::from_secs(2), try_call(&mut t.client, Request::Ping)).await {
+                Ok(Some(Ok(ack))) if ack.offset >= head => break,
+                Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Ok(None) | Err(_) => {
+                    let store = std::mem::take(&mut t.client.store);
+                    let from = store.applied();
+                    let addr = cluster.nodes[t.node].addr;
+                    let token = cluster.token(t.who);
+                    if let Ok(c) = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        Client::connect_with_store(addr, &token, Some(from), store.clone()),
+                    )
+                    .await
+                    {
+                        t.client = c;
+                    } else {
+                        t.client.store = store;
+                    }
+                }
+            }
+        }
+    }
+    let mut fresh = tabs_on(&cluster, &[("alice", 0), ("bob", 1), ("carol", 2)]).await;
+    check(&cluster, &mut tabs, "after the faults").await;
+    check(&cluster, &mut fresh, "on fresh connections after the faults").await;
+    let took = healed.elapsed();
+    assert!(
+        took < CONVERGE_WITHIN,
+        "converged after {took:?} (seed {seed:#x}, faults {schedule:?})"
+    );
+    println!(
+        "nemesis: {} faults over {} s, {sent} sends acknowledged once each, converged {took:?} after healing",
+        schedule.len(),
+        soak_seconds()
     );
 }

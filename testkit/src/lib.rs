@@ -4,6 +4,8 @@
 //! be stopped and started again. Not part of the product: the relay's tests and
 //! `tally-loadgen` use it.
 
+pub mod proxy;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tally_relay::auth::Keys;
 use tally_shared::Offset;
 use tally_shared::protocol::LoggedEvent;
+pub use tally_testkit::proxy::Proxy;
 pub use tally_testkit::{Nats, Pg};
 
 use super::{Client, Killed, UNLIMITED, sid};
@@ -28,11 +29,23 @@ pub struct Cluster {
     pub nats: Nats,
     pub nodes: Vec<Node>,
     pub keys: Keys,
+    /// Per node, when started behind proxies: its way to PostgreSQL and its way to NATS.
+    pub proxies: Vec<(Proxy, Proxy)>,
 }
 
 impl Cluster {
     /// PostgreSQL with `staff` on its staff table, NATS, and `n` nodes.
     pub async fn start(n: usize, staff: &[&str]) -> Cluster {
+        Self::start_with(n, staff, false).await
+    }
+
+    /// `start`, with each node reaching PostgreSQL and NATS through proxies of its own, whose
+    /// faults the test sets (`proxies`).
+    pub async fn start_behind_proxies(n: usize, staff: &[&str]) -> Cluster {
+        Self::start_with(n, staff, true).await
+    }
+
+    async fn start_with(n: usize, staff: &[&str], proxied: bool) -> Cluster {
         let pg = Pg::start();
         let nats = Nats::start();
         let dir = tempfile::tempdir().unwrap();
@@ -53,10 +66,16 @@ impl Cluster {
             nats,
             nodes: Vec::new(),
             keys,
+            proxies: Vec::new(),
         };
-        for _ in 0..n {
+        for i in 0..n {
+            if proxied {
+                let pg = Proxy::start(([127, 0, 0, 1], c.pg.port).into());
+                let nats = Proxy::start(([127, 0, 0, 1], c.nats.port).into());
+                c.proxies.push((pg, nats));
+            }
             let dir = tempfile::tempdir().unwrap();
-            let (child, addr) = c.spawn_node(dir.path());
+            let (child, addr) = c.spawn_node(i, dir.path());
             c.nodes.push(Node {
                 child: Some(child),
                 addr,
@@ -66,8 +85,14 @@ impl Cluster {
         c
     }
 
-    fn spawn_node(&self, data: &Path) -> (Killed, SocketAddr) {
-        let (pg, nats) = (self.pg.url(), self.nats.url());
+    fn spawn_node(&self, i: usize, data: &Path) -> (Killed, SocketAddr) {
+        let (pg, nats) = match self.proxies.get(i) {
+            Some((pg, nats)) => (
+                format!("postgres://tally@{}/postgres", pg.addr),
+                format!("nats://{}", nats.addr),
+            ),
+            None => (self.pg.url(), self.nats.url()),
+        };
         let mut args = vec!["--postgres", &pg, "--nats", &nats, "--durability", "normal"];
         args.extend(UNLIMITED);
         super::spawn(data, &args, None)
@@ -80,7 +105,7 @@ impl Cluster {
 
     /// Starts node `i` again on its data directory (on a new port).
     pub fn restart(&mut self, i: usize) {
-        let (child, addr) = self.spawn_node(self.nodes[i].dir.path());
+        let (child, addr) = self.spawn_node(i, self.nodes[i].dir.path());
         self.nodes[i].child = Some(child);
         self.nodes[i].addr = addr;
     }
