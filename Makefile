@@ -8,7 +8,7 @@ export CHROMEDRIVER := /usr/bin/chromedriver
 LISTEN ?= 127.0.0.1:8080
 DATA ?= data
 
-.PHONY: run test simulate setup-build setup-test frontend relay relay-dev package bench bench-history bench-tab bench-feel bench-cluster cluster fuzz screenshots
+.PHONY: run test simulate soak setup-build setup-test frontend relay relay-dev package bench bench-history bench-tab bench-feel bench-cluster cluster fuzz screenshots
 
 ## Build the widget and the relay (release), then serve the demo on http://$(LISTEN).
 run: setup-build frontend relay
@@ -24,6 +24,13 @@ SEEDS ?= 1-200
 STEPS ?= 3000
 simulate:
 	SIM_SEEDS=$(SEEDS) SIM_STEPS=$(STEPS) cargo test --release -p tally-relay --lib core::sim -- --nocapture
+
+## The nemesis test for MINUTES: random network faults between three nodes and PostgreSQL/NATS
+## under load, then every acknowledged send checked once in the log and every client converged.
+MINUTES ?= 10
+soak: setup-test
+	TALLY_SOAK_SECONDS=$$(( $(MINUTES) * 60 )) cargo test --release -p tally-relay --test cluster \
+	  under_random_network_faults -- --nocapture
 
 setup-build:
 	@scripts/setup.sh build

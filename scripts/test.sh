@@ -39,12 +39,14 @@ if [ -f e2e/package.json ]; then
 fi
 
 # One closing line that counts every test run above (cargo's last line is often doc-tests' 0).
-passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
-failed=$(grep -oE '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
-py_pass=$(grep -oE '^([0-9]+ failed, )?[0-9]+ passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
-py_fail=$(grep -oE '^[0-9]+ failed, [0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
-e2e_pass=$(grep -oE '^ℹ pass [0-9]+' "$log" | awk '{s+=$3} END {print s+0}')
-e2e_fail=$(grep -oE '^ℹ fail [0-9]+' "$log" | awk '{s+=$3} END {print s+0}')
+# A grep that finds nothing (no Python failures, say) must not end the script under pipefail.
+count() { grep -oE "$1" "$log" || true; }
+passed=$(count 'test result: [a-zA-Z]+\. [0-9]+ passed' | awk '{s+=$4} END {print s+0}')
+failed=$(count '[0-9]+ failed;' | awk '{s+=$1} END {print s+0}')
+py_pass=$(count '^([0-9]+ failed, )?[0-9]+ passed' | { grep -oE '[0-9]+ passed' || true; } | awk '{s+=$1} END {print s+0}')
+py_fail=$(count '^[0-9]+ failed, [0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+e2e_pass=$(count '^ℹ pass [0-9]+' | awk '{s+=$3} END {print s+0}')
+e2e_fail=$(count '^ℹ fail [0-9]+' | awk '{s+=$3} END {print s+0}')
 echo
 echo "disk after: $(df -h --output=avail . | tail -1 | tr -d ' ') free, target $(du -sh target 2>/dev/null | cut -f1)"
 echo "tests: $((passed + py_pass + e2e_pass)) passed, $((failed + py_fail + e2e_fail)) failed"
