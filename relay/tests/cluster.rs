@@ -21,6 +21,9 @@ fn ran_on_the_other_pass() -> bool {
     test_postgres().is_some()
 }
 
+/// The cluster tests run side by side, but the nemesis runs alone.
+static TURN: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 const STAFF: [&str; 6] = ["alice", "bob", "carol", "dan", "erin", "fay"];
 
 /// One browser tab: who, on which node, and its client.
@@ -130,6 +133,7 @@ async fn clients_on_three_nodes_agree_with_the_oracle_on_every_path() {
     if ran_on_the_other_pass() {
         return;
     }
+    let _turn = TURN.read().await;
     let cluster = Cluster::start(3, &STAFF).await;
     // Everyone on a node of their own choosing; alice has a second tab on another node.
     let mut tabs = tabs_on(
@@ -359,6 +363,7 @@ async fn a_node_killed_mid_burst_loses_nothing_acknowledged_and_its_clients_resu
     if ran_on_the_other_pass() {
         return;
     }
+    let _turn = TURN.read().await;
     const N: usize = 2_000;
     let mut cluster = Cluster::start(3, &STAFF).await;
     let mut tabs = tabs_on(&cluster, &[("alice", 0), ("dan", 0), ("bob", 1), ("carol", 2)]).await;
@@ -429,11 +434,20 @@ async fn with_nats_stopped_nodes_read_postgres_and_the_doorbell_comes_back() {
     if ran_on_the_other_pass() {
         return;
     }
+    let _turn = TURN.read().await;
     let mut cluster = Cluster::start(3, &STAFF).await;
     let mut tabs = tabs_on(&cluster, &[("alice", 0), ("bob", 1), ("carol", 2)]).await;
     let g = group(&mut tabs[0], "nats").await;
     check(&cluster, &mut tabs, "before").await;
-    let rings = metric_at(cluster.nodes[1].addr, "tally_doorbell_rings_total").await;
+    // The group's ring reaches node 1 (its subscription may still be settling after start).
+    let mut rings = 0;
+    for _ in 0..50 {
+        rings = metric_at(cluster.nodes[1].addr, "tally_doorbell_rings_total").await;
+        if rings > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(rings > 0, "the doorbell rang before NATS stopped");
 
     cluster.nats.down();
@@ -482,6 +496,7 @@ async fn a_postgres_restart_refuses_writes_as_unavailable_then_they_succeed() {
     if ran_on_the_other_pass() {
         return;
     }
+    let _turn = TURN.read().await;
     let cluster = Cluster::start(3, &STAFF).await;
     let mut tabs = tabs_on(&cluster, &[("alice", 0), ("bob", 1), ("carol", 2)]).await;
     let g = group(&mut tabs[0], "pg").await;
@@ -542,6 +557,7 @@ async fn two_nodes_writing_to_one_conversation_end_in_one_order_everywhere() {
     if ran_on_the_other_pass() {
         return;
     }
+    let _turn = TURN.read().await;
     let cluster = Cluster::start(3, &STAFF).await;
     let mut tabs = tabs_on(&cluster, &[("alice", 0), ("bob", 1), ("carol", 2)]).await;
     let g = group(&mut tabs[0], "race").await;
@@ -611,6 +627,7 @@ async fn presence_and_typing_cross_nodes_and_a_dead_nodes_people_go_offline() {
     if ran_on_the_other_pass() {
         return;
     }
+    let _turn = TURN.read().await;
     use tally_shared::protocol::Presence;
     let mut cluster = Cluster::start(2, &STAFF).await;
     let mut alice = cluster.connect(0, "alice").await;
@@ -655,6 +672,7 @@ async fn an_upload_through_one_node_is_sent_through_another_and_downloaded_from_
     if ran_on_the_other_pass() {
         return;
     }
+    let _turn = TURN.read().await;
     let cluster = Cluster::start(3, &STAFF).await;
     let mut alice = cluster.connect(1, "alice").await;
     let direct = alice.direct_with("bob").await;
@@ -719,6 +737,7 @@ async fn rings_carry_sealed_events_and_nothing_unsealed_is_believed() {
     if ran_on_the_other_pass() {
         return;
     }
+    let _turn = TURN.read().await;
     let cluster = Cluster::start(2, &STAFF).await;
     let mut tabs = tabs_on(&cluster, &[("alice", 0), ("bob", 1)]).await;
     let g = group(&mut tabs[0], "sealed").await;
@@ -904,6 +923,8 @@ async fn under_random_network_faults_nothing_acknowledged_is_lost_or_doubled_and
     if ran_on_the_other_pass() {
         return;
     }
+    // Alone: its faults and load would make the other cluster tests' timings lie.
+    let _turn = TURN.write().await;
     let cluster = Cluster::start_behind_proxies(3, &STAFF).await;
     let mut tabs = tabs_on(
         &cluster,
