@@ -163,7 +163,8 @@ fn download(state: AppState) -> Route {
     )
 }
 
-/// GET /api/conversations/{id}/messages?before=SEQ&limit=N: a page of history.
+/// GET /api/conversations/{id}/messages?before=SEQ&limit=N[&thread=ROOT]: a page of history,
+/// or of one thread (its root and replies).
 fn history_page(state: AppState) -> Route {
     boxed(
         warp::path!("api" / "conversations" / u64 / "messages")
@@ -297,6 +298,8 @@ struct NameQuery {
 struct HistoryQuery {
     before: Option<u64>,
     limit: Option<u64>,
+    /// A thread's root: the page is that thread's (its root and replies).
+    thread: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -390,6 +393,7 @@ async fn history(
                 staff,
                 conversation,
                 before,
+                thread: q.thread.map(Seq),
                 limit,
                 reply,
             })

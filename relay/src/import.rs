@@ -1114,6 +1114,7 @@ impl Writer<'_> {
             attachments.push(a);
         }
         let message = Message {
+            thread: None,
             id,
             conversation,
             seq,
@@ -1134,6 +1135,7 @@ impl Writer<'_> {
         self.append(Event::MessageCreated { message })?;
         if m.deleted {
             self.append(Event::MessageDeleted {
+                thread: None,
                 conversation,
                 message: id,
                 seq,

@@ -99,6 +99,30 @@ pub fn check(data: &Path) -> anyhow::Result<Vec<String>> {
         }
         staff.insert(s);
     }
+    for s in &staff {
+        let followed = oracle.threads_of(s);
+        let ours: Vec<_> = projection
+            .threads_of(s)
+            .into_iter()
+            .map(|(c, t, ..)| (c, t))
+            .collect();
+        if ours != followed {
+            problems.push(format!(
+                "{s} follows threads {ours:?} in the relay, {followed:?} in the log"
+            ));
+        }
+        for (c, root) in followed {
+            let (ours, naive) = (
+                projection.thread_counts(s, c, root),
+                oracle.thread_counts(s, c, root),
+            );
+            if ours != Some(naive) {
+                problems.push(format!(
+                    "{s} in thread {root} of conversation {c}: the relay counts {ours:?}, the log says {naive:?}"
+                ));
+            }
+        }
+    }
     for s in staff {
         let (ours, naive) = (projection.total(&s), oracle.total(&s));
         if ours != naive {

@@ -51,6 +51,8 @@ pub enum Job {
         from: Seq,
         /// The last seq.
         to: Seq,
+        /// Only this thread's messages (then `from` and `to` do not apply).
+        thread: Option<crate::storage::ThreadPage>,
         /// The HTTP request waiting.
         reply: oneshot::Sender<Result<Vec<Message>, ErrorCode>>,
     },
@@ -194,10 +196,11 @@ fn run(job: Job, conn: &Connection) {
             conversation,
             from,
             to,
+            thread,
             reply,
         } => {
-            let page =
-                storage::message_page(conn, conversation, from, to, limits::PAGE_MAX_BYTES).map_err(|e| {
+            let page = storage::history_page(conn, conversation, (from, to), thread, limits::PAGE_MAX_BYTES)
+                .map_err(|e| {
                     tracing::warn!(error = %e, "a history page could not be read");
                     tally_shared::ErrorCode::Unavailable
                 });

@@ -151,6 +151,11 @@ const MIGRATIONS: &[&str] = &[
      UPDATE outbox SET message = json_extract(body, '$.message.id') WHERE event = 'message_created';
      UPDATE outbox SET delivery = (SELECT value FROM meta WHERE key = 'log_id') || '-' || id;
      CREATE INDEX outbox_by_message ON outbox (message) WHERE message IS NOT NULL;",
+    // 7: threads. A reply's root, so that a thread's page is read by an index.
+    "ALTER TABLE messages ADD COLUMN thread INTEGER;
+     UPDATE messages SET thread = json_extract(payload, '$.thread')
+        WHERE json_extract(payload, '$.thread') IS NOT NULL;
+     CREATE INDEX messages_by_thread ON messages (conversation, thread, seq) WHERE thread IS NOT NULL;",
 ];
 
 /// The schema version this build writes (the number of migrations).
@@ -461,7 +466,7 @@ pub fn append(tx: &Connection, event: &LoggedEvent, frame: &str) -> anyhow::Resu
     match &event.event {
         Event::MessageCreated { message } => {
             tx.prepare_cached(
-                "INSERT INTO messages (conversation, seq, id, payload, reply_to) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO messages (conversation, seq, id, payload, reply_to, thread) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
                 conversation.0 as i64,
@@ -470,6 +475,7 @@ pub fn append(tx: &Connection, event: &LoggedEvent, frame: &str) -> anyhow::Resu
                 message_payload(frame)
                     .map_or_else(|| serde_json::to_string(message), |p| Ok(p.to_string()))?,
                 message.reply_to.as_ref().map(|r| r.message.0 as i64),
+                message.thread.map(|t| t.0 as i64),
             ])?;
             crate::search::index_new(tx, message.id, conversation, &message.body)?;
             for a in &message.attachments {
@@ -663,6 +669,73 @@ pub fn message_page(
     Ok(page)
 }
 
+/// Which thread a page of history is of: its root, the page's end (exclusive; none: the
+/// newest) and how many messages at most.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadPage {
+    /// The root's seq.
+    pub root: Seq,
+    /// Messages before this seq.
+    pub before: Option<Seq>,
+    /// At most this many.
+    pub limit: u64,
+}
+
+/// A page of history: messages `from..=to` of a conversation, or one thread's page.
+pub fn history_page(
+    conn: &Connection,
+    conversation: ConversationId,
+    (from, to): (Seq, Seq),
+    thread: Option<ThreadPage>,
+    max_bytes: usize,
+) -> rusqlite::Result<Vec<Message>> {
+    match thread {
+        None => message_page(conn, conversation, from, to, max_bytes),
+        Some(t) => thread_page(conn, conversation, t.root, t.before, t.limit, max_bytes),
+    }
+}
+
+/// A page of a thread: its root and replies before `before` (all when `None`), the newest
+/// `limit` of them, in order, cut from the oldest end to at most `max_bytes` of JSON (at least
+/// the newest one). The root comes first once the page reaches back to it.
+pub fn thread_page(
+    conn: &Connection,
+    conversation: ConversationId,
+    root: Seq,
+    before: Option<Seq>,
+    limit: u64,
+    max_bytes: usize,
+) -> rusqlite::Result<Vec<Message>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT payload FROM (
+            SELECT seq, payload FROM messages WHERE conversation = ?1 AND thread = ?2 AND seq < ?3
+            UNION ALL
+            SELECT seq, payload FROM messages WHERE conversation = ?1 AND seq = ?2 AND seq < ?3
+         ) ORDER BY seq DESC LIMIT ?4",
+    )?;
+    let before = before.map_or(i64::MAX, |b| b.0 as i64);
+    let mut rows = stmt.query(params![
+        conversation.0 as i64,
+        root.0 as i64,
+        before,
+        limit as i64
+    ])?;
+    let (mut page, mut bytes) = (Vec::new(), 0);
+    while let Some(row) = rows.next()? {
+        let payload: String = row.get(0)?;
+        if !page.is_empty() && bytes + payload.len() > max_bytes {
+            break;
+        }
+        bytes += payload.len();
+        let m: Message = serde_json::from_str(&payload).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        page.push(m);
+    }
+    page.reverse();
+    Ok(page)
+}
+
 /// Records an upload (the bytes are already stored under their content address) at `now`
 /// (milliseconds since the epoch).
 pub fn record_upload(
@@ -815,6 +888,21 @@ impl Lookup for SqlLookup<'_> {
             .transpose()
     }
 
+    fn message_at(&self, conversation: ConversationId, seq: Seq) -> Result<Option<Message>, LookupFailed> {
+        let failed = |e: &dyn std::fmt::Display| LookupFailed(e.to_string());
+        let payload: Option<String> = self
+            .0
+            .prepare_cached("SELECT payload FROM messages WHERE conversation = ?1 AND seq = ?2")
+            .and_then(|mut s| {
+                s.query_row([conversation.0 as i64, seq.0 as i64], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| failed(&e))?;
+        payload
+            .map(|p| serde_json::from_str(&p).map_err(|e| failed(&e)))
+            .transpose()
+    }
+
     fn attachment(&self, id: &AttachmentId, uploader: &StaffId) -> Result<Option<Attachment>, LookupFailed> {
         self.0
             .prepare_cached(
@@ -943,6 +1031,7 @@ mod tests {
             "é \u{0} \" \\",
         ] {
             let message = Message {
+                thread: None,
                 id: MessageId(7),
                 conversation: ConversationId(2),
                 seq: Seq(3),

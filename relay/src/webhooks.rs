@@ -311,6 +311,7 @@ pub fn enqueue_created(
                 message,
                 seq,
                 sender,
+                thread,
                 ..
             } => (
                 "message_deleted",
@@ -320,6 +321,7 @@ pub fn enqueue_created(
                     "message": message,
                     "seq": seq,
                     "sender": sender,
+                    "thread": thread,
                 }),
                 // It carries no text: nothing a later deletion would redact.
                 None,

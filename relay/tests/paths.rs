@@ -93,6 +93,18 @@ impl Scenario {
                     );
                 }
             }
+            for (conv, root) in self.oracle.threads_of(&staff) {
+                assert_eq!(
+                    c.store.thread_counts(conv, root),
+                    self.oracle.thread_counts(&staff, conv, root),
+                    "{s} in thread {conv}/{root}"
+                );
+            }
+            assert_eq!(
+                c.store.thread_list().len(),
+                self.oracle.threads_of(&staff).len(),
+                "threads {s} follows"
+            );
             assert_eq!(c.store.total(), self.oracle.total(&staff), "total of {s}");
             let listed: Vec<ConversationId> = c.store.conversation_list().iter().map(|i| i.id).collect();
             for id in listed {
@@ -511,4 +523,288 @@ async fn a_removed_participant_stops_receiving_events() {
     )
     .await;
     assert_eq!(history.0, 403);
+}
+
+fn reply(conversation: ConversationId, thread: Seq, client_id: ClientMsgId, body: &str) -> Request {
+    Request::ReplyInThread {
+        client_id,
+        conversation,
+        thread,
+        body: body.into(),
+        attachments: vec![],
+    }
+}
+
+/// Threads over real sockets (on SQLite, and on PostgreSQL when the suite runs there): every
+/// thread request, the follow rules, thread counts in the totals and never in the
+/// conversation's, deletes of roots and replies, mute, read everything, leaving, and a thread's
+/// page over HTTP, each step checked against the oracle.
+#[tokio::test]
+async fn every_thread_path_agrees_with_the_oracle() {
+    let mut s = Scenario::new().await;
+    let c = s.cid();
+    let group = s
+        .step(
+            "alice",
+            Request::CreateGroup {
+                client_id: c,
+                title: "Rota".into(),
+                participants: vec![sid("bob"), sid("carol")],
+            },
+        )
+        .await
+        .unwrap()
+        .conversation
+        .unwrap();
+    let c = s.cid();
+    let root = s
+        .step("alice", send(group, c, "who covers Friday?"))
+        .await
+        .unwrap()
+        .seq
+        .unwrap();
+    s.step("bob", Request::MarkConversationRead { conversation: group })
+        .await
+        .unwrap();
+    // Bob replies: Alice (the root's author) follows and counts it; the conversation does not.
+    let c = s.cid();
+    let r1 = s
+        .step("bob", reply(group, root, c, "I can"))
+        .await
+        .unwrap()
+        .seq
+        .unwrap();
+    assert_eq!(s.client("alice").store.thread_counts(group, root).unread, 1);
+    assert_eq!(
+        s.client("bob").store.counts(group).unread,
+        0,
+        "a reply never counts in its conversation"
+    );
+    assert_eq!(
+        s.client("carol").store.thread_counts(group, root).unread,
+        0,
+        "carol does not follow"
+    );
+    // A mention makes carol follow, and it counts.
+    let c = s.cid();
+    s.step("bob", reply(group, root, c, "@carol can you swap?"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            s.client("carol").store.thread_counts(group, root).unread,
+            s.client("carol").store.thread_counts(group, root).mentions
+        ),
+        (1, 1)
+    );
+    assert_eq!(s.client("alice").store.thread_counts(group, root).unread, 2);
+    // Reading up to the first reply, marking unread, reading it all.
+    s.step(
+        "alice",
+        Request::MarkThreadRead {
+            conversation: group,
+            thread: root,
+            up_to: r1,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.client("alice").store.thread_counts(group, root).unread, 1);
+    s.step(
+        "alice",
+        Request::MarkThreadUnread {
+            conversation: group,
+            thread: root,
+            from: r1,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.client("alice").store.thread_counts(group, root).unread, 2);
+    // Reading the conversation leaves its threads alone.
+    s.step("alice", Request::MarkConversationRead { conversation: group })
+        .await
+        .unwrap();
+    assert_eq!(s.client("alice").store.thread_counts(group, root).unread, 2);
+    s.step(
+        "alice",
+        Request::ReadThread {
+            conversation: group,
+            thread: root,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.client("alice").store.thread_counts(group, root).unread, 0);
+    // Refusals: a reply to a reply, a thread under a notice, a mark outside the thread, a
+    // conversation one is not in.
+    let c = s.cid();
+    assert_eq!(
+        s.step("bob", reply(group, r1, c, "nested")).await,
+        Err(tally_shared::ErrorCode::NotAllowed)
+    );
+    let c = s.cid();
+    assert_eq!(
+        s.step("bob", reply(group, Seq(1), c, "on the notice")).await,
+        Err(tally_shared::ErrorCode::NotAllowed)
+    );
+    assert_eq!(
+        s.step(
+            "alice",
+            Request::MarkThreadUnread {
+                conversation: group,
+                thread: root,
+                from: root
+            }
+        )
+        .await,
+        Err(tally_shared::ErrorCode::NotFound)
+    );
+    assert_eq!(
+        s.step(
+            "dave",
+            Request::FollowThread {
+                conversation: group,
+                thread: root
+            }
+        )
+        .await,
+        Err(tally_shared::ErrorCode::NotParticipant)
+    );
+    // Carol unfollows: her counts leave her total; following again starts at the newest reply.
+    s.step(
+        "carol",
+        Request::UnfollowThread {
+            conversation: group,
+            thread: root,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.client("carol").store.total().unread,
+        s.client("carol").store.counts(group).unread
+    );
+    s.step(
+        "carol",
+        Request::FollowThread {
+            conversation: group,
+            thread: root,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.client("carol").store.thread_counts(group, root).unread, 0);
+    // Deleting the root leaves its replies counting, and the thread takes replies; a new
+    // thread cannot start under a deleted message.
+    let c = s.cid();
+    let other = s.step("alice", send(group, c, "lunch?")).await.unwrap();
+    s.step(
+        "alice",
+        Request::DeleteMessage {
+            message: other.message.unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    let c = s.cid();
+    assert_eq!(
+        s.step("bob", reply(group, other.seq.unwrap(), c, "yes")).await,
+        Err(tally_shared::ErrorCode::NotFound)
+    );
+    let root_id = s
+        .client("alice")
+        .store
+        .conversation(group)
+        .unwrap()
+        .messages
+        .iter()
+        .find(|m| m.seq == root)
+        .unwrap()
+        .id;
+    s.step("alice", Request::DeleteMessage { message: root_id })
+        .await
+        .unwrap();
+    let c = s.cid();
+    let r3 = s.step("bob", reply(group, root, c, "still me")).await.unwrap();
+    assert_eq!(s.client("alice").store.thread_counts(group, root).unread, 1);
+    assert_eq!(s.client("carol").store.thread_counts(group, root).unread, 1);
+    // Deleting a reply lowers the counts of whoever had not read it.
+    s.step(
+        "bob",
+        Request::DeleteMessage {
+            message: r3.message.unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.client("alice").store.thread_counts(group, root).unread, 0);
+    let c = s.cid();
+    s.step("bob", reply(group, root, c, "again")).await.unwrap();
+    // Muting takes the thread out of the total; reading everything reads threads too.
+    s.step(
+        "alice",
+        Request::SetMuted {
+            conversation: group,
+            muted: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.client("alice").store.total().unread, 0);
+    assert_eq!(s.client("alice").store.thread_counts(group, root).unread, 1);
+    s.step(
+        "alice",
+        Request::SetMuted {
+            conversation: group,
+            muted: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.client("alice").store.total().unread, 1);
+    s.step("alice", Request::MarkAllRead).await.unwrap();
+    assert_eq!(s.client("alice").store.total().unread, 0);
+    // A thread's page over HTTP: its root (a tombstone now) and its replies, in order.
+    let (status, _, body) = http(
+        s.relay.addr,
+        "GET",
+        &format!("/api/conversations/{group}/messages?thread={root}"),
+        &[("Authorization", &bearer(&s.relay.token("carol")))],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let seqs: Vec<u64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs.first(), Some(&root.0));
+    assert!(
+        page["messages"].as_array().unwrap()[1..]
+            .iter()
+            .all(|m| m["thread"] == root.0)
+    );
+    assert_eq!(
+        seqs.len(),
+        5,
+        "the root and its four replies, a tombstone among them: {seqs:?}"
+    );
+    // Leaving takes the threads and their counts away.
+    let c = s.cid();
+    s.step("bob", reply(group, root, c, "bye @carol")).await.unwrap();
+    assert_eq!(s.client("carol").store.thread_counts(group, root).mentions, 1);
+    s.step(
+        "carol",
+        Request::RemoveParticipant {
+            conversation: group,
+            staff: sid("carol"),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.client("carol").store.total(), tally_shared::Totals::default());
 }

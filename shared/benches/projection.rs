@@ -37,6 +37,7 @@ fn message(n: u64) -> Event {
     let seq = n / CONVERSATIONS + 1;
     Event::MessageCreated {
         message: Message {
+            thread: None,
             id: MessageId(n + 1),
             conversation: ConversationId(c),
             seq: Seq(seq),
@@ -80,6 +81,7 @@ fn store_with_history(history: u64) -> ChatStore {
     let mut store = ChatStore::new();
     let conversations = (1..=CONVERSATIONS)
         .map(|c| ConversationState {
+            threads: Vec::new(),
             conversation: conversation(c),
             head: Seq(0),
             last_read: Seq(0),

@@ -23,7 +23,7 @@ use crate::ids::Offset;
 
 /// The format this build writes and reads. A change to the payload's layout bumps it; an older
 /// checkpoint is then refused and the log replayed in full (which is always correct).
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 const MAGIC: &[u8; 8] = b"TALLYCKP";
 const HEADER: usize = 40;

@@ -49,6 +49,12 @@ pub fn term(conversation: ConversationId, counts: Counts, muted: bool) -> u64 {
     mix(h ^ u64::from(muted))
 }
 
+/// One followed thread's term (its conversation's term, told apart by the root's seq and the
+/// fact that it is a thread).
+pub fn thread_term(conversation: ConversationId, root: crate::ids::Seq, counts: Counts, muted: bool) -> u64 {
+    mix(term(conversation, counts, muted) ^ mix(root.0 ^ 0x7468_7265_6164_0000))
+}
+
 /// The digest of a staff member's state: the sum of the terms of their conversations, with
 /// their total mixed in.
 pub fn digest(sum: u64, total: Totals) -> u64 {

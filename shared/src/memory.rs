@@ -74,6 +74,10 @@ impl Lookup for MemoryStorage {
         Ok(self.ids.get(&id).and_then(|k| self.messages.get(k)).cloned())
     }
 
+    fn message_at(&self, conversation: ConversationId, seq: Seq) -> Result<Option<Message>, LookupFailed> {
+        Ok(self.messages.get(&(conversation, seq)).cloned())
+    }
+
     fn attachment(&self, id: &AttachmentId, uploader: &StaffId) -> Result<Option<Attachment>, LookupFailed> {
         Ok(self.attachments.get(&(id.clone(), uploader.clone())).cloned())
     }
@@ -177,6 +181,9 @@ mod tests {
 
     impl Lookup for Unreadable {
         fn message(&self, _: MessageId) -> Result<Option<Message>, LookupFailed> {
+            Err(LookupFailed("disk I/O error".into()))
+        }
+        fn message_at(&self, _: ConversationId, _: Seq) -> Result<Option<Message>, LookupFailed> {
             Err(LookupFailed("disk I/O error".into()))
         }
         fn attachment(&self, _: &AttachmentId, _: &StaffId) -> Result<Option<Attachment>, LookupFailed> {

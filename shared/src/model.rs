@@ -161,6 +161,10 @@ pub struct Message {
     /// The message this one forwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarded_from: Option<Box<ForwardRef>>,
+    /// For a reply in a thread: the seq of the thread's root (a top-level message of the same
+    /// conversation). Replies share the conversation's numbering, but never count in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<Seq>,
     /// Set for system notices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<Box<Notice>>,

@@ -70,6 +70,61 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<MessageId>,
     },
+    /// Reply in a thread: a message under a top-level message (`thread`, the root's seq) of
+    /// the same conversation. It counts for the thread's followers, never in the conversation.
+    ReplyInThread {
+        /// Client-made id, as for sends (the same namespace: a retry is recognised).
+        client_id: ClientMsgId,
+        /// Where.
+        conversation: ConversationId,
+        /// The seq of the thread's root.
+        thread: Seq,
+        /// Text; may be empty when there are attachments.
+        #[serde(default)]
+        body: String,
+        /// Uploaded attachments to include.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<AttachmentId>,
+    },
+    /// Read a thread up to a reply (what the thread pane showed).
+    MarkThreadRead {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The seq of the thread's root.
+        thread: Seq,
+        /// The last reply seen.
+        up_to: Seq,
+    },
+    /// Read a whole thread.
+    ReadThread {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The seq of the thread's root.
+        thread: Seq,
+    },
+    /// Mark a thread unread from a reply on (following it, if one did not).
+    MarkThreadUnread {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The seq of the thread's root.
+        thread: Seq,
+        /// The first reply to count as unread again.
+        from: Seq,
+    },
+    /// Follow a thread: its replies count for me from its newest one on.
+    FollowThread {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The seq of the thread's root.
+        thread: Seq,
+    },
+    /// Stop following a thread: its counts leave mine.
+    UnfollowThread {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The seq of the thread's root.
+        thread: Seq,
+    },
     /// Copy a message one can read into a conversation one can write to.
     ForwardMessage {
         /// Client-made id, as for sends.
@@ -201,9 +256,11 @@ pub const TYPING_SHOWS_MS: u64 = 6_000;
 /// The protocol version this build speaks. Compatible changes (new optional fields, new frame
 /// types that older clients ignore) keep it; anything an older client would misread bumps it
 /// (`docs/protocol.md`, "Versions").
-pub const PROTOCOL_VERSION: u32 = 2;
-/// The oldest protocol version the relay still serves.
-pub const PROTOCOL_MIN: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 3;
+/// The oldest protocol version the relay still serves. Version 3 added threads, whose counts
+/// are in every total: a widget of version 2 would compute totals without them, disagree with
+/// every checkpoint and ask for snapshots forever, so it is told to reload instead.
+pub const PROTOCOL_MIN: u32 = 3;
 
 /// The protocol versions a relay serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -346,6 +403,7 @@ impl Request {
         match self {
             Request::Hello { .. } => Route::Hello,
             Request::SendMessage { .. }
+            | Request::ReplyInThread { .. }
             | Request::ForwardMessage { .. }
             | Request::EditMessage { .. }
             | Request::DeleteMessage { .. }
@@ -358,7 +416,12 @@ impl Request {
             | Request::MarkRead { .. }
             | Request::MarkConversationRead { .. }
             | Request::MarkAllRead
-            | Request::MarkUnread { .. } => Route::Log(LogRequest(self)),
+            | Request::MarkUnread { .. }
+            | Request::MarkThreadRead { .. }
+            | Request::ReadThread { .. }
+            | Request::MarkThreadUnread { .. }
+            | Request::FollowThread { .. }
+            | Request::UnfollowThread { .. } => Route::Log(LogRequest(self)),
             Request::Ping | Request::ReportDivergence { .. } => Route::Offset,
             Request::RequestSnapshot => Route::Snapshot,
             Request::Visibility { visible } => Route::Visibility(*visible),
@@ -388,6 +451,7 @@ impl Request {
         match self {
             Request::Hello { .. }
             | Request::SendMessage { .. }
+            | Request::ReplyInThread { .. }
             | Request::ForwardMessage { .. }
             | Request::EditMessage { .. }
             | Request::DeleteMessage { .. }
@@ -401,6 +465,11 @@ impl Request {
             | Request::MarkConversationRead { .. }
             | Request::MarkAllRead
             | Request::MarkUnread { .. }
+            | Request::MarkThreadRead { .. }
+            | Request::ReadThread { .. }
+            | Request::MarkThreadUnread { .. }
+            | Request::FollowThread { .. }
+            | Request::UnfollowThread { .. }
             | Request::Ping
             | Request::Visibility { .. } => Budget::Read,
             Request::RequestSnapshot | Request::ReportDivergence { .. } | Request::SetPreferences { .. } => {
@@ -432,6 +501,12 @@ macro_rules! request_names {
 request_names! {
     Hello => "hello",
     SendMessage => "send_message",
+    ReplyInThread => "reply_in_thread",
+    MarkThreadRead => "mark_thread_read",
+    ReadThread => "read_thread",
+    MarkThreadUnread => "mark_thread_unread",
+    FollowThread => "follow_thread",
+    UnfollowThread => "unfollow_thread",
     ForwardMessage => "forward_message",
     EditMessage => "edit_message",
     DeleteMessage => "delete_message",
@@ -539,6 +614,9 @@ tagged::tagged_enum! {
             /// Whom it mentioned.
             #[serde(default, skip_serializing_if = "Vec::is_empty")]
             mentions: Vec<StaffId>,
+            /// For a reply: its thread's root (so a store that never saw it counts it there).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            thread: Option<Seq>,
         },
         /// A staff member's watermark moved forward.
         MessagesRead {
@@ -567,6 +645,43 @@ tagged::tagged_enum! {
             /// Now muted or not.
             muted: bool,
         },
+        /// A follower's thread watermark moved forward.
+        ThreadRead {
+            /// The conversation.
+            conversation: ConversationId,
+            /// The seq of the thread's root.
+            thread: Seq,
+            /// Who read.
+            staff: StaffId,
+            /// The new thread watermark.
+            last_read: Seq,
+        },
+        /// A staff member marked a thread unread from a reply on (following it, if they did not):
+        /// the thread watermark moved back.
+        ThreadMarkedUnread {
+            /// The conversation.
+            conversation: ConversationId,
+            /// The seq of the thread's root.
+            thread: Seq,
+            /// Who.
+            staff: StaffId,
+            /// The new thread watermark.
+            last_read: Seq,
+        },
+        /// A staff member followed a thread (explicitly; replying and being mentioned follow by
+        /// themselves) or stopped following it.
+        ThreadFollowed {
+            /// The conversation.
+            conversation: ConversationId,
+            /// The seq of the thread's root.
+            thread: Seq,
+            /// Who.
+            staff: StaffId,
+            /// Following now or not.
+            following: bool,
+            /// A new follower's watermark: the thread's newest reply (its root when it has none).
+            last_read: Seq,
+        },
     }
 }
 
@@ -583,7 +698,10 @@ impl Event {
             | Event::MessageDeleted { conversation, .. }
             | Event::MessagesRead { conversation, .. }
             | Event::MarkedUnread { conversation, .. }
-            | Event::MuteChanged { conversation, .. } => *conversation,
+            | Event::MuteChanged { conversation, .. }
+            | Event::ThreadRead { conversation, .. }
+            | Event::ThreadMarkedUnread { conversation, .. }
+            | Event::ThreadFollowed { conversation, .. } => *conversation,
         }
     }
 
@@ -592,7 +710,10 @@ impl Event {
         match self {
             Event::MessagesRead { staff, .. }
             | Event::MarkedUnread { staff, .. }
-            | Event::MuteChanged { staff, .. } => Some(staff),
+            | Event::MuteChanged { staff, .. }
+            | Event::ThreadRead { staff, .. }
+            | Event::ThreadMarkedUnread { staff, .. }
+            | Event::ThreadFollowed { staff, .. } => Some(staff),
             _ => None,
         }
     }
@@ -786,11 +907,14 @@ pub struct UnreadUpdate {
     pub offset: Offset,
     /// The conversation.
     pub conversation: ConversationId,
-    /// Its unread count.
+    /// When the counts are a thread's: the seq of its root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<Seq>,
+    /// Its unread count (the thread's, when `thread` is set).
     pub unread: u32,
-    /// Its mention count.
+    /// Its mention count (the thread's, when `thread` is set).
     pub mentions: u32,
-    /// The new total over unmuted conversations.
+    /// The new total over unmuted conversations and their followed threads.
     pub total: Totals,
     /// The digest of the recipient's whole count state after the event (`shared::digest`):
     /// a store whose own differs has a wrong count somewhere, not only here.
@@ -832,9 +956,25 @@ pub struct ConversationState {
     pub counts: Counts,
     /// When it last had a message (or was created).
     pub last_activity: Millis,
-    /// The newest messages, contiguous up to `head` and in order (tombstones included), and
-    /// the whole unread range when that is not too long.
+    /// The newest messages, contiguous up to `head` and in order (tombstones and thread
+    /// replies included), and the whole unread range when that is not too long.
     pub messages: Vec<Message>,
+    /// The threads of this conversation this staff member follows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub threads: Vec<ThreadState>,
+}
+
+/// One followed thread as its follower sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadState {
+    /// The seq of its root.
+    pub root: Seq,
+    /// The seq of its newest reply (the root's, when it has none).
+    pub head: Seq,
+    /// The follower's thread watermark.
+    pub last_read: Seq,
+    /// The follower's counts in it.
+    pub counts: Counts,
 }
 
 /// The answer to an accepted frame.
@@ -1148,7 +1288,7 @@ mod tests {
         }
         let mut names = REQUEST_TYPES.to_vec();
         names.dedup();
-        assert_eq!(names.len(), 21);
+        assert_eq!(names.len(), 27);
     }
 
     fn type_of(json: &str) -> String {

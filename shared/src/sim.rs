@@ -33,6 +33,32 @@ pub enum Op {
     Resend {
         who: usize,
     },
+    /// A reply in the thread under the `root`-th message created (refused when that is a
+    /// reply, a notice, or deleted before its thread started).
+    Reply {
+        who: usize,
+        root: usize,
+        mentions: u8,
+        attach: bool,
+    },
+    /// Read a thread up to a point (`up_to` past its root), or whole when `None`.
+    ReadThread {
+        who: usize,
+        root: usize,
+        up_to: Option<u64>,
+    },
+    /// Mark a thread unread from `from` past its root.
+    ThreadUnread {
+        who: usize,
+        root: usize,
+        from: u64,
+    },
+    /// Follow or unfollow a thread.
+    Follow {
+        who: usize,
+        root: usize,
+        follow: bool,
+    },
     Forward {
         who: usize,
         msg: usize,
@@ -108,7 +134,7 @@ impl Op {
             Some(*b)
         };
         let who = |b: u8| b as usize % STAFF.len();
-        let op = match next()? % 19 {
+        let op = match next()? % 23 {
             0 => Op::CreateDirect(who(next()?), who(next()?)),
             1 => Op::CreateGroup(who(next()?), next()?),
             2 => {
@@ -178,6 +204,30 @@ impl Op {
                 conv: next()? as usize,
                 bad: next()?,
             },
+            18 => Op::Reply {
+                who: who(next()?),
+                root: next()? as usize,
+                mentions: next()?,
+                attach: next()? % 8 == 0,
+            },
+            19 => {
+                let (w, r, u) = (next()?, next()?, next()?);
+                Op::ReadThread {
+                    who: who(w),
+                    root: r as usize,
+                    up_to: (u % 4 != 0).then_some(u64::from(u)),
+                }
+            }
+            20 => Op::ThreadUnread {
+                who: who(next()?),
+                root: next()? as usize,
+                from: u64::from(next()?),
+            },
+            21 => Op::Follow {
+                who: who(next()?),
+                root: next()? as usize,
+                follow: next()? % 2 == 0,
+            },
             _ => Op::Replay,
         };
         Some(op)
@@ -212,6 +262,8 @@ pub struct World {
     pub stores: Vec<ChatStore>,
     conversations: Vec<ConversationId>,
     messages: Vec<MessageId>,
+    /// Where each message of `messages` is: a thread's name.
+    places: Vec<(ConversationId, Seq)>,
     sent: Vec<(usize, Request)>,
     last: Option<Applied>,
     clock: u64,
@@ -256,6 +308,7 @@ impl World {
             stores,
             conversations: Vec::new(),
             messages: Vec::new(),
+            places: Vec::new(),
             sent: Vec::new(),
             last: None,
             clock: 1_000,
@@ -278,6 +331,21 @@ impl World {
         } else {
             self.messages[i % self.messages.len()]
         }
+    }
+
+    /// The thread under the `i`-th message created (modulo how many exist).
+    fn root(&self, i: usize) -> (ConversationId, Seq) {
+        if self.places.is_empty() {
+            (ConversationId(999), Seq(1))
+        } else {
+            self.places[i % self.places.len()]
+        }
+    }
+
+    /// How far a thread reaches past its root (0 before it starts).
+    fn thread_span(&self, (c, root): (ConversationId, Seq)) -> u64 {
+        let head = self.host.engine.projection().thread_head(c, root).unwrap_or(root);
+        head.0 - root.0
     }
 
     fn head(&self, c: ConversationId) -> u64 {
@@ -331,6 +399,67 @@ impl World {
             }
             Op::Resend { who } => {
                 return self.sent.iter().rev().find(|(w, _)| *w == who).cloned();
+            }
+            Op::Reply {
+                who,
+                root,
+                mentions,
+                attach,
+            } => {
+                let (conversation, thread) = self.root(root);
+                let mut body = String::from("re");
+                for m in pick(mentions) {
+                    body.push_str(&format!(" @{m}"));
+                }
+                let attachments = if attach {
+                    vec![AttachmentId::new("a".repeat(64)).unwrap()]
+                } else {
+                    vec![]
+                };
+                (
+                    who,
+                    Request::ReplyInThread {
+                        client_id,
+                        conversation,
+                        thread,
+                        body,
+                        attachments,
+                    },
+                )
+            }
+            Op::ReadThread { who, root, up_to } => {
+                let place = self.root(root);
+                let (conversation, thread) = place;
+                let request = match up_to {
+                    Some(n) => Request::MarkThreadRead {
+                        conversation,
+                        thread,
+                        up_to: Seq(thread.0 + n % (self.thread_span(place) + 3)),
+                    },
+                    None => Request::ReadThread { conversation, thread },
+                };
+                (who, request)
+            }
+            Op::ThreadUnread { who, root, from } => {
+                let place = self.root(root);
+                let (conversation, thread) = place;
+                (
+                    who,
+                    Request::MarkThreadUnread {
+                        conversation,
+                        thread,
+                        from: Seq(thread.0 + from % (self.thread_span(place) + 2)),
+                    },
+                )
+            }
+            Op::Follow { who, root, follow } => {
+                let (conversation, thread) = self.root(root);
+                let request = if follow {
+                    Request::FollowThread { conversation, thread }
+                } else {
+                    Request::UnfollowThread { conversation, thread }
+                };
+                (who, request)
             }
             Op::Forward { who, msg, to } => (
                 who,
@@ -597,6 +726,8 @@ impl World {
             Request::EditMessage { message, .. } | Request::DeleteMessage { message } => {
                 !self.stores.iter().any(|s| holds(s, *message))
             }
+            // A root's author leaving a thread before it started: it only starts the thread.
+            Request::UnfollowThread { .. } => true,
             _ => false,
         };
         match self.host.execute(&author, &request, Millis(self.clock)) {
@@ -604,7 +735,9 @@ impl World {
             Ok(outcome) => {
                 if matches!(
                     request,
-                    Request::SendMessage { .. } | Request::ForwardMessage { .. }
+                    Request::SendMessage { .. }
+                        | Request::ForwardMessage { .. }
+                        | Request::ReplyInThread { .. }
                 ) {
                     self.sent.push((who, request.clone()));
                 }
@@ -656,7 +789,10 @@ impl World {
             crate::Event::ConversationCreated { conversation, .. } => {
                 self.conversations.push(conversation.id)
             }
-            crate::Event::MessageCreated { message } => self.messages.push(message.id),
+            crate::Event::MessageCreated { message } => {
+                self.messages.push(message.id);
+                self.places.push((message.conversation, message.seq));
+            }
             _ => {}
         }
         self.deliver(applied);
@@ -705,7 +841,13 @@ impl World {
                     list_sum.1 += item.counts.mentions;
                 }
             }
-            // Invariant 2, in the browser.
+            for t in store.thread_list() {
+                if !t.muted {
+                    list_sum.0 += t.counts.unread;
+                    list_sum.1 += t.counts.mentions;
+                }
+            }
+            // Invariant 2, in the browser: the total is the sum of what the lists show.
             assert_eq!(
                 (store.total().unread, store.total().mentions),
                 list_sum,
@@ -730,6 +872,38 @@ impl World {
                 );
                 assert!(store.conversation(c).is_some(), "{staff} does not see {c}");
             }
+            // Threads: who follows what, each watermark and each count, in the relay and in
+            // the browser.
+            let followed = self.oracle.threads_of(staff);
+            let relay_followed: Vec<_> = projection
+                .threads_of(staff)
+                .into_iter()
+                .map(|(c, root, ..)| (c, root))
+                .collect();
+            assert_eq!(relay_followed, followed, "threads {staff} follows, in the relay");
+            for (c, root) in followed {
+                let expected = self.oracle.thread_counts(staff, c, root);
+                assert_eq!(
+                    projection.thread_counts(staff, c, root),
+                    Some(expected),
+                    "relay counts of {staff} in thread {c}/{root}"
+                );
+                assert_eq!(
+                    store.thread_counts(c, root),
+                    expected,
+                    "browser counts of {staff} in thread {c}/{root}"
+                );
+                assert_eq!(
+                    store.thread_last_read(c, root),
+                    self.oracle.thread_last_read(staff, c, root),
+                    "thread watermark of {staff} in {c}/{root}"
+                );
+            }
+            assert_eq!(
+                store.thread_list().len(),
+                self.oracle.threads_of(staff).len(),
+                "threads {staff} follows, in the browser"
+            );
             assert_eq!(
                 projection.total(staff),
                 self.oracle.total(staff),

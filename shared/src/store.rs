@@ -80,6 +80,9 @@ pub struct PendingSend {
     /// The message it replies to.
     #[serde(default)]
     pub reply_to: Option<MessageId>,
+    /// The thread it replies in (its root's seq), if it is a reply in a thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<Seq>,
     /// Why the relay refused it, if it did (then it waits for the person to retry or drop it).
     #[serde(default)]
     pub failed: Option<String>,
@@ -92,12 +95,22 @@ pub struct PendingSend {
 impl PendingSend {
     /// The frame that sends it.
     pub fn request(&self) -> Request {
-        Request::SendMessage {
-            client_id: self.client_id.clone(),
-            conversation: self.conversation,
-            body: self.body.clone(),
-            attachments: self.attachments.iter().map(|a| a.id.clone()).collect(),
-            reply_to: self.reply_to,
+        let attachments = self.attachments.iter().map(|a| a.id.clone()).collect();
+        match self.thread {
+            Some(thread) => Request::ReplyInThread {
+                client_id: self.client_id.clone(),
+                conversation: self.conversation,
+                thread,
+                body: self.body.clone(),
+                attachments,
+            },
+            None => Request::SendMessage {
+                client_id: self.client_id.clone(),
+                conversation: self.conversation,
+                body: self.body.clone(),
+                attachments,
+                reply_to: self.reply_to,
+            },
         }
     }
 }
@@ -162,6 +175,38 @@ pub struct ConversationSummary {
     pub last_activity: Millis,
     /// The newest messages.
     pub messages: Vec<Message>,
+    /// The threads the viewer follows here: root, thread watermark, counts.
+    pub threads: Vec<(Seq, Seq, Counts)>,
+}
+
+/// A thread the viewer follows, as the inbox and the "Threads" view list it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadItem {
+    /// Its conversation.
+    pub conversation: ConversationId,
+    /// Its root's seq.
+    pub root: Seq,
+    /// The viewer's counts in it.
+    pub counts: Counts,
+    /// The viewer's thread watermark.
+    pub last_read: Seq,
+    /// Its root, when loaded.
+    pub root_message: Option<Message>,
+    /// Its newest loaded reply.
+    pub last_reply: Option<Message>,
+    /// Whether its conversation is muted.
+    pub muted: bool,
+}
+
+/// What shows under a thread's root: how many replies, who replied last, when.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ThreadSummary {
+    /// Live replies.
+    pub replies: u32,
+    /// The latest repliers, newest first (at most three).
+    pub repliers: Vec<StaffId>,
+    /// When the newest reply came.
+    pub last_reply_at: Option<Millis>,
 }
 
 /// Everything the widget shows, comparable across two stores (invariant 7 of docs/semantics.md).
@@ -365,7 +410,12 @@ impl ChatStore {
                 id: v.conversation.id,
                 title: self.title_of(&v.conversation),
                 kind: v.conversation.kind,
-                last_message: v.messages.iter().rev().find(|m| !m.deleted).cloned(),
+                last_message: v
+                    .messages
+                    .iter()
+                    .rev()
+                    .find(|m| !m.deleted && m.thread.is_none())
+                    .cloned(),
                 last_activity: v.last_activity,
                 counts: self.counts(v.conversation.id),
                 muted: self.is_muted(v.conversation.id),
@@ -507,8 +557,132 @@ impl ChatStore {
         let later = view.messages.partition_point(|m| m.seq <= watermark);
         view.messages[later..]
             .iter()
-            .find(|m| &m.sender != me && !m.deleted)
+            .find(|m| &m.sender != me && !m.deleted && m.thread.is_none())
             .map(|m| m.seq)
+    }
+
+    /// The first loaded reply of a thread after `watermark` that counts as unread for the
+    /// viewer: where the thread pane's "new replies" divider goes.
+    pub fn first_unread_reply_after(
+        &self,
+        conversation: ConversationId,
+        root: Seq,
+        watermark: Seq,
+    ) -> Option<Seq> {
+        let me = self.me.as_ref()?;
+        let view = self.conversations.get(&conversation)?;
+        let later = view.messages.partition_point(|m| m.seq <= watermark);
+        view.messages[later..]
+            .iter()
+            .find(|m| m.thread == Some(root) && &m.sender != me && !m.deleted)
+            .map(|m| m.seq)
+    }
+
+    /// The viewer's counts in a thread (0 unless they follow it).
+    pub fn thread_counts(&self, conversation: ConversationId, root: Seq) -> Counts {
+        self.me
+            .as_ref()
+            .and_then(|me| self.projection.thread_counts(me, conversation, root))
+            .unwrap_or_default()
+    }
+
+    /// The viewer's thread watermark; `None` when they do not follow the thread.
+    pub fn thread_last_read(&self, conversation: ConversationId, root: Seq) -> Option<Seq> {
+        let me = self.me.as_ref()?;
+        self.projection.thread_last_read(me, conversation, root)
+    }
+
+    /// Whether the viewer follows a thread.
+    pub fn follows(&self, conversation: ConversationId, root: Seq) -> bool {
+        self.thread_last_read(conversation, root).is_some()
+    }
+
+    /// The threads the viewer follows: (conversation, root, watermark, head, counts).
+    fn followed_threads(&self) -> Vec<(ConversationId, Seq, Seq, Seq, Counts)> {
+        self.me
+            .as_ref()
+            .map(|me| self.projection.threads_of(me))
+            .unwrap_or_default()
+    }
+
+    /// The threads the viewer follows, newest activity first (the "Threads" view; the inbox
+    /// keeps those with something unread).
+    pub fn thread_list(&self) -> Vec<ThreadItem> {
+        let mut items: Vec<ThreadItem> = self
+            .followed_threads()
+            .into_iter()
+            .map(|(conversation, root, last_read, _, counts)| {
+                let view = self.conversations.get(&conversation);
+                let find = |seq: Seq| {
+                    view.and_then(|v| {
+                        let i = v.messages.partition_point(|m| m.seq < seq);
+                        v.messages.get(i).filter(|m| m.seq == seq).cloned()
+                    })
+                };
+                let last_reply = view.and_then(|v| {
+                    v.messages
+                        .iter()
+                        .rev()
+                        .find(|m| m.thread == Some(root) && !m.deleted)
+                        .cloned()
+                });
+                ThreadItem {
+                    conversation,
+                    root,
+                    counts,
+                    last_read,
+                    root_message: find(root),
+                    last_reply,
+                    muted: self.is_muted(conversation),
+                }
+            })
+            .collect();
+        let at = |t: &ThreadItem| {
+            t.last_reply
+                .as_ref()
+                .or(t.root_message.as_ref())
+                .map_or(Millis(0), |m| m.created_at)
+        };
+        items.sort_by(|a, b| {
+            at(b)
+                .cmp(&at(a))
+                .then((b.conversation, b.root).cmp(&(a.conversation, a.root)))
+        });
+        items
+    }
+
+    /// The loaded replies of a thread, in order. Complete whenever its root is loaded: loaded
+    /// messages run without a gap to the newest, and replies come after their root.
+    pub fn thread_replies(&self, conversation: ConversationId, root: Seq) -> Vec<&Message> {
+        let Some(view) = self.conversations.get(&conversation) else {
+            return Vec::new();
+        };
+        let after = view.messages.partition_point(|m| m.seq <= root);
+        view.messages[after..]
+            .iter()
+            .filter(|m| m.thread == Some(root))
+            .collect()
+    }
+
+    /// What shows under each loaded root of a conversation that has replies, by root.
+    pub fn thread_summaries(&self, conversation: ConversationId) -> FxHashMap<Seq, ThreadSummary> {
+        let mut out: FxHashMap<Seq, ThreadSummary> = FxHashMap::default();
+        let Some(view) = self.conversations.get(&conversation) else {
+            return out;
+        };
+        for m in view.messages.iter().rev() {
+            let Some(root) = m.thread else { continue };
+            if m.deleted {
+                continue;
+            }
+            let s = out.entry(root).or_default();
+            s.replies += 1;
+            s.last_reply_at = s.last_reply_at.max(Some(m.created_at));
+            if s.repliers.len() < 3 && !s.repliers.contains(&m.sender) {
+                s.repliers.push(m.sender.clone());
+            }
+        }
+        out
     }
 
     /// Everything the widget shows, for comparing stores.
@@ -521,7 +695,14 @@ impl ChatStore {
                 let mut c = v.conversation.clone();
                 c.participants.sort();
                 let skip = v.messages.len().saturating_sub(recent);
+                let threads = self
+                    .followed_threads()
+                    .into_iter()
+                    .filter(|(c, ..)| *c == id)
+                    .map(|(_, root, last_read, _, counts)| (root, last_read, counts))
+                    .collect();
                 ConversationSummary {
+                    threads,
                     conversation: c,
                     head: self.head(id),
                     last_read: self.last_read(id),
@@ -622,7 +803,12 @@ impl ChatStore {
         if &m.sender == me || m.deleted || !self.conversations.contains_key(&m.conversation) {
             return None;
         }
-        if m.seq <= self.last_read(m.conversation) {
+        let watermark = match m.thread {
+            // A reply is news to a follower of its thread, after their thread watermark.
+            Some(root) => self.thread_last_read(m.conversation, root)?,
+            None => self.last_read(m.conversation),
+        };
+        if m.seq <= watermark {
             return None;
         }
         let muted = self.is_muted(m.conversation);
@@ -962,7 +1148,11 @@ impl ChatStore {
                     }
                 }
             }
-            Event::MessagesRead { .. } | Event::MuteChanged { .. } => {}
+            Event::MessagesRead { .. }
+            | Event::MuteChanged { .. }
+            | Event::ThreadRead { .. }
+            | Event::ThreadMarkedUnread { .. }
+            | Event::ThreadFollowed { .. } => {}
         }
     }
 
@@ -984,12 +1174,23 @@ impl ChatStore {
             // Stale: a later event already moved the counts; a later checkpoint will follow.
             return;
         }
-        let ours = self.projection.counts(me, u.conversation).unwrap_or_default();
         let relays = Counts {
             unread: u.unread,
             mentions: u.mentions,
         };
-        let mut diverged = self.projection.checkpoint(me, u.conversation, relays);
+        let (ours, mut diverged) = match u.thread {
+            None => (
+                self.projection.counts(me, u.conversation).unwrap_or_default(),
+                self.projection.checkpoint(me, u.conversation, relays),
+            ),
+            Some(root) => (
+                self.projection
+                    .thread_counts(me, u.conversation, root)
+                    .unwrap_or_default(),
+                self.projection
+                    .checkpoint_thread(me, u.conversation, root, relays),
+            ),
+        };
         if self.projection.total(me) != u.total {
             diverged = true;
         }

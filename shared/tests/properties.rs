@@ -31,6 +31,12 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (who.clone(), 0..16usize).prop_map(|(who, conv)| Op::MarkConversationRead { who, conv }),
         1 => who.clone().prop_map(|who| Op::MarkAllRead { who }),
         3 => (who.clone(), 0..16usize, 0..80u64).prop_map(|(who, conv, from)| Op::MarkUnread { who, conv, from }),
+        6 => (who.clone(), 0..64usize, any::<u8>(), proptest::bool::weighted(0.1))
+            .prop_map(|(who, root, mentions, attach)| Op::Reply { who, root, mentions, attach }),
+        3 => (who.clone(), 0..64usize, proptest::option::of(0..40u64))
+            .prop_map(|(who, root, up_to)| Op::ReadThread { who, root, up_to }),
+        2 => (who.clone(), 0..64usize, 0..40u64).prop_map(|(who, root, from)| Op::ThreadUnread { who, root, from }),
+        2 => (who.clone(), 0..64usize, any::<bool>()).prop_map(|(who, root, follow)| Op::Follow { who, root, follow }),
         1 => who.clone().prop_map(|who| Op::Reconnect { who }),
         1 => Just(Op::Replay),
         1 => Just(Op::Restart),
@@ -82,6 +88,7 @@ fn unread_updated_is_a_checkpoint_that_repairs() {
     let bob = &mut world.stores[1];
     assert_eq!(bob.counts(c).unread, 1);
     let fx = bob.apply(ServerFrame::UnreadUpdated(UnreadUpdate {
+        thread: None,
         offset: bob.applied(),
         conversation: c,
         unread: 7,

@@ -65,6 +65,9 @@ fn every_example_in_the_protocol_doc_parses_and_round_trips() {
         "messages_read",
         "marked_unread",
         "mute_changed",
+        "thread_read",
+        "thread_marked_unread",
+        "thread_followed",
     ];
     for t in tally_shared::protocol::REQUEST_TYPES {
         assert!(

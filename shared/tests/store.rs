@@ -13,6 +13,7 @@ fn sid(s: &str) -> StaffId {
 
 fn pending(id: &str, queued_at: Option<u64>) -> PendingSend {
     PendingSend {
+        thread: None,
         client_id: ClientMsgId::new(id).unwrap(),
         conversation: ConversationId(1),
         body: "hi".into(),

@@ -255,10 +255,23 @@ pub struct HistoryRequest {
     pub conversation: ConversationId,
     /// Messages before this seq (none: up to the head).
     pub before: Option<Seq>,
+    /// Only this thread (its root's seq): the root and its replies.
+    pub thread: Option<Seq>,
     /// At most this many (clamped to the page limit).
     pub limit: u64,
     /// Where the page goes.
     pub reply: Reply<Result<Vec<Message>, ErrorCode>>,
+}
+
+impl HistoryRequest {
+    /// The thread page it asks for, if it asks for one.
+    pub fn thread_page(&self) -> Option<storage::ThreadPage> {
+        self.thread.map(|root| storage::ThreadPage {
+            root,
+            before: self.before,
+            limit: self.limit.clamp(1, tally_shared::limits::HISTORY_PAGE_MAX),
+        })
+    }
 }
 
 /// The core's state; runs on its own thread.

@@ -91,6 +91,7 @@ impl Core {
                         conversation: h.conversation,
                         from,
                         to,
+                        thread: h.thread_page(),
                         reply: h.reply,
                     }),
                     other => {
@@ -134,7 +135,14 @@ impl Core {
         let Some((from, to)) = self.history_range(h)? else {
             return Ok(Vec::new());
         };
-        storage::message_page(&self.conn, conversation, from, to, limits::PAGE_MAX_BYTES).map_err(|e| {
+        storage::history_page(
+            &self.conn,
+            conversation,
+            (from, to),
+            h.thread_page(),
+            limits::PAGE_MAX_BYTES,
+        )
+        .map_err(|e| {
             tracing::warn!(error = %e, "a history page could not be read");
             ErrorCode::Unavailable
         })

@@ -160,11 +160,28 @@ fn queue_reminders(
                 })
             })
             .collect();
+        // Followed threads with unread replies, outside muted conversations (the total adds
+        // them too).
+        let threads: Vec<_> = engine
+            .projection()
+            .threads_of(staff)
+            .into_iter()
+            .filter(|(c, .., counts)| counts.unread > 0 && !engine.projection().is_muted(staff, *c))
+            .map(|(c, root, .., counts)| {
+                serde_json::json!({
+                    "conversation": c,
+                    "root": root,
+                    "unread": counts.unread,
+                    "mentions": counts.mentions,
+                })
+            })
+            .collect();
         let data = serde_json::json!({
             "staff": staff,
             "total": engine.projection().total(staff),
             "unread_since": since,
             "conversations": conversations,
+            "threads": threads,
         });
         crate::webhooks::enqueue(tx, hooks, "unread_reminder", &data, None)?;
         storage::note_reminded(tx, staff, at)?;

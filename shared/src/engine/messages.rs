@@ -146,6 +146,7 @@ impl Engine {
                 seq,
                 sender: step.author.clone(),
                 mentions,
+                thread: m.thread,
             };
             self.push(&mut step.applied, event);
         }

@@ -14,7 +14,8 @@ use crate::ids::{AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, O
 use crate::limits;
 use crate::model::{Attachment, Conversation, ConversationKind, Message, Notice, ReplyRef, Staff};
 use crate::protocol::{
-    Ack, ConversationState, ErrorCode, Event, LogRequest, LoggedEvent, Request, Snapshot, UnreadUpdate,
+    Ack, ConversationState, ErrorCode, Event, LogRequest, LoggedEvent, Request, Snapshot, ThreadState,
+    UnreadUpdate,
 };
 use crate::seq_index::MAX_SEQ;
 use crate::staff_keys::StaffKey;
@@ -27,6 +28,7 @@ mod reading;
 mod saved;
 mod seen;
 mod service;
+mod threads;
 mod window;
 
 pub use seen::Addressed;
@@ -42,6 +44,8 @@ pub use window::{
 pub trait Lookup {
     /// A stored message (its current text, or its tombstone).
     fn message(&self, id: MessageId) -> Result<Option<Message>, LookupFailed>;
+    /// The message at `seq` of a conversation (its current text, or its tombstone).
+    fn message_at(&self, conversation: ConversationId, seq: Seq) -> Result<Option<Message>, LookupFailed>;
     /// An attachment this staff member uploaded.
     fn attachment(&self, id: &AttachmentId, uploader: &StaffId) -> Result<Option<Attachment>, LookupFailed>;
 }
@@ -251,7 +255,21 @@ impl Engine {
     /// fills `messages` with the range [`snapshot_window`] gives.
     pub fn conversation_states(&self, staff: &StaffId) -> Vec<ConversationState> {
         let mut out = Vec::new();
+        let mut threads = self.projection.threads_of(staff).into_iter().peekable();
         for (id, last_read, head) in self.projection.conversations_of(staff) {
+            // Both lists are by conversation id.
+            let mut followed = Vec::new();
+            while let Some((c, root, thread_read, thread_head, counts)) = threads.next_if(|(c, ..)| *c <= id)
+            {
+                if c == id {
+                    followed.push(ThreadState {
+                        root,
+                        head: thread_head,
+                        last_read: thread_read,
+                        counts,
+                    });
+                }
+            }
             let Some(record) = self.conversations.get(&id) else {
                 continue;
             };
@@ -263,6 +281,7 @@ impl Engine {
                 counts: self.projection.counts(staff, id).unwrap_or_default(),
                 last_activity: record.last_activity,
                 messages: Vec::new(),
+                threads: followed,
             });
         }
         out
@@ -437,7 +456,10 @@ impl Engine {
             | Event::MessageDeleted { .. }
             | Event::MessagesRead { .. }
             | Event::MarkedUnread { .. }
-            | Event::MuteChanged { .. } => {}
+            | Event::MuteChanged { .. }
+            | Event::ThreadRead { .. }
+            | Event::ThreadMarkedUnread { .. }
+            | Event::ThreadFollowed { .. } => {}
         }
         recipients_before
     }
@@ -451,13 +473,17 @@ impl Engine {
         changed
             .into_iter()
             .map(|c| {
-                let counts = self
-                    .projection
-                    .counts_by_key(c.staff, c.conversation)
-                    .unwrap_or_default();
+                let counts = match c.thread {
+                    None => self.projection.counts_by_key(c.staff, c.conversation),
+                    Some(root) => self
+                        .projection
+                        .thread_counts_by_key(c.staff, c.conversation, root),
+                }
+                .unwrap_or_default();
                 let update = UnreadUpdate {
                     offset: event.offset,
                     conversation: c.conversation,
+                    thread: c.thread,
                     unread: counts.unread,
                     mentions: counts.mentions,
                     total: self.projection.total_by_key(c.staff),
@@ -587,6 +613,32 @@ impl Engine {
             Request::MarkConversationRead { conversation } => self.mark_read(s, *conversation, None)?,
             Request::MarkAllRead => self.mark_all_read(s),
             Request::MarkUnread { conversation, from } => self.mark_unread(s, *conversation, *from)?,
+            Request::ReplyInThread {
+                client_id,
+                conversation,
+                thread,
+                body,
+                attachments,
+            } => self.reply_in_thread(s, client_id, *conversation, *thread, body, attachments)?,
+            Request::MarkThreadRead {
+                conversation,
+                thread,
+                up_to,
+            } => self.mark_thread_read(s, *conversation, *thread, Some(*up_to))?,
+            Request::ReadThread { conversation, thread } => {
+                self.mark_thread_read(s, *conversation, *thread, None)?
+            }
+            Request::MarkThreadUnread {
+                conversation,
+                thread,
+                from,
+            } => self.mark_thread_unread(s, *conversation, *thread, *from)?,
+            Request::FollowThread { conversation, thread } => {
+                self.follow_thread(s, *conversation, *thread, true)?
+            }
+            Request::UnfollowThread { conversation, thread } => {
+                self.follow_thread(s, *conversation, *thread, false)?
+            }
             Request::Hello { .. }
             | Request::Ping
             | Request::ReportDivergence { .. }
@@ -623,6 +675,7 @@ impl Engine {
             attachments: Vec::new(),
             reply_to: None,
             forwarded_from: None,
+            thread: None,
             notice: None,
             client_id: None,
             created_at: now,
@@ -812,7 +865,9 @@ struct Write<'a> {
 /// The kind and client-made id of a write that carries one.
 fn client_id_of(request: LogRequest<'_>) -> Option<(IdKind, &ClientMsgId)> {
     match request.get() {
-        Request::SendMessage { client_id, .. } => Some((IdKind::Send, client_id)),
+        Request::SendMessage { client_id, .. } | Request::ReplyInThread { client_id, .. } => {
+            Some((IdKind::Send, client_id))
+        }
         Request::ForwardMessage { client_id, .. } => Some((IdKind::Forward, client_id)),
         Request::CreateGroup { client_id, .. } => Some((IdKind::Group, client_id)),
         Request::EditMessage { .. }
@@ -825,7 +880,12 @@ fn client_id_of(request: LogRequest<'_>) -> Option<(IdKind, &ClientMsgId)> {
         | Request::MarkRead { .. }
         | Request::MarkConversationRead { .. }
         | Request::MarkAllRead
-        | Request::MarkUnread { .. } => None,
+        | Request::MarkUnread { .. }
+        | Request::MarkThreadRead { .. }
+        | Request::ReadThread { .. }
+        | Request::MarkThreadUnread { .. }
+        | Request::FollowThread { .. }
+        | Request::UnfollowThread { .. } => None,
         Request::Hello { .. }
         | Request::Ping
         | Request::ReportDivergence { .. }
@@ -840,6 +900,7 @@ fn client_id_of(request: LogRequest<'_>) -> Option<(IdKind, &ClientMsgId)> {
 fn writes_messages_into(request: LogRequest<'_>) -> Option<ConversationId> {
     match request.get() {
         Request::SendMessage { conversation, .. }
+        | Request::ReplyInThread { conversation, .. }
         | Request::RenameConversation { conversation, .. }
         | Request::AddParticipants { conversation, .. }
         | Request::RemoveParticipant { conversation, .. } => Some(*conversation),
@@ -854,7 +915,12 @@ fn writes_messages_into(request: LogRequest<'_>) -> Option<ConversationId> {
         | Request::MarkRead { .. }
         | Request::MarkConversationRead { .. }
         | Request::MarkAllRead
-        | Request::MarkUnread { .. } => None,
+        | Request::MarkUnread { .. }
+        | Request::MarkThreadRead { .. }
+        | Request::ReadThread { .. }
+        | Request::MarkThreadUnread { .. }
+        | Request::FollowThread { .. }
+        | Request::UnfollowThread { .. } => None,
         Request::Hello { .. }
         | Request::Ping
         | Request::ReportDivergence { .. }

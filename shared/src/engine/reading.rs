@@ -38,9 +38,13 @@ impl Engine {
         Ok(ack_for(conversation))
     }
 
+    /// Reads every conversation and every thread one follows.
     pub(super) fn mark_all_read(&mut self, step: &mut Step<'_>) -> Ack {
         for (id, _, head) in self.projection.conversations_of(step.author) {
             self.read_up_to(step, id, head);
+        }
+        for (id, root, _, head, _) in self.projection.threads_of(step.author) {
+            self.read_thread_up_to(step, id, root, head);
         }
         Ack::default()
     }

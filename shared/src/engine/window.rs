@@ -167,6 +167,7 @@ mod tests {
 
     fn message(c: u64, seq: u64, body_len: usize) -> Message {
         Message {
+            thread: None,
             id: MessageId(c * 10_000 + seq),
             conversation: ConversationId(c),
             seq: Seq(seq),
@@ -198,6 +199,7 @@ mod tests {
                     0
                 };
                 ConversationState {
+                    threads: Vec::new(),
                     conversation: Conversation {
                         id: ConversationId(id),
                         kind: ConversationKind::Group,

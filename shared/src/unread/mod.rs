@@ -19,6 +19,11 @@
 //! a new message adds to counters, and a watermark move counts live messages after it with
 //! [`SeqIndex`]es (all live messages, each sender's, each mentioned staff member's).
 //!
+//! Threads (docs/semantics.md, "Threads"): a reply shares its conversation's numbering but
+//! never counts there; it counts for the thread's followers after their own thread watermark.
+//! Each thread keeps the same three indexes over its replies, and its followers as members;
+//! totals and the digest add the followed threads of unmuted conversations.
+//!
 //! A store that has not loaded the messages after a watermark (another device marked unread
 //! from a message this tab never saw) cannot recount; it marks the count inexact and takes the
 //! relay's next `unread_updated` for it without calling that a divergence.
@@ -45,13 +50,53 @@ pub enum Tracking {
 }
 
 /// A change to one staff member's counts (or to whether they add to the total) in one
-/// conversation: the relay sends an `unread_updated` for each.
+/// conversation or thread: the relay sends an `unread_updated` for each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CountChange {
     /// Whose.
     pub staff: StaffKey,
     /// Where.
     pub conversation: ConversationId,
+    /// The thread (its root's seq), when the counts are a thread's.
+    pub thread: Option<Seq>,
+}
+
+/// Where a member's counts are kept: a conversation, or one of its threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Place {
+    conversation: ConversationId,
+    thread: Option<Seq>,
+}
+
+impl Place {
+    fn conversation(conversation: ConversationId) -> Self {
+        Place {
+            conversation,
+            thread: None,
+        }
+    }
+
+    fn thread(conversation: ConversationId, root: Seq) -> Self {
+        Place {
+            conversation,
+            thread: Some(root),
+        }
+    }
+
+    fn term(self, counts: Counts, muted: bool) -> u64 {
+        match self.thread {
+            None => digest::term(self.conversation, counts, muted),
+            Some(root) => digest::thread_term(self.conversation, root, counts, muted),
+        }
+    }
+
+    fn change(self, staff: StaffKey) -> CountChange {
+        CountChange {
+            staff,
+            conversation: self.conversation,
+            thread: self.thread,
+        }
+    }
 }
 
 /// An event the projection cannot place; a store that meets one asks for a snapshot.
@@ -83,12 +128,78 @@ struct Member {
     exact: bool,
 }
 
-/// What counting needs of one message: who sent it, whom it mentions, whether it is deleted.
+/// What counting needs of one message: who sent it, whom it mentions, whether it is deleted,
+/// and the thread it replies in.
 #[derive(Clone, Debug)]
 struct MessageMeta {
     sender: StaffKey,
     deleted: bool,
     mentions: Box<[StaffKey]>,
+    thread: Option<Seq>,
+}
+
+/// One thread's counting state: its live replies, each sender's and each mentioned staff
+/// member's (the same indexes as a conversation's, over positions in the conversation's
+/// numbering), and its followers, each a member with a thread watermark. A thread exists from
+/// its first reply or its first follow (the root's author follows it from then on).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ThreadCounts {
+    /// Its newest reply's seq (the root's when it has none known).
+    head: Seq,
+    replies: SeqIndex,
+    by_sender: FxHashMap<StaffKey, SeqIndex>,
+    mentioning: FxHashMap<StaffKey, SeqIndex>,
+    /// Following now; `muted` mirrors the conversation's.
+    followers: Vec<Member>,
+}
+
+impl ThreadCounts {
+    fn new(root: Seq) -> Self {
+        ThreadCounts {
+            head: root,
+            replies: SeqIndex::list(),
+            by_sender: FxHashMap::default(),
+            mentioning: FxHashMap::default(),
+            followers: Vec::new(),
+        }
+    }
+
+    fn index(&mut self, seq: Seq, meta: &MessageMeta) {
+        self.head = self.head.max(seq);
+        self.replies.push(seq, !meta.deleted);
+        if !meta.deleted {
+            self.by_sender.entry(meta.sender).or_default().push(seq, true);
+            for m in meta.mentions.iter() {
+                self.mentioning.entry(*m).or_default().push(seq, true);
+            }
+        }
+    }
+
+    /// A follower's counts with thread watermark `last_read`, if the replies after it are
+    /// known (`known_from` is the conversation's).
+    fn count(&self, staff: StaffKey, last_read: Seq, known_from: Seq) -> Option<Counts> {
+        if last_read.0 + 1 < known_from.0 {
+            return None;
+        }
+        let own = self.by_sender.get(&staff).map_or(0, |i| i.count_after(last_read));
+        Some(Counts {
+            unread: self.replies.count_after(last_read) - own,
+            mentions: self
+                .mentioning
+                .get(&staff)
+                .map_or(0, |i| i.count_after(last_read)),
+        })
+    }
+
+    fn follower_mut(&mut self, staff: StaffKey) -> Option<&mut Member> {
+        self.followers.iter_mut().find(|m| m.staff == staff)
+    }
+
+    fn indexes_mut(&mut self) -> impl Iterator<Item = &mut SeqIndex> {
+        std::iter::once(&mut self.replies)
+            .chain(self.by_sender.values_mut())
+            .chain(self.mentioning.values_mut())
+    }
 }
 
 /// One conversation's counting state. Nothing here is per message but three compact indexes
@@ -106,6 +217,8 @@ struct ConversationCounts {
     /// Each mentioned staff member's live mentions.
     mentioning: FxHashMap<StaffKey, SeqIndex>,
     members: Vec<Member>,
+    /// Its threads, by their root's seq.
+    threads: FxHashMap<Seq, ThreadCounts>,
 }
 
 impl ConversationCounts {
@@ -117,10 +230,21 @@ impl ConversationCounts {
             by_sender: FxHashMap::default(),
             mentioning: FxHashMap::default(),
             members: Vec::new(),
+            threads: FxHashMap::default(),
         }
     }
 
     fn index(&mut self, seq: Seq, meta: MessageMeta) {
+        if let Some(root) = meta.thread {
+            // A reply holds its place in the conversation's numbering, counted only in its
+            // thread.
+            self.live.push(seq, false);
+            self.threads
+                .entry(root)
+                .or_insert_with(|| ThreadCounts::new(root))
+                .index(seq, &meta);
+            return;
+        }
         self.live.push(seq, !meta.deleted);
         if !meta.deleted {
             self.by_sender.entry(meta.sender).or_default().push(seq, true);
@@ -150,6 +274,10 @@ impl ConversationCounts {
 
     fn member_mut(&mut self, staff: StaffKey) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.staff == staff)
+    }
+
+    fn muted(&self, staff: StaffKey) -> Option<bool> {
+        self.members.iter().find(|m| m.staff == staff).map(|m| m.muted)
     }
 }
 
@@ -189,7 +317,8 @@ impl UnreadProjection {
         for c in self.conversations.values_mut() {
             let indexes = std::iter::once(&mut c.live)
                 .chain(c.by_sender.values_mut())
-                .chain(c.mentioning.values_mut());
+                .chain(c.mentioning.values_mut())
+                .chain(c.threads.values_mut().flat_map(ThreadCounts::indexes_mut));
             for idx in indexes {
                 idx.shrink();
                 bytes += idx.heap_bytes();
@@ -280,6 +409,53 @@ impl UnreadProjection {
         out
     }
 
+    /// A follower's counts in a thread; `None` when they do not follow it.
+    pub fn thread_counts(&self, staff: &StaffId, conversation: ConversationId, root: Seq) -> Option<Counts> {
+        self.thread_counts_by_key(self.key(staff)?, conversation, root)
+    }
+
+    /// As [`thread_counts`](Self::thread_counts), by key.
+    pub fn thread_counts_by_key(
+        &self,
+        staff: StaffKey,
+        conversation: ConversationId,
+        root: Seq,
+    ) -> Option<Counts> {
+        let t = self.conversations.get(&conversation)?.threads.get(&root)?;
+        t.followers.iter().find(|m| m.staff == staff).map(|m| m.counts)
+    }
+
+    /// A follower's thread watermark; `None` when they do not follow it.
+    pub fn thread_last_read(&self, staff: &StaffId, conversation: ConversationId, root: Seq) -> Option<Seq> {
+        let k = self.key(staff)?;
+        let t = self.conversations.get(&conversation)?.threads.get(&root)?;
+        t.followers.iter().find(|m| m.staff == k).map(|m| m.last_read)
+    }
+
+    /// The seq of a thread's newest reply (its root's when it has none); `None` for a thread
+    /// that has not started (no reply, nobody followed it).
+    pub fn thread_head(&self, conversation: ConversationId, root: Seq) -> Option<Seq> {
+        Some(self.conversations.get(&conversation)?.threads.get(&root)?.head)
+    }
+
+    /// The threads a staff member follows, by conversation then root: (conversation, root,
+    /// thread watermark, thread head, counts).
+    pub fn threads_of(&self, staff: &StaffId) -> Vec<(ConversationId, Seq, Seq, Seq, Counts)> {
+        let Some(k) = self.key(staff) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (id, c) in &self.conversations {
+            for (root, t) in &c.threads {
+                if let Some(m) = t.followers.iter().find(|m| m.staff == k) {
+                    out.push((*id, *root, m.last_read, t.head, m.counts));
+                }
+            }
+        }
+        out.sort_unstable_by_key(|(id, root, ..)| (*id, *root));
+        out
+    }
+
     fn member(&self, staff: &StaffId, conversation: ConversationId) -> Option<&Member> {
         let k = self.key(staff)?;
         self.conversations
@@ -323,7 +499,7 @@ impl UnreadProjection {
                     if self.tracks(p) {
                         let staff = self.intern(p);
                         let m = Member::new(staff, Seq(0));
-                        self.totals[staff.index()].enter(conversation.id, &m);
+                        self.totals[staff.index()].enter(Place::conversation(conversation.id), &m);
                         c.members.push(m);
                     }
                 }
@@ -345,7 +521,7 @@ impl UnreadProjection {
                     .or_insert_with(|| ConversationCounts::new(*head));
                 if c.members.iter().all(|m| m.staff != key) {
                     let m = Member::new(key, *head);
-                    self.totals[key.index()].enter(conversation.id, &m);
+                    self.totals[key.index()].enter(Place::conversation(conversation.id), &m);
                     c.members.push(m);
                 }
             }
@@ -356,17 +532,25 @@ impl UnreadProjection {
                     return Ok(());
                 };
                 let id = *conversation;
-                let c = self.conversation_mut(id)?;
+                let c = self
+                    .conversations
+                    .get_mut(&id)
+                    .ok_or(ProjectionError::UnknownConversation(id))?;
                 if let Some(i) = c.members.iter().position(|m| m.staff == key) {
                     let m = c.members.swap_remove(i);
-                    self.totals[key.index()].leave(id, &m);
+                    let ledger = &mut self.totals[key.index()];
+                    ledger.leave(Place::conversation(id), &m);
+                    // Leaving takes the conversation's threads, and their counts, away.
+                    for (root, t) in c.threads.iter_mut() {
+                        if let Some(j) = t.followers.iter().position(|f| f.staff == key) {
+                            let f = t.followers.swap_remove(j);
+                            ledger.leave(Place::thread(id, *root), &f);
+                        }
+                    }
                     if matches!(self.tracking, Tracking::Only(_)) {
                         self.conversations.remove(&id);
                     }
-                    changes.push(CountChange {
-                        staff: key,
-                        conversation: id,
-                    });
+                    changes.push(Place::conversation(id).change(key));
                 }
             }
             Event::ConversationRenamed { conversation, .. } => {
@@ -381,11 +565,17 @@ impl UnreadProjection {
                 seq,
                 sender,
                 mentions,
+                thread,
                 ..
             } => {
                 let sender = self.intern(sender);
                 let mentioned: Vec<StaffKey> = mentions.iter().map(|m| self.intern(m)).collect();
-                self.message_deleted(*conversation, *seq, sender, &mentioned, changes)?;
+                match thread {
+                    None => self.message_deleted(*conversation, *seq, sender, &mentioned, changes)?,
+                    Some(root) => {
+                        self.reply_deleted(*conversation, *root, *seq, sender, &mentioned, changes)?
+                    }
+                }
             }
             Event::MessagesRead {
                 conversation,
@@ -419,15 +609,118 @@ impl UnreadProjection {
                     && m.muted != *muted
                 {
                     let ledger = &mut self.totals[key.index()];
-                    ledger.leave(id, m);
+                    ledger.leave(Place::conversation(id), m);
                     m.muted = *muted;
-                    ledger.enter(id, m);
-                    changes.push(CountChange {
-                        staff: key,
-                        conversation: id,
-                    });
+                    ledger.enter(Place::conversation(id), m);
+                    // Its followed threads leave the total (or come back) with it; the one
+                    // checkpoint for the conversation carries the new total.
+                    for (root, t) in c.threads.iter_mut() {
+                        if let Some(f) = t.follower_mut(key) {
+                            ledger.leave(Place::thread(id, *root), f);
+                            f.muted = *muted;
+                            ledger.enter(Place::thread(id, *root), f);
+                        }
+                    }
+                    changes.push(Place::conversation(id).change(key));
                 }
             }
+            Event::ThreadRead {
+                conversation,
+                thread,
+                staff,
+                last_read,
+            } => {
+                let Some(key) = self.key(staff) else {
+                    return Ok(());
+                };
+                self.move_thread_watermark(*conversation, *thread, key, *last_read, false, changes)?;
+            }
+            Event::ThreadMarkedUnread {
+                conversation,
+                thread,
+                staff,
+                last_read,
+            } => {
+                let Some(key) = self.key(staff) else {
+                    return Ok(());
+                };
+                self.move_thread_watermark(*conversation, *thread, key, *last_read, true, changes)?;
+            }
+            Event::ThreadFollowed {
+                conversation,
+                thread,
+                staff,
+                following,
+                last_read,
+            } => {
+                if !self.tracks(staff) {
+                    self.conversation_mut(*conversation)?;
+                    return Ok(());
+                }
+                let key = self.intern(staff);
+                if *following {
+                    self.follow(*conversation, *thread, key, *last_read, changes)?;
+                } else {
+                    self.unfollow(*conversation, *thread, key, changes)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `staff` follows a thread from `last_read` on, unless they follow it already (or are not
+    /// in its conversation).
+    fn follow(
+        &mut self,
+        id: ConversationId,
+        root: Seq,
+        staff: StaffKey,
+        last_read: Seq,
+        changes: &mut Vec<CountChange>,
+    ) -> Result<(), ProjectionError> {
+        let c = self
+            .conversations
+            .get_mut(&id)
+            .ok_or(ProjectionError::UnknownConversation(id))?;
+        let Some(muted) = c.muted(staff) else {
+            return Ok(());
+        };
+        let known_from = c.known_from;
+        let t = c.threads.entry(root).or_insert_with(|| ThreadCounts::new(root));
+        if t.follower_mut(staff).is_some() {
+            return Ok(());
+        }
+        let mut m = Member::new(staff, last_read);
+        m.muted = muted;
+        match t.count(staff, last_read, known_from) {
+            Some(counts) => m.counts = counts,
+            None => m.exact = false,
+        }
+        self.totals[staff.index()].enter(Place::thread(id, root), &m);
+        if m.counts != Counts::default() {
+            changes.push(Place::thread(id, root).change(staff));
+        }
+        t.followers.push(m);
+        Ok(())
+    }
+
+    fn unfollow(
+        &mut self,
+        id: ConversationId,
+        root: Seq,
+        staff: StaffKey,
+        changes: &mut Vec<CountChange>,
+    ) -> Result<(), ProjectionError> {
+        let c = self
+            .conversations
+            .get_mut(&id)
+            .ok_or(ProjectionError::UnknownConversation(id))?;
+        // Unfollowing starts a thread too (its root's author may leave it before any reply).
+        let t = c.threads.entry(root).or_insert_with(|| ThreadCounts::new(root));
+        if let Some(i) = t.followers.iter().position(|m| m.staff == staff) {
+            let m = t.followers.swap_remove(i);
+            self.totals[staff.index()].leave(Place::thread(id, root), &m);
+            changes.push(Place::thread(id, root).change(staff));
         }
         Ok(())
     }
@@ -459,7 +752,19 @@ impl UnreadProjection {
             });
         }
         c.head = seq;
-        let counted = !message.deleted;
+        let meta = MessageMeta {
+            sender,
+            deleted: message.deleted,
+            mentions,
+            thread: message.thread,
+        };
+        if let Some(root) = message.thread {
+            self.reply_created(id, root, seq, meta, changes);
+            return Ok(());
+        }
+        let c = self.conversations.get_mut(&id).expect("checked above");
+        let counted = !meta.deleted;
+        let (sender, mentions) = (meta.sender, &meta.mentions);
         for m in c.members.iter_mut() {
             let before = m.counts;
             if m.staff == sender {
@@ -472,16 +777,160 @@ impl UnreadProjection {
                     m.counts.mentions += 1;
                 }
             }
-            settle(&mut self.totals, m, before, id, changes);
+            settle(&mut self.totals, m, before, Place::conversation(id), changes);
         }
-        c.index(
-            seq,
-            MessageMeta {
-                sender,
-                deleted: message.deleted,
-                mentions,
-            },
-        );
+        c.index(seq, meta);
+        Ok(())
+    }
+
+    /// A reply in thread `root`: its sender follows (and has read up to it), the staff it
+    /// mentions follow from just before it (so it counts for them), the other followers count
+    /// it. The conversation's own counts do not change.
+    fn reply_created(
+        &mut self,
+        id: ConversationId,
+        root: Seq,
+        seq: Seq,
+        meta: MessageMeta,
+        changes: &mut Vec<CountChange>,
+    ) {
+        let c = self.conversations.get_mut(&id).expect("checked by the caller");
+        let counted = !meta.deleted;
+        let mut newcomers: Vec<(StaffKey, Seq, bool)> = Vec::new();
+        for m in &c.members {
+            if m.staff == meta.sender {
+                newcomers.push((m.staff, seq, m.muted));
+            } else if meta.mentions.contains(&m.staff) {
+                newcomers.push((m.staff, Seq(seq.0 - 1), m.muted));
+            }
+        }
+        c.index(seq, meta.clone());
+        let t = c.threads.get_mut(&root).expect("indexed just now");
+        for m in t.followers.iter_mut() {
+            let before = m.counts;
+            if m.staff == meta.sender {
+                m.last_read = seq;
+                m.counts = Counts::default();
+                m.exact = true;
+            } else if counted {
+                m.counts.unread += 1;
+                if meta.mentions.contains(&m.staff) {
+                    m.counts.mentions += 1;
+                }
+            }
+            settle(&mut self.totals, m, before, Place::thread(id, root), changes);
+        }
+        for (staff, last_read, muted) in newcomers {
+            if t.followers.iter().any(|f| f.staff == staff) {
+                continue;
+            }
+            let mut m = Member::new(staff, last_read);
+            m.muted = muted;
+            if staff != meta.sender && counted {
+                m.counts = Counts {
+                    unread: 1,
+                    mentions: 1,
+                };
+            }
+            self.totals[staff.index()].enter(Place::thread(id, root), &m);
+            if m.counts != Counts::default() {
+                changes.push(Place::thread(id, root).change(staff));
+            }
+            t.followers.push(m);
+        }
+    }
+
+    /// A deleted reply stops counting for every follower who had not read it.
+    fn reply_deleted(
+        &mut self,
+        id: ConversationId,
+        root: Seq,
+        seq: Seq,
+        sender: StaffKey,
+        mentions: &[StaffKey],
+        changes: &mut Vec<CountChange>,
+    ) -> Result<(), ProjectionError> {
+        let c = self
+            .conversations
+            .get_mut(&id)
+            .ok_or(ProjectionError::UnknownConversation(id))?;
+        if seq > c.head || seq.0 == 0 {
+            return Ok(());
+        }
+        let known = seq >= c.known_from;
+        let Some(t) = c.threads.get_mut(&root) else {
+            return Ok(());
+        };
+        if known {
+            if !t.replies.remove(seq) {
+                return Ok(());
+            }
+            if let Some(idx) = t.by_sender.get_mut(&sender) {
+                idx.remove(seq);
+            }
+            for m in mentions {
+                if let Some(idx) = t.mentioning.get_mut(m) {
+                    idx.remove(seq);
+                }
+            }
+        }
+        for m in t.followers.iter_mut() {
+            if m.staff == sender || m.last_read >= seq {
+                continue;
+            }
+            let before = m.counts;
+            m.counts.unread = m.counts.unread.saturating_sub(1);
+            if mentions.contains(&m.staff) {
+                m.counts.mentions = m.counts.mentions.saturating_sub(1);
+            }
+            settle(&mut self.totals, m, before, Place::thread(id, root), changes);
+        }
+        Ok(())
+    }
+
+    /// Moves a follower's thread watermark and recounts. A mark unread (`follow`) makes a
+    /// non-follower follow; a read of a thread one does not follow changes nothing.
+    fn move_thread_watermark(
+        &mut self,
+        id: ConversationId,
+        root: Seq,
+        staff: StaffKey,
+        last_read: Seq,
+        follow: bool,
+        changes: &mut Vec<CountChange>,
+    ) -> Result<(), ProjectionError> {
+        let c = self
+            .conversations
+            .get_mut(&id)
+            .ok_or(ProjectionError::UnknownConversation(id))?;
+        let Some(muted) = c.muted(staff) else {
+            return Ok(());
+        };
+        let known_from = c.known_from;
+        let t = c.threads.entry(root).or_insert_with(|| ThreadCounts::new(root));
+        let recount = t.count(staff, last_read, known_from);
+        let place = Place::thread(id, root);
+        let m = match t.followers.iter().position(|m| m.staff == staff) {
+            Some(i) => &mut t.followers[i],
+            None if follow => {
+                let mut m = Member::new(staff, last_read);
+                m.muted = muted;
+                self.totals[staff.index()].enter(place, &m);
+                t.followers.push(m);
+                t.followers.last_mut().expect("just pushed")
+            }
+            None => return Ok(()),
+        };
+        m.last_read = last_read;
+        let before = m.counts;
+        match recount {
+            Some(counts) => {
+                m.counts = counts;
+                m.exact = true;
+            }
+            None => m.exact = false,
+        }
+        settle(&mut self.totals, m, before, place, changes);
         Ok(())
     }
 
@@ -523,7 +972,7 @@ impl UnreadProjection {
             if mentions.contains(&m.staff) {
                 m.counts.mentions = m.counts.mentions.saturating_sub(1);
             }
-            settle(&mut self.totals, m, before, id, changes);
+            settle(&mut self.totals, m, before, Place::conversation(id), changes);
         }
         Ok(())
     }
@@ -553,7 +1002,7 @@ impl UnreadProjection {
             }
             None => m.exact = false,
         }
-        settle(&mut self.totals, m, before, id, changes);
+        settle(&mut self.totals, m, before, Place::conversation(id), changes);
         Ok(())
     }
 
@@ -578,12 +1027,34 @@ impl UnreadProjection {
             exact: true,
         };
         let id = state.conversation.id;
-        self.totals[key.index()].enter(id, &m);
+        let ledger = &mut self.totals[key.index()];
+        ledger.enter(Place::conversation(id), &m);
         c.members.push(m);
-        if let Some(old) = self.conversations.insert(id, c)
-            && let Some(m) = old.members.iter().find(|m| m.staff == key)
-        {
-            self.totals[key.index()].leave(id, m);
+        for ts in &state.threads {
+            let t = c
+                .threads
+                .entry(ts.root)
+                .or_insert_with(|| ThreadCounts::new(ts.root));
+            t.head = t.head.max(ts.head);
+            let f = Member {
+                staff: key,
+                last_read: ts.last_read,
+                muted: state.muted,
+                counts: ts.counts,
+                exact: true,
+            };
+            ledger.enter(Place::thread(id, ts.root), &f);
+            t.followers.push(f);
+        }
+        if let Some(old) = self.conversations.insert(id, c) {
+            if let Some(m) = old.members.iter().find(|m| m.staff == key) {
+                ledger.leave(Place::conversation(id), m);
+            }
+            for (root, t) in &old.threads {
+                if let Some(f) = t.followers.iter().find(|f| f.staff == key) {
+                    ledger.leave(Place::thread(id, *root), f);
+                }
+            }
         }
     }
 
@@ -608,13 +1079,20 @@ impl UnreadProjection {
             rebuilt.index(seq, meta);
         }
         rebuilt.live.extend(&c.live);
-        for (into, from) in [
-            (&mut rebuilt.by_sender, &c.by_sender),
-            (&mut rebuilt.mentioning, &c.mentioning),
-        ] {
-            for (k, idx) in from {
-                into.entry(*k).or_default().extend(idx);
-            }
+        extend_indexes(&mut rebuilt.by_sender, &c.by_sender);
+        extend_indexes(&mut rebuilt.mentioning, &c.mentioning);
+        // Each thread: the older replies first, then what was known; its head and followers
+        // stay.
+        for (root, later) in c.threads.drain() {
+            let t = rebuilt
+                .threads
+                .entry(root)
+                .or_insert_with(|| ThreadCounts::new(root));
+            t.head = t.head.max(later.head);
+            t.replies.extend(&later.replies);
+            extend_indexes(&mut t.by_sender, &later.by_sender);
+            extend_indexes(&mut t.mentioning, &later.mentioning);
+            t.followers = later.followers;
         }
         *c = rebuilt;
     }
@@ -634,10 +1112,43 @@ impl UnreadProjection {
         };
         let diverged = m.exact && m.counts != counts;
         let ledger = &mut self.totals[key.index()];
-        ledger.leave(conversation, m);
+        let place = Place::conversation(conversation);
+        ledger.leave(place, m);
         m.counts = counts;
         m.exact = true;
-        ledger.enter(conversation, m);
+        ledger.enter(place, m);
+        diverged
+    }
+
+    /// As [`checkpoint`](Self::checkpoint), for a thread's counts (a follower's).
+    pub fn checkpoint_thread(
+        &mut self,
+        staff: &StaffId,
+        conversation: ConversationId,
+        root: Seq,
+        counts: Counts,
+    ) -> bool {
+        let Some(key) = self.key(staff) else {
+            return false;
+        };
+        let Some(t) = self
+            .conversations
+            .get_mut(&conversation)
+            .and_then(|c| c.threads.get_mut(&root))
+        else {
+            return counts != Counts::default();
+        };
+        let Some(m) = t.follower_mut(key) else {
+            // The relay counts something for a thread this store does not follow.
+            return counts != Counts::default();
+        };
+        let diverged = m.exact && m.counts != counts;
+        let ledger = &mut self.totals[key.index()];
+        let place = Place::thread(conversation, root);
+        ledger.leave(place, m);
+        m.counts = counts;
+        m.exact = true;
+        ledger.enter(place, m);
         diverged
     }
 
@@ -646,7 +1157,15 @@ impl UnreadProjection {
             sender: self.intern(&msg.sender),
             deleted: msg.deleted,
             mentions: msg.mentions.iter().map(|m| self.intern(m)).collect(),
+            thread: msg.thread,
         }
+    }
+}
+
+/// Appends each index of `from` to the same staff member's in `into`.
+fn extend_indexes(into: &mut FxHashMap<StaffKey, SeqIndex>, from: &FxHashMap<StaffKey, SeqIndex>) {
+    for (k, idx) in from {
+        into.entry(*k).or_default().extend(idx);
     }
 }
 
@@ -664,33 +1183,25 @@ impl Member {
 
 /// After a member's counts changed from `before`: keeps their total in step (when the
 /// conversation is not muted) and records the change.
-fn settle(
-    totals: &mut [Ledger],
-    m: &Member,
-    before: Counts,
-    conversation: ConversationId,
-    changes: &mut Vec<CountChange>,
-) {
+fn settle(totals: &mut [Ledger], m: &Member, before: Counts, place: Place, changes: &mut Vec<CountChange>) {
     if m.counts == before {
         return;
     }
     let ledger = &mut totals[m.staff.index()];
     ledger.leave(
-        conversation,
+        place,
         &Member {
             counts: before,
             ..m.clone()
         },
     );
-    ledger.enter(conversation, m);
-    changes.push(CountChange {
-        staff: m.staff,
-        conversation,
-    });
+    ledger.enter(place, m);
+    changes.push(place.change(m.staff));
 }
 
-/// One staff member's totals over unmuted conversations, and the digest sum over all of theirs,
-/// changed together as a member's (counts, muted) enters and leaves.
+/// One staff member's totals over unmuted conversations and their followed threads, and the
+/// digest sum over all of theirs, changed together as a member's (counts, muted) enters and
+/// leaves.
 #[derive(Clone, Copy, Debug, Default)]
 struct Ledger {
     totals: Totals,
@@ -698,22 +1209,18 @@ struct Ledger {
 }
 
 impl Ledger {
-    fn enter(&mut self, conversation: ConversationId, m: &Member) {
+    fn enter(&mut self, place: Place, m: &Member) {
         if !m.muted {
             add_totals(&mut self.totals, m.counts);
         }
-        self.sum = self
-            .sum
-            .wrapping_add(digest::term(conversation, m.counts, m.muted));
+        self.sum = self.sum.wrapping_add(place.term(m.counts, m.muted));
     }
 
-    fn leave(&mut self, conversation: ConversationId, m: &Member) {
+    fn leave(&mut self, place: Place, m: &Member) {
         if !m.muted {
             sub_totals(&mut self.totals, m.counts);
         }
-        self.sum = self
-            .sum
-            .wrapping_sub(digest::term(conversation, m.counts, m.muted));
+        self.sum = self.sum.wrapping_sub(place.term(m.counts, m.muted));
     }
 }
 

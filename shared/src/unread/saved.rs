@@ -4,7 +4,7 @@
 
 use rustc_hash::FxHashMap;
 
-use super::{ConversationCounts, Ledger, Member, Tracking, UnreadProjection};
+use super::{ConversationCounts, Ledger, Member, Place, ThreadCounts, Tracking, UnreadProjection};
 use crate::checkpoint::{CheckpointError, Reader, Writer, ensure};
 use crate::ids::{ConversationId, Seq, StaffId};
 use crate::model::Counts;
@@ -50,7 +50,16 @@ impl UnreadProjection {
             let id = ConversationId(r.u64()?);
             let c = ConversationCounts::read(r, staff.len())?;
             for m in &c.members {
-                totals[m.staff.index()].enter(id, m);
+                totals[m.staff.index()].enter(Place::conversation(id), m);
+            }
+            for (root, t) in &c.threads {
+                for f in &t.followers {
+                    ensure(
+                        c.members.iter().any(|m| m.staff == f.staff && m.muted == f.muted),
+                        "a thread follower is not in its conversation",
+                    )?;
+                    totals[f.staff.index()].enter(Place::thread(id, *root), f);
+                }
             }
             ensure(
                 conversations.insert(id, c).is_none(),
@@ -71,23 +80,20 @@ impl ConversationCounts {
         w.u64(self.head.0);
         w.u64(self.known_from.0);
         self.live.write(w);
-        for map in [&self.by_sender, &self.mentioning] {
-            let mut keys: Vec<&StaffKey> = map.keys().collect();
-            keys.sort_unstable();
-            w.len(keys.len());
-            for k in keys {
-                w.u32(k.index() as u32);
-                map[k].write(w);
-            }
-        }
-        w.len(self.members.len());
-        for m in &self.members {
-            w.u32(m.staff.index() as u32);
-            w.u64(m.last_read.0);
-            w.u8(u8::from(m.muted));
-            w.u32(m.counts.unread);
-            w.u32(m.counts.mentions);
-            w.u8(u8::from(m.exact));
+        write_indexes(w, [&self.by_sender, &self.mentioning]);
+        write_members(w, &self.members);
+        let mut roots: Vec<&Seq> = self.threads.keys().collect();
+        roots.sort_unstable();
+        w.len(roots.len());
+        for root in roots {
+            let t = &self.threads[root];
+            w.u64(root.0);
+            w.u64(t.head.0);
+            t.replies.write(w);
+            write_indexes(w, [&t.by_sender, &t.mentioning]);
+            let mut followers: Vec<&Member> = t.followers.iter().collect();
+            followers.sort_unstable_by_key(|m| m.staff);
+            write_members(w, followers);
         }
     }
 
@@ -99,41 +105,28 @@ impl ConversationCounts {
             live.first() == Some(known_from) && known_from.0 + live.len() as u64 == head.0 + 1,
             "a conversation's messages do not match its head",
         )?;
-        let key = |k: u32| {
-            ensure((k as usize) < staff, "an unknown staff key")?;
-            Ok(StaffKey::from_index(k))
-        };
-        let mut maps = [FxHashMap::default(), FxHashMap::default()];
-        for map in &mut maps {
-            for _ in 0..r.len(4)? {
-                let k = key(r.u32()?)?;
-                let idx = SeqIndex::read(r)?;
-                ensure(idx.first().is_none(), "a sender's index is not a list")?;
-                ensure(map.insert(k, idx).is_none(), "an index appears twice")?;
-            }
-        }
-        let [by_sender, mentioning] = maps;
-        let mut members = Vec::new();
-        for _ in 0..r.len(22)? {
-            let staff = key(r.u32()?)?;
-            let last_read = Seq(r.u64()?);
-            let muted = r.bool()?;
-            let counts = Counts {
-                unread: r.u32()?,
-                mentions: r.u32()?,
-            };
-            let exact = r.bool()?;
+        let [by_sender, mentioning] = read_indexes(r, staff)?;
+        let members = read_members(r, staff)?;
+        let mut threads = FxHashMap::default();
+        for _ in 0..r.len(16)? {
+            let root = Seq(r.u64()?);
+            let thread_head = Seq(r.u64()?);
             ensure(
-                members.iter().all(|m: &Member| m.staff != staff),
-                "a member appears twice",
+                root <= thread_head && thread_head <= head,
+                "a thread's head is out of place",
             )?;
-            members.push(Member {
-                staff,
-                last_read,
-                muted,
-                counts,
-                exact,
-            });
+            let replies = SeqIndex::read(r)?;
+            ensure(replies.first().is_none(), "a thread's replies are not a list")?;
+            let [by_sender, mentioning] = read_indexes(r, staff)?;
+            let followers = read_members(r, staff)?;
+            let t = ThreadCounts {
+                head: thread_head,
+                replies,
+                by_sender,
+                mentioning,
+                followers,
+            };
+            ensure(threads.insert(root, t).is_none(), "a thread appears twice")?;
         }
         Ok(ConversationCounts {
             head,
@@ -142,6 +135,79 @@ impl ConversationCounts {
             by_sender,
             mentioning,
             members,
+            threads,
         })
     }
+}
+
+fn write_indexes(w: &mut Writer, maps: [&FxHashMap<StaffKey, SeqIndex>; 2]) {
+    for map in maps {
+        let mut keys: Vec<&StaffKey> = map.keys().collect();
+        keys.sort_unstable();
+        w.len(keys.len());
+        for k in keys {
+            w.u32(k.index() as u32);
+            map[k].write(w);
+        }
+    }
+}
+
+fn write_members<'a>(
+    w: &mut Writer,
+    members: impl IntoIterator<Item = &'a Member, IntoIter: ExactSizeIterator>,
+) {
+    let members = members.into_iter();
+    w.len(members.len());
+    for m in members {
+        w.u32(m.staff.index() as u32);
+        w.u64(m.last_read.0);
+        w.u8(u8::from(m.muted));
+        w.u32(m.counts.unread);
+        w.u32(m.counts.mentions);
+        w.u8(u8::from(m.exact));
+    }
+}
+
+fn staff_key(k: u32, staff: usize) -> Read<StaffKey> {
+    ensure((k as usize) < staff, "an unknown staff key")?;
+    Ok(StaffKey::from_index(k))
+}
+
+fn read_indexes(r: &mut Reader<'_>, staff: usize) -> Read<[FxHashMap<StaffKey, SeqIndex>; 2]> {
+    let mut maps = [FxHashMap::default(), FxHashMap::default()];
+    for map in &mut maps {
+        for _ in 0..r.len(4)? {
+            let k = staff_key(r.u32()?, staff)?;
+            let idx = SeqIndex::read(r)?;
+            ensure(idx.first().is_none(), "a sender's index is not a list")?;
+            ensure(map.insert(k, idx).is_none(), "an index appears twice")?;
+        }
+    }
+    Ok(maps)
+}
+
+fn read_members(r: &mut Reader<'_>, staff: usize) -> Read<Vec<Member>> {
+    let mut members = Vec::new();
+    for _ in 0..r.len(22)? {
+        let staff = staff_key(r.u32()?, staff)?;
+        let last_read = Seq(r.u64()?);
+        let muted = r.bool()?;
+        let counts = Counts {
+            unread: r.u32()?,
+            mentions: r.u32()?,
+        };
+        let exact = r.bool()?;
+        ensure(
+            members.iter().all(|m: &Member| m.staff != staff),
+            "a member appears twice",
+        )?;
+        members.push(Member {
+            staff,
+            last_read,
+            muted,
+            counts,
+            exact,
+        });
+    }
+    Ok(members)
 }
