@@ -76,6 +76,26 @@ pub async fn history(
     Ok(page.messages)
 }
 
+/// A thread's root and replies (the newest page of them), in order.
+pub async fn thread(
+    options: &MountOptions,
+    conversation: ConversationId,
+    root: Seq,
+) -> Result<Vec<Message>, String> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        messages: Vec<Message>,
+    }
+    let limit = tally_shared::limits::HISTORY_PAGE_MAX;
+    let path = format!("/api/conversations/{conversation}/messages?thread={root}&limit={limit}");
+    let page: Page = get(options, &path)
+        .await?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(page.messages)
+}
+
 /// The staff directory.
 pub async fn directory(options: &MountOptions) -> Result<Vec<tally_shared::Staff>, String> {
     get(options, "/api/staff")

@@ -27,6 +27,18 @@ pub enum ConnectionState {
     Offline(String),
 }
 
+/// Which list the panel shows when no conversation is open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ListView {
+    /// Every conversation.
+    #[default]
+    All,
+    /// The Unreads inbox: conversations and followed threads with something unread.
+    Unreads,
+    /// The threads I follow.
+    Threads,
+}
+
 /// What the widget dispatches.
 #[derive(Debug)]
 pub enum Action {
@@ -74,6 +86,14 @@ pub enum Action {
     Jump(ConversationId, Seq),
     /// The conversation view has shown the message it was asked to jump to.
     Jumped,
+    /// Show a list (when no conversation is open).
+    ShowList(ListView),
+    /// Open a thread's pane (its conversation and root), or close it with `None`.
+    OpenThread(Option<(ConversationId, Seq)>),
+    /// The thread pane showed a reply.
+    ThreadSeen(ConversationId, Seq, Seq),
+    /// Ask to read what the thread pane showed (as [`Action::ReadSeen`]).
+    ReadThreadSeen(ConversationId, Seq),
 }
 
 /// The widget's state: the shared store plus what only the UI needs.
@@ -87,6 +107,10 @@ pub struct ChatState {
     pub connection: ConnectionState,
     /// The open conversation.
     pub open: Option<ConversationId>,
+    /// The open thread (its conversation and root), shown over its conversation.
+    pub open_thread: Option<(ConversationId, Seq)>,
+    /// The list shown when no conversation is open.
+    pub list_view: ListView,
     /// Whether the panel is showing.
     pub panel_open: bool,
     /// A request whose ack names a conversation to open.
@@ -109,6 +133,8 @@ impl ChatState {
             last_divergence: None,
             connection: ConnectionState::Connecting,
             open: None,
+            open_thread: None,
+            list_view: ListView::All,
             panel_open: false,
             open_on_ack: None,
             news: Vec::new(),
@@ -177,6 +203,22 @@ impl ChatState {
                 self.jump_to = Some((c, seq));
             }
             Action::Jumped => self.jump_to = None,
+            Action::OpenThread(t) => {
+                if let Some((c, root)) = t {
+                    self.panel_open = true;
+                    self.store.opened(c);
+                    self.store.thread_opened(c, root);
+                    self.open = Some(c);
+                }
+                self.open_thread = t;
+            }
+            Action::ShowList(v) => self.list_view = v,
+            Action::ThreadSeen(c, root, seq) => self.store.note_thread_seen(c, root, seq),
+            Action::ReadThreadSeen(c, root) => out.extend(self.store.read_thread_seen(c, root)),
+        }
+        // A thread is shown over its own conversation only.
+        if self.open_thread.is_some_and(|(c, _)| Some(c) != self.open) {
+            self.open_thread = None;
         }
         out
     }

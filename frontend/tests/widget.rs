@@ -299,6 +299,7 @@ async fn a_divergent_checkpoint_is_repaired_and_counted() {
     w.act("alice", send(ConversationId(1), "a1", "one"));
     settle().await;
     w.harness.deliver(ServerFrame::UnreadUpdated(UnreadUpdate {
+        thread: None,
         offset: w.host.engine.offset(),
         conversation: ConversationId(1),
         unread: 5,
@@ -336,6 +337,7 @@ async fn the_outbox_survives_a_reload() {
     let w = World::new(key).await;
     // Offline: the send is queued but never acknowledged.
     w.harness.dispatch(Action::Send(tally_shared::store::PendingSend {
+        thread: None,
         client_id: ClientMsgId::new("offline-1").unwrap(),
         conversation: ConversationId(1),
         body: "written offline".into(),
@@ -705,4 +707,77 @@ fn composer_text(w: &World) -> String {
         .unwrap()
         .unchecked_into();
     area.value()
+}
+
+#[wasm_bindgen_test]
+async fn a_reply_in_a_followed_thread_raises_the_badge_not_the_conversation_and_the_pane_reads_it() {
+    let mut w = World::new("threads").await;
+    let dm = ConversationId(1);
+    // Bob's message, then Alice replies under it: Bob (its author) follows the thread.
+    w.act("bob", send(dm, "b1", "who has the keys?"));
+    let root = w.host.engine.projection().head(dm).unwrap();
+    w.act(
+        "alice",
+        Request::ReplyInThread {
+            client_id: ClientMsgId::new("a1").unwrap(),
+            conversation: dm,
+            thread: root,
+            body: "I do".into(),
+            attachments: vec![],
+        },
+    );
+    settle().await;
+    assert_eq!(
+        w.text("[data-testid=total-badge]").as_deref(),
+        Some("1"),
+        "the thread counts in the badge"
+    );
+    w.click(".tally-launcher").await;
+    assert_eq!(
+        w.count("[data-testid=unread-badge]"),
+        0,
+        "the conversation's own count does not rise"
+    );
+    // The Unreads inbox lists the thread, and its numbers sum to the badge.
+    w.click("[data-testid=tab-unreads]").await;
+    assert_eq!(w.count("[data-testid=thread-item]"), 1);
+    assert_eq!(
+        w.text("[data-testid=inbox] [data-testid=unread-badge]")
+            .as_deref(),
+        Some("1")
+    );
+    // In the conversation, the root says "1 reply, 1 new"; the reply itself is not in the stream.
+    w.click("[data-testid=tab-all]").await;
+    w.click("[data-conversation='1']").await;
+    let line = w
+        .root
+        .query_selector("[data-testid=thread-line]")
+        .unwrap()
+        .expect("a thread line under the root");
+    assert_eq!(line.get_attribute("data-replies").as_deref(), Some("1"));
+    assert_eq!(line.get_attribute("data-unread").as_deref(), Some("1"));
+    assert_eq!(
+        w.count(".tally-conversation .tally-msg"),
+        1,
+        "replies live in their pane"
+    );
+    // Opening the thread shows the reply after its divider; reading what is in view reads it.
+    let _ = gloo::utils::window().focus();
+    w.click("[data-testid=thread-line]").await;
+    assert_eq!(w.count("[data-testid=thread-pane]"), 1);
+    assert_eq!(w.count("[data-testid=thread-divider]"), 1);
+    assert_eq!(w.text("[data-testid=follow]").as_deref(), Some("Following"));
+    gloo::timers::future::TimeoutFuture::new(600).await;
+    assert_eq!(w.sent_of("mark_thread_read"), 1, "one thread read");
+    w.pump().await;
+    assert_eq!(w.text("[data-testid=total-badge]"), None, "badge cleared");
+    // A reply from the pane is a reply in the thread.
+    type_into(&w, ".tally-thread textarea", "thanks").await;
+    w.click(".tally-thread .tally-send").await;
+    w.pump().await;
+    assert_eq!(w.sent_of("reply_in_thread"), 1);
+    assert_eq!(
+        w.host.engine.projection().thread_head(dm, root),
+        w.host.engine.projection().head(dm)
+    );
 }

@@ -90,6 +90,7 @@ pub(crate) async fn serve(members: Members) -> anyhow::Result<()> {
                             *s
                         };
                         let message = Message {
+                            thread: None,
                             id: MessageId(offset),
                             conversation,
                             seq: Seq(seq),

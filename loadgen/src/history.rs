@@ -91,6 +91,19 @@ impl Lookup for Recent {
         Ok(self.messages.get(&id).cloned())
     }
 
+    fn message_at(
+        &self,
+        conversation: tally_shared::ConversationId,
+        seq: tally_shared::Seq,
+    ) -> Result<Option<Message>, tally_shared::engine::LookupFailed> {
+        // The generator makes no threads; a scan of what it keeps answers the rare ask.
+        Ok(self
+            .messages
+            .values()
+            .find(|m| m.conversation == conversation && m.seq == seq)
+            .cloned())
+    }
+
     fn attachment(
         &self,
         _: &AttachmentId,

@@ -195,6 +195,8 @@ struct PostMessage {
     #[serde(default)]
     attachments: Vec<tally_shared::AttachmentId>,
     reply_to: Option<MessageId>,
+    /// A thread's root (its seq) in `conversation`: the post is a reply in that thread.
+    thread: Option<tally_shared::Seq>,
     client_id: Option<ClientMsgId>,
 }
 
@@ -360,6 +362,11 @@ async fn post_message((): (), p: PostMessage, state: AppState) -> Result<warp::r
     if p.notice.is_some() && (!p.body.is_empty() || p.reply_to.is_some()) {
         return Err(invalid("a notice has `notice.text`, no `body` or `reply_to`"));
     }
+    if p.thread.is_some() && (p.notice.is_some() || p.direct.is_some() || p.reply_to.is_some()) {
+        return Err(invalid(
+            "a reply in a thread is a `sender`'s post into a `conversation`, without `reply_to`",
+        ));
+    }
     // Everything is checked before anything is written: into a direct conversation, the post
     // and the conversation it may open are one write, so a refused post opens nothing.
     let request = match (p.conversation, p.direct, p.sender, p.notice) {
@@ -371,7 +378,12 @@ async fn post_message((): (), p: PostMessage, state: AppState) -> Result<warp::r
         }
         (Some(conversation), None, Some(sender), None) => ServiceWrite::AsStaff(
             sender,
-            LogWrite::send_message(client_id, conversation, p.body, p.attachments, p.reply_to),
+            match p.thread {
+                Some(thread) => {
+                    LogWrite::reply_in_thread(client_id, conversation, thread, p.body, p.attachments)
+                }
+                None => LogWrite::send_message(client_id, conversation, p.body, p.attachments, p.reply_to),
+            },
         ),
         (Some(conversation), None, None, Some(notice)) => ServiceWrite::Service(ServiceRequest::PostNotice {
             client_id,

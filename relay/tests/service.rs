@@ -609,3 +609,76 @@ async fn bad_bodies_are_400_with_the_reason_unknown_routes_404_and_wrong_methods
         "{answer}"
     );
 }
+
+/// The work app posts a reply into a thread as a staff member: it counts for the thread's
+/// followers (the root's author) and not in the conversation, the thread is in the
+/// `message_created` message, and a reply that is also a notice, a direct post or a quote is
+/// refused with a reason, storing nothing.
+#[tokio::test]
+async fn the_service_api_posts_into_a_thread() {
+    let (relay, api) = relay();
+    let (_, made) = api
+        .call(
+            "POST",
+            "/conversations",
+            json!({"title": "Rota", "participants": ["alice", "bob"]}),
+        )
+        .await;
+    let g = made["conversation"]["id"].as_u64().unwrap();
+    let mut alice = relay.connect("alice").await;
+    let (status, root) = api
+        .call(
+            "POST",
+            "/messages",
+            json!({"conversation": g, "sender": "alice", "body": "Friday?"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{root}");
+    let root_seq = root["message"]["seq"].as_u64().unwrap();
+    alice.sync().await;
+    let before = alice.store.counts(ConversationId(g));
+    let (status, reply) = api
+        .call(
+            "POST",
+            "/messages",
+            json!({"conversation": g, "sender": "bob", "body": "I can", "thread": root_seq}),
+        )
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    assert_eq!(reply["message"]["thread"], root_seq);
+    alice.sync().await;
+    assert_eq!(
+        alice.store.thread_counts(ConversationId(g), Seq(root_seq)).unread,
+        1
+    );
+    assert_eq!(
+        alice.store.counts(ConversationId(g)),
+        before,
+        "a reply never counts in its conversation"
+    );
+    let at = offset(relay.addr).await;
+    for bad in [
+        json!({"conversation": g, "notice": {"title": "x"}, "thread": root_seq}),
+        json!({"direct": ["alice", "bob"], "sender": "bob", "body": "x", "thread": root_seq}),
+        json!({"conversation": g, "sender": "bob", "body": "x", "thread": root_seq, "reply_to": 1}),
+    ] {
+        let (status, body) = api.call("POST", "/messages", bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["code"], "invalid_input");
+    }
+    // A thread under a reply: threads do not nest.
+    let reply_seq = reply["message"]["seq"].as_u64().unwrap();
+    let (status, body) = api
+        .call(
+            "POST",
+            "/messages",
+            json!({"conversation": g, "sender": "bob", "body": "x", "thread": reply_seq}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("not_allowed")),
+        "{body}"
+    );
+    assert_eq!(offset(relay.addr).await, at, "refusals store nothing");
+}

@@ -215,11 +215,9 @@ impl Oracle {
                 thread,
                 staff,
                 last_read,
-            } => {
-                if self.is_member(staff, *conversation) {
-                    self.following
-                        .insert((staff.clone(), *conversation, *thread), *last_read);
-                }
+            } if self.is_member(staff, *conversation) => {
+                self.following
+                    .insert((staff.clone(), *conversation, *thread), *last_read);
             }
             Event::ThreadFollowed {
                 conversation,

@@ -359,6 +359,23 @@ impl LogWrite {
             reply_to,
         })
     }
+
+    /// A reply in a thread (what the work app's backend posts as a staff member).
+    pub fn reply_in_thread(
+        client_id: ClientMsgId,
+        conversation: ConversationId,
+        thread: Seq,
+        body: String,
+        attachments: Vec<AttachmentId>,
+    ) -> LogWrite {
+        LogWrite(Request::ReplyInThread {
+            client_id,
+            conversation,
+            thread,
+            body,
+            attachments,
+        })
+    }
 }
 
 /// [`Route`], owning the request it routes (see [`Request::into_route`]).

@@ -847,6 +847,13 @@ impl World {
                     list_sum.1 += t.counts.mentions;
                 }
             }
+            // The Unreads inbox sums to the badge.
+            let inbox: u32 = store.unreads().iter().map(|i| i.counts().unread).sum();
+            assert_eq!(
+                inbox,
+                store.total().unread,
+                "{staff}: the inbox does not sum to the badge"
+            );
             // Invariant 2, in the browser: the total is the sum of what the lists show.
             assert_eq!(
                 (store.total().unread, store.total().mentions),

@@ -198,6 +198,43 @@ pub struct ThreadItem {
     pub muted: bool,
 }
 
+/// One row of the Unreads inbox: a conversation or a followed thread with unread messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnreadItem {
+    /// A conversation's own unread messages.
+    Conversation(ConversationItem),
+    /// A followed thread's unread replies.
+    Thread(ThreadItem),
+}
+
+impl UnreadItem {
+    /// Its counts.
+    pub fn counts(&self) -> Counts {
+        match self {
+            UnreadItem::Conversation(c) => c.counts,
+            UnreadItem::Thread(t) => t.counts,
+        }
+    }
+
+    /// When it last had activity.
+    pub fn last_activity(&self) -> Millis {
+        match self {
+            UnreadItem::Conversation(c) => c.last_activity,
+            UnreadItem::Thread(t) => t.last_activity(),
+        }
+    }
+}
+
+impl ThreadItem {
+    /// When its newest loaded reply (or its root) was written.
+    pub fn last_activity(&self) -> Millis {
+        self.last_reply
+            .as_ref()
+            .or(self.root_message.as_ref())
+            .map_or(Millis(0), |m| m.created_at)
+    }
+}
+
 /// What shows under a thread's root: how many replies, who replied last, when.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ThreadSummary {
@@ -240,6 +277,10 @@ pub struct ChatStore {
     /// Reading: conversations I marked unread, which the viewport does not read again until
     /// they are opened again ([`opened`](Self::opened)).
     held: FxHashSet<ConversationId>,
+    /// Reading in threads, by (conversation, root): the same three, for the thread pane.
+    thread_seen: FxHashMap<(ConversationId, Seq), Seq>,
+    thread_asked: FxHashMap<(ConversationId, Seq), Seq>,
+    thread_held: FxHashSet<(ConversationId, Seq)>,
     /// The projection's list of changed counts, kept to save an allocation per event (the
     /// store reads its counts from the projection, not from this list).
     scratch: Vec<CountChange>,
@@ -277,6 +318,9 @@ impl ChatStore {
             seen: FxHashMap::default(),
             asked: FxHashMap::default(),
             held: Default::default(),
+            thread_seen: FxHashMap::default(),
+            thread_asked: FxHashMap::default(),
+            thread_held: Default::default(),
             scratch: Vec::new(),
             typing: crate::typing::Typing::default(),
             read_positions: Default::default(),
@@ -637,17 +681,30 @@ impl ChatStore {
                 }
             })
             .collect();
-        let at = |t: &ThreadItem| {
-            t.last_reply
-                .as_ref()
-                .or(t.root_message.as_ref())
-                .map_or(Millis(0), |m| m.created_at)
-        };
         items.sort_by(|a, b| {
-            at(b)
-                .cmp(&at(a))
+            b.last_activity()
+                .cmp(&a.last_activity())
                 .then((b.conversation, b.root).cmp(&(a.conversation, a.root)))
         });
+        items
+    }
+
+    /// The Unreads inbox: every unmuted conversation and followed thread with unread
+    /// messages, newest activity first. Its counts are what the total adds, so they sum to it.
+    pub fn unreads(&self) -> Vec<UnreadItem> {
+        let mut items: Vec<UnreadItem> = self
+            .conversation_list()
+            .into_iter()
+            .filter(|c| !c.muted && c.counts.unread > 0)
+            .map(UnreadItem::Conversation)
+            .chain(
+                self.thread_list()
+                    .into_iter()
+                    .filter(|t| !t.muted && t.counts.unread > 0)
+                    .map(UnreadItem::Thread),
+            )
+            .collect();
+        items.sort_by_key(|i| std::cmp::Reverse(i.last_activity()));
         items
     }
 
@@ -753,6 +810,7 @@ impl ChatStore {
     /// may be lost, and is asked for again when its messages are next seen.
     pub fn resend_outbox(&mut self, now: Millis) -> Vec<ClientFrame> {
         self.asked.clear();
+        self.thread_asked.clear();
         // A day of margin for the browser's clock against the relay's.
         let too_old = limits::CLIENT_ID_RETENTION_MS.saturating_sub(24 * 3600 * 1000);
         for p in self.outbox_mut().iter_mut() {
@@ -828,8 +886,44 @@ impl ChatStore {
             .partition_point(|m| m.seq <= seen.max(self.last_read(conversation)));
         view.messages[from..]
             .iter()
-            .filter(|m| &m.sender != me && !m.deleted)
+            .filter(|m| &m.sender != me && !m.deleted && m.thread.is_none())
             .count() as u32
+    }
+
+    /// Reading a thread: it was opened, so its pane reads again if it was marked unread.
+    pub fn thread_opened(&mut self, conversation: ConversationId, root: Seq) {
+        self.thread_held.remove(&(conversation, root));
+    }
+
+    /// Reading a thread: its pane showed reply `seq` (see [`note_seen`](Self::note_seen)).
+    pub fn note_thread_seen(&mut self, conversation: ConversationId, root: Seq, seq: Seq) {
+        if self.thread_held.contains(&(conversation, root)) {
+            return;
+        }
+        let seen = self.thread_seen.entry((conversation, root)).or_default();
+        *seen = (*seen).max(seq);
+    }
+
+    /// Reading a thread: the `mark_thread_read` for what its pane showed, by the conversation's
+    /// rules ([`read_seen`](Self::read_seen)) with the thread watermark. Nothing for a thread
+    /// the viewer does not follow (reading it would change nothing).
+    pub fn read_thread_seen(&mut self, conversation: ConversationId, root: Seq) -> Option<ClientFrame> {
+        let key = (conversation, root);
+        if self.thread_held.contains(&key) {
+            return None;
+        }
+        let last_read = self.thread_last_read(conversation, root)?;
+        let seen = *self.thread_seen.get(&key)?;
+        let asked = self.thread_asked.get(&key).copied().unwrap_or_default();
+        if seen <= last_read.max(asked) {
+            return None;
+        }
+        self.thread_asked.insert(key, seen);
+        Some(self.request(Request::MarkThreadRead {
+            conversation,
+            thread: root,
+            up_to: seen,
+        }))
     }
 
     /// Reading: the `mark_read` for what the viewport showed of a conversation, when that is
@@ -997,6 +1091,7 @@ impl ChatStore {
         self.projection = UnreadProjection::new(Tracking::Only(me.clone()));
         self.conversations.clear();
         self.asked.clear();
+        self.thread_asked.clear();
         // Keep names learned from the directory; the snapshot's are the freshest for its people.
         self.names.extend(s.staff.into_iter().map(|st| (st.id, st.name)));
         for c in s.conversations {
@@ -1148,10 +1243,25 @@ impl ChatStore {
                     }
                 }
             }
+            Event::ThreadMarkedUnread {
+                conversation,
+                thread,
+                staff,
+                last_read,
+            } => {
+                if *me == staff {
+                    // As for a conversation: the pane does not read it back until reopened.
+                    let key = (conversation, thread);
+                    self.thread_held.insert(key);
+                    self.thread_asked.remove(&key);
+                    if let Some(seen) = self.thread_seen.get_mut(&key) {
+                        *seen = (*seen).min(last_read);
+                    }
+                }
+            }
             Event::MessagesRead { .. }
             | Event::MuteChanged { .. }
             | Event::ThreadRead { .. }
-            | Event::ThreadMarkedUnread { .. }
             | Event::ThreadFollowed { .. } => {}
         }
     }

@@ -26,6 +26,22 @@ pub struct ComposerProps {
     /// Called after a new message is sent (the view goes to the newest, where it shows).
     #[prop_or_default]
     pub on_sent: Callback<()>,
+    /// The thread (its root's seq) a new message replies in, in the thread pane.
+    #[prop_or_default]
+    pub thread: Option<tally_shared::Seq>,
+}
+
+/// The saved draft of a conversation's composer (a thread pane's composer keeps none).
+fn draft(
+    chat: &crate::chat::Chat,
+    conversation: ConversationId,
+    thread: Option<tally_shared::Seq>,
+) -> String {
+    if thread.is_some() {
+        String::new()
+    } else {
+        chat.draft(conversation)
+    }
 }
 
 #[derive(Clone, PartialEq)]
@@ -40,8 +56,8 @@ struct Upload {
 pub fn composer(props: &ComposerProps) -> Html {
     let chat = use_chat();
     let text = {
-        let (chat, conversation) = (chat.clone(), props.conversation);
-        use_state(move || chat.draft(conversation))
+        let (chat, conversation, thread) = (chat.clone(), props.conversation, props.thread);
+        use_state(move || draft(&chat, conversation, thread))
     };
     let uploads = use_state(Vec::<Upload>::new);
     let dragging = use_state(|| false);
@@ -118,6 +134,7 @@ pub fn composer(props: &ComposerProps) -> Html {
             props.on_done.clone(),
             props.on_sent.clone(),
         );
+        let thread = props.thread;
         let ready = ready.clone();
         Callback::from(move |_: ()| {
             let body = text.trim().to_string();
@@ -127,7 +144,7 @@ pub fn composer(props: &ComposerProps) -> Html {
             if let Some(m) = &editing {
                 chat.dispatch(Action::Request(Request::EditMessage { message: m.id, body }));
                 // Back to what was being written before the edit.
-                text.set(chat.draft(conversation));
+                text.set(draft(&chat, conversation, thread));
             } else {
                 chat.dispatch(Action::Send(PendingSend {
                     client_id: util::client_id(),
@@ -135,11 +152,14 @@ pub fn composer(props: &ComposerProps) -> Html {
                     body,
                     attachments: ready.clone(),
                     reply_to: reply_to.as_ref().map(|m| m.id),
+                    thread,
                     failed: None,
                     queued_at: Some(tally_shared::Millis(js_sys::Date::now() as u64)),
                 }));
                 on_sent.emit(());
-                chat.set_draft(conversation, "");
+                if thread.is_none() {
+                    chat.set_draft(conversation, "");
+                }
                 text.set(String::new());
             }
             uploads.set(Vec::new());
@@ -162,6 +182,7 @@ pub fn composer(props: &ComposerProps) -> Html {
     let oninput = {
         let (text, chat, conversation) = (text.clone(), chat.clone(), props.conversation);
         let editing = props.editing.is_some();
+        let thread = props.thread;
         Callback::from(move |e: InputEvent| {
             if let Some(t) = e.target_dyn_into::<HtmlTextAreaElement>() {
                 let value = t.value();
@@ -171,7 +192,7 @@ pub fn composer(props: &ComposerProps) -> Html {
                     *said_typing.borrow_mut() = now;
                     chat.dispatch(Action::Request(Request::Typing { conversation }));
                 }
-                if !editing {
+                if !editing && thread.is_none() {
                     chat.set_draft(conversation, &value);
                 }
                 text.set(value);
@@ -224,10 +245,10 @@ pub fn composer(props: &ComposerProps) -> Html {
     };
     let cancel = {
         let (on_done, text, editing) = (props.on_done.clone(), text.clone(), props.editing.is_some());
-        let (chat, conversation) = (chat.clone(), props.conversation);
+        let (chat, conversation, thread) = (chat.clone(), props.conversation, props.thread);
         Callback::from(move |_| {
             if editing {
-                text.set(chat.draft(conversation));
+                text.set(draft(&chat, conversation, thread));
             }
             on_done.emit(())
         })

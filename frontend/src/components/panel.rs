@@ -6,7 +6,6 @@ use yew::prelude::*;
 
 use super::conversation::ConversationView;
 use super::dialogs::NewConversation;
-use super::list::ConversationList;
 use super::use_chat;
 use crate::i18n::t;
 use crate::state::{Action, ConnectionState};
@@ -164,10 +163,12 @@ pub fn panel() -> Html {
                 <div class="tally-empty">{ t("status.loading") }</div>
             } else if *searching {
                 <super::search::SearchView on_close={let s = searching.clone(); Callback::from(move |_| s.set(false))} />
+            } else if let Some((conversation, root)) = s.open_thread {
+                <super::thread::ThreadPane key={format!("t-{conversation}-{root}")} {conversation} {root} />
             } else if let Some(id) = s.open {
                 <ConversationView key={id.0.to_string()} {id} />
             } else {
-                <ConversationList />
+                <super::list::Lists />
             }
         </section>
     }

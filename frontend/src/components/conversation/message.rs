@@ -22,22 +22,59 @@ const LONG_PRESS_MS: u32 = 500;
 
 /// What a message's menu changes in its conversation view.
 #[derive(Clone)]
-pub(super) struct RowActions {
+pub(crate) struct RowActions {
     /// Which message's menu is open.
-    pub(super) menu: UseStateHandle<Option<MessageId>>,
+    pub(crate) menu: UseStateHandle<Option<MessageId>>,
     /// The message being replied to.
-    pub(super) reply_to: UseStateHandle<Option<Message>>,
+    pub(crate) reply_to: UseStateHandle<Option<Message>>,
     /// The message being edited.
-    pub(super) editing: UseStateHandle<Option<Message>>,
+    pub(crate) editing: UseStateHandle<Option<Message>>,
     /// The message being forwarded.
-    pub(super) forwarding: UseStateHandle<Option<MessageId>>,
+    pub(crate) forwarding: UseStateHandle<Option<MessageId>>,
     /// Long messages unfolded by the reader.
-    pub(super) unfolded: UseStateHandle<std::collections::HashSet<MessageId>>,
+    pub(crate) unfolded: UseStateHandle<std::collections::HashSet<MessageId>>,
     /// A finger resting on a message: the timer that opens its menu, and where it went down.
-    pub(super) press: std::rc::Rc<std::cell::RefCell<Option<(gloo::timers::callback::Timeout, i32, i32)>>>,
+    pub(crate) press: std::rc::Rc<std::cell::RefCell<Option<(gloo::timers::callback::Timeout, i32, i32)>>>,
     /// Whether the open menu opens upwards (its message is near the bottom of the view, where
     /// a menu below it would be cut off by the composer).
-    pub(super) menu_up: UseStateHandle<bool>,
+    pub(crate) menu_up: UseStateHandle<bool>,
+}
+
+/// Where a row is shown, for what it says of threads.
+pub(crate) enum ThreadRow {
+    /// In its conversation: a top-level message, with what shows under it when it roots a
+    /// thread (how many replies, the latest repliers) and the viewer's counts in that thread.
+    Stream(Option<tally_shared::store::ThreadSummary>, tally_shared::Counts),
+    /// In a thread's pane (its root, or a reply).
+    Pane,
+}
+
+/// What shows under a root: "3 replies", the latest repliers, and how many are new for me.
+fn thread_line(
+    chat: &Chat,
+    store: &ChatStore,
+    m: &Message,
+    summary: &tally_shared::store::ThreadSummary,
+    counts: tally_shared::Counts,
+) -> Html {
+    let (conversation, root) = (m.conversation, m.seq);
+    let open = chat.callback(move |_: MouseEvent| Action::OpenThread(Some((conversation, root))));
+    let replies = tn("thread.replies", u64::from(summary.replies));
+    let new = (counts.unread > 0).then(|| tn("thread.new", u64::from(counts.unread)));
+    let label = match &new {
+        Some(n) => format!("{replies}, {n}"),
+        None => replies.clone(),
+    };
+    html! {
+        <button class={classes!("tally-thread-line", new.is_some().then_some("tally-thread-unread"))} data-testid="thread-line"
+            data-replies={summary.replies.to_string()} data-unread={counts.unread.to_string()} aria-label={label} onclick={open}>
+            <span class="tally-repliers" aria-hidden="true">
+                { for summary.repliers.iter().map(|p| html! { <span class="tally-avatar tally-avatar-small" title={store.name_of(p).to_string()}>{ util::initials(store.name_of(p)) }</span> }) }
+            </span>
+            <span aria-hidden="true">{ replies }</span>
+            if let Some(n) = new { <span class="tally-thread-new" aria-hidden="true">{ n }</span> }
+        </button>
+    }
 }
 
 /// Roughly how tall a message's menu is.
@@ -59,7 +96,7 @@ fn opens_up(el: &web_sys::Element) -> bool {
 }
 
 /// Who has read a message, as its row says it.
-pub(super) enum SeenLine {
+pub(crate) enum SeenLine {
     /// Nothing to say.
     Nothing,
     /// "Seen", under my newest message the other person has read (direct conversations).
@@ -90,13 +127,14 @@ impl SeenLine {
 }
 
 /// One message as a row of the list.
-pub(super) fn message_row(
+pub(crate) fn message_row(
     chat: &Chat,
     store: &ChatStore,
     m: &Message,
     grouped: bool,
     ui: &RowActions,
     seen: SeenLine,
+    thread: &ThreadRow,
 ) -> Html {
     let RowActions {
         menu,
@@ -212,17 +250,35 @@ pub(super) fn message_row(
             }
         }))
     };
+    // In a thread, marking a reply unread moves the thread's watermark.
+    let in_thread = m.thread;
     let on_unread = {
         let (chat, menu) = (chat.clone(), menu.clone());
         Callback::from(move |e: MouseEvent| {
-            chat.dispatch(Action::Request(Request::MarkUnread {
-                conversation,
-                from: seq,
+            chat.dispatch(Action::Request(match in_thread {
+                Some(root) => Request::MarkThreadUnread {
+                    conversation,
+                    thread: root,
+                    from: seq,
+                },
+                None => Request::MarkUnread {
+                    conversation,
+                    from: seq,
+                },
             }));
             menu.set(None);
             refocus(&e);
         })
     };
+    let on_thread = {
+        let chat = chat.clone();
+        act(Box::new(move || {
+            chat.dispatch(Action::OpenThread(Some((conversation, seq))))
+        }))
+    };
+    let in_stream = matches!(thread, ThreadRow::Stream(..));
+    // The root at the top of its own pane is not marked unread there (the conversation is).
+    let can_unread = !own && (in_stream || m.thread.is_some());
     // A long press (touch) opens the menu, as the button does; moving the finger cancels it.
     let touch = |e: &PointerEvent| e.pointer_type() == "touch";
     let onpointerdown = {
@@ -312,6 +368,9 @@ pub(super) fn message_row(
                     <time>{ util::time_of_day(m.created_at) }</time>
                 </span>
             </div>
+            if let ThreadRow::Stream(Some(summary), counts) = thread {
+                { thread_line(chat, store, m, summary, *counts) }
+            }
             { seen.html() }
             if !m.deleted {
                 <div class="tally-msg-actions">
@@ -319,11 +378,12 @@ pub(super) fn message_row(
                         aria-expanded={menu_open.to_string()} onclick={toggle_menu}>{ icons::more() }</button>
                     if menu_open {
                         <div class={classes!("tally-menu", menu_up.then_some("tally-menu-up"))} role="menu" onkeydown={menu_keys}>
-                            <button role="menuitem" onclick={on_reply}>{ t("message.reply") }</button>
+                            if in_stream { <button role="menuitem" onclick={on_thread} data-testid="reply-in-thread">{ t("message.reply_in_thread") }</button> }
+                            if in_stream { <button role="menuitem" onclick={on_reply}>{ t("message.reply") }</button> }
                             <button role="menuitem" onclick={on_forward}>{ t("message.forward") }</button>
                             if own { <button role="menuitem" onclick={on_edit}>{ t("message.edit") }</button> }
                             if own { <button role="menuitem" onclick={on_delete}>{ t("message.delete") }</button> }
-                            if !own { <button role="menuitem" onclick={on_unread}>{ t("message.mark_unread") }</button> }
+                            if can_unread { <button role="menuitem" onclick={on_unread}>{ t("message.mark_unread") }</button> }
                         </div>
                     }
                 </div>
@@ -357,7 +417,7 @@ pub(super) fn text_with_links(body: &str) -> Html {
 #[derive(Properties, PartialEq)]
 pub(super) struct AttachmentProps {
     /// The file.
-    pub(super) attachment: Attachment,
+    pub(crate) attachment: Attachment,
 }
 
 /// A file link, or a preview for images. Fetched with the token in a header.

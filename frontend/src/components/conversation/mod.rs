@@ -3,8 +3,8 @@
 //! Reading lives in [`reading`], scrolling and paging in [`scroll`], each message in
 //! [`message`]; where unread starts and what reading asks for are the store's rules.
 
-mod message;
-mod reading;
+pub(crate) mod message;
+pub(crate) mod reading;
 mod scroll;
 
 use tally_shared::{ConversationId, ConversationKind, Message, MessageId, Request};
@@ -16,7 +16,7 @@ use super::{icons, use_chat};
 use crate::i18n::{t, ta, tn};
 use crate::state::Action;
 use crate::util;
-use message::{RowActions, SeenLine, message_row};
+use message::{RowActions, SeenLine, ThreadRow, message_row};
 
 /// Properties.
 #[derive(Properties, PartialEq)]
@@ -141,7 +141,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     let press = use_mut_ref(|| None);
     let menu_up = use_state(|| false);
     let list_ref = use_node_ref();
-    let observer = reading::use_reading(&chat, id);
+    let observer = reading::use_reading(&chat, id, None);
     let scroll = scroll::use_scroll(&chat, id, list_ref.clone(), observer, paging, window.clone());
     scroll::use_unread_history(&chat, id, list_ref.clone(), window.clone(), divider_at);
     scroll::use_jump(&chat, id, list_ref.clone(), window);
@@ -178,8 +178,10 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         menu_up: menu_up.clone(),
     };
     let seen_marker = store.seen_marker(id);
+    let summaries = store.thread_summaries(id);
     let mut prev: Option<&Message> = None;
-    for m in &view.messages[shown.clone()] {
+    // Replies live in their thread's pane, not in the conversation.
+    for m in view.messages[shown.clone()].iter().filter(|m| m.thread.is_none()) {
         let day = util::day_key(m.created_at);
         if prev.is_none_or(|p| util::day_key(p.created_at) != day) {
             rows.push(html! { <li class="tally-day" key={format!("day-{}", m.seq)}><span>{ util::day_label(m.created_at) }</span></li> });
@@ -206,7 +208,8 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         } else {
             SeenLine::Nothing
         };
-        rows.push(message_row(&chat, store, m, grouped, &ui, seen));
+        let thread = ThreadRow::Stream(summaries.get(&m.seq).cloned(), store.thread_counts(id, m.seq));
+        rows.push(message_row(&chat, store, m, grouped, &ui, seen, &thread));
         prev = Some(m);
     }
     if view.messages.is_empty() {
@@ -215,7 +218,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     let pending: Vec<Html> = store
         .outbox()
         .iter()
-        .filter(|p| p.conversation == id && !hidden_below)
+        .filter(|p| p.conversation == id && p.thread.is_none() && !hidden_below)
         .map(|p| {
             let (retry, discard) = (p.client_id.clone(), p.client_id.clone());
             let retry = chat.callback(move |_: MouseEvent| Action::Retry(retry.clone()));

@@ -22,21 +22,26 @@ fn document_attends() -> bool {
 }
 
 /// The observer that rows with a `data-seq` are given to, with the callback it calls.
-pub(super) type Observer = Rc<(Option<IntersectionObserver>, Closure<dyn Fn(js_sys::Array)>)>;
+pub(crate) type Observer = Rc<(Option<IntersectionObserver>, Closure<dyn Fn(js_sys::Array)>)>;
 
-/// Reads what comes into view in conversation `id`, until it closes (which reads at once).
+/// Reads what comes into view in conversation `id` (in its thread under `thread`, for the
+/// thread pane), until it closes (which reads at once).
 #[hook]
-pub(super) fn use_reading(chat: &Chat, id: ConversationId) -> Observer {
+pub(crate) fn use_reading(chat: &Chat, id: ConversationId, thread: Option<Seq>) -> Observer {
+    let key = (id, thread);
     // `flush(false)` asks after a short debounce; `flush(true)` at once (leaving the view).
     let flush = {
         let chat = chat.clone();
-        use_memo(id, move |_| {
+        use_memo(key, move |_| {
             let timer: Rc<RefCell<Option<Timeout>>> = Rc::default();
             Rc::new(move |now: bool| {
                 let chat = chat.clone();
                 let read = move || {
                     if document_attends() {
-                        chat.dispatch(Action::ReadSeen(id));
+                        chat.dispatch(match thread {
+                            None => Action::ReadSeen(id),
+                            Some(root) => Action::ReadThreadSeen(id, root),
+                        });
                     }
                 };
                 if now {
@@ -50,7 +55,7 @@ pub(super) fn use_reading(chat: &Chat, id: ConversationId) -> Observer {
     };
     let observer = {
         let (chat, flush) = (chat.clone(), (*flush).clone());
-        use_memo(id, move |_| {
+        use_memo(key, move |_| {
             let cb = Closure::<dyn Fn(js_sys::Array)>::new(move |entries: js_sys::Array| {
                 let newest = entries
                     .iter()
@@ -59,7 +64,10 @@ pub(super) fn use_reading(chat: &Chat, id: ConversationId) -> Observer {
                     .filter_map(|e| e.target().get_attribute("data-seq")?.parse::<u64>().ok())
                     .max();
                 if let Some(seq) = newest {
-                    chat.dispatch(Action::Seen(id, Seq(seq)));
+                    chat.dispatch(match thread {
+                        None => Action::Seen(id, Seq(seq)),
+                        Some(root) => Action::ThreadSeen(id, root, Seq(seq)),
+                    });
                 }
                 flush(false);
             });
@@ -69,7 +77,7 @@ pub(super) fn use_reading(chat: &Chat, id: ConversationId) -> Observer {
     };
     {
         let (flush, observer) = ((*flush).clone(), observer.clone());
-        use_effect_with(id, move |_| {
+        use_effect_with(key, move |_| {
             let (f1, f2) = (flush.clone(), flush.clone());
             let visible =
                 EventListener::new(&gloo::utils::document(), "visibilitychange", move |_| f1(false));
