@@ -38,8 +38,32 @@ test('axe: launcher, list, search, settings, a conversation and each dialog, lig
     await say(a, 'Who closes tonight?');
     await openConversation(b, 'Front desk');
     await say(b, 'I do');
+    // A thread under Alice's question, which Alice follows (she wrote it) and Bob replied in.
+    await b.page.hover('#messenger .tally-msg:has(.tally-text:text-is("Who closes tonight?"))');
+    await b.page.click('#messenger .tally-msg:has(.tally-text:text-is("Who closes tonight?")) [aria-label="Message actions"]');
+    await b.page.click('#messenger [role=menuitem]:text-is("Reply in thread")');
+    await b.page.fill('#messenger .tally-thread [data-testid=composer]', 'Carol said she would');
+    await b.page.press('#messenger .tally-thread [data-testid=composer]', 'Enter');
+    await b.page.waitForSelector('#messenger .tally-thread .tally-msg:not(.tally-pending):has-text("Carol said she would")');
+    await b.page.click('#messenger [aria-label="Back to the conversation"]');
     await backToList(b);
+    await openConversation(a, 'Front desk');
+    await a.page.click('#messenger [data-testid=thread-line]');
+    await a.page.waitForSelector('#messenger [data-testid=thread-pane] .tally-msg');
     const found = [];
+    for (const scheme of ['light', 'dark']) {
+      await a.page.emulateMedia({ colorScheme: scheme });
+      found.push(...await audit(a, `${scheme}: thread pane`));
+      await a.page.click('#messenger [aria-label="Back to the conversation"]');
+      await backToList(a);
+      await a.page.click('#messenger [data-testid=tab-unreads]');
+      found.push(...await audit(a, `${scheme}: unreads inbox`));
+      await a.page.click('#messenger [data-testid=tab-threads]');
+      await a.page.waitForSelector('#messenger [data-testid=threads]');
+      found.push(...await audit(a, `${scheme}: threads view`));
+      await a.page.click('#messenger [data-testid=thread-item]');
+      await a.page.waitForSelector('#messenger [data-testid=thread-pane]');
+    }
     for (const scheme of ['light', 'dark']) {
       await b.page.emulateMedia({ colorScheme: scheme });
       // The launcher alone (closed panel), with its badge.
@@ -175,6 +199,49 @@ test('keyboard only: open the widget, move through the list, open, send, reply, 
     await b.page.waitForSelector('#messenger .tally-panel', { state: 'detached' });
     // (3: the group's notice and message, and the one marked unread.)
     await expectFocus(b, 'panel closed', /Messages, 3 unread/);
+  } finally {
+    await relay.stop();
+  }
+});
+
+test('keyboard only, threads: the tabs by arrows, the inbox, a thread pane; reply from it; Escape goes back to the conversation; focus always visible', async () => {
+  const relay = await new Relay(['alice', 'bob']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    await startDirect(a, 'Bob');
+    await say(a, 'Who has the keys?');
+    const b = await tab(browser, relay, 'bob');
+    await openConversation(b, 'Alice');
+    await b.page.hover('#messenger .tally-msg:has(.tally-text:text-is("Who has the keys?"))');
+    await b.page.click('#messenger .tally-msg:has(.tally-text:text-is("Who has the keys?")) [aria-label="Message actions"]');
+    await b.page.click('#messenger [role=menuitem]:text-is("Reply in thread")');
+    await b.page.fill('#messenger .tally-thread [data-testid=composer]', 'I do');
+    await b.page.press('#messenger .tally-thread [data-testid=composer]', 'Enter');
+    await b.page.waitForSelector('#messenger .tally-thread .tally-msg:not(.tally-pending):has-text("I do")');
+    // Alice, by keyboard: close and reopen the panel, back from the first conversation to the
+    // tabs, arrow to Unreads, choose it, into the list, open the thread.
+    await a.page.bringToFront();
+    await backToList(a);
+    if (await a.page.$('#messenger .tally-panel')) await a.page.click('#messenger [aria-label="Close messages"]');
+    await pressUntil(a, 'Tab', (f) => f.what.includes('Messages, 1 unread'));
+    await a.page.keyboard.press('Enter');
+    await a.page.waitForSelector('#messenger .tally-panel');
+    await pressUntil(a, 'Shift+Tab', (f) => f.what.startsWith('button tab'), 5);
+    await a.page.keyboard.press('ArrowRight');
+    await expectFocus(a, 'arrow right', /tab.*Unreads/);
+    await a.page.keyboard.press('Enter');
+    await a.page.waitForSelector('#messenger [data-testid=inbox]');
+    await pressUntil(a, 'Tab', (f) => f.what.includes('Who has the keys?'), 5);
+    await a.page.keyboard.press('Enter');
+    await a.page.waitForSelector('#messenger [data-testid=thread-pane]');
+    await expectFocus(a, 'thread opened', /^textarea Message/);
+    await a.page.keyboard.type('Thanks Bob');
+    await a.page.keyboard.press('Enter');
+    await a.page.waitForSelector('#messenger .tally-thread .tally-msg:not(.tally-pending) .tally-text:text-is("Thanks Bob")');
+    // Escape leaves the thread for its conversation; the panel stays open.
+    await a.page.keyboard.press('Escape');
+    await a.page.waitForSelector('#messenger .tally-conversation:not(.tally-thread)');
+    assert.ok(await a.page.$('#messenger .tally-panel'), 'the panel is still open');
   } finally {
     await relay.stop();
   }

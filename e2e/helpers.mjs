@@ -154,8 +154,13 @@ export async function synced(t) {
 }
 
 export async function backToList(t) {
+  const thread = await t.page.$('#messenger [aria-label="Back to the conversation"]');
+  if (thread) await thread.click();
   const back = await t.page.$('#messenger [aria-label="Back to conversations"]');
   if (back) await back.click();
+  // The list of every conversation, whichever tab was chosen last.
+  const all = await t.page.$('#messenger [data-testid=tab-all][aria-selected=false]');
+  if (all) await all.click();
   await t.page.waitForSelector('#messenger [data-testid=conversation-list], #messenger .tally-empty');
 }
 
@@ -212,7 +217,7 @@ export async function blast(t, relay, conversation, n, prefix = 'burst') {
   return t.page.evaluate(async ([url, token, conversation, n, prefix]) => {
     const ws = new WebSocket(url.replace(/^http/, 'ws') + '/ws');
     await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
-    ws.send(JSON.stringify({ type: 'hello', token }));
+    ws.send(JSON.stringify({ type: 'hello', token, protocol: 3 }));
     const started = performance.now();
     let acked = 0;
     let sent = 0;

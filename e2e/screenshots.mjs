@@ -62,6 +62,16 @@ try {
   await page.fill('[data-testid=search-input]', 'parcel');
   await page.waitForSelector('[data-testid=search-result]');
   await page.screenshot({ path: join(out, 'search.png') });
+  // Threads: the Unreads inbox (a conversation and two followed threads), then a thread's pane.
+  page = await signIn('light');
+  await page.click('.tally-launcher');
+  await page.click('[data-testid=tab-unreads]');
+  await page.waitForSelector('[data-testid=inbox] [data-testid=thread-item]');
+  await page.screenshot({ path: join(out, 'unreads-inbox.png') });
+  await page.click('[data-testid=inbox] [data-testid=thread-item]:has-text("Inventory")');
+  await page.waitForSelector('[data-testid=thread-pane] [data-testid=thread-divider]');
+  await page.waitForTimeout(300); // let the view settle for the picture (not a test)
+  await page.screenshot({ path: join(out, 'thread-pane.png') });
   page = await signIn('dark');
   await page.click('.tally-launcher');
   await page.waitForSelector('.tally-list');

@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { Relay, launch, tab, newContext, expectTotal, expectItemBadge, openPanel, openConversation, startDirect, startGroup, say, backToList, blast } from './helpers.mjs';
+import { Relay, launch, tab, newContext, total, expectTotal, expectItemBadge, openPanel, openConversation, startDirect, startGroup, say, backToList, blast } from './helpers.mjs';
 
 let browser;
 
@@ -207,7 +207,7 @@ test('a hostile script in B’s tab cannot send as A nor read a conversation B i
       const frames = [];
       ws.onmessage = (e) => frames.push(JSON.parse(e.data));
       await new Promise((r) => (ws.onopen = r));
-      ws.send(JSON.stringify({ type: 'hello', token }));
+      ws.send(JSON.stringify({ type: 'hello', token, protocol: 3 }));
       const wait = (pred) => new Promise((r) => { const t = setInterval(() => { const f = frames.find(pred); if (f) { clearInterval(t); r(f); } }, 20); });
       await wait((f) => f.type === 'snapshot');
       // Alice and Carol's conversation is 1; Bob is not in it.
@@ -731,6 +731,52 @@ test('notifications: one of Bob’s two hidden tabs notifies, none while a tab i
     // Clicking the notification opens the conversation in that tab.
     await notifier.page.evaluate(() => window.lastNote.onclick());
     await notifier.page.waitForSelector('#messenger .tally-conversation');
+  } finally {
+    await relay.stop();
+  }
+});
+
+test('threads: Bob replies in a thread Alice follows; her badge rises, not the conversation; reading it clears her other tab; mark unread brings it back; the inbox sums to the badge', async () => {
+  const relay = await new Relay(['alice', 'bob']).start();
+  try {
+    const a1 = await tab(browser, relay, 'alice');
+    const a2 = await tab(browser, relay, 'alice', { context: a1.context });
+    const b = await tab(browser, relay, 'bob');
+    await startDirect(a1, 'Bob');
+    await say(a1, 'Who has the keys?');
+    await backToList(a1);
+    await openConversation(b, 'Alice');
+    await expectTotal(b, '');
+    // Bob replies in the thread under Alice's message: she wrote its root, so she follows it.
+    await menu(b, 'Who has the keys?', 'Reply in thread');
+    await b.page.waitForSelector('#messenger [data-testid=thread-pane]');
+    await b.page.fill('#messenger .tally-thread [data-testid=composer]', 'I do, at reception');
+    await b.page.press('#messenger .tally-thread [data-testid=composer]', 'Enter');
+    await b.page.waitForSelector('#messenger .tally-thread .tally-msg:not(.tally-pending):has-text("I do, at reception")');
+    await expectTotal(a1, 1);
+    await expectTotal(a2, 1);
+    // The conversation's own count does not rise: the reply counts in its thread.
+    await openPanel(a2);
+    await expectItemBadge(a2, 'Bob', '');
+    // The Unreads inbox lists the thread, and its numbers sum to the badge.
+    await a2.page.click('#messenger [data-testid=tab-unreads]');
+    await a2.page.waitForSelector('#messenger [data-testid=inbox] [data-testid=thread-item][data-count="1"]');
+    const inboxSum = await a2.page.evaluate(() =>
+      $$t('[data-testid=inbox] [data-testid=unread-badge]').reduce((n, e) => n + Number(e.dataset.count), 0));
+    assert.equal(String(inboxSum), await total(a2));
+    // Alice reads the thread in her first tab: the second tab's badge clears.
+    await a1.page.bringToFront();
+    await openConversation(a1, 'Bob');
+    await a1.page.waitForSelector('#messenger [data-testid=thread-line][data-unread="1"]');
+    await a1.page.click('#messenger [data-testid=thread-line]');
+    await a1.page.waitForSelector('#messenger [data-testid=thread-pane] .tally-msg:has-text("I do, at reception")');
+    await expectTotal(a2, '');
+    await a2.page.waitForSelector('#messenger [data-testid=inbox-empty]');
+    // Mark thread unread from Bob's reply: it counts again, in both tabs.
+    await menu(a1, 'I do, at reception', 'Mark unread from here');
+    await expectTotal(a1, 1);
+    await expectTotal(a2, 1);
+    await a2.page.waitForSelector('#messenger [data-testid=inbox] [data-testid=thread-item][data-count="1"]');
   } finally {
     await relay.stop();
   }

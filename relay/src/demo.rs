@@ -81,5 +81,70 @@ pub fn seed(core: &mut Core) -> anyhow::Result<()> {
         3,
         "Could you sign the visitor log when you have a minute?",
     )?;
+    // Threads: under the fire drill notice in the front desk group (Alice is mentioned in it,
+    // so she follows), and a busy operations group where a thread under Alice's message has
+    // replies she has not read.
+    let mut reply =
+        |core: &mut Core, who: &str, conversation: u64, root: u64, body: &str| -> anyhow::Result<()> {
+            n += 1;
+            core.execute_local(
+                &id(who),
+                Request::ReplyInThread {
+                    client_id: ClientMsgId::new(format!("demo-{n}"))?,
+                    conversation: tally_shared::ConversationId(conversation),
+                    thread: tally_shared::Seq(root),
+                    body: body.into(),
+                    attachments: vec![],
+                },
+            )
+        };
+    reply(
+        core,
+        "dan",
+        2,
+        2,
+        "Do we print the visitor list for the roll call?",
+    )?;
+    reply(core, "carol", 2, 2, "Yes please, @alice has the printer key.")?;
+    core.execute_local(
+        &id("dan"),
+        Request::CreateGroup {
+            client_id: ClientMsgId::new("demo-operations")?,
+            title: "Operations".into(),
+            participants: vec![id("alice"), id("bob"), id("carol")],
+        },
+    )?; // 4
+    let mut n = 100;
+    let mut post = |core: &mut Core, who: &str, body: &str| -> anyhow::Result<()> {
+        n += 1;
+        core.execute_local(
+            &id(who),
+            Request::SendMessage {
+                client_id: ClientMsgId::new(format!("demo-{n}"))?,
+                conversation: tally_shared::ConversationId(4),
+                body: body.into(),
+                attachments: vec![],
+                reply_to: None,
+            },
+        )
+    };
+    post(core, "dan", "Delivery slots for next week are up on the board.")?;
+    post(core, "alice", "Inventory count moves to Thursday, 8:00.")?; // 3
+    post(core, "carol", "The lift on the north side is out until Monday.")?;
+    post(
+        core,
+        "bob",
+        "Parking permits for the contractors are at reception.",
+    )?;
+    // Alice has read the operations group; its thread's replies are what is new for her.
+    core.execute_local(
+        &id("alice"),
+        Request::MarkConversationRead {
+            conversation: tally_shared::ConversationId(4),
+        },
+    )?;
+    reply(core, "bob", 4, 3, "Thursday works. Do we count the basement too?")?;
+    reply(core, "carol", 4, 3, "Basement is done, I did it on Monday.")?;
+    reply(core, "dan", 4, 3, "I'll bring the scanners.")?;
     Ok(())
 }

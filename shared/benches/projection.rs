@@ -37,7 +37,6 @@ fn message(n: u64) -> Event {
     let seq = n / CONVERSATIONS + 1;
     Event::MessageCreated {
         message: Message {
-            thread: None,
             id: MessageId(n + 1),
             conversation: ConversationId(c),
             seq: Seq(seq),
@@ -47,6 +46,7 @@ fn message(n: u64) -> Event {
             attachments: vec![],
             reply_to: None,
             forwarded_from: None,
+            thread: None,
             notice: None,
             client_id: None,
             created_at: Millis(n),
@@ -54,6 +54,15 @@ fn message(n: u64) -> Event {
             deleted: false,
         },
     }
+}
+
+/// The n-th message as a reply in the thread under its conversation's first message.
+fn reply(n: u64) -> Event {
+    let mut e = message(n);
+    if let Event::MessageCreated { message } = &mut e {
+        message.thread = Some(Seq(1));
+    }
+    e
 }
 
 fn projection_with_history(history: u64) -> UnreadProjection {
@@ -120,6 +129,42 @@ fn bench(c: &mut Criterion) {
         g.bench_function(BenchmarkId::from_parameter(history), |b| {
             b.iter_custom(|iters| {
                 let events: Vec<Event> = (next..next + iters).map(message).collect();
+                next += iters;
+                let mut changes: Vec<CountChange> = Vec::with_capacity(4);
+                let start = Instant::now();
+                for e in &events {
+                    p.apply(e, &mut changes).unwrap();
+                    changes.clear();
+                }
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+
+    // Replies in one thread per conversation (under its first message), which one participant
+    // follows: the thread's indexes and followers instead of the conversation's.
+    let mut g = c.benchmark_group("projection/reply_created");
+    g.throughput(Throughput::Elements(1))
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3));
+    for history in HISTORY {
+        let mut p = projection_with_history(history);
+        let mut sink = Vec::new();
+        for c in 1..=CONVERSATIONS {
+            let follow = Event::ThreadFollowed {
+                conversation: ConversationId(c),
+                thread: Seq(1),
+                staff: staff(0),
+                following: true,
+                last_read: Seq(1),
+            };
+            p.apply(&follow, &mut sink).unwrap();
+        }
+        let mut next = history;
+        g.bench_function(BenchmarkId::from_parameter(history), |b| {
+            b.iter_custom(|iters| {
+                let events: Vec<Event> = (next..next + iters).map(reply).collect();
                 next += iters;
                 let mut changes: Vec<CountChange> = Vec::with_capacity(4);
                 let start = Instant::now();

@@ -61,18 +61,15 @@ fn thread_line(
     let open = chat.callback(move |_: MouseEvent| Action::OpenThread(Some((conversation, root))));
     let replies = tn("thread.replies", u64::from(summary.replies));
     let new = (counts.unread > 0).then(|| tn("thread.new", u64::from(counts.unread)));
-    let label = match &new {
-        Some(n) => format!("{replies}, {n}"),
-        None => replies.clone(),
-    };
+    // Its name is its text ("2 replies, 1 new"): the comma is for screen readers only.
     html! {
         <button class={classes!("tally-thread-line", new.is_some().then_some("tally-thread-unread"))} data-testid="thread-line"
-            data-replies={summary.replies.to_string()} data-unread={counts.unread.to_string()} aria-label={label} onclick={open}>
+            data-replies={summary.replies.to_string()} data-unread={counts.unread.to_string()} onclick={open}>
             <span class="tally-repliers" aria-hidden="true">
                 { for summary.repliers.iter().map(|p| html! { <span class="tally-avatar tally-avatar-small" title={store.name_of(p).to_string()}>{ util::initials(store.name_of(p)) }</span> }) }
             </span>
-            <span aria-hidden="true">{ replies }</span>
-            if let Some(n) = new { <span class="tally-thread-new" aria-hidden="true">{ n }</span> }
+            <span>{ replies }</span>
+            if let Some(n) = new { <span class="tally-sr-only">{ ", " }</span><span class="tally-thread-new">{ n }</span> }
         </button>
     }
 }
@@ -378,8 +375,8 @@ pub(crate) fn message_row(
                         aria-expanded={menu_open.to_string()} onclick={toggle_menu}>{ icons::more() }</button>
                     if menu_open {
                         <div class={classes!("tally-menu", menu_up.then_some("tally-menu-up"))} role="menu" onkeydown={menu_keys}>
-                            if in_stream { <button role="menuitem" onclick={on_thread} data-testid="reply-in-thread">{ t("message.reply_in_thread") }</button> }
                             if in_stream { <button role="menuitem" onclick={on_reply}>{ t("message.reply") }</button> }
+                            if in_stream { <button role="menuitem" onclick={on_thread} data-testid="reply-in-thread">{ t("message.reply_in_thread") }</button> }
                             <button role="menuitem" onclick={on_forward}>{ t("message.forward") }</button>
                             if own { <button role="menuitem" onclick={on_edit}>{ t("message.edit") }</button> }
                             if own { <button role="menuitem" onclick={on_delete}>{ t("message.delete") }</button> }
