@@ -793,6 +793,18 @@ async fn every_thread_path_agrees_with_the_oracle() {
         5,
         "the root and its four replies, a tombstone among them: {seqs:?}"
     );
+    // Search finds a reply with its thread, so a result opens inside it.
+    let (status, _, body) = http(
+        s.relay.addr,
+        "GET",
+        "/api/search?q=again",
+        &[("Authorization", &bearer(&s.relay.token("carol")))],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let found: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(found["results"][0]["thread"], root.0, "{found}");
     // Leaving takes the threads and their counts away.
     let c = s.cid();
     s.step("bob", reply(group, root, c, "bye @carol")).await.unwrap();

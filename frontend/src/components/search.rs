@@ -112,8 +112,14 @@ pub fn search_view(props: &SearchProps) -> Html {
                     .unwrap_or_else(|| t("search.somewhere"));
                 let open = {
                     let (chat, on_close, c, seq) = (chat.clone(), props.on_close.clone(), m.conversation, m.seq);
+                    let thread = m.thread;
                     Callback::from(move |_: MouseEvent| {
-                        chat.dispatch(Action::Jump(c, seq));
+                        // A reply opens inside its thread; anything else at its place in the
+                        // conversation.
+                        chat.dispatch(match thread {
+                            Some(root) => Action::OpenThread(Some((c, root))),
+                            None => Action::Jump(c, seq),
+                        });
                         on_close.emit(());
                     })
                 };

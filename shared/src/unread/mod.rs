@@ -762,7 +762,6 @@ impl UnreadProjection {
             self.reply_created(id, root, seq, meta, changes);
             return Ok(());
         }
-        let c = self.conversations.get_mut(&id).expect("checked above");
         let counted = !meta.deleted;
         let (sender, mentions) = (meta.sender, &meta.mentions);
         for m in c.members.iter_mut() {
