@@ -65,6 +65,8 @@ struct RawLine {
     sender: Option<StaffId>,
     body: Option<String>,
     reply_to: Option<String>,
+    /// A reply in a thread: the outside id of its root.
+    thread: Option<String>,
     deleted: Option<bool>,
     staff: Option<StaffId>,
     message: Option<String>,
@@ -94,6 +96,7 @@ impl RawLine {
             ("sender", self.sender.is_some()),
             ("body", self.body.is_some()),
             ("reply_to", self.reply_to.is_some()),
+            ("thread", self.thread.is_some()),
             ("deleted", self.deleted.is_some()),
             ("staff", self.staff.is_some()),
             ("message", self.message.is_some()),
@@ -114,6 +117,7 @@ impl RawLine {
                     "body",
                     "created_at",
                     "reply_to",
+                    "thread",
                     "deleted",
                     "attachments",
                 ],
@@ -221,6 +225,8 @@ struct NewMessage {
     body: String,
     at: Millis,
     reply_to: Option<String>,
+    /// The outside id of the root of the thread it replies in.
+    thread: Option<String>,
     deleted: bool,
     /// Its files: (where to read it, its name).
     attachments: Vec<(std::path::PathBuf, String)>,
@@ -392,6 +398,8 @@ struct Parser<'a> {
     conv_index: FxHashMap<String, usize>,
     /// Every message of the file: its conversation and its index there.
     messages: FxHashMap<String, (usize, u32)>,
+    /// The messages that are replies in a thread (no thread goes under one).
+    replies: FxHashSet<String>,
     /// Reads, checked once every message is known: (line, conversation, staff, message).
     reads: Vec<(usize, String, StaffId, String)>,
 }
@@ -526,6 +534,7 @@ impl<'a> Parser<'a> {
             convs: Vec::new(),
             conv_index: FxHashMap::default(),
             messages: FxHashMap::default(),
+            replies: FxHashSet::default(),
             reads: Vec::new(),
         }
     }
@@ -637,6 +646,21 @@ impl<'a> Parser<'a> {
                 {
                     return Err(format!("reply_to {r}: no earlier message of this conversation"));
                 }
+                if let Some(root) = &line.thread {
+                    if line.reply_to.is_some() {
+                        return Err("a reply in a thread quotes nothing: give `thread` or `reply_to`".into());
+                    }
+                    let Some(&(rc, ri)) = self.messages.get(root).filter(|(rc, _)| *rc == c) else {
+                        return Err(format!("thread {root}: no earlier message of this conversation"));
+                    };
+                    if self.replies.contains(root) {
+                        return Err(format!("thread {root}: a reply; threads do not nest"));
+                    }
+                    if self.convs[rc].messages[ri as usize].at > at {
+                        return Err(format!("thread {root}: a reply is not older than its root"));
+                    }
+                    self.replies.insert(id.clone());
+                }
                 let index = self.convs[c].messages.len() as u32;
                 self.messages.insert(id.clone(), (c, index));
                 self.convs[c].messages.push(NewMessage {
@@ -647,6 +671,7 @@ impl<'a> Parser<'a> {
                     body,
                     at,
                     reply_to: line.reply_to,
+                    thread: line.thread,
                     deleted,
                     attachments,
                 });
@@ -1010,9 +1035,9 @@ impl Writer<'_> {
         c.messages.sort_by_key(|m| (m.at, m.line));
         self.quotes.clear();
         // Every message of the file in this conversation, in seq order: (index in the file's
-        // order, seq, sender, deleted).
+        // order, seq, sender, deleted, the root's seq for a reply in a thread).
         let listed = c.messages.len();
-        let mut order: Vec<(u32, Seq, StaffId, bool)> = Vec::with_capacity(listed);
+        let mut order: Vec<(u32, Seq, StaffId, bool, Option<Seq>)> = Vec::with_capacity(listed);
         // Where an earlier run put this conversation's messages (one query, not one each).
         let stored: FxHashMap<u64, Seq> = match c.existing {
             Some(id) => seqs_of(self.conn, id)?,
@@ -1022,14 +1047,15 @@ impl Writer<'_> {
             if let Some(internal) = self.imported.messages.get(&m.id) {
                 report.already_imported += 1;
                 if let Some(&seq) = stored.get(internal) {
-                    order.push((m.index, seq, m.sender, m.deleted));
+                    let root = self.quoted(m.thread.as_ref()).map(|q| q.seq);
+                    order.push((m.index, seq, m.sender, m.deleted, root));
                 }
                 continue;
             }
-            let seq = self.message(id, &participants, &m)?;
+            let (seq, root) = self.message(id, &participants, &m)?;
             report.messages += 1;
             report.attachments += m.attachments.len();
-            order.push((m.index, seq, m.sender, m.deleted));
+            order.push((m.index, seq, m.sender, m.deleted, root));
         }
         order.sort_by_key(|o| o.1);
         c.reads.sort_unstable();
@@ -1040,9 +1066,10 @@ impl Writer<'_> {
             for (_, index) in c.reads[from..].iter().take_while(|(s, _)| s == p) {
                 read[*index as usize] = true;
             }
-            let w = watermark(order.iter().map(|(index, seq, sender, deleted)| ReadBy {
+            // A reply never counts in its conversation.
+            let w = watermark(order.iter().map(|(index, seq, sender, deleted, root)| ReadBy {
                 seq: *seq,
-                counts: sender != p && !deleted,
+                counts: sender != p && !deleted && root.is_none(),
                 read: read[*index as usize],
             }));
             if w.read_after > 0 {
@@ -1053,33 +1080,106 @@ impl Writer<'_> {
             let target = w.last_read.max(before);
             let now = self.engine.projection().last_read(p, id).unwrap_or_default();
             let event = if target > now {
-                Event::MessagesRead {
+                Some(Event::MessagesRead {
                     conversation: id,
                     staff: p.clone(),
                     last_read: target,
-                }
+                })
             } else if target < now {
-                Event::MarkedUnread {
+                Some(Event::MarkedUnread {
                     conversation: id,
                     staff: p.clone(),
                     last_read: target,
-                }
+                })
             } else {
-                continue;
+                None
             };
-            self.append(event)?;
-            report.watermarks += 1;
+            if let Some(event) = event {
+                self.append(event)?;
+                report.watermarks += 1;
+            }
+            self.thread_watermarks(id, p, &order, &read, report)?;
         }
         Ok(())
     }
 
-    /// Appends one message (and, for a deleted one, its deletion: no text is stored); its seq.
+    /// A follower's watermark in each thread of the conversation, from their reads of its
+    /// replies (the same rule as a conversation's), never behind where following put it.
+    /// Reads make nobody follow (`docs/semantics.md`, "Threads").
+    fn thread_watermarks(
+        &mut self,
+        id: ConversationId,
+        p: &StaffId,
+        order: &[(u32, Seq, StaffId, bool, Option<Seq>)],
+        read: &[bool],
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        let mut roots: Vec<Seq> = order.iter().filter_map(|o| o.4).collect();
+        roots.sort_unstable();
+        roots.dedup();
+        for root in roots {
+            let Some(now) = self.engine.projection().thread_last_read(p, id, root) else {
+                continue;
+            };
+            let w = watermark(order.iter().filter(|o| o.4 == Some(root)).map(
+                |(index, seq, sender, deleted, _)| ReadBy {
+                    seq: *seq,
+                    counts: sender != p && !deleted,
+                    read: read[*index as usize],
+                },
+            ));
+            if w.last_read > now {
+                self.append(Event::ThreadRead {
+                    conversation: id,
+                    thread: root,
+                    staff: p.clone(),
+                    last_read: w.last_read,
+                })?;
+                report.watermarks += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// A message this run or an earlier one made, as a reply quotes it (by outside id).
+    fn quoted(&self, outside: Option<&String>) -> Option<tally_shared::model::ReplyRef> {
+        let r = outside?;
+        if let Some(quote) = self.quotes.get(r) {
+            return Some(quote.clone());
+        }
+        // A message an earlier run imported (committed, so readable here).
+        let earlier = self.imported.messages.get(r)?;
+        let q = SqlLookup(self.conn).message(MessageId(*earlier)).ok()??;
+        Some(quote_of(&q))
+    }
+
+    /// Appends one message (and, for a deleted one, its deletion: no text is stored); its seq,
+    /// and its thread's root's for a reply. The first reply of a thread starts it: its root's
+    /// author follows it from the root, as live.
     fn message(
         &mut self,
         conversation: ConversationId,
         participants: &[StaffId],
         m: &NewMessage,
-    ) -> anyhow::Result<Seq> {
+    ) -> anyhow::Result<(Seq, Option<Seq>)> {
+        let thread = self.quoted(m.thread.as_ref());
+        if let Some(root) = &thread
+            && self
+                .engine
+                .projection()
+                .thread_head(conversation, root.seq)
+                .is_none()
+            && participants.contains(&root.sender)
+        {
+            self.append(Event::ThreadFollowed {
+                conversation,
+                thread: root.seq,
+                staff: root.sender.clone(),
+                following: true,
+                last_read: root.seq,
+            })?;
+        }
+        let thread = thread.map(|t| t.seq);
         let (_, id) = self.engine.next_ids();
         let seq = self
             .engine
@@ -1087,15 +1187,7 @@ impl Writer<'_> {
             .head(conversation)
             .unwrap_or_default()
             .next();
-        let reply_to = m.reply_to.as_ref().and_then(|r| {
-            if let Some(quote) = self.quotes.get(r) {
-                return Some(Box::new(quote.clone()));
-            }
-            // A message an earlier run imported (committed, so readable here).
-            let earlier = self.imported.messages.get(r)?;
-            let q = SqlLookup(self.conn).message(MessageId(*earlier)).ok()??;
-            Some(Box::new(quote_of(&q)))
-        });
+        let reply_to = self.quoted(m.reply_to.as_ref()).map(Box::new);
         let body = if m.deleted { String::new() } else { m.body.clone() };
         let mentions = if m.deleted {
             Vec::new()
@@ -1114,7 +1206,7 @@ impl Writer<'_> {
             attachments.push(a);
         }
         let message = Message {
-            thread: None,
+            thread,
             id,
             conversation,
             seq,
@@ -1135,7 +1227,7 @@ impl Writer<'_> {
         self.append(Event::MessageCreated { message })?;
         if m.deleted {
             self.append(Event::MessageDeleted {
-                thread: None,
+                thread,
                 conversation,
                 message: id,
                 seq,
@@ -1144,7 +1236,7 @@ impl Writer<'_> {
             })?;
         }
         self.made.push(("message", m.id.clone(), id.0));
-        Ok(seq)
+        Ok((seq, thread))
     }
 }
 

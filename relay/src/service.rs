@@ -350,6 +350,14 @@ async fn unread(staff: StaffId, (): (), state: AppState) -> Result<warp::reply::
                 "muted": c.muted,
                 "last_read": c.last_read,
                 "head": c.head,
+                // The threads followed here: the total adds their counts (when not muted).
+                "threads": c.threads.iter().map(|t| serde_json::json!({
+                    "root": t.root,
+                    "unread": t.counts.unread,
+                    "mentions": t.counts.mentions,
+                    "last_read": t.last_read,
+                    "head": t.head,
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();

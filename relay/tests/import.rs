@@ -429,3 +429,109 @@ async fn an_import_after_going_live_joins_a_pairs_direct_conversation_and_carrie
         assert_eq!(got, png);
     }
 }
+
+/// Threads in an import: replies name their root with `thread`; the root's author, the repliers
+/// and the people a reply mentions follow it; reads of replies set each follower's thread
+/// watermark by the conversation's rule; a reply never counts in its conversation. A reply
+/// under a reply, or with `reply_to` too, is refused and nothing is imported; a second run
+/// changes nothing; `check` finds the counts the log says.
+#[tokio::test]
+async fn threads_import_with_their_followers_and_watermarks() {
+    if sqlite_only("the import") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    add_staff(&data, &["ann", "ben", "cy"]);
+    let head = concat!(
+        r#"{"kind":"staff","id":"ann","name":"Ann"}"#,
+        "\n",
+        r#"{"kind":"staff","id":"ben","name":"Ben"}"#,
+        "\n",
+        r#"{"kind":"staff","id":"cy","name":"Cy"}"#,
+        "\n",
+        r#"{"kind":"conversation","id":"g","type":"group","title":"Rota","participants":["ann","ben","cy"],"created_at":"2024-05-01T09:00:00Z"}"#,
+        "\n",
+        r#"{"kind":"message","id":"r1","conversation":"g","sender":"ann","body":"Who covers Friday?","created_at":"2024-05-01T09:01:00Z"}"#,
+        "\n",
+        r#"{"kind":"message","id":"t1","conversation":"g","sender":"ben","body":"I can","thread":"r1","created_at":"2024-05-01T09:02:00Z"}"#,
+        "\n",
+        r#"{"kind":"message","id":"t2","conversation":"g","sender":"cy","body":"@ann me too","thread":"r1","created_at":"2024-05-01T09:03:00Z"}"#,
+        "\n",
+        r#"{"kind":"message","id":"t3","conversation":"g","sender":"ben","body":"then we swap","thread":"r1","created_at":"2024-05-01T09:04:00Z"}"#,
+        "\n",
+        r#"{"kind":"read","conversation":"g","staff":"ann","message":"t1"}"#,
+        "\n",
+    );
+    let file = dir.path().join("export.jsonl");
+    for (bad, says) in [
+        (
+            r#"{"kind":"message","id":"x1","conversation":"g","sender":"cy","body":"nested","thread":"t1","created_at":"2024-05-01T09:05:00Z"}"#,
+            "threads do not nest",
+        ),
+        (
+            r#"{"kind":"message","id":"x2","conversation":"g","sender":"cy","body":"both","thread":"r1","reply_to":"t1","created_at":"2024-05-01T09:05:00Z"}"#,
+            "give `thread` or `reply_to`",
+        ),
+        (
+            r#"{"kind":"message","id":"x3","conversation":"g","sender":"cy","body":"early","thread":"r1","created_at":"2024-05-01T08:00:00Z"}"#,
+            "not older than its root",
+        ),
+    ] {
+        std::fs::write(&file, format!("{head}{bad}\n")).unwrap();
+        let out = cli_output(&data, &["import", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(":10:") && err.contains(says), "{says}: {err}");
+    }
+    std::fs::write(&file, head).unwrap();
+    let said = cli(&data, &["import", file.to_str().unwrap()]);
+    assert!(said.contains("4 messages"), "{said}");
+    let after = offset(&data);
+    let again = cli(&data, &["import", file.to_str().unwrap()]);
+    assert!(
+        again.contains("(0 events"),
+        "a second run changes nothing: {again}"
+    );
+    assert_eq!(offset(&data), after);
+    let check = cli(&data, &["check"]);
+    assert!(!check.contains("relay counts"), "{check}");
+
+    let g = imported_ids(&data)["g"];
+    let (_child, addr) = spawn(&data, &UNLIMITED, None);
+    let keys = keys_for(&data);
+    let token = |who: &str| keys.mint(&sid(who), std::time::Duration::from_secs(600));
+    let ann = Client::connect(addr, &token("ann"), None).await;
+    let root = ann
+        .store
+        .conversation(g)
+        .unwrap()
+        .messages
+        .iter()
+        .find(|m| m.body == "Who covers Friday?")
+        .unwrap()
+        .seq;
+    // Ann wrote the root and read t1: t2 (mentioning her) and t3 are new; the conversation's
+    // count has nothing of the replies (she wrote its one message).
+    let counts = ann.store.thread_counts(g, root);
+    assert_eq!((counts.unread, counts.mentions), (2, 1));
+    assert_eq!(
+        ann.store.counts(g).unread,
+        0,
+        "replies never count in the conversation"
+    );
+    assert_eq!(ann.store.total().unread, 2);
+    let ben = Client::connect(addr, &token("ben"), None).await;
+    assert_eq!(
+        ben.store.thread_counts(g, root).unread,
+        0,
+        "his reply is the newest"
+    );
+    assert!(ben.store.follows(g, root));
+    let cy = Client::connect(addr, &token("cy"), None).await;
+    assert_eq!(
+        cy.store.thread_counts(g, root).unread,
+        1,
+        "ben's reply after hers"
+    );
+}

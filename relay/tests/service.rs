@@ -656,6 +656,18 @@ async fn the_service_api_posts_into_a_thread() {
         before,
         "a reply never counts in its conversation"
     );
+    // The API reads the same: the thread under its conversation, and in the total.
+    let (_, unread) = api.call("GET", "/staff/alice/unread", Value::Null).await;
+    let conv = unread["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == g)
+        .unwrap()
+        .clone();
+    assert_eq!(conv["threads"][0]["root"], root_seq, "{unread}");
+    assert_eq!(conv["threads"][0]["unread"], 1);
+    assert_eq!(unread["total"]["unread"], alice.store.total().unread, "{unread}");
     let at = offset(relay.addr).await;
     for bad in [
         json!({"conversation": g, "notice": {"title": "x"}, "thread": root_seq}),

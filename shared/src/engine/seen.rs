@@ -83,7 +83,10 @@ impl Engine {
                 | Event::MarkedUnread {
                     conversation, staff, ..
                 } => (*conversation, staff),
-                Event::MessageCreated { message } => (message.conversation, &message.sender),
+                // A reply moves no conversation watermark (its thread's are not shared).
+                Event::MessageCreated { message } if message.thread.is_none() => {
+                    (message.conversation, &message.sender)
+                }
                 Event::ParticipantAdded {
                     conversation, staff, ..
                 } => {

@@ -52,6 +52,16 @@ class Counts(TypedDict):
     mentions: int
 
 
+class ThreadUnread(TypedDict):
+    """A thread someone follows: its root's seq and their counts in it."""
+
+    root: int
+    unread: int
+    mentions: int
+    last_read: int
+    head: int
+
+
 class ConversationUnread(TypedDict):
     id: int
     kind: str
@@ -61,6 +71,8 @@ class ConversationUnread(TypedDict):
     muted: bool
     last_read: int
     head: int
+    #: The threads followed in it (the total adds them when the conversation is not muted).
+    threads: list[ThreadUnread]
 
 
 class Unread(TypedDict):
@@ -148,10 +160,12 @@ class TallyClient:
         direct: Sequence[str] | None = None,
         attachments: Sequence[str] = (),
         reply_to: int | None = None,
+        thread: int | None = None,
         client_id: str | None = None,
     ) -> Posted:
         """A message by ``sender`` into ``conversation``, or into the direct conversation of the
-        two people in ``direct`` (opened if new). A retry with the same ``client_id`` returns
+        two people in ``direct`` (opened if new); with ``thread`` (a root's seq in
+        ``conversation``), a reply in that thread. A retry with the same ``client_id`` returns
         the same message and stores nothing."""
         payload = message_payload(
             sender=sender,
@@ -160,6 +174,7 @@ class TallyClient:
             direct=direct,
             attachments=attachments,
             reply_to=reply_to,
+            thread=thread,
             client_id=client_id,
         )
         return cast(Posted, self.call("POST", "/messages", json_body=payload))
@@ -283,6 +298,7 @@ def message_payload(
     direct: Sequence[str] | None = None,
     attachments: Sequence[str] = (),
     reply_to: int | None = None,
+    thread: int | None = None,
     client_id: str | None = None,
 ) -> dict[str, Any]:
     """The body of ``POST /messages`` for a message by ``sender``, with a ``client_id`` (a new
@@ -293,6 +309,8 @@ def message_payload(
         payload["attachments"] = list(attachments)
     if reply_to is not None:
         payload["reply_to"] = int(reply_to)
+    if thread is not None:
+        payload["thread"] = int(thread)
     payload["client_id"] = _checked_client_id(client_id)
     return payload
 
