@@ -108,6 +108,11 @@ pub fn thread_pane(props: &ThreadProps) -> Html {
             }
         });
     }
+    // (After every hook: a render must call the same hooks in the same order.)
+    if store.conversation(id).is_none() {
+        // Left, or removed, while the thread was open.
+        return html! { <div class="tally-empty">{ t("conversation.gone") }</div> };
+    }
     let first_unread = divider_at.and_then(|w| store.first_unread_reply_after(id, root, w));
     let mut rows: Vec<Html> = Vec::new();
     let root_message = messages.iter().find(|m| m.seq == root);
