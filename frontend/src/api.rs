@@ -63,12 +63,17 @@ pub async fn history(
     before: Seq,
     limit: u64,
 ) -> Result<Vec<Message>, String> {
+    let path = format!("/api/conversations/{conversation}/messages?before={before}&limit={limit}");
+    messages(options, &path).await
+}
+
+/// The `messages` of a page of history.
+async fn messages(options: &MountOptions, path: &str) -> Result<Vec<Message>, String> {
     #[derive(serde::Deserialize)]
     struct Page {
         messages: Vec<Message>,
     }
-    let path = format!("/api/conversations/{conversation}/messages?before={before}&limit={limit}");
-    let page: Page = get(options, &path)
+    let page: Page = get(options, path)
         .await?
         .json()
         .await
@@ -82,18 +87,9 @@ pub async fn thread(
     conversation: ConversationId,
     root: Seq,
 ) -> Result<Vec<Message>, String> {
-    #[derive(serde::Deserialize)]
-    struct Page {
-        messages: Vec<Message>,
-    }
     let limit = tally_shared::limits::HISTORY_PAGE_MAX;
     let path = format!("/api/conversations/{conversation}/messages?thread={root}&limit={limit}");
-    let page: Page = get(options, &path)
-        .await?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(page.messages)
+    messages(options, &path).await
 }
 
 /// The staff directory.

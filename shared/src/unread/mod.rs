@@ -762,22 +762,8 @@ impl UnreadProjection {
             self.reply_created(id, root, seq, meta, changes);
             return Ok(());
         }
-        let counted = !meta.deleted;
-        let (sender, mentions) = (meta.sender, &meta.mentions);
-        for m in c.members.iter_mut() {
-            let before = m.counts;
-            if m.staff == sender {
-                m.last_read = seq;
-                m.counts = Counts::default();
-                m.exact = true;
-            } else if counted {
-                m.counts.unread += 1;
-                if mentions.contains(&m.staff) {
-                    m.counts.mentions += 1;
-                }
-            }
-            settle(&mut self.totals, m, before, Place::conversation(id), changes);
-        }
+        let place = Place::conversation(id);
+        count_new(&mut c.members, &mut self.totals, seq, &meta, place, changes);
         c.index(seq, meta);
         Ok(())
     }
@@ -805,20 +791,8 @@ impl UnreadProjection {
         }
         c.index(seq, meta.clone());
         let t = c.threads.get_mut(&root).expect("indexed just now");
-        for m in t.followers.iter_mut() {
-            let before = m.counts;
-            if m.staff == meta.sender {
-                m.last_read = seq;
-                m.counts = Counts::default();
-                m.exact = true;
-            } else if counted {
-                m.counts.unread += 1;
-                if meta.mentions.contains(&m.staff) {
-                    m.counts.mentions += 1;
-                }
-            }
-            settle(&mut self.totals, m, before, Place::thread(id, root), changes);
-        }
+        let place = Place::thread(id, root);
+        count_new(&mut t.followers, &mut self.totals, seq, &meta, place, changes);
         for (staff, last_read, muted) in newcomers {
             if t.followers.iter().any(|f| f.staff == staff) {
                 continue;
@@ -860,30 +834,28 @@ impl UnreadProjection {
         let Some(t) = c.threads.get_mut(&root) else {
             return Ok(());
         };
-        if known {
-            if !t.replies.remove(seq) {
-                return Ok(());
-            }
-            if let Some(idx) = t.by_sender.get_mut(&sender) {
-                idx.remove(seq);
-            }
-            for m in mentions {
-                if let Some(idx) = t.mentioning.get_mut(m) {
-                    idx.remove(seq);
-                }
-            }
+        if known
+            && !unindex(
+                &mut t.replies,
+                &mut t.by_sender,
+                &mut t.mentioning,
+                seq,
+                sender,
+                mentions,
+            )
+        {
+            return Ok(());
         }
-        for m in t.followers.iter_mut() {
-            if m.staff == sender || m.last_read >= seq {
-                continue;
-            }
-            let before = m.counts;
-            m.counts.unread = m.counts.unread.saturating_sub(1);
-            if mentions.contains(&m.staff) {
-                m.counts.mentions = m.counts.mentions.saturating_sub(1);
-            }
-            settle(&mut self.totals, m, before, Place::thread(id, root), changes);
-        }
+        let place = Place::thread(id, root);
+        count_deleted(
+            &mut t.followers,
+            &mut self.totals,
+            seq,
+            sender,
+            mentions,
+            place,
+            changes,
+        );
         Ok(())
     }
 
@@ -948,31 +920,29 @@ impl UnreadProjection {
         if seq > c.head || seq.0 == 0 {
             return Ok(());
         }
-        if seq >= c.known_from {
-            if !c.live.remove(seq) {
-                // Deleted already.
-                return Ok(());
-            }
-            if let Some(idx) = c.by_sender.get_mut(&sender) {
-                idx.remove(seq);
-            }
-            for m in mentions {
-                if let Some(idx) = c.mentioning.get_mut(m) {
-                    idx.remove(seq);
-                }
-            }
+        let known = seq >= c.known_from;
+        if known
+            && !unindex(
+                &mut c.live,
+                &mut c.by_sender,
+                &mut c.mentioning,
+                seq,
+                sender,
+                mentions,
+            )
+        {
+            return Ok(());
         }
-        for m in c.members.iter_mut() {
-            if m.staff == sender || m.last_read >= seq {
-                continue;
-            }
-            let before = m.counts;
-            m.counts.unread = m.counts.unread.saturating_sub(1);
-            if mentions.contains(&m.staff) {
-                m.counts.mentions = m.counts.mentions.saturating_sub(1);
-            }
-            settle(&mut self.totals, m, before, Place::conversation(id), changes);
-        }
+        let place = Place::conversation(id);
+        count_deleted(
+            &mut c.members,
+            &mut self.totals,
+            seq,
+            sender,
+            mentions,
+            place,
+            changes,
+        );
         Ok(())
     }
 
@@ -1177,6 +1147,79 @@ impl Member {
             counts: Counts::default(),
             exact: true,
         }
+    }
+}
+
+/// A new message at `seq` (in a conversation, or a thread): its sender has read up to it, the
+/// other members count it (and its mention of them) unless it arrived deleted.
+fn count_new(
+    members: &mut [Member],
+    totals: &mut [Ledger],
+    seq: Seq,
+    meta: &MessageMeta,
+    place: Place,
+    changes: &mut Vec<CountChange>,
+) {
+    for m in members.iter_mut() {
+        let before = m.counts;
+        if m.staff == meta.sender {
+            m.last_read = seq;
+            m.counts = Counts::default();
+            m.exact = true;
+        } else if !meta.deleted {
+            m.counts.unread += 1;
+            if meta.mentions.contains(&m.staff) {
+                m.counts.mentions += 1;
+            }
+        }
+        settle(totals, m, before, place, changes);
+    }
+}
+
+/// Takes a deleted message out of the indexes (`live`: every message's; then its sender's and
+/// its mentions'); false when it was deleted already.
+fn unindex(
+    live: &mut SeqIndex,
+    by_sender: &mut FxHashMap<StaffKey, SeqIndex>,
+    mentioning: &mut FxHashMap<StaffKey, SeqIndex>,
+    seq: Seq,
+    sender: StaffKey,
+    mentions: &[StaffKey],
+) -> bool {
+    if !live.remove(seq) {
+        return false;
+    }
+    if let Some(idx) = by_sender.get_mut(&sender) {
+        idx.remove(seq);
+    }
+    for m in mentions {
+        if let Some(idx) = mentioning.get_mut(m) {
+            idx.remove(seq);
+        }
+    }
+    true
+}
+
+/// A message at `seq` was deleted: it stops counting for every member who had not read it.
+fn count_deleted(
+    members: &mut [Member],
+    totals: &mut [Ledger],
+    seq: Seq,
+    sender: StaffKey,
+    mentions: &[StaffKey],
+    place: Place,
+    changes: &mut Vec<CountChange>,
+) {
+    for m in members.iter_mut() {
+        if m.staff == sender || m.last_read >= seq {
+            continue;
+        }
+        let before = m.counts;
+        m.counts.unread = m.counts.unread.saturating_sub(1);
+        if mentions.contains(&m.staff) {
+            m.counts.mentions = m.counts.mentions.saturating_sub(1);
+        }
+        settle(totals, m, before, place, changes);
     }
 }
 
