@@ -90,6 +90,8 @@ pub(crate) async fn serve(members: Members) -> anyhow::Result<()> {
                             *s
                         };
                         let message = Message {
+                            reactions: Vec::new(),
+                            mention_ranges: Vec::new(),
                             thread: None,
                             id: MessageId(offset),
                             conversation,

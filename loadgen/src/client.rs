@@ -196,6 +196,7 @@ impl Client {
         let client_id = ClientMsgId::new(format!("g{}-{}-{n}", shared.run, self.index)).expect("valid id");
         self.request(
             Request::SendMessage {
+                mention_ranges: Vec::new(),
                 client_id,
                 conversation,
                 body,

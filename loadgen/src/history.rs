@@ -66,19 +66,11 @@ impl Recent {
                     self.messages.remove(&old);
                 }
             }
-            Event::MessageEdited {
-                message,
-                body,
-                edited_at,
-                ..
-            } => {
+            Event::MessageEdited { message, .. }
+            | Event::ReactionChanged { message, .. }
+            | Event::MessageDeleted { message, .. } => {
                 if let Some(m) = self.messages.get_mut(message) {
-                    m.edit(body, *edited_at);
-                }
-            }
-            Event::MessageDeleted { message, .. } => {
-                if let Some(m) = self.messages.get_mut(message) {
-                    m.tombstone();
+                    event.change_message(m);
                 }
             }
             _ => {}
@@ -271,6 +263,7 @@ pub(crate) fn generate(data: &Path, staff: usize, messages: u64, seed: u64) -> a
             .filter(|m| **m != ids[sender]);
         let reply_to = last_in[c].filter(|_| rng.random_bool(0.03));
         let send = Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: ClientMsgId::new(format!("h{n}"))?,
             conversation,
             body: body(&mut rng, mention),
@@ -285,6 +278,7 @@ pub(crate) fn generate(data: &Path, staff: usize, messages: u64, seed: u64) -> a
         let roll: f64 = rng.random();
         if roll < 0.005 {
             let edit = Request::EditMessage {
+                mention_ranges: Vec::new(),
                 message,
                 body: body(&mut rng, None),
             };

@@ -578,6 +578,7 @@ async fn idle_with_history(staff: usize) -> Report {
             let conversation = ConversationId(w.index as u64 / 50 + 1);
             for n in 0..60 {
                 w.call(Request::SendMessage {
+                    mention_ranges: Vec::new(),
                     client_id: ClientMsgId::new(format!("h{}-{n}", w.index)).expect("valid id"),
                     conversation,
                     body: body.clone(),

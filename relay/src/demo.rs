@@ -42,6 +42,7 @@ pub fn seed(core: &mut Core) -> anyhow::Result<()> {
         core.execute_local(
             &id(who),
             Request::SendMessage {
+                mention_ranges: Vec::new(),
                 client_id: ClientMsgId::new(format!("demo-{n}"))?,
                 conversation: tally_shared::ConversationId(conversation),
                 body: body.into(),
@@ -90,6 +91,7 @@ pub fn seed(core: &mut Core) -> anyhow::Result<()> {
             core.execute_local(
                 &id(who),
                 Request::ReplyInThread {
+                    mention_ranges: Vec::new(),
                     client_id: ClientMsgId::new(format!("demo-{n}"))?,
                     conversation: tally_shared::ConversationId(conversation),
                     thread: tally_shared::Seq(root),
@@ -120,6 +122,7 @@ pub fn seed(core: &mut Core) -> anyhow::Result<()> {
         core.execute_local(
             &id(who),
             Request::SendMessage {
+                mention_ranges: Vec::new(),
                 client_id: ClientMsgId::new(format!("demo-{n}"))?,
                 conversation: tally_shared::ConversationId(4),
                 body: body.into(),

@@ -21,7 +21,7 @@ use rusqlite::{Connection, params};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 use tally_shared::engine::Lookup;
-use tally_shared::model::mentions_in;
+use tally_shared::mentions;
 use tally_shared::protocol::{Event, LoggedEvent, encode};
 use tally_shared::read_by::{ReadBy, watermark};
 use tally_shared::{
@@ -1003,6 +1003,7 @@ impl Writer<'_> {
             None => {
                 let (id, _) = self.engine.next_ids();
                 let conversation = Conversation {
+                    everyone_off: false,
                     id,
                     kind: c.kind,
                     title: c.title.clone(),
@@ -1189,10 +1190,20 @@ impl Writer<'_> {
             .next();
         let reply_to = self.quoted(m.reply_to.as_ref()).map(Box::new);
         let body = if m.deleted { String::new() } else { m.body.clone() };
-        let mentions = if m.deleted {
-            Vec::new()
+        // Mentions are found in the text, by the live rule for a text sent without ranges.
+        let everyone = self
+            .engine
+            .conversation(conversation)
+            .is_some_and(|c| c.everyone_mentions());
+        let to = mentions::Audience {
+            participants,
+            sender: &m.sender,
+            everyone,
+        };
+        let found = if m.deleted {
+            mentions::Mentions::default()
         } else {
-            mentions_in(&body, participants, &m.sender)
+            mentions::found(&body, to)
         };
         let mut attachments = Vec::with_capacity(m.attachments.len());
         for (path, name) in &m.attachments {
@@ -1206,13 +1217,15 @@ impl Writer<'_> {
             attachments.push(a);
         }
         let message = Message {
+            reactions: Vec::new(),
+            mention_ranges: found.ranges,
             thread,
             id,
             conversation,
             seq,
             sender: m.sender.clone(),
             body,
-            mentions,
+            mentions: found.staff,
             attachments,
             reply_to,
             forwarded_from: None,

@@ -66,6 +66,12 @@ pub struct Limits {
     /// Burst of `typing` frames.
     #[arg(long, env = "TALLY_TYPING_BURST", default_value_t = 5.0)]
     pub typing_burst: f64,
+    /// Reactions (put on or taken off) per second per staff member.
+    #[arg(long, env = "TALLY_REACTIONS_PER_SEC", default_value_t = 5.0)]
+    pub reactions_per_sec: f64,
+    /// Burst of reactions (a few clicks in a row on a picker).
+    #[arg(long, env = "TALLY_REACTION_BURST", default_value_t = 20.0)]
+    pub reaction_burst: f64,
     /// Searches per second per staff member (each one reads the full-text index).
     #[arg(long, env = "TALLY_SEARCHES_PER_SEC", default_value_t = 1.0)]
     pub searches_per_sec: f64,
@@ -114,6 +120,8 @@ impl Limits {
             typing_burst: 1e9,
             searches_per_sec: 1e9,
             search_burst: 1e9,
+            reactions_per_sec: 1e9,
+            reaction_burst: 1e9,
         }
     }
 
@@ -128,6 +136,7 @@ impl Limits {
             Kind::Service => (self.service_per_sec, self.service_burst),
             Kind::Typing => (self.typing_per_sec, self.typing_burst),
             Kind::Search => (self.searches_per_sec, self.search_burst),
+            Kind::React => (self.reactions_per_sec, self.reaction_burst),
         }
     }
 }
@@ -151,6 +160,8 @@ pub enum Kind {
     Typing,
     /// A search over HTTP.
     Search,
+    /// A reaction put on or taken off.
+    React,
 }
 
 /// What a WebSocket request costs: its budget, as `Request::budget` classifies it.
@@ -160,6 +171,7 @@ pub fn kind_of(request: &Request) -> Kind {
         Budget::Read => Kind::Read,
         Budget::Snapshot => Kind::Snapshot,
         Budget::Typing => Kind::Typing,
+        Budget::React => Kind::React,
     }
 }
 

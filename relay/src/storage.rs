@@ -486,17 +486,16 @@ pub fn append(tx: &Connection, event: &LoggedEvent, frame: &str) -> anyhow::Resu
             }
         }
         Event::MessageEdited {
-            message,
-            seq,
-            body,
-            edited_at,
-            ..
+            message, seq, body, ..
         } => {
-            update_message(tx, conversation, *seq, |m| m.edit(body, *edited_at))?;
+            update_message(tx, conversation, *seq, |m| event.event.change_message(m))?;
             crate::search::index(tx, *message, conversation, Some(body))?;
         }
+        Event::ReactionChanged { seq, .. } => {
+            update_message(tx, conversation, *seq, |m| event.event.change_message(m))?;
+        }
         Event::MessageDeleted { seq, message, .. } => {
-            update_message(tx, conversation, *seq, Message::tombstone)?;
+            update_message(tx, conversation, *seq, |m| event.event.change_message(m))?;
             crate::search::index(tx, *message, conversation, None)?;
             redact(tx, *message)?;
         }
@@ -1031,6 +1030,8 @@ mod tests {
             "é \u{0} \" \\",
         ] {
             let message = Message {
+                reactions: Vec::new(),
+                mention_ranges: Vec::new(),
                 thread: None,
                 id: MessageId(7),
                 conversation: ConversationId(2),

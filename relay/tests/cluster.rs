@@ -168,6 +168,7 @@ async fn clients_on_three_nodes_agree_with_the_oracle_on_every_path() {
         let head = tab.client.store.head(conv);
         let request = match (r >> 8) % 10 {
             0..=2 => Request::SendMessage {
+                mention_ranges: Vec::new(),
                 client_id: tally_shared::ClientMsgId::new(format!("s{step}")).unwrap(),
                 conversation: conv,
                 body: if r & 1 == 0 {
@@ -180,6 +181,7 @@ async fn clients_on_three_nodes_agree_with_the_oracle_on_every_path() {
             },
             3 => match tab.sent.last() {
                 Some(&message) => Request::EditMessage {
+                    mention_ranges: Vec::new(),
                     message,
                     body: format!("edited at {step}"),
                 },
@@ -280,6 +282,7 @@ async fn burst_telling(
         let frame = ClientFrame::with_req(
             i as u64,
             Request::SendMessage {
+                mention_ranges: Vec::new(),
                 client_id: tally_shared::ClientMsgId::new(format!("{prefix}-{i}")).unwrap(),
                 conversation: g,
                 body: format!("{prefix} {i}"),
@@ -398,6 +401,7 @@ async fn a_node_killed_mid_burst_loses_nothing_acknowledged_and_its_clients_resu
     let missing: Vec<usize> = (0..N).filter(|i| !acked.contains(i)).collect();
     for i in &missing {
         let frame = Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: tally_shared::ClientMsgId::new(format!("burst-{i}")).unwrap(),
             conversation: g,
             body: format!("burst {i}"),
@@ -690,6 +694,7 @@ async fn an_upload_through_one_node_is_sent_through_another_and_downloaded_from_
     // Node 1 never saw the upload: it fetches it from PostgreSQL to check it is alice's.
     alice
         .call(Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: tally_shared::ClientMsgId::new("with-file").unwrap(),
             conversation: direct,
             body: "the chart".into(),
@@ -716,6 +721,7 @@ async fn an_upload_through_one_node_is_sent_through_another_and_downloaded_from_
     let to_alice = dan.direct_with("alice").await;
     let refused = dan
         .call(Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: tally_shared::ClientMsgId::new("not-mine").unwrap(),
             conversation: to_alice,
             body: "x".into(),
@@ -896,6 +902,7 @@ async fn writer(
         }
         attempts += 1;
         let request = Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: tally_shared::ClientMsgId::new(format!("{prefix}-{i}")).unwrap(),
             conversation: g,
             body: format!("{prefix} {i}"),

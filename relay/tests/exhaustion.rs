@@ -51,6 +51,7 @@ async fn flood(client: &mut Client, conversation: ConversationId, n: usize, body
             let frame = ClientFrame::with_req(
                 1_000_000 + i as u64,
                 Request::SendMessage {
+                    mention_ranges: Vec::new(),
                     client_id: ClientMsgId::new(format!("flood-{conversation}-{i}")).unwrap(),
                     conversation,
                     body: body.into(),
@@ -82,6 +83,7 @@ async fn idle_sockets_cannot_lock_staff_out_under_a_descriptor_limit() {
     let dm = direct(&mut alice, "bob").await;
     let sent = alice
         .call(Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: ClientMsgId::new("through").unwrap(),
             conversation: dm,
             body: "still here".into(),
@@ -258,6 +260,7 @@ async fn stalled_downloads_do_not_hold_their_files_in_memory() {
     let attachment: tally_shared::Attachment = serde_json::from_slice(&body).unwrap();
     alice
         .call(Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: ClientMsgId::new("big").unwrap(),
             conversation: dm,
             body: String::new(),

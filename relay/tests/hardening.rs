@@ -20,6 +20,7 @@ fn cid(s: &str) -> ClientMsgId {
 
 fn send(client_id: &str, conversation: ConversationId, body: &str) -> Request {
     Request::SendMessage {
+        mention_ranges: Vec::new(),
         client_id: cid(client_id),
         conversation,
         body: body.into(),
@@ -119,6 +120,7 @@ async fn a_retry_gets_the_first_ack_even_after_the_world_changed() {
         .unwrap();
     let target = alice.call(send("t", group, "quote me")).await.unwrap();
     let reply = Request::SendMessage {
+        mention_ranges: Vec::new(),
         client_id: cid("r"),
         conversation: group,
         body: "replying".into(),
@@ -169,6 +171,7 @@ async fn a_deleted_message_leaves_no_text_in_quotes_history_or_the_log_and_its_f
     let file = uploaded(&relay, "alice", b"the door code file 4711").await;
     let secret = alice
         .call(Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: cid("s"),
             conversation: dm,
             body: "Door code 4711".into(),
@@ -179,12 +182,14 @@ async fn a_deleted_message_leaves_no_text_in_quotes_history_or_the_log_and_its_f
         .unwrap();
     alice
         .call(Request::EditMessage {
+            mention_ranges: Vec::new(),
             message: secret.message.unwrap(),
             body: "Door code 4711, really".into(),
         })
         .await
         .unwrap();
     bob.call(Request::SendMessage {
+        mention_ranges: Vec::new(),
         client_id: cid("q"),
         conversation: dm,
         body: "noted".into(),
@@ -244,6 +249,7 @@ async fn a_file_a_live_message_still_references_stays_served_after_another_is_de
     for c in ["a", "b"] {
         let ack = alice
             .call(Request::SendMessage {
+                mention_ranges: Vec::new(),
                 client_id: cid(c),
                 conversation: dm,
                 body: String::new(),
@@ -315,6 +321,7 @@ async fn unreferenced_uploads_are_collected_after_their_grace_and_referenced_one
     let kept = uploaded(&relay, "alice", b"sent").await;
     let sent = alice
         .call(Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: cid("k"),
             conversation: dm,
             body: String::new(),
@@ -560,6 +567,7 @@ async fn attachments_are_private_revalidated_and_answer_304_only_after_the_acces
     let file = uploaded(&relay, "alice", b"\x89PNG\r\n\x1a\nimage").await;
     alice
         .call(Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: cid("p"),
             conversation: dm,
             body: String::new(),

@@ -123,6 +123,7 @@ impl Scenario {
 
 fn send(conversation: ConversationId, client_id: ClientMsgId, body: &str) -> Request {
     Request::SendMessage {
+        mention_ranges: Vec::new(),
         client_id,
         conversation,
         body: body.into(),
@@ -173,6 +174,7 @@ async fn every_write_and_read_path_agrees_with_the_oracle() {
     s.step(
         "alice",
         Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: c,
             conversation: dm,
             body: String::new(),
@@ -188,6 +190,7 @@ async fn every_write_and_read_path_agrees_with_the_oracle() {
     s.step(
         "bob",
         Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: c,
             conversation: dm,
             body: "thanks".into(),
@@ -239,6 +242,7 @@ async fn every_write_and_read_path_agrees_with_the_oracle() {
     s.step(
         "carol",
         Request::EditMessage {
+            mention_ranges: Vec::new(),
             message: mention.message.unwrap(),
             body: "@bob could you cover?".into(),
         },
@@ -374,6 +378,7 @@ async fn refusals_change_nothing_and_match_the_engine() {
         s.step(
             "bob",
             Request::EditMessage {
+                mention_ranges: Vec::new(),
                 message: m,
                 body: "mine now".into()
             }
@@ -527,6 +532,7 @@ async fn a_removed_participant_stops_receiving_events() {
 
 fn reply(conversation: ConversationId, thread: Seq, client_id: ClientMsgId, body: &str) -> Request {
     Request::ReplyInThread {
+        mention_ranges: Vec::new(),
         client_id,
         conversation,
         thread,

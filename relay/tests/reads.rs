@@ -68,6 +68,7 @@ async fn snapshots_taken_while_writes_flow_agree_with_the_events_after_them() {
             };
             let ack = alice
                 .call(Request::SendMessage {
+                    mention_ranges: Vec::new(),
                     client_id: ClientMsgId::new(format!("m-{round}-{i}")).unwrap(),
                     conversation: group,
                     body,

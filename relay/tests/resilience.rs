@@ -347,6 +347,7 @@ async fn attachments_are_for_participants_only() {
     assert_eq!(file.name, "x.png");
     alice
         .call(Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: ClientMsgId::new("f").unwrap(),
             conversation: dm,
             body: String::new(),
@@ -397,6 +398,7 @@ async fn attachments_are_for_participants_only() {
         .unwrap();
     let err = carol
         .call(Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: ClientMsgId::new("steal").unwrap(),
             conversation: g,
             body: String::new(),

@@ -98,6 +98,7 @@ async fn search_finds_only_what_the_searcher_may_read_and_follows_edits_deletes_
     let message = in_group.message.unwrap();
     alice
         .call(Request::EditMessage {
+            mention_ranges: Vec::new(),
             message,
             body: "Boxes go to room 12".into(),
         })

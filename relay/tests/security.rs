@@ -57,6 +57,7 @@ async fn flooding_writes_is_rate_limited_with_a_retry_hint_and_stores_nothing() 
         .conversation
         .unwrap();
     let send = |i: u32| Request::SendMessage {
+        mention_ranges: Vec::new(),
         client_id: ClientMsgId::new(format!("f{i}")).unwrap(),
         conversation: dm,
         body: "spam".into(),

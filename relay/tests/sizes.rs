@@ -20,6 +20,7 @@ async fn flood(client: &mut Client, conversation: ConversationId, n: usize, body
         let frame = ClientFrame::with_req(
             i as u64 + 1,
             Request::SendMessage {
+                mention_ranges: Vec::new(),
                 client_id: ClientMsgId::new(format!("f-{conversation}-{i}")).unwrap(),
                 conversation,
                 body: body(i),

@@ -362,6 +362,7 @@ async fn a_deleted_messages_text_leaves_pending_deliveries_and_a_message_deleted
         .await
         .unwrap();
     let reply = tally_shared::Request::SendMessage {
+        mention_ranges: Vec::new(),
         client_id: tally_shared::ClientMsgId::new("s-2").unwrap(),
         conversation: dm,
         body: "noted".into(),

@@ -22,6 +22,7 @@ fn staff(i: u64) -> StaffId {
 
 fn conversation(c: u64) -> Conversation {
     Conversation {
+        everyone_off: false,
         id: ConversationId(c),
         kind: ConversationKind::Direct,
         title: None,
@@ -37,6 +38,8 @@ fn message(n: u64) -> Event {
     let seq = n / CONVERSATIONS + 1;
     Event::MessageCreated {
         message: Message {
+            reactions: Vec::new(),
+            mention_ranges: Vec::new(),
             id: MessageId(n + 1),
             conversation: ConversationId(c),
             seq: Seq(seq),

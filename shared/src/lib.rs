@@ -8,7 +8,9 @@
 //! A tour, from the outside in:
 //!
 //! - [`ids`]: newtypes for every id (`StaffId`, `ConversationId`, `MessageId`, `Seq`, `Offset`).
-//! - [`model`]: staff, conversations, messages, attachments, counts; mention parsing.
+//! - [`model`]: staff, conversations, messages, attachments, counts.
+//! - [`mentions`]: who a message mentions (ranges of its text, found or sent), and `@here`.
+//! - [`reactions`]: emoji on messages, which never count.
 //! - [`limits`]: every size and count limit, one table, used by both sides.
 //! - [`protocol`]: client and server frames (JSON, tagged by `type`), events, error codes.
 //! - [`unread`]: the projection — the counting rules and nothing else.
@@ -38,10 +40,12 @@ pub mod ids;
 pub mod limits;
 #[cfg(feature = "testing")]
 pub mod memory;
+pub mod mentions;
 pub mod model;
 #[cfg(feature = "oracle")]
 pub mod oracle;
 pub mod protocol;
+pub mod reactions;
 pub mod read_by;
 pub mod seen_by;
 mod seq_index;

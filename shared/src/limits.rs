@@ -40,6 +40,16 @@ pub const HISTORY_PAGE_MAX: u64 = 200;
 /// Most bytes of messages (as JSON) in one history page or page of search results; a page always
 /// holds at least one message, and the next page starts where it ended.
 pub const PAGE_MAX_BYTES: usize = 256 * 1024;
+/// Most mention ranges in one message.
+pub const MENTIONS_PER_MESSAGE_MAX: usize = 50;
+/// Most different emoji on one message.
+pub const REACTIONS_PER_MESSAGE_MAX: usize = 50;
+/// Most emoji one person puts on one message.
+pub const REACTIONS_PER_PERSON_MAX: usize = 20;
+/// Longest reaction emoji, in characters (a family or a subdivision flag is 7).
+pub const EMOJI_MAX_CHARS: usize = 16;
+/// Longest reaction emoji, in bytes of UTF-8.
+pub const EMOJI_MAX_BYTES: usize = 48;
 /// Characters of a quoted message kept in a reply.
 pub const REPLY_EXCERPT_CHARS: usize = 140;
 /// Most staff ids that may be added in one request.

@@ -25,17 +25,6 @@ impl MemoryStorage {
                 self.messages
                     .insert((message.conversation, message.seq), message.clone());
             }
-            Event::MessageEdited {
-                conversation,
-                seq,
-                body,
-                edited_at,
-                ..
-            } => {
-                if let Some(m) = self.messages.get_mut(&(*conversation, *seq)) {
-                    m.edit(body, *edited_at);
-                }
-            }
             Event::MessageDeleted {
                 conversation,
                 message,
@@ -43,14 +32,20 @@ impl MemoryStorage {
                 ..
             } => {
                 if let Some(m) = self.messages.get_mut(&(*conversation, *seq)) {
-                    m.tombstone();
+                    event.change_message(m);
                 }
                 let later = (*conversation, Seq(seq.0 + 1))..=(*conversation, Seq(u64::MAX));
                 for (_, m) in self.messages.range_mut(later) {
                     m.redact_quote_of(*message);
                 }
             }
-            _ => {}
+            _ => {
+                if let Some(key) = event.changed_message()
+                    && let Some(m) = self.messages.get_mut(&key)
+                {
+                    event.change_message(m);
+                }
+            }
         }
     }
 
@@ -210,6 +205,7 @@ mod tests {
             .unwrap();
         let conversation = created.ack.conversation.unwrap();
         let send = Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: ClientMsgId::new("once").unwrap(),
             conversation,
             body: "hi".into(),
@@ -226,6 +222,7 @@ mod tests {
         assert_eq!(retried.code, ErrorCode::Unavailable, "{retried:?}");
         assert_eq!(host.engine.offset(), at, "nothing appended");
         let reply = Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: ClientMsgId::new("reply").unwrap(),
             conversation,
             body: "re".into(),

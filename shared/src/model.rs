@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::tagged;
 
 use crate::ids::{AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, Seq, StaffId};
+use crate::mentions::MentionRange;
+use crate::reactions::Reaction;
 
 /// A staff member of the work app.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,10 +39,20 @@ pub struct Conversation {
     pub title: Option<String>,
     /// The current participants, in the order they joined.
     pub participants: Vec<StaffId>,
-    /// Who created it.
+    /// Who created it (a group's owner).
     pub created_by: StaffId,
     /// When it was created.
     pub created_at: Millis,
+    /// A group whose owner turned `@here` / `@all` off: they mention nobody there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub everyone_off: bool,
+}
+
+impl Conversation {
+    /// Whether `@here` / `@all` mention every participant here.
+    pub fn everyone_mentions(&self) -> bool {
+        self.kind == ConversationKind::Group && !self.everyone_off
+    }
 }
 
 tagged::tagged_enum! {
@@ -148,9 +160,16 @@ pub struct Message {
     pub sender: StaffId,
     /// Text; empty when deleted, or for a message of attachments only.
     pub body: String,
-    /// Participants it mentions (`@id` in the body), fixed when sent: edits do not change it.
+    /// Participants it mentions (see [`crate::mentions`]), fixed when sent: edits do not change
+    /// it. What counts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<StaffId>,
+    /// Where the body mentions them: what a widget highlights.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention_ranges: Vec<MentionRange>,
+    /// Emoji reactions, in the order they were first put on it. They never count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
     /// Attached files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
@@ -182,17 +201,21 @@ pub struct Message {
 }
 
 impl Message {
-    /// Applies an edit: new text, and when.
-    pub fn edit(&mut self, body: &str, at: Millis) {
+    /// Applies an edit: new text, where it mentions people, and when.
+    pub fn edit(&mut self, body: &str, ranges: &[MentionRange], at: Millis) {
         self.body.clear();
         self.body.push_str(body);
+        self.mention_ranges = ranges.to_vec();
         self.edited_at = Some(at);
     }
 
-    /// Turns the message into a tombstone: no text, no files, no mentions.
+    /// Turns the message into a tombstone: no text, no files, no reactions. (Whom it mentioned
+    /// stays: a deletion is counted by it.)
     pub fn tombstone(&mut self) {
         self.deleted = true;
         self.body.clear();
+        self.mention_ranges.clear();
+        self.reactions.clear();
         self.attachments.clear();
         self.reply_to = None;
     }
@@ -225,55 +248,4 @@ pub struct Totals {
     pub unread: u32,
     /// Sum of mentions over unmuted conversations.
     pub mentions: u32,
-}
-
-/// Finds the participants a body mentions: `@id` where `id` is a participant other than the
-/// sender, bounded by a non-id character on each side. Each is listed once, in body order.
-pub fn mentions_in(body: &str, participants: &[StaffId], sender: &StaffId) -> Vec<StaffId> {
-    let is_id_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
-    let mut found: Vec<StaffId> = Vec::new();
-    let mut prev: Option<char> = None;
-    for (i, c) in body.char_indices() {
-        let starts = c == '@' && !prev.is_some_and(|p| p.is_alphanumeric() || p == '@');
-        prev = Some(c);
-        if !starts {
-            continue;
-        }
-        let rest = &body[i + 1..];
-        let len = rest.find(|c: char| !is_id_char(c)).unwrap_or(rest.len());
-        // A trailing '.' ends a sentence, not an id ("thanks @bob.").
-        let id = rest[..len].trim_end_matches('.');
-        if let Some(p) = participants.iter().find(|p| p.as_str() == id)
-            && p != sender
-            && !found.contains(p)
-        {
-            found.push(p.clone());
-        }
-    }
-    found
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn s(id: &str) -> StaffId {
-        StaffId::new(id).unwrap()
-    }
-
-    #[test]
-    fn mentions_find_participants_but_not_sender_or_emails() {
-        let ps = [s("alice"), s("bob"), s("carol.d")];
-        assert_eq!(
-            mentions_in("hi @bob and @carol.d.", &ps, &s("alice")),
-            vec![s("bob"), s("carol.d")]
-        );
-        assert_eq!(mentions_in("@alice me", &ps, &s("alice")), Vec::<StaffId>::new());
-        assert_eq!(
-            mentions_in("mail x@bob.com", &ps, &s("alice")),
-            Vec::<StaffId>::new()
-        );
-        assert_eq!(mentions_in("@bob @bob @dave", &ps, &s("alice")), vec![s("bob")]);
-        assert_eq!(mentions_in("(@bob)", &ps, &s("alice")), vec![s("bob")]);
-    }
 }

@@ -84,6 +84,28 @@ impl Oracle {
                     .retain(|(s, c, _), _| !(s == staff && c == conversation));
             }
             Event::MessageCreated { message } => {
+                // Whom a message mentions follows from its ranges alone: `@here` / `@all` is
+                // every member but the sender, otherwise the members the ranges name.
+                let members = self.members.get(&message.conversation);
+                let is_member = |s: &StaffId| members.is_some_and(|m| m.contains(s));
+                let mut mentioned: Vec<StaffId> = Vec::new();
+                if message.mention_ranges.iter().any(|r| r.staff.is_none()) {
+                    let mut all: Vec<StaffId> = members.into_iter().flatten().cloned().collect();
+                    all.retain(|s| *s != message.sender);
+                    mentioned = all;
+                } else {
+                    for s in message.mention_ranges.iter().filter_map(|r| r.staff.as_ref()) {
+                        if *s != message.sender && is_member(s) && !mentioned.contains(s) {
+                            mentioned.push(s.clone());
+                        }
+                    }
+                }
+                let mut said = message.mentions.clone();
+                said.sort();
+                mentioned.sort();
+                // Messages from before ranges (protocol 3's first builds) carry ids alone.
+                let legacy = message.mention_ranges.is_empty() && !said.is_empty();
+                debug_assert!(legacy || said == mentioned, "the mentions of {message:?}");
                 self.messages.push(OracleMessage {
                     conversation: message.conversation,
                     seq: message.seq,
@@ -142,6 +164,8 @@ impl Oracle {
             }
             Event::ConversationRenamed { .. }
             | Event::MessageEdited { .. }
+            | Event::ReactionChanged { .. }
+            | Event::EveryoneMentionsChanged { .. }
             | Event::MessagesRead { .. }
             | Event::MarkedUnread { .. }
             | Event::ThreadRead { .. }

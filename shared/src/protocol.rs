@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{
     AttachmentId, ClientMsgId, ConversationId, MessageId, Millis, Offset, RequestId, Seq, StaffId,
 };
+use crate::mentions::MentionRange;
 use crate::model::{Conversation, Counts, Message, Staff, Totals};
 use crate::tagged;
 
@@ -69,6 +70,10 @@ pub enum Request {
         /// The message this replies to, in the same conversation.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<MessageId>,
+        /// Where the body mentions people (from a picker); absent: found in the text
+        /// (`@id`, `@here`, `@all`). See `docs/semantics.md`, "Mentions".
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mention_ranges: Vec<MentionRange>,
     },
     /// Reply in a thread: a message under a top-level message (`thread`, the root's seq) of
     /// the same conversation. It counts for the thread's followers, never in the conversation.
@@ -85,6 +90,10 @@ pub enum Request {
         /// Uploaded attachments to include.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         attachments: Vec<AttachmentId>,
+        /// Where the body mentions people (from a picker); absent: found in the text
+        /// (`@id`, `@here`, `@all`). See `docs/semantics.md`, "Mentions".
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mention_ranges: Vec<MentionRange>,
     },
     /// Read a thread up to a reply (what the thread pane showed).
     MarkThreadRead {
@@ -140,6 +149,31 @@ pub enum Request {
         message: MessageId,
         /// The new text.
         body: String,
+        /// Where the new text mentions people; only those the message mentioned when sent are
+        /// kept (an edit mentions nobody new).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mention_ranges: Vec<MentionRange>,
+    },
+    /// Put an emoji reaction on a message one can read (again: nothing changes).
+    AddReaction {
+        /// The message.
+        message: MessageId,
+        /// The emoji.
+        emoji: String,
+    },
+    /// Take one's reaction off a message (one that is not there: nothing changes).
+    RemoveReaction {
+        /// The message.
+        message: MessageId,
+        /// The emoji.
+        emoji: String,
+    },
+    /// A group's owner allows or stops `@here` / `@all` mentioning everyone in it.
+    SetEveryoneMentions {
+        /// The group.
+        conversation: ConversationId,
+        /// Whether they mention everyone.
+        allowed: bool,
     },
     /// Delete one's own message.
     DeleteMessage {
@@ -357,6 +391,7 @@ impl LogWrite {
             body,
             attachments,
             reply_to,
+            mention_ranges: Vec::new(),
         })
     }
 
@@ -374,6 +409,7 @@ impl LogWrite {
             thread,
             body,
             attachments,
+            mention_ranges: Vec::new(),
         })
     }
 }
@@ -412,6 +448,9 @@ pub enum Budget {
     Snapshot,
     /// Typing, which fans out to a whole conversation.
     Typing,
+    /// Reactions: stored and fanned out, but cheap and bursty; their own budget, so that
+    /// reacting never holds up a send.
+    React,
 }
 
 impl Request {
@@ -438,7 +477,10 @@ impl Request {
             | Request::ReadThread { .. }
             | Request::MarkThreadUnread { .. }
             | Request::FollowThread { .. }
-            | Request::UnfollowThread { .. } => Route::Log(LogRequest(self)),
+            | Request::UnfollowThread { .. }
+            | Request::AddReaction { .. }
+            | Request::RemoveReaction { .. }
+            | Request::SetEveryoneMentions { .. } => Route::Log(LogRequest(self)),
             Request::Ping | Request::ReportDivergence { .. } => Route::Offset,
             Request::RequestSnapshot => Route::Snapshot,
             Request::Visibility { visible } => Route::Visibility(*visible),
@@ -477,7 +519,10 @@ impl Request {
             | Request::RenameConversation { .. }
             | Request::AddParticipants { .. }
             | Request::RemoveParticipant { .. }
-            | Request::SetMuted { .. } => Budget::Write,
+            | Request::SetMuted { .. }
+            | Request::SetEveryoneMentions { .. } => Budget::Write,
+            // Reactions fan out to a whole conversation, like typing, and come in bursts.
+            Request::AddReaction { .. } | Request::RemoveReaction { .. } => Budget::React,
             Request::MarkRead { .. }
             | Request::MarkConversationRead { .. }
             | Request::MarkAllRead
@@ -526,6 +571,9 @@ request_names! {
     UnfollowThread => "unfollow_thread",
     ForwardMessage => "forward_message",
     EditMessage => "edit_message",
+    AddReaction => "add_reaction",
+    RemoveReaction => "remove_reaction",
+    SetEveryoneMentions => "set_everyone_mentions",
     DeleteMessage => "delete_message",
     CreateDirect => "create_direct",
     CreateGroup => "create_group",
@@ -615,8 +663,35 @@ tagged::tagged_enum! {
             seq: Seq,
             /// The new text.
             body: String,
+            /// Where it mentions people (only those mentioned when it was sent).
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            mention_ranges: Vec<MentionRange>,
             /// When.
             edited_at: Millis,
+        },
+        /// Someone put an emoji on a message or took it off. Counts do not change.
+        ReactionChanged {
+            /// The conversation.
+            conversation: ConversationId,
+            /// The message.
+            message: MessageId,
+            /// Its position.
+            seq: Seq,
+            /// Who reacted.
+            staff: StaffId,
+            /// The emoji.
+            emoji: String,
+            /// Put on (`true`) or taken off.
+            added: bool,
+        },
+        /// A group's owner allowed or stopped `@here` / `@all` mentioning everyone.
+        EveryoneMentionsChanged {
+            /// The conversation.
+            conversation: ConversationId,
+            /// Whether they mention everyone now.
+            allowed: bool,
+            /// Who changed it.
+            by: StaffId,
         },
         /// A message was deleted: it stops counting for everyone who had not read it.
         MessageDeleted {
@@ -712,6 +787,8 @@ impl Event {
             Event::ParticipantRemoved { conversation, .. }
             | Event::ConversationRenamed { conversation, .. }
             | Event::MessageEdited { conversation, .. }
+            | Event::ReactionChanged { conversation, .. }
+            | Event::EveryoneMentionsChanged { conversation, .. }
             | Event::MessageDeleted { conversation, .. }
             | Event::MessagesRead { conversation, .. }
             | Event::MarkedUnread { conversation, .. }
@@ -719,6 +796,42 @@ impl Event {
             | Event::ThreadRead { conversation, .. }
             | Event::ThreadMarkedUnread { conversation, .. }
             | Event::ThreadFollowed { conversation, .. } => *conversation,
+        }
+    }
+
+    /// The message an edit, a reaction or a deletion changes in place: its conversation and
+    /// seq (`None` for every other event).
+    pub fn changed_message(&self) -> Option<(ConversationId, Seq)> {
+        match self {
+            Event::MessageEdited {
+                conversation, seq, ..
+            }
+            | Event::ReactionChanged {
+                conversation, seq, ..
+            }
+            | Event::MessageDeleted {
+                conversation, seq, ..
+            } => Some((*conversation, *seq)),
+            _ => None,
+        }
+    }
+
+    /// Changes the message [`Event::changed_message`] names as this event says: every copy
+    /// of a message (the relay's rows, a browser's window, the in-memory host) changes by
+    /// this one function.
+    pub fn change_message(&self, m: &mut Message) {
+        match self {
+            Event::MessageEdited {
+                body,
+                mention_ranges,
+                edited_at,
+                ..
+            } => m.edit(body, mention_ranges, *edited_at),
+            Event::ReactionChanged {
+                staff, emoji, added, ..
+            } => crate::reactions::apply(&mut m.reactions, staff, emoji, *added),
+            Event::MessageDeleted { .. } => m.tombstone(),
+            _ => {}
         }
     }
 
@@ -1305,7 +1418,7 @@ mod tests {
         }
         let mut names = REQUEST_TYPES.to_vec();
         names.dedup();
-        assert_eq!(names.len(), 27);
+        assert_eq!(names.len(), 30);
     }
 
     fn type_of(json: &str) -> String {

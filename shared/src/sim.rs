@@ -59,6 +59,20 @@ pub enum Op {
         root: usize,
         follow: bool,
     },
+    /// Put an emoji on the `msg`-th message created, or take it off (`emoji` picks one of a
+    /// few, and sometimes something that is no emoji).
+    React {
+        who: usize,
+        msg: usize,
+        emoji: u8,
+        add: bool,
+    },
+    /// A group's owner allows `@here` or stops it (others are refused).
+    Everyone {
+        who: usize,
+        conv: usize,
+        allowed: bool,
+    },
     Forward {
         who: usize,
         msg: usize,
@@ -134,7 +148,7 @@ impl Op {
             Some(*b)
         };
         let who = |b: u8| b as usize % STAFF.len();
-        let op = match next()? % 23 {
+        let op = match next()? % 24 {
             0 => Op::CreateDirect(who(next()?), who(next()?)),
             1 => Op::CreateGroup(who(next()?), next()?),
             2 => {
@@ -228,10 +242,57 @@ impl Op {
                 root: next()? as usize,
                 follow: next()? % 2 == 0,
             },
+            22 => {
+                let (w, m, e) = (next()?, next()?, next()?);
+                match e % 8 {
+                    7 => Op::Everyone {
+                        who: who(w),
+                        conv: m as usize,
+                        allowed: e % 16 < 8,
+                    },
+                    _ => Op::React {
+                        who: who(w),
+                        msg: m as usize,
+                        emoji: e,
+                        add: e % 3 != 0,
+                    },
+                }
+            }
             _ => Op::Replay,
         };
         Some(op)
     }
+}
+
+/// A body that mentions the staff `mask`'s low four bits pick, `@here` with bit 4; with bit 5
+/// as a picker sends them (ranges over "@Name", whatever the case), else as typed text
+/// ("@id", upper case with bit 6).
+fn mention_body(prefix: &str, mask: u8) -> (String, Vec<crate::mentions::MentionRange>) {
+    let mut body = String::from(prefix);
+    let mut ranges = Vec::new();
+    let picked = (0..STAFF.len())
+        .filter(|i| mask & (1 << i) != 0)
+        .map(|i| STAFF[i]);
+    let everyone = (mask & 0x10 != 0).then_some("here");
+    for name in picked.chain(everyone) {
+        body.push(' ');
+        let start = body.chars().count() as u32;
+        let text = match mask & 0x60 {
+            0x20 | 0x60 => format!("@{}{}", name[..1].to_uppercase(), &name[1..]),
+            0x40 => format!("@{}", name.to_uppercase()),
+            _ => format!("@{name}"),
+        };
+        body.push_str(&text);
+        ranges.push(crate::mentions::MentionRange {
+            start,
+            end: body.chars().count() as u32,
+            staff: (name != "here").then(|| StaffId::new(name).unwrap()),
+        });
+    }
+    if mask & 0x20 == 0 {
+        ranges.clear();
+    }
+    (body, ranges)
 }
 
 /// Whether `store` has `message` loaded.
@@ -376,10 +437,7 @@ impl World {
                 reply,
                 attach,
             } => {
-                let mut body = String::from("hi");
-                for m in pick(mentions) {
-                    body.push_str(&format!(" @{m}"));
-                }
+                let (body, mention_ranges) = mention_body("hi", mentions);
                 let attachments = if attach {
                     vec![AttachmentId::new("a".repeat(64)).unwrap()]
                 } else {
@@ -389,6 +447,7 @@ impl World {
                 (
                     who,
                     Request::SendMessage {
+                        mention_ranges,
                         client_id,
                         conversation: self.conv(conv),
                         body,
@@ -407,10 +466,7 @@ impl World {
                 attach,
             } => {
                 let (conversation, thread) = self.root(root);
-                let mut body = String::from("re");
-                for m in pick(mentions) {
-                    body.push_str(&format!(" @{m}"));
-                }
+                let (body, mention_ranges) = mention_body("re", mentions);
                 let attachments = if attach {
                     vec![AttachmentId::new("a".repeat(64)).unwrap()]
                 } else {
@@ -419,6 +475,7 @@ impl World {
                 (
                     who,
                     Request::ReplyInThread {
+                        mention_ranges,
                         client_id,
                         conversation,
                         thread,
@@ -472,8 +529,26 @@ impl World {
             Op::Edit { who, msg } => (
                 who,
                 Request::EditMessage {
+                    mention_ranges: Vec::new(),
                     message: self.msg(msg),
-                    body: "edited @bob".into(),
+                    body: "edited @bob @here".into(),
+                },
+            ),
+            Op::React { who, msg, emoji, add } => {
+                let emoji = ["👍", "🎉", "❤️", "🇩🇪", "ok"][emoji as usize % 5].to_string();
+                let message = self.msg(msg);
+                let request = if add {
+                    Request::AddReaction { message, emoji }
+                } else {
+                    Request::RemoveReaction { message, emoji }
+                };
+                (who, request)
+            }
+            Op::Everyone { who, conv, allowed } => (
+                who,
+                Request::SetEveryoneMentions {
+                    conversation: self.conv(conv),
+                    allowed,
                 },
             ),
             Op::Delete { who, msg } => (

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ClientMsgId, ConversationId, MessageId, Millis, Offset, RequestId, Seq, StaffId};
 use crate::limits;
+use crate::mentions::MentionRange;
 use crate::model::{Attachment, Conversation, ConversationKind, Counts, Message, Totals};
 use crate::protocol::{
     ClientFrame, ErrorCode, ErrorFrame, Event, LoggedEvent, Request, ServerFrame, Snapshot, UnreadUpdate,
@@ -83,6 +84,9 @@ pub struct PendingSend {
     /// The thread it replies in (its root's seq), if it is a reply in a thread.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<Seq>,
+    /// Whom it mentions, where (chosen in the picker).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention_ranges: Vec<MentionRange>,
     /// Why the relay refused it, if it did (then it waits for the person to retry or drop it).
     #[serde(default)]
     pub failed: Option<String>,
@@ -98,6 +102,7 @@ impl PendingSend {
         let attachments = self.attachments.iter().map(|a| a.id.clone()).collect();
         match self.thread {
             Some(thread) => Request::ReplyInThread {
+                mention_ranges: self.mention_ranges.clone(),
                 client_id: self.client_id.clone(),
                 conversation: self.conversation,
                 thread,
@@ -105,6 +110,7 @@ impl PendingSend {
                 attachments,
             },
             None => Request::SendMessage {
+                mention_ranges: self.mention_ranges.clone(),
                 client_id: self.client_id.clone(),
                 conversation: self.conversation,
                 body: self.body.clone(),
@@ -199,6 +205,8 @@ pub struct ThreadItem {
 }
 
 /// One row of the Unreads inbox: a conversation or a followed thread with unread messages.
+// Rows live while a list renders; a thread's row carries two messages, a conversation's one.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UnreadItem {
     /// A conversation's own unread messages.
@@ -1199,15 +1207,20 @@ impl ChatStore {
                     v.messages.push(message);
                 }
             }
-            Event::MessageEdited {
+            ref change @ (Event::MessageEdited { .. } | Event::ReactionChanged { .. }) => {
+                if let Some((conversation, seq)) = change.changed_message()
+                    && let Some(m) = self.message_mut(conversation, seq)
+                {
+                    change.change_message(m);
+                }
+            }
+            Event::EveryoneMentionsChanged {
                 conversation,
-                seq,
-                body,
-                edited_at,
+                allowed,
                 ..
             } => {
-                if let Some(m) = self.message_mut(conversation, seq) {
-                    m.edit(&body, edited_at);
+                if let Some(v) = self.conversations.get_mut(&conversation) {
+                    v.conversation.everyone_off = !allowed;
                 }
             }
             Event::MessageDeleted {

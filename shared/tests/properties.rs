@@ -37,6 +37,9 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(who, root, up_to)| Op::ReadThread { who, root, up_to }),
         2 => (who.clone(), 0..64usize, 0..40u64).prop_map(|(who, root, from)| Op::ThreadUnread { who, root, from }),
         2 => (who.clone(), 0..64usize, any::<bool>()).prop_map(|(who, root, follow)| Op::Follow { who, root, follow }),
+        4 => (who.clone(), 0..64usize, any::<u8>(), any::<bool>())
+            .prop_map(|(who, msg, emoji, add)| Op::React { who, msg, emoji, add }),
+        1 => (who.clone(), 0..16usize, any::<bool>()).prop_map(|(who, conv, allowed)| Op::Everyone { who, conv, allowed }),
         1 => who.clone().prop_map(|who| Op::Reconnect { who }),
         1 => Just(Op::Replay),
         1 => Just(Op::Restart),

@@ -61,6 +61,8 @@ fn every_example_in_the_protocol_doc_parses_and_round_trips() {
         "conversation_renamed",
         "message_created",
         "message_edited",
+        "reaction_changed",
+        "everyone_mentions_changed",
         "message_deleted",
         "messages_read",
         "marked_unread",

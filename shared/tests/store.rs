@@ -13,6 +13,7 @@ fn sid(s: &str) -> StaffId {
 
 fn pending(id: &str, queued_at: Option<u64>) -> PendingSend {
     PendingSend {
+        mention_ranges: Vec::new(),
         thread: None,
         client_id: ClientMsgId::new(id).unwrap(),
         conversation: ConversationId(1),
@@ -76,6 +77,7 @@ fn deleting_a_quoted_message_redacts_its_quotes_in_the_store_and_in_a_fresh_snap
         .conversation
         .unwrap();
     let send = |id: &str, body: &str, reply_to| Request::SendMessage {
+        mention_ranges: Vec::new(),
         client_id: ClientMsgId::new(id).unwrap(),
         conversation: dm,
         body: body.into(),
@@ -136,6 +138,7 @@ fn bob_after(n: usize) -> (MemoryHost, ChatStore, ConversationId) {
         .unwrap();
     for i in 0..n {
         let send = Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: ClientMsgId::new(format!("a{i}")).unwrap(),
             conversation: dm,
             body: format!("message {i}"),
@@ -170,6 +173,7 @@ fn the_divider_goes_before_the_first_message_that_counts_as_unread() {
         &mut store,
         "bob",
         Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: ClientMsgId::new("b").unwrap(),
             conversation: dm,
             body: "mine".into(),
@@ -290,6 +294,7 @@ fn a_wrong_count_in_another_conversation_is_caught_by_the_next_checkpoints_diges
         .conversation
         .unwrap();
     let send = |c: ConversationId, id: &str| Request::SendMessage {
+        mention_ranges: Vec::new(),
         client_id: ClientMsgId::new(id).unwrap(),
         conversation: c,
         body: "hi".into(),
@@ -338,6 +343,7 @@ fn the_new_messages_pill_counts_unread_messages_below_what_the_viewport_showed()
     assert_eq!(store.unseen_below(dm), 3);
     // My own message and a deleted one are not news.
     let send = |id: &str| Request::SendMessage {
+        mention_ranges: Vec::new(),
         client_id: ClientMsgId::new(id).unwrap(),
         conversation: dm,
         body: "x".into(),
@@ -365,6 +371,7 @@ fn news_is_someone_elses_live_unread_message_and_in_a_muted_conversation_only_a_
     let last = |store: &ChatStore| store.conversation(dm).unwrap().messages.last().unwrap().clone();
     assert_eq!(store.news(&last(&store)), Some(false));
     let send = |id: &str, body: &str| Request::SendMessage {
+        mention_ranges: Vec::new(),
         client_id: ClientMsgId::new(id).unwrap(),
         conversation: dm,
         body: body.into(),
@@ -402,6 +409,7 @@ fn a_long_conversation_opens_on_a_window_around_its_first_unread_message_and_gro
     let (mut host, mut store, dm) = bob_after(0);
     for i in 0..400 {
         let send = Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: ClientMsgId::new(format!("live{i}")).unwrap(),
             conversation: dm,
             body: format!("live {i}"),
@@ -563,6 +571,7 @@ impl Trio {
         self.run(
             who,
             Request::SendMessage {
+                mention_ranges: Vec::new(),
                 client_id: ClientMsgId::new(id).unwrap(),
                 conversation,
                 body: id.into(),

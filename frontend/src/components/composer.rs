@@ -142,11 +142,16 @@ pub fn composer(props: &ComposerProps) -> Html {
                 return;
             }
             if let Some(m) = &editing {
-                chat.dispatch(Action::Request(Request::EditMessage { message: m.id, body }));
+                chat.dispatch(Action::Request(Request::EditMessage {
+                    message: m.id,
+                    body,
+                    mention_ranges: Vec::new(),
+                }));
                 // Back to what was being written before the edit.
                 text.set(draft(&chat, conversation, thread));
             } else {
                 chat.dispatch(Action::Send(PendingSend {
+                    mention_ranges: Vec::new(),
                     client_id: util::client_id(),
                     conversation,
                     body,

@@ -461,6 +461,7 @@ impl Sim {
                 self.next_id += 1;
                 let client_id = ClientMsgId::new(format!("s{}-{}", self.seed, self.next_id)).expect("an id");
                 let request = Request::SendMessage {
+                    mention_ranges: Vec::new(),
                     client_id: client_id.clone(),
                     conversation,
                     body: format!("message {}", self.next_id),
@@ -526,6 +527,7 @@ impl Sim {
                     return;
                 };
                 Request::EditMessage {
+                    mention_ranges: Vec::new(),
                     message: m.0,
                     body: format!("edited {}", self.next_id),
                 }

@@ -515,6 +515,7 @@ pub fn cli(data: &std::path::Path, args: &[&str]) -> String {
 /// A plain text send with this client id.
 pub fn send(conversation: tally_shared::ConversationId, client_id: &str, body: &str) -> Request {
     Request::SendMessage {
+        mention_ranges: Vec::new(),
         client_id: tally_shared::ClientMsgId::new(client_id).unwrap(),
         conversation,
         body: body.into(),
@@ -528,6 +529,7 @@ pub fn numbered_send(conversation: tally_shared::ConversationId, i: usize) -> Cl
     ClientFrame::with_req(
         i as u64,
         Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: tally_shared::ClientMsgId::new(format!("m-{i}")).unwrap(),
             conversation,
             body: format!("message {i}"),

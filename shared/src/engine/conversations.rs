@@ -32,6 +32,7 @@ impl Engine {
             return Ok(ack_for(*id));
         }
         let conversation = Conversation {
+            everyone_off: false,
             id: ConversationId(self.next_conversation),
             kind: ConversationKind::Direct,
             title: None,
@@ -76,6 +77,7 @@ impl Engine {
             return reject(ErrorCode::InvalidInput, "a group needs at least one participant");
         }
         let conversation = Conversation {
+            everyone_off: false,
             id: ConversationId(self.next_conversation),
             kind: ConversationKind::Group,
             title: Some(title.clone()),

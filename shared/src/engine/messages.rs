@@ -4,8 +4,17 @@ use super::{Engine, Step, check_body, reject};
 use crate::engine::Rejection;
 use crate::ids::{AttachmentId, ClientMsgId, ConversationId, MessageId};
 use crate::limits;
-use crate::model::{Attachment, ForwardRef, Message, mentions_in};
+use crate::mentions::{self, MentionRange};
+use crate::model::{Attachment, ForwardRef, Message};
 use crate::protocol::{Ack, ErrorCode, Event};
+
+/// What a new message says: its text, its files, and whom it mentions where.
+#[derive(Clone, Copy)]
+pub(super) struct Content<'a> {
+    pub body: &'a str,
+    pub attachments: &'a [AttachmentId],
+    pub ranges: &'a [MentionRange],
+}
 
 impl Engine {
     pub(super) fn send_message(
@@ -13,22 +22,27 @@ impl Engine {
         step: &mut Step<'_>,
         client_id: &ClientMsgId,
         conversation: ConversationId,
-        body: &str,
-        attachments: &[AttachmentId],
+        content: Content<'_>,
         reply_to: Option<MessageId>,
     ) -> Result<Ack, Rejection> {
+        let Content {
+            body,
+            attachments,
+            ranges,
+        } = content;
         let author = step.author;
         let c = self.writable(author, conversation)?;
         check_body(body, !attachments.is_empty())?;
+        let mentions = mentions_of(c, author, body, ranges)?;
         let files = self.files(step, attachments)?;
         let reply = match reply_to {
             Some(id) => Some(self.reply_ref(id, conversation, step.lookup)?),
             None => None,
         };
-        let mentions = mentions_in(body, &c.participants, author);
         let message = Message {
             body: body.to_string(),
-            mentions,
+            mentions: mentions.staff,
+            mention_ranges: mentions.ranges,
             attachments: files,
             reply_to: reply.map(Box::new),
             client_id: Some(client_id.clone()),
@@ -110,6 +124,7 @@ impl Engine {
         step: &mut Step<'_>,
         message: MessageId,
         body: &str,
+        ranges: &[MentionRange],
     ) -> Result<Ack, Rejection> {
         let m = self.own_message(step.author, message, step.lookup)?;
         let (conversation, seq) = (m.conversation, m.seq);
@@ -120,11 +135,17 @@ impl Engine {
                 "an edit needs text; delete the message instead",
             );
         }
+        // Ranges are checked against the conversation as it is now (a picker offers who is in
+        // it), then kept only where they name someone the message mentioned when sent.
+        let c = self.writable(step.author, conversation)?;
+        let everyone_was = m.mention_ranges.iter().any(|r| r.staff.is_none());
+        let new = mentions_of(c, step.author, body, ranges)?;
         let event = Event::MessageEdited {
             conversation,
             message,
             seq,
             body: body.to_string(),
+            mention_ranges: mentions::kept_by_edit(new, &m.mentions, everyone_was),
             edited_at: step.now,
         };
         self.push(&mut step.applied, event);
@@ -154,7 +175,34 @@ impl Engine {
     }
 }
 
-fn message_ack(conversation: ConversationId, message: MessageId, seq: crate::ids::Seq) -> Ack {
+/// A new text's mentions: the ranges a client sent, checked, or those found in the text.
+pub(super) fn mentions_of(
+    c: &crate::model::Conversation,
+    author: &crate::ids::StaffId,
+    body: &str,
+    ranges: &[MentionRange],
+) -> Result<mentions::Mentions, Rejection> {
+    let to = mentions::Audience {
+        participants: &c.participants,
+        sender: author,
+        everyone: c.everyone_mentions(),
+    };
+    if ranges.is_empty() {
+        return Ok(mentions::found(body, to));
+    }
+    mentions::checked(body, ranges, to).map_err(|e| {
+        let code = match e {
+            mentions::MentionError::EveryoneOff => ErrorCode::NotAllowed,
+            _ => ErrorCode::InvalidInput,
+        };
+        Rejection {
+            code,
+            message: e.to_string(),
+        }
+    })
+}
+
+pub(super) fn message_ack(conversation: ConversationId, message: MessageId, seq: crate::ids::Seq) -> Ack {
     Ack {
         conversation: Some(conversation),
         message: Some(message),

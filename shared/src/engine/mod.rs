@@ -24,6 +24,8 @@ use crate::unread::{CountChange, Tracking, UnreadProjection};
 mod conversations;
 mod membership;
 mod messages;
+mod reactions;
+use messages::Content;
 mod reading;
 mod saved;
 mod seen;
@@ -452,7 +454,13 @@ impl Engine {
                     r.last_activity = r.last_activity.max(message.created_at);
                 }
             }
+            Event::EveryoneMentionsChanged { allowed, .. } => {
+                if let Some(r) = self.conversations.get_mut(&id) {
+                    r.conversation.everyone_off = !allowed;
+                }
+            }
             Event::MessageEdited { .. }
+            | Event::ReactionChanged { .. }
             | Event::MessageDeleted { .. }
             | Event::MessagesRead { .. }
             | Event::MarkedUnread { .. }
@@ -585,13 +593,31 @@ impl Engine {
                 body,
                 attachments,
                 reply_to,
-            } => self.send_message(s, client_id, *conversation, body, attachments, *reply_to)?,
+                mention_ranges,
+            } => {
+                let content = Content {
+                    body,
+                    attachments,
+                    ranges: mention_ranges,
+                };
+                self.send_message(s, client_id, *conversation, content, *reply_to)?
+            }
             Request::ForwardMessage {
                 client_id,
                 message,
                 to,
             } => self.forward_message(s, client_id, *message, *to)?,
-            Request::EditMessage { message, body } => self.edit_message(s, *message, body)?,
+            Request::EditMessage {
+                message,
+                body,
+                mention_ranges,
+            } => self.edit_message(s, *message, body, mention_ranges)?,
+            Request::AddReaction { message, emoji } => self.react(s, *message, emoji, true)?,
+            Request::RemoveReaction { message, emoji } => self.react(s, *message, emoji, false)?,
+            Request::SetEveryoneMentions {
+                conversation,
+                allowed,
+            } => self.set_everyone_mentions(s, *conversation, *allowed)?,
             Request::DeleteMessage { message } => self.delete_message(s, *message)?,
             Request::CreateDirect { staff } => self.create_direct(s, staff)?,
             Request::CreateGroup {
@@ -619,7 +645,15 @@ impl Engine {
                 thread,
                 body,
                 attachments,
-            } => self.reply_in_thread(s, client_id, *conversation, *thread, body, attachments)?,
+                mention_ranges,
+            } => {
+                let content = Content {
+                    body,
+                    attachments,
+                    ranges: mention_ranges,
+                };
+                self.reply_in_thread(s, client_id, *conversation, *thread, content)?
+            }
             Request::MarkThreadRead {
                 conversation,
                 thread,
@@ -666,6 +700,8 @@ impl Engine {
 
     fn new_message(&self, conversation: ConversationId, sender: &StaffId, now: Millis) -> Message {
         Message {
+            reactions: Vec::new(),
+            mention_ranges: Vec::new(),
             id: MessageId(self.next_message),
             conversation,
             seq: self.projection.head(conversation).unwrap_or_default().next(),
@@ -871,6 +907,9 @@ fn client_id_of(request: LogRequest<'_>) -> Option<(IdKind, &ClientMsgId)> {
         Request::ForwardMessage { client_id, .. } => Some((IdKind::Forward, client_id)),
         Request::CreateGroup { client_id, .. } => Some((IdKind::Group, client_id)),
         Request::EditMessage { .. }
+        | Request::AddReaction { .. }
+        | Request::RemoveReaction { .. }
+        | Request::SetEveryoneMentions { .. }
         | Request::DeleteMessage { .. }
         | Request::CreateDirect { .. }
         | Request::RenameConversation { .. }
@@ -908,6 +947,9 @@ fn writes_messages_into(request: LogRequest<'_>) -> Option<ConversationId> {
         // A new conversation, a message changed in place, or a watermark moved: no new message
         // in an existing conversation.
         Request::EditMessage { .. }
+        | Request::AddReaction { .. }
+        | Request::RemoveReaction { .. }
+        | Request::SetEveryoneMentions { .. }
         | Request::DeleteMessage { .. }
         | Request::CreateDirect { .. }
         | Request::CreateGroup { .. }
@@ -1017,6 +1059,7 @@ mod tests {
             .conversation
             .unwrap();
         let send = |id: &str| Request::SendMessage {
+            mention_ranges: Vec::new(),
             client_id: ClientMsgId::new(id).unwrap(),
             conversation: dm,
             body: format!("from {id}"),

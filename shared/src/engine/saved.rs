@@ -27,8 +27,11 @@ impl Engine {
             let r = &self.conversations[id];
             let c = &r.conversation;
             w.u64(c.id.0);
+            // A group's `@here` switch rides in its kind's byte (2: a group with it off), so
+            // checkpoints of format 3 stay readable.
             w.u8(match c.kind {
                 ConversationKind::Direct => 0,
+                ConversationKind::Group if c.everyone_off => 2,
                 ConversationKind::Group => 1,
             });
             match &c.title {
@@ -77,9 +80,10 @@ impl Engine {
         let mut direct = FxHashMap::default();
         for _ in 0..n {
             let id = ConversationId(r.u64()?);
-            let kind = match r.u8()? {
-                0 => ConversationKind::Direct,
-                1 => ConversationKind::Group,
+            let (kind, everyone_off) = match r.u8()? {
+                0 => (ConversationKind::Direct, false),
+                1 => (ConversationKind::Group, false),
+                2 => (ConversationKind::Group, true),
                 _ => return Err(CheckpointError::Invalid("a conversation of an unknown kind")),
             };
             let title = match r.bool()? {
@@ -114,6 +118,7 @@ impl Engine {
                 participants,
                 created_by,
                 created_at,
+                everyone_off,
             };
             let record = ConversationRecord {
                 conversation,

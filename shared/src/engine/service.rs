@@ -203,7 +203,14 @@ impl Engine {
                     attachments,
                     reply_to,
                     ..
-                } => engine.send_message(s, client_id, conversation, body, attachments, *reply_to),
+                } => {
+                    let content = super::messages::Content {
+                        body,
+                        attachments,
+                        ranges: &[],
+                    };
+                    engine.send_message(s, client_id, conversation, content, *reply_to)
+                }
                 DirectPost::Notice {
                     client_id,
                     title,

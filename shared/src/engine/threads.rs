@@ -6,10 +6,11 @@
 //! as if they had followed it since they wrote it (an event says so, so every store counts it
 //! without knowing who wrote the root).
 
+use super::messages::{Content, mentions_of};
 use super::{Engine, Step, ack_for, check_body, next_watermark_on_read, reject};
 use crate::engine::Rejection;
-use crate::ids::{AttachmentId, ClientMsgId, ConversationId, Seq};
-use crate::model::{Message, mentions_in};
+use crate::ids::{ClientMsgId, ConversationId, Seq};
+use crate::model::Message;
 use crate::protocol::{Ack, ErrorCode, Event};
 
 impl Engine {
@@ -19,21 +20,26 @@ impl Engine {
         client_id: &ClientMsgId,
         conversation: ConversationId,
         root: Seq,
-        body: &str,
-        attachments: &[AttachmentId],
+        content: Content<'_>,
     ) -> Result<Ack, Rejection> {
+        let Content {
+            body,
+            attachments,
+            ranges,
+        } = content;
         let author = step.author;
-        let c = self.writable(author, conversation)?.clone();
+        let c = self.writable(author, conversation)?;
         check_body(body, !attachments.is_empty())?;
+        let mentions = mentions_of(c, author, body, ranges)?;
         let files = self.files(step, attachments)?;
         let start = self.thread_start(step, conversation, root)?;
-        let mentions = mentions_in(body, &c.participants, author);
         if let Some(root_author) = start {
             self.root_author_follows(step, conversation, root, root_author);
         }
         let message = Message {
             body: body.to_string(),
-            mentions,
+            mentions: mentions.staff,
+            mention_ranges: mentions.ranges,
             attachments: files,
             thread: Some(root),
             client_id: Some(client_id.clone()),

@@ -167,6 +167,8 @@ mod tests {
 
     fn message(c: u64, seq: u64, body_len: usize) -> Message {
         Message {
+            reactions: Vec::new(),
+            mention_ranges: Vec::new(),
             thread: None,
             id: MessageId(c * 10_000 + seq),
             conversation: ConversationId(c),
@@ -201,6 +203,7 @@ mod tests {
                 ConversationState {
                     threads: Vec::new(),
                     conversation: Conversation {
+                        everyone_off: false,
                         id: ConversationId(id),
                         kind: ConversationKind::Group,
                         title: Some(format!("c{id}")),

@@ -557,7 +557,11 @@ impl UnreadProjection {
                 self.conversation_mut(*conversation)?;
             }
             Event::MessageCreated { message } => self.message_created(message, changes)?,
-            Event::MessageEdited { conversation, .. } => {
+            // Edits, reactions and the `@here` switch change no count; they only have to be
+            // somewhere known.
+            Event::MessageEdited { conversation, .. }
+            | Event::ReactionChanged { conversation, .. }
+            | Event::EveryoneMentionsChanged { conversation, .. } => {
                 self.conversation_mut(*conversation)?;
             }
             Event::MessageDeleted {
