@@ -89,13 +89,14 @@ bench-tab: setup-test frontend relay
 bench-feel: setup-test frontend relay
 	node e2e/bench-feel.mjs
 
-## Fuzz the frame decoder, the projection and the importer's checker (60 s each; nightly +
-## cargo-fuzz; not in CI, where the importer's property test runs instead).
+## Fuzz the frame decoder, the projection, the importer's checker and the Markdown renderer (60 s each; nightly +
+## cargo-fuzz; not in CI, where the importer's and the renderer's property tests run instead).
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 	cd fuzz && cargo +nightly fuzz run -O decode_frames corpus/decode_frames -- -max_total_time=60
 	cd fuzz && cargo +nightly fuzz run -O projection corpus/projection -- -max_total_time=60
 	cd fuzz && cargo +nightly fuzz run -O import_lines corpus/import_lines -- -max_total_time=60
+	cd fuzz && cargo +nightly fuzz run -O markup corpus/markup -- -max_total_time=60
 
 ## Retake the README's screenshots from the demo (release builds first).
 screenshots: setup-test frontend relay

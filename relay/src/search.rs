@@ -361,14 +361,40 @@ pub fn index_new(
 ) -> rusqlite::Result<()> {
     if !text.is_empty() {
         tx.prepare_cached("INSERT INTO message_text (rowid, body, scope) VALUES (?1, ?2, ?3)")?
-            .execute(params![message.0 as i64, text, scope_token(conversation)])?;
+            .execute(params![
+                message.0 as i64,
+                indexed_text(text),
+                scope_token(conversation)
+            ])?;
     }
     Ok(())
+}
+
+/// What is indexed of a text: its words, not its markup. The tokenizer already drops markup's
+/// punctuation (`**`, `_`, `` ` ``, `>`, list markers), so only what the markup hides or
+/// spells differently needs the parser: a link's destination (`[docs](https://…)` shows
+/// "docs"), entities and escapes. Texts without them are indexed as they are.
+fn indexed_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains("](") || text.contains('&') || text.contains('\\') {
+        std::borrow::Cow::Owned(tally_shared::markup::plain_text(text))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_index_holds_words_not_markup() {
+        assert_eq!(indexed_text("**deploy** the api"), "**deploy** the api");
+        assert_eq!(
+            indexed_text("see [the runbook](https://wiki.acme.test/oncall)"),
+            "see the runbook"
+        );
+        assert_eq!(indexed_text("R&amp;D"), "R&D");
+    }
 
     /// A real database file with the schema the relay migrates to (the index as it is made).
     fn database() -> (tempfile::TempDir, Connection) {

@@ -195,3 +195,23 @@ async fn search_pages_refuses_bad_queries_with_a_typed_error_and_is_rate_limited
     let (status, _, _) = http(relay.addr, "GET", "/api/search?q=shift", &[], b"").await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn search_matches_the_words_of_formatted_text_not_its_markup() {
+    let relay = Relay::start(&["alice", "bob"]).await;
+    let mut alice = relay.connect("alice").await;
+    let dm = alice.direct_with("bob").await;
+    let text = "**Deploy** per [the runbook](https://wiki.acme.test/oncall) and `rollback`";
+    alice.call(send(dm, "a1", text)).await.unwrap();
+    for (q, hits) in [
+        ("deploy", 1),
+        ("runbook", 1),
+        ("rollback", 1),
+        ("oncall", 0),
+        ("wiki", 0),
+    ] {
+        let (status, found, _) = search(&relay, "alice", &format!("q={q}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(found.len(), hits, "{q}: {found:?}");
+    }
+}

@@ -9,6 +9,7 @@
 //!
 //! - [`ids`]: newtypes for every id (`StaffId`, `ConversationId`, `MessageId`, `Seq`, `Offset`).
 //! - [`model`]: staff, conversations, messages, attachments, counts.
+//! - [`markup`]: the Markdown subset messages may use, parsed into a tree no text escapes.
 //! - [`mentions`]: who a message mentions (ranges of its text, found or sent), and `@here`.
 //! - [`reactions`]: emoji on messages, which never count.
 //! - [`limits`]: every size and count limit, one table, used by both sides.
@@ -38,6 +39,7 @@ pub mod digest;
 pub mod engine;
 pub mod ids;
 pub mod limits;
+pub mod markup;
 #[cfg(feature = "testing")]
 pub mod memory;
 pub mod mentions;

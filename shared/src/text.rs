@@ -92,9 +92,12 @@ fn link_end(text: &str, start: usize, scheme_len: usize) -> usize {
 /// Whether a link may be followed (its scheme is one of [`SCHEMES`]): checked again where the
 /// link is made, whatever made the segment.
 pub fn safe_href(link: &str) -> bool {
-    SCHEMES
-        .iter()
-        .any(|s| link.len() > s.len() && link[..s.len()].eq_ignore_ascii_case(s))
+    SCHEMES.iter().any(|s| {
+        link.len() > s.len()
+            && link
+                .get(..s.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(s))
+    })
 }
 
 #[cfg(test)]
@@ -147,6 +150,9 @@ mod tests {
         assert_eq!(segments("xhttps://x.org"), vec![Text("xhttps://x.org")]);
         assert_eq!(segments("https://"), vec![Text("https://")]);
         assert!(!safe_href("javascript:alert(1)"));
+        // A destination whose first bytes end inside a character (a Markdown link's, found
+        // by the renderer's property test) is no link, not a panic.
+        assert!(!safe_href("mailtoé:x"));
     }
 
     #[test]
