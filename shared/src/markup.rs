@@ -13,7 +13,7 @@
 //! Mentions come from the message's ranges ([`crate::mentions`]), not from the markup: a range
 //! over text the markup left as it was written shows as a mention, in any block.
 
-use pulldown_cmark::{Event, LinkType, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{Event, LinkType, Options, Parser, Tag};
 
 use crate::ids::StaffId;
 use crate::mentions::MentionRange;
@@ -126,10 +126,10 @@ pub fn parse(body: &str, ranges: &[MentionRange]) -> Vec<Block> {
                 }
                 stack.push(open);
             }
-            Event::End(end) => {
+            Event::End(_) => {
                 if stack.len() > 1 {
                     let open = stack.pop().expect("the root stays");
-                    close(&mut stack, open, &end);
+                    close(&mut stack, open);
                 }
             }
             Event::Text(text) => {
@@ -167,7 +167,7 @@ pub fn parse(body: &str, ranges: &[MentionRange]) -> Vec<Block> {
     }
     while stack.len() > 1 {
         let open = stack.pop().expect("more than the root");
-        close(&mut stack, open, &TagEnd::Paragraph);
+        close(&mut stack, open);
     }
     match stack.pop() {
         Some(Open::Blocks(_, mut blocks, loose)) => {
@@ -211,7 +211,7 @@ fn opened(tag: Tag<'_>) -> Open {
 }
 
 /// Ends a container, giving what it made to the one around it.
-fn close(stack: &mut Vec<Open>, open: Open, _end: &TagEnd) {
+fn close(stack: &mut [Open], open: Open) {
     match open {
         Open::Skip => {}
         Open::Code(code) => push_block(stack, Block::Code(code)),
@@ -312,7 +312,7 @@ fn text_pieces(
     find_links: bool,
 ) -> Vec<Inline> {
     let mut out = Vec::new();
-    let mut plain = |s: &str, out: &mut Vec<Inline>| {
+    let plain = |s: &str, out: &mut Vec<Inline>| {
         if !find_links {
             out.push(Inline::Text(s.to_string()));
             return;
