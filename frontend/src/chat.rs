@@ -229,6 +229,21 @@ impl Core {
                 self.drafts.clear();
             }
         }
+        if self.notifier.showing() > 0 {
+            let state = self.state.borrow();
+            let store = &state.store;
+            self.notifier.close_read(|n| {
+                let unread = match n.thread {
+                    None => store.last_read(n.conversation) < n.seq,
+                    Some(root) => store
+                        .thread_last_read(n.conversation, root)
+                        .is_some_and(|w| w < n.seq),
+                };
+                let shown = store.conversation(n.conversation).is_some()
+                    && (!store.is_muted(n.conversation) || n.mentions_me);
+                unread && shown
+            });
+        }
         if let (Some(me), Sink::Socket(_)) = (me, &self.sink)
             && !news.is_empty()
         {

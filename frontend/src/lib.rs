@@ -26,6 +26,7 @@ pub mod i18n;
 pub mod inbox;
 pub mod notify;
 pub mod options;
+pub mod picker;
 pub mod state;
 pub mod util;
 

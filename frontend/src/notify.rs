@@ -1,7 +1,9 @@
 //! Desktop notifications: a message that is news for me (`ChatStore::news`) arriving while no
 //! tab of mine is visible shows one, through the Notification API, with an optional short
 //! sound. Permission is asked for only from the bell's checkbox (a user gesture). Clicking a
-//! notification focuses the tab and opens the conversation.
+//! notification focuses the tab and opens the conversation. When the message is read anywhere
+//! (another tab, another device, "read everything", a mute), the tab that showed its
+//! notification closes it.
 //!
 //! One notification per message however many tabs are open: the tabs of a person talk over a
 //! `BroadcastChannel` (each says, every two seconds and whenever it changes, whether it is
@@ -80,6 +82,21 @@ pub struct Notifier {
     channel: RefCell<Option<(String, BroadcastChannel)>>,
     _beat: RefCell<Option<gloo::timers::callback::Interval>>,
     _listener: RefCell<Option<OnMessage>>,
+    /// The notifications this tab shows, by the message they announce, until it is read.
+    shown: RefCell<Vec<(Shown, Notification)>>,
+}
+
+/// What a notification announced: a message, where it counts, and whether it mentions me.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shown {
+    /// Its conversation.
+    pub conversation: ConversationId,
+    /// Its seq.
+    pub seq: tally_shared::Seq,
+    /// For a reply: its thread's root.
+    pub thread: Option<tally_shared::Seq>,
+    /// Whether it mentions me (such a notification may stand in a muted conversation).
+    pub mentions_me: bool,
 }
 
 fn hidden() -> bool {
@@ -94,6 +111,7 @@ impl Default for Notifier {
             channel: RefCell::new(None),
             _beat: RefCell::new(None),
             _listener: RefCell::new(None),
+            shown: RefCell::new(Vec::new()),
         }
     }
 }
@@ -195,7 +213,10 @@ impl Notifier {
                     &[("name", &name(m)), ("file", &m.attachments[0].name)],
                 )
             } else {
-                let text: String = m.body.chars().take(140).collect();
+                let text: String = tally_shared::markup::plain_text(&m.body)
+                    .chars()
+                    .take(140)
+                    .collect();
                 crate::i18n::ta("notify.text", &[("name", &name(m)), ("text", &text)])
             };
             options.set_lang(crate::i18n::Locale::current().tag());
@@ -212,11 +233,38 @@ impl Notifier {
             });
             n.set_onclick(Some(onclick.as_ref().unchecked_ref()));
             onclick.forget();
+            let what = Shown {
+                conversation: m.conversation,
+                seq: m.seq,
+                thread: m.thread,
+                mentions_me: m.mentions.iter().any(|p| p.as_str() == me),
+            };
+            self.shown.borrow_mut().push((what, n));
             shown = true;
         }
         if shown && settings.sound {
             beep();
         }
+    }
+}
+
+impl Notifier {
+    /// Closes the notifications this tab shows for messages that are no longer news: read
+    /// anywhere (another tab or device, "read everything"), or their conversation muted. The
+    /// tab's title and badge change from the same store update.
+    pub fn close_read(&self, still_news: impl Fn(&Shown) -> bool) {
+        self.shown.borrow_mut().retain(|(what, n)| {
+            let keep = still_news(what);
+            if !keep {
+                n.close();
+            }
+            keep
+        });
+    }
+
+    /// How many notifications this tab shows.
+    pub fn showing(&self) -> usize {
+        self.shown.borrow().len()
     }
 }
 

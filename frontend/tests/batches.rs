@@ -59,6 +59,7 @@ fn frames() -> Vec<ServerFrame> {
     .conversation
     .unwrap();
     let send = |c: ConversationId, i: usize| Request::SendMessage {
+        mention_ranges: Vec::new(),
         client_id: ClientMsgId::new(format!("m{i}")).unwrap(),
         conversation: c,
         body: format!("message {i} @bob"),

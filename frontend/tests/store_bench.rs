@@ -62,6 +62,7 @@ async fn widget(loaded: usize) -> (MemoryHost, Harness, Vec<ConversationId>, u64
             clock += 1;
             sent += 1;
             let send = Request::SendMessage {
+                mention_ranges: Vec::new(),
                 client_id: ClientMsgId::new(format!("m{clock}")).unwrap(),
                 conversation: c,
                 body: "A message of ordinary length, about as long as people write them.".into(),
@@ -110,6 +111,7 @@ async fn message_created_per_frame_at_100_5000_and_20000_loaded_messages() {
         for i in 0..FRAMES {
             clock += 1;
             let send = Request::SendMessage {
+                mention_ranges: Vec::new(),
                 client_id: ClientMsgId::new(format!("n{i}")).unwrap(),
                 conversation: conversations[i % conversations.len()],
                 body: "Another one.".into(),

@@ -230,6 +230,7 @@ fn send(conversation: ConversationId, id: &str, body: &str) -> Request {
         body: body.into(),
         attachments: vec![],
         reply_to: None,
+        mention_ranges: vec![],
     }
 }
 
@@ -337,6 +338,7 @@ async fn the_outbox_survives_a_reload() {
     let w = World::new(key).await;
     // Offline: the send is queued but never acknowledged.
     w.harness.dispatch(Action::Send(tally_shared::store::PendingSend {
+        mention_ranges: Vec::new(),
         thread: None,
         client_id: ClientMsgId::new("offline-1").unwrap(),
         conversation: ConversationId(1),
@@ -719,6 +721,7 @@ async fn a_reply_in_a_followed_thread_raises_the_badge_not_the_conversation_and_
     w.act(
         "alice",
         Request::ReplyInThread {
+            mention_ranges: Vec::new(),
             client_id: ClientMsgId::new("a1").unwrap(),
             conversation: dm,
             thread: root,
@@ -779,5 +782,161 @@ async fn a_reply_in_a_followed_thread_raises_the_badge_not_the_conversation_and_
     assert_eq!(
         w.host.engine.projection().thread_head(dm, root),
         w.host.engine.projection().head(dm)
+    );
+}
+
+fn keydown(w: &World, selector: &str, key: &str) {
+    let init = web_sys::KeyboardEventInit::new();
+    init.set_key(key);
+    init.set_bubbles(true);
+    init.set_cancelable(true);
+    let event = web_sys::KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap();
+    w.root
+        .query_selector(selector)
+        .unwrap()
+        .unwrap()
+        .dispatch_event(&event)
+        .unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn typing_at_offers_the_participants_by_name_and_a_choice_is_sent_as_a_range() {
+    let mut w = World::new("t-picker").await;
+    w.act(
+        "alice",
+        Request::CreateGroup {
+            client_id: ClientMsgId::new("g").unwrap(),
+            title: "Desk".into(),
+            participants: vec![sid("bob"), sid("carol")],
+        },
+    );
+    w.click(".tally-launcher").await;
+    w.click(".tally-item[data-conversation='2']").await;
+    // "@" lists everyone but me, and @here; "@ca" filters to Carol, by name, in any case.
+    type_into(&w, "[data-testid=composer]", "ask @").await;
+    assert_eq!(w.count("[data-testid=mention-list] [role=option]"), 3);
+    type_into(&w, "[data-testid=composer]", "ask @Ca").await;
+    assert_eq!(w.count("[data-testid=mention-list] [role=option]"), 1);
+    let chosen = w.text("[role=option][aria-selected=true]").unwrap();
+    assert!(chosen.contains("carol"), "{chosen:?}");
+    // The keyboard chooses: Enter writes the name, and does not send.
+    keydown(&w, "[data-testid=composer]", "Enter");
+    settle().await;
+    assert_eq!(composer_text(&w), "ask @carol ");
+    assert_eq!(w.count("[data-testid=mention-list]"), 0);
+    assert_eq!(w.sent_of("send_message"), 0);
+    type_into(&w, "[data-testid=composer]", "ask @carol about @alice").await;
+    w.click("[data-testid=send]").await;
+    let sent = w
+        .harness
+        .sent
+        .borrow()
+        .iter()
+        .rev()
+        .find(|f| f.request.kind() == "send_message")
+        .cloned()
+        .unwrap();
+    let Request::SendMessage { mention_ranges, .. } = sent.request else {
+        unreachable!()
+    };
+    let who: Vec<_> = mention_ranges
+        .iter()
+        .map(|r| (r.start, r.end, r.staff.clone()))
+        .collect();
+    assert_eq!(
+        who,
+        vec![(4, 10, Some(sid("carol"))), (17, 23, Some(sid("alice")))]
+    );
+    w.pump().await;
+    // Escape closes the list without leaving the conversation.
+    type_into(&w, "[data-testid=composer]", "@").await;
+    keydown(&w, "[data-testid=composer]", "Escape");
+    settle().await;
+    assert_eq!(w.count("[data-testid=mention-list]"), 0);
+    assert_eq!(w.count("[data-testid=composer]"), 1);
+}
+
+#[wasm_bindgen_test]
+async fn a_mention_of_me_is_highlighted_formatting_renders_and_html_stays_text() {
+    let mut w = World::new("t-format").await;
+    w.act(
+        "alice",
+        send(
+            ConversationId(1),
+            "f1",
+            "**Ship** it, @bob: `make release`\n- one\n- two <b>no</b>",
+        ),
+    );
+    w.click(".tally-launcher").await;
+    w.click(".tally-item[data-conversation='1']").await;
+    assert_eq!(w.text(".tally-text strong").as_deref(), Some("Ship"));
+    assert_eq!(w.text(".tally-text code").as_deref(), Some("make release"));
+    assert_eq!(w.count(".tally-text li"), 2);
+    assert_eq!(w.count(".tally-text b"), 0, "HTML in a message is text");
+    assert!(w.text(".tally-text li:last-child").unwrap().contains("<b>no</b>"));
+    assert_eq!(w.text(".tally-mention-me").as_deref(), Some("@bob"));
+}
+
+#[wasm_bindgen_test]
+async fn a_reaction_shows_for_everyone_and_changes_no_count() {
+    let mut w = World::new("t-react").await;
+    w.act("alice", send(ConversationId(1), "r1", "lunch?"));
+    let id = tally_shared::MessageId(1);
+    let mid = w.host.engine.projection().head(ConversationId(1)).unwrap();
+    assert_eq!(mid.0, 1);
+    // Alice reacts: Bob's badge stays as it was.
+    settle().await;
+    let badge = w.text("[data-testid=total-badge]");
+    assert_eq!(badge.as_deref(), Some("1"));
+    w.act(
+        "alice",
+        Request::AddReaction {
+            message: id,
+            emoji: "🎉".into(),
+        },
+    );
+    settle().await;
+    assert_eq!(w.text("[data-testid=total-badge]"), badge);
+    w.click(".tally-launcher").await;
+    w.click(".tally-item[data-conversation='1']").await;
+    w.pump().await;
+    assert_eq!(w.count("[data-testid=reactions] .tally-reaction"), 1);
+    // Bob adds 👍 from the menu's quick row, then presses Alice's 🎉 to join it.
+    w.click(".tally-menu-button").await;
+    w.click("[data-testid=quick-reaction]").await;
+    w.pump().await;
+    w.click(".tally-reaction[data-emoji='🎉']").await;
+    w.pump().await;
+    let counts: Vec<String> = (0..2)
+        .map(|i| {
+            let b: web_sys::Element = w
+                .root
+                .query_selector_all(".tally-reaction")
+                .unwrap()
+                .item(i)
+                .unwrap()
+                .unchecked_into();
+            format!(
+                "{}{}",
+                b.get_attribute("data-emoji").unwrap(),
+                b.get_attribute("data-count").unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(counts, vec!["🎉2", "👍1"]);
+    assert_eq!(w.count(".tally-reaction-mine"), 2);
+    // The full picker offers more, and takes mine off when pressed again.
+    w.click(".tally-menu-button").await;
+    w.click("[data-testid=more-reactions]").await;
+    assert_eq!(w.count("[data-testid=emoji-picker]"), 1);
+    w.click("[data-testid=emoji-picker] .tally-emoji[aria-pressed=true]")
+        .await;
+    w.pump().await;
+    assert_eq!(w.count("[data-testid=emoji-picker]"), 0);
+    assert_eq!(w.count(".tally-reaction-mine"), 1);
+    assert_eq!(
+        w.text("[data-testid=total-badge]"),
+        None,
+        "read on opening; reactions never counted"
     );
 }

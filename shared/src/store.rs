@@ -1279,6 +1279,13 @@ impl ChatStore {
         }
     }
 
+    /// A loaded message, by id.
+    pub fn find_message(&self, id: MessageId) -> Option<&Message> {
+        self.conversations
+            .values()
+            .find_map(|v| v.messages.iter().rev().find(|m| m.id == id))
+    }
+
     fn message_mut(&mut self, conversation: ConversationId, seq: Seq) -> Option<&mut Message> {
         let v = self.conversations.get_mut(&conversation)?;
         let first = v.messages.first()?.seq;

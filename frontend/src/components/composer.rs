@@ -10,7 +10,7 @@ use yew::prelude::*;
 use super::{icons, use_chat};
 use crate::i18n::{t, ta};
 use crate::state::Action;
-use crate::{api, util};
+use crate::{api, picker, util};
 
 /// Properties.
 #[derive(Properties, PartialEq)]
@@ -60,6 +60,10 @@ pub fn composer(props: &ComposerProps) -> Html {
         use_state(move || draft(&chat, conversation, thread))
     };
     let uploads = use_state(Vec::<Upload>::new);
+    // The mentions chosen in the picker, and the picker when open: where its `@` is, what
+    // follows it, and which choice is highlighted.
+    let chosen = use_mut_ref(Vec::<picker::Choice>::new);
+    let mention = use_state(|| None::<(usize, String, usize)>);
     let dragging = use_state(|| false);
     let input = use_node_ref();
     let file_input = use_node_ref();
@@ -136,22 +140,33 @@ pub fn composer(props: &ComposerProps) -> Html {
         );
         let thread = props.thread;
         let ready = ready.clone();
+        let (chosen, mention) = (chosen.clone(), mention.clone());
         Callback::from(move |_: ()| {
             let body = text.trim().to_string();
             if busy || (body.is_empty() && ready.is_empty()) || body.len() > limits::BODY_MAX_BYTES {
                 return;
             }
+            let mention_ranges = {
+                let state = chat.state();
+                let (view, me) = (state.store.conversation(conversation), state.store.me());
+                match (view, me) {
+                    (Some(v), Some(me)) => picker::ranges(&body, &chosen.borrow(), &v.conversation, me),
+                    _ => Vec::new(),
+                }
+            };
+            chosen.borrow_mut().clear();
+            mention.set(None);
             if let Some(m) = &editing {
                 chat.dispatch(Action::Request(Request::EditMessage {
                     message: m.id,
                     body,
-                    mention_ranges: Vec::new(),
+                    mention_ranges,
                 }));
                 // Back to what was being written before the edit.
                 text.set(draft(&chat, conversation, thread));
             } else {
                 chat.dispatch(Action::Send(PendingSend {
-                    mention_ranges: Vec::new(),
+                    mention_ranges,
                     client_id: util::client_id(),
                     conversation,
                     body,
@@ -172,10 +187,86 @@ pub fn composer(props: &ComposerProps) -> Html {
             on_done.emit(());
         })
     };
+    let choices: Vec<picker::Choice> = match &*mention {
+        Some((_, query, _)) => {
+            let state = chat.state();
+            let store = &state.store;
+            store
+                .conversation(props.conversation)
+                .map(|v| {
+                    picker::candidates(
+                        &v.conversation,
+                        store.me(),
+                        |s| store.name_of(s).to_string(),
+                        query,
+                    )
+                })
+                .unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    let choose = {
+        let (text, mention, chosen, input) = (text.clone(), mention.clone(), chosen.clone(), input.clone());
+        let (chat, conversation, thread, editing) = (
+            chat.clone(),
+            props.conversation,
+            props.thread,
+            props.editing.is_some(),
+        );
+        Callback::from(move |choice: picker::Choice| {
+            let Some((at, query, _)) = (*mention).clone() else {
+                return;
+            };
+            let caret = at + 1 + query.chars().count();
+            let (new, caret) = picker::insert(&text, at, caret, &choice);
+            chosen.borrow_mut().push(choice);
+            if !editing && thread.is_none() {
+                chat.set_draft(conversation, &new);
+            }
+            if let Some(area) = input.cast::<HtmlTextAreaElement>() {
+                area.set_value(&new);
+                let at = picker::utf16_from_chars(&new, caret);
+                let _ = area.set_selection_range(at, at);
+                let _ = area.focus();
+            }
+            text.set(new);
+            mention.set(None);
+        })
+    };
     let onkeydown = {
         let submit = submit.clone();
         let on_done = props.on_done.clone();
+        let (mention, choose, choices) = (mention.clone(), choose.clone(), choices.clone());
         Callback::from(move |e: KeyboardEvent| {
+            if let Some((at, query, selected)) = (*mention).clone()
+                && !choices.is_empty()
+            {
+                let n = choices.len();
+                match e.key().as_str() {
+                    "ArrowDown" | "ArrowUp" => {
+                        e.prevent_default();
+                        let next = if e.key() == "ArrowDown" {
+                            (selected + 1) % n
+                        } else {
+                            (selected + n - 1) % n
+                        };
+                        mention.set(Some((at, query, next)));
+                        return;
+                    }
+                    "Enter" | "Tab" if !e.is_composing() => {
+                        e.prevent_default();
+                        choose.emit(choices[selected.min(n - 1)].clone());
+                        return;
+                    }
+                    "Escape" => {
+                        e.prevent_default();
+                        e.stop_propagation();
+                        mention.set(None);
+                        return;
+                    }
+                    _ => {}
+                }
+            }
             if e.key() == "Enter" && !e.shift_key() && !e.is_composing() {
                 e.prevent_default();
                 submit.emit(());
@@ -188,9 +279,13 @@ pub fn composer(props: &ComposerProps) -> Html {
         let (text, chat, conversation) = (text.clone(), chat.clone(), props.conversation);
         let editing = props.editing.is_some();
         let thread = props.thread;
+        let mention = mention.clone();
         Callback::from(move |e: InputEvent| {
             if let Some(t) = e.target_dyn_into::<HtmlTextAreaElement>() {
                 let value = t.value();
+                let caret = t.selection_start().ok().flatten().unwrap_or(0);
+                let caret = picker::chars_from_utf16(&value, caret);
+                mention.set(picker::query_at(&value, caret).map(|(at, q)| (at, q, 0)));
                 let now = js_sys::Date::now();
                 let due = now - *said_typing.borrow() >= tally_shared::protocol::TYPING_EVERY_MS as f64;
                 if !editing && due && !value.trim().is_empty() {
@@ -258,6 +353,11 @@ pub fn composer(props: &ComposerProps) -> Html {
             on_done.emit(())
         })
     };
+    let listbox_id = format!(
+        "tally-mentions-{}-{}",
+        props.conversation,
+        props.thread.map_or(0, |t| t.0)
+    );
     let state = chat.state();
     let store = &state.store;
     html! {
@@ -290,10 +390,28 @@ pub fn composer(props: &ComposerProps) -> Html {
                     }) }
                 </ul>
             }
+            if !choices.is_empty() {
+                <ul class="tally-mention-list" role="listbox" id={listbox_id.clone()} aria-label={t("mention.list")} data-testid="mention-list">
+                    { for choices.iter().enumerate().map(|(i, c)| {
+                        let selected = mention.as_ref().is_some_and(|m| m.2 == i);
+                        let pick = { let (choose, c) = (choose.clone(), c.clone()); Callback::from(move |e: MouseEvent| { e.prevent_default(); choose.emit(c.clone()); }) };
+                        let who = match &c.staff {
+                            Some(s) => html! { <><span class="tally-avatar tally-avatar-small" aria-hidden="true">{ util::initials(&c.name) }</span><span dir="auto">{ c.name.clone() }</span><span class="tally-mention-id">{ format!(" @{s}") }</span></> },
+                            None => html! { <><span dir="auto">{ "@here" }</span><span class="tally-mention-id">{ format!(" {}", t("mention.everyone")) }</span></> },
+                        };
+                        html! {
+                            <li role="option" id={format!("{listbox_id}-{i}")} aria-selected={selected.to_string()}
+                                class={classes!("tally-mention-choice", selected.then_some("tally-selected"))} onmousedown={pick}>{ who }</li>
+                        }
+                    }) }
+                </ul>
+            }
             <div class="tally-composer-row">
                 <button class="tally-icon-button" aria-label={t("composer.attach")} title={t("composer.attach")} onclick={pick}>{ icons::paperclip() }</button>
                 <input type="file" multiple=true hidden=true ref={file_input} onchange={on_files} data-testid="file-input" />
                 <textarea ref={input} rows="1" placeholder={t("composer.placeholder")} aria-label={t("composer.label")} dir="auto"
+                    aria-autocomplete="list" aria-controls={(!choices.is_empty()).then(|| listbox_id.clone())}
+                    aria-activedescendant={mention.as_ref().filter(|_| !choices.is_empty()).map(|m| format!("{listbox_id}-{}", m.2))}
                     value={(*text).clone()} {oninput} {onkeydown} data-testid="composer" />
                 <button class="tally-send" aria-label={if props.editing.is_some() { t("composer.save") } else { t("composer.send") }}
                     data-testid="send"

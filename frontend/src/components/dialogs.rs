@@ -246,3 +246,80 @@ pub fn group_dialog(props: &GroupProps) -> Html {
         </Dialog>
     }
 }
+
+/// The full reaction picker's emoji, by group: in the bundle, never fetched.
+const EMOJI: [(&str, &str); 6] = [
+    (
+        "reactions.smileys",
+        "😀 😃 😄 😁 😆 😅 😂 🤣 🙂 😉 😊 😇 🥰 😍 🤩 😘 😋 😜 🤔 🤨 😐 😑 😶 🙄 😏 😬 😌 😴 😷 🤒 🤯 🥳 😎 🤓 🧐 😕 😟 🙁 😮 😲 😳 🥺 😢 😭 😱 😤 😡 🤬",
+    ),
+    (
+        "reactions.gestures",
+        "👍 👎 👌 ✌️ 🤞 🤝 🙏 👏 🙌 👐 💪 👋 ✋ 🤙 👉 👈 👆 👇 ☝️ ✍️ 👀 🫡",
+    ),
+    (
+        "reactions.hearts",
+        "❤️ 🧡 💛 💚 💙 💜 🖤 🤍 💔 💕 💖 💯 ✨ 🔥 ⭐ 🌟",
+    ),
+    (
+        "reactions.work",
+        "✅ ☑️ ✔️ ❌ ❗ ❓ ⚠️ 🚧 🚀 🎯 📌 📎 📅 ⏰ ⏳ 📈 📉 💡 🛠️ 🐛 📝 📣 🔔 🔕",
+    ),
+    ("reactions.celebrate", "🎉 🎊 🎂 🎁 🏆 🥇 🍀 ☕ 🍕 🍰 🍻 🥂"),
+    ("reactions.nature", "☀️ 🌧️ ⛄ 🌈 🌻 🌲 🐶 🐱 🦄 🐢"),
+];
+
+/// Properties.
+#[derive(Properties, PartialEq)]
+pub struct EmojiProps {
+    /// The message to react to.
+    pub message: MessageId,
+    /// Called to close it.
+    pub on_close: Callback<()>,
+}
+
+/// Every emoji the widget offers, by group, for a reaction: a press puts it on (or takes mine
+/// off), and closes the picker.
+#[function_component(EmojiPicker)]
+pub fn emoji_picker(props: &EmojiProps) -> Html {
+    let chat = use_chat();
+    let state = chat.state();
+    let me = state.store.me().cloned();
+    let mine: Vec<String> = state
+        .store
+        .find_message(props.message)
+        .map(|m| {
+            m.reactions
+                .iter()
+                .filter(|r| me.as_ref().is_some_and(|me| r.staff.contains(me)))
+                .map(|r| r.emoji.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    drop(state);
+    html! {
+        <Dialog label={t("reactions.picker")} id="emoji" on_close={props.on_close.clone()}>
+            <div class="tally-emoji-picker" data-testid="emoji-picker">
+                { for EMOJI.iter().map(|(group, list)| html! {
+                    <section aria-label={t(group)}>
+                        <h3 class="tally-emoji-group">{ t(group) }</h3>
+                        <div class="tally-emoji-grid" role="group" aria-label={t(group)}>
+                            { for list.split(' ').map(|e| {
+                                let pressed = mine.iter().any(|m| m == e);
+                                let (chat, on_close, message) = (chat.clone(), props.on_close.clone(), props.message);
+                                let onclick = Callback::from(move |_: MouseEvent| {
+                                    chat.dispatch(Action::Request(super::conversation::reaction(message, e, !pressed)));
+                                    on_close.emit(());
+                                });
+                                html! { <button class="tally-emoji" aria-pressed={pressed.to_string()} {onclick}>{ e }</button> }
+                            }) }
+                        </div>
+                    </section>
+                }) }
+            </div>
+            <div class="tally-dialog-actions">
+                <button class="tally-link" onclick={let c = props.on_close.clone(); move |_| c.emit(())}>{ t("dialog.cancel") }</button>
+            </div>
+        </Dialog>
+    }
+}

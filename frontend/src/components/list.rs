@@ -70,7 +70,7 @@ pub fn conversation_list() -> Html {
                     } else if m.body.is_empty() && !m.attachments.is_empty() {
                         ta("list.preview", &[("who", &who), ("text", &ta("list.file", &[("name", &m.attachments[0].name)]))])
                     } else {
-                        ta("list.preview", &[("who", &who), ("text", &m.body)])
+                        ta("list.preview", &[("who", &who), ("text", &tally_shared::markup::plain_text(&m.body))])
                     };
                     text.chars().take(90).collect::<String>()
                 }).unwrap_or_default();
@@ -184,7 +184,13 @@ fn preview(store: &tally_shared::ChatStore, m: &tally_shared::Message) -> String
             ],
         )
     } else {
-        ta("list.preview", &[("who", &who), ("text", &m.body)])
+        ta(
+            "list.preview",
+            &[
+                ("who", &who),
+                ("text", &tally_shared::markup::plain_text(&m.body)),
+            ],
+        )
     };
     text.chars().take(90).collect()
 }

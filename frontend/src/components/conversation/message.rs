@@ -38,6 +38,90 @@ pub(crate) struct RowActions {
     /// Whether the open menu opens upwards (its message is near the bottom of the view, where
     /// a menu below it would be cut off by the composer).
     pub(crate) menu_up: UseStateHandle<bool>,
+    /// The message whose full emoji picker is open.
+    pub(crate) picker: UseStateHandle<Option<MessageId>>,
+}
+
+/// The emoji a message's menu offers at once.
+pub(crate) const QUICK_REACTIONS: [&str; 6] = ["👍", "❤️", "😂", "🎉", "👀", "✅"];
+
+/// Whether `me` has reacted to `m` with `emoji`.
+fn reacted(m: &Message, me: Option<&tally_shared::StaffId>, emoji: &str) -> bool {
+    me.is_some_and(|me| {
+        m.reactions
+            .iter()
+            .any(|r| r.emoji == emoji && r.staff.contains(me))
+    })
+}
+
+/// Putting `emoji` on a message, or taking it off.
+pub(crate) fn reaction(message: MessageId, emoji: &str, add: bool) -> Request {
+    let emoji = emoji.to_string();
+    if add {
+        Request::AddReaction { message, emoji }
+    } else {
+        Request::RemoveReaction { message, emoji }
+    }
+}
+
+/// A message's reactions: each emoji with how many put it there, pressed when I did; who did
+/// shows on hover, focus (its name) and tap (the title). A press toggles mine.
+fn reactions_row(chat: &Chat, store: &ChatStore, m: &Message) -> Html {
+    html! {
+        <div class="tally-reactions" data-testid="reactions">
+            { for m.reactions.iter().map(|r| {
+                let mine = reacted(m, store.me(), &r.emoji);
+                let names: Vec<String> = r.staff.iter().map(|s| if Some(s) == store.me() { t("list.you") } else { store.name_of(s).to_string() }).collect();
+                let who = ta("reactions.by", &[("emoji", &r.emoji), ("names", &names.join(", "))]);
+                let (chat, id, emoji) = (chat.clone(), m.id, r.emoji.clone());
+                let onclick = Callback::from(move |_: MouseEvent| chat.dispatch(Action::Request(reaction(id, &emoji, !mine))));
+                html! {
+                    <button class={classes!("tally-reaction", mine.then_some("tally-reaction-mine"))} aria-pressed={mine.to_string()}
+                        title={who.clone()} aria-label={who} data-emoji={r.emoji.clone()} data-count={r.staff.len().to_string()} {onclick}>
+                        <span aria-hidden="true">{ r.emoji.clone() }</span>{" "}<span aria-hidden="true">{ r.staff.len() }</span>
+                    </button>
+                }
+            }) }
+        </div>
+    }
+}
+
+/// A message's text as formatted (`tally_shared::markup`), mentions marked, mine the most.
+pub(crate) fn formatted(m: &Message, me: Option<&tally_shared::StaffId>) -> Html {
+    use tally_shared::markup::{Block, Inline, parse};
+    fn inlines(items: &[Inline], me: Option<&tally_shared::StaffId>) -> Html {
+        html! { <>{ for items.iter().map(|i| match i {
+            Inline::Text(t) => html! { { t.clone() } },
+            Inline::Mention { text, staff } => {
+                let mine = staff.is_none() || staff.as_ref() == me;
+                html! { <span class={classes!("tally-mention", mine.then_some("tally-mention-me"))} data-testid="mention">{ text.clone() }</span> }
+            }
+            Inline::Link { href, children } => html! {
+                <a href={href.clone()} target="_blank" rel="noopener noreferrer">{ inlines(children, me) }</a>
+            },
+            Inline::Code(c) => html! { <code>{ c.clone() }</code> },
+            Inline::Strong(c) => html! { <strong>{ inlines(c, me) }</strong> },
+            Inline::Emphasis(c) => html! { <em>{ inlines(c, me) }</em> },
+            Inline::Strike(c) => html! { <s>{ inlines(c, me) }</s> },
+            Inline::Break => html! { <br /> },
+        }) }</> }
+    }
+    fn blocks(items: &[Block], me: Option<&tally_shared::StaffId>) -> Html {
+        html! { <>{ for items.iter().map(|b| match b {
+            Block::Paragraph(i) => html! { <p>{ inlines(i, me) }</p> },
+            Block::Heading(i) => html! { <p><strong>{ inlines(i, me) }</strong></p> },
+            Block::Code(c) => html! { <pre dir="ltr"><code>{ c.trim_end_matches('\n').to_string() }</code></pre> },
+            Block::Quote(q) => html! { <blockquote>{ blocks(q, me) }</blockquote> },
+            Block::List { start: Some(n), items } => html! {
+                <ol start={n.to_string()}>{ for items.iter().map(|i| html! { <li>{ blocks(i, me) }</li> }) }</ol>
+            },
+            Block::List { start: None, items } => html! {
+                <ul>{ for items.iter().map(|i| html! { <li>{ blocks(i, me) }</li> }) }</ul>
+            },
+            Block::Rule => html! { <hr /> },
+        }) }</> }
+    }
+    blocks(&parse(&m.body, &m.mention_ranges), me)
 }
 
 /// Where a row is shown, for what it says of threads.
@@ -141,6 +225,7 @@ pub(crate) fn message_row(
         unfolded,
         press,
         menu_up,
+        ..
     } = ui;
     let own = Some(&m.sender) == store.me();
     let key = format!("m-{}", m.seq);
@@ -230,6 +315,13 @@ pub(crate) fn message_row(
     let on_reply = {
         let (r, m) = (reply_to.clone(), m.clone());
         act(Box::new(move || r.set(Some(m.clone()))))
+    };
+    let on_more = {
+        let (picker, menu) = (ui.picker.clone(), menu.clone());
+        Callback::from(move |_: MouseEvent| {
+            picker.set(Some(id));
+            menu.set(None);
+        })
     };
     let on_forward = {
         let f = forwarding.clone();
@@ -352,7 +444,7 @@ pub(crate) fn message_row(
                 if m.deleted {
                     <em>{ t("message.deleted") }</em>
                 } else {
-                    <div class={classes!("tally-text", folded.then_some("tally-folded"))} dir="auto">{ text_with_links(&m.body) }</div>
+                    <div class={classes!("tally-text", folded.then_some("tally-folded"))} dir="auto">{ formatted(m, store.me()) }</div>
                     if is_long(&m.body) {
                         <button class="tally-link tally-fold" aria-expanded={(!folded).to_string()} onclick={toggle_fold} data-testid="fold">
                             { if folded { t("message.show_more") } else { t("message.show_less") } }
@@ -365,6 +457,9 @@ pub(crate) fn message_row(
                     <time>{ util::time_of_day(m.created_at) }</time>
                 </span>
             </div>
+            if !m.deleted && !m.reactions.is_empty() {
+                { reactions_row(chat, store, m) }
+            }
             if let ThreadRow::Stream(Some(summary), counts) = thread {
                 { thread_line(chat, store, m, summary, *counts) }
             }
@@ -377,6 +472,17 @@ pub(crate) fn message_row(
                         <div class={classes!("tally-menu", menu_up.then_some("tally-menu-up"))} role="menu" onkeydown={menu_keys}>
                             if in_stream { <button role="menuitem" onclick={on_reply}>{ t("message.reply") }</button> }
                             if in_stream { <button role="menuitem" onclick={on_thread} data-testid="reply-in-thread">{ t("message.reply_in_thread") }</button> }
+                            <div class="tally-quick-reactions" role="group" aria-label={t("message.react")}>
+                                { for QUICK_REACTIONS.iter().map(|e| {
+                                    let (chat, menu, mine) = (chat.clone(), menu.clone(), reacted(m, store.me(), e));
+                                    let onclick = Callback::from(move |_: MouseEvent| {
+                                        chat.dispatch(Action::Request(reaction(id, e, !mine)));
+                                        menu.set(None);
+                                    });
+                                    html! { <button role="menuitem" class="tally-emoji" aria-pressed={mine.to_string()} data-testid="quick-reaction" {onclick}>{ *e }</button> }
+                                }) }
+                                <button role="menuitem" class="tally-emoji" aria-label={t("reactions.more")} data-testid="more-reactions" onclick={on_more}>{ "＋" }</button>
+                            </div>
                             <button role="menuitem" onclick={on_forward}>{ t("message.forward") }</button>
                             if own { <button role="menuitem" onclick={on_edit}>{ t("message.edit") }</button> }
                             if own { <button role="menuitem" onclick={on_delete}>{ t("message.delete") }</button> }

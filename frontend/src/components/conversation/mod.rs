@@ -4,6 +4,7 @@
 //! [`message`]; where unread starts and what reading asks for are the store's rules.
 
 pub(crate) mod message;
+pub(crate) use message::reaction;
 pub(crate) mod reading;
 mod scroll;
 
@@ -11,7 +12,7 @@ use tally_shared::{ConversationId, ConversationKind, Message, MessageId, Request
 use yew::prelude::*;
 
 use super::composer::Composer;
-use super::dialogs::{ForwardDialog, GroupDialog};
+use super::dialogs::{EmojiPicker, ForwardDialog, GroupDialog};
 use super::{icons, use_chat};
 use crate::i18n::{t, ta, tn};
 use crate::state::Action;
@@ -134,6 +135,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     let reply_to = use_state(|| None::<Message>);
     let editing = use_state(|| None::<Message>);
     let forwarding = use_state(|| None::<MessageId>);
+    let picker = use_state(|| None::<MessageId>);
     let group_dialog = use_state(|| false);
     let menu = use_state(|| None::<MessageId>);
     let unfolded = use_state(std::collections::HashSet::<MessageId>::new);
@@ -176,6 +178,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         unfolded,
         press,
         menu_up: menu_up.clone(),
+        picker: picker.clone(),
     };
     let seen_marker = store.seen_marker(id);
     let summaries = store.thread_summaries(id);
@@ -282,6 +285,9 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
             if let Some(message) = *forwarding {
                 <ForwardDialog {message} on_close={let f = forwarding.clone(); Callback::from(move |_| f.set(None))}
                     on_forwarded={let toast = toast.clone(); Callback::from(move |title: String| toast.show(ta("dialog.forwarded", &[("title", &title)])))} />
+            }
+            if let Some(message) = *picker {
+                <EmojiPicker {message} on_close={let p = picker.clone(); Callback::from(move |_| p.set(None))} />
             }
             <div class="tally-messages" ref={list_ref} onscroll={scroll.onscroll} role="log" aria-label={ta("conversation.messages_with", &[("title", &title)])} aria-live="polite">
                 <ul class="tally-message-list">
