@@ -72,6 +72,21 @@ try {
   await page.waitForSelector('[data-testid=thread-pane] [data-testid=thread-divider]');
   await page.waitForTimeout(300); // let the view settle for the picture (not a test)
   await page.screenshot({ path: join(out, 'thread-pane.png') });
+  // How staff talk: formatting, a mention of Alice and reactions in the front desk group, then
+  // the mention picker filtering as she types.
+  page = await signIn('light');
+  await page.click('.tally-launcher');
+  await page.click('.tally-item:has-text("Front desk")');
+  await page.waitForSelector('[data-testid=reactions]');
+  await page.$eval('.tally-messages', (l) => { l.scrollTop = l.scrollHeight; });
+  await page.waitForTimeout(300); // let the view settle for the picture (not a test)
+  await page.screenshot({ path: join(out, 'reactions-formatting.png') });
+  await page.click('[data-testid=composer]');
+  await page.keyboard.type('Thanks @', { delay: 30 });
+  await page.waitForSelector('[data-testid=mention-list]');
+  await page.keyboard.type('b', { delay: 30 });
+  await page.waitForTimeout(200);
+  await page.screenshot({ path: join(out, 'mention-picker.png') });
   page = await signIn('dark');
   await page.click('.tally-launcher');
   await page.waitForSelector('.tally-list');

@@ -781,3 +781,93 @@ test('threads: Bob replies in a thread Alice follows; her badge rises, not the c
     await relay.stop();
   }
 });
+
+test('talk: Alice mentions "Bob Chen" through the picker; his mention count rises and it is highlighted; a reaction shows for both and changes no count; formatting renders', async () => {
+  const relay = new Relay(['alice']);
+  relay.cli('staff', 'add', 'bob', '--name', 'Bob Chen');
+  await relay.start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const b = await tab(browser, relay, 'bob');
+    await startDirect(a, 'Bob Chen');
+    // The picker: "@bo" offers Bob Chen; Enter writes his name.
+    await a.page.click('#messenger [data-testid=composer]');
+    await a.page.keyboard.type('@bo');
+    await a.page.waitForSelector('#messenger [data-testid=mention-list] [role=option][aria-selected=true]:has-text("Bob Chen")');
+    await a.page.keyboard.press('Enter');
+    await a.page.waitForFunction(() => $t('[data-testid=composer]').value === '@Bob Chen ');
+    await a.page.keyboard.type('can you **check** the door?');
+    await a.page.keyboard.press('Enter');
+    await a.page.waitForSelector('#messenger .tally-msg:not(.tally-pending) .tally-text strong:text-is("check")');
+    await expectTotal(b, 1);
+    await b.page.waitForSelector('#messenger [data-testid=mention-marker]');
+    await openConversation(b, 'Alice');
+    await b.page.waitForSelector('#messenger .tally-mention-me:text-is("@Bob Chen")');
+    await expectTotal(b, '');
+    // Bob reacts from the message's menu; both see it, and no count moves.
+    await b.page.hover('#messenger .tally-msg');
+    await b.page.click('#messenger .tally-msg .tally-menu-button');
+    await b.page.click('#messenger [data-testid=quick-reaction]:has-text("👍")');
+    for (const t of [a, b]) {
+      await t.page.waitForSelector('#messenger .tally-reaction[data-emoji="👍"][data-count="1"]');
+    }
+    const who = await a.page.evaluate(() => $t('.tally-reaction').getAttribute('title'));
+    assert.equal(who, '👍 from Bob Chen');
+    assert.equal(await total(a), '');
+    assert.equal(await total(b), '');
+    // Alice joins it from her side: two, and still no count.
+    await a.page.click('#messenger .tally-reaction[data-emoji="👍"]');
+    await b.page.waitForSelector('#messenger .tally-reaction[data-emoji="👍"][data-count="2"]');
+    assert.equal(await total(b), '');
+  } finally {
+    await relay.stop();
+  }
+});
+
+test('notifications follow reading: the tab that showed one closes it when Bob reads the message in his other tab', async () => {
+  const relay = await new Relay(['alice', 'bob']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const context = await newContext(browser, { viewport: { width: 1000, height: 760 } });
+    await context.addInitScript(() => {
+      window.notes = [];
+      window.Notification = class {
+        constructor(title, options) { this.title = title; this.closed = false; window.notes.push(this); }
+        close() { this.closed = true; }
+        static get permission() { return 'granted'; }
+        static requestPermission() { return Promise.resolve('granted'); }
+      };
+    });
+    const b1 = await tab(browser, relay, 'bob', { context });
+    const b2 = await tab(browser, relay, 'bob', { context });
+    await openPanel(b1);
+    await b1.page.click('#messenger [data-testid=bell]');
+    await b1.page.check('#messenger [data-testid=notify-enabled]');
+    await startDirect(a, 'Bob');
+    const hide = (t, hidden) => t.page.evaluate((hidden) => {
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => hidden });
+      document.dispatchEvent(new Event('visibilitychange'));
+    }, hidden);
+    await hide(b1, true);
+    await hide(b2, true);
+    await new Promise((r) => setTimeout(r, 2_500));
+    await say(a, 'The van is here');
+    const shown = async (t) => t.page.evaluate(() => window.notes.filter((n) => !n.closed).length);
+    await expectTotal(b1, 1);
+    let notifier;
+    for (let i = 0; i < 50 && !notifier; i++) {
+      if (await shown(b1)) notifier = b1;
+      else if (await shown(b2)) notifier = b2;
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(notifier, 'one tab notified');
+    const other = notifier === b1 ? b2 : b1;
+    // Bob reads it in the other tab: the notification closes where it stands, and both badges clear.
+    await hide(other, false);
+    await openConversation(other, 'Alice');
+    await expectTotal(notifier, '');
+    await notifier.page.waitForFunction(() => window.notes.length > 0 && window.notes.every((n) => n.closed), null, { timeout: 10_000 });
+  } finally {
+    await relay.stop();
+  }
+});

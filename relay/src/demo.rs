@@ -149,5 +149,41 @@ pub fn seed(core: &mut Core) -> anyhow::Result<()> {
     reply(core, "bob", 4, 3, "Thursday works. Do we count the basement too?")?;
     reply(core, "carol", 4, 3, "Basement is done, I did it on Monday.")?;
     reply(core, "dan", 4, 3, "I'll bring the scanners.")?;
+    // How staff talk: a formatted message in the front desk group that mentions Alice and Bob
+    // by name (as the picker sends it), and reactions on it.
+    let plan = core.engine().next_ids().1;
+    let body = "**Fire drill** moved to `11:30`:\n- east stairs: @Bob Chen\n- car park: @Alice Martin";
+    let at = |name: &str| {
+        let start = body[..body.find(name).expect("in the text")].chars().count() as u32;
+        (start, start + name.chars().count() as u32)
+    };
+    let range = |name: &str, staff: &str| {
+        let (start, end) = at(name);
+        tally_shared::mentions::MentionRange {
+            start,
+            end,
+            staff: Some(id(staff)),
+        }
+    };
+    core.execute_local(
+        &id("carol"),
+        Request::SendMessage {
+            mention_ranges: vec![range("@Bob Chen", "bob"), range("@Alice Martin", "alice")],
+            client_id: ClientMsgId::new("demo-formatted")?,
+            conversation: tally_shared::ConversationId(2),
+            body: body.into(),
+            attachments: vec![],
+            reply_to: None,
+        },
+    )?;
+    for (who, emoji) in [("dan", "👍"), ("bob", "👍"), ("dan", "✅")] {
+        core.execute_local(
+            &id(who),
+            Request::AddReaction {
+                message: plan,
+                emoji: emoji.into(),
+            },
+        )?;
+    }
     Ok(())
 }

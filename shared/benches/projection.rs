@@ -251,5 +251,34 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Formatting: what rendering a message costs (the widget parses each row it draws; the relay
+/// parses a text for its search index only when it holds a link, an entity or an escape).
+fn markup(c: &mut Criterion) {
+    let texts = [
+        (
+            "plain",
+            "Morning! Did the courier come by yet? I'll be at the front desk until noon.",
+        ),
+        (
+            "formatted",
+            "**Fire drill** moved to `11:30`:\n- east stairs: @Bob Chen\n- car park: @Alice Martin\n> bring the visitor log\nsee [the plan](https://wiki.acme.test/drill)",
+        ),
+    ];
+    let mut g = c.benchmark_group("markup/parse");
+    g.sample_size(30).measurement_time(Duration::from_secs(2));
+    for (name, text) in texts {
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| tally_shared::markup::parse(std::hint::black_box(text), &[]))
+        });
+    }
+    let long = "A line of a long message, with *some* `code` and a https://x.test/link.\n".repeat(110);
+    g.throughput(Throughput::Bytes(long.len() as u64));
+    g.bench_function("8KiB", |b| {
+        b.iter(|| tally_shared::markup::parse(std::hint::black_box(&long), &[]))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, markup);
 criterion_main!(benches);

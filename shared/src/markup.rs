@@ -1,23 +1,28 @@
 //! Formatting: the small Markdown subset messages may use, parsed here so that every client
-//! shows a message alike. Bold (`**b**`), italic (`*i*`, `_i_`), strike (`~~s~~`), inline
-//! `code`, fenced and indented code blocks, quotes (`>`), lists (`-`, `*`, `1.`), and links
-//! (`[text](https://…)`, `<https://…>`, and bare `http:`, `https:` and `mailto:` links as
-//! [`crate::text`] finds them). A single line break is a line break, as in every messenger.
+//! shows a message alike. Bold (`**b**`, `__b__`), italic (`*i*`, `_i_`), strike (`~~s~~`),
+//! inline `code`, fenced code blocks, quotes (`>`), lists (`-`, `*`, `+`, `1.`; nested by
+//! indenting), headings (shown bold), rules, and links (`[text](https://…)`, `<https://…>`,
+//! `<name@host>`, and bare `http:`, `https:` and `mailto:` links as [`crate::text`] finds them).
+//! A single line break is a line break, as in every messenger.
 //!
-//! Nothing in a message is ever HTML: the parser (pulldown-cmark, without its HTML writer)
-//! yields a tree of the kinds below, raw HTML in the text stays text, an image is a link to it
-//! (never fetched), links go only where [`crate::text::safe_href`] allows, and nesting deeper
-//! than [`MAX_DEPTH`] flattens, so a renderer's recursion is bounded. Headings show as bold
-//! paragraphs; tables, footnotes and the like are not enabled, so they stay text.
+//! It is not CommonMark, on purpose: formatting never spans lines, `_` never opens or closes
+//! inside a word (`snake_case` stays), four spaces do not make code (only fences do), and
+//! entities and raw HTML are text as typed. A parser of the full language (pulldown-cmark) was
+//! tried first and measured: 71.5 KB of gzipped wasm by itself, a quarter of the widget, for
+//! rules a chat message does not need (`docs/benchmarks.md`, "Formatting").
+//!
+//! Nothing in a message is ever HTML: the parser yields a tree of the kinds below (a renderer
+//! builds DOM nodes from it, escaping nothing because nothing is markup), images are links to
+//! them (never fetched), links go only where [`crate::text::safe_href`] allows, and nesting
+//! deeper than [`MAX_DEPTH`] flattens, so a renderer's recursion is bounded. Reading is linear:
+//! a delimiter with no closer is remembered as such, so thousands of them cost one pass.
 //!
 //! Mentions come from the message's ranges ([`crate::mentions`]), not from the markup: a range
 //! over text the markup left as it was written shows as a mention, in any block.
 
-use pulldown_cmark::{Event, LinkType, Options, Parser, Tag};
-
 use crate::ids::StaffId;
 use crate::mentions::MentionRange;
-use crate::text::{Segment, safe_href, segments};
+use crate::text::{link_at, safe_href};
 
 /// Containers nested deeper than this (quotes in quotes, lists in lists, bold in italic…) are
 /// dropped, their contents kept in the container around them.
@@ -76,211 +81,482 @@ pub enum Inline {
     Break,
 }
 
-/// What an open container collects.
-enum Open {
-    /// Blocks (the message, a quote, a list item), with inlines not yet in a paragraph (a
-    /// tight list's items hold text directly).
-    Blocks(BlockKind, Vec<Block>, Vec<Inline>),
-    /// A list's items.
-    List(Option<u64>, Vec<Vec<Block>>),
-    /// Inlines (a paragraph, a heading, bold, italic, strike, a link).
-    Inlines(InlineKind, Vec<Inline>),
-    /// A code block's text.
-    Code(String),
-    /// A container past [`MAX_DEPTH`] (or one not shown): its contents go to the one around.
-    Skip,
-}
-
-#[derive(Clone, Copy)]
-enum BlockKind {
-    Root,
-    Quote,
-    Item,
-}
-
-enum InlineKind {
-    Paragraph,
-    Heading,
-    Strong,
-    Emphasis,
-    Strike,
-    /// A link or an image: where it goes, if it may go there.
-    Link(Option<String>),
-}
-
 /// Parses a message's text (and its mention ranges) into blocks.
 pub fn parse(body: &str, ranges: &[MentionRange]) -> Vec<Block> {
     let mentions = byte_ranges(body, ranges);
-    let mut stack: Vec<Open> = vec![Open::Blocks(BlockKind::Root, Vec::new(), Vec::new())];
-    let parser = Parser::new_ext(body, Options::ENABLE_STRIKETHROUGH).into_offset_iter();
-    for (event, at) in parser {
-        match event {
-            Event::Start(tag) => {
-                let open = if stack.len() > MAX_DEPTH {
-                    Open::Skip
-                } else {
-                    opened(tag)
-                };
-                if let Open::Blocks(..) | Open::List(..) | Open::Code(_) = open {
-                    flush_loose(&mut stack);
-                }
-                stack.push(open);
-            }
-            Event::End(_) => {
-                if stack.len() > 1 {
-                    let open = stack.pop().expect("the root stays");
-                    close(&mut stack, open);
-                }
-            }
-            Event::Text(text) => {
-                if let Some(Open::Code(code)) = stack.iter_mut().rev().find(|o| !matches!(o, Open::Skip)) {
-                    code.push_str(&text);
-                    continue;
-                }
-                let written = body.get(at.clone()) == Some(&*text);
-                let in_link = stack
-                    .iter()
-                    .any(|o| matches!(o, Open::Inlines(InlineKind::Link(_), _)));
-                for piece in text_pieces(&text, written.then_some(at.start), &mentions, !in_link) {
-                    push_inline(&mut stack, piece);
-                }
-            }
-            Event::Code(code) => push_inline(&mut stack, Inline::Code(code.to_string())),
-            // Raw HTML is text, as written.
-            Event::Html(html) | Event::InlineHtml(html) => {
-                push_inline(&mut stack, Inline::Text(html.to_string()))
-            }
-            Event::SoftBreak | Event::HardBreak => push_inline(&mut stack, Inline::Break),
-            Event::Rule => {
-                flush_loose(&mut stack);
-                push_block(&mut stack, Block::Rule);
-            }
-            // Not enabled, so never emitted; kept as text should that change.
-            Event::InlineMath(t) | Event::DisplayMath(t) | Event::FootnoteReference(t) => {
-                push_inline(&mut stack, Inline::Text(t.to_string()))
-            }
-            Event::TaskListMarker(done) => push_inline(
-                &mut stack,
-                Inline::Text(if done { "[x] " } else { "[ ] " }.into()),
-            ),
+    let lines: Vec<Line<'_>> = body
+        .split('\n')
+        .scan(0usize, |at, l| {
+            let line = Line { at: *at, text: l };
+            *at += l.len() + 1;
+            Some(line)
+        })
+        .collect();
+    let cx = Cx { mentions: &mentions };
+    cx.blocks(&lines, 0)
+}
+
+/// A line of the text: where it starts in the body (so mention ranges still find it once a
+/// quote's or a list's marker is cut off), and what is left of it.
+#[derive(Clone, Copy)]
+struct Line<'a> {
+    at: usize,
+    text: &'a str,
+}
+
+impl<'a> Line<'a> {
+    /// The line without its first `n` bytes.
+    fn cut(self, n: usize) -> Line<'a> {
+        let n = n.min(self.text.len());
+        Line {
+            at: self.at + n,
+            text: &self.text[n..],
         }
     }
-    while stack.len() > 1 {
-        let open = stack.pop().expect("more than the root");
-        close(&mut stack, open);
+
+    fn blank(&self) -> bool {
+        self.text.trim().is_empty()
     }
-    match stack.pop() {
-        Some(Open::Blocks(_, mut blocks, loose)) => {
-            if !loose.is_empty() {
-                blocks.push(Block::Paragraph(loose));
-            }
-            blocks
-        }
-        _ => Vec::new(),
+
+    /// Spaces it starts with (a tab counts as four).
+    fn indent(&self) -> usize {
+        self.text
+            .chars()
+            .take_while(|c| *c == ' ' || *c == '\t')
+            .map(|c| if c == '\t' { 4 } else { 1 })
+            .sum()
     }
 }
 
-/// The container a tag opens.
-fn opened(tag: Tag<'_>) -> Open {
-    match tag {
-        Tag::Paragraph => Open::Inlines(InlineKind::Paragraph, Vec::new()),
-        Tag::Heading { .. } => Open::Inlines(InlineKind::Heading, Vec::new()),
-        Tag::BlockQuote(_) => Open::Blocks(BlockKind::Quote, Vec::new(), Vec::new()),
-        Tag::CodeBlock(_) => Open::Code(String::new()),
-        Tag::List(start) => Open::List(start, Vec::new()),
-        Tag::Item => Open::Blocks(BlockKind::Item, Vec::new(), Vec::new()),
-        Tag::Emphasis => Open::Inlines(InlineKind::Emphasis, Vec::new()),
-        Tag::Strong => Open::Inlines(InlineKind::Strong, Vec::new()),
-        Tag::Strikethrough => Open::Inlines(InlineKind::Strike, Vec::new()),
-        Tag::Link {
-            link_type, dest_url, ..
-        }
-        | Tag::Image {
-            link_type, dest_url, ..
-        } => {
-            let href = match link_type {
-                LinkType::Email => format!("mailto:{dest_url}"),
-                _ => dest_url.to_string(),
-            };
-            Open::Inlines(InlineKind::Link(safe_href(&href).then_some(href)), Vec::new())
-        }
-        // Everything else (HTML blocks, tables, footnotes…) is not shown as such; what is in
-        // it is.
-        _ => Open::Skip,
+struct Cx<'m> {
+    mentions: &'m [(usize, usize, Option<StaffId>)],
+}
+
+/// A list item's marker: its length in bytes, and the number of an ordered one.
+fn list_marker(text: &str) -> Option<(usize, Option<u64>)> {
+    let lead = text.len() - text.trim_start_matches(' ').len();
+    if lead > 3 {
+        return None;
     }
-}
-
-/// Ends a container, giving what it made to the one around it.
-fn close(stack: &mut [Open], open: Open) {
-    match open {
-        Open::Skip => {}
-        Open::Code(code) => push_block(stack, Block::Code(code)),
-        Open::List(start, items) => push_block(stack, Block::List { start, items }),
-        Open::Blocks(kind, mut blocks, loose) => {
-            if !loose.is_empty() {
-                blocks.push(Block::Paragraph(loose));
-            }
-            match kind {
-                BlockKind::Quote => push_block(stack, Block::Quote(blocks)),
-                BlockKind::Item => match real_top(stack) {
-                    Some(Open::List(_, items)) => items.push(blocks),
-                    _ => blocks.into_iter().for_each(|b| push_block(stack, b)),
-                },
-                BlockKind::Root => {}
-            }
-        }
-        Open::Inlines(kind, children) => match kind {
-            InlineKind::Paragraph => push_block(stack, Block::Paragraph(children)),
-            InlineKind::Heading => push_block(stack, Block::Heading(children)),
-            InlineKind::Strong => push_inline(stack, Inline::Strong(children)),
-            InlineKind::Emphasis => push_inline(stack, Inline::Emphasis(children)),
-            InlineKind::Strike => push_inline(stack, Inline::Strike(children)),
-            InlineKind::Link(Some(href)) => push_inline(stack, Inline::Link { href, children }),
-            // A link that may not be followed shows its text only.
-            InlineKind::Link(None) => children.into_iter().for_each(|c| push_inline(stack, c)),
-        },
+    let rest = &text[lead..];
+    let bytes = rest.as_bytes();
+    if matches!(bytes.first(), Some(b'-' | b'*' | b'+')) && matches!(bytes.get(1), Some(b' ') | None) {
+        return Some((lead + 2.min(rest.len()), None));
     }
-}
-
-/// The innermost container that is not skipped.
-fn real_top(stack: &mut [Open]) -> Option<&mut Open> {
-    stack.iter_mut().rev().find(|o| !matches!(o, Open::Skip))
-}
-
-fn push_inline(stack: &mut [Open], inline: Inline) {
-    match real_top(stack) {
-        Some(Open::Inlines(_, children)) => children.push(inline),
-        Some(Open::Blocks(_, _, loose)) => loose.push(inline),
-        Some(Open::Code(code)) => code.push_str(&plain_inline(&inline)),
-        // Text straight inside a list (not in an item) cannot come from the parser.
-        Some(Open::List(_, items)) => items.push(vec![Block::Paragraph(vec![inline])]),
-        Some(Open::Skip) | None => {}
-    }
-}
-
-fn push_block(stack: &mut [Open], block: Block) {
-    match real_top(stack) {
-        Some(Open::Blocks(_, blocks, loose)) => {
-            if !loose.is_empty() {
-                blocks.push(Block::Paragraph(std::mem::take(loose)));
-            }
-            blocks.push(block);
-        }
-        Some(Open::List(_, items)) => items.push(vec![block]),
-        // A block inside inlines (only when containers were skipped): its text.
-        Some(Open::Inlines(_, children)) => children.push(Inline::Text(plain_blocks(&[block]))),
-        Some(Open::Code(code)) => code.push_str(&plain_blocks(&[block])),
-        Some(Open::Skip) | None => {}
-    }
-}
-
-/// Puts the inlines waiting in the innermost block container into a paragraph (a block is
-/// about to start after them).
-fn flush_loose(stack: &mut [Open]) {
-    if let Some(Open::Blocks(_, blocks, loose)) = real_top(stack)
-        && !loose.is_empty()
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if (1..=9).contains(&digits)
+        && matches!(bytes.get(digits), Some(b'.' | b')'))
+        && matches!(bytes.get(digits + 1), Some(b' ') | None)
     {
-        blocks.push(Block::Paragraph(std::mem::take(loose)));
+        let n = rest[..digits].parse().ok();
+        return Some((lead + (digits + 2).min(rest.len()), n));
+    }
+    None
+}
+
+/// Whether a line is a thematic break: three or more of one of `-`, `*`, `_`, spaces aside.
+fn is_rule(text: &str) -> bool {
+    let t: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
+    t.len() >= 3
+        && matches!(t[0], '-' | '*' | '_')
+        && t.iter().all(|c| *c == t[0])
+        && text.len() - text.trim_start().len() <= 3
+}
+
+fn fence(text: &str) -> bool {
+    let t = text.trim_start_matches(' ');
+    text.len() - t.len() <= 3 && t.starts_with("```")
+}
+
+fn quote_marker(text: &str) -> Option<usize> {
+    let t = text.trim_start_matches(' ');
+    let lead = text.len() - t.len();
+    (lead <= 3 && t.starts_with('>')).then(|| lead + 1 + usize::from(t[1..].starts_with(' ')))
+}
+
+fn heading(text: &str) -> Option<usize> {
+    let t = text.trim_start_matches(' ');
+    let hashes = t.bytes().take_while(|b| *b == b'#').count();
+    ((1..=6).contains(&hashes) && (t.len() == hashes || t.as_bytes()[hashes] == b' '))
+        .then(|| text.len() - t.len() + (hashes + 1).min(t.len()))
+}
+
+/// Lines past [`MAX_DEPTH`]: every quote and list marker they start with cut off, so what they
+/// hold is read at the same depth (and the reading never recurses deeper).
+fn flat<'a>(lines: &[Line<'a>]) -> Vec<Line<'a>> {
+    lines
+        .iter()
+        .map(|l| {
+            let mut l = *l;
+            loop {
+                if let Some(n) = quote_marker(l.text) {
+                    l = l.cut(n);
+                } else if let Some((n, _)) = list_marker(l.text).filter(|_| !is_rule(l.text)) {
+                    l = l.cut(n);
+                } else {
+                    break l;
+                }
+            }
+        })
+        .collect()
+}
+
+impl Cx<'_> {
+    /// The blocks of some lines, `depth` containers deep.
+    fn blocks(&self, lines: &[Line<'_>], depth: usize) -> Vec<Block> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < lines.len() {
+            let line = lines[i];
+            if line.blank() {
+                i += 1;
+            } else if fence(line.text) {
+                let mut code = String::new();
+                i += 1;
+                while i < lines.len() && !fence(lines[i].text) {
+                    code.push_str(lines[i].text);
+                    code.push('\n');
+                    i += 1;
+                }
+                i += 1; // the closing fence (or the end)
+                out.push(Block::Code(code));
+            } else if let Some(n) = quote_marker(line.text) {
+                let mut inner = vec![line.cut(n)];
+                i += 1;
+                while i < lines.len()
+                    && let Some(n) = quote_marker(lines[i].text)
+                {
+                    inner.push(lines[i].cut(n));
+                    i += 1;
+                }
+                if depth < MAX_DEPTH {
+                    out.push(Block::Quote(self.blocks(&inner, depth + 1)));
+                } else {
+                    out.extend(self.blocks(&flat(&inner), depth));
+                }
+            } else if is_rule(line.text) {
+                out.push(Block::Rule);
+                i += 1;
+            } else if let Some((_, start)) = list_marker(line.text) {
+                let mut items = Vec::new();
+                while i < lines.len() {
+                    let Some((n, number)) = list_marker(lines[i].text) else {
+                        break;
+                    };
+                    if number.is_some() != start.is_some() || is_rule(lines[i].text) {
+                        break;
+                    }
+                    // The item: its first line, then the lines indented under it.
+                    let mut inner = vec![lines[i].cut(n)];
+                    i += 1;
+                    while i < lines.len() && !lines[i].blank() && lines[i].indent() >= 2 {
+                        let cut = lines[i].text.len() - lines[i].text.trim_start().len();
+                        inner.push(lines[i].cut(cut.min(n.max(2))));
+                        i += 1;
+                    }
+                    items.push(if depth < MAX_DEPTH {
+                        self.blocks(&inner, depth + 2)
+                    } else {
+                        self.blocks(&flat(&inner), depth)
+                    });
+                }
+                if depth < MAX_DEPTH {
+                    out.push(Block::List { start, items });
+                } else {
+                    out.extend(items.into_iter().flatten());
+                }
+            } else if let Some(n) = heading(line.text) {
+                let text = line.cut(n);
+                let text = Line {
+                    at: text.at,
+                    text: text.text.trim_end().trim_end_matches('#').trim_end(),
+                };
+                out.push(Block::Heading(self.inlines(text, depth + 1)));
+                i += 1;
+            } else {
+                // A paragraph: lines up to a blank one or one that starts another block.
+                let mut inlines = Vec::new();
+                loop {
+                    if !inlines.is_empty() {
+                        inlines.push(Inline::Break);
+                    }
+                    inlines.extend(self.inlines(lines[i], depth + 1));
+                    i += 1;
+                    let next = lines.get(i);
+                    let ends = next.is_none_or(|l| {
+                        l.blank()
+                            || fence(l.text)
+                            || quote_marker(l.text).is_some()
+                            || list_marker(l.text).is_some()
+                            || is_rule(l.text)
+                            || heading(l.text).is_some()
+                    });
+                    if ends {
+                        break;
+                    }
+                }
+                out.push(Block::Paragraph(inlines));
+            }
+        }
+        out
+    }
+
+    /// The inlines of one line. Formatting never spans lines, as in the messengers staff know.
+    fn inlines(&self, line: Line<'_>, depth: usize) -> Vec<Inline> {
+        let mut out = Vec::new();
+        let mut scan = Scan {
+            cx: self,
+            text: line.text,
+            at: line.at,
+            no_closer: Vec::new(),
+            no_code: Vec::new(),
+            in_link: false,
+        };
+        scan.run(0, line.text.len(), depth, &mut out);
+        out
+    }
+}
+
+/// One line being read into inlines.
+struct Scan<'c, 'm, 't> {
+    cx: &'c Cx<'m>,
+    text: &'t str,
+    /// Where the line starts in the body.
+    at: usize,
+    /// Delimiters known to have no closer from some position on (so a text of thousands of
+    /// unmatched `*` is read once, not once per `*`).
+    no_closer: Vec<(&'static str, usize)>,
+    /// Backtick runs known to have no closing run from some position on.
+    no_code: Vec<(usize, usize)>,
+    /// Inside a link's text: no links in it.
+    in_link: bool,
+}
+
+/// The longest link text read, in characters (its destination may be twice as long): past
+/// it, a `[` is text, so a text of thousands of `[` is read in linear time.
+const LINK_TEXT_MAX: usize = 500;
+
+const DELIMITERS: [(&str, u8); 5] = [("**", 0), ("__", 0), ("~~", 2), ("*", 1), ("_", 1)];
+
+impl Scan<'_, '_, '_> {
+    /// Reads `text[from..to]`, `depth` containers deep, into `out`.
+    fn run(&mut self, from: usize, to: usize, depth: usize, out: &mut Vec<Inline>) {
+        let text = self.text;
+        let mut plain = from;
+        let mut i = from;
+        while i < to {
+            let c = text.as_bytes()[i];
+            let one = |made: Option<(Inline, usize)>| made.map(|(i, next)| (vec![i], next));
+            let made: Option<(Vec<Inline>, usize)> = match c {
+                b'\\' if text[i + 1..to].starts_with(|c: char| c.is_ascii_punctuation()) => {
+                    Some((vec![Inline::Text(text[i + 1..i + 2].to_string())], i + 2))
+                }
+                b'`' => one(self.code(i, to)),
+                b'[' => self.link(i, to, depth, 1),
+                b'!' if text[i + 1..to].starts_with('[') => self.link(i, to, depth, 2),
+                b'<' if !self.in_link => one(self.autolink(i, to)),
+                b'*' | b'_' | b'~' if depth <= MAX_DEPTH => one(self.emphasis(i, to, depth)),
+                b'h' | b'H' | b'm' | b'M' if !self.in_link => one(link_at(&text[..to], i).map(|end| {
+                    let l = &text[i..end];
+                    let link = Inline::Link {
+                        href: l.to_string(),
+                        children: vec![Inline::Text(l.to_string())],
+                    };
+                    (link, end)
+                })),
+                _ => None,
+            };
+            match made {
+                Some((inlines, next)) => {
+                    self.plain(plain, i, out);
+                    out.extend(inlines);
+                    i = next;
+                    plain = next;
+                }
+                None => i += text[i..].chars().next().map_or(1, char::len_utf8),
+            }
+        }
+        self.plain(plain, to, out);
+    }
+
+    /// Text as written, with mentions where ranges cover it.
+    fn plain(&self, from: usize, to: usize, out: &mut Vec<Inline>) {
+        if from < to {
+            out.extend(text_pieces(
+                &self.text[from..to],
+                self.at + from,
+                self.cx.mentions,
+            ));
+        }
+    }
+
+    /// A code span: a run of backticks up to the next run of as many.
+    fn code(&mut self, i: usize, to: usize) -> Option<(Inline, usize)> {
+        let text = &self.text[..to];
+        let n = text[i..].bytes().take_while(|b| *b == b'`').count();
+        if self.no_code.iter().any(|(len, from)| *len == n && *from <= i) {
+            return None;
+        }
+        let run = &text[i..i + n];
+        let mut from = i + n;
+        while let Some(k) = text[from..].find(run) {
+            let at = from + k;
+            let len = text[at..].bytes().take_while(|b| *b == b'`').count();
+            if len == n {
+                let inner = &text[i + n..at];
+                let inner = if inner.len() > 2 && inner.starts_with(' ') && inner.ends_with(' ') {
+                    &inner[1..inner.len() - 1]
+                } else {
+                    inner
+                };
+                return Some((Inline::Code(inner.to_string()), at + n));
+            }
+            from = at + len;
+        }
+        self.no_code.push((n, i));
+        None
+    }
+
+    /// `[text](destination)` (or `![alt](destination)`, an image, shown as a link): a link
+    /// where the destination may be followed, its text alone where not.
+    fn link(&mut self, i: usize, to: usize, depth: usize, open: usize) -> Option<(Vec<Inline>, usize)> {
+        if self.in_link {
+            return None;
+        }
+        let text = &self.text[..to];
+        let label_from = i + open;
+        let mut nest = 0usize;
+        let mut close = None;
+        for (k, c) in text[label_from..].char_indices().take(LINK_TEXT_MAX) {
+            match c {
+                '[' => nest += 1,
+                ']' if nest == 0 => {
+                    close = Some(label_from + k);
+                    break;
+                }
+                ']' => nest -= 1,
+                _ => {}
+            }
+        }
+        let close = close?;
+        if !text[close + 1..].starts_with('(') {
+            return None;
+        }
+        let dest_from = close + 2;
+        let mut parens = 0usize;
+        let mut dest_end = None;
+        for (k, c) in text[dest_from..].char_indices().take(LINK_TEXT_MAX * 2) {
+            match c {
+                c if c.is_whitespace() => return None,
+                '(' => parens += 1,
+                ')' if parens == 0 => {
+                    dest_end = Some(dest_from + k);
+                    break;
+                }
+                ')' => parens -= 1,
+                _ => {}
+            }
+        }
+        let dest_end = dest_end?;
+        let href = &text[dest_from..dest_end];
+        let mut children = Vec::new();
+        if depth <= MAX_DEPTH {
+            self.in_link = true;
+            self.run(label_from, close, depth + 1, &mut children);
+            self.in_link = false;
+        } else {
+            children.push(Inline::Text(text[label_from..close].to_string()));
+        }
+        let made = if safe_href(href) && !href.contains('"') {
+            vec![Inline::Link {
+                href: href.to_string(),
+                children,
+            }]
+        } else {
+            // A destination that may not be followed: its text alone.
+            children
+        };
+        Some((made, dest_end + 1))
+    }
+
+    /// `<https://…>` or `<name@host>`.
+    fn autolink(&mut self, i: usize, to: usize) -> Option<(Inline, usize)> {
+        let text = &self.text[..to];
+        let end = i + 1 + text[i + 1..].find('>')?;
+        let inner = &text[i + 1..end];
+        if inner.is_empty()
+            || inner.contains(char::is_whitespace)
+            || inner.contains('<')
+            || inner.contains('"')
+        {
+            return None;
+        }
+        let href = if safe_href(inner) {
+            inner.to_string()
+        } else if inner.contains('@') && !inner.contains(':') && !inner.starts_with('@') {
+            format!("mailto:{inner}")
+        } else {
+            return None;
+        };
+        let link = Inline::Link {
+            href,
+            children: vec![Inline::Text(inner.to_string())],
+        };
+        Some((link, end + 1))
+    }
+
+    /// Bold (`**`, `__`), italic (`*`, `_`) or strike (`~~`) from a delimiter at `i` to the
+    /// next closing one: an opener is followed by a non-space, a closer follows one, and `_`
+    /// never opens or closes inside a word (`snake_case` stays as it is).
+    fn emphasis(&mut self, i: usize, to: usize, depth: usize) -> Option<(Inline, usize)> {
+        let text = &self.text[..to];
+        let before = text[..i].chars().next_back();
+        for (delim, kind) in DELIMITERS {
+            if !text[i..].starts_with(delim) {
+                continue;
+            }
+            let after_open = text[i + delim.len()..].chars().next();
+            if after_open.is_none_or(char::is_whitespace) {
+                continue;
+            }
+            if delim.starts_with('_') && before.is_some_and(char::is_alphanumeric) {
+                continue;
+            }
+            if self.no_closer.iter().any(|(d, from)| *d == delim && *from <= i) {
+                continue;
+            }
+            let Some(close) = self.closer(delim, i + delim.len() + 1, to) else {
+                self.no_closer.push((delim, i));
+                continue;
+            };
+            let mut children = Vec::new();
+            self.run(i + delim.len(), close, depth + 1, &mut children);
+            let made = match kind {
+                0 => Inline::Strong(children),
+                1 => Inline::Emphasis(children),
+                _ => Inline::Strike(children),
+            };
+            return Some((made, close + delim.len()));
+        }
+        None
+    }
+
+    /// The first closing `delim` at or after `from`.
+    fn closer(&self, delim: &str, from: usize, to: usize) -> Option<usize> {
+        let text = &self.text[..to];
+        let mut at = from;
+        while at <= text.len() {
+            let k = at + text.get(at..)?.find(delim)?;
+            let prev = text[..k].chars().next_back();
+            let next = text[k + delim.len()..].chars().next();
+            let doubled = delim.len() == 1 && next == delim.chars().next();
+            let word_inside = delim.starts_with('_') && next.is_some_and(char::is_alphanumeric);
+            if prev.is_some_and(|p| !p.is_whitespace()) && !doubled && !word_inside {
+                return Some(k);
+            }
+            at = k + delim.len();
+        }
+        None
     }
 }
 
@@ -303,43 +579,18 @@ fn byte_ranges(body: &str, ranges: &[MentionRange]) -> Vec<(usize, usize, Option
         .collect()
 }
 
-/// A text event as inlines: mentions where ranges cover it (when it is the body's own text
-/// at `start`), links found in the rest (outside links).
-fn text_pieces(
-    text: &str,
-    start: Option<usize>,
-    mentions: &[(usize, usize, Option<StaffId>)],
-    find_links: bool,
-) -> Vec<Inline> {
+/// Text as written at byte `start` of the body: mentions where ranges cover it, text around.
+fn text_pieces(text: &str, start: usize, mentions: &[(usize, usize, Option<StaffId>)]) -> Vec<Inline> {
     let mut out = Vec::new();
-    let plain = |s: &str, out: &mut Vec<Inline>| {
-        if !find_links {
-            out.push(Inline::Text(s.to_string()));
-            return;
-        }
-        for seg in segments(s) {
-            out.push(match seg {
-                Segment::Link(l) if safe_href(l) => Inline::Link {
-                    href: l.to_string(),
-                    children: vec![Inline::Text(l.to_string())],
-                },
-                Segment::Link(t) | Segment::Text(t) => Inline::Text(t.to_string()),
-            });
-        }
-    };
-    let Some(start) = start else {
-        plain(text, &mut out);
-        return out;
-    };
     let end = start + text.len();
     let mut from = start;
     for (s, e, staff) in mentions {
         let (s, e) = ((*s).max(from), (*e).min(end));
-        if s >= e {
+        if s >= e || !text.is_char_boundary(s - start) || !text.is_char_boundary(e - start) {
             continue;
         }
         if from < s {
-            plain(&text[from - start..s - start], &mut out);
+            out.push(Inline::Text(text[from - start..s - start].to_string()));
         }
         out.push(Inline::Mention {
             text: text[s - start..e - start].to_string(),
@@ -348,7 +599,7 @@ fn text_pieces(
         from = e;
     }
     if from < end {
-        plain(&text[from - start..], &mut out);
+        out.push(Inline::Text(text[from - start..].to_string()));
     }
     out
 }
@@ -520,6 +771,13 @@ mod tests {
         assert_eq!(html("3. c\n4. d"), "<ol><li><p>c</p></li><li><p>d</p></li></ol>");
         assert_eq!(html("line one\nline two"), "<p>line one<br>line two</p>");
         assert_eq!(html("# Title"), "<p><strong>Title</strong></p>");
+        assert_eq!(
+            html("- a\n  - b\n- c"),
+            "<ul><li><p>a</p><ul><li><p>b</p></li></ul></li><li><p>c</p></li></ul>"
+        );
+        assert_eq!(html("text\n- item"), "<p>text</p><ul><li><p>item</p></li></ul>");
+        assert_eq!(html("---"), "<hr>");
+        assert_eq!(html("    not code"), "<p>    not code</p>");
     }
 
     #[test]
@@ -555,7 +813,19 @@ mod tests {
             html("<script>alert(1)</script>"),
             "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>"
         );
-        assert_eq!(html("a &amp; b"), "<p>a &amp; b</p>");
+        // Entities are text as typed: "&amp;" shows as "&amp;".
+        assert_eq!(html("a &amp; b"), "<p>a &amp;amp; b</p>");
+        assert_eq!(
+            html("snake_case_name and 2*3*4"),
+            "<p>snake_case_name and 2<em>3</em>4</p>"
+        );
+        assert_eq!(html("**not closed"), "<p>**not closed</p>");
+        assert_eq!(html("`a` ``b`c``"), "<p><code>a</code> <code>b`c</code></p>");
+        assert_eq!(html("\\*not em\\*"), "<p>*not em*</p>");
+        assert_eq!(
+            html("[a *b*](https://x.org/p_(1))"),
+            "<p><a href=\"https://x.org/p_(1)\">a <em>b</em></a></p>"
+        );
     }
 
     #[test]
@@ -585,6 +855,28 @@ mod tests {
         assert_eq!(plain_text(&body), "deep");
         let body = format!("{}x{}", "*_".repeat(300), "_*".repeat(300));
         assert!(depth(&parse(&body, &[])) <= MAX_DEPTH + 2);
+        for body in [
+            "> ".repeat(4000),
+            "- ".repeat(4000) + "x",
+            "> - ".repeat(2000) + "x",
+            "1. ".repeat(2600) + "x",
+        ] {
+            let blocks = parse(&body, &[]);
+            assert!(depth(&blocks) <= MAX_DEPTH + 2, "{}", depth(&blocks));
+        }
+    }
+
+    #[test]
+    fn unmatched_delimiters_by_the_thousand_are_text() {
+        for body in [
+            "a*".repeat(4000),
+            "_a".repeat(4000),
+            "`a".repeat(4000),
+            "[".repeat(8000),
+            "**a ".repeat(2000),
+        ] {
+            assert!(plain_text(&body).len() >= body.len() / 2, "{}", &body[..8]);
+        }
     }
 
     #[test]

@@ -45,6 +45,16 @@ pub fn segments(text: &str) -> Vec<Segment<'_>> {
     out
 }
 
+/// Where a link that starts at byte `i` of `text` ends, if one starts there: the rule of
+/// [`segments`] (a scheme at a boundary, and something after it), for a scanner that walks the
+/// text itself (the Markdown parser, so that markup characters inside a link stay the link's).
+pub fn link_at(text: &str, i: usize) -> Option<usize> {
+    let at_boundary = !text[..i].chars().next_back().is_some_and(char::is_alphanumeric);
+    let scheme = scheme_at(text, i).filter(|_| at_boundary)?;
+    let end = link_end(text, i, scheme.len());
+    (end > i + scheme.len()).then_some(end)
+}
+
 /// The scheme a link at `i` starts with, if one does.
 fn scheme_at(text: &str, i: usize) -> Option<&'static str> {
     SCHEMES.iter().copied().find(|s| {
