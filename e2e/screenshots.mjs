@@ -52,6 +52,8 @@ try {
   await bob.bringToFront();
   await bob.click('[aria-label="Back to conversations"]');
   await bob.click('.tally-item:has(.tally-item-title:text-is("Front desk"))');
+  await bob.waitForSelector('.tally-msg');
+  await bob.$eval('.tally-messages', (l) => { l.scrollTop = l.scrollHeight; }); // read to the newest
   const mine = '.tally-msg:has(.tally-text:text-is("Courier came: parcels for Bob and Dan at reception."))';
   await page.waitForSelector(`${mine} [data-testid=seen-by]`, { state: 'attached' });
   await page.bringToFront();

@@ -121,7 +121,12 @@ pub(crate) fn formatted(m: &Message, me: Option<&tally_shared::StaffId>) -> Html
             Block::Rule => html! { <hr /> },
         }) }</> }
     }
-    blocks(&parse(&m.body, &m.mention_ranges), me)
+    // Most messages are one paragraph: its text goes straight into the bubble (no `<p>`, the
+    // lightest DOM for the rows a long conversation renders).
+    match parse(&m.body, &m.mention_ranges).as_slice() {
+        [Block::Paragraph(only)] => inlines(only, me),
+        all => blocks(all, me),
+    }
 }
 
 /// Where a row is shown, for what it says of threads.
