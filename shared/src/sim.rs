@@ -798,9 +798,11 @@ impl World {
         // An edit or delete of a message no store has loaded (older than every snapshot's
         // recent messages, never paged in) shows nothing unless it changes a count.
         let may_change_nothing = match &request {
-            Request::EditMessage { message, .. } | Request::DeleteMessage { message } => {
-                !self.stores.iter().any(|s| holds(s, *message))
-            }
+            // A change to a message no store has loaded changes no store.
+            Request::EditMessage { message, .. }
+            | Request::DeleteMessage { message }
+            | Request::AddReaction { message, .. }
+            | Request::RemoveReaction { message, .. } => !self.stores.iter().any(|s| holds(s, *message)),
             // A root's author leaving a thread before it started: it only starts the thread.
             Request::UnfollowThread { .. } => true,
             _ => false,
