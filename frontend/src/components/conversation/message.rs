@@ -164,7 +164,7 @@ fn thread_line(
 }
 
 /// Roughly how tall a message's menu is.
-const MENU_HEIGHT: f64 = 240.0;
+const MENU_HEIGHT: f64 = 320.0;
 
 /// Whether a menu opened from `el` (inside a message) should open upwards.
 fn opens_up(el: &web_sys::Element) -> bool {
@@ -477,6 +477,10 @@ pub(crate) fn message_row(
                         <div class={classes!("tally-menu", menu_up.then_some("tally-menu-up"))} role="menu" onkeydown={menu_keys}>
                             if in_stream { <button role="menuitem" onclick={on_reply}>{ t("message.reply") }</button> }
                             if in_stream { <button role="menuitem" onclick={on_thread} data-testid="reply-in-thread">{ t("message.reply_in_thread") }</button> }
+                            <button role="menuitem" onclick={on_forward}>{ t("message.forward") }</button>
+                            if own { <button role="menuitem" onclick={on_edit}>{ t("message.edit") }</button> }
+                            if own { <button role="menuitem" onclick={on_delete}>{ t("message.delete") }</button> }
+                            if can_unread { <button role="menuitem" onclick={on_unread}>{ t("message.mark_unread") }</button> }
                             <div class="tally-quick-reactions" role="group" aria-label={t("message.react")}>
                                 { for QUICK_REACTIONS.iter().map(|e| {
                                     let (chat, menu, mine) = (chat.clone(), menu.clone(), reacted(m, store.me(), e));
@@ -484,14 +488,10 @@ pub(crate) fn message_row(
                                         chat.dispatch(Action::Request(reaction(id, e, !mine)));
                                         menu.set(None);
                                     });
-                                    html! { <button role="menuitem" class="tally-emoji" aria-pressed={mine.to_string()} data-testid="quick-reaction" {onclick}>{ *e }</button> }
+                                    html! { <button role="menuitemcheckbox" class="tally-emoji" aria-checked={mine.to_string()} data-testid="quick-reaction" {onclick}>{ *e }</button> }
                                 }) }
                                 <button role="menuitem" class="tally-emoji" aria-label={t("reactions.more")} data-testid="more-reactions" onclick={on_more}>{ "＋" }</button>
                             </div>
-                            <button role="menuitem" onclick={on_forward}>{ t("message.forward") }</button>
-                            if own { <button role="menuitem" onclick={on_edit}>{ t("message.edit") }</button> }
-                            if own { <button role="menuitem" onclick={on_delete}>{ t("message.delete") }</button> }
-                            if can_unread { <button role="menuitem" onclick={on_unread}>{ t("message.mark_unread") }</button> }
                         </div>
                     }
                 </div>
