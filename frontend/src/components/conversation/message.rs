@@ -164,7 +164,7 @@ fn thread_line(
 }
 
 /// Roughly how tall a message's menu is.
-const MENU_HEIGHT: f64 = 320.0;
+const MENU_HEIGHT: f64 = 240.0;
 
 /// Whether a menu opened from `el` (inside a message) should open upwards.
 fn opens_up(el: &web_sys::Element) -> bool {
