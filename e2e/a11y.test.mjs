@@ -77,6 +77,15 @@ test('axe: launcher, list, search, settings, a conversation and each dialog, lig
       await b.page.click('#messenger [aria-label="New conversation"]');
       found.push(...await audit(b, `${scheme}: new conversation dialog`));
       await b.page.keyboard.press('Escape');
+      // The quick switcher and the shortcuts (issue 30).
+      await b.page.keyboard.press('Control+K');
+      await b.page.waitForSelector('#messenger [data-testid=switcher-option]');
+      found.push(...await audit(b, `${scheme}: quick switcher`));
+      await b.page.keyboard.press('Escape');
+      await b.page.keyboard.press('Control+/');
+      await b.page.waitForSelector('#messenger [data-testid=shortcuts]');
+      found.push(...await audit(b, `${scheme}: keyboard shortcuts`));
+      await b.page.keyboard.press('Escape');
       await b.page.click('#messenger [data-testid=search]');
       await b.page.fill('#messenger [data-testid=search-input]', 'parcel');
       await b.page.waitForSelector('#messenger [data-testid=search-result]');
@@ -88,6 +97,27 @@ test('axe: launcher, list, search, settings, a conversation and each dialog, lig
       await b.page.hover('#messenger .tally-msg:has(.tally-text:text-is("Who closes tonight?"))');
       await b.page.click('#messenger .tally-msg:has(.tally-text:text-is("Who closes tonight?")) [aria-label="Message actions"]');
       found.push(...await audit(b, `${scheme}: message menu`));
+      // The full emoji picker, and a reaction's chip under the message once chosen.
+      await b.page.click('#messenger [data-testid=more-reactions]');
+      await b.page.waitForSelector('#messenger [data-testid=emoji-picker]');
+      found.push(...await audit(b, `${scheme}: emoji picker`));
+      await b.page.keyboard.press('Escape');
+      if (!(await b.page.$('#messenger .tally-reaction'))) {
+        await b.page.hover('#messenger .tally-msg:has(.tally-text:text-is("Who closes tonight?"))');
+        await b.page.click('#messenger .tally-msg:has(.tally-text:text-is("Who closes tonight?")) [aria-label="Message actions"]');
+        await b.page.click('#messenger [data-testid=quick-reaction]');
+        await b.page.waitForSelector('#messenger .tally-reaction');
+      }
+      found.push(...await audit(b, `${scheme}: reactions`));
+      // The mention picker's list.
+      await b.page.fill('#messenger [data-testid=composer]', '');
+      await b.page.type('#messenger [data-testid=composer]', '@');
+      await b.page.waitForSelector('#messenger [data-testid=mention-list]');
+      found.push(...await audit(b, `${scheme}: mention list`));
+      await b.page.keyboard.press('Escape');
+      await b.page.fill('#messenger [data-testid=composer]', '');
+      await b.page.hover('#messenger .tally-msg:has(.tally-text:text-is("Who closes tonight?"))');
+      await b.page.click('#messenger .tally-msg:has(.tally-text:text-is("Who closes tonight?")) [aria-label="Message actions"]');
       await b.page.click('#messenger [role=menuitem]:text-is("Forward")');
       await b.page.waitForSelector('#messenger .tally-dialog');
       found.push(...await audit(b, `${scheme}: forward dialog`));
@@ -194,7 +224,12 @@ test('keyboard only: open the widget, move through the list, open, send, reply, 
     await pressUntil(b, 'ArrowDown', (f) => f.what.includes('Mark unread from here'), 5);
     await b.page.keyboard.press('Enter');
     await expectFocus(b, 'marked unread: back on the menu button', /Message actions/);
-    // Escape closes the menu-less conversation's panel; the launcher has focus and counts it.
+    // Escape leaves the conversation for the list (it stays unread: it was marked so here),
+    // with the focus on its row; a second Escape closes the panel, and the launcher has the
+    // focus and counts it.
+    await b.page.keyboard.press('Escape');
+    await b.page.waitForSelector('#messenger .tally-conversation', { state: 'detached' });
+    await expectFocus(b, 'back on the list', /Alice/);
     await b.page.keyboard.press('Escape');
     await b.page.waitForSelector('#messenger .tally-panel', { state: 'detached' });
     // (3: the group's notice and message, and the one marked unread.)

@@ -812,7 +812,7 @@ test('talk: Alice mentions "Bob Chen" through the picker; his mention count rise
       await t.page.waitForSelector('#messenger .tally-reaction[data-emoji="👍"][data-count="1"]');
     }
     const who = await a.page.evaluate(() => $t('.tally-reaction').getAttribute('title'));
-    assert.equal(who, '👍 from Bob Chen');
+    assert.equal(who, '👍 1 from Bob Chen');
     assert.equal(await total(a), '');
     assert.equal(await total(b), '');
     // Alice joins it from her side: two, and still no count.
@@ -867,6 +867,59 @@ test('notifications follow reading: the tab that showed one closes it when Bob r
     await openConversation(other, 'Alice');
     await expectTotal(notifier, '');
     await notifier.page.waitForFunction(() => window.notes.length > 0 && window.notes.every((n) => n.closed), null, { timeout: 10_000 });
+  } finally {
+    await relay.stop();
+  }
+});
+
+test('the keyboard moves through unreads: Ctrl+K finds Carol, Alt+Shift+↓ the next unread, Escape reads and closes; a host field keeps its keys', async () => {
+  const relay = await new Relay(['alice', 'bob', 'carol']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const c = await tab(browser, relay, 'carol');
+    const b = await tab(browser, relay, 'bob');
+    await startDirect(a, 'Bob');
+    await say(a, 'Are you on today?');
+    await startDirect(c, 'Bob');
+    await say(c, 'A parcel came for you');
+    await expectTotal(b, 2);
+    await b.page.bringToFront();
+    // In the host page's own text field, Ctrl+K is the page's.
+    await b.page.evaluate(() => {
+      const field = document.createElement('input');
+      field.id = 'host-field';
+      document.body.prepend(field);
+    });
+    await b.page.focus('#host-field');
+    await b.page.keyboard.press('Control+K');
+    assert.equal(await b.page.$('#messenger .tally-panel'), null, 'nothing opened');
+    // Anywhere else, Ctrl+K opens the switcher, unread first; typing filters; Enter opens.
+    await b.page.evaluate(() => document.activeElement.blur());
+    await b.page.keyboard.press('Control+K');
+    await b.page.waitForSelector('#messenger [data-testid=switcher-input]');
+    const unreadFirst = await b.page.evaluate(() => [...document.querySelector('#messenger').shadowRoot.querySelectorAll('[data-testid=switcher-option]')].slice(0, 2).map((o) => o.textContent));
+    assert.ok(unreadFirst.every((t) => /Alice|Carol/.test(t)), unreadFirst.join(' | '));
+    await b.page.keyboard.type('car');
+    await b.page.waitForSelector('#messenger [role=option][aria-selected=true]:has-text("Carol")');
+    await b.page.keyboard.press('Enter');
+    await b.page.waitForSelector('#messenger .tally-conversation .tally-text:text-is("A parcel came for you")');
+    await expectTotal(b, 1);
+    // Alt+Shift+↓: the next conversation with something unread, from the composer too.
+    await b.page.keyboard.press('Alt+Shift+ArrowDown');
+    await b.page.waitForSelector('#messenger .tally-conversation .tally-text:text-is("Are you on today?")');
+    // Escape reads it and goes back to the list; the panel stays until a second Escape.
+    await b.page.keyboard.press('Escape');
+    await b.page.waitForSelector('#messenger .tally-conversation', { state: 'detached' });
+    await expectTotal(b, '');
+    await b.page.waitForSelector('#messenger [data-testid=conversation-list]');
+    // The shortcuts are listed (Ctrl+/), and Escape closes only that dialog.
+    await b.page.keyboard.press('Control+/');
+    await b.page.waitForSelector('#messenger [data-testid=shortcuts]');
+    await b.page.keyboard.press('Escape');
+    await b.page.waitForSelector('#messenger [data-testid=shortcuts]', { state: 'detached' });
+    assert.ok(await b.page.$('#messenger .tally-panel'));
+    await b.page.keyboard.press('Escape');
+    await b.page.waitForSelector('#messenger .tally-panel', { state: 'detached' });
   } finally {
     await relay.stop();
   }

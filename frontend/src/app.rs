@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
 pub use crate::chat::Harness;
@@ -176,6 +177,28 @@ pub fn app(props: &AppProps) -> Html {
         });
     }
 
+    // Keyboard shortcuts, heard on the whole page (`crate::shortcuts` says which, and when
+    // the host's own fields keep them).
+    {
+        let (chat, root) = (chat.clone(), root.clone());
+        use_effect_with((), move |_| {
+            let options = gloo::events::EventListenerOptions::enable_prevent_default();
+            let document = gloo::utils::document();
+            let listener =
+                gloo::events::EventListener::new_with_options(&document, "keydown", options, move |e| {
+                    let Some(e) = e.dyn_ref::<web_sys::KeyboardEvent>() else {
+                        return;
+                    };
+                    let inside = root.get().is_some_and(|r| e.composed_path().includes(&r, 0));
+                    let panel_open = chat.state().panel_open;
+                    if let Some(action) = crate::shortcuts::action_for(e, inside, panel_open) {
+                        e.prevent_default();
+                        chat.dispatch(action);
+                    }
+                });
+            move || drop(listener)
+        });
+    }
     let theme = match options.theme.as_deref() {
         Some("light") => "light",
         Some("dark") => "dark",

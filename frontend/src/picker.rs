@@ -52,14 +52,7 @@ pub fn candidates(
     let mut scored: Vec<(u8, Choice)> = Vec::new();
     for p in conversation.participants.iter().filter(|p| Some(*p) != me) {
         let name = name_of(p);
-        let (lname, id) = (name.to_lowercase(), p.as_str());
-        let score = if lname.starts_with(&q) || id.starts_with(&q) {
-            0
-        } else if lname.split_whitespace().any(|w| w.starts_with(&q)) {
-            1
-        } else if lname.contains(&q) || id.contains(&q) {
-            2
-        } else {
+        let Some(score) = tally_shared::navigate::match_score(&name, p.as_str(), &q) else {
             continue;
         };
         scored.push((

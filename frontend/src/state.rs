@@ -94,6 +94,20 @@ pub enum Action {
     ThreadSeen(ConversationId, Seq, Seq),
     /// Ask to read what the thread pane showed (as [`Action::ReadSeen`]).
     ReadThreadSeen(ConversationId, Seq),
+    /// Escape in a conversation: read it (`ChatStore::read_on_leaving`) and go back to the list.
+    ReadAndClose(ConversationId),
+    /// Alt(+Shift)+↑/↓: open the conversation `step` places away in the list (the next one
+    /// with something for me, with `unread`), opening the panel if needed.
+    Step {
+        /// Down the list (> 0) or up.
+        step: i32,
+        /// Only those with something for me.
+        unread: bool,
+    },
+    /// Show or hide the quick switcher (Ctrl/Cmd+K; showing it opens the panel).
+    Switcher(bool),
+    /// Show or hide the keyboard shortcuts (showing them opens the panel).
+    Shortcuts(bool),
 }
 
 /// The widget's state: the shared store plus what only the UI needs.
@@ -123,6 +137,12 @@ pub struct ChatState {
     /// A direct conversation asked for before the widget was live (a host's "message Bob"
     /// clicked, or queued, while it loads): opened once it knows its conversations.
     pub pending_direct: Option<tally_shared::StaffId>,
+    /// The quick switcher is showing.
+    pub switcher: bool,
+    /// The keyboard shortcuts are showing.
+    pub shortcuts: bool,
+    /// The conversation last left for the list (whose row takes the focus there).
+    pub left: Option<ConversationId>,
 }
 
 impl ChatState {
@@ -140,12 +160,16 @@ impl ChatState {
             news: Vec::new(),
             jump_to: None,
             pending_direct: None,
+            switcher: false,
+            shortcuts: false,
+            left: None,
         }
     }
 
     /// Applies an action in place; returns the frames to send. No I/O happens here.
     pub fn reduce(&mut self, action: Action) -> Vec<ClientFrame> {
         let mut out = Vec::new();
+        let was_open = self.open;
         match action {
             Action::Frame(frame) => self.apply(frame, &mut out),
             Action::Frames(frames) => {
@@ -215,6 +239,37 @@ impl ChatState {
             Action::ShowList(v) => self.list_view = v,
             Action::ThreadSeen(c, root, seq) => self.store.note_thread_seen(c, root, seq),
             Action::ReadThreadSeen(c, root) => out.extend(self.store.read_thread_seen(c, root)),
+            Action::ReadAndClose(c) => {
+                out.extend(self.store.read_on_leaving(c));
+                if self.open == Some(c) {
+                    self.open = None;
+                }
+            }
+            Action::Step { step, unread } => {
+                self.panel_open = true;
+                let from = self.open.or(self.open_thread.map(|(c, _)| c));
+                if let Some(c) = self.store.step_conversation(from, step, unread) {
+                    self.store.opened(c);
+                    self.open = Some(c);
+                }
+            }
+            Action::Switcher(on) => {
+                self.panel_open |= on;
+                self.switcher = on;
+                self.shortcuts &= !on;
+            }
+            Action::Shortcuts(on) => {
+                self.panel_open |= on;
+                self.shortcuts = on;
+                self.switcher &= !on;
+            }
+        }
+        if !self.panel_open {
+            self.switcher = false;
+            self.shortcuts = false;
+        }
+        if was_open.is_some() && self.open.is_none() {
+            self.left = was_open;
         }
         // A thread is shown over its own conversation only.
         if self.open_thread.is_some_and(|(c, _)| Some(c) != self.open) {

@@ -437,6 +437,7 @@ async fn a_direct_conversation_shows_the_other_persons_presence() {
         w.harness.deliver(ServerFrame::Presence {
             staff: sid("alice"),
             presence,
+            dnd: false,
         });
         settle().await;
         assert_eq!(dot(&w).as_deref(), Some(shown));
@@ -445,6 +446,7 @@ async fn a_direct_conversation_shows_the_other_persons_presence() {
     w.harness.deliver(ServerFrame::Presence {
         staff: sid("alice"),
         presence: Presence::Online,
+        dnd: false,
     });
     w.harness
         .deliver(ServerFrame::Snapshot(Box::new(w.host.snapshot(&sid("bob")))));
@@ -939,4 +941,138 @@ async fn a_reaction_shows_for_everyone_and_changes_no_count() {
         None,
         "read on opening; reactions never counted"
     );
+}
+
+/// A key pressed on `target`, with modifiers (`c`trl, `a`lt, `s`hift in `mods`).
+fn press_on(target: &web_sys::EventTarget, key: &str, mods: &str) -> bool {
+    let init = web_sys::KeyboardEventInit::new();
+    init.set_key(key);
+    init.set_bubbles(true);
+    init.set_cancelable(true);
+    init.set_composed(true);
+    init.set_ctrl_key(mods.contains('c'));
+    init.set_alt_key(mods.contains('a'));
+    init.set_shift_key(mods.contains('s'));
+    let event = web_sys::KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap();
+    target.dispatch_event(&event).unwrap();
+    event.default_prevented()
+}
+
+#[wasm_bindgen_test]
+async fn the_keyboard_switches_conversations_moves_through_unreads_and_escape_reads_and_closes() {
+    let mut w = World::new("t-keys").await;
+    w.act(
+        "alice",
+        Request::CreateGroup {
+            client_id: ClientMsgId::new("g").unwrap(),
+            title: "Desk".into(),
+            participants: vec![sid("bob"), sid("carol")],
+        },
+    );
+    w.act("alice", send(ConversationId(1), "a1", "are you in?"));
+    w.act("alice", send(ConversationId(2), "a2", "desk at nine"));
+    w.harness.dispatch(Action::Directory(
+        ["alice", "bob", "carol"]
+            .map(|s| Staff {
+                id: sid(s),
+                name: s.to_uppercase(),
+            })
+            .to_vec(),
+    ));
+    w.pump().await;
+    let body: web_sys::EventTarget = gloo::utils::document().body().unwrap().into();
+    // A host page's own text field keeps its keys: Ctrl+K there does nothing.
+    let field = gloo::utils::document().create_element("input").unwrap();
+    gloo::utils::document()
+        .body()
+        .unwrap()
+        .append_child(&field)
+        .unwrap();
+    assert!(!press_on(&field, "k", "c"));
+    settle().await;
+    assert_eq!(w.count(".tally-panel"), 0);
+    // Elsewhere on the page Ctrl+K opens the panel on the switcher: unread first, and Carol,
+    // with whom Bob has no conversation yet, after them.
+    assert!(press_on(&body, "k", "c"));
+    settle().await;
+    assert_eq!(w.count("[data-testid=switcher-input]"), 1);
+    let targets = || {
+        let list = w
+            .root
+            .query_selector_all("[data-testid=switcher-option]")
+            .unwrap();
+        (0..list.length())
+            .map(|i| {
+                let e: web_sys::Element = list.item(i).unwrap().unchecked_into();
+                e.get_attribute("data-target").unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(targets(), ["2", "1", "carol"]);
+    // By name, from the keyboard: ↓ and Enter open the chosen one.
+    type_into(&w, "[data-testid=switcher-input]", "a").await;
+    assert_eq!(
+        targets(),
+        ["1", "carol"],
+        "ALICE and CAROL have an a; Desk has not"
+    );
+    keydown(&w, "[data-testid=switcher-input]", "ArrowDown");
+    settle().await;
+    assert_eq!(
+        w.root
+            .query_selector("[role=option][aria-selected=true]")
+            .unwrap()
+            .unwrap()
+            .get_attribute("data-target")
+            .as_deref(),
+        Some("carol")
+    );
+    keydown(&w, "[data-testid=switcher-input]", "Enter");
+    w.pump().await;
+    assert_eq!(w.count("[data-testid=switcher-input]"), 0);
+    assert_eq!(w.sent_of("create_direct"), 1);
+    let root = w.root.clone();
+    let open = move || {
+        root.query_selector(".tally-conversation")
+            .unwrap()
+            .and_then(|c| c.get_attribute("data-conversation"))
+    };
+    assert_eq!(open().as_deref(), Some("3"), "the new conversation with Carol");
+    // Alt+Shift+↓ goes to the next unread conversation (wrapping), from inside the widget.
+    let composer: web_sys::EventTarget = w
+        .root
+        .query_selector("[data-testid=composer]")
+        .unwrap()
+        .unwrap()
+        .into();
+    assert!(press_on(&composer, "ArrowDown", "as"));
+    w.pump().await;
+    let first = open().unwrap();
+    assert!(first == "1" || first == "2", "{first}");
+    // Escape reads it whole and goes back to the list, whose row for it has the focus.
+    let total = |w: &World| w.text("[data-testid=total-badge]");
+    keydown(&w, "[data-testid=composer]", "Escape");
+    w.pump().await;
+    assert_eq!(open(), None);
+    assert_eq!(w.count(".tally-panel"), 1, "the panel stays");
+    let focused = tally_frontend::util::active_element().and_then(|e| e.get_attribute("data-conversation"));
+    assert_eq!(focused.as_deref(), Some(first.as_str()));
+    // Alt+↑ from the list opens the conversation above the focused row's one… the list's
+    // order is the newest first; Alt+Shift+↑ finds the one unread left.
+    assert!(press_on(&body, "ArrowUp", "as"));
+    w.pump().await;
+    let second = open().unwrap();
+    assert_ne!(second, first);
+    keydown(&w, "[data-testid=composer]", "Escape");
+    w.pump().await;
+    assert_eq!(total(&w), None, "both read by Escape");
+    assert!(w.sent_of("mark_conversation_read") >= 1);
+    // A second Escape, on the list, closes the panel; the help opens from Ctrl+/.
+    keydown(&w, ".tally-list", "Escape");
+    settle().await;
+    assert_eq!(w.count(".tally-panel"), 0);
+    assert!(press_on(&body, "/", "c"));
+    settle().await;
+    assert_eq!(w.count("[data-testid=shortcuts] .tally-shortcut"), 8);
+    field.remove();
 }

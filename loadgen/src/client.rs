@@ -305,7 +305,8 @@ fn on_frame(
         ServerFrame::Typing { .. }
         | ServerFrame::Presence { .. }
         | ServerFrame::Seen { .. }
-        | ServerFrame::Preferences { .. } => {}
+        | ServerFrame::Preferences { .. }
+        | ServerFrame::Quiet { .. } => {}
     }
     let fx = s.store.apply(frame);
     if fx.divergence.is_some() {

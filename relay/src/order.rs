@@ -85,6 +85,17 @@ pub trait Order: Send {
         hidden: bool,
     ) -> anyhow::Result<()>;
 
+    /// Everyone's quiet hours and snooze (those who set any).
+    fn quiet(&mut self, local: &Connection) -> anyhow::Result<Vec<(StaffId, tally_shared::quiet::Quiet)>>;
+
+    /// Records `staff`'s quiet hours and snooze.
+    fn set_quiet(
+        &mut self,
+        local: &Connection,
+        staff: &StaffId,
+        quiet: &tally_shared::quiet::Quiet,
+    ) -> anyhow::Result<()>;
+
     /// The records of an upload another node shared (none on a single node, or if nobody
     /// has it).
     fn fetch_upload(&mut self, id: &AttachmentId) -> Result<Option<SharedUpload>, Down>;
@@ -171,6 +182,19 @@ impl Order for Local {
         hidden: bool,
     ) -> anyhow::Result<()> {
         Ok(storage::set_read_state_hidden(local, staff, hidden)?)
+    }
+
+    fn quiet(&mut self, local: &Connection) -> anyhow::Result<Vec<(StaffId, tally_shared::quiet::Quiet)>> {
+        Ok(storage::load_quiet(local)?)
+    }
+
+    fn set_quiet(
+        &mut self,
+        local: &Connection,
+        staff: &StaffId,
+        quiet: &tally_shared::quiet::Quiet,
+    ) -> anyhow::Result<()> {
+        Ok(storage::set_quiet(local, staff, quiet)?)
     }
 
     fn fetch_upload(&mut self, _id: &AttachmentId) -> Result<Option<SharedUpload>, Down> {

@@ -51,6 +51,7 @@ const SCHEMA: &str = "
         staff text PRIMARY KEY,
         hide_read_state boolean NOT NULL DEFAULT false
     );
+    ALTER TABLE tally_preferences ADD COLUMN IF NOT EXISTS quiet text;
     CREATE TABLE IF NOT EXISTS tally_files (
         id text PRIMARY KEY,
         content_type text NOT NULL,
@@ -603,6 +604,38 @@ impl Order for Postgres {
             "INSERT INTO tally_preferences (staff, hide_read_state) VALUES ($1, $2)
              ON CONFLICT (staff) DO UPDATE SET hide_read_state = excluded.hide_read_state",
             &[&staff.as_str(), &hidden],
+        )?;
+        Ok(())
+    }
+
+    fn quiet(&mut self, _local: &Connection) -> anyhow::Result<Vec<(StaffId, tally_shared::quiet::Quiet)>> {
+        let c = self.client()?;
+        let rows = c.query(
+            "SELECT staff, quiet FROM tally_preferences WHERE quiet IS NOT NULL",
+            &[],
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let id = StaffId::new(r.get::<_, String>(0)).ok()?;
+                Some((id, serde_json::from_str(&r.get::<_, String>(1)).ok()?))
+            })
+            .collect())
+    }
+
+    fn set_quiet(
+        &mut self,
+        _local: &Connection,
+        staff: &StaffId,
+        quiet: &tally_shared::quiet::Quiet,
+    ) -> anyhow::Result<()> {
+        let json = (*quiet != tally_shared::quiet::Quiet::default())
+            .then(|| serde_json::to_string(quiet).expect("plain data"));
+        let c = self.client()?;
+        c.execute(
+            "INSERT INTO tally_preferences (staff, quiet) VALUES ($1, $2)
+             ON CONFLICT (staff) DO UPDATE SET quiet = excluded.quiet",
+            &[&staff.as_str(), &json],
         )?;
         Ok(())
     }

@@ -591,6 +591,12 @@ impl Session {
                 req,
                 conn,
             },
+            Routed::Quiet(quiet) => Command::Quiet {
+                staff,
+                quiet,
+                req,
+                conn,
+            },
             Routed::Typing(conversation) => Command::Typing {
                 staff,
                 conversation,

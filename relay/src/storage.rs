@@ -10,6 +10,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use tally_shared::engine::{Lookup, LookupFailed};
 use tally_shared::protocol::{Event, LoggedEvent};
+use tally_shared::quiet::Quiet;
 use tally_shared::{
     Attachment, AttachmentId, ConversationId, Message, MessageId, Offset, Seq, Staff, StaffId,
 };
@@ -156,6 +157,8 @@ const MIGRATIONS: &[&str] = &[
      UPDATE messages SET thread = json_extract(payload, '$.thread')
         WHERE json_extract(payload, '$.thread') IS NOT NULL;
      CREATE INDEX messages_by_thread ON messages (conversation, thread, seq) WHERE thread IS NOT NULL;",
+    // 8: quiet hours and snooze, a preference of each person's own (JSON, `tally_shared::quiet`).
+    "ALTER TABLE preferences ADD COLUMN quiet TEXT;",
 ];
 
 /// The schema version this build writes (the number of migrations).
@@ -375,6 +378,31 @@ pub fn set_read_state_hidden(conn: &Connection, staff: &StaffId, hidden: bool) -
         "INSERT INTO preferences (staff, hide_read_state) VALUES (?1, ?2)
          ON CONFLICT (staff) DO UPDATE SET hide_read_state = excluded.hide_read_state",
         rusqlite::params![staff.as_str(), hidden],
+    )?;
+    Ok(())
+}
+
+/// Everyone's quiet hours and snooze (those who set any).
+pub fn load_quiet(conn: &Connection) -> rusqlite::Result<Vec<(StaffId, Quiet)>> {
+    let mut stmt = conn.prepare("SELECT staff, quiet FROM preferences WHERE quiet IS NOT NULL")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, json) = row?;
+        if let (Ok(id), Ok(quiet)) = (StaffId::new(id), serde_json::from_str(&json)) {
+            out.push((id, quiet));
+        }
+    }
+    Ok(out)
+}
+
+/// Records a staff member's quiet hours and snooze (none set: forgotten).
+pub fn set_quiet(conn: &Connection, staff: &StaffId, quiet: &Quiet) -> rusqlite::Result<()> {
+    let json = (*quiet != Quiet::default()).then(|| serde_json::to_string(quiet).expect("plain data"));
+    conn.execute(
+        "INSERT INTO preferences (staff, quiet) VALUES (?1, ?2)
+         ON CONFLICT (staff) DO UPDATE SET quiet = excluded.quiet",
+        rusqlite::params![staff.as_str(), json],
     )?;
     Ok(())
 }

@@ -612,7 +612,7 @@ async fn two_nodes_writing_to_one_conversation_end_in_one_order_everywhere() {
 /// Whether a presence frame for `staff` saying `presence` has arrived.
 fn heard_presence(client: &Client, staff: &str, presence: tally_shared::protocol::Presence) -> bool {
     client.frames.iter().any(
-        |f| matches!(f, ServerFrame::Presence { staff: s, presence: p } if s.as_str() == staff && *p == presence),
+        |f| matches!(f, ServerFrame::Presence { staff: s, presence: p, .. } if s.as_str() == staff && *p == presence),
     )
 }
 

@@ -10,7 +10,7 @@ use tally_shared::protocol::{Presence, ServerFrame};
 
 fn presence_of(f: &ServerFrame, who: &str) -> Option<Presence> {
     match f {
-        ServerFrame::Presence { staff, presence } if staff.as_str() == who => Some(*presence),
+        ServerFrame::Presence { staff, presence, .. } if staff.as_str() == who => Some(*presence),
         _ => None,
     }
 }

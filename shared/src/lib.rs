@@ -44,9 +44,11 @@ pub mod markup;
 pub mod memory;
 pub mod mentions;
 pub mod model;
+pub mod navigate;
 #[cfg(feature = "oracle")]
 pub mod oracle;
 pub mod protocol;
+pub mod quiet;
 pub mod reactions;
 pub mod read_by;
 pub mod seen_by;

@@ -123,7 +123,7 @@ impl MemoryHost {
                     message: "hello is only the first frame".into(),
                 });
             }
-            Route::Visibility(_) | Route::Typing(_) | Route::Preferences { .. } => {
+            Route::Visibility(_) | Route::Typing(_) | Route::Preferences { .. } | Route::Quiet(_) => {
                 return Err(Rejection {
                     code: ErrorCode::NotAllowed,
                     message: "typing, visibility and preferences are the relay's, not the log's".into(),

@@ -280,6 +280,13 @@ pub enum Request {
         /// exchange, see nobody's): no "Seen" under their messages, none under mine.
         hide_read_state: bool,
     },
+    /// My quiet hours and snooze (`crate::quiet`), replacing what was set. Answered by an ack;
+    /// every tab of mine then gets a `quiet` frame. Refused with `invalid_input` when out of
+    /// bounds ([`crate::quiet::Quiet::check`]); nothing is stored then.
+    SetQuiet {
+        /// The settings.
+        quiet: crate::quiet::Quiet,
+    },
 }
 
 /// How often a client says it is still typing.
@@ -352,6 +359,8 @@ pub enum Route<'a> {
         /// See [`Request::SetPreferences`].
         hide_read_state: bool,
     },
+    /// The staff member's quiet hours and snooze.
+    Quiet(&'a crate::quiet::Quiet),
 }
 
 /// A write for the log: only [`Request::route`] makes one, so the engine, which takes nothing
@@ -434,6 +443,8 @@ pub enum Routed {
         /// See [`Request::SetPreferences`].
         hide_read_state: bool,
     },
+    /// The staff member's quiet hours and snooze.
+    Quiet(crate::quiet::Quiet),
 }
 
 /// The rate budget a request is charged to, per staff member.
@@ -488,6 +499,7 @@ impl Request {
             Request::SetPreferences { hide_read_state } => Route::Preferences {
                 hide_read_state: *hide_read_state,
             },
+            Request::SetQuiet { quiet } => Route::Quiet(quiet),
         }
     }
 
@@ -501,6 +513,7 @@ impl Request {
             Route::Visibility(visible) => Some(Routed::Visibility(visible)),
             Route::Typing(conversation) => Some(Routed::Typing(conversation)),
             Route::Preferences { hide_read_state } => Some(Routed::Preferences { hide_read_state }),
+            Route::Quiet(quiet) => Some(Routed::Quiet(quiet.clone())),
         };
         routed.unwrap_or(Routed::Log(LogWrite(self)))
     }
@@ -534,9 +547,10 @@ impl Request {
             | Request::UnfollowThread { .. }
             | Request::Ping
             | Request::Visibility { .. } => Budget::Read,
-            Request::RequestSnapshot | Request::ReportDivergence { .. } | Request::SetPreferences { .. } => {
-                Budget::Snapshot
-            }
+            Request::RequestSnapshot
+            | Request::ReportDivergence { .. }
+            | Request::SetPreferences { .. }
+            | Request::SetQuiet { .. } => Budget::Snapshot,
             Request::Typing { .. } => Budget::Typing,
         }
     }
@@ -591,6 +605,7 @@ request_names! {
     Typing => "typing",
     Visibility => "visibility",
     SetPreferences => "set_preferences",
+    SetQuiet => "set_quiet",
 }
 
 /// Whether someone is here: a tab visible, only hidden ones, or none.
@@ -890,6 +905,9 @@ pub enum ServerFrame {
         staff: StaffId,
         /// Now.
         presence: Presence,
+        /// In quiet hours or snoozed (`crate::quiet`): "do not disturb". Absent: false.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dnd: bool,
     },
     /// Someone else is typing in a conversation (ephemeral: no offset, never replayed).
     Typing {
@@ -912,6 +930,12 @@ pub enum ServerFrame {
     Preferences {
         /// See [`Request::SetPreferences`].
         hide_read_state: bool,
+    },
+    /// My quiet hours and snooze, after `snapshot`/`resumed` (empty when none are set), and
+    /// whenever a tab of mine changes them (see [`Request::SetQuiet`]).
+    Quiet {
+        /// The settings.
+        quiet: crate::quiet::Quiet,
     },
     /// An event of the log.
     #[serde(untagged)]
@@ -949,6 +973,8 @@ enum FrameFields {
     Presence {
         staff: StaffId,
         presence: Presence,
+        #[serde(default)]
+        dnd: bool,
     },
     Seen {
         conversation: ConversationId,
@@ -957,11 +983,14 @@ enum FrameFields {
     Preferences {
         hide_read_state: bool,
     },
+    Quiet {
+        quiet: crate::quiet::Quiet,
+    },
 }
 
 /// The `type`s of server frames that are not events (the protocol doc's test requires an
 /// example of each).
-pub const FRAME_TYPES: [&str; 9] = [
+pub const FRAME_TYPES: [&str; 10] = [
     "snapshot",
     "resumed",
     "unread_updated",
@@ -971,6 +1000,7 @@ pub const FRAME_TYPES: [&str; 9] = [
     "presence",
     "seen",
     "preferences",
+    "quiet",
 ];
 
 /// Decodes the rest of an object that started with `offset` and an event `type`.
@@ -1001,11 +1031,14 @@ tagged::map_deserialize!(
                     FrameFields::Typing { conversation, staff } => {
                         ServerFrame::Typing { conversation, staff }
                     }
-                    FrameFields::Presence { staff, presence } => ServerFrame::Presence { staff, presence },
+                    FrameFields::Presence { staff, presence, dnd } => {
+                        ServerFrame::Presence { staff, presence, dnd }
+                    }
                     FrameFields::Seen { conversation, seen } => ServerFrame::Seen { conversation, seen },
                     FrameFields::Preferences { hide_read_state } => {
                         ServerFrame::Preferences { hide_read_state }
                     }
+                    FrameFields::Quiet { quiet } => ServerFrame::Quiet { quiet },
                 },
             );
         }

@@ -296,6 +296,10 @@ pub struct ChatStore {
     typing: crate::typing::Typing,
     /// The presence of the people I share a conversation with (absent: offline).
     presence: FxHashMap<StaffId, crate::protocol::Presence>,
+    /// Who is in "do not disturb" (among those not offline).
+    dnd: FxHashSet<StaffId>,
+    /// My quiet hours and snooze, as the relay last said.
+    quiet: crate::quiet::Quiet,
     /// How far the others have read, for "Seen" (what the relay shares).
     read_positions: crate::seen_by::ReadPositions,
     /// Whether I hide my read state (and so see nobody's).
@@ -334,6 +338,8 @@ impl ChatStore {
             read_positions: Default::default(),
             hide_read_state: false,
             presence: FxHashMap::default(),
+            dnd: FxHashSet::default(),
+            quiet: crate::quiet::Quiet::default(),
         }
     }
 
@@ -954,6 +960,17 @@ impl ChatStore {
         }))
     }
 
+    /// Reading on leaving a conversation by Escape (as in Slack): the whole conversation is
+    /// read, unless I marked it unread while it stayed open (that mark holds until I open it
+    /// again) or there is nothing to read.
+    pub fn read_on_leaving(&mut self, conversation: ConversationId) -> Option<ClientFrame> {
+        let counts = self.counts(conversation);
+        if self.held.contains(&conversation) || (counts.unread == 0 && counts.mentions == 0) {
+            return None;
+        }
+        Some(self.request(Request::MarkConversationRead { conversation }))
+    }
+
     /// Overwrites the viewer's counts in a conversation without any check: for tests that show
     /// a wrong count is caught.
     #[cfg(feature = "testing")]
@@ -982,6 +999,7 @@ impl ChatStore {
             ServerFrame::Snapshot(s) => {
                 // A session starts: presence and seen frames follow.
                 self.presence.clear();
+                self.dnd.clear();
                 self.read_positions.clear();
                 self.load_snapshot(*s);
             }
@@ -996,13 +1014,19 @@ impl ChatStore {
                     self.read_positions.clear();
                 }
             }
-            ServerFrame::Presence { staff, presence } => {
+            ServerFrame::Presence { staff, presence, dnd } => {
+                if dnd && presence != crate::protocol::Presence::Offline {
+                    self.dnd.insert(staff.clone());
+                } else {
+                    self.dnd.remove(&staff);
+                }
                 if presence == crate::protocol::Presence::Offline {
                     self.presence.remove(&staff);
                 } else {
                     self.presence.insert(staff, presence);
                 }
             }
+            ServerFrame::Quiet { quiet } => self.quiet = quiet,
             // Typing needs the time it arrived: the host notes it (`note_typing`).
             ServerFrame::Typing { .. } => {}
             ServerFrame::Event(e) => self.apply_event(e, &mut fx),
@@ -1059,6 +1083,16 @@ impl ChatStore {
     /// Someone's presence, as the relay last said (offline when it said nothing).
     pub fn presence_of(&self, staff: &StaffId) -> crate::protocol::Presence {
         self.presence.get(staff).copied().unwrap_or_default()
+    }
+
+    /// Whether someone is in "do not disturb" (quiet hours or snoozed), as the relay last said.
+    pub fn is_dnd(&self, staff: &StaffId) -> bool {
+        self.dnd.contains(staff)
+    }
+
+    /// My quiet hours and snooze.
+    pub fn quiet(&self) -> &crate::quiet::Quiet {
+        &self.quiet
     }
 
     /// Notes a `typing` frame that arrived at `at` (the host's clock).

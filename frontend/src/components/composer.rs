@@ -236,6 +236,7 @@ pub fn composer(props: &ComposerProps) -> Html {
     let onkeydown = {
         let submit = submit.clone();
         let on_done = props.on_done.clone();
+        let (replying, editing) = (props.reply_to.is_some(), props.editing.is_some());
         let (mention, choose, choices) = (mention.clone(), choose.clone(), choices.clone());
         Callback::from(move |e: KeyboardEvent| {
             if let Some((at, query, selected)) = (*mention).clone()
@@ -270,7 +271,9 @@ pub fn composer(props: &ComposerProps) -> Html {
             if e.key() == "Enter" && !e.shift_key() && !e.is_composing() {
                 e.prevent_default();
                 submit.emit(());
-            } else if e.key() == "Escape" {
+            } else if e.key() == "Escape" && (replying || editing) {
+                // Leaving reply or edit mode is all this Escape does.
+                e.prevent_default();
                 on_done.emit(());
             }
         })

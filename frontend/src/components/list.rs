@@ -43,23 +43,36 @@ pub fn conversation_list() -> Html {
     let chat = use_chat();
     let state = chat.state();
     let store = &state.store;
+    let list = use_node_ref();
+    // Back from a conversation (Escape, the back button), the focus, which went with the
+    // conversation, comes to its row here.
+    {
+        let (left, list) = (state.left, list.clone());
+        use_effect_with((), move |_| {
+            let lost = util::active_element().is_none_or(|el| el.tag_name().eq_ignore_ascii_case("body"));
+            if let (true, Some(left)) = (lost, left) {
+                let row = list.cast::<web_sys::Element>().and_then(|r| {
+                    r.query_selector(&format!(".tally-item[data-conversation=\"{}\"]", left.0))
+                        .ok()
+                        .flatten()
+                });
+                if let Some(row) =
+                    row.and_then(|r| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(r).ok())
+                {
+                    let _ = row.focus();
+                }
+            }
+        });
+    }
     let items = store.conversation_list();
     if items.is_empty() {
         return html! { <div class="tally-empty">{ t("list.empty") }</div> };
     }
     let drafts = chat.drafts();
     // Arrow keys move between conversations (Tab leaves the list).
-    let onkeydown = Callback::from(|e: KeyboardEvent| {
-        let step: i32 = match e.key().as_str() {
-            "ArrowDown" => 1,
-            "ArrowUp" => -1,
-            _ => return,
-        };
-        e.prevent_default();
-        util::move_focus(&e, ".tally-list", ".tally-item", step);
-    });
+    let onkeydown = row_keys();
     html! {
-        <ul class="tally-list" role="list" aria-label={t("list.label")} data-testid="conversation-list" {onkeydown}>
+        <ul class="tally-list" role="list" aria-label={t("list.label")} data-testid="conversation-list" {onkeydown} ref={list}>
             { for items.into_iter().map(|item| {
                 let id = item.id;
                 let onclick = chat.callback(move |_| Action::Open(Some(id)));
@@ -257,9 +270,13 @@ fn thread_row(
     }
 }
 
-/// Arrow keys move between a list's rows.
+/// Arrow keys move between a list's rows (with Alt they move between conversations: see
+/// `crate::shortcuts`).
 fn row_keys() -> Callback<KeyboardEvent> {
     Callback::from(|e: KeyboardEvent| {
+        if e.alt_key() || e.ctrl_key() || e.meta_key() {
+            return;
+        }
         let step: i32 = match e.key().as_str() {
             "ArrowDown" => 1,
             "ArrowUp" => -1,

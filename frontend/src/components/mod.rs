@@ -8,6 +8,7 @@ pub mod launcher;
 pub mod list;
 pub mod panel;
 pub mod search;
+pub mod switcher;
 pub mod thread;
 
 use yew::prelude::*;

@@ -76,6 +76,8 @@ fn notification_settings() -> Html {
             if *blocked { <p class="tally-status-error" role="alert">{ t("settings.blocked") }</p> }
             <label><input type="checkbox" checked={share_reads} onchange={on_share_reads} data-testid="share-reads" />
                 <span>{ t("settings.share_reads") }</span></label>
+            <button class="tally-link" data-testid="shortcuts-button" onclick={chat.callback(|_: MouseEvent| Action::Shortcuts(true))}>
+                { t("shortcuts.title") }</button>
         </div>
     }
 }
@@ -159,6 +161,8 @@ pub fn panel() -> Html {
             { status }
             if *bell_open { <NotificationSettings /> }
             if *new_open { <NewConversation on_close={close_new} /> }
+            if s.switcher { <super::switcher::QuickSwitcher /> }
+            if s.shortcuts { <super::switcher::ShortcutsHelp /> }
             if !s.store.is_ready() {
                 <div class="tally-empty">{ t("status.loading") }</div>
             } else if *searching {

@@ -18,6 +18,7 @@
 mod batch;
 mod health;
 mod presence;
+pub mod quiet;
 mod reads;
 mod reminders;
 mod replica;
@@ -53,6 +54,7 @@ use tally_shared::protocol::close;
 pub use health::Stopped;
 use health::{StorageHealth, StoreFailed};
 use presence::PresenceState;
+use quiet::QuietState;
 use reads::Pending;
 use reminders::Reminders;
 use replica::{apply_committed, redacted_by};
@@ -180,6 +182,13 @@ pub enum Command {
         req: Option<tally_shared::RequestId>,
         conn: ConnHandle,
     },
+    /// A staff member changed their quiet hours or snooze.
+    Quiet {
+        staff: StaffId,
+        quiet: tally_shared::quiet::Quiet,
+        req: Option<tally_shared::RequestId>,
+        conn: ConnHandle,
+    },
     /// A webhook delivery's outcome, recorded in the outbox in the next batch.
     WebhookSettled(crate::webhooks::Settled),
     /// A conversation, as it is now.
@@ -304,6 +313,7 @@ pub struct Core {
     reminders: Reminders,
     /// Presence: what was announced, what may have changed, what other nodes said.
     presence: PresenceState,
+    quiet: QuietState,
     /// Read positions that moved since the last tick (see `flush_seen`).
     seen_moved: Vec<(ConversationId, StaffId)>,
     /// Where the order of events is decided (this node's SQLite, or a cluster's PostgreSQL).
@@ -371,6 +381,7 @@ impl Core {
             wake: None,
             reminders: Reminders::default(),
             presence: PresenceState::default(),
+            quiet: QuietState::default(),
             seen_moved: Vec::new(),
             order,
             bell: None,
@@ -378,6 +389,7 @@ impl Core {
             health: StorageHealth::default(),
         };
         core.reload_staff()?;
+        core.load_quiet()?;
         let started = Instant::now();
         let from = core.engine.offset();
         let head = storage::last_offset(&core.conn)?;
@@ -473,7 +485,8 @@ impl Core {
             | tally_shared::Routed::Snapshot
             | tally_shared::Routed::Visibility(_)
             | tally_shared::Routed::Typing(_)
-            | tally_shared::Routed::Preferences { .. } => {
+            | tally_shared::Routed::Preferences { .. }
+            | tally_shared::Routed::Quiet(_) => {
                 anyhow::bail!("a seed request is a write for the log")
             }
         };
@@ -685,6 +698,12 @@ impl Core {
                 req,
                 conn,
             } => self.preferences(&staff, hide_read_state, req, &conn),
+            Command::Quiet {
+                staff,
+                quiet,
+                req,
+                conn,
+            } => self.set_quiet(&staff, quiet, req, &conn),
             Command::Conversation { id, reply } => {
                 let _ = reply.send(self.engine.conversation(id).cloned());
             }
@@ -747,6 +766,7 @@ impl Core {
             tracing::warn!(error = %e, "reloading staff failed");
         }
         self.tick_presence();
+        self.tick_quiet();
         self.announce_presence();
         self.flush_seen();
         if self.wake.is_some() {

@@ -239,6 +239,7 @@ impl Core {
             let frame: Frame = encode(&ServerFrame::Presence {
                 staff: p.clone(),
                 presence,
+                dnd: self.quiet.announced(p_key),
             })
             .into();
             // Everyone to everyone for a new conversation; for a newcomer, everyone to them
@@ -277,9 +278,12 @@ impl Core {
             }
             let now = self.presence_of(key);
             let before = self.presence.announced.get(&key).copied().unwrap_or_default();
-            if now == before {
+            let staff = self.engine.projection().staff_id(key).clone();
+            let dnd = now != Presence::Offline && self.quiet.is_quiet(&staff, stamp);
+            if now == before && dnd == self.quiet.announced(key) {
                 continue;
             }
+            self.quiet.set_announced(key, dnd);
             if now == Presence::Offline {
                 // A quiet spell starts (also when their last tab closed on another node).
                 self.reminders.quiet(key, stamp);
@@ -287,10 +291,10 @@ impl Core {
             } else {
                 self.presence.announced.insert(key, now);
             }
-            let staff = self.engine.projection().staff_id(key).clone();
             let frame: Frame = encode(&ServerFrame::Presence {
                 staff: staff.clone(),
                 presence: now,
+                dnd,
             })
             .into();
             let mut sent = 0;

@@ -111,9 +111,11 @@ impl Core {
             return;
         }
         let at = self.clock.now();
-        let due = self
+        let mut due = self
             .reminders
             .due(at, |key| self.presence_of(key) == Presence::Offline, &self.engine);
+        // Quiet hours and snoozes hold reminders until they end.
+        due.retain(|(staff, _)| !self.quiet.is_quiet(staff, at));
         if due.is_empty() {
             return;
         }

@@ -211,6 +211,7 @@ impl Core {
         std::mem::take(&mut self.hub).close_all(close::GOING_AWAY);
         self.resume.clear();
         self.presence.forget_keys();
+        self.quiet.forget_keys();
         self.reminders.forget_keys();
         if let Err(f) = self.reload_engine() {
             self.storage_failed(f);

@@ -69,6 +69,7 @@ impl Core {
                 let frame = ServerFrame::Presence {
                     staff: peer,
                     presence,
+                    dnd: self.quiet.announced(peer_key),
                 };
                 self.send(conn, encode(&frame).into());
             }
@@ -76,6 +77,7 @@ impl Core {
         let hide_read_state = self.engine.hides_read_state(staff);
         let preferences = ServerFrame::Preferences { hide_read_state };
         self.send(conn, encode(&preferences).into());
+        self.send(conn, self.quiet_frame(staff));
         for frame in self.engine.all_read_positions(staff) {
             self.send(conn, encode(&frame).into());
         }

@@ -679,7 +679,8 @@ impl Engine {
             | Request::RequestSnapshot
             | Request::Visibility { .. }
             | Request::Typing { .. }
-            | Request::SetPreferences { .. } => unreachable!("Request::route makes no LogRequest of these"),
+            | Request::SetPreferences { .. }
+            | Request::SetQuiet { .. } => unreachable!("Request::route makes no LogRequest of these"),
         })
     }
 
@@ -931,7 +932,8 @@ fn client_id_of(request: LogRequest<'_>) -> Option<(IdKind, &ClientMsgId)> {
         | Request::RequestSnapshot
         | Request::Visibility { .. }
         | Request::Typing { .. }
-        | Request::SetPreferences { .. } => unreachable!("Request::route makes no LogRequest of these"),
+        | Request::SetPreferences { .. }
+        | Request::SetQuiet { .. } => unreachable!("Request::route makes no LogRequest of these"),
     }
 }
 
@@ -969,7 +971,8 @@ fn writes_messages_into(request: LogRequest<'_>) -> Option<ConversationId> {
         | Request::RequestSnapshot
         | Request::Visibility { .. }
         | Request::Typing { .. }
-        | Request::SetPreferences { .. } => unreachable!("Request::route makes no LogRequest of these"),
+        | Request::SetPreferences { .. }
+        | Request::SetQuiet { .. } => unreachable!("Request::route makes no LogRequest of these"),
     }
 }
 

@@ -72,13 +72,15 @@ fn reactions_row(chat: &Chat, store: &ChatStore, m: &Message) -> Html {
             { for m.reactions.iter().map(|r| {
                 let mine = reacted(m, store.me(), &r.emoji);
                 let names: Vec<String> = r.staff.iter().map(|s| if Some(s) == store.me() { t("list.you") } else { store.name_of(s).to_string() }).collect();
-                let who = ta("reactions.by", &[("emoji", &r.emoji), ("names", &names.join(", "))]);
+                // The name starts with what the chip shows ("👍 2"), as its visible text must be in it.
+                let count = r.staff.len().to_string();
+                let who = ta("reactions.by", &[("emoji", &r.emoji), ("count", &count), ("names", &names.join(", "))]);
                 let (chat, id, emoji) = (chat.clone(), m.id, r.emoji.clone());
                 let onclick = Callback::from(move |_: MouseEvent| chat.dispatch(Action::Request(reaction(id, &emoji, !mine))));
                 html! {
                     <button class={classes!("tally-reaction", mine.then_some("tally-reaction-mine"))} aria-pressed={mine.to_string()}
-                        title={who.clone()} aria-label={who} data-emoji={r.emoji.clone()} data-count={r.staff.len().to_string()} {onclick}>
-                        <span aria-hidden="true">{ r.emoji.clone() }</span>{" "}<span aria-hidden="true">{ r.staff.len() }</span>
+                        title={who.clone()} aria-label={who} data-emoji={r.emoji.clone()} data-count={count.clone()} {onclick}>
+                        <span aria-hidden="true">{ r.emoji.clone() }</span>{" "}<span aria-hidden="true">{ count }</span>
                     </button>
                 }
             }) }
@@ -279,7 +281,7 @@ pub(crate) fn message_row(
     let menu_keys = {
         let menu = menu.clone();
         Callback::from(move |e: KeyboardEvent| match e.key().as_str() {
-            "ArrowDown" | "ArrowUp" => {
+            "ArrowDown" | "ArrowUp" if !e.alt_key() => {
                 e.prevent_default();
                 let step = if e.key() == "ArrowDown" { 1 } else { -1 };
                 util::move_focus(&e, ".tally-menu", "[role=menuitem]", step);

@@ -261,8 +261,20 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         .collect::<Vec<_>>()
         .join(", ");
     let counts = store.counts(id);
+    // Escape (that nothing inside took: a menu, a dialog, a reply being written) reads the
+    // conversation and goes back to the list, as in Slack.
+    let onkeydown = {
+        let chat = chat.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Escape" && !e.default_prevented() {
+                e.prevent_default();
+                e.stop_propagation();
+                chat.dispatch(Action::ReadAndClose(id));
+            }
+        })
+    };
     html! {
-        <div class="tally-conversation" data-conversation={id.0.to_string()}>
+        <div class="tally-conversation" data-conversation={id.0.to_string()} {onkeydown}>
             <div class="tally-conv-header">
                 <button class="tally-icon-button" aria-label={t("conversation.back")} title={t("conversation.back")} onclick={back}>{ icons::back() }</button>
                 <div class="tally-conv-title">
