@@ -6,7 +6,8 @@ mod common;
 use common::*;
 use tally_shared::mentions::MentionRange;
 use tally_shared::protocol::{Event, ServerFrame};
-use tally_shared::{ClientMsgId, ConversationId, Counts, ErrorCode, MessageId, Request};
+use tally_shared::quiet::{Quiet, Schedule};
+use tally_shared::{ClientMsgId, ConversationId, Counts, ErrorCode, MessageId, Millis, Request};
 
 fn send_with(conversation: ConversationId, id: &str, body: &str, ranges: Vec<MentionRange>) -> Request {
     Request::SendMessage {
@@ -304,4 +305,116 @@ async fn reactions_are_limited_per_person_per_message_and_by_their_own_budget() 
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::RateLimited);
     alice.call(send(dm, "m2", "still here")).await.unwrap();
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn is_quiet_frame(f: &ServerFrame) -> Option<Quiet> {
+    match f {
+        ServerFrame::Quiet { quiet } => Some(quiet.clone()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn quiet_hours_reach_every_tab_show_others_do_not_disturb_survive_a_restart_and_bad_ones_change_nothing()
+ {
+    let mut relay = Relay::start(&["alice", "bob"]).await;
+    let mut alice = relay.connect("alice").await;
+    let mut bob1 = relay.connect("bob").await;
+    let mut bob2 = relay.connect("bob").await;
+    alice
+        .call(Request::CreateDirect { staff: sid("bob") })
+        .await
+        .unwrap();
+    // Bob snoozes for 30 minutes, letting mentions through, and keeps nights quiet in Berlin.
+    let quiet = Quiet {
+        schedule: Some(Schedule {
+            days: 0b111_1111,
+            from: 22 * 60,
+            to: 7 * 60,
+            zone: "Europe/Berlin".into(),
+        }),
+        snooze_until: Some(Millis(now_ms() + 30 * 60 * 1000)),
+        mentions_break_through: true,
+    };
+    bob1.call(Request::SetQuiet { quiet: quiet.clone() })
+        .await
+        .unwrap();
+    let told = bob2
+        .until(|f| is_quiet_frame(f).is_some_and(|q| q.snooze_until.is_some()))
+        .await;
+    assert_eq!(
+        is_quiet_frame(&told),
+        Some(quiet.clone()),
+        "his other tab is told"
+    );
+    alice
+        .until(|f| matches!(f, ServerFrame::Presence { staff, dnd: true, .. } if staff.as_str() == "bob"))
+        .await;
+
+    // Out of bounds: refused with the reason, nothing stored.
+    let bad = [
+        Schedule {
+            zone: "Mars/Olympus_Mons".into(),
+            ..quiet.schedule.clone().unwrap()
+        },
+        Schedule {
+            days: 0,
+            ..quiet.schedule.clone().unwrap()
+        },
+        Schedule {
+            to: 24 * 60,
+            ..quiet.schedule.clone().unwrap()
+        },
+    ];
+    for schedule in bad {
+        let e = bob1
+            .call(Request::SetQuiet {
+                quiet: Quiet {
+                    schedule: Some(schedule),
+                    ..Quiet::default()
+                },
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidInput, "{}", e.message);
+    }
+    let a_week_and_a_minute = Millis(now_ms() + tally_shared::quiet::SNOOZE_MAX_MS + 60_000);
+    let e = bob1
+        .call(Request::SetQuiet {
+            quiet: Quiet {
+                snooze_until: Some(a_week_and_a_minute),
+                ..Quiet::default()
+            },
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidInput);
+    // A new tab, after a restart, is told what was stored.
+    drop((alice, bob1, bob2));
+    relay.stop().await;
+    let mut relay = Relay::start_in(relay.dir, &["alice", "bob"], |_| {}).await;
+    let mut bob3 = relay.connect("bob").await;
+    let told = bob3.until(|f| is_quiet_frame(f).is_some()).await;
+    assert_eq!(is_quiet_frame(&told), Some(quiet));
+    // Cleared: Alice sees him without "do not disturb" again.
+    let mut alice = relay.connect("alice").await;
+    alice
+        .until(|f| matches!(f, ServerFrame::Presence { staff, dnd: true, .. } if staff.as_str() == "bob"))
+        .await;
+    bob3.call(Request::SetQuiet {
+        quiet: Quiet::default(),
+    })
+    .await
+    .unwrap();
+    alice
+        .until(|f| matches!(f, ServerFrame::Presence { staff, dnd: false, .. } if staff.as_str() == "bob"))
+        .await;
+    relay.stop().await;
 }

@@ -338,6 +338,59 @@ async fn an_unread_reminder_fires_once_per_quiet_spell() {
 }
 
 #[tokio::test]
+async fn a_snooze_holds_the_unread_reminder_until_it_ends() {
+    let receiver = Receiver::start().await;
+    let args: Vec<&str> = UNLIMITED
+        .iter()
+        .copied()
+        .chain(["--reminder-after", "1s"])
+        .collect();
+    let relay = Binary::serve(&["alice", "bob"], &args, None);
+    let data = relay.dir.path().to_path_buf();
+    let key = cli(&data, &["service-key", "create", "app"]);
+    cli(
+        &data,
+        &["webhook", "add", &receiver.url(), "--events", "unread_reminder"],
+    );
+    tokio::time::sleep(PICKED_UP).await;
+    // Bob snoozes for 6 s and leaves.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let until = now + 6_000;
+    let mut bob = relay.connect("bob").await;
+    bob.call(tally_shared::Request::SetQuiet {
+        quiet: tally_shared::quiet::Quiet {
+            snooze_until: Some(tally_shared::Millis(until)),
+            ..Default::default()
+        },
+    })
+    .await
+    .unwrap();
+    drop(bob);
+    post(
+        relay.addr,
+        &key,
+        json!({"direct": ["alice", "bob"], "sender": "alice", "body": "are you there?"}),
+    )
+    .await;
+    // A reminder would be due a second later; the snooze holds it…
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(receiver.got().is_empty(), "held while snoozed");
+    // …until it ends.
+    let got = receiver
+        .until("the reminder after the snooze", |g| !g.is_empty())
+        .await;
+    let arrived = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(arrived >= until, "not before the snooze ended");
+    assert_eq!(got[0].json()["data"]["staff"], "bob");
+}
+
+#[tokio::test]
 async fn a_deleted_messages_text_leaves_pending_deliveries_and_a_message_deleted_follows() {
     let receiver = Receiver::start().await;
     let relay = Binary::serve(&["alice", "bob"], &UNLIMITED, None);
