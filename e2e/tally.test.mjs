@@ -924,3 +924,64 @@ test('the keyboard moves through unreads: Ctrl+K finds Carol, Alt+Shift+↓ the 
     await relay.stop();
   }
 });
+
+test('snooze: Bob’s snooze holds his notifications while his badge still rises; Alice sees "do not disturb"; a mention breaks through when he lets it', async () => {
+  const relay = await new Relay(['alice', 'bob']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const context = await newContext(browser, { viewport: { width: 1000, height: 900 } });
+    await context.addInitScript(() => {
+      window.notes = [];
+      window.Notification = class {
+        constructor(title, options) { this.title = title; this.body = options?.body; this.closed = false; window.notes.push(this); }
+        close() { this.closed = true; }
+        static get permission() { return 'granted'; }
+        static requestPermission() { return Promise.resolve('granted'); }
+      };
+    });
+    const b = await tab(browser, relay, 'bob', { context });
+    await openPanel(b);
+    await b.page.click('#messenger [data-testid=bell]');
+    await b.page.check('#messenger [data-testid=notify-enabled]');
+    await startDirect(a, 'Bob');
+    // Bob snoozes for 30 minutes, from the bell.
+    await b.page.click('#messenger [data-testid=snooze-30]');
+    await b.page.waitForSelector('#messenger [data-testid=quiet-status]');
+    // Alice sees him as "do not disturb" in her list.
+    await backToList(a);
+    await a.page.waitForSelector('#messenger [data-testid=presence][data-dnd=true]');
+    await openConversation(a, 'Bob');
+    await b.page.click('#messenger [aria-label="Close messages"]');
+    await b.page.evaluate(() => {
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await say(a, 'Lunch at one?');
+    await expectTotal(b, 1);
+    // The badge rose and the page title with it, but no notification and no sound.
+    await b.page.waitForFunction(() => document.title.startsWith('(1)'));
+    await new Promise((r) => setTimeout(r, 1_500));
+    assert.equal(await b.page.evaluate(() => window.notes.length), 0, 'snoozed: nothing shown');
+    // Mentions may break through: Bob lets them, and Alice's @bob notifies.
+    await openPanel(b);
+    await b.page.click('#messenger [data-testid=bell]');
+    await b.page.check('#messenger [data-testid=quiet-mentions]');
+    await b.page.click('#messenger [aria-label="Close messages"]');
+    await say(a, '@bob the van is here');
+    await expectTotal(b, 2);
+    await b.page.waitForFunction(() => window.notes.length === 1 && window.notes[0].body.includes('van'), null, { timeout: 10_000 });
+    // He resumes: an ordinary message notifies again.
+    await openPanel(b);
+    await b.page.click('#messenger [data-testid=bell]');
+    await b.page.click('#messenger [data-testid=snooze-off]');
+    await b.page.waitForSelector('#messenger [data-testid=quiet-status]', { state: 'detached' });
+    await backToList(a);
+    await a.page.waitForSelector('#messenger [data-testid=presence]:not([data-dnd])');
+    await openConversation(a, 'Bob');
+    await b.page.click('#messenger [aria-label="Close messages"]');
+    await say(a, 'Never mind, sorted');
+    await b.page.waitForFunction(() => window.notes.length === 2, null, { timeout: 10_000 });
+  } finally {
+    await relay.stop();
+  }
+});

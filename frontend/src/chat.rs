@@ -180,7 +180,17 @@ impl Core {
     }
 
     /// Offers what arrived to the notifier, with the names it shows and what a click does.
-    fn notify(&self, me: &tally_shared::StaffId, news: Vec<(tally_shared::Message, bool)>) {
+    /// Quiet hours and snoozes (the relay's, so every tab and device obeys them) hold it back,
+    /// but for a mention of me when I let those through; counts and badges never change.
+    fn notify(&self, me: &tally_shared::StaffId, mut news: Vec<(tally_shared::Message, bool)>) {
+        {
+            let state = self.state.borrow();
+            let quiet = state.store.quiet();
+            if quiet.is_set(crate::quiet::now()) {
+                let now_quiet = crate::quiet::is_quiet_now(quiet);
+                news.retain(|(m, _)| quiet.lets_through(now_quiet, m.mentions.contains(me)));
+            }
+        }
         let this = self.this.borrow().clone();
         let open = move |c| {
             if let Some(core) = this.upgrade() {

@@ -268,6 +268,23 @@ impl Locale {
             .unwrap_or_default()
     }
 
+    /// A moment as a weekday and a time ("Sat 14:30"), for "until …".
+    pub fn date_time(&self, at: tally_shared::Millis) -> String {
+        let date = js_sys::Date::new(&JsValue::from_f64(at.0 as f64));
+        self.date(
+            &date,
+            &[("weekday", "short"), ("hour", "numeric"), ("minute", "2-digit")],
+        )
+    }
+
+    /// A weekday's short name (0 Monday … 6 Sunday).
+    pub fn weekday_short(&self, day: u8) -> String {
+        // 1 January 2024 was a Monday.
+        let at = 1_704_067_200_000.0 + f64::from(day) * 86_400_000.0;
+        let date = js_sys::Date::new(&JsValue::from_f64(at));
+        self.date(&date, &[("weekday", "short"), ("timeZone", "UTC")])
+    }
+
     /// Every key of every catalog, and the plural categories each language needs that a
     /// plural entry lacks: what the catalog test checks (empty when complete).
     pub fn gaps() -> Vec<String> {

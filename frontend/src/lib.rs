@@ -27,6 +27,7 @@ pub mod inbox;
 pub mod notify;
 pub mod options;
 pub mod picker;
+pub mod quiet;
 pub mod shortcuts;
 pub mod state;
 pub mod util;

@@ -132,6 +132,15 @@ impl World {
                 | Request::Typing { .. }
                 | Request::Visibility { .. } => {}
                 Request::RequestSnapshot => self.deliver_snapshot(),
+                // Quiet hours are the relay's preference: every tab is told, then the ack.
+                Request::SetQuiet { quiet } => {
+                    self.harness.deliver(ServerFrame::Quiet { quiet });
+                    self.harness
+                        .deliver(ServerFrame::Ack(tally_shared::protocol::Ack {
+                            req: frame.req,
+                            ..Default::default()
+                        }));
+                }
                 Request::SetPreferences { hide_read_state } => {
                     self.host
                         .engine

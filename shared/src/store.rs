@@ -797,8 +797,14 @@ impl ChatStore {
     pub fn request(&mut self, request: Request) -> ClientFrame {
         let req = RequestId(self.next_req);
         self.next_req += 1;
-        if let Request::SendMessage { client_id, .. } = &request {
-            self.in_flight.insert(req, client_id.clone());
+        match &request {
+            Request::SendMessage { client_id, .. } => {
+                self.in_flight.insert(req, client_id.clone());
+            }
+            // My own quiet settings show at once (the controls follow the click); the relay's
+            // `quiet` frame confirms them, or the next session's corrects a refused change.
+            Request::SetQuiet { quiet } => self.quiet = quiet.clone(),
+            _ => {}
         }
         ClientFrame {
             req: Some(req),

@@ -33,8 +33,14 @@ pub fn presence_dot(
         Presence::Away => ("tally-presence-away", "away"),
         Presence::Offline => ("tally-presence-offline", "offline"),
     };
-    let title = t(&format!("presence.{label}"));
-    html! { <span class={classes!("tally-presence", class)} data-testid="presence" data-presence={label} {title} /> }
+    let dnd = store.is_dnd(other);
+    let title = if dnd {
+        format!("{} · {}", t(&format!("presence.{label}")), t("presence.dnd"))
+    } else {
+        t(&format!("presence.{label}"))
+    };
+    html! { <span class={classes!("tally-presence", class, dnd.then_some("tally-presence-dnd"))} data-testid="presence"
+    data-presence={label} data-dnd={dnd.then_some("true")} {title} /> }
 }
 
 /// The list.

@@ -76,9 +76,162 @@ fn notification_settings() -> Html {
             if *blocked { <p class="tally-status-error" role="alert">{ t("settings.blocked") }</p> }
             <label><input type="checkbox" checked={share_reads} onchange={on_share_reads} data-testid="share-reads" />
                 <span>{ t("settings.share_reads") }</span></label>
+            <QuietSettings />
             <button class="tally-link" data-testid="shortcuts-button" onclick={chat.callback(|_: MouseEvent| Action::Shortcuts(true))}>
                 { t("shortcuts.title") }</button>
         </div>
+    }
+}
+
+/// A change a schedule's control makes from what it holds.
+type EditSchedule = dyn Fn(&mut tally_shared::quiet::Schedule, &web_sys::HtmlInputElement);
+
+/// Do not disturb: snooze for a while, quiet hours on chosen days, and whether mentions break
+/// through. Stored on the relay (`set_quiet`), so every tab and device obeys them.
+#[function_component(QuietSettings)]
+fn quiet_settings() -> Html {
+    use tally_shared::quiet::{Quiet, Schedule};
+    let chat = use_chat();
+    let quiet = chat.state().store.quiet().clone();
+    let custom = use_node_ref();
+    let set = {
+        let chat = chat.clone();
+        Callback::from(move |q: Quiet| chat.dispatch(Action::Request(Request::SetQuiet { quiet: q })))
+    };
+    let now = crate::quiet::now();
+    let snooze = |until: Option<u64>| {
+        let (set, quiet) = (set.clone(), quiet.clone());
+        Callback::from(move |_: MouseEvent| {
+            set.emit(Quiet {
+                snooze_until: until.map(tally_shared::Millis),
+                ..quiet.clone()
+            })
+        })
+    };
+    let minutes = |m: u64| Some(now.0 + m * 60_000);
+    let snooze_custom = {
+        let (set, quiet, custom) = (set.clone(), quiet.clone(), custom.clone());
+        Callback::from(move |_: MouseEvent| {
+            let Some(input) = custom.cast::<web_sys::HtmlInputElement>() else {
+                return;
+            };
+            let at = input.value_as_number();
+            if at.is_finite() {
+                // A datetime-local's number is its wall time read as UTC: shift it to the
+                // moment it means here.
+                let offset = js_sys::Date::new(&at.into()).get_timezone_offset() * 60_000.0;
+                let until = (at + offset).max(0.0) as u64;
+                set.emit(Quiet {
+                    snooze_until: Some(tally_shared::Millis(until)),
+                    ..quiet.clone()
+                });
+            }
+        })
+    };
+    let schedule = quiet.schedule.clone().unwrap_or(Schedule {
+        days: 0b001_1111,
+        from: 18 * 60,
+        to: 8 * 60,
+        zone: crate::quiet::browser_zone(),
+    });
+    let with_schedule = |f: Box<EditSchedule>| {
+        let (set, quiet, schedule) = (set.clone(), quiet.clone(), schedule.clone());
+        Callback::from(move |e: Event| {
+            let input = e.target_unchecked_into::<web_sys::HtmlInputElement>();
+            let mut s = schedule.clone();
+            f(&mut s, &input);
+            if s.days == 0 {
+                return;
+            }
+            set.emit(Quiet {
+                schedule: Some(s),
+                ..quiet.clone()
+            });
+        })
+    };
+    let on_schedule = {
+        let (set, quiet, schedule) = (set.clone(), quiet.clone(), schedule.clone());
+        Callback::from(move |e: Event| {
+            let on = e.target_unchecked_into::<web_sys::HtmlInputElement>().checked();
+            set.emit(Quiet {
+                schedule: on.then(|| schedule.clone()),
+                ..quiet.clone()
+            });
+        })
+    };
+    let time_of = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+    let parse_time = |v: &str| -> Option<u16> {
+        let (h, m) = v.split_once(':')?;
+        Some(h.parse::<u16>().ok()? * 60 + m.parse::<u16>().ok()?)
+    };
+    let on_from = with_schedule(Box::new(move |s, i| {
+        s.from = parse_time(&i.value()).unwrap_or(s.from)
+    }));
+    let on_to = with_schedule(Box::new(move |s, i| {
+        s.to = parse_time(&i.value()).unwrap_or(s.to)
+    }));
+    let on_mentions = {
+        let (set, quiet) = (set.clone(), quiet.clone());
+        Callback::from(move |e: Event| {
+            set.emit(Quiet {
+                mentions_break_through: e.target_unchecked_into::<web_sys::HtmlInputElement>().checked(),
+                ..quiet.clone()
+            })
+        })
+    };
+    let locale = crate::i18n::Locale::current();
+    let status = if quiet.snoozed(now) {
+        let until = quiet.snooze_until.unwrap_or_default();
+        Some(crate::i18n::ta(
+            "quiet.paused_until",
+            &[("time", &locale.date_time(until))],
+        ))
+    } else if crate::quiet::is_quiet_now(&quiet) {
+        Some(t("quiet.hours_now"))
+    } else {
+        None
+    };
+    html! {
+        <fieldset class="tally-quiet" data-testid="quiet-settings">
+            <legend>{ t("quiet.title") }</legend>
+            if let Some(status) = status {
+                <p class="tally-quiet-status" role="status" data-testid="quiet-status">{ status }</p>
+            }
+            <div class="tally-quiet-row" role="group" aria-label={t("quiet.snooze")}>
+                <span class="tally-field">{ t("quiet.snooze") }</span>
+                <button class="tally-chip" data-testid="snooze-30" onclick={snooze(minutes(30))}>{ t("quiet.30m") }</button>
+                <button class="tally-chip" onclick={snooze(minutes(60))}>{ t("quiet.1h") }</button>
+                <button class="tally-chip" onclick={snooze(Some(crate::quiet::tomorrow_morning().0))}>{ t("quiet.tomorrow") }</button>
+                if quiet.snoozed(now) {
+                    <button class="tally-chip" data-testid="snooze-off" onclick={snooze(None)}>{ t("quiet.resume") }</button>
+                }
+            </div>
+            <div class="tally-quiet-row">
+                <label class="tally-field" for="tally-snooze-until">{ t("quiet.custom") }</label>
+                <input id="tally-snooze-until" class="tally-input tally-input-inline" type="datetime-local" ref={custom} />
+                <button class="tally-chip" onclick={snooze_custom}>{ t("quiet.custom_button") }</button>
+            </div>
+            <label><input type="checkbox" checked={quiet.schedule.is_some()} onchange={on_schedule} data-testid="quiet-hours" />
+                <span>{ t("quiet.schedule") }</span></label>
+            if quiet.schedule.is_some() {
+                <div class="tally-quiet-row">
+                    <label class="tally-field">{ t("quiet.from") }
+                        <input class="tally-input tally-input-inline" type="time" value={time_of(schedule.from)} onchange={on_from} /></label>
+                    <label class="tally-field">{ t("quiet.to") }
+                        <input class="tally-input tally-input-inline" type="time" value={time_of(schedule.to)} onchange={on_to} /></label>
+                </div>
+                <div class="tally-quiet-row tally-quiet-days" role="group" aria-label={t("quiet.days")}>
+                    { for (0..7u8).map(|d| {
+                        let on = schedule.days & (1 << d) != 0;
+                        let toggle = with_schedule(Box::new(move |s, i| if i.checked() { s.days |= 1 << d } else { s.days &= !(1 << d) }));
+                        html! { <label class="tally-day"><input type="checkbox" checked={on} onchange={toggle} />
+                            <span>{ locale.weekday_short(d) }</span></label> }
+                    }) }
+                </div>
+            }
+            <label><input type="checkbox" checked={quiet.mentions_break_through} onchange={on_mentions} data-testid="quiet-mentions" />
+                <span>{ t("quiet.mentions") }</span></label>
+        </fieldset>
     }
 }
 
