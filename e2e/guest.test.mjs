@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { Relay, launch, tab, newContext, hostServer, guestTab, expectTotal, openPanel, openConversation, startDirect, say, blast } from './helpers.mjs';
+import { Relay, launch, tab, newContext, hostServer, guestTab, expectTotal, openPanel, openConversation, startDirect, say, blast, longPress } from './helpers.mjs';
 
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
@@ -70,15 +70,6 @@ function tooSmall(page, selector, min) {
   }, [selector, min]);
 }
 
-/** A long press (touch) on the centre of the element `selector` matches. */
-async function longPress(page, selector) {
-  const box = await (await page.$(selector)).boundingBox();
-  const cdp = await page.context().newCDPSession(page);
-  const point = { x: box.x + box.width / 2, y: box.y + Math.min(box.height / 2, 12) };
-  await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: [point] });
-  await new Promise((r) => setTimeout(r, 800));
-  await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
-}
 
 const SIZES = [
   { name: 'phone 320', viewport: { width: 320, height: 568 }, touch: true },

@@ -285,3 +285,13 @@ export async function guestTab(browser, host, relay, staff, { context = {}, moun
   await page.waitForSelector('#messenger .tally-launcher');
   return { page, context: ctx, staff, token };
 }
+
+/** A long press (touch) on the centre of the element `selector` matches. */
+export async function longPress(page, selector) {
+  const box = await (await page.$(selector)).boundingBox();
+  const cdp = await page.context().newCDPSession(page);
+  const point = { x: box.x + box.width / 2, y: box.y + Math.min(box.height / 2, 12) };
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: [point] });
+  await new Promise((r) => setTimeout(r, 800));
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+}

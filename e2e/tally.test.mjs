@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { Relay, launch, tab, newContext, total, expectTotal, expectItemBadge, openPanel, openConversation, startDirect, startGroup, say, backToList, blast } from './helpers.mjs';
+import { Relay, launch, tab, newContext, total, expectTotal, expectItemBadge, openPanel, openConversation, startDirect, startGroup, say, backToList, blast, longPress } from './helpers.mjs';
 
 let browser;
 
@@ -981,6 +981,54 @@ test('snooze: Bob’s snooze holds his notifications while his badge still rises
     await b.page.click('#messenger [aria-label="Close messages"]');
     await say(a, 'Never mind, sorted');
     await b.page.waitForFunction(() => window.notes.length === 2, null, { timeout: 10_000 });
+  } finally {
+    await relay.stop();
+  }
+});
+
+test('edits keep their history for whoever saw them; a phone reacts from the menu; the owner turns @here off', async () => {
+  const relay = await new Relay(['alice', 'bob', 'carol']).start();
+  try {
+    const a = await tab(browser, relay, 'alice');
+    const phone = await newContext(browser, { viewport: { width: 320, height: 640 }, hasTouch: true });
+    const b = await tab(browser, relay, 'bob', { context: phone });
+    await startGroup(a, ['Bob', 'Carol'], 'Rota');
+    await say(a, 'Meet at 9');
+    // Alice edits it twice.
+    for (const text of ['Meet at 10', 'Meet at 10:30']) {
+      await a.page.hover('#messenger .tally-msg:has(.tally-text:text-matches("^Meet at"))');
+      await a.page.click('#messenger .tally-msg:has(.tally-text:text-matches("^Meet at")) .tally-menu-button');
+      await a.page.click('#messenger [role=menuitem]:text-is("Edit")');
+      await a.page.fill('#messenger [data-testid=composer]', text);
+      await a.page.press('#messenger [data-testid=composer]', 'Enter');
+      await a.page.waitForSelector(`#messenger .tally-msg .tally-text:text-is("${text}")`);
+    }
+    // Bob, on a phone, opens "edited": the earlier versions, oldest first, and the text now.
+    await openConversation(b, 'Rota');
+    await b.page.tap('#messenger .tally-msg [data-testid=edited]');
+    await b.page.waitForSelector('#messenger [data-testid=versions] .tally-version:has-text("Meet at 9")');
+    const versions = await b.page.evaluate(() => [...document.querySelector('#messenger').shadowRoot.querySelectorAll('[data-testid=versions] .tally-version .tally-text')].map((v) => v.textContent));
+    assert.deepEqual(versions, ['Meet at 9', 'Meet at 10', 'Meet at 10:30']);
+    await b.page.keyboard.press('Escape');
+    await b.page.waitForSelector('#messenger [data-testid=versions]', { state: 'detached' });
+    // A long press opens the menu; on a phone "React…" opens the full picker.
+    await longPress(b.page, '#messenger .tally-msg .tally-bubble');
+    await b.page.waitForSelector('#messenger [data-testid=react-item]', { state: 'visible' });
+    assert.equal(await b.page.$eval('#messenger .tally-quick-reactions', (q) => getComputedStyle(q).display), 'none');
+    await b.page.tap('#messenger [data-testid=react-item]');
+    await b.page.waitForSelector('#messenger [data-testid=emoji-picker]');
+    await b.page.tap('#messenger [data-testid=emoji-picker] .tally-emoji >> nth=0');
+    await a.page.waitForSelector('#messenger .tally-reaction[data-count="1"]');
+    // The owner's switch: with @here off, her picker offers it no more.
+    await a.page.click('#messenger [aria-label="Group settings"]');
+    // (The box follows the relay's event: it shows unchecked once the switch is logged.)
+    await a.page.click('#messenger [data-testid=everyone-mentions]');
+    await a.page.waitForSelector('#messenger [data-testid=everyone-mentions]:not(:checked)');
+    await a.page.keyboard.press('Escape');
+    await a.page.fill('#messenger [data-testid=composer]', '');
+    await a.page.type('#messenger [data-testid=composer]', '@');
+    await a.page.waitForSelector('#messenger [data-testid=mention-list] [role=option]:has-text("Bob")');
+    assert.equal(await a.page.$('#messenger [data-testid=mention-list] [role=option]:has-text("@here")'), null);
   } finally {
     await relay.stop();
   }

@@ -92,6 +92,32 @@ pub async fn thread(
     messages(options, &path).await
 }
 
+/// An earlier text of a message (before an edit), and when it was written.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Version {
+    /// The text.
+    pub body: String,
+    /// When it was written.
+    pub at: tally_shared::Millis,
+}
+
+/// A message's earlier versions that I saw, oldest first.
+pub async fn versions(
+    options: &MountOptions,
+    message: tally_shared::MessageId,
+) -> Result<Vec<Version>, String> {
+    #[derive(serde::Deserialize)]
+    struct Versions {
+        versions: Vec<Version>,
+    }
+    let v: Versions = get(options, &format!("/api/messages/{}/versions", message.0))
+        .await?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(v.versions)
+}
+
 /// The staff directory.
 pub async fn directory(options: &MountOptions) -> Result<Vec<tally_shared::Staff>, String> {
     get(options, "/api/staff")

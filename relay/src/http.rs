@@ -72,6 +72,8 @@ pub fn routes(state: AppState) -> warp::filters::BoxedFilter<(warp::reply::Respo
         .unify()
         .or(history_page(state.clone()))
         .unify()
+        .or(message_versions(state.clone()))
+        .unify()
         .or(search_page(state.clone()))
         .unify()
         .or(directory(state.clone()))
@@ -173,6 +175,18 @@ fn history_page(state: AppState) -> Route {
             .and(warp::query::<HistoryQuery>())
             .and(with_state(state))
             .and_then(history),
+    )
+}
+
+/// GET /api/messages/{id}/versions: a message's earlier texts (before each edit), oldest
+/// first, as far as I saw them.
+fn message_versions(state: AppState) -> Route {
+    boxed(
+        warp::path!("api" / "messages" / u64 / "versions")
+            .and(get_or_head())
+            .and(bearer(state.clone()))
+            .and(with_state(state))
+            .and_then(versions),
     )
 }
 
@@ -374,6 +388,35 @@ async fn search(
                 "the search failed",
             ))
         }
+    }
+}
+
+async fn versions(message: u64, staff: StaffId, state: AppState) -> Result<warp::reply::Response, Rejection> {
+    attachments::take_budget(&state, &staff, Kind::History)?;
+    let message = tally_shared::MessageId(message);
+    match state
+        .ask(|reply| Command::Versions {
+            staff,
+            message,
+            reply,
+        })
+        .await
+    {
+        Some(Ok(versions)) => Ok(warp::reply::json(&serde_json::json!({
+            "message": message,
+            "versions": versions,
+        }))
+        .into_response()),
+        Some(Err(code)) => Err(api_error(
+            status_of(code),
+            code,
+            match code {
+                ErrorCode::NotParticipant => "you are not in this message's conversation",
+                ErrorCode::NotFound => "no such message (or it was deleted)",
+                _ => "the message's versions cannot be read now; retry",
+            },
+        )),
+        None => Err(core_gone()),
     }
 }
 

@@ -624,6 +624,91 @@ fn update_message(
     Ok(())
 }
 
+/// One version of a message's text: what it said from `at`, until the next version (the log's
+/// offset of the event that wrote it decides who saw it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Version {
+    /// The text.
+    pub body: String,
+    /// Where it mentioned people.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mention_ranges: Vec<tally_shared::mentions::MentionRange>,
+    /// When it was written (sent, or edited to this).
+    pub at: tally_shared::Millis,
+    /// The event that wrote it.
+    #[serde(skip)]
+    pub offset: Offset,
+}
+
+/// A message's stored versions, oldest first (its send, then each edit), with its
+/// conversation and whether it was deleted; `None` when there is no such message.
+pub fn message_versions(
+    conn: &Connection,
+    message: MessageId,
+) -> rusqlite::Result<Option<(ConversationId, bool, Vec<Version>)>> {
+    let mut stmt = conn.prepare_cached("SELECT frame FROM events WHERE message = ?1 ORDER BY offset")?;
+    let frames = stmt.query_map(params![message.0 as i64], |r| r.get::<_, String>(0))?;
+    let mut found: Option<(ConversationId, bool)> = None;
+    let mut versions = Vec::new();
+    for frame in frames {
+        let Ok(e) = serde_json::from_str::<LoggedEvent>(&frame?) else {
+            continue;
+        };
+        match e.event {
+            Event::MessageCreated { message: m } => {
+                found = Some((m.conversation, m.deleted));
+                versions.push(Version {
+                    body: m.body,
+                    mention_ranges: m.mention_ranges,
+                    at: m.created_at,
+                    offset: e.offset,
+                });
+            }
+            Event::MessageEdited {
+                body,
+                mention_ranges,
+                edited_at,
+                ..
+            } => versions.push(Version {
+                body,
+                mention_ranges,
+                at: edited_at,
+                offset: e.offset,
+            }),
+            _ => {}
+        }
+    }
+    let Some((conversation, _)) = found else {
+        return Ok(None);
+    };
+    let deleted: bool = conn
+        .query_row(
+            "SELECT coalesce(json_extract(payload, '$.deleted'), 0) FROM messages WHERE id = ?1",
+            params![message.0 as i64],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(true);
+    Ok(Some((conversation, deleted, versions)))
+}
+
+/// The offset at which `staff` last joined a conversation (none: they were in it from its
+/// start).
+pub fn joined_at(
+    conn: &Connection,
+    conversation: ConversationId,
+    staff: &StaffId,
+) -> rusqlite::Result<Option<Offset>> {
+    let at: Option<i64> = conn.query_row(
+        "SELECT max(offset) FROM events WHERE conversation = ?1
+           AND json_extract(frame, '$.type') = 'participant_added'
+           AND json_extract(frame, '$.staff') = ?2",
+        params![conversation.0 as i64, staff.as_str()],
+        |r| r.get(0),
+    )?;
+    Ok(at.map(|o| Offset(o as u64)))
+}
+
 /// Messages `from..=to` of a conversation, in order.
 pub fn message_range(
     conn: &Connection,

@@ -418,3 +418,68 @@ async fn quiet_hours_reach_every_tab_show_others_do_not_disturb_survive_a_restar
         .await;
     relay.stop().await;
 }
+
+async fn versions_of(relay: &Relay, who: &str, message: MessageId) -> (u16, serde_json::Value) {
+    let path = format!("/api/messages/{}/versions", message.0);
+    let (status, _, body) = http(
+        relay.addr,
+        "GET",
+        &path,
+        &[("Authorization", &bearer(&relay.token(who)))],
+        b"",
+    )
+    .await;
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+fn bodies(v: &serde_json::Value) -> Vec<String> {
+    v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["body"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_messages_earlier_versions_show_to_those_who_saw_them_and_to_nobody_once_it_is_deleted() {
+    let relay = Relay::start(&["alice", "bob", "carol", "dan"]).await;
+    let mut alice = relay.connect("alice").await;
+    let g = group(&mut alice, &["bob"]).await;
+    let ack = alice.call(send_with(g, "m1", "Meet at 9", vec![])).await.unwrap();
+    let id = ack.message.unwrap();
+    let edit = |body: &str| Request::EditMessage {
+        message: id,
+        body: body.into(),
+        mention_ranges: vec![],
+    };
+    alice.call(edit("Meet at 10")).await.unwrap();
+    // Carol joins between the two edits: she saw "Meet at 10", never "Meet at 9".
+    alice
+        .call(Request::AddParticipants {
+            conversation: g,
+            staff: vec![sid("carol")],
+        })
+        .await
+        .unwrap();
+    alice.call(edit("Meet at 10:30")).await.unwrap();
+    let (status, bob) = versions_of(&relay, "bob", id).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        bodies(&bob),
+        ["Meet at 9", "Meet at 10"],
+        "oldest first, the current text not among them"
+    );
+    assert!(bob["versions"][0]["at"].as_u64().unwrap() <= bob["versions"][1]["at"].as_u64().unwrap());
+    let (_, carol) = versions_of(&relay, "carol", id).await;
+    assert_eq!(bodies(&carol), ["Meet at 10"]);
+    // Not in the conversation: refused; no such message: not found.
+    let (status, body) = versions_of(&relay, "dan", id).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("not_participant")));
+    let (status, _) = versions_of(&relay, "bob", MessageId(9_999)).await;
+    assert_eq!(status, 404);
+    // Deleted: every version is gone with it.
+    alice.call(Request::DeleteMessage { message: id }).await.unwrap();
+    let (status, body) = versions_of(&relay, "bob", id).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+}

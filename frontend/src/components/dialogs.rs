@@ -229,6 +229,15 @@ pub fn group_dialog(props: &GroupProps) -> Html {
                     }
                 }) }
             </ul>
+            if me.as_ref() == Some(&view.conversation.created_by) {
+                // The owner decides whether @here and @all mention everyone here.
+                <label class="tally-pick-line"><input type="checkbox" checked={!view.conversation.everyone_off} data-testid="everyone-mentions"
+                    onchange={let chat = chat.clone(); Callback::from(move |e: Event| {
+                        let allowed = e.target_unchecked_into::<HtmlInputElement>().checked();
+                        chat.dispatch(Action::Request(Request::SetEveryoneMentions { conversation: id, allowed }));
+                    })} />
+                    <span>{ t("dialog.everyone_mentions") }</span></label>
+            }
             if !others.is_empty() {
                 <h4>{ t("dialog.add") }</h4>
                 <ul class="tally-pick">
@@ -268,6 +277,60 @@ const EMOJI: [(&str, &str); 6] = [
     ("reactions.celebrate", "🎉 🎊 🎂 🎁 🏆 🥇 🍀 ☕ 🍕 🍰 🍻 🥂"),
     ("reactions.nature", "☀️ 🌧️ ⛄ 🌈 🌻 🌲 🐶 🐱 🦄 🐢"),
 ];
+
+/// Properties of [`VersionsDialog`].
+#[derive(Properties, PartialEq)]
+pub struct VersionsProps {
+    /// The edited message.
+    pub message: MessageId,
+    /// Called to close it.
+    pub on_close: Callback<()>,
+}
+
+/// An edited message's earlier texts that I saw (the relay decides which), oldest first, then
+/// the text it has now.
+#[function_component(VersionsDialog)]
+pub fn versions_dialog(props: &VersionsProps) -> Html {
+    let chat = use_chat();
+    let loaded = use_state(|| None::<Result<Vec<crate::api::Version>, String>>);
+    {
+        let (chat, loaded, message) = (chat.clone(), loaded.clone(), props.message);
+        use_effect_with(message, move |_| {
+            wasm_bindgen_futures::spawn_local(async move {
+                loaded.set(Some(crate::api::versions(&chat.options, message).await));
+            });
+        });
+    }
+    let now = chat.state().store.find_message(props.message).cloned();
+    let locale = crate::i18n::Locale::current();
+    let row = |body: &str, when: String| {
+        html! {
+            <li class="tally-version">
+                <span class="tally-field">{ when }</span>
+                <div class="tally-text" dir="auto">{ tally_shared::markup::plain_text(body) }</div>
+            </li>
+        }
+    };
+    let close = props.on_close.reform(|_: MouseEvent| ());
+    html! {
+        <Dialog label={t("message.versions")} id="versions" on_close={props.on_close.clone()}>
+            <ol class="tally-versions" data-testid="versions">
+                { match &*loaded {
+                    None => html! { <li role="status">{ t("status.loading") }</li> },
+                    Some(Err(e)) => html! { <li class="tally-failed" role="alert">{ e.clone() }</li> },
+                    Some(Ok(v)) if v.is_empty() => html! { <li role="status">{ t("message.no_versions") }</li> },
+                    Some(Ok(v)) => html! { { for v.iter().map(|x| row(&x.body, locale.date_time(x.at))) } },
+                } }
+                if let Some(m) = now.filter(|m| !m.deleted) {
+                    { row(&m.body, ta("message.version_now", &[("time", &locale.date_time(m.edited_at.unwrap_or(m.created_at)))])) }
+                }
+            </ol>
+            <div class="tally-dialog-actions">
+                <button class="tally-primary" onclick={close}>{ t("dialog.close") }</button>
+            </div>
+        </Dialog>
+    }
+}
 
 /// Properties.
 #[derive(Properties, PartialEq)]

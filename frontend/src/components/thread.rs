@@ -10,7 +10,7 @@ use yew::prelude::*;
 use super::composer::Composer;
 use super::conversation::message::{RowActions, SeenLine, ThreadRow, message_row};
 use super::conversation::reading::use_reading;
-use super::dialogs::{EmojiPicker, ForwardDialog};
+use super::dialogs::{EmojiPicker, ForwardDialog, VersionsDialog};
 use super::{icons, use_chat};
 use crate::i18n::{t, tn};
 use crate::state::Action;
@@ -58,6 +58,7 @@ pub fn thread_pane(props: &ThreadProps) -> Html {
     let editing = use_state(|| None::<Message>);
     let forwarding = use_state(|| None::<MessageId>);
     let picker = use_state(|| None::<MessageId>);
+    let history = use_state(|| None::<MessageId>);
     let ui = RowActions {
         menu: use_state(|| None::<MessageId>),
         reply_to: use_state(|| None::<Message>),
@@ -67,6 +68,7 @@ pub fn thread_pane(props: &ThreadProps) -> Html {
         press: use_mut_ref(|| None),
         menu_up: use_state(|| false),
         picker: picker.clone(),
+        history: history.clone(),
     };
     let list_ref = use_node_ref();
     let observer = use_reading(&chat, id, Some(root));
@@ -215,6 +217,9 @@ pub fn thread_pane(props: &ThreadProps) -> Html {
             if let Some(message) = *forwarding {
                 <ForwardDialog {message} on_close={let f = forwarding.clone(); Callback::from(move |_| f.set(None))}
                     on_forwarded={Callback::from(|_: String| {})} />
+            }
+            if let Some(message) = *history {
+                <VersionsDialog {message} on_close={let h = history.clone(); Callback::from(move |_| h.set(None))} />
             }
             if let Some(message) = *picker {
                 <EmojiPicker {message} on_close={let p = picker.clone(); Callback::from(move |_| p.set(None))} />

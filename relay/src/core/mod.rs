@@ -99,6 +99,12 @@ pub enum Command {
     Disconnected { staff: StaffId, conn_id: u64 },
     /// A page of history.
     History(HistoryRequest),
+    /// A message's earlier versions that this staff member saw (see `versions`).
+    Versions {
+        staff: StaffId,
+        message: tally_shared::MessageId,
+        reply: Reply<Result<Vec<storage::Version>, ErrorCode>>,
+    },
     /// A full-text search's scope (see `search`): the searcher's conversations now.
     Search(SearchRequest),
     /// May this staff member fetch this attachment? Its content type and size if so.
@@ -721,6 +727,13 @@ impl Core {
                 let _ = r.reply.send(scoped);
             }
             Command::History(h) => self.history_page(h),
+            Command::Versions {
+                staff,
+                message,
+                reply,
+            } => {
+                let _ = reply.send(self.versions(&staff, message));
+            }
             Command::ReaderDone { conn } => {
                 if let Some(reads) = self.reads.as_mut() {
                     reads.give(conn);

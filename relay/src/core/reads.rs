@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use tally_shared::protocol::{ProtocolRange, ServerFrame, encode};
-use tally_shared::{AttachmentId, ErrorCode, Message, Seq, StaffId, limits};
+use tally_shared::{AttachmentId, ErrorCode, Message, MessageId, Offset, Seq, StaffId, limits};
 use tokio::sync::oneshot;
 
 use super::{Core, HistoryRequest, SearchRequest};
@@ -146,6 +146,43 @@ impl Core {
             tracing::warn!(error = %e, "a history page could not be read");
             ErrorCode::Unavailable
         })
+    }
+
+    /// A message's earlier versions (its text before each edit), oldest first, as far as this
+    /// staff member saw them: those still current after they (last) joined its conversation.
+    /// A deleted message has none; someone not in the conversation gets `not_participant`.
+    pub(super) fn versions(
+        &self,
+        staff: &StaffId,
+        message: MessageId,
+    ) -> Result<Vec<storage::Version>, ErrorCode> {
+        let unavailable = |e: rusqlite::Error| {
+            tracing::warn!(error = %e, "a message's versions could not be read");
+            ErrorCode::Unavailable
+        };
+        let Some((conversation, deleted, mut versions)) =
+            storage::message_versions(&self.conn, message).map_err(unavailable)?
+        else {
+            return Err(ErrorCode::NotFound);
+        };
+        if !self.engine.is_participant(staff, conversation) {
+            return Err(ErrorCode::NotParticipant);
+        }
+        if deleted {
+            return Err(ErrorCode::NotFound);
+        }
+        let joined = storage::joined_at(&self.conn, conversation, staff)
+            .map_err(unavailable)?
+            .unwrap_or_default();
+        // Version i was replaced by version i + 1: seen if that happened after they joined.
+        let replaced: Vec<Offset> = versions.iter().skip(1).map(|v| v.offset).collect();
+        versions.truncate(replaced.len());
+        Ok(versions
+            .into_iter()
+            .zip(replaced)
+            .filter(|(_, replaced)| *replaced > joined)
+            .map(|(v, _)| v)
+            .collect())
     }
 
     /// A search's query with its scope: the one conversation asked for, if the searcher is in

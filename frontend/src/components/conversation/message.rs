@@ -40,6 +40,8 @@ pub(crate) struct RowActions {
     pub(crate) menu_up: UseStateHandle<bool>,
     /// The message whose full emoji picker is open.
     pub(crate) picker: UseStateHandle<Option<MessageId>>,
+    /// The message whose earlier versions show.
+    pub(crate) history: UseStateHandle<Option<MessageId>>,
 }
 
 /// The emoji a message's menu offers at once.
@@ -424,6 +426,10 @@ pub(crate) fn message_row(
         })
     };
     let folded = !m.deleted && is_long(&m.body) && !unfolded.contains(&m.id);
+    let show_versions = {
+        let (history, id) = (ui.history.clone(), m.id);
+        Callback::from(move |_: MouseEvent| history.set(Some(id)))
+    };
     let toggle_fold = {
         let (unfolded, id) = (unfolded.clone(), m.id);
         Callback::from(move |_: MouseEvent| {
@@ -460,7 +466,10 @@ pub(crate) fn message_row(
                     { for m.attachments.iter().map(|a| html! { <AttachmentView attachment={a.clone()} /> }) }
                 }
                 <span class="tally-msg-meta">
-                    if m.edited_at.is_some() && !m.deleted { <span>{ t("message.edited") }{" · "}</span> }
+                    if m.edited_at.is_some() && !m.deleted {
+                        <button class="tally-link tally-edited" data-testid="edited" aria-haspopup="dialog"
+                            title={t("message.versions")} onclick={show_versions}>{ t("message.edited") }</button>{" · "}
+                    }
                     <time>{ util::time_of_day(m.created_at) }</time>
                 </span>
             </div>
@@ -483,6 +492,7 @@ pub(crate) fn message_row(
                             if own { <button role="menuitem" onclick={on_edit}>{ t("message.edit") }</button> }
                             if own { <button role="menuitem" onclick={on_delete}>{ t("message.delete") }</button> }
                             if can_unread { <button role="menuitem" onclick={on_unread}>{ t("message.mark_unread") }</button> }
+                            <button role="menuitem" class="tally-phone-only" data-testid="react-item" onclick={on_more.clone()}>{ t("message.react_item") }</button>
                             <div class="tally-quick-reactions" role="group" aria-label={t("message.react")}>
                                 { for QUICK_REACTIONS.iter().map(|e| {
                                     let (chat, menu, mine) = (chat.clone(), menu.clone(), reacted(m, store.me(), e));

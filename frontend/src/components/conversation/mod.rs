@@ -12,7 +12,7 @@ use tally_shared::{ConversationId, ConversationKind, Message, MessageId, Request
 use yew::prelude::*;
 
 use super::composer::Composer;
-use super::dialogs::{EmojiPicker, ForwardDialog, GroupDialog};
+use super::dialogs::{EmojiPicker, ForwardDialog, GroupDialog, VersionsDialog};
 use super::{icons, use_chat};
 use crate::i18n::{t, ta, tn};
 use crate::state::Action;
@@ -136,6 +136,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     let editing = use_state(|| None::<Message>);
     let forwarding = use_state(|| None::<MessageId>);
     let picker = use_state(|| None::<MessageId>);
+    let history = use_state(|| None::<MessageId>);
     let group_dialog = use_state(|| false);
     let menu = use_state(|| None::<MessageId>);
     let unfolded = use_state(std::collections::HashSet::<MessageId>::new);
@@ -179,6 +180,7 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         press,
         menu_up: menu_up.clone(),
         picker: picker.clone(),
+        history: history.clone(),
     };
     let seen_marker = store.seen_marker(id);
     let summaries = store.thread_summaries(id);
@@ -297,6 +299,9 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
             if let Some(message) = *forwarding {
                 <ForwardDialog {message} on_close={let f = forwarding.clone(); Callback::from(move |_| f.set(None))}
                     on_forwarded={let toast = toast.clone(); Callback::from(move |title: String| toast.show(ta("dialog.forwarded", &[("title", &title)])))} />
+            }
+            if let Some(message) = *history {
+                <VersionsDialog {message} on_close={let h = history.clone(); Callback::from(move |_| h.set(None))} />
             }
             if let Some(message) = *picker {
                 <EmojiPicker {message} on_close={let p = picker.clone(); Callback::from(move |_| p.set(None))} />
