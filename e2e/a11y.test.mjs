@@ -38,6 +38,13 @@ test('axe: launcher, list, search, settings, a conversation and each dialog, lig
     await say(a, 'Who closes tonight?');
     await openConversation(b, 'Front desk');
     await say(b, 'I do');
+    // Edited, so that it has earlier versions to show.
+    await b.page.hover('#messenger .tally-msg:has(.tally-text:text-is("I do"))');
+    await b.page.click('#messenger .tally-msg:has(.tally-text:text-is("I do")) [aria-label="Message actions"]');
+    await b.page.click('#messenger [role=menuitem]:text-is("Edit")');
+    await b.page.fill('#messenger [data-testid=composer]', 'I do, until 9');
+    await b.page.press('#messenger [data-testid=composer]', 'Enter');
+    await b.page.waitForSelector('#messenger .tally-msg .tally-text:text-is("I do, until 9")');
     // A thread under Alice's question, which Alice follows (she wrote it) and Bob replied in.
     await b.page.hover('#messenger .tally-msg:has(.tally-text:text-is("Who closes tonight?"))');
     await b.page.click('#messenger .tally-msg:has(.tally-text:text-is("Who closes tonight?")) [aria-label="Message actions"]');
@@ -94,6 +101,10 @@ test('axe: launcher, list, search, settings, a conversation and each dialog, lig
       await openConversation(b, 'Front desk');
       await b.page.waitForSelector('#messenger .tally-msg');
       found.push(...await audit(b, `${scheme}: conversation`));
+      await b.page.click('#messenger [data-testid=edited]');
+      await b.page.waitForSelector('#messenger [data-testid=versions] .tally-version');
+      found.push(...await audit(b, `${scheme}: earlier versions`));
+      await b.page.keyboard.press('Escape');
       await b.page.hover('#messenger .tally-msg:has(.tally-text:text-is("Who closes tonight?"))');
       await b.page.click('#messenger .tally-msg:has(.tally-text:text-is("Who closes tonight?")) [aria-label="Message actions"]');
       found.push(...await audit(b, `${scheme}: message menu`));

@@ -295,3 +295,20 @@ export async function longPress(page, selector) {
   await new Promise((r) => setTimeout(r, 800));
   await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
 }
+
+/**
+ * The Notification API, recorded in `window.notes` (headless Chromium shows none): each
+ * notification with its `title`, `body` and whether it was `closed`; `window.lastNote` is the
+ * newest. Permission is granted.
+ */
+export async function recordNotifications(context) {
+  await context.addInitScript(() => {
+    window.notes = [];
+    window.Notification = class {
+      constructor(title, options) { this.title = title; this.body = options?.body; this.closed = false; window.notes.push(this); window.lastNote = this; }
+      close() { this.closed = true; }
+      static get permission() { return 'granted'; }
+      static requestPermission() { return Promise.resolve('granted'); }
+    };
+  });
+}

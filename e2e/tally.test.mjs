@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { Relay, launch, tab, newContext, total, expectTotal, expectItemBadge, openPanel, openConversation, startDirect, startGroup, say, backToList, blast, longPress } from './helpers.mjs';
+import { Relay, launch, tab, newContext, total, expectTotal, expectItemBadge, openPanel, openConversation, startDirect, startGroup, say, backToList, blast, longPress, recordNotifications } from './helpers.mjs';
 
 let browser;
 
@@ -686,16 +686,7 @@ test('notifications: one of Bob’s two hidden tabs notifies, none while a tab i
   try {
     const a = await tab(browser, relay, 'alice');
     const context = await newContext(browser, { viewport: { width: 1000, height: 760 } });
-    // The Notification API, recorded (headless Chromium shows none).
-    await context.addInitScript(() => {
-      window.notes = [];
-      window.Notification = class {
-        constructor(title, options) { this.title = title; this.options = options; window.notes.push({ title, body: options?.body }); window.lastNote = this; }
-        close() {}
-        static get permission() { return 'granted'; }
-        static requestPermission() { return Promise.resolve('granted'); }
-      };
-    });
+    await recordNotifications(context);
     const b1 = await tab(browser, relay, 'bob', { context });
     const b2 = await tab(browser, relay, 'bob', { context });
     // Bob turns them on from the bell (the click is what may ask the browser's permission).
@@ -719,7 +710,7 @@ test('notifications: one of Bob’s two hidden tabs notifies, none while a tab i
     await new Promise((r) => setTimeout(r, 1_000));
     assert.equal(await notes(), before + 1, 'exactly one tab notified');
     const notifier = (await b1.page.evaluate(() => window.notes.length)) > 0 ? b1 : b2;
-    const note = await notifier.page.evaluate(() => window.notes.at(-1));
+    const note = await notifier.page.evaluate(() => { const { title, body } = window.notes.at(-1); return { title, body }; });
     assert.deepEqual(note, { title: 'Alice', body: 'Alice: Lab results are in' });
     // One tab visible: nobody notifies.
     await hide(b1, false);
@@ -829,15 +820,7 @@ test('notifications follow reading: the tab that showed one closes it when Bob r
   try {
     const a = await tab(browser, relay, 'alice');
     const context = await newContext(browser, { viewport: { width: 1000, height: 760 } });
-    await context.addInitScript(() => {
-      window.notes = [];
-      window.Notification = class {
-        constructor(title, options) { this.title = title; this.closed = false; window.notes.push(this); }
-        close() { this.closed = true; }
-        static get permission() { return 'granted'; }
-        static requestPermission() { return Promise.resolve('granted'); }
-      };
-    });
+    await recordNotifications(context);
     const b1 = await tab(browser, relay, 'bob', { context });
     const b2 = await tab(browser, relay, 'bob', { context });
     await openPanel(b1);
@@ -930,15 +913,7 @@ test('snooze: Bob’s snooze holds his notifications while his badge still rises
   try {
     const a = await tab(browser, relay, 'alice');
     const context = await newContext(browser, { viewport: { width: 1000, height: 900 } });
-    await context.addInitScript(() => {
-      window.notes = [];
-      window.Notification = class {
-        constructor(title, options) { this.title = title; this.body = options?.body; this.closed = false; window.notes.push(this); }
-        close() { this.closed = true; }
-        static get permission() { return 'granted'; }
-        static requestPermission() { return Promise.resolve('granted'); }
-      };
-    });
+    await recordNotifications(context);
     const b = await tab(browser, relay, 'bob', { context });
     await openPanel(b);
     await b.page.click('#messenger [data-testid=bell]');

@@ -284,8 +284,8 @@ async fn deliveries_are_signed_retried_and_survive_a_kill_9() {
     assert!(listed.contains("pending 0\tfailed 0"), "{listed}");
 }
 
-#[tokio::test]
-async fn an_unread_reminder_fires_once_per_quiet_spell() {
+/// A relay reminding after 1 s to a receiver; its service key and the webhook's secret.
+async fn reminding() -> (Receiver, Binary, String, String) {
     let receiver = Receiver::start().await;
     let args: Vec<&str> = UNLIMITED
         .iter()
@@ -300,6 +300,12 @@ async fn an_unread_reminder_fires_once_per_quiet_spell() {
         &["webhook", "add", &receiver.url(), "--events", "unread_reminder"],
     );
     tokio::time::sleep(PICKED_UP).await;
+    (receiver, relay, key, secret)
+}
+
+#[tokio::test]
+async fn an_unread_reminder_fires_once_per_quiet_spell() {
+    let (receiver, relay, key, secret) = reminding().await;
 
     // Alice writes to bob, who has no connection open: one reminder, for him alone.
     for text in ["are you there?", "the lab called"] {
@@ -339,20 +345,7 @@ async fn an_unread_reminder_fires_once_per_quiet_spell() {
 
 #[tokio::test]
 async fn a_snooze_holds_the_unread_reminder_until_it_ends() {
-    let receiver = Receiver::start().await;
-    let args: Vec<&str> = UNLIMITED
-        .iter()
-        .copied()
-        .chain(["--reminder-after", "1s"])
-        .collect();
-    let relay = Binary::serve(&["alice", "bob"], &args, None);
-    let data = relay.dir.path().to_path_buf();
-    let key = cli(&data, &["service-key", "create", "app"]);
-    cli(
-        &data,
-        &["webhook", "add", &receiver.url(), "--events", "unread_reminder"],
-    );
-    tokio::time::sleep(PICKED_UP).await;
+    let (receiver, relay, key, _) = reminding().await;
     // Bob snoozes for 6 s and leaves.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
