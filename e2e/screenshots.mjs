@@ -89,6 +89,23 @@ try {
   await page.keyboard.type('b', { delay: 30 });
   await page.waitForTimeout(200);
   await page.screenshot({ path: join(out, 'mention-picker.png') });
+  // The quick switcher (Ctrl+K), then "Do not disturb" in the bell's settings.
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Control+K');
+  await page.waitForSelector('[data-testid=switcher-option]');
+  await page.keyboard.type('o', { delay: 30 });
+  await page.waitForTimeout(200);
+  await page.screenshot({ path: join(out, 'quick-switcher.png') });
+  await page.keyboard.press('Escape');
+  await page.click('[data-testid=bell]');
+  await page.check('[data-testid=quiet-hours]');
+  await page.waitForSelector('.tally-quiet-days');
+  await page.click('[data-testid=snooze-30]');
+  await page.waitForSelector('[data-testid=quiet-status]');
+  await page.$eval('.tally-quiet', (q) => q.scrollIntoView());
+  await page.screenshot({ path: join(out, 'quiet-hours.png') });
+  await page.click('[data-testid=snooze-off]');
+  await page.uncheck('[data-testid=quiet-hours]').catch(() => {});
   page = await signIn('dark');
   await page.click('.tally-launcher');
   await page.waitForSelector('.tally-list');

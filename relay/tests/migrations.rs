@@ -34,7 +34,16 @@ async fn a_data_directory_of_schema_1_migrates_with_its_counts_history_and_files
     let db = rusqlite::Connection::open(relay.dir.path().join("tally.sqlite3")).unwrap();
     let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version as usize, tally_relay::storage::schema_version());
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
+    // Migration 8: quiet hours, set by nobody yet.
+    let quiet: i64 = db
+        .query_row(
+            "SELECT count(*) FROM preferences WHERE quiet IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(quiet, 0);
     // Migration 7: no message of schema 1 is a reply in a thread.
     let replies: i64 = db
         .query_row(
