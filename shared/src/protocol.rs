@@ -1451,7 +1451,7 @@ mod tests {
         }
         let mut names = REQUEST_TYPES.to_vec();
         names.dedup();
-        assert_eq!(names.len(), 30);
+        assert_eq!(names.len(), 31);
     }
 
     fn type_of(json: &str) -> String {
