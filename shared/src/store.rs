@@ -298,8 +298,12 @@ pub struct ChatStore {
     presence: FxHashMap<StaffId, crate::protocol::Presence>,
     /// Who is in "do not disturb" (among those not offline).
     dnd: FxHashSet<StaffId>,
-    /// My quiet hours and snooze, as the relay last said.
+    /// My quiet hours and snooze as shown: what I last asked for, at once.
     quiet: crate::quiet::Quiet,
+    /// My quiet hours and snooze as the relay last said (what a refused change goes back to).
+    quiet_confirmed: crate::quiet::Quiet,
+    /// The `set_quiet` waiting for its answer.
+    quiet_asked: Option<RequestId>,
     /// How far the others have read, for "Seen" (what the relay shares).
     read_positions: crate::seen_by::ReadPositions,
     /// Whether I hide my read state (and so see nobody's).
@@ -340,6 +344,8 @@ impl ChatStore {
             presence: FxHashMap::default(),
             dnd: FxHashSet::default(),
             quiet: crate::quiet::Quiet::default(),
+            quiet_confirmed: crate::quiet::Quiet::default(),
+            quiet_asked: None,
         }
     }
 
@@ -803,7 +809,10 @@ impl ChatStore {
             }
             // My own quiet settings show at once (the controls follow the click); the relay's
             // `quiet` frame confirms them, or the next session's corrects a refused change.
-            Request::SetQuiet { quiet } => self.quiet = quiet.clone(),
+            Request::SetQuiet { quiet } => {
+                self.quiet = quiet.clone();
+                self.quiet_asked = Some(req);
+            }
             _ => {}
         }
         ClientFrame {
@@ -1006,6 +1015,9 @@ impl ChatStore {
                 // A session starts: presence and seen frames follow.
                 self.presence.clear();
                 self.dnd.clear();
+                // A new session: a change asked for in the last one is answered by the `quiet`
+                // frame that follows (or was lost with it).
+                self.quiet_asked = None;
                 self.read_positions.clear();
                 self.load_snapshot(*s);
             }
@@ -1032,18 +1044,32 @@ impl ChatStore {
                     self.presence.insert(staff, presence);
                 }
             }
-            ServerFrame::Quiet { quiet } => self.quiet = quiet,
+            ServerFrame::Quiet { quiet } => {
+                self.quiet_confirmed = quiet.clone();
+                if self.quiet_asked.is_none() {
+                    self.quiet = quiet;
+                }
+            }
             // Typing needs the time it arrived: the host notes it (`note_typing`).
             ServerFrame::Typing { .. } => {}
             ServerFrame::Event(e) => self.apply_event(e, &mut fx),
             ServerFrame::UnreadUpdated(u) => self.checkpoint(u, &mut fx),
             ServerFrame::Ack(ack) => {
+                if ack.req.is_some() && ack.req == self.quiet_asked {
+                    // Confirmed: the `quiet` frame that follows says the same.
+                    self.quiet_asked = None;
+                }
                 let by_req = ack.req.and_then(|r| self.in_flight.remove(&r));
                 if let Some(cid) = ack.client_id.or(by_req) {
                     self.outbox_mut().retain(|p| p.client_id != cid);
                 }
             }
             ServerFrame::Error(e) => {
+                if e.req.is_some() && e.req == self.quiet_asked {
+                    // Refused: back to what the relay holds.
+                    self.quiet_asked = None;
+                    self.quiet = self.quiet_confirmed.clone();
+                }
                 let pending = e.req.and_then(|r| self.in_flight.remove(&r));
                 let retryable = matches!(
                     e.code,

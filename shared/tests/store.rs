@@ -720,3 +720,45 @@ fn a_newcomer_and_the_group_learn_each_others_read_positions() {
     t.stores.get_mut("dave").unwrap().apply_history(group, older);
     assert_eq!(t.seen_by("dave", group, m), ["bob"]);
 }
+
+#[test]
+fn my_quiet_settings_show_at_once_and_go_back_when_the_relay_refuses_them() {
+    use tally_shared::protocol::{Ack, ErrorFrame};
+    use tally_shared::quiet::Quiet;
+    let (_, mut store, _) = bob_after(0);
+    let snooze = Quiet {
+        snooze_until: Some(Millis(5_000)),
+        ..Quiet::default()
+    };
+    let asked = store.request(Request::SetQuiet {
+        quiet: snooze.clone(),
+    });
+    assert_eq!(store.quiet(), &snooze, "shown at once");
+    store.apply(ServerFrame::Error(ErrorFrame::new(
+        asked.req,
+        tally_shared::ErrorCode::InvalidInput,
+        "no",
+    )));
+    assert_eq!(
+        store.quiet(),
+        &Quiet::default(),
+        "refused: back to what the relay holds"
+    );
+    // Accepted: the ack, then the frame every tab gets.
+    let asked = store.request(Request::SetQuiet {
+        quiet: snooze.clone(),
+    });
+    store.apply(ServerFrame::Ack(Ack {
+        req: asked.req,
+        ..Ack::default()
+    }));
+    store.apply(ServerFrame::Quiet {
+        quiet: snooze.clone(),
+    });
+    assert_eq!(store.quiet(), &snooze);
+    // Another tab's change reaches this one.
+    store.apply(ServerFrame::Quiet {
+        quiet: Quiet::default(),
+    });
+    assert_eq!(store.quiet(), &Quiet::default());
+}

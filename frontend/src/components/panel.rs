@@ -94,9 +94,17 @@ fn quiet_settings() -> Html {
     let chat = use_chat();
     let quiet = chat.state().store.quiet().clone();
     let custom = use_node_ref();
+    let refused = use_state(|| None::<String>);
+    // Checked here by the relay's own rule first: a refused change would only flash.
     let set = {
-        let chat = chat.clone();
-        Callback::from(move |q: Quiet| chat.dispatch(Action::Request(Request::SetQuiet { quiet: q })))
+        let (chat, refused) = (chat.clone(), refused.clone());
+        Callback::from(move |q: Quiet| match q.check(crate::quiet::now()) {
+            Ok(()) => {
+                refused.set(None);
+                chat.dispatch(Action::Request(Request::SetQuiet { quiet: q }));
+            }
+            Err(_) => refused.set(Some(t("quiet.refused"))),
+        })
     };
     let now = crate::quiet::now();
     let snooze = |until: Option<u64>| {
@@ -141,6 +149,8 @@ fn quiet_settings() -> Html {
             let mut s = schedule.clone();
             f(&mut s, &input);
             if s.days == 0 {
+                // Quiet hours need a day: the last one stays.
+                input.set_checked(true);
                 return;
             }
             set.emit(Quiet {
@@ -196,6 +206,9 @@ fn quiet_settings() -> Html {
             <legend>{ t("quiet.title") }</legend>
             if let Some(status) = status {
                 <p class="tally-quiet-status" role="status" data-testid="quiet-status">{ status }</p>
+            }
+            if let Some(why) = (*refused).clone() {
+                <p class="tally-status-error" role="alert" data-testid="quiet-refused">{ why }</p>
             }
             <div class="tally-quiet-row" role="group" aria-label={t("quiet.snooze")}>
                 <span class="tally-field">{ t("quiet.snooze") }</span>
