@@ -189,7 +189,12 @@ pub fn app(props: &AppProps) -> Html {
                     let Some(e) = e.dyn_ref::<web_sys::KeyboardEvent>() else {
                         return;
                     };
-                    let inside = root.get().is_some_and(|r| e.composed_path().includes(&r, 0));
+                    let path = e.composed_path();
+                    let inside = root.get().is_some_and(|r| path.includes(&r, 0));
+                    // A key inside another widget on the page is that widget's.
+                    if !inside && crate::shortcuts::in_a_widget(&path) {
+                        return;
+                    }
                     let panel_open = chat.state().panel_open;
                     if let Some(action) = crate::shortcuts::action_for(e, inside, panel_open) {
                         e.prevent_default();

@@ -29,6 +29,16 @@ fn takes_typing(el: &Element) -> bool {
     }
 }
 
+/// Whether an event's path passes through a widget's root (`.tally`).
+pub fn in_a_widget(path: &js_sys::Array) -> bool {
+    path.iter()
+        .filter_map(|n| n.dyn_into::<Element>().ok())
+        .any(|el| {
+            el.get_attribute("class")
+                .is_some_and(|c| c.split_whitespace().any(|c| c == "tally"))
+        })
+}
+
 /// What a key pressed on the page means for the widget. `inside`: the key came from within
 /// the widget (its path passes through the widget's root); `panel_open`: the panel shows.
 pub fn action_for(e: &KeyboardEvent, inside: bool, panel_open: bool) -> Option<Action> {

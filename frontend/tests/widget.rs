@@ -989,7 +989,6 @@ async fn the_keyboard_switches_conversations_moves_through_unreads_and_escape_re
             .to_vec(),
     ));
     w.pump().await;
-    let body: web_sys::EventTarget = gloo::utils::document().body().unwrap().into();
     // A host page's own text field keeps its keys: Ctrl+K there does nothing.
     let field = gloo::utils::document().create_element("input").unwrap();
     gloo::utils::document()
@@ -1000,9 +999,11 @@ async fn the_keyboard_switches_conversations_moves_through_unreads_and_escape_re
     assert!(!press_on(&field, "k", "c"));
     settle().await;
     assert_eq!(w.count(".tally-panel"), 0);
-    // Elsewhere on the page Ctrl+K opens the panel on the switcher: unread first, and Carol,
-    // with whom Bob has no conversation yet, after them.
-    assert!(press_on(&body, "k", "c"));
+    // Elsewhere Ctrl+K opens the panel on the switcher: unread first, and Carol, with whom
+    // Bob has no conversation yet, after them. (Pressed on this widget's launcher: the other
+    // tests' widgets are still on this page, and a key outside every widget is the first's.)
+    let launcher: web_sys::EventTarget = w.root.query_selector(".tally-launcher").unwrap().unwrap().into();
+    assert!(press_on(&launcher, "k", "c"));
     settle().await;
     assert_eq!(w.count("[data-testid=switcher-input]"), 1);
     let targets = || {
@@ -1068,7 +1069,8 @@ async fn the_keyboard_switches_conversations_moves_through_unreads_and_escape_re
     assert_eq!(focused.as_deref(), Some(first.as_str()));
     // Alt+↑ from the list opens the conversation above the focused row's one… the list's
     // order is the newest first; Alt+Shift+↑ finds the one unread left.
-    assert!(press_on(&body, "ArrowUp", "as"));
+    let list: web_sys::EventTarget = w.root.query_selector(".tally-list").unwrap().unwrap().into();
+    assert!(press_on(&list, "ArrowUp", "as"));
     w.pump().await;
     let second = open().unwrap();
     assert_ne!(second, first);
@@ -1080,7 +1082,8 @@ async fn the_keyboard_switches_conversations_moves_through_unreads_and_escape_re
     keydown(&w, ".tally-list", "Escape");
     settle().await;
     assert_eq!(w.count(".tally-panel"), 0);
-    assert!(press_on(&body, "/", "c"));
+    let launcher: web_sys::EventTarget = w.root.query_selector(".tally-launcher").unwrap().unwrap().into();
+    assert!(press_on(&launcher, "/", "c"));
     settle().await;
     assert_eq!(w.count("[data-testid=shortcuts] .tally-shortcut"), 8);
     field.remove();
