@@ -53,6 +53,7 @@ pub mod metrics;
 pub mod order;
 pub mod paced;
 pub mod pages;
+pub mod pg;
 pub mod postgres;
 pub mod reads;
 pub mod rejection;

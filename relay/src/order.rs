@@ -36,6 +36,29 @@ pub struct SharedUpload {
     pub uploads: Vec<(StaffId, String, u64)>,
 }
 
+/// Everyone's preferences that differ from the defaults, as stored (read once a tick).
+#[derive(Debug, Default)]
+pub struct Preferences {
+    /// Who hides their read state.
+    pub read_state_hidden: Vec<StaffId>,
+    /// Quiet hours and snoozes, of those who set any.
+    pub quiet: Vec<(StaffId, tally_shared::quiet::Quiet)>,
+}
+
+impl Preferences {
+    /// Adds one stored row (a malformed id or setting is skipped: it cannot have been written
+    /// by a relay).
+    pub fn add(&mut self, staff: &str, read_state_hidden: bool, quiet: Option<&str>) {
+        let Ok(id) = StaffId::new(staff) else { return };
+        if let Some(q) = quiet.and_then(|json| serde_json::from_str(json).ok()) {
+            self.quiet.push((id.clone(), q));
+        }
+        if read_state_hidden {
+            self.read_state_hidden.push(id);
+        }
+    }
+}
+
 /// The source of truth behind one node.
 pub trait Order: Send {
     /// A name for logs and `/health` (`sqlite`, `postgres`).
@@ -74,8 +97,8 @@ pub trait Order: Send {
         deactivate_missing: bool,
     ) -> anyhow::Result<(Vec<bool>, usize)>;
 
-    /// Who hides their read state.
-    fn read_state_hidden(&mut self, local: &Connection) -> anyhow::Result<Vec<StaffId>>;
+    /// Everyone's preferences that differ from the defaults (one read per tick).
+    fn preferences(&mut self, local: &Connection) -> anyhow::Result<Preferences>;
 
     /// Records whether `staff` hides their read state.
     fn set_read_state_hidden(
@@ -84,9 +107,6 @@ pub trait Order: Send {
         staff: &StaffId,
         hidden: bool,
     ) -> anyhow::Result<()>;
-
-    /// Everyone's quiet hours and snooze (those who set any).
-    fn quiet(&mut self, local: &Connection) -> anyhow::Result<Vec<(StaffId, tally_shared::quiet::Quiet)>>;
 
     /// Records `staff`'s quiet hours and snooze.
     fn set_quiet(
@@ -171,8 +191,8 @@ impl Order for Local {
         Ok((changed, deactivated))
     }
 
-    fn read_state_hidden(&mut self, local: &Connection) -> anyhow::Result<Vec<StaffId>> {
-        Ok(storage::load_read_state_hidden(local)?)
+    fn preferences(&mut self, local: &Connection) -> anyhow::Result<Preferences> {
+        Ok(storage::load_preferences(local)?)
     }
 
     fn set_read_state_hidden(
@@ -182,10 +202,6 @@ impl Order for Local {
         hidden: bool,
     ) -> anyhow::Result<()> {
         Ok(storage::set_read_state_hidden(local, staff, hidden)?)
-    }
-
-    fn quiet(&mut self, local: &Connection) -> anyhow::Result<Vec<(StaffId, tally_shared::quiet::Quiet)>> {
-        Ok(storage::load_quiet(local)?)
     }
 
     fn set_quiet(

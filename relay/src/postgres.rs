@@ -7,18 +7,18 @@
 //! without the lock never sees a hole). Sessions run with `synchronous_commit = on`: a write is
 //! acknowledged only after PostgreSQL has it on disk.
 //!
-//! The client is `postgres`, tokio-postgres's blocking wrapper: the core is one synchronous
-//! thread that must not interleave batches, so it waits for its round trips as it waits for
-//! SQLite's fsync. When the server cannot be reached the connection is dropped and tried again
+//! The client is blocking ([`crate::pg`], tokio-postgres on a runtime of its own, every round
+//! trip with a deadline): the core is one synchronous thread that must not interleave
+//! batches, so it waits for its round trips as it waits for SQLite's fsync. When the server cannot be reached the connection is dropped and tried again
 //! at most every [`RETRY`], so a down database costs the core a refused connect, not a stall.
 
 use std::time::{Duration, Instant};
 
-use postgres::{Client, NoTls};
+use crate::pg::{self, Client};
 use rusqlite::Connection;
 use tally_shared::{Attachment, AttachmentId, Offset, Staff, StaffId};
 
-use crate::order::{Down, Frames, Order, SharedUpload};
+use crate::order::{Down, Frames, Order, Preferences, SharedUpload};
 
 /// Least time between two attempts to reconnect.
 pub const RETRY: Duration = Duration::from_millis(250);
@@ -92,7 +92,7 @@ fn now_ms() -> i64 {
 
 /// A node's connection to the cluster's PostgreSQL.
 pub struct Postgres {
-    config: postgres::Config,
+    config: pg::Config,
     client: Option<Client>,
     /// When the last connect failed (no new attempt before `RETRY`).
     failed_at: Option<Instant>,
@@ -101,7 +101,7 @@ pub struct Postgres {
     /// The head `begin` saw after catching up.
     head: Offset,
     /// A connection being made again, off the core's thread.
-    connecting: Option<std::thread::JoinHandle<Result<Client, postgres::Error>>>,
+    connecting: Option<std::thread::JoinHandle<Result<Client, pg::Error>>>,
     /// This connection holds the reminder lock.
     leader: bool,
 }
@@ -132,8 +132,8 @@ impl Drop for Postgres {
 }
 
 /// A session, set up.
-fn open(config: &postgres::Config) -> Result<Client, postgres::Error> {
-    let mut c = config.connect(NoTls)?;
+fn open(config: &pg::Config) -> Result<Client, pg::Error> {
+    let mut c = Client::connect(config)?;
     c.batch_execute(SESSION)?;
     Ok(c)
 }
@@ -147,7 +147,7 @@ impl Postgres {
     /// makes the schema if it is not there. Call it off any async runtime (the client runs
     /// its own).
     pub fn connect(url: &str) -> anyhow::Result<Postgres> {
-        let mut config: postgres::Config = url
+        let mut config: pg::Config = url
             .parse()
             .map_err(|e| anyhow::anyhow!("--postgres is not a PostgreSQL URL: {e}"))?;
         config.connect_timeout(CONNECT_TIMEOUT);
@@ -157,6 +157,9 @@ impl Postgres {
         config.keepalives_idle(Duration::from_secs(5));
         config.keepalives_interval(Duration::from_secs(5));
         config.keepalives_retries(3);
+        // What the node sent and the network did not acknowledge in that time is given up
+        // by the kernel; an answer that never comes is given up by the client (`pg`).
+        config.tcp_user_timeout(pg::ROUND_TRIP);
         let first = open(&config).map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL: {e}"))?;
         let mut pg = Postgres {
             config,
@@ -399,7 +402,7 @@ impl Postgres {
         )? == 1)
     }
 
-    fn frames(rows: Vec<postgres::Row>, after: Offset) -> Result<Frames, Down> {
+    fn frames(rows: Vec<pg::Row>, after: Offset) -> Result<Frames, Down> {
         let mut at = after;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
@@ -430,7 +433,7 @@ impl Order for Postgres {
                 .simple_query("BEGIN; SELECT head FROM tally_head FOR UPDATE")?
                 .into_iter()
                 .find_map(|m| match m {
-                    postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+                    pg::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
                     _ => None,
                 })
                 .unwrap_or(0);
@@ -447,7 +450,7 @@ impl Order for Postgres {
                 }
                 rows.extend(more);
             }
-            Ok::<_, postgres::Error>((head, rows))
+            Ok::<_, pg::Error>((head, rows))
         })();
         match result {
             Ok((head, rows)) => {
@@ -584,13 +587,17 @@ impl Order for Postgres {
         Ok((changed, deactivated))
     }
 
-    fn read_state_hidden(&mut self, _local: &Connection) -> anyhow::Result<Vec<StaffId>> {
+    fn preferences(&mut self, _local: &Connection) -> anyhow::Result<Preferences> {
         let c = self.client()?;
-        let rows = c.query("SELECT staff FROM tally_preferences WHERE hide_read_state", &[])?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| StaffId::new(r.get::<_, String>(0)).ok())
-            .collect())
+        let rows = c.query(
+            "SELECT staff, hide_read_state, quiet FROM tally_preferences WHERE hide_read_state OR quiet IS NOT NULL",
+            &[],
+        )?;
+        let mut out = Preferences::default();
+        for r in rows {
+            out.add(r.get(0), r.get(1), r.get(2));
+        }
+        Ok(out)
     }
 
     fn set_read_state_hidden(
@@ -606,21 +613,6 @@ impl Order for Postgres {
             &[&staff.as_str(), &hidden],
         )?;
         Ok(())
-    }
-
-    fn quiet(&mut self, _local: &Connection) -> anyhow::Result<Vec<(StaffId, tally_shared::quiet::Quiet)>> {
-        let c = self.client()?;
-        let rows = c.query(
-            "SELECT staff, quiet FROM tally_preferences WHERE quiet IS NOT NULL",
-            &[],
-        )?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                let id = StaffId::new(r.get::<_, String>(0)).ok()?;
-                Some((id, serde_json::from_str(&r.get::<_, String>(1)).ok()?))
-            })
-            .collect())
     }
 
     fn set_quiet(
@@ -654,7 +646,7 @@ impl Order for Postgres {
                 "SELECT staff, name, uploaded_at FROM tally_uploads WHERE attachment = $1 ORDER BY uploaded_at",
                 &[&id.as_str()],
             )?;
-            Ok::<_, postgres::Error>(Some((file, uploads)))
+            Ok::<_, pg::Error>(Some((file, uploads)))
         })();
         let Some((file, uploads)) = result.map_err(|e| self.lost(e))? else {
             return Ok(None);

@@ -359,15 +359,23 @@ pub fn load_staff(conn: &Connection) -> rusqlite::Result<Vec<(Staff, bool)>> {
     Ok(out)
 }
 
-/// Who hides their read state (a preference of their own, see `Request::SetPreferences`).
-pub fn load_read_state_hidden(conn: &Connection) -> rusqlite::Result<Vec<StaffId>> {
-    let mut stmt = conn.prepare("SELECT staff FROM preferences WHERE hide_read_state = 1")?;
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    let mut out = Vec::new();
+/// Everyone's preferences that differ from the defaults: who hides their read state (see
+/// `Request::SetPreferences`), and quiet hours and snoozes. One query, for the 1 s tick.
+pub fn load_preferences(conn: &Connection) -> rusqlite::Result<crate::order::Preferences> {
+    let mut stmt = conn.prepare(
+        "SELECT staff, hide_read_state, quiet FROM preferences WHERE hide_read_state = 1 OR quiet IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, bool>(1)?,
+            r.get::<_, Option<String>>(2)?,
+        ))
+    })?;
+    let mut out = crate::order::Preferences::default();
     for row in rows {
-        if let Ok(id) = StaffId::new(row?) {
-            out.push(id);
-        }
+        let (id, hidden, quiet) = row?;
+        out.add(&id, hidden, quiet.as_deref());
     }
     Ok(out)
 }
@@ -380,20 +388,6 @@ pub fn set_read_state_hidden(conn: &Connection, staff: &StaffId, hidden: bool) -
         rusqlite::params![staff.as_str(), hidden],
     )?;
     Ok(())
-}
-
-/// Everyone's quiet hours and snooze (those who set any).
-pub fn load_quiet(conn: &Connection) -> rusqlite::Result<Vec<(StaffId, Quiet)>> {
-    let mut stmt = conn.prepare("SELECT staff, quiet FROM preferences WHERE quiet IS NOT NULL")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, json) = row?;
-        if let (Ok(id), Ok(quiet)) = (StaffId::new(id), serde_json::from_str(&json)) {
-            out.push((id, quiet));
-        }
-    }
-    Ok(out)
 }
 
 /// Records a staff member's quiet hours and snooze (none set: forgotten).

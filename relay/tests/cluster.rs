@@ -556,6 +556,57 @@ async fn a_postgres_restart_refuses_writes_as_unavailable_then_they_succeed() {
     check(&cluster, &mut tabs, "after the restart").await;
 }
 
+/// A half-open connection to PostgreSQL (what the node sends arrives, the answers are lost)
+/// while the node is idle: its 1 s tick's query, outside any transaction, is one no server-side
+/// timeout ends. The node gives the round trip up after its deadline, connects again, and
+/// writes go through; before the deadline existed the core waited for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_that_stops_answering_outside_a_transaction_is_given_up_and_reconnected() {
+    if ran_on_the_other_pass() {
+        return;
+    }
+    let _turn = TURN.read().await;
+    let cluster = Cluster::start_behind_proxies(1, &STAFF).await;
+    let mut tabs = tabs_on(&cluster, &[("alice", 0), ("bob", 0)]).await;
+    let g = group(&mut tabs[0], "half-open").await;
+    // Idle, so the next query is the tick's; two ticks' worth of answers are lost.
+    cluster.proxies[0].0.set(Fault::HalfOpen);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    cluster.proxies[0].0.set(Fault::Pass);
+    let healed = std::time::Instant::now();
+    let within = tally_relay::pg::ROUND_TRIP + Duration::from_secs(20);
+    let mut i = 0;
+    loop {
+        assert!(
+            healed.elapsed() < within,
+            "no send acknowledged {within:?} after the connection went half-open"
+        );
+        let c = &mut tabs[0].client;
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            try_call(c, send(g, &format!("h{i}"), &format!("half-open {i}"))),
+        )
+        .await
+        {
+            Ok(Some(Ok(_))) => break,
+            Ok(Some(Err(e))) => assert_eq!(e.code, ErrorCode::Unavailable, "{e:?}"),
+            // Waiting on the core: the same send again (it is deduplicated by its client id).
+            Err(_) => continue,
+            Ok(None) => {
+                let store = std::mem::take(&mut tabs[0].client.store);
+                let from = store.applied();
+                let token = cluster.token("alice");
+                tabs[0].client =
+                    Client::connect_with_store(cluster.nodes[0].addr, &token, Some(from), store).await;
+            }
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("a send acknowledged {:?} after healing", healed.elapsed());
+    check(&cluster, &mut tabs, "after the half-open connection").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_writing_to_one_conversation_end_in_one_order_everywhere() {
     if ran_on_the_other_pass() {

@@ -395,7 +395,6 @@ impl Core {
             health: StorageHealth::default(),
         };
         core.reload_staff()?;
-        core.load_quiet()?;
         let started = Instant::now();
         let from = core.engine.offset();
         let head = storage::last_offset(&core.conn)?;
@@ -560,8 +559,8 @@ impl Core {
             }
         }
         // Another node may have changed someone's preference: tell whom it concerns.
-        let hidden: rustc_hash::FxHashSet<StaffId> =
-            self.order.read_state_hidden(&self.conn)?.into_iter().collect();
+        let preferences = self.order.preferences(&self.conn)?;
+        let hidden: rustc_hash::FxHashSet<StaffId> = preferences.read_state_hidden.into_iter().collect();
         let mut changed = Vec::new();
         for id in self.engine.keyed_staff() {
             let hide = hidden.contains(&id);
@@ -573,6 +572,7 @@ impl Core {
             let frames = self.engine.preference_frames(&id);
             self.send_addressed(frames);
         }
+        self.reload_quiet(preferences.quiet);
         Ok(())
     }
 

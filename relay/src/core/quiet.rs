@@ -80,13 +80,6 @@ impl QuietState {
 }
 
 impl Core {
-    /// Loads everyone's quiet settings (at start).
-    pub(super) fn load_quiet(&mut self) -> anyhow::Result<()> {
-        let all = self.order.quiet(&self.conn)?;
-        self.quiet.replace(all);
-        Ok(())
-    }
-
     /// A `quiet` frame with someone's settings.
     pub(super) fn quiet_frame(&self, staff: &StaffId) -> Frame {
         encode(&ServerFrame::Quiet {
@@ -152,17 +145,17 @@ impl Core {
         self.presence.touch(key);
     }
 
-    /// The 1 s tick's part: settings another node stored are picked up (and told), and anyone
-    /// whose quiet period began or ended has their presence announced again.
-    pub(super) fn tick_quiet(&mut self) {
-        match self.order.quiet(&self.conn) {
-            Ok(all) => {
-                for staff in self.quiet.replace(all) {
-                    self.tell_quiet(&staff);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "reloading quiet hours failed"),
+    /// Takes everyone's settings as stored (at start, and each tick: another node may have
+    /// stored some), and tells those whose settings changed.
+    pub(super) fn reload_quiet(&mut self, all: Vec<(StaffId, tally_shared::quiet::Quiet)>) {
+        for staff in self.quiet.replace(all) {
+            self.tell_quiet(&staff);
         }
+    }
+
+    /// The 1 s tick's part: anyone whose quiet period began or ended (or whose settings went
+    /// away) has their presence announced again.
+    pub(super) fn tick_quiet(&mut self) {
         let now = self.clock.now();
         let mut touch: Vec<StaffKey> = Vec::new();
         for staff in self.quiet.settings.keys() {
