@@ -27,6 +27,7 @@ step "relay tests on PostgreSQL" scripts/with-postgres.sh cargo test -p tally-re
 step "browser tests (wasm-bindgen-test in headless Chromium)" \
   cargo test -p tally-frontend --target wasm32-unknown-unknown --locked
 step "release bundle" trunk build --release
+step "bundle budget (gzipped wasm)" scripts/bundle-budget.sh
 step "widget package (npm tarball)" scripts/package.sh
 step "release relay" cargo build --release --locked -p tally-relay --bins
 # The Python package (clients/python), installed from its path as a user would, typed, and
