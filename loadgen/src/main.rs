@@ -10,6 +10,7 @@ mod ceiling;
 mod client;
 mod export;
 mod history;
+mod search;
 mod target;
 
 use std::collections::{BTreeMap, HashMap};
@@ -70,6 +71,16 @@ enum Cmd {
         staff: usize,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+    },
+    /// Time searches (words and starts of words) on a history made by `tally-loadgen history`,
+    /// through the release relay.
+    Search {
+        /// The data directory (made with `tally-loadgen history`).
+        #[arg(long, default_value = "target/history")]
+        data: PathBuf,
+        /// How many staff members ask each query.
+        #[arg(long, default_value_t = 20)]
+        people: usize,
     },
     /// Write an import file (`tally-relay import`'s format) like an export of the chat Tally
     /// replaces: staff, conversations, messages, and per-message reads.
@@ -978,6 +989,7 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Cmd::Search { data, people } => runtime.block_on(search::run(&data, people.max(1))),
         Cmd::Export {
             out,
             messages,

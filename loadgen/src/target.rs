@@ -274,7 +274,7 @@ impl Drop for Target {
 }
 
 /// Write and read rates lifted, for load.
-const WRITES_AND_READS_LIFTED: [&str; 8] = [
+const WRITES_AND_READS_LIFTED: [&str; 12] = [
     "--writes-per-sec",
     "1e9",
     "--write-burst",
@@ -282,6 +282,10 @@ const WRITES_AND_READS_LIFTED: [&str; 8] = [
     "--reads-per-sec",
     "1e9",
     "--read-burst",
+    "1e9",
+    "--searches-per-sec",
+    "1e9",
+    "--search-burst",
     "1e9",
 ];
 

@@ -69,10 +69,10 @@ pub const MIN_PREFIX: usize = 3;
 
 /// Splits what a person typed into words: anything that is not a letter or a digit
 /// separates them (as the index's tokenizer does), so nothing is syntax but a `*` right after
-/// a word, which makes it match the words it begins. Whole words are the default because the
-/// index answers them by streaming (under a millisecond on a million messages); a prefix makes
-/// it merge every matching word's list first (about 200 ms for one that begins every message of
-/// a million; `docs/benchmarks.md`).
+/// a word, which makes it match the words it begins. A start of 3 to 8 letters has an index of
+/// its own (schema 9), so it streams as a whole word does (under a millisecond on a million
+/// messages); a longer one merges the list of every word it begins first (linear in the
+/// messages that match; `docs/benchmarks.md`).
 pub fn terms(text: &str) -> Result<Vec<Term>, QueryError> {
     if text.len() > MAX_QUERY_BYTES {
         return Err(QueryError::TooLong);

@@ -159,6 +159,23 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX messages_by_thread ON messages (conversation, thread, seq) WHERE thread IS NOT NULL;",
     // 8: quiet hours and snooze, a preference of each person's own (JSON, `tally_shared::quiet`).
     "ALTER TABLE preferences ADD COLUMN quiet TEXT;",
+    // 9: prefix indexes for the starts of words of 3 to 8 letters, so that a search for `pre*`
+    // streams one list of messages newest first instead of merging the list of every word it
+    // begins (linear in the messages that match: 23 ms per prefix at a million, 230 ms at ten
+    // million; with the index under a millisecond). About 3.4 times the index's size (14.5 to
+    // 50 bytes a message on the load generator's text). The index is rebuilt from the messages:
+    // about 13 s per million, once, then merged into one segment (2 s per million; a word
+    // search over a fresh single segment is about three times faster than over the many that
+    // writes leave, which FTS5's own automerge keeps few).
+    "DROP TABLE message_text;
+     CREATE VIRTUAL TABLE message_text USING fts5(
+        body, scope, content = '', contentless_delete = 1,
+        tokenize = 'unicode61 remove_diacritics 2', detail = none, prefix = '3 4 5 6 7 8'
+     );
+     INSERT INTO message_text (rowid, body, scope)
+        SELECT id, json_extract(payload, '$.body'), 'tallyin' || conversation FROM messages
+        WHERE coalesce(json_extract(payload, '$.body'), '') != '';
+     INSERT INTO message_text (message_text) VALUES ('optimize');",
 ];
 
 /// The schema version this build writes (the number of migrations).

@@ -34,7 +34,16 @@ async fn a_data_directory_of_schema_1_migrates_with_its_counts_history_and_files
     let db = rusqlite::Connection::open(relay.dir.path().join("tally.sqlite3")).unwrap();
     let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version as usize, tally_relay::storage::schema_version());
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
+    // Migration 9: the search index has its prefix indexes.
+    let index: String = db
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'message_text'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(index.contains("prefix = '3 4 5 6 7 8'"), "{index}");
     // Migration 8: quiet hours, set by nobody yet.
     let quiet: i64 = db
         .query_row(
@@ -96,6 +105,18 @@ async fn a_data_directory_of_schema_1_migrates_with_its_counts_history_and_files
     // The migration indexed the old messages' text for search.
     let search = "/api/search?q=door%20code";
     let (status, _, body) = http(relay.addr, "GET", search, &[("Authorization", &auth)], b"").await;
+    assert_eq!(status, 200);
+    let found: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(found["results"][0]["body"], "Door code 4711 (edited)", "{found}");
+    // Migration 9 rebuilt the index with prefix indexes: a word's start finds it too.
+    let (status, _, body) = http(
+        relay.addr,
+        "GET",
+        "/api/search?q=doo*%20cod*",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
     assert_eq!(status, 200);
     let found: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(found["results"][0]["body"], "Door code 4711 (edited)", "{found}");
