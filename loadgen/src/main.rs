@@ -546,16 +546,25 @@ async fn idle(relay: bool, staff: usize) -> Report {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = target.rss_mib().0;
+    let kernel_before = target::kernel_socket_kib();
     let clients = connect_all(&target, 0..staff, &shared).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (after, peak) = target.rss_mib();
+    let kernel_after = target::kernel_socket_kib();
+    let per = |a: f64, b: f64| (a - b) / staff as f64;
     let report = Report {
         scenario: "idle".into(),
         target: if relay { "relay" } else { "ceiling" }.into(),
         peak_rss_mib: peak,
         rss_per_connection_kib: (after - before) * 1024.0 / staff as f64,
         errors: shared.errors.load(Relaxed),
-        note: format!("{staff} connections; RSS {before:.1} MiB before, {after:.1} MiB after"),
+        note: format!(
+            "{staff} connections; RSS {before:.1} MiB before, {after:.1} MiB after; kernel, both \
+             ends of each loopback connection, machine-wide: slab {:.1} KiB and TCP buffers \
+             {:.1} KiB per connection",
+            per(kernel_after.0, kernel_before.0),
+            per(kernel_after.1, kernel_before.1)
+        ),
         ..Report::default()
     };
     for c in clients {
@@ -1098,6 +1107,9 @@ fn main() -> anyhow::Result<()> {
                 reports.push(idle(true, n).await);
                 reports.push(idle(false, n).await);
                 reports.push(idle_with_history(n).await);
+                for r in &reports[reports.len() - 3..] {
+                    notes.push(format!("idle, {}: {}", r.target, r.note));
+                }
             }
             if all || scenario == Scenario::Storm {
                 reports.push(storm(1000, 10_000, false).await);

@@ -264,6 +264,30 @@ impl Target {
     }
 }
 
+/// The kernel's memory for sockets, machine-wide, in KiB: the slab caches (socket structures,
+/// files, epoll entries) and the pages TCP buffers hold (`/proc/net/sockstat`'s `mem`).
+/// Loopback connections have both ends here, so a connection counts twice.
+pub(crate) fn kernel_socket_kib() -> (f64, f64) {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let slab = meminfo
+        .lines()
+        .find(|l| l.starts_with("Slab:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let sockstat = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    let pages = sockstat
+        .lines()
+        .find(|l| l.starts_with("TCP:"))
+        .and_then(|l| {
+            let mut words = l.split_whitespace();
+            words.find(|w| *w == "mem")?;
+            words.next()?.parse::<f64>().ok()
+        })
+        .unwrap_or(0.0);
+    (slab, pages * 4.0)
+}
+
 impl Drop for Target {
     fn drop(&mut self) {
         for c in std::iter::once(&mut self.child).chain(&mut self.others) {

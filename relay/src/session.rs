@@ -47,8 +47,11 @@ const WRITE_BATCH: usize = 64;
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 /// The transport settings of every connection. Tungstenite's default 128 KiB read buffer per
-/// connection would dominate an idle relay's memory; client frames are small, and a larger one
-/// still arrives whole (the buffer grows for it). The size limits are generous enough that an
+/// connection would dominate an idle relay's memory, and it fills (zeroes) the whole buffer on
+/// every read: 1 KiB, since client frames are small, and a larger one still arrives whole (the
+/// buffer grows for it). 4 KiB to 1 KiB, with fragments of 8 KiB to 4 KiB, took an idle
+/// connection from 12.7 to 9.8 KiB of relay RSS, and one after a 60 KB snapshot from 20.4 to
+/// 14.0 KiB (`tally-loadgen run --scenario idle`, docs/benchmarks.md). The size limits are generous enough that an
 /// oversized frame still reaches the decoder and gets a `frame_too_large` error frame.
 ///
 /// Tungstenite also keeps its write buffer's largest size for the connection's life, so one
@@ -56,7 +59,7 @@ static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 /// [`fragments`] splits larger frames into WebSocket continuation frames of that size.
 pub fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(FRAGMENT)
         .max_message_size(Some(4 * limits::CLIENT_FRAME_MAX_BYTES))
         .max_frame_size(Some(4 * limits::CLIENT_FRAME_MAX_BYTES))
@@ -64,7 +67,7 @@ pub fn websocket_config() -> WebSocketConfig {
 
 /// The largest WebSocket frame the relay writes; longer messages are fragmented (RFC 6455
 /// §5.4), which every WebSocket client reassembles.
-pub const FRAGMENT: usize = 8 * 1024;
+pub const FRAGMENT: usize = 4 * 1024;
 
 /// A text message as the frames to write: itself, or fragments of at most [`FRAGMENT`] bytes
 /// that share its buffer (a fragment may end inside a UTF-8 character: only the whole
