@@ -8,7 +8,7 @@ export CHROMEDRIVER := /usr/bin/chromedriver
 LISTEN ?= 127.0.0.1:8080
 DATA ?= data
 
-.PHONY: run test simulate soak setup-build setup-test frontend relay relay-dev package bench bench-history bench-tab bench-feel bench-cluster cluster fuzz screenshots
+.PHONY: run test simulate soak setup-build setup-test frontend relay relay-dev package bench bench-history bench-tab bench-feel bench-cluster bench-scale cluster fuzz screenshots
 
 ## Build the widget and the relay (release), then serve the demo on http://$(LISTEN).
 run: setup-build frontend relay
@@ -79,6 +79,12 @@ bench-history:
 bench-cluster: setup-test
 	cargo build --release -p tally-relay -p tally-loadgen --bins
 	./target/release/tally-loadgen run --scenario cluster --quick --json target/cluster.json
+
+## A whole company on one node: 100,000 idle connections (or as many as `ulimit -n` allows),
+## then all of them resuming at once behind a trusted proxy (docs/operations.md, "Sizing a node").
+bench-scale:
+	cargo build --release -p tally-relay -p tally-loadgen --bins
+	./target/release/tally-loadgen run --scenario scale --json target/scale.json
 
 ## The tab keeping up with bursts, in headless Chromium against the release relay (~1 min).
 bench-tab: setup-test frontend relay

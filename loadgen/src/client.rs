@@ -96,6 +96,9 @@ pub(crate) struct Client {
     reader: tokio::task::JoinHandle<()>,
 }
 
+/// Connections per loopback source address (127.0.0.1, then .2, …).
+const SOURCE_PORTS: usize = 25_000;
+
 impl Client {
     /// Connects, says hello (resuming `store` when given), and waits for the snapshot or replay.
     pub(crate) async fn connect(
@@ -113,8 +116,20 @@ impl Client {
                 .headers_mut()
                 .insert("x-forwarded-for", forwarded.parse()?);
         }
+        // One loopback source address per 25,000 connections: a source address and port pair
+        // can reach the relay's address at most once, and the ephemeral ports are about 28,000.
+        // Only past the first: a socket bound before it connects gets a port no other socket
+        // on that address holds (TIME_WAIT ones included), so binding 127.0.0.1 too ran out of
+        // ports during a reconnect storm.
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        if addr.ip().is_loopback() && index >= SOURCE_PORTS {
+            let source = std::net::Ipv4Addr::new(127, 0, 0, 1 + (index / SOURCE_PORTS) as u8);
+            socket.bind(SocketAddr::from((source, 0)))?;
+        }
+        let tcp = socket.connect(addr).await?;
         // TCP_NODELAY, as browsers do.
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
+        tcp.set_nodelay(true)?;
+        let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, None).await?;
         let (mut sink, mut stream) = ws.split();
         let resume_from = store.as_ref().map(ChatStore::applied).filter(|o| o.0 > 0);
         sink.send(Message::text(encode(&ClientFrame::new(Request::hello(

@@ -56,6 +56,9 @@ enum Cmd {
         /// failover run goes with `cluster`).
         #[arg(long = "setup", value_enum)]
         setups: Vec<Setup>,
+        /// The `scale` scenario's connections (capped by this process's descriptor limit).
+        #[arg(long, default_value_t = 100_000)]
+        connections: usize,
     },
     /// Write a large history straight into a new data directory (and a checkpoint), for the
     /// `history` scenario and for trying a relay that has lived for a while.
@@ -115,6 +118,9 @@ enum Scenario {
     History,
     /// Cluster mode (PostgreSQL + NATS, started here) against one node; not in `all`.
     Cluster,
+    /// A whole company on one node (`--connections`, 100,000 by default, as many as the
+    /// descriptor limits allow): idle memory, then a reconnect storm; not in `all`.
+    Scale,
 }
 
 #[derive(Serialize, Default, Clone, Debug)]
@@ -571,6 +577,31 @@ async fn idle(relay: bool, staff: usize) -> Report {
         c.close();
     }
     report
+}
+
+/// How many connections the `scale` scenario can open: what was asked, within this process's
+/// descriptor limit (each connection is a descriptor here and one in the relay, which inherits
+/// the limit), less a margin for files, listeners and the relay's own database. Says why when
+/// it had to open fewer.
+fn scale_connections(asked: usize) -> (usize, Option<String>) {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1024);
+    let most = soft.saturating_sub(500);
+    if asked <= most {
+        return (asked, None);
+    }
+    (
+        most,
+        Some(format!(
+            "scale: {asked} connections asked, {most} opened: the descriptor limit is {soft} \
+             (raise it with `ulimit -n`; see docs/operations.md, \"Sizing a node\")"
+        )),
+    )
 }
 
 /// Idle connections whose snapshots carry history: staff in groups of 50, each group with 60
@@ -1033,6 +1064,7 @@ fn main() -> anyhow::Result<()> {
             json,
             history,
             setups,
+            connections,
         } => runtime.block_on(async move {
             let mut reports = Vec::new();
             let mut notes = Vec::new();
@@ -1114,6 +1146,15 @@ fn main() -> anyhow::Result<()> {
             if all || scenario == Scenario::Storm {
                 reports.push(storm(1000, 10_000, false).await);
                 reports.push(storm(1000, 10_000, true).await);
+            }
+            if scenario == Scenario::Scale {
+                let (n, why) = scale_connections(connections);
+                if let Some(why) = why {
+                    notes.push(why);
+                }
+                reports.push(idle(true, n).await);
+                notes.push(format!("scale, idle: {}", reports[reports.len() - 1].note));
+                reports.push(storm(n, 10_000, true).await);
             }
             if scenario == Scenario::Cluster {
                 let r = cluster_runs(quick, &setups).await;

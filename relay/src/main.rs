@@ -304,7 +304,7 @@ fn main() -> anyhow::Result<()> {
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let stopped = runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(&listen).await?;
+                let listener = tally_relay::server::listen(&listen).await?;
                 let mut running = start(config, listener).await?;
                 println!("tally-relay listening on http://{}", running.addr);
                 let stopped = tokio::select! {

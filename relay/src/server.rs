@@ -290,6 +290,30 @@ fn off_runtime<T: Send + 'static>(
 /// The core's periodic work: the staff CLI writes to the database directly, so staff changes
 /// are picked up every second; unreferenced attachments are looked for at start and then every
 /// few minutes.
+/// The accept queue asked of the kernel (which caps it at `net.core.somaxconn`). Tokio's
+/// default is 1,024; in a reconnect storm (every tab at once after a restart) the connections
+/// past the queue are dropped and retried by their clients 1, 3, 7 s later.
+pub const LISTEN_BACKLOG: u32 = 65_535;
+
+/// Listens on `addr` (a socket address, or a name that resolves to one) with
+/// [`LISTEN_BACKLOG`].
+pub async fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other(format!("{addr} names no address"))))
+}
+
 async fn tick(core: mpsc::Sender<Command>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     let mut since_collect = crate::files::COLLECT_EVERY;

@@ -41,16 +41,38 @@ struct Retained {
 }
 
 impl Retained {
-    /// What it holds in memory, roughly: its frames, its recipients, its bookkeeping.
+    /// What it holds in memory, roughly: its frames, its recipients (and their entries in
+    /// the index by staff member), its bookkeeping.
     fn bytes(&self) -> usize {
-        let updates: usize = self.updates.iter().map(|(_, f)| f.len() + 24).sum();
-        self.frame.len() + self.recipients.len() * 4 + updates + 96
+        let updates: usize = self.updates.iter().map(|(_, f)| f.len() + 32).sum();
+        self.frame.len() + self.recipients.len() * 12 + updates + 96
+    }
+}
+
+impl Retained {
+    /// Everyone it concerns, each once: whether they got the event, and whether they got an
+    /// `unread_updated` with it.
+    fn concerned(&self) -> impl Iterator<Item = StaffKey> + '_ {
+        let mut seen = rustc_hash::FxHashSet::default();
+        self.recipients
+            .iter()
+            .chain(self.updates.iter().map(|(k, _)| k))
+            .copied()
+            .filter(move |k| seen.insert(*k))
     }
 }
 
 /// The newest events, bounded by a [`Retention`]; replays bounded by a [`ReplayLimit`].
+///
+/// Each staff member's events are indexed, so that a replay costs what that person missed, not
+/// a walk through the whole retained log (100,000 events by default) with a look through each
+/// event's recipients: in a reconnect storm that walk was done once per tab.
 pub(super) struct ResumeLog {
     retained: VecDeque<Retained>,
+    /// The number of the front of `retained` (each event pushed gets the next one).
+    first: u64,
+    /// For each staff member, the numbers of the retained events that concern them, in order.
+    by_staff: rustc_hash::FxHashMap<StaffKey, VecDeque<u64>>,
     bytes: usize,
     retain: Retention,
     max_replay: ReplayLimit,
@@ -60,6 +82,8 @@ impl ResumeLog {
     pub(super) fn new(retain: Retention, max_replay: ReplayLimit) -> Self {
         ResumeLog {
             retained: VecDeque::new(),
+            first: 0,
+            by_staff: rustc_hash::FxHashMap::default(),
             bytes: 0,
             retain,
             max_replay,
@@ -73,7 +97,9 @@ impl ResumeLog {
 
     /// Forgets everything (after a rebuild, which numbers staff anew).
     pub(super) fn clear(&mut self) {
+        self.first += self.retained.len() as u64;
         self.retained.clear();
+        self.by_staff.clear();
         self.bytes = 0;
     }
 
@@ -96,11 +122,24 @@ impl ResumeLog {
             updates,
         };
         self.bytes += r.bytes();
+        let number = self.first + self.retained.len() as u64;
+        for k in r.concerned() {
+            self.by_staff.entry(k).or_default().push_back(number);
+        }
         self.retained.push_back(r);
         while self.retained.len() > self.retain.events || self.bytes > self.retain.bytes {
             let Some(old) = self.retained.pop_front() else {
                 break;
             };
+            for k in old.concerned() {
+                if let Some(numbers) = self.by_staff.get_mut(&k) {
+                    numbers.pop_front();
+                    if numbers.is_empty() {
+                        self.by_staff.remove(&k);
+                    }
+                }
+            }
+            self.first += 1;
             self.bytes -= old.bytes();
         }
         metrics.retained_events.store(self.retained.len() as u64, Relaxed);
@@ -124,7 +163,9 @@ impl ResumeLog {
         }
         let mut frames: Vec<Frame> = Vec::new();
         let mut bytes = 0;
-        for r in self.retained.iter().filter(|r| r.offset >= from) {
+        let mine = self.by_staff.get(&key).into_iter().flatten();
+        let retained = mine.map(|n| &self.retained[(n - self.first) as usize]);
+        for r in retained.filter(|r| r.offset >= from) {
             let event = (r.offset > from && r.recipients.contains(&key)).then_some(&r.frame);
             let updates = r.updates.iter().filter(|(k, _)| *k == key).map(|(_, f)| f);
             for f in event.into_iter().chain(updates) {
@@ -136,5 +177,80 @@ impl ResumeLog {
             }
         }
         Some(frames)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a replay was before the index: every retained event looked at.
+    fn scanned(log: &ResumeLog, key: StaffKey, from: Offset) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        for r in log.retained.iter().filter(|r| r.offset >= from) {
+            let event = (r.offset > from && r.recipients.contains(&key)).then_some(&r.frame);
+            let updates = r.updates.iter().filter(|(k, _)| *k == key).map(|(_, f)| f);
+            frames.extend(event.into_iter().chain(updates).cloned());
+        }
+        frames
+    }
+
+    #[test]
+    fn an_indexed_replay_is_the_scan_of_the_whole_retained_log() {
+        let metrics = Metrics::default();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let unlimited = ReplayLimit {
+            frames: usize::MAX,
+            bytes: usize::MAX,
+        };
+        let mut log = ResumeLog::new(
+            Retention {
+                events: 40,
+                bytes: usize::MAX,
+            },
+            unlimited,
+        );
+        let mut keys = tally_shared::staff_keys::StaffKeys::default();
+        let all: Vec<StaffKey> = (0..12)
+            .map(|i| keys.intern(&tally_shared::StaffId::new(format!("s{i}")).unwrap()))
+            .collect();
+        let key = |n: u64| all[(n % 12) as usize];
+        for offset in 1..=300u64 {
+            let recipients: Vec<StaffKey> = (0..next() % 6).map(|_| key(next())).collect();
+            let mut recipients = recipients;
+            recipients.sort();
+            recipients.dedup();
+            let updates = (0..next() % 4)
+                .map(|i| (key(next()), Frame::from(format!("u{offset}-{i}"))))
+                .collect();
+            log.push(
+                Offset(offset),
+                Frame::from(format!("e{offset}")),
+                recipients,
+                updates,
+                &metrics,
+            );
+            if offset % 97 == 0 {
+                log.clear();
+            }
+            for who in 0..12 {
+                let from = Offset(offset.saturating_sub(next() % 45));
+                let replayed = log.replay(key(who), from, Offset(offset));
+                let first = log.retained.front().map(|r| r.offset);
+                match replayed {
+                    Some(frames) => assert_eq!(frames, scanned(&log, key(who), from), "{offset} {who}"),
+                    None => assert!(
+                        first.is_none_or(|f| f.0 > from.0 + 1),
+                        "{offset} {who} from {from}"
+                    ),
+                }
+            }
+        }
     }
 }
