@@ -9,8 +9,9 @@
 //!
 //! The client is blocking ([`crate::pg`], tokio-postgres on a runtime of its own, every round
 //! trip with a deadline): the core is one synchronous thread that must not interleave
-//! batches, so it waits for its round trips as it waits for SQLite's fsync. When the server cannot be reached the connection is dropped and tried again
-//! at most every [`RETRY`], so a down database costs the core a refused connect, not a stall.
+//! batches, so it waits for its round trips as it waits for SQLite's fsync. When the server
+//! cannot be reached the connection is dropped and tried again at most every [`RETRY`], so a
+//! down database costs the core a refused connect, not a stall.
 
 use std::time::{Duration, Instant};
 
