@@ -280,5 +280,47 @@ fn markup(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, markup);
+/// One person's conversations (what each connect and presence change asks for) in a company:
+/// 5,000 staff, 10,000 direct conversations and 500 groups of 20, as `tally-loadgen history`
+/// makes them; and ten times that.
+fn conversations_of(c: &mut Criterion) {
+    let mut g = c.benchmark_group("projection/conversations_of");
+    g.sample_size(30).measurement_time(Duration::from_secs(2));
+    for scale in [1u64, 10] {
+        let staff_n = 5_000 * scale;
+        let mut p = UnreadProjection::new(Tracking::Everyone);
+        let mut changes = Vec::new();
+        let mut id = 0;
+        let mut create = |p: &mut UnreadProjection, participants: Vec<StaffId>| {
+            id += 1;
+            let event = Event::ConversationCreated {
+                conversation: Conversation {
+                    everyone_off: false,
+                    id: ConversationId(id),
+                    kind: ConversationKind::Group,
+                    title: None,
+                    created_by: participants[0].clone(),
+                    participants,
+                    created_at: Millis(0),
+                },
+                client_id: None,
+            };
+            p.apply(&event, &mut changes).unwrap();
+        };
+        for i in 0..2 * staff_n {
+            create(&mut p, vec![staff(i % staff_n), staff((i * 7 + 1) % staff_n)]);
+        }
+        for i in 0..staff_n / 10 {
+            create(&mut p, (0..20).map(|j| staff((i * 20 + j) % staff_n)).collect());
+        }
+        let who = staff(42);
+        g.bench_function(
+            BenchmarkId::from_parameter(format!("{}k staff", staff_n / 1000)),
+            |b| b.iter(|| p.conversations_of(std::hint::black_box(&who))),
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, markup, conversations_of);
 criterion_main!(benches);

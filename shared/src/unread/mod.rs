@@ -290,6 +290,10 @@ pub struct UnreadProjection {
     /// Totals and digest sums by staff key.
     totals: Vec<Ledger>,
     conversations: FxHashMap<ConversationId, ConversationCounts>,
+    /// By staff key, the conversations they are a member of, sorted: what
+    /// [`UnreadProjection::conversations_of`] reads instead of every conversation's members
+    /// (it runs on each connect and presence change). Derived: not in checkpoints.
+    member_of: Vec<Vec<ConversationId>>,
 }
 
 impl UnreadProjection {
@@ -300,6 +304,7 @@ impl UnreadProjection {
             staff: StaffKeys::default(),
             totals: Vec::new(),
             conversations: FxHashMap::default(),
+            member_of: Vec::new(),
         }
     }
 
@@ -395,6 +400,28 @@ impl UnreadProjection {
         let Some(k) = self.key(staff) else {
             return Vec::new();
         };
+        let out: Vec<_> = (self.member_of.get(k.index()).into_iter().flatten())
+            .filter_map(|id| {
+                let c = self.conversations.get(id)?;
+                let m = c.members.iter().find(|m| m.staff == k)?;
+                Some((*id, m.last_read, c.head))
+            })
+            .collect();
+        // An entry left behind would be skipped above (its conversation no longer lists the
+        // member); a missing one would not. Debug builds (every test) check each call.
+        #[cfg(debug_assertions)]
+        assert_eq!(
+            out,
+            self.scanned_conversations_of(k),
+            "the index of members is stale"
+        );
+        out
+    }
+
+    /// [`UnreadProjection::conversations_of`] by looking at every conversation: what the index
+    /// must agree with.
+    #[cfg(debug_assertions)]
+    fn scanned_conversations_of(&self, k: StaffKey) -> Vec<(ConversationId, Seq, Seq)> {
         let mut out: Vec<_> = self
             .conversations
             .iter()
@@ -407,6 +434,39 @@ impl UnreadProjection {
             .collect();
         out.sort_unstable_by_key(|(id, _, _)| *id);
         out
+    }
+
+    /// Records that `key` is a member of `id`.
+    fn joined(&mut self, key: StaffKey, id: ConversationId) {
+        if self.member_of.len() <= key.index() {
+            self.member_of.resize_with(key.index() + 1, Vec::new);
+        }
+        let list = &mut self.member_of[key.index()];
+        if let Err(at) = list.binary_search(&id) {
+            list.insert(at, id);
+        }
+    }
+
+    /// Records that `key` is no longer a member of `id`.
+    fn left(&mut self, key: StaffKey, id: ConversationId) {
+        if let Some(list) = self.member_of.get_mut(key.index())
+            && let Ok(at) = list.binary_search(&id)
+        {
+            list.remove(at);
+        }
+    }
+
+    /// The index of members, made from the conversations (after reading a checkpoint).
+    fn index_members(&mut self) {
+        self.member_of = vec![Vec::new(); self.staff.len()];
+        for (id, c) in &self.conversations {
+            for m in &c.members {
+                self.member_of[m.staff.index()].push(*id);
+            }
+        }
+        for list in &mut self.member_of {
+            list.sort_unstable();
+        }
     }
 
     /// A follower's counts in a thread; `None` when they do not follow it.
@@ -503,7 +563,15 @@ impl UnreadProjection {
                         c.members.push(m);
                     }
                 }
-                self.conversations.insert(conversation.id, c);
+                let members: Vec<StaffKey> = c.members.iter().map(|m| m.staff).collect();
+                if let Some(old) = self.conversations.insert(conversation.id, c) {
+                    for m in old.members {
+                        self.left(m.staff, conversation.id);
+                    }
+                }
+                for k in members {
+                    self.joined(k, conversation.id);
+                }
             }
             Event::ParticipantAdded {
                 conversation,
@@ -524,6 +592,7 @@ impl UnreadProjection {
                     self.totals[key.index()].enter(Place::conversation(conversation.id), &m);
                     c.members.push(m);
                 }
+                self.joined(key, conversation.id);
             }
             Event::ParticipantRemoved {
                 conversation, staff, ..
@@ -550,6 +619,7 @@ impl UnreadProjection {
                     if matches!(self.tracking, Tracking::Only(_)) {
                         self.conversations.remove(&id);
                     }
+                    self.left(key, id);
                     changes.push(Place::conversation(id).change(key));
                 }
             }
@@ -1028,7 +1098,11 @@ impl UnreadProjection {
                     ledger.leave(Place::thread(id, *root), f);
                 }
             }
+            for m in old.members.iter().filter(|m| m.staff != key) {
+                self.left(m.staff, id);
+            }
         }
+        self.joined(key, id);
     }
 
     /// Extends a conversation's known messages backwards with an older page (contiguous, in

@@ -66,12 +66,15 @@ impl UnreadProjection {
                 "a conversation appears twice",
             )?;
         }
-        Ok(UnreadProjection {
+        let mut p = UnreadProjection {
             tracking,
             staff,
             totals,
             conversations,
-        })
+            member_of: Vec::new(),
+        };
+        p.index_members();
+        Ok(p)
     }
 }
 
