@@ -922,7 +922,7 @@ async fn hammer(addr: std::net::SocketAddr, token: String, conversations: Vec<u6
         };
         let before = 1 + (n * 7919) % 2000;
         let path = format!("/api/conversations/{conversation}/messages?before={before}&limit=100");
-        let _ = history_page(addr, &path, &token).await;
+        let _ = get_as(addr, &path, &token).await;
     }
 }
 
@@ -950,16 +950,22 @@ async fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn history_page(addr: std::net::SocketAddr, path: &str, token: &str) -> std::io::Result<()> {
+/// A `GET` as staff (bearer token), read to its end over a connection of its own; the answer's
+/// HTTP status (0 if it has none).
+pub(crate) async fn get_as(addr: std::net::SocketAddr, path: &str, token: &str) -> std::io::Result<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     );
     s.write_all(request.as_bytes()).await?;
-    let mut sink = Vec::new();
-    s.read_to_end(&mut sink).await?;
-    Ok(())
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await?;
+    Ok(answer
+        .get(9..12)
+        .and_then(|code| std::str::from_utf8(code).ok())
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0))
 }
 
 fn print(reports: &[Report]) {

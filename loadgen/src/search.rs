@@ -38,25 +38,12 @@ const PREFIXES: &[&str] = &[
     "zeb*",
 ];
 
-/// One search's answer: status and time.
+/// One search's answer: status and time (the whole request, connecting included).
 async fn search(addr: std::net::SocketAddr, q: &str, token: &str) -> anyhow::Result<(u16, Duration)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let path = format!("/api/search?q={}", q.replace(' ', "%20").replace('*', "%2A"));
     let started = Instant::now();
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(request.as_bytes()).await?;
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer).await?;
-    let took = started.elapsed();
-    let status = std::str::from_utf8(&answer[..answer.len().min(12)])
-        .ok()
-        .and_then(|l| l.get(9..12))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((status, took))
+    let status = crate::get_as(addr, &path, token).await?;
+    Ok((status, started.elapsed()))
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {

@@ -36,28 +36,7 @@ pub struct SharedUpload {
     pub uploads: Vec<(StaffId, String, u64)>,
 }
 
-/// Everyone's preferences that differ from the defaults, as stored (read once a tick).
-#[derive(Debug, Default)]
-pub struct Preferences {
-    /// Who hides their read state.
-    pub read_state_hidden: Vec<StaffId>,
-    /// Quiet hours and snoozes, of those who set any.
-    pub quiet: Vec<(StaffId, tally_shared::quiet::Quiet)>,
-}
-
-impl Preferences {
-    /// Adds one stored row (a malformed id or setting is skipped: it cannot have been written
-    /// by a relay).
-    pub fn add(&mut self, staff: &str, read_state_hidden: bool, quiet: Option<&str>) {
-        let Ok(id) = StaffId::new(staff) else { return };
-        if let Some(q) = quiet.and_then(|json| serde_json::from_str(json).ok()) {
-            self.quiet.push((id.clone(), q));
-        }
-        if read_state_hidden {
-            self.read_state_hidden.push(id);
-        }
-    }
-}
+pub use crate::storage::Preferences;
 
 /// The source of truth behind one node.
 pub trait Order: Send {

@@ -376,9 +376,33 @@ pub fn load_staff(conn: &Connection) -> rusqlite::Result<Vec<(Staff, bool)>> {
     Ok(out)
 }
 
+/// Everyone's preferences that differ from the defaults, as stored (read once a tick;
+/// both orders, the local one and PostgreSQL, return it).
+#[derive(Debug, Default)]
+pub struct Preferences {
+    /// Who hides their read state.
+    pub read_state_hidden: Vec<StaffId>,
+    /// Quiet hours and snoozes, of those who set any.
+    pub quiet: Vec<(StaffId, tally_shared::quiet::Quiet)>,
+}
+
+impl Preferences {
+    /// Adds one stored row (a malformed id or setting is skipped: it cannot have been written
+    /// by a relay).
+    pub fn add(&mut self, staff: &str, read_state_hidden: bool, quiet: Option<&str>) {
+        let Ok(id) = StaffId::new(staff) else { return };
+        if let Some(q) = quiet.and_then(|json| serde_json::from_str(json).ok()) {
+            self.quiet.push((id.clone(), q));
+        }
+        if read_state_hidden {
+            self.read_state_hidden.push(id);
+        }
+    }
+}
+
 /// Everyone's preferences that differ from the defaults: who hides their read state (see
 /// `Request::SetPreferences`), and quiet hours and snoozes. One query, for the 1 s tick.
-pub fn load_preferences(conn: &Connection) -> rusqlite::Result<crate::order::Preferences> {
+pub fn load_preferences(conn: &Connection) -> rusqlite::Result<Preferences> {
     let mut stmt = conn.prepare(
         "SELECT staff, hide_read_state, quiet FROM preferences WHERE hide_read_state = 1 OR quiet IS NOT NULL",
     )?;
@@ -389,7 +413,7 @@ pub fn load_preferences(conn: &Connection) -> rusqlite::Result<crate::order::Pre
             r.get::<_, Option<String>>(2)?,
         ))
     })?;
-    let mut out = crate::order::Preferences::default();
+    let mut out = Preferences::default();
     for row in rows {
         let (id, hidden, quiet) = row?;
         out.add(&id, hidden, quiet.as_deref());
