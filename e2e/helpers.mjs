@@ -213,18 +213,36 @@ export async function startGroup(t, names, title) {
  * acknowledged, with the time that took.
  */
 export async function blast(t, relay, conversation, n, prefix = 'burst') {
+  return (await pump(t, relay, n, { type: 'send_message', conversation, prefix })).ms;
+}
+
+/**
+ * Sends `n` frames as `t.staff` from a raw WebSocket in `t`'s page, at most 200 waiting for
+ * their `ack`; resolves with `{ ms, ack }`: the milliseconds until the last was acknowledged,
+ * and that `ack`. `frame` is the frame without `req`; for `send_message`, `prefix` numbers
+ * each `client_id` and body. With `paceMs`, one frame at a time, that long apart (so a page
+ * receiving them handles each in its own task, as it would from people typing).
+ */
+export async function pump(t, relay, n, frame, { paceMs = 0 } = {}) {
   const token = relay.token(t.staff);
-  return t.page.evaluate(async ([url, token, conversation, n, prefix]) => {
+  return t.page.evaluate(async ([url, token, n, frame, paceMs]) => {
     const ws = new WebSocket(url.replace(/^http/, 'ws') + '/ws');
     await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
     ws.send(JSON.stringify({ type: 'hello', token, protocol: 3 }));
     const started = performance.now();
     let acked = 0;
     let sent = 0;
+    let last = null;
+    const make = (i) => {
+      if (frame.type !== 'send_message') return { ...frame, req: i };
+      const { prefix, ...rest } = frame;
+      return { ...rest, req: i, client_id: `${prefix}-${i}`, body: `${prefix} ${i}` };
+    };
+    const window = paceMs ? 1 : 200;
     const send = () => {
-      while (sent < n && sent - acked < 200) {
+      while (sent < n && sent - acked < window) {
         sent += 1;
-        ws.send(JSON.stringify({ type: 'send_message', req: sent, client_id: `${prefix}-${sent}`, conversation, body: `${prefix} ${sent}` }));
+        ws.send(JSON.stringify(make(sent)));
       }
     };
     await new Promise((done, fail) => {
@@ -233,15 +251,17 @@ export async function blast(t, relay, conversation, n, prefix = 'burst') {
         if (f.type === 'error' && f.req) fail(new Error(JSON.stringify(f)));
         if (f.type === 'ack' && f.req) {
           acked += 1;
+          last = f;
           if (acked === n) done();
+          else if (paceMs) setTimeout(send, paceMs);
           else send();
         }
       };
       send();
     });
     ws.close();
-    return performance.now() - started;
-  }, [relay.url, token, conversation, n, prefix]);
+    return { ms: performance.now() - started, ack: last };
+  }, [relay.url, token, n, frame, paceMs]);
 }
 
 /**

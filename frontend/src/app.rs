@@ -11,7 +11,7 @@ use crate::chat::{Chat, Core};
 use crate::components::{launcher::Launcher, panel::Panel};
 use crate::connection;
 use crate::options::MountOptions;
-use crate::state::Action;
+use crate::state::{Action, Interest};
 
 /// The root's properties.
 #[derive(Properties, PartialEq)]
@@ -42,8 +42,16 @@ pub fn app(props: &AppProps) -> Html {
             }
         });
     }
+    // The root shows the panel and the totals: it renders when a conversation changes
+    // (descendants whose properties did not change are left alone).
+    // (The core lives and dies with the root, so the root never unwatches.)
     let update = use_force_update();
-    core.on_change(Callback::from(move |()| update.force_update()));
+    {
+        let core = (*core).clone();
+        use_memo((), move |_| {
+            core.watch(Interest::Counts, Callback::from(move |()| update.force_update()))
+        });
+    }
 
     // Connect once, until the widget is unmounted (then the socket closes).
     {
@@ -160,19 +168,20 @@ pub fn app(props: &AppProps) -> Html {
         });
     }
 
-    // The page title shows the total, like `(3) Work app`.
+    // The page title shows the total, like `(3) Work app`: at most every quarter second (the
+    // newest wins), since setting it costs the browser more than the rest of a message does.
     {
         let enabled = options.title_badge.unwrap_or(true);
         let original = use_memo((), |_| gloo::utils::document().title());
+        let title = use_memo((), |_| TitleWriter::default());
         use_effect_with(total, move |total| {
             if enabled {
                 let base = original.as_str();
-                let title = if *total > 0 {
+                title.write(if *total > 0 {
                     format!("({total}) {base}")
                 } else {
                     base.to_string()
-                };
-                gloo::utils::document().set_title(&title);
+                });
             }
         });
     }
@@ -237,5 +246,55 @@ pub fn app(props: &AppProps) -> Html {
                 <Launcher />
             </div>
         </ContextProvider<Chat>>
+    }
+}
+
+/// Writes the page title, at most once every [`TitleWriter::EVERY_MS`]: a title asked for
+/// sooner waits for the rest of that time, and only the newest is written.
+#[derive(Clone, Default)]
+struct TitleWriter {
+    inner: Rc<std::cell::RefCell<TitleState>>,
+}
+
+#[derive(Default)]
+struct TitleState {
+    /// When the title was last written (`Date.now()`).
+    written_at: f64,
+    /// The title waiting for its turn.
+    waiting: Option<String>,
+    /// What writes it (kept after it fired: a timer is not dropped inside its own callback).
+    timer: Option<gloo::timers::callback::Timeout>,
+}
+
+impl TitleWriter {
+    const EVERY_MS: f64 = 250.0;
+
+    fn write(&self, title: String) {
+        let now = js_sys::Date::now();
+        let mut state = self.inner.borrow_mut();
+        if state.waiting.is_some() {
+            state.waiting = Some(title);
+            return;
+        }
+        let wait = state.written_at + Self::EVERY_MS - now;
+        if wait <= 0.0 {
+            state.written_at = now;
+            gloo::utils::document().set_title(&title);
+            return;
+        }
+        // Weak: the timer lives in the state, and the widget may be gone when it fires.
+        let this = Rc::downgrade(&self.inner);
+        state.waiting = Some(title);
+        state.timer = Some(gloo::timers::callback::Timeout::new(
+            wait.ceil() as u32,
+            move || {
+                let Some(this) = this.upgrade() else { return };
+                let mut state = this.borrow_mut();
+                if let Some(title) = state.waiting.take() {
+                    state.written_at = js_sys::Date::now();
+                    gloo::utils::document().set_title(&title);
+                }
+            },
+        ));
     }
 }

@@ -1,7 +1,8 @@
 //! The chat context every component reads: one [`ChatState`], held in place and changed by
 //! [`Chat::dispatch`], which then sends the frames the change produced, saves the outbox when
-//! it moved, and asks Yew to render. Nothing is copied per frame: components borrow what they
-//! show (see `docs/architecture.md`).
+//! it moved, and renders again the components the change touches (each watches with an
+//! [`Interest`]; the context itself never changes, so Yew renders nothing else). Nothing is
+//! copied per frame: components borrow what they show (see `docs/architecture.md`).
 
 use std::cell::{Cell, Ref, RefCell};
 use std::rc::Rc;
@@ -12,7 +13,7 @@ use yew::Callback;
 
 use crate::connection::Outlet;
 use crate::options::MountOptions;
-use crate::state::{Action, ChatState};
+use crate::state::{Action, ChatState, Interest};
 use crate::util;
 
 /// Instead of a socket, for tests: frames the widget sent, and a way to deliver frames to it.
@@ -124,8 +125,9 @@ pub struct Core {
     state: RefCell<ChatState>,
     sink: Sink,
     storage_key: String,
-    version: Cell<u64>,
-    rerender: RefCell<Option<Callback<()>>>,
+    /// The mounted components, what they render from and how to render them again.
+    watchers: RefCell<Vec<(Rc<Watch>, Callback<()>)>>,
+    next_watch: Cell<u64>,
     /// Desktop notifications, coordinated with this person's other tabs.
     notifier: crate::notify::Notifier,
     /// What was typed and not sent, per conversation.
@@ -148,8 +150,8 @@ impl Core {
             state: RefCell::new(state),
             sink,
             storage_key,
-            version: Cell::new(0),
-            rerender: RefCell::default(),
+            watchers: RefCell::default(),
+            next_watch: Cell::new(0),
             notifier: crate::notify::Notifier::default(),
             drafts: crate::drafts::Drafts::default(),
             this: RefCell::default(),
@@ -209,20 +211,28 @@ impl Core {
         self.notifier.offer(me.as_str(), news, title, name, open);
     }
 
-    /// Tells Yew how to render again after a change.
-    pub fn on_change(&self, rerender: Callback<()>) {
-        *self.rerender.borrow_mut() = Some(rerender);
+    /// Calls `rerender` after each change that touches `interest` (which the watcher may
+    /// change as its properties do), until [`Core::unwatch`].
+    pub fn watch(&self, interest: Interest, rerender: Callback<()>) -> Rc<Watch> {
+        let id = self.next_watch.get();
+        self.next_watch.set(id + 1);
+        let watch = Rc::new(Watch {
+            id,
+            interest: Cell::new(interest),
+        });
+        self.watchers.borrow_mut().push((watch.clone(), rerender));
+        watch
     }
 
-    /// How many changes so far: what tells Yew that the context changed.
-    pub fn version(&self) -> u64 {
-        self.version.get()
+    /// Stops calling a watcher (its component unmounted).
+    pub fn unwatch(&self, watch: &Watch) {
+        self.watchers.borrow_mut().retain(|(w, _)| w.id != watch.id);
     }
 
     /// Changes the state in place, then sends the frames the change produced, saves the
     /// outbox if it moved, and asks for a render.
     pub fn dispatch(&self, action: Action) {
-        let (frames, news, me) = {
+        let (frames, news, me, changed) = {
             let mut state = self.state.borrow_mut();
             let outbox = state.store.outbox_revision();
             let frames = state.reduce(action);
@@ -230,7 +240,8 @@ impl Core {
                 util::save_outbox(&self.storage_key, state.store.outbox());
             }
             let news = std::mem::take(&mut state.news);
-            (frames, news, state.store.me().cloned())
+            let changed = std::mem::take(&mut state.changed);
+            (frames, news, state.store.me().cloned(), changed)
         };
         if let Some(me) = &me {
             self.drafts.bind(&self.storage_key, me);
@@ -269,38 +280,56 @@ impl Core {
                 Sink::Harness(h) => h.sent.borrow_mut().push(frame.clone()),
             }
         }
-        self.version.set(self.version.get() + 1);
-        let rerender = self.rerender.borrow().clone();
-        if let Some(r) = rerender {
-            r.emit(());
+        // Taken out first: rendering may mount components, which watch.
+        let due: Vec<Callback<()>> = self
+            .watchers
+            .borrow()
+            .iter()
+            .filter(|(w, _)| changed.touches(w.interest.get()))
+            .map(|(_, rerender)| rerender.clone())
+            .collect();
+        for rerender in due {
+            rerender.emit(());
         }
     }
 }
 
-/// What components get from context: the core, the mount options, and the version they saw.
+/// A component's watch on the core (see [`Core::watch`]).
+pub struct Watch {
+    id: u64,
+    /// What the component renders from now.
+    pub interest: Cell<Interest>,
+}
+
+/// What components get from context: the core and the mount options. It stays equal for the
+/// widget's life, so a change renders only the components that watch for it.
 #[derive(Clone)]
 pub struct Chat {
     core: Rc<Core>,
     /// The mount options.
     pub options: Rc<MountOptions>,
-    version: u64,
 }
 
 impl PartialEq for Chat {
     fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.core, &other.core) && self.version == other.version
+        Rc::ptr_eq(&self.core, &other.core) && Rc::ptr_eq(&self.options, &other.options)
     }
 }
 
 impl Chat {
-    /// The context for the core's current version.
+    /// The context around a core.
     pub fn new(core: Rc<Core>, options: Rc<MountOptions>) -> Chat {
-        let version = core.version();
-        Chat {
-            core,
-            options,
-            version,
-        }
+        Chat { core, options }
+    }
+
+    /// See [`Core::watch`].
+    pub fn watch(&self, interest: Interest, rerender: Callback<()>) -> Rc<Watch> {
+        self.core.watch(interest, rerender)
+    }
+
+    /// See [`Core::unwatch`].
+    pub fn unwatch(&self, watch: &Watch) {
+        self.core.unwatch(watch);
     }
 
     /// Borrows the state (for rendering; never held across a dispatch).

@@ -39,6 +39,78 @@ pub enum ListView {
     Threads,
 }
 
+/// What a component renders from, so that a change renders only the components it touches
+/// (see [`Changed::touches`]). Whatever is not about one conversation (a snapshot, names,
+/// the open view, the connection, an acknowledgement) touches every component but [`Interest::Props`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interest {
+    /// Counts and lists: any conversation's messages, counts or reads, and who is online (not
+    /// who is typing).
+    Counts,
+    /// One conversation: its messages, counts and reads.
+    Conversation(ConversationId),
+    /// Who is typing in one conversation (and its messages: a message ends its author's typing).
+    Typing(ConversationId),
+    /// Only its own properties and state: it never reads the store.
+    Props,
+}
+
+/// What one dispatch changed, as far as rendering cares.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changed {
+    /// Something not about one conversation: every component that reads the store renders.
+    pub everything: bool,
+    /// Conversations whose messages, counts, reads or threads changed.
+    pub conversations: Vec<ConversationId>,
+    /// Conversations where who is typing changed.
+    pub typing: Vec<ConversationId>,
+    /// Someone's presence (the lists' dots; nothing else shows it).
+    pub presence: bool,
+}
+
+impl Changed {
+    /// Whether a component with this interest must render again.
+    pub fn touches(&self, interest: Interest) -> bool {
+        match interest {
+            Interest::Props => false,
+            _ if self.everything => true,
+            Interest::Counts => !self.conversations.is_empty() || self.presence,
+            Interest::Conversation(c) => self.conversations.contains(&c),
+            Interest::Typing(c) => self.typing.contains(&c) || self.conversations.contains(&c),
+        }
+    }
+
+    fn conversation(&mut self, c: ConversationId) {
+        if !self.conversations.contains(&c) {
+            self.conversations.push(c);
+        }
+    }
+
+    /// What a frame from the relay changes. Events that make, rename or change the members of
+    /// a conversation touch everything (titles and names show in other views and dialogs).
+    fn frame(&mut self, frame: &ServerFrame) {
+        use tally_shared::Event;
+        match frame {
+            ServerFrame::Typing { conversation, .. } => {
+                if !self.typing.contains(conversation) {
+                    self.typing.push(*conversation);
+                }
+            }
+            ServerFrame::UnreadUpdated(u) => self.conversation(u.conversation),
+            ServerFrame::Presence { .. } => self.presence = true,
+            ServerFrame::Seen { conversation, .. } => self.conversation(*conversation),
+            ServerFrame::Event(e) => match &e.event {
+                Event::ConversationCreated { .. }
+                | Event::ParticipantAdded { .. }
+                | Event::ParticipantRemoved { .. }
+                | Event::ConversationRenamed { .. } => self.everything = true,
+                other => self.conversation(other.conversation()),
+            },
+            _ => self.everything = true,
+        }
+    }
+}
+
 /// What the widget dispatches.
 #[derive(Debug)]
 pub enum Action {
@@ -143,7 +215,22 @@ pub struct ChatState {
     pub shortcuts: bool,
     /// The conversation last left for the list (whose row takes the focus there).
     pub left: Option<ConversationId>,
+    /// What the actions since the shell last took it changed (the shell renders from it).
+    pub changed: Changed,
 }
+
+/// What the panel shows, apart from the store: when it changes, everything renders.
+type Shown = (
+    Option<ConversationId>,
+    Option<(ConversationId, Seq)>,
+    ListView,
+    bool,
+    ConnectionState,
+    Option<(ConversationId, Seq)>,
+    bool,
+    bool,
+    Option<ConversationId>,
+);
 
 impl ChatState {
     /// A fresh state holding a saved outbox.
@@ -163,13 +250,42 @@ impl ChatState {
             switcher: false,
             shortcuts: false,
             left: None,
+            changed: Changed::default(),
         }
+    }
+
+    fn shown(&self) -> Shown {
+        (
+            self.open,
+            self.open_thread,
+            self.list_view,
+            self.panel_open,
+            self.connection.clone(),
+            self.jump_to,
+            self.switcher,
+            self.shortcuts,
+            self.left,
+        )
     }
 
     /// Applies an action in place; returns the frames to send. No I/O happens here.
     pub fn reduce(&mut self, action: Action) -> Vec<ClientFrame> {
         let mut out = Vec::new();
         let was_open = self.open;
+        let shown = self.shown();
+        // What the action changes: a frame says (see `Changed::frame`), what the viewport saw
+        // or a page of history touches its conversation, anything else everything.
+        let mut changed = std::mem::take(&mut self.changed);
+        match &action {
+            Action::Frame(frame) => changed.frame(frame),
+            Action::Frames(frames) => frames.iter().for_each(|f| changed.frame(f)),
+            Action::Seen(c, _)
+            | Action::ReadSeen(c)
+            | Action::History(c, _)
+            | Action::ThreadSeen(c, _, _)
+            | Action::ReadThreadSeen(c, _) => changed.conversation(*c),
+            _ => changed.everything = true,
+        }
         match action {
             Action::Frame(frame) => self.apply(frame, &mut out),
             Action::Frames(frames) => {
@@ -275,6 +391,8 @@ impl ChatState {
         if self.open_thread.is_some_and(|(c, _)| Some(c) != self.open) {
             self.open_thread = None;
         }
+        changed.everything |= self.shown() != shown;
+        self.changed = changed;
         out
     }
 

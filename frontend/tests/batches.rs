@@ -2,7 +2,7 @@
 //! store that applying them one by one does.
 #![cfg(target_arch = "wasm32")]
 
-use tally_frontend::state::{Action, ChatState};
+use tally_frontend::state::{Action, ChatState, Interest};
 use tally_shared::memory::MemoryHost;
 use tally_shared::protocol::ServerFrame;
 use tally_shared::{ClientMsgId, ConversationId, Millis, Request, Seq, Staff, StaffId};
@@ -139,4 +139,104 @@ fn applying_frames_in_batches_leaves_the_same_store_as_one_by_one() {
         assert_eq!(summary(&batched), summary(&one_by_one), "batches of {size}");
     }
     assert!(one_by_one.store.total().unread > 0);
+}
+
+/// What a conversation's own view and composer render from.
+fn shown(state: &ChatState, c: ConversationId) -> String {
+    let s = &state.store;
+    let mut summaries: Vec<_> = s.thread_summaries(c).into_iter().collect();
+    summaries.sort_by_key(|(seq, _)| *seq);
+    format!(
+        "{:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+        s.conversation(c),
+        s.counts(c),
+        s.last_read(c),
+        s.seen_marker(c),
+        s.unseen_below(c),
+        summaries,
+        s.outbox().iter().filter(|p| p.conversation == c).count(),
+    )
+}
+
+/// A frame that a dispatch says touches only some conversations leaves every other
+/// conversation's view as it was: what lets the open conversation skip rendering for frames
+/// about the others (and for typing). Checked on every frame of a busy stretch, with typing
+/// and presence frames among them.
+#[wasm_bindgen_test]
+fn a_frame_said_to_touch_some_conversations_leaves_the_others_alone() {
+    let mut frames = frames();
+    let conversations: Vec<ConversationId> = {
+        let mut s = ChatState::new(Vec::new());
+        s.reduce(Action::Frames(frames.clone()));
+        s.store.conversation_list().iter().map(|i| i.id).collect()
+    };
+    assert_eq!(conversations.len(), 2);
+    for (i, c) in conversations.iter().enumerate() {
+        let at = frames.len() / 3 * (i + 1);
+        frames.insert(
+            at,
+            ServerFrame::Typing {
+                conversation: *c,
+                staff: sid("alice"),
+            },
+        );
+        frames.insert(
+            at,
+            ServerFrame::Presence {
+                staff: sid("carol"),
+                presence: tally_shared::protocol::Presence::Online,
+                dnd: false,
+            },
+        );
+    }
+    let mut state = ChatState::new(Vec::new());
+    let (mut narrow, mut typing) = (0, 0);
+    for f in frames {
+        let before: Vec<String> = conversations.iter().map(|c| shown(&state, *c)).collect();
+        state.reduce(Action::Frame(f.clone()));
+        let changed = std::mem::take(&mut state.changed);
+        if changed.everything {
+            continue;
+        }
+        narrow += 1;
+        typing += usize::from(!changed.typing.is_empty());
+        for (c, before) in conversations.iter().zip(before) {
+            if !changed.touches(Interest::Conversation(*c)) {
+                assert_eq!(
+                    shown(&state, *c),
+                    before,
+                    "{f:?} changed conversation {c} ({changed:?})"
+                );
+            }
+        }
+        if let ServerFrame::Typing { conversation, .. } = f {
+            assert!(changed.touches(Interest::Typing(conversation)));
+            assert!(!changed.touches(Interest::Counts), "typing renders no list");
+        }
+    }
+    assert!(narrow > 300, "most frames are about one conversation ({narrow})");
+    assert_eq!(typing, 2);
+}
+
+/// Opening a conversation, a snapshot and anything not about one conversation render
+/// everything; what the viewport saw touches only its conversation.
+#[wasm_bindgen_test]
+fn what_is_not_about_one_conversation_touches_everything() {
+    let frames = frames();
+    let mut state = ChatState::new(Vec::new());
+    state.reduce(Action::Frame(frames[0].clone()));
+    assert!(std::mem::take(&mut state.changed).everything, "a snapshot");
+    state.reduce(Action::Frames(frames[1..].to_vec()));
+    let c = state.store.conversation_list()[0].id;
+    state.changed = Default::default();
+    state.reduce(Action::Seen(c, Seq(1)));
+    let seen = std::mem::take(&mut state.changed);
+    assert!(!seen.everything && seen.touches(Interest::Conversation(c)));
+    state.reduce(Action::Open(Some(c)));
+    let opened = std::mem::take(&mut state.changed);
+    assert!(opened.everything);
+    assert!(
+        !opened.touches(Interest::Props),
+        "a component that never reads the store"
+    );
 }

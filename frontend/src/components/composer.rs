@@ -7,9 +7,9 @@ use tally_shared::{Attachment, ConversationId, Message, Request, limits};
 use web_sys::{HtmlInputElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
-use super::{icons, use_chat};
+use super::{icons, use_chat_for};
 use crate::i18n::{t, ta};
-use crate::state::Action;
+use crate::state::{Action, Interest};
 use crate::{api, picker, util};
 
 /// Properties.
@@ -54,7 +54,7 @@ struct Upload {
 /// The composer.
 #[function_component(Composer)]
 pub fn composer(props: &ComposerProps) -> Html {
-    let chat = use_chat();
+    let chat = use_chat_for(Interest::Conversation(props.conversation));
     let text = {
         let (chat, conversation, thread) = (chat.clone(), props.conversation, props.thread);
         use_state(move || draft(&chat, conversation, thread))

@@ -14,11 +14,35 @@ pub mod thread;
 use yew::prelude::*;
 
 use crate::chat::Chat;
+use crate::state::Interest;
 
-/// The chat context (the root always provides it).
+/// The chat context (the root always provides it), for a component that shows counts or
+/// lists: it renders again when any conversation changes (not when someone types).
 #[hook]
 pub fn use_chat() -> Chat {
-    use_context::<Chat>().expect("components live inside <App>")
+    use_chat_for(Interest::Counts)
+}
+
+/// The chat context, for a component that renders again only on changes that touch
+/// `interest` (see `Changed::touches`); it may change from one render to the next.
+#[hook]
+pub fn use_chat_for(interest: Interest) -> Chat {
+    let chat = use_context::<Chat>().expect("components live inside <App>");
+    let update = use_force_update();
+    // Watching from the first render on (an effect would run later, and miss what changed
+    // in between).
+    let watch = {
+        let chat = chat.clone();
+        use_memo((), move |_| {
+            chat.watch(interest, Callback::from(move |()| update.force_update()))
+        })
+    };
+    watch.interest.set(interest);
+    {
+        let (chat, watch) = (chat.clone(), watch.clone());
+        use_effect_with((), move |_| move || chat.unwatch(&watch));
+    }
+    chat
 }
 
 /// Moves focus into `node` when it mounts (to the first element matching the first of `first`

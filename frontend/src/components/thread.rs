@@ -11,9 +11,9 @@ use super::composer::Composer;
 use super::conversation::message::{RowActions, SeenLine, ThreadRow, message_row};
 use super::conversation::reading::use_reading;
 use super::dialogs::{EmojiPicker, ForwardDialog, VersionsDialog};
-use super::{icons, use_chat};
+use super::{icons, use_chat_for};
 use crate::i18n::{t, tn};
-use crate::state::Action;
+use crate::state::{Action, Interest};
 
 /// Properties.
 #[derive(Properties, PartialEq)]
@@ -27,7 +27,7 @@ pub struct ThreadProps {
 /// The pane.
 #[function_component(ThreadPane)]
 pub fn thread_pane(props: &ThreadProps) -> Html {
-    let chat = use_chat();
+    let chat = use_chat_for(Interest::Conversation(props.conversation));
     let (id, root) = (props.conversation, props.root);
     // The divider stays where the thread watermark was when the pane opened (or moved back to).
     let watermark = chat.state().store.thread_last_read(id, root);

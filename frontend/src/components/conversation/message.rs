@@ -7,7 +7,7 @@ use tally_shared::{Attachment, Message, MessageId, Request};
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
-use super::super::{icons, use_chat};
+use super::super::{icons, use_chat_for};
 use crate::chat::Chat;
 use crate::i18n::{t, ta, tn};
 use crate::state::Action;
@@ -543,7 +543,8 @@ pub(super) struct AttachmentProps {
 /// A file link, or a preview for images. Fetched with the token in a header.
 #[function_component(AttachmentView)]
 pub(super) fn attachment_view(props: &AttachmentProps) -> Html {
-    let chat = use_chat();
+    // It reads only the mount options, never the store.
+    let chat = use_chat_for(crate::state::Interest::Props);
     let url = use_state(|| None::<String>);
     let a = props.attachment.clone();
     let is_image = tally_shared::limits::INLINE_IMAGE_TYPES.contains(&a.content_type.as_str());

@@ -13,9 +13,9 @@ use yew::prelude::*;
 
 use super::composer::Composer;
 use super::dialogs::{EmojiPicker, ForwardDialog, GroupDialog, VersionsDialog};
-use super::{icons, use_chat};
+use super::{icons, use_chat_for};
 use crate::i18n::{t, ta, tn};
-use crate::state::Action;
+use crate::state::{Action, Interest};
 use crate::util;
 use message::{RowActions, SeenLine, ThreadRow, message_row};
 
@@ -37,7 +37,7 @@ pub struct TypingProps {
 /// (alone, not the conversation) so that what expires disappears.
 #[function_component(TypingLine)]
 pub fn typing_line(props: &TypingProps) -> Html {
-    let chat = use_chat();
+    let chat = use_chat_for(Interest::Typing(props.conversation));
     let tick = use_state(|| 0u32);
     {
         let tick = tick.clone();
@@ -96,7 +96,8 @@ fn use_toast() -> Toast {
 /// The open conversation.
 #[function_component(ConversationView)]
 pub fn conversation_view(props: &ConversationProps) -> Html {
-    let chat = use_chat();
+    // Not who types (its `TypingLine` renders that alone), nor other conversations.
+    let chat = use_chat_for(Interest::Conversation(props.id));
     let id = props.id;
     let last_read = chat.state().store.last_read(id);
     // The divider stays where the watermark was when the conversation opened (or moved back to).
