@@ -1,8 +1,10 @@
 // Benchmark (not a test): how fast a tab keeps up with messages, and how flat that is in what
 // it already holds. The real release relay and widget in headless Chromium; Alice's other
 // device blasts messages to Bob as fast as the relay takes them; Bob's tab, panel closed, is
-// timed until its own count (the launcher's label) is exact. Main-thread work comes from the
-// DevTools protocol (TaskDuration), long tasks from the Long Tasks API.
+// timed until its own count (the launcher's badge) is exact. Then, with a conversation open,
+// what a typing frame and a message to another conversation cost (docs/benchmarks.md, "With a
+// conversation open"). Main-thread work comes from the DevTools protocol (TaskDuration), long
+// tasks from the Long Tasks API.
 //
 //   make frontend relay && node e2e/bench-tab.mjs
 import { Relay, launch, tab, startDirect, say, blast, pump, openConversation } from './helpers.mjs';
