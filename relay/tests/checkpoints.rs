@@ -92,17 +92,21 @@ async fn kill_9_while_checkpoints_are_written_loses_nothing_and_a_restart_replay
     let newest = checkpoints(data)[0].0;
 
     let (_child, addr) = serve(data, "1000000");
+    let ids = stored_ids(addr, data, dm).await;
     let from = metric_at(addr, "tally_start_checkpoint_offset").await;
     let replayed = metric_at(addr, "tally_start_replayed_events").await;
+    // On PostgreSQL the log's order is committed there first: the newest batch may have been
+    // acknowledged without reaching the local log before the kill, and is caught up from
+    // PostgreSQL after the start's replay (a CI run once showed 256 such events).
+    let caught_up = metric_at(addr, "tally_events_caught_up_total").await;
     assert!(
         from > 0 && from >= newest.0,
         "started from {from}, newest {newest}"
     );
-    let ids = stored_ids(addr, data, dm).await;
     assert_eq!(
-        replayed as usize,
+        (replayed + caught_up) as usize,
         1 + ids.len() - from as usize,
-        "only the tail is replayed"
+        "only the tail is replayed ({replayed} replayed, {caught_up} caught up)"
     );
     let unique: BTreeSet<String> = ids.iter().cloned().collect();
     assert_eq!(unique.len(), ids.len(), "nothing stored twice");
