@@ -86,14 +86,20 @@ try {
   await b.page.waitForFunction(() => !$t('[data-testid=total-badge]'), null, { timeout: 120_000 });
   await openConversation(b, 'Alice');
   let carolSent = 0;
-  const opened = async (label, n, send) => {
+  // `shown`: a text that is on screen once the tab has handled the phase (instead of the end
+  // message from Carol).
+  const opened = async (label, n, send, shown) => {
     await new Promise((r) => setTimeout(r, 1000));
     await b.page.evaluate(() => { window.longTasks = []; });
     const busy0 = await busySeconds(cdp);
     await send();
-    await blast(carol, relay, other, 1, `end-${carolSent}`);
-    carolSent += 1;
-    await b.page.waitForFunction((n) => $t('[data-testid=total-badge]')?.dataset.count === String(n), carolSent, { timeout: 120_000, polling: 5 });
+    if (shown) {
+      await b.page.waitForFunction((text) => $$t('.tally-msg .tally-text').some((e) => e.textContent === text), shown, { timeout: 120_000, polling: 5 });
+    } else {
+      await blast(carol, relay, other, 1, `end-${carolSent}`);
+      carolSent += 1;
+      await b.page.waitForFunction((n) => $t('[data-testid=total-badge]')?.dataset.count === String(n), carolSent, { timeout: 120_000, polling: 5 });
+    }
     const busy1 = await busySeconds(cdp);
     const perFrame = (k) => +((busy1[k] - busy0[k]) * 1000 / n).toFixed(3);
     const longTasks = await b.page.evaluate(() => window.longTasks);
@@ -107,6 +113,9 @@ try {
     await pump(carol, relay, 300, { type: 'send_message', conversation: other, prefix: 'paced' }, { paceMs: 20 });
     carolSent += 300;
   });
+  // A message to the conversation that is open (it renders its rows again; read at once).
+  await opened('open: messages to the open conversation, one at a time', 300, () =>
+    pump(sender, relay, 300, { type: 'send_message', conversation: dm, prefix: 'here' }, { paceMs: 20 }), 'here 300');
   // As fast as the relay sends them (many frames per task, renders coalesced).
   await opened('open: typing frames, a burst', 2000, () => pump(sender, relay, 2000, { type: 'typing', conversation: dm }));
   await opened('open: messages to a closed conversation, a burst', 2000, async () => {

@@ -87,6 +87,9 @@ pub struct Locale {
     english: Catalog,
     plurals: js_sys::Intl::PluralRules,
     numbers: js_sys::Intl::NumberFormat,
+    /// Date formats made so far, by their options: making one costs the browser about as much
+    /// as drawing a message row, and every row shows a time.
+    dates: std::cell::RefCell<HashMap<&'static [(&'static str, &'static str)], js_sys::Intl::DateTimeFormat>>,
 }
 
 impl std::fmt::Debug for Locale {
@@ -151,6 +154,7 @@ impl Locale {
         Locale {
             plurals: js_sys::Intl::PluralRules::new(&locales, &js_sys::Object::new()),
             numbers: js_sys::Intl::NumberFormat::new(&locales, &js_sys::Object::new()),
+            dates: std::cell::RefCell::default(),
             english: parse(CATALOGS[0].1),
             texts,
             lang,
@@ -252,14 +256,22 @@ impl Locale {
             .unwrap_or_else(|| format!("{value} {unit}"))
     }
 
-    /// A date or time with `Intl.DateTimeFormat` options given as `(name, value)` pairs.
-    pub fn date(&self, at: &js_sys::Date, options: &[(&str, &str)]) -> String {
-        let o = js_sys::Object::new();
-        for (k, v) in options {
-            let _ = js_sys::Reflect::set(&o, &(*k).into(), &(*v).into());
-        }
-        let locales = js_sys::Array::of1(&JsValue::from_str(&self.tag));
-        let format = js_sys::Intl::DateTimeFormat::new(&locales, &o);
+    /// A date or time with `Intl.DateTimeFormat` options given as `(name, value)` pairs (the
+    /// format is made once per set of options, then kept).
+    pub fn date(&self, at: &js_sys::Date, options: &'static [(&'static str, &'static str)]) -> String {
+        let format = self
+            .dates
+            .borrow_mut()
+            .entry(options)
+            .or_insert_with(|| {
+                let o = js_sys::Object::new();
+                for (k, v) in options {
+                    let _ = js_sys::Reflect::set(&o, &(*k).into(), &(*v).into());
+                }
+                let locales = js_sys::Array::of1(&JsValue::from_str(&self.tag));
+                js_sys::Intl::DateTimeFormat::new(&locales, &o)
+            })
+            .clone();
         format
             .format()
             .call1(&format, at)
