@@ -584,13 +584,7 @@ async fn idle(relay: bool, staff: usize) -> Report {
 /// the limit), less a margin for files, listeners and the relay's own database. Says why when
 /// it had to open fewer.
 fn scale_connections(asked: usize) -> (usize, Option<String>) {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let soft = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1024);
+    let soft = target::proc_word::<usize>("/proc/self/limits", "Max open files", 3).unwrap_or(1024);
     let most = soft.saturating_sub(500);
     if asked <= most {
         return (asked, None);

@@ -250,16 +250,8 @@ impl Target {
 
     /// (current, peak) resident memory in MiB.
     pub(crate) fn rss_mib(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-                / 1024.0
-        };
+        let status = format!("/proc/{}/status", self.child.id());
+        let field = |name: &str| proc_word::<f64>(&status, name, 1).unwrap_or(0.0) / 1024.0;
         (field("VmRSS:"), field("VmHWM:"))
     }
 }
@@ -268,13 +260,7 @@ impl Target {
 /// files, epoll entries) and the pages TCP buffers hold (`/proc/net/sockstat`'s `mem`).
 /// Loopback connections have both ends here, so a connection counts twice.
 pub(crate) fn kernel_socket_kib() -> (f64, f64) {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let slab = meminfo
-        .lines()
-        .find(|l| l.starts_with("Slab:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let slab = proc_word::<f64>("/proc/meminfo", "Slab:", 1).unwrap_or(0.0);
     let sockstat = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
     let pages = sockstat
         .lines()
@@ -286,6 +272,19 @@ pub(crate) fn kernel_socket_kib() -> (f64, f64) {
         })
         .unwrap_or(0.0);
     (slab, pages * 4.0)
+}
+
+/// The `n`-th word (from 0) of the first line of the file at `path` (a `/proc` file) that
+/// starts with `prefix`, parsed; `None` when the file, the line or the word is not there.
+pub(crate) fn proc_word<T: std::str::FromStr>(path: &str, prefix: &str, n: usize) -> Option<T> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(prefix))?
+        .split_whitespace()
+        .nth(n)?
+        .parse()
+        .ok()
 }
 
 impl Drop for Target {
@@ -322,3 +321,26 @@ const CONNECTS_LIFTED: [&str; 6] = [
     "--connections-per-staff",
     "1000000",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::proc_word;
+
+    #[test]
+    fn a_proc_files_word_is_read_by_its_line_and_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("limits");
+        std::fs::write(
+            &path,
+            "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 20000                files\n",
+        )
+        .unwrap();
+        let path = path.to_str().unwrap();
+        assert_eq!(proc_word::<usize>(path, "Max open files", 3), Some(1024));
+        assert_eq!(proc_word::<usize>(path, "Max open files", 4), Some(20000));
+        assert_eq!(proc_word::<usize>(path, "Max open files", 9), None);
+        assert_eq!(proc_word::<usize>(path, "Max processes", 3), None);
+        assert_eq!(proc_word::<usize>("/nonexistent", "Max open files", 3), None);
+        assert!(proc_word::<f64>("/proc/meminfo", "Slab:", 1).is_some_and(|kib| kib > 0.0));
+    }
+}
