@@ -59,6 +59,12 @@ enum Cmd {
         /// The `scale` scenario's connections (capped by this process's descriptor limit).
         #[arg(long, default_value_t = 100_000)]
         connections: usize,
+        /// The `steady` scenario's staff, all online (with three conversations per ten staff).
+        #[arg(long, default_value_t = 1000)]
+        staff: usize,
+        /// The `steady` scenario's sends per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
     },
     /// Write a large history straight into a new data directory (and a checkpoint), for the
     /// `history` scenario and for trying a relay that has lived for a while.
@@ -1065,12 +1071,14 @@ fn main() -> anyhow::Result<()> {
             history,
             setups,
             connections,
+            staff,
+            rate,
         } => runtime.block_on(async move {
             let mut reports = Vec::new();
             let mut notes = Vec::new();
             let all = scenario == Scenario::All;
             if all || scenario == Scenario::Steady {
-                let (staff, convs, rate, secs) = (1000, 300, 1000.0, if quick { 20.0 } else { 60.0 });
+                let (convs, secs) = (staff * 3 / 10, if quick { 20.0 } else { 60.0 });
                 let plan = plan(staff, convs, &mut StdRng::seed_from_u64(1));
                 let count = (rate * secs) as usize;
                 let r = fanout(

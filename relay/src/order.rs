@@ -63,6 +63,11 @@ pub trait Order: Send {
     /// Everyone on the staff table, and whether they are active.
     fn staff(&mut self, local: &Connection) -> anyhow::Result<Vec<(Staff, bool)>>;
 
+    /// Whether staff or preferences may have been changed by someone else (another process
+    /// on the same database, another node) since the last time this was asked: the 1 s tick
+    /// reloads them only then. True when unsure.
+    fn others_may_have_written(&mut self, local: &Connection) -> anyhow::Result<bool>;
+
     /// Adds or renames a staff member (active).
     fn upsert_staff(&mut self, local: &Connection, staff: &Staff) -> anyhow::Result<()>;
 
@@ -116,7 +121,11 @@ pub trait Order: Send {
 
 /// One node on its own SQLite database (the default).
 #[derive(Debug, Default)]
-pub struct Local;
+pub struct Local {
+    /// SQLite's `data_version` when last asked: it moves when another connection (the CLI
+    /// adding staff) commits, not for this connection's own commits.
+    data_version: Option<i64>,
+}
 
 impl Order for Local {
     fn kind(&self) -> &'static str {
@@ -140,6 +149,11 @@ impl Order for Local {
 
     fn staff(&mut self, local: &Connection) -> anyhow::Result<Vec<(Staff, bool)>> {
         Ok(storage::load_staff(local)?)
+    }
+
+    fn others_may_have_written(&mut self, local: &Connection) -> anyhow::Result<bool> {
+        let now: i64 = local.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        Ok(self.data_version.replace(now) != Some(now))
     }
 
     fn upsert_staff(&mut self, local: &Connection, staff: &Staff) -> anyhow::Result<()> {

@@ -536,6 +536,12 @@ impl Order for Postgres {
         }
     }
 
+    fn others_may_have_written(&mut self, _local: &Connection) -> anyhow::Result<bool> {
+        // Any node may have: the tick reloads every second (a version row kept by triggers
+        // would make this one read, as `data_version` does on a single node).
+        Ok(true)
+    }
+
     fn staff(&mut self, _local: &Connection) -> anyhow::Result<Vec<(Staff, bool)>> {
         let c = self.client()?;
         let rows = c.query("SELECT id, name, active FROM tally_staff ORDER BY id", &[])?;

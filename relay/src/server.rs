@@ -101,7 +101,11 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             storage::join_cluster(&conn, &cluster)?;
             (Box::new(pg), secret, Some(cluster))
         }
-        None => (Box::new(Local), crate::auth::load_secret(&config.data)?, None),
+        None => (
+            Box::new(Local::default()),
+            crate::auth::load_secret(&config.data)?,
+            None,
+        ),
     };
     let keys = Keys::new(&secret, config.max_token_ttl).with_leeway(config.token_leeway);
     let log = storage::log_id(&conn)?;
@@ -234,6 +238,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     };
 
     tokio::spawn(tick(state.core.clone()));
+    tokio::spawn(flush_seen(state.core.clone()));
     let addr = listener.local_addr()?;
     // Events are small frames that must leave at once: without TCP_NODELAY a frame written
     // while the previous one is unacknowledged waits for the peer's delayed ACK (up to 40 ms).
@@ -312,6 +317,18 @@ pub async fn listen(addr: &str) -> std::io::Result<TcpListener> {
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other(format!("{addr} names no address"))))
+}
+
+/// Asks the core to announce the next share of moved read positions, ten times a second.
+async fn flush_seen(core: mpsc::Sender<Command>) {
+    let mut every = tokio::time::interval(crate::core::SEEN_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if core.send(Command::FlushSeen).await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn tick(core: mpsc::Sender<Command>) {

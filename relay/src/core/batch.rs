@@ -172,7 +172,7 @@ impl Core {
             }
         };
         self.fan_out_batch(&mut b);
-        // A newcomer's read positions now; moved ones at the next tick (`flush_seen`).
+        // A newcomer's read positions now; moved ones with their share (`flush_seen`).
         self.send_addressed(seen_now);
         self.answer(b.writes);
         self.after_writes(reads)
@@ -365,7 +365,7 @@ impl Core {
         );
         if b.appended() == 0 && b.settled.is_empty() && b.caught.is_empty() {
             rollback(&self.conn);
-            self.seen_moved.extend(moved);
+            self.file_seen_moves(moved);
             return Ok(seen_now);
         }
         if let Err(e) = self.store.commit(&self.conn) {
@@ -374,7 +374,7 @@ impl Core {
                 committed_elsewhere,
             });
         }
-        self.seen_moved.extend(moved);
+        self.file_seen_moves(moved);
         self.publish(b, queued);
         Ok(seen_now)
     }

@@ -189,7 +189,7 @@ impl Core {
         let (seen_now, moved) = self
             .engine
             .seen_changes(caught.iter().map(|(a, _)| &a.event.event));
-        self.seen_moved.extend(moved);
+        self.file_seen_moves(moved);
         self.metrics
             .events_caught_up
             .fetch_add(caught.len() as u64, Relaxed);

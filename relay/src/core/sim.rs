@@ -337,8 +337,8 @@ impl Sim {
             frames: 500,
             bytes: 1 << 19,
         };
-        let mut core =
-            Core::load(conn, Box::new(Local), engine, retain, replay, metrics).expect("the core loads");
+        let mut core = Core::load(conn, Box::new(Local::default()), engine, retain, replay, metrics)
+            .expect("the core loads");
         core.set_checkpoints(data.to_path_buf(), log);
         core.clock = Clock::Manual(clock.clone());
         core.store = Box::new(SimStore {
