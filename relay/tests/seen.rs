@@ -30,13 +30,11 @@ async fn seen_moves_when_the_other_person_reads_and_outsiders_hear_nothing() {
     })
     .await
     .unwrap();
-    alice.until(is_seen).await;
-    assert_eq!(alice.store.seen_marker(dm), Some(Seq(1)));
+    until_marker(&mut alice, dm, Some(Seq(1))).await;
     bob.call(Request::MarkConversationRead { conversation: dm })
         .await
         .unwrap();
-    alice.until(is_seen).await;
-    assert_eq!(alice.store.seen_marker(dm), Some(Seq(2)));
+    until_marker(&mut alice, dm, Some(Seq(2))).await;
 
     // A second tab of alice's, fresh or resumed, knows it from the start.
     let mut fresh = relay.connect("alice").await;
@@ -74,18 +72,16 @@ async fn hiding_ones_read_state_hides_it_from_others_and_theirs_from_one_across_
         .call(Request::MarkConversationRead { conversation: dm })
         .await
         .unwrap();
-    bob.until(is_seen).await;
-    alice.sync().await;
-    assert_eq!(alice.store.seen_marker(dm), Some(Seq(1)));
-    assert_eq!(bob.store.seen_marker(dm), Some(Seq(2)));
+    // Positions go out in their conversation's share of the second, a move or several at once.
+    until_marker(&mut alice, dm, Some(Seq(1))).await;
+    until_marker(&mut bob, dm, Some(Seq(2))).await;
 
     bob.call(Request::SetPreferences {
         hide_read_state: true,
     })
     .await
     .unwrap();
-    alice.until(is_seen).await;
-    assert_eq!(alice.store.seen_marker(dm), None, "bob's position withdrawn");
+    until_marker(&mut alice, dm, None).await; // bob's position withdrawn
     bob.sync().await;
     assert!(bob.store.hides_read_state());
     assert_eq!(bob.store.seen_marker(dm), None, "and he sees nobody's");
@@ -133,10 +129,15 @@ async fn hiding_ones_read_state_hides_it_from_others_and_theirs_from_one_across_
     })
     .await
     .unwrap();
-    alice.until(is_seen).await;
-    bob.sync().await;
-    assert_eq!(alice.store.seen_marker(dm), Some(Seq(3)));
-    assert_eq!(bob.store.seen_marker(dm), Some(Seq(2)));
+    until_marker(&mut alice, dm, Some(Seq(3))).await;
+    until_marker(&mut bob, dm, Some(Seq(2))).await;
+}
+
+/// Reads `seen` frames until the client's marker in `conversation` is `want`.
+async fn until_marker(c: &mut Client, conversation: tally_shared::ConversationId, want: Option<Seq>) {
+    while c.store.seen_marker(conversation) != want {
+        c.until(is_seen).await;
+    }
 }
 
 #[tokio::test]
