@@ -319,7 +319,7 @@ pub async fn listen(addr: &str) -> std::io::Result<TcpListener> {
     Err(last.unwrap_or_else(|| std::io::Error::other(format!("{addr} names no address"))))
 }
 
-/// Asks the core to announce the next share of moved read positions, ten times a second.
+/// Asks the core to announce the next share of moved read positions, every [`SEEN_EVERY`](crate::core::SEEN_EVERY).
 async fn flush_seen(core: mpsc::Sender<Command>) {
     let mut every = tokio::time::interval(crate::core::SEEN_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
