@@ -217,6 +217,10 @@ pub struct ChatState {
     pub left: Option<ConversationId>,
     /// What the actions since the shell last took it changed (the shell renders from it).
     pub changed: Changed,
+    /// How many actions changed something not about one conversation (`Changed::everything`):
+    /// what a component shows from outside its own conversation (names, who I am) can only
+    /// have changed when this moved.
+    pub epoch: u64,
 }
 
 /// What the panel shows, apart from the store: when it changes, everything renders.
@@ -251,6 +255,7 @@ impl ChatState {
             shortcuts: false,
             left: None,
             changed: Changed::default(),
+            epoch: 0,
         }
     }
 
@@ -392,6 +397,9 @@ impl ChatState {
             self.open_thread = None;
         }
         changed.everything |= self.shown() != shown;
+        if changed.everything {
+            self.epoch += 1;
+        }
         self.changed = changed;
         out
     }

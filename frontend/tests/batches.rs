@@ -193,11 +193,20 @@ fn a_frame_said_to_touch_some_conversations_leaves_the_others_alone() {
     let (mut narrow, mut typing) = (0, 0);
     for f in frames {
         let before: Vec<String> = conversations.iter().map(|c| shown(&state, *c)).collect();
+        let (epoch, names, me) = (state.epoch, state.store.directory(), state.store.me().cloned());
         state.reduce(Action::Frame(f.clone()));
         let changed = std::mem::take(&mut state.changed);
+        // Message rows render again only when their own props or the epoch change.
+        assert_eq!(state.epoch != epoch, changed.everything, "{f:?} and the epoch");
         if changed.everything {
             continue;
         }
+        assert_eq!(
+            state.store.directory(),
+            names,
+            "{f:?} renamed someone without the epoch"
+        );
+        assert_eq!(state.store.me(), me.as_ref());
         narrow += 1;
         typing += usize::from(!changed.typing.is_empty());
         for (c, before) in conversations.iter().zip(before) {

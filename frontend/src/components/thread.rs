@@ -8,7 +8,7 @@ use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
 use super::composer::Composer;
-use super::conversation::message::{RowActions, SeenLine, ThreadRow, message_row};
+use super::conversation::message::{MessageRow, RowActions, SeenLine, ThreadRow};
 use super::conversation::reading::use_reading;
 use super::dialogs::{EmojiPicker, ForwardDialog, VersionsDialog};
 use super::{icons, use_chat_for};
@@ -127,15 +127,10 @@ pub fn thread_pane(props: &ThreadProps) -> Html {
         if first_unread == Some(m.seq) {
             rows.push(html! { <li class="tally-divider" key="divider" data-testid="thread-divider"><span>{ t("thread.divider") }</span></li> });
         }
-        rows.push(message_row(
-            &chat,
-            store,
-            m,
-            false,
-            &ui,
-            SeenLine::Nothing,
-            &ThreadRow::Pane,
-        ));
+        rows.push(html! {
+            <MessageRow key={format!("m-{}", m.seq)} chat={chat.clone()} message={m.clone()} grouped={false}
+                ui={ui.clone()} seen={SeenLine::Nothing} thread={ThreadRow::Pane} epoch={state.epoch} />
+        });
         if m.seq == root {
             let replies = messages
                 .iter()

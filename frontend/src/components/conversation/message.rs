@@ -44,6 +44,22 @@ pub(crate) struct RowActions {
     pub(crate) history: UseStateHandle<Option<MessageId>>,
 }
 
+impl PartialEq for RowActions {
+    /// Equal when every handle holds the same value: a row renders again whenever any of them
+    /// changes (a menu opening, a reply starting), so its callbacks never read a stale one.
+    fn eq(&self, other: &Self) -> bool {
+        self.menu == other.menu
+            && self.reply_to == other.reply_to
+            && self.editing == other.editing
+            && self.forwarding == other.forwarding
+            && self.unfolded == other.unfolded
+            && std::rc::Rc::ptr_eq(&self.press, &other.press)
+            && self.menu_up == other.menu_up
+            && self.picker == other.picker
+            && self.history == other.history
+    }
+}
+
 /// The emoji a message's menu offers at once.
 pub(crate) const QUICK_REACTIONS: [&str; 6] = ["👍", "❤️", "😂", "🎉", "👀", "✅"];
 
@@ -134,6 +150,7 @@ pub(crate) fn formatted(m: &Message, me: Option<&tally_shared::StaffId>) -> Html
 }
 
 /// Where a row is shown, for what it says of threads.
+#[derive(PartialEq)]
 pub(crate) enum ThreadRow {
     /// In its conversation: a top-level message, with what shows under it when it roots a
     /// thread (how many replies, the latest repliers) and the viewer's counts in that thread.
@@ -186,6 +203,7 @@ fn opens_up(el: &web_sys::Element) -> bool {
 }
 
 /// Who has read a message, as its row says it.
+#[derive(PartialEq)]
 pub(crate) enum SeenLine {
     /// Nothing to say.
     Nothing,
@@ -216,14 +234,51 @@ impl SeenLine {
     }
 }
 
+/// What a message's row shows, apart from the store's names and who I am.
+#[derive(Properties, PartialEq)]
+pub(crate) struct RowProps {
+    /// The chat, for the store's names and for dispatching (equal while it is the same one).
+    pub(crate) chat: Chat,
+    /// The message as it is now.
+    pub(crate) message: Message,
+    /// Whether it follows its author's previous message closely (no name shown).
+    pub(crate) grouped: bool,
+    /// What its menu changes in the view.
+    pub(crate) ui: RowActions,
+    /// Who has read it.
+    pub(crate) seen: SeenLine,
+    /// What it says of threads.
+    pub(crate) thread: ThreadRow,
+    /// [`crate::state::ChatState::epoch`]: names, who I am and the language change only with
+    /// it, so every row renders again when it moves.
+    pub(crate) epoch: u64,
+}
+
+/// One message as a row of the list: a component, so that a frame renders again only the
+/// rows whose message, reads or thread it changed (a new message in a conversation with 240
+/// rows on screen built all 240 again, each parsing its text, before).
+#[function_component(MessageRow)]
+pub(crate) fn message_row_view(p: &RowProps) -> Html {
+    let state = p.chat.state();
+    message_row(
+        &p.chat,
+        &state.store,
+        &p.message,
+        p.grouped,
+        &p.ui,
+        &p.seen,
+        &p.thread,
+    )
+}
+
 /// One message as a row of the list.
-pub(crate) fn message_row(
+fn message_row(
     chat: &Chat,
     store: &ChatStore,
     m: &Message,
     grouped: bool,
     ui: &RowActions,
-    seen: SeenLine,
+    seen: &SeenLine,
     thread: &ThreadRow,
 ) -> Html {
     let RowActions {

@@ -17,7 +17,7 @@ use super::{icons, use_chat_for};
 use crate::i18n::{t, ta, tn};
 use crate::state::{Action, Interest};
 use crate::util;
-use message::{RowActions, SeenLine, ThreadRow, message_row};
+use message::{MessageRow, RowActions, SeenLine, ThreadRow};
 
 /// Properties.
 #[derive(Properties, PartialEq)]
@@ -215,7 +215,10 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
             SeenLine::Nothing
         };
         let thread = ThreadRow::Stream(summaries.get(&m.seq).cloned(), store.thread_counts(id, m.seq));
-        rows.push(message_row(&chat, store, m, grouped, &ui, seen, &thread));
+        rows.push(html! {
+            <MessageRow key={format!("m-{}", m.seq)} chat={chat.clone()} message={m.clone()} {grouped}
+                ui={ui.clone()} {seen} {thread} epoch={state.epoch} />
+        });
         prev = Some(m);
     }
     if view.messages.is_empty() {
