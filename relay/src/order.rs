@@ -68,6 +68,10 @@ pub trait Order: Send {
     /// reloads them only then. True when unsure.
     fn others_may_have_written(&mut self, local: &Connection) -> anyhow::Result<bool>;
 
+    /// Reading what others wrote failed after `others_may_have_written` said so: the next
+    /// call must say so again.
+    fn reread_next_time(&mut self);
+
     /// Adds or renames a staff member (active).
     fn upsert_staff(&mut self, local: &Connection, staff: &Staff) -> anyhow::Result<()>;
 
@@ -154,6 +158,10 @@ impl Order for Local {
     fn others_may_have_written(&mut self, local: &Connection) -> anyhow::Result<bool> {
         let now: i64 = local.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         Ok(self.data_version.replace(now) != Some(now))
+    }
+
+    fn reread_next_time(&mut self) {
+        self.data_version = None;
     }
 
     fn upsert_staff(&mut self, local: &Connection, staff: &Staff) -> anyhow::Result<()> {

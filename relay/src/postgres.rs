@@ -80,6 +80,23 @@ const SCHEMA: &str = "
         created_at bigint NOT NULL,
         removed_at bigint
     );
+    CREATE TABLE IF NOT EXISTS tally_directory (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        version bigint NOT NULL
+    );
+    INSERT INTO tally_directory (one, version) VALUES (true, 0) ON CONFLICT DO NOTHING;
+    CREATE OR REPLACE FUNCTION tally_directory_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN UPDATE tally_directory SET version = version + 1; RETURN NULL; END $$;
+    DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'tally_staff_changed') THEN
+            CREATE TRIGGER tally_staff_changed AFTER INSERT OR UPDATE OR DELETE ON tally_staff
+                FOR EACH STATEMENT EXECUTE FUNCTION tally_directory_changed();
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'tally_preferences_changed') THEN
+            CREATE TRIGGER tally_preferences_changed AFTER INSERT OR UPDATE OR DELETE
+                ON tally_preferences FOR EACH STATEMENT EXECUTE FUNCTION tally_directory_changed();
+        END IF;
+    END $$;
     INSERT INTO tally_meta (key, value) VALUES ('schema', '1') ON CONFLICT DO NOTHING;";
 
 /// The session lock whose holder sends `unread_reminder`s.
@@ -105,6 +122,9 @@ pub struct Postgres {
     connecting: Option<std::thread::JoinHandle<Result<Client, pg::Error>>>,
     /// This connection holds the reminder lock.
     leader: bool,
+    /// `tally_directory`'s version when staff and preferences were last read (see
+    /// `others_may_have_written`).
+    directory: Option<i64>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -163,6 +183,7 @@ impl Postgres {
         config.tcp_user_timeout(pg::ROUND_TRIP);
         let first = open(&config).map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL: {e}"))?;
         let mut pg = Postgres {
+            directory: None,
             config,
             client: Some(first),
             connecting: None,
@@ -537,9 +558,17 @@ impl Order for Postgres {
     }
 
     fn others_may_have_written(&mut self, _local: &Connection) -> anyhow::Result<bool> {
-        // Any node may have: the tick reloads every second (a version row kept by triggers
-        // would make this one read, as `data_version` does on a single node).
-        Ok(true)
+        // Any node (or the CLI) may have: statement triggers on the staff and preferences
+        // tables move one version row, so the tick reads one row instead of every staff
+        // member, as `data_version` does on a single node. This node's own writes move it
+        // too (one reread after each, which is harmless).
+        let c = self.client()?;
+        let now: i64 = c.query_one("SELECT version FROM tally_directory", &[])?.get(0);
+        Ok(self.directory.replace(now) != Some(now))
+    }
+
+    fn reread_next_time(&mut self) {
+        self.directory = None;
     }
 
     fn staff(&mut self, _local: &Connection) -> anyhow::Result<Vec<(Staff, bool)>> {

@@ -722,6 +722,36 @@ async fn presence_and_typing_cross_nodes_and_a_dead_nodes_people_go_offline() {
     .await;
 }
 
+/// Staff live in PostgreSQL: a change made there (here by the CLI) reaches every node at its
+/// next tick, though each reads the staff table only when a version row, kept by triggers,
+/// says someone wrote to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staff_change_made_in_postgres_reaches_every_node() {
+    if ran_on_the_other_pass() {
+        return;
+    }
+    let _turn = TURN.read().await;
+    let cluster = Cluster::start(2, &STAFF).await;
+    // Alice has a tab on each node.
+    let mut on_0 = cluster.connect(0, "alice").await;
+    let mut on_1 = cluster.connect(1, "alice").await;
+    // Ticks with nothing written: both keep her.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    on_0.sync().await;
+    on_1.sync().await;
+    let started = std::time::Instant::now();
+    let cli = tempfile::tempdir().unwrap();
+    common::cluster::cluster_cli(cli.path(), &cluster.pg.url(), &["staff", "deactivate", "alice"]);
+    for (node, tab) in [(0, &mut on_0), (1, &mut on_1)] {
+        assert_eq!(
+            tab.closed_with().await,
+            Some(tally_shared::protocol::close::DEACTIVATED),
+            "node {node} heard"
+        );
+    }
+    eprintln!("both sessions closed {:?} after the CLI", started.elapsed());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_through_one_node_is_sent_through_another_and_downloaded_from_a_third() {
     if ran_on_the_other_pass() {

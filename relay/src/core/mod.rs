@@ -795,6 +795,7 @@ impl Core {
             Ok(false) => {}
             Ok(true) => {
                 if let Err(e) = self.reload_staff() {
+                    self.order.reread_next_time();
                     tracing::warn!(error = %e, "reloading staff failed");
                 }
             }
