@@ -88,11 +88,13 @@ const SCHEMA: &str = "
     CREATE OR REPLACE FUNCTION tally_directory_changed() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN UPDATE tally_directory SET version = version + 1; RETURN NULL; END $$;
     DO $$ BEGIN
-        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'tally_staff_changed') THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                WHERE tgname = 'tally_staff_changed' AND tgrelid = 'tally_staff'::regclass) THEN
             CREATE TRIGGER tally_staff_changed AFTER INSERT OR UPDATE OR DELETE ON tally_staff
                 FOR EACH STATEMENT EXECUTE FUNCTION tally_directory_changed();
         END IF;
-        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'tally_preferences_changed') THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                WHERE tgname = 'tally_preferences_changed' AND tgrelid = 'tally_preferences'::regclass) THEN
             CREATE TRIGGER tally_preferences_changed AFTER INSERT OR UPDATE OR DELETE
                 ON tally_preferences FOR EACH STATEMENT EXECUTE FUNCTION tally_directory_changed();
         END IF;
