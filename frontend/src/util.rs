@@ -135,11 +135,36 @@ pub fn active_element() -> Option<web_sys::Element> {
     Some(active)
 }
 
-/// The calendar day of a time, for grouping.
-pub fn day_key(at: Millis) -> String {
-    js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(at.0 as f64))
-        .to_date_string()
-        .into()
+/// The calendar days of times, for grouping rows by day. Asking the browser (a `Date` and its
+/// string) for every row cost three calls a row, 720 each time a window of 240 rows was
+/// built: this keeps the last day's local start and end and asks again only outside them.
+#[derive(Default)]
+pub struct Days {
+    /// The last day asked for: from its local midnight to the next one (a day of 23 or 25
+    /// hours when the clocks change), and its key.
+    last: Option<(f64, f64, String)>,
+}
+
+impl Days {
+    /// The local calendar day of `at`, as a key (equal for times on the same day).
+    pub fn key(&mut self, at: Millis) -> &str {
+        let t = at.0 as f64;
+        let known = self
+            .last
+            .as_ref()
+            .is_some_and(|(from, to, _)| *from <= t && t < *to);
+        if !known {
+            let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(t));
+            let key: String = date.to_date_string().into();
+            date.set_hours(0);
+            date.set_minutes(0);
+            date.set_seconds(0);
+            let from = date.set_milliseconds(0);
+            date.set_date(date.get_date() + 1);
+            self.last = Some((from, date.get_time(), key));
+        }
+        self.last.as_ref().map_or("", |(_, _, key)| key.as_str())
+    }
 }
 
 /// Initials for an avatar.

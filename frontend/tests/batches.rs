@@ -249,3 +249,44 @@ fn what_is_not_about_one_conversation_touches_everything() {
         "a component that never reads the store"
     );
 }
+
+/// `util::Days` asks the browser once a day and answers from the day's bounds otherwise: the
+/// same key as asking the browser for every time, across midnights, in order and not.
+#[wasm_bindgen_test]
+fn days_keyed_from_the_days_bounds_match_the_browser() {
+    let browser = |at: u64| -> String {
+        js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(at as f64))
+            .to_date_string()
+            .into()
+    };
+    // Around the local midnight of a day: the last and first milliseconds, then a spread of
+    // times over six weeks (a month's end; a clock change where this browser has one).
+    let noon = js_sys::Date::new_with_year_month_day_hr_min(2026, 2, 28, 12, 0);
+    let midnight = {
+        let d = js_sys::Date::new(&noon);
+        d.set_date(d.get_date() + 1);
+        d.set_hours(0);
+        d.set_minutes(0);
+        d.set_seconds(0);
+        d.set_milliseconds(0) as u64
+    };
+    let mut times = vec![midnight - 1, midnight, midnight + 1, midnight - 1];
+    let mut t = noon.get_time() as u64;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..2000 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        // Mostly forward by up to an hour, now and then back (an edited or late row).
+        t = if rng % 10 == 0 {
+            t - (rng >> 40) % 7_200_000
+        } else {
+            t + (rng >> 40) % 3_600_000
+        };
+        times.push(t);
+    }
+    let mut days = tally_frontend::util::Days::default();
+    for at in times {
+        assert_eq!(days.key(Millis(at)), browser(at), "at {at}");
+    }
+}

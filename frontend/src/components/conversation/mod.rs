@@ -186,10 +186,13 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
     let seen_marker = store.seen_marker(id);
     let summaries = store.thread_summaries(id);
     let mut prev: Option<&Message> = None;
+    let (mut days, mut prev_day) = (util::Days::default(), String::new());
     // Replies live in their thread's pane, not in the conversation.
     for m in view.messages[shown.clone()].iter().filter(|m| m.thread.is_none()) {
-        let day = util::day_key(m.created_at);
-        if prev.is_none_or(|p| util::day_key(p.created_at) != day) {
+        let day = days.key(m.created_at);
+        let same_day = prev.is_some() && prev_day == day;
+        if !same_day {
+            prev_day = day.to_string();
             rows.push(html! { <li class="tally-day" key={format!("day-{}", m.seq)}><span>{ util::day_label(m.created_at) }</span></li> });
         }
         let starts_after_divider = first_unread == Some(m.seq);
@@ -200,8 +203,8 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
             p.sender == m.sender
                 && p.notice.is_none()
                 && m.created_at.0.saturating_sub(p.created_at.0) < 5 * 60_000
-                && util::day_key(p.created_at) == day
-        }) && !starts_after_divider;
+        }) && same_day
+            && !starts_after_divider;
         let seen = if seen_marker == Some(m.seq) {
             SeenLine::Seen
         } else if is_group && Some(&m.sender) == store.me() && !m.deleted {
