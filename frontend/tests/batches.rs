@@ -144,7 +144,7 @@ fn applying_frames_in_batches_leaves_the_same_store_as_one_by_one() {
 /// What a conversation's own view and composer render from.
 fn shown(state: &ChatState, c: ConversationId) -> String {
     let s = &state.store;
-    let mut summaries: Vec<_> = s.thread_summaries(c).into_iter().collect();
+    let mut summaries: Vec<_> = s.thread_summaries(c, Seq(0)).into_iter().collect();
     summaries.sort_by_key(|(seq, _)| *seq);
     format!(
         "{:?} {:?} {:?} {:?} {:?} {:?} {:?}",
@@ -278,7 +278,7 @@ fn days_keyed_from_the_days_bounds_match_the_browser() {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         // Mostly forward by up to an hour, now and then back (an edited or late row).
-        t = if rng % 10 == 0 {
+        t = if rng.is_multiple_of(10) {
             t - (rng >> 40) % 7_200_000
         } else {
             t + (rng >> 40) % 3_600_000

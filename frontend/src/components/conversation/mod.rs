@@ -8,7 +8,7 @@ pub(crate) use message::reaction;
 pub(crate) mod reading;
 mod scroll;
 
-use tally_shared::{ConversationId, ConversationKind, Message, MessageId, Request};
+use tally_shared::{ConversationId, ConversationKind, Message, MessageId, Request, Seq};
 use yew::prelude::*;
 
 use super::composer::Composer;
@@ -184,7 +184,10 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         history: history.clone(),
     };
     let seen_marker = store.seen_marker(id);
-    let summaries = store.thread_summaries(id);
+    let summaries = store.thread_summaries(
+        id,
+        view.messages.get(shown.start).map_or(Seq(u64::MAX), |m| m.seq),
+    );
     let mut prev: Option<&Message> = None;
     let (mut days, mut prev_day) = (util::Days::default(), String::new());
     // Replies live in their thread's pane, not in the conversation.
