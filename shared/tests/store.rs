@@ -630,6 +630,19 @@ fn seen_follows_the_other_persons_watermark_in_a_direct_conversation() {
     let before = t.stores["alice"].seen_marker(dm);
     t.connect("alice");
     assert_eq!(t.stores["alice"].seen_marker(dm), before);
+    // From a first row on, it is the marker when that is there, and nothing before it.
+    for who in ["alice", "bob"] {
+        let store = &t.stores[who];
+        let whole = store.seen_marker(dm);
+        assert!(whole.is_some(), "{who}");
+        for from in (0..=reply.0 + 1).map(Seq) {
+            assert_eq!(
+                store.seen_marker_from(dm, from),
+                whole.filter(|s| *s >= from),
+                "{who} from {from:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -183,11 +183,10 @@ pub fn conversation_view(props: &ConversationProps) -> Html {
         picker: picker.clone(),
         history: history.clone(),
     };
-    let seen_marker = store.seen_marker(id);
-    let summaries = store.thread_summaries(
-        id,
-        view.messages.get(shown.start).map_or(Seq(u64::MAX), |m| m.seq),
-    );
+    // What the rows show of reads and threads, from the window's first row on.
+    let first_row = view.messages.get(shown.start).map_or(Seq(u64::MAX), |m| m.seq);
+    let seen_marker = store.seen_marker_from(id, first_row);
+    let summaries = store.thread_summaries(id, first_row);
     let mut prev: Option<&Message> = None;
     let (mut days, mut prev_day) = (util::Days::default(), String::new());
     // Replies live in their thread's pane, not in the conversation.
