@@ -711,7 +711,9 @@ async fn storm(staff: usize, missed: usize, behind_proxy: bool) -> Report {
         &mut rng,
     )
     .await;
-    // Everyone comes back at once, resuming from their offset.
+    // Everyone comes back at once, resuming from their offset. (The line on stderr tells a
+    // profiler watching the relay when the storm starts.)
+    eprintln!("storm: {staff} staff reconnecting now");
     let (cpu0, started) = (target.cpu_seconds(), Instant::now());
     let reconnecting = stores.into_iter().map(|(i, store)| {
         let shared = shared.clone();
