@@ -316,9 +316,12 @@ pub fn versions_dialog(props: &VersionsProps) -> Html {
         <Dialog label={t("message.versions")} id="versions" on_close={props.on_close.clone()}>
             <ol class="tally-versions" data-testid="versions">
                 { match &*loaded {
-                    None => html! { <li role="status">{ t("status.loading") }</li> },
-                    Some(Err(e)) => html! { <li class="tally-failed" role="alert">{ e.clone() }</li> },
-                    Some(Ok(v)) if v.is_empty() => html! { <li role="status">{ t("message.no_versions") }</li> },
+                    // The roles go on what the item holds: an `<li>` with a role of its own is
+                    // no list item, and a list may hold list items only (axe caught it while
+                    // the versions were still loading).
+                    None => html! { <li><span role="status">{ t("status.loading") }</span></li> },
+                    Some(Err(e)) => html! { <li class="tally-failed"><span role="alert">{ e.clone() }</span></li> },
+                    Some(Ok(v)) if v.is_empty() => html! { <li><span role="status">{ t("message.no_versions") }</span></li> },
                     Some(Ok(v)) => html! { { for v.iter().map(|x| row(&x.body, locale.date_time(x.at))) } },
                 } }
                 if let Some(m) = now.filter(|m| !m.deleted) {
