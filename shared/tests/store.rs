@@ -547,6 +547,11 @@ impl Trio {
     }
 
     fn run(&mut self, who: &str, request: Request) -> Option<ConversationId> {
+        self.acked(who, request).conversation
+    }
+
+    /// `run`, answering with the whole acknowledgement.
+    fn acked(&mut self, who: &str, request: Request) -> tally_shared::protocol::Ack {
         let outcome = self.host.execute(&sid(who), &request, Millis(100)).unwrap();
         let (now, moved) = self
             .host
@@ -564,7 +569,7 @@ impl Trio {
             }
         }
         self.deliver(frames);
-        outcome.ack.conversation
+        outcome.ack
     }
 
     fn send(&mut self, who: &str, conversation: ConversationId, id: &str) -> Seq {
@@ -780,38 +785,15 @@ fn my_quiet_settings_show_at_once_and_go_back_when_the_relay_refuses_them() {
 /// conversation gives them: replies come after their roots, wherever they are.
 #[test]
 fn thread_summaries_from_a_seq_are_the_whole_scans_roots_from_there() {
-    let staff: Vec<Staff> = ["alice", "bob", "carol"]
-        .iter()
-        .map(|s| Staff {
-            id: sid(s),
-            name: s.to_uppercase(),
-        })
-        .collect();
-    let mut host = MemoryHost::with_staff(&staff);
-    let group = host
-        .execute(
-            &sid("alice"),
-            &Request::CreateGroup {
-                client_id: ClientMsgId::new("g").unwrap(),
-                title: "g".into(),
-                participants: vec![sid("bob"), sid("carol")],
-            },
-            Millis(1),
-        )
-        .unwrap()
-        .ack
-        .conversation
-        .unwrap();
-    // Bob's store holds every message: a snapshot of the empty group, then each event.
-    let mut store = ChatStore::new();
-    store.apply(ServerFrame::Snapshot(Box::new(host.snapshot(&sid("bob")))));
+    // Bob's store gets every event of the group from its creation on.
+    let (mut t, _, group) = Trio::new();
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut roots: Vec<Seq> = Vec::new();
     for i in 0..300u64 {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let who = sid(["alice", "bob", "carol"][(rng % 3) as usize]);
+        let who = ["alice", "bob", "carol"][(rng % 3) as usize];
         let client_id = ClientMsgId::new(format!("m{i}")).unwrap();
         let request = match roots.get((rng >> 8) as usize % (roots.len() + 1)) {
             Some(root) if rng.is_multiple_of(2) => Request::ReplyInThread {
@@ -832,27 +814,24 @@ fn thread_summaries_from_a_seq_are_the_whole_scans_roots_from_there() {
             },
         };
         let is_root = matches!(request, Request::SendMessage { .. });
-        let outcome = host.execute(&who, &request, Millis(2 + i)).unwrap();
-        for a in outcome.applied {
-            store.apply(ServerFrame::Event(a.event));
-        }
-        let ack = outcome.ack;
+        let ack = t.acked(who, request);
         if is_root {
             roots.push(ack.seq.unwrap());
         }
         if rng.is_multiple_of(17) {
-            let delete = Request::DeleteMessage {
-                message: ack.message.unwrap(),
-            };
-            for a in host.execute(&who, &delete, Millis(2 + i)).unwrap().applied {
-                store.apply(ServerFrame::Event(a.event));
-            }
+            t.acked(
+                who,
+                Request::DeleteMessage {
+                    message: ack.message.unwrap(),
+                },
+            );
             if is_root {
                 // A deleted message roots no new thread.
                 roots.pop();
             }
         }
     }
+    let store = &t.stores["bob"];
     let loaded = &store.conversation(group).unwrap().messages;
     assert!(loaded.iter().filter(|m| m.thread.is_some()).count() > 50);
     let whole = store.thread_summaries(group, Seq(0));
