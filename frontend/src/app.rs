@@ -141,7 +141,7 @@ pub fn app(props: &AppProps) -> Html {
         let (handle, root) = (props.handle.clone(), root.clone());
         let (ready, totals) = {
             let state = chat.state();
-            (state.store.is_ready(), state.store.total())
+            (state.store.counts_known(), state.store.total())
         };
         use_effect_with((ready, totals.unread, totals.mentions), move |(ready, ..)| {
             if *ready {

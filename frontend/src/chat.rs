@@ -79,11 +79,12 @@ impl Handle {
         }
     }
 
-    /// The totals as they are now (none until the first snapshot).
+    /// The totals as they are now (none until the relay has said them: a `counts` frame or the
+    /// first snapshot).
     pub fn total(&self) -> Option<tally_shared::Totals> {
         let core = self.core.borrow().clone()?;
         let state = core.state.borrow();
-        state.store.is_ready().then(|| state.store.total())
+        state.store.counts_known().then(|| state.store.total())
     }
 
     /// Calls `f({unread, mentions})` now (once counts are known) and on every change.

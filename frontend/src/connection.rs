@@ -123,7 +123,7 @@ async fn connect_once(
     let ws = WebSocket::open(&options.ws_url()).ok()?;
     let (mut sink, mut stream) = ws.split();
     let resume_from = Some(applied()).filter(|o| o.0 > 0);
-    let hello = ClientFrame::new(Request::hello(token.to_string(), resume_from));
+    let hello = ClientFrame::new(Request::hello_counts_first(token.to_string(), resume_from));
     if sink.send(Message::Text(encode(&hello))).await.is_err() {
         return None;
     }

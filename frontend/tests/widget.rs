@@ -268,6 +268,47 @@ async fn anothers_message_raises_the_badge_and_opening_reads_it_with_one_frame()
 }
 
 #[wasm_bindgen_test]
+async fn the_badge_shows_the_relays_counts_ahead_of_the_snapshot_and_the_list_waits_for_it() {
+    let staff: Vec<Staff> = ["alice", "bob"]
+        .iter()
+        .map(|s| Staff {
+            id: sid(s),
+            name: s.to_uppercase(),
+        })
+        .collect();
+    let mut host = MemoryHost::with_staff(&staff);
+    host.execute(
+        &sid("alice"),
+        &Request::CreateDirect { staff: sid("bob") },
+        Millis(1),
+    )
+    .unwrap();
+    for i in 0..3 {
+        host.execute(
+            &sid("alice"),
+            &send(ConversationId(1), &format!("a{i}"), "hi"),
+            Millis(2 + i),
+        )
+        .unwrap();
+    }
+    let w = World::mount(host, "t-counts").await;
+    assert_eq!(w.text("[data-testid=total-badge]"), None, "nothing known yet");
+    let snapshot = w.host.snapshot(&sid("bob"));
+    w.harness.deliver(ServerFrame::Counts {
+        offset: snapshot.offset,
+        total: snapshot.total,
+    });
+    settle().await;
+    assert_eq!(w.text("[data-testid=total-badge]").as_deref(), Some("3"));
+    w.click(".tally-launcher").await;
+    assert_eq!(w.count("[data-conversation]"), 0, "no list before the snapshot");
+    w.harness.deliver(ServerFrame::Snapshot(Box::new(snapshot)));
+    settle().await;
+    assert_eq!(w.text("[data-testid=total-badge]").as_deref(), Some("3"));
+    assert_eq!(w.text("[data-testid=unread-badge]").as_deref(), Some("3"));
+}
+
+#[wasm_bindgen_test]
 async fn muted_conversations_leave_the_total_but_keep_their_badge() {
     let mut w = World::new("t2").await;
     w.act(

@@ -317,7 +317,8 @@ fn on_frame(
         ServerFrame::Error(_) => {
             sh.errors.fetch_add(1, Relaxed);
         }
-        ServerFrame::Typing { .. }
+        ServerFrame::Counts { .. }
+        | ServerFrame::Typing { .. }
         | ServerFrame::Presence { .. }
         | ServerFrame::Seen { .. }
         | ServerFrame::Preferences { .. }

@@ -10,7 +10,7 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tally_shared::protocol::{
     ErrorFrame, ProtocolRange, ServerFrame, close, decode_client_frame, encode, peek_req,
 };
-use tally_shared::{ClientFrame, ErrorCode, Offset, Request, RequestId, Routed, StaffId, limits};
+use tally_shared::{ClientFrame, ErrorCode, Request, RequestId, Routed, StaffId, limits};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes
 use tracing::Instrument;
 
 use crate::auth::Verified;
-use crate::core::Command;
+use crate::core::{Command, Greeting};
 use crate::hub::{Built, Closer, ConnHandle, Frame, Outbound, Queued};
 use crate::listener::Socket;
 use crate::metrics::Metrics;
@@ -121,7 +121,7 @@ where
 {
     state.metrics.connections.fetch_add(1, Relaxed);
     let (mut sink, mut stream) = ws.split();
-    let Some((token, resume_from)) = hello(&mut sink, &mut stream, &state, &socket).await else {
+    let Some((token, greeting)) = hello(&mut sink, &mut stream, &state, &socket).await else {
         state.metrics.connections.fetch_sub(1, Relaxed);
         return;
     };
@@ -136,7 +136,7 @@ where
             queued: Arc::new(Queued::new(state.config.queue_bytes)),
             closer: Arc::new(Closer::default()),
         };
-        if let Err(refusal) = register(&state, &staff, resume_from, &conn).await {
+        if let Err(refusal) = register(&state, &staff, greeting, &conn).await {
             let code = match refusal.code {
                 ErrorCode::RateLimited => close::TOO_MANY_CONNECTIONS,
                 _ => close::UNAUTHORIZED,
@@ -197,7 +197,7 @@ async fn hello<K, R>(
     stream: &mut R,
     state: &AppState,
     socket: &Socket,
-) -> Option<(Verified, Option<Offset>)>
+) -> Option<(Verified, Greeting)>
 where
     K: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, WsError>> + Unpin,
@@ -239,12 +239,22 @@ where
                 )
             }
             Ok(ClientFrame {
-                request: Request::Hello {
-                    token, resume_from, ..
-                },
+                request:
+                    Request::Hello {
+                        token,
+                        resume_from,
+                        counts_first,
+                        ..
+                    },
                 ..
             }) => match state.keys.verify(&token) {
-                Ok(verified) => Ok((verified, resume_from)),
+                Ok(verified) => Ok((
+                    verified,
+                    Greeting {
+                        resume_from,
+                        counts_first,
+                    },
+                )),
                 Err(e) => refusal(ErrorCode::Unauthorized, &e.to_string(), close::UNAUTHORIZED),
             },
             Ok(_) => refusal(
@@ -288,14 +298,14 @@ async fn refuse<K: Sink<Message> + Unpin>(
 async fn register(
     state: &AppState,
     staff: &StaffId,
-    resume_from: Option<Offset>,
+    greeting: Greeting,
     conn: &ConnHandle,
 ) -> Result<(), ErrorFrame> {
     let gone = || ErrorFrame::new(None, ErrorCode::Internal, "relay stopping");
     let (reply, answer) = oneshot::channel();
     let hello = Command::Hello {
         staff: staff.clone(),
-        resume_from,
+        greeting,
         conn: conn.clone(),
         reply,
     };

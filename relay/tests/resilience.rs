@@ -534,3 +534,59 @@ async fn a_request_to_the_socket_endpoint_that_is_no_websocket_upgrade_gets_a_js
         "{head}"
     );
 }
+
+#[tokio::test]
+async fn a_hello_that_asks_for_counts_first_gets_the_totals_ahead_of_its_snapshot() {
+    let relay = Relay::start(&["alice", "bob"]).await;
+    let (mut alice, mut bob, dm) = pair(&relay).await;
+    for i in 0..3 {
+        alice.call(send(dm, &format!("m{i}"), "hello")).await.unwrap();
+    }
+    bob.sync().await;
+    let expected = bob.store.total();
+    assert_eq!(expected.unread, 3);
+
+    // A new tab that asks: the totals first, then the snapshot at the same state.
+    let hello = Request::hello_counts_first(relay.token("bob"), None);
+    let tab = Client::connect_with(relay.addr, hello, tally_shared::ChatStore::new()).await;
+    let ServerFrame::Counts { offset, total } = tab.frames[0] else {
+        panic!("{:?}", tab.frames[0]);
+    };
+    assert_eq!(total, expected);
+    assert_eq!(
+        tab.store.total(),
+        expected,
+        "the badge's first number is already exact"
+    );
+    let mut tab = tab;
+    let ServerFrame::Snapshot(s) = tab.next().await.unwrap() else {
+        panic!("the snapshot right after the counts");
+    };
+    assert_eq!((s.offset, s.total), (offset, expected));
+
+    // A client that does not ask is sent what it always was: the snapshot first.
+    let plain = relay.connect("bob").await;
+    assert!(
+        matches!(plain.frames[0], ServerFrame::Snapshot(_)),
+        "{:?}",
+        plain.frames[0]
+    );
+
+    // Resuming, there is no snapshot to wait for, so no counts frame either.
+    tab.sync().await;
+    let (store, from) = (tab.store.clone(), tab.store.applied());
+    drop(tab);
+    alice.call(send(dm, "m3", "while away")).await.unwrap();
+    let hello = Request::hello_counts_first(relay.token("bob"), Some(from));
+    let mut resumed = Client::connect_with(relay.addr, hello, store).await;
+    resumed.sync().await;
+    assert!(
+        !resumed
+            .frames
+            .iter()
+            .any(|f| matches!(f, ServerFrame::Counts { .. })),
+        "{:?}",
+        resumed.frames
+    );
+    assert_eq!(resumed.store.total().unread, 4);
+}

@@ -54,6 +54,10 @@ pub enum Request {
         /// The protocol version this client speaks; absent means 1.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         protocol: Option<u32>,
+        /// Ask for a `counts` frame (the totals) ahead of a snapshot, so a badge need not wait
+        /// for the whole snapshot to be built, sent and decoded. Absent: false.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        counts_first: bool,
     },
     /// Send text (and attachments previously uploaded), optionally as a reply.
     SendMessage {
@@ -332,6 +336,25 @@ impl Request {
             token: token.into(),
             resume_from,
             protocol: Some(PROTOCOL_VERSION),
+            counts_first: false,
+        }
+    }
+
+    /// A `hello` that asks for the totals ahead of a snapshot (see [`Request::Hello`]).
+    pub fn hello_counts_first(token: impl Into<String>, resume_from: Option<Offset>) -> Request {
+        match Request::hello(token, resume_from) {
+            Request::Hello {
+                token,
+                resume_from,
+                protocol,
+                ..
+            } => Request::Hello {
+                token,
+                resume_from,
+                protocol,
+                counts_first: true,
+            },
+            other => other,
         }
     }
 }
@@ -883,6 +906,14 @@ pub struct LoggedEvent {
 pub enum ServerFrame {
     /// The state of one staff member at an offset: the start of a session or a repair.
     Snapshot(Box<Snapshot>),
+    /// The staff member's totals at `offset`, sent before a snapshot when `hello` asked for
+    /// them (`counts_first`): exact at that offset, and replaced by the snapshot that follows.
+    Counts {
+        /// The offset the totals are at.
+        offset: Offset,
+        /// Totals over the unmuted conversations and their followed threads.
+        total: Totals,
+    },
     /// The end of a replay after `hello` with `resume_from`: from here on, live events.
     Resumed {
         /// The last offset replayed.
@@ -958,6 +989,10 @@ pub struct ReadPosition {
 #[serde(rename_all = "snake_case")]
 enum FrameFields {
     Snapshot(Box<Snapshot>),
+    Counts {
+        offset: Offset,
+        total: Totals,
+    },
     Resumed {
         offset: Offset,
         #[serde(default)]
@@ -990,8 +1025,9 @@ enum FrameFields {
 
 /// The `type`s of server frames that are not events (the protocol doc's test requires an
 /// example of each).
-pub const FRAME_TYPES: [&str; 10] = [
+pub const FRAME_TYPES: [&str; 11] = [
     "snapshot",
+    "counts",
     "resumed",
     "unread_updated",
     "ack",
@@ -1024,6 +1060,7 @@ tagged::map_deserialize!(
             return Ok(
                 match FrameFields::deserialize(tagged::Rest::new(lead.tag, map))? {
                     FrameFields::Snapshot(s) => ServerFrame::Snapshot(s),
+                    FrameFields::Counts { offset, total } => ServerFrame::Counts { offset, total },
                     FrameFields::Resumed { offset, protocols } => ServerFrame::Resumed { offset, protocols },
                     FrameFields::UnreadUpdated(u) => ServerFrame::UnreadUpdated(u),
                     FrameFields::Ack(a) => ServerFrame::Ack(a),

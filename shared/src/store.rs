@@ -267,6 +267,8 @@ pub struct StoreSummary {
 #[derive(Clone, Debug)]
 pub struct ChatStore {
     me: Option<StaffId>,
+    /// The totals of a `counts` frame, until the snapshot it precedes is loaded.
+    early_total: Option<Totals>,
     applied: Offset,
     names: BTreeMap<StaffId, String>,
     conversations: FxHashMap<ConversationId, ConversationView>,
@@ -321,6 +323,7 @@ impl ChatStore {
     pub fn new() -> Self {
         ChatStore {
             me: None,
+            early_total: None,
             applied: Offset(0),
             names: BTreeMap::new(),
             conversations: FxHashMap::default(),
@@ -400,12 +403,19 @@ impl ChatStore {
             })
     }
 
-    /// Totals over unmuted conversations.
+    /// Totals over unmuted conversations. Before the first snapshot: those of the `counts`
+    /// frame ahead of it, if one came (exact at its offset), else zero.
     pub fn total(&self) -> Totals {
-        self.me
-            .as_ref()
-            .map(|me| self.projection.total(me))
-            .unwrap_or_default()
+        match &self.me {
+            Some(me) => self.projection.total(me),
+            None => self.early_total.unwrap_or_default(),
+        }
+    }
+
+    /// Whether [`total`](Self::total) is the relay's figure yet: after a snapshot, or a
+    /// `counts` frame ahead of one.
+    pub fn counts_known(&self) -> bool {
+        self.me.is_some() || self.early_total.is_some()
     }
 
     /// The viewer's counts in a conversation.
@@ -1024,7 +1034,14 @@ impl ChatStore {
                 // frame that follows (or was lost with it).
                 self.quiet_asked = None;
                 self.read_positions.clear();
+                self.early_total = None;
                 self.load_snapshot(*s);
+            }
+            ServerFrame::Counts { total, .. } => {
+                // Only ahead of a first snapshot: after one, the store's own counts are live.
+                if self.me.is_none() {
+                    self.early_total = Some(total);
+                }
             }
             ServerFrame::Resumed { .. } => {
                 self.presence.clear();

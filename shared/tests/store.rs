@@ -845,3 +845,46 @@ fn thread_summaries_from_a_seq_are_the_whole_scans_roots_from_there() {
         assert_eq!(got, want, "from {from:?}");
     }
 }
+
+#[test]
+fn counts_ahead_of_the_first_snapshot_are_the_total_until_it_loads_and_never_after() {
+    let (mut host, loaded, _) = bob_after(3);
+    let snapshot = host.snapshot(&sid("bob"));
+    let early = tally_shared::Totals {
+        unread: 3,
+        mentions: 0,
+    };
+    assert_eq!(snapshot.total, early, "the relay's figure for the counts frame");
+    let mut store = ChatStore::new();
+    assert!(!store.counts_known());
+    store.apply(ServerFrame::Counts {
+        offset: snapshot.offset,
+        total: early,
+    });
+    assert!(
+        store.counts_known() && !store.is_ready(),
+        "known, but no conversation yet"
+    );
+    assert_eq!(store.total(), early);
+    assert_eq!(
+        store.applied(),
+        tally_shared::Offset(0),
+        "a resume would still start afresh"
+    );
+    store.apply(ServerFrame::Snapshot(Box::new(snapshot)));
+    assert_eq!(store.total(), loaded.total());
+    // After a snapshot the store's own counts are live: a stray counts frame changes nothing.
+    let dm = store.conversation_list()[0].id;
+    apply(
+        &mut host,
+        &mut store,
+        "bob",
+        Request::MarkConversationRead { conversation: dm },
+    );
+    assert_eq!(store.total().unread, 0);
+    store.apply(ServerFrame::Counts {
+        offset: tally_shared::Offset(1),
+        total: early,
+    });
+    assert_eq!(store.total().unread, 0);
+}

@@ -74,13 +74,22 @@ pub const SEEN_EVERY: std::time::Duration = std::time::Duration::from_millis(100
 /// Where a reply goes.
 pub type Reply<T> = oneshot::Sender<T>;
 
+/// What a `hello` asked for, besides who it is (see `Request::Hello`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Greeting {
+    /// The last offset the client applied: a replay from there if it can be had.
+    pub resume_from: Option<Offset>,
+    /// The totals in a `counts` frame ahead of a snapshot.
+    pub counts_first: bool,
+}
+
 /// What sessions and HTTP handlers ask of the core.
 #[derive(Debug)]
 pub enum Command {
     /// A connection said hello: register it and send it a snapshot or a replay.
     Hello {
         staff: StaffId,
-        resume_from: Option<Offset>,
+        greeting: Greeting,
         conn: ConnHandle,
         reply: Reply<Result<(), ErrorFrame>>,
     },
@@ -664,11 +673,11 @@ impl Core {
         match cmd {
             Command::Hello {
                 staff,
-                resume_from,
+                greeting,
                 conn,
                 reply,
             } => {
-                let _ = reply.send(self.hello(&staff, resume_from, conn));
+                let _ = reply.send(self.hello(&staff, greeting, conn));
             }
             Command::Snapshot { staff, req, conn } => self.snapshot(&staff, req, &conn),
             Command::CatchUp => self.catch_up(),

@@ -2,9 +2,9 @@
 //! state), and the preferences it sets.
 
 use tally_shared::protocol::{ErrorFrame, ProtocolRange, ServerFrame, encode};
-use tally_shared::{ErrorCode, Offset, StaffId};
+use tally_shared::{ErrorCode, StaffId};
 
-use super::Core;
+use super::{Core, Greeting};
 use crate::hub::ConnHandle;
 use crate::storage;
 
@@ -13,9 +13,13 @@ impl Core {
     pub(super) fn hello(
         &mut self,
         staff: &StaffId,
-        resume_from: Option<Offset>,
+        greeting: Greeting,
         conn: ConnHandle,
     ) -> Result<(), ErrorFrame> {
+        let Greeting {
+            resume_from,
+            counts_first,
+        } = greeting;
         let Some(key) = self.engine.key(staff).filter(|_| self.engine.is_active(staff)) else {
             let message = "unknown or deactivated staff member";
             return Err(ErrorFrame::new(None, ErrorCode::Unauthorized, message));
@@ -48,7 +52,17 @@ impl Core {
                 };
                 self.send(&conn, encode(&resumed).into());
             }
-            None => self.queue_snapshot(staff, &conn),
+            None => {
+                if counts_first {
+                    // Cheap to make, and the badge need not wait for the snapshot's messages.
+                    let counts = ServerFrame::Counts {
+                        offset: self.engine.offset(),
+                        total: self.engine.projection().total(staff),
+                    };
+                    self.send(&conn, encode(&counts).into());
+                }
+                self.queue_snapshot(staff, &conn)
+            }
         }
         self.session_state(staff, &conn);
         self.hub.register(key, conn);

@@ -38,7 +38,7 @@ use tally_shared::{
 use tokio::sync::mpsc;
 
 use super::store::{LogStore, Sqlite};
-use super::{Clock, Command, Core, ReplayLimit, Retention};
+use super::{Clock, Command, Core, Greeting, ReplayLimit, Retention};
 use crate::hub::{Closer, ConnHandle, Outbound, QUEUE_BYTES, Queued};
 use crate::metrics::Metrics;
 use crate::order::Local;
@@ -233,6 +233,8 @@ struct Conn {
     hello: Option<tokio::sync::oneshot::Receiver<Result<(), tally_shared::protocol::ErrorFrame>>>,
     /// Request ids in flight on this connection: the send they carry, if any.
     in_flight: BTreeMap<u64, Option<usize>>,
+    /// The `counts` frame received, until the snapshot that must come right after it.
+    counts: Option<ServerFrame>,
 }
 
 struct Client {
@@ -371,9 +373,14 @@ impl Sim {
         let store = &self.clients[i].store;
         let resume_from = store.is_ready().then(|| store.applied());
         let (reply, hello) = tokio::sync::oneshot::channel();
+        // Half the hellos ask for the totals ahead of a snapshot.
+        let greeting = Greeting {
+            resume_from,
+            counts_first: id % 2 == 0,
+        };
         self.queued.push(Command::Hello {
             staff: self.clients[i].staff.clone(),
-            resume_from,
+            greeting,
             conn: handle.clone(),
             reply,
         });
@@ -382,6 +389,7 @@ impl Sim {
             rx,
             hello: Some(hello),
             in_flight: BTreeMap::new(),
+            counts: None,
         });
     }
 
@@ -624,6 +632,17 @@ impl Sim {
                     }
                 };
                 let parsed: ServerFrame = serde_json::from_str(frame.as_str()).expect("a frame parses");
+                if let Some(ServerFrame::Counts { offset, total }) = conn.counts.take() {
+                    // Built on the core thread with the snapshot: the same state, nothing between.
+                    let ServerFrame::Snapshot(s) = &parsed else {
+                        panic!("a `counts` frame not followed by its snapshot: {parsed:?}");
+                    };
+                    assert_eq!(
+                        (s.offset, s.total),
+                        (offset, total),
+                        "the early totals are the snapshot's"
+                    );
+                }
                 match &parsed {
                     ServerFrame::Ack(ack) => {
                         if let Some(req) = ack.req
@@ -634,6 +653,7 @@ impl Sim {
                     }
                     ServerFrame::Resumed { .. } => self.resumed += 1,
                     ServerFrame::Snapshot(_) => self.snapshots += 1,
+                    ServerFrame::Counts { .. } => conn.counts = Some(parsed.clone()),
                     ServerFrame::Error(e) => {
                         if let Some(req) = e.req
                             && let Some(send) = conn.in_flight.remove(&req.0)

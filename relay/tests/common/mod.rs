@@ -189,9 +189,18 @@ impl Client {
         resume_from: Option<tally_shared::Offset>,
         store: ChatStore,
     ) -> Client {
+        Self::connect_with(addr, Request::hello(token, resume_from), store).await
+    }
+
+    /// Connects with this `hello` (which says whether it resumes).
+    pub async fn connect_with(addr: SocketAddr, hello: Request, store: ChatStore) -> Client {
+        let Request::Hello { resume_from, .. } = hello else {
+            panic!("not a hello: {hello:?}");
+        };
         let mut ws = Self::raw(addr).await;
-        let hello = ClientFrame::new(Request::hello(token, resume_from));
-        ws.send(Message::text(encode(&hello))).await.unwrap();
+        ws.send(Message::text(encode(&ClientFrame::new(hello))))
+            .await
+            .unwrap();
         let mut c = Client {
             ws,
             store,
@@ -203,6 +212,7 @@ impl Client {
             matches!(
                 first,
                 ServerFrame::Snapshot(_)
+                    | ServerFrame::Counts { .. }
                     | ServerFrame::Resumed { .. }
                     | ServerFrame::Event(_)
                     | ServerFrame::UnreadUpdated(_)
