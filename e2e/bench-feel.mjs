@@ -100,6 +100,8 @@ try {
     badgeAfterLoadMs: { median: Math.round(median(badge)), min: Math.round(Math.min(...badge)), max: Math.round(Math.max(...badge)) },
     // Of that: until the widget's script and wasm were loaded and ready to mount.
     readyToMountMs: { median: Math.round(median(mountable)), min: Math.round(Math.min(...mountable)), max: Math.round(Math.max(...mountable)) },
+    // And from mount to the badge (the socket, the relay's answer, the widget applying it).
+    mountToBadgeMs: (() => { const d = badge.map((b, i) => b - mountable[i]); return { median: Math.round(median(d)), min: Math.round(Math.min(...d)), max: Math.round(Math.max(...d)) }; })(),
     snapshotListRenderedMs: { median: Math.round(median(list)), min: Math.round(Math.min(...list)), max: Math.round(Math.max(...list)) },
     openConversationAllUnreadMs: { ms: Math.round(first), rendered: firstRows },
     reopenConversationMs: { median: Math.round(median(reopen)), min: Math.round(Math.min(...reopen)), max: Math.round(Math.max(...reopen)), rendered: again[0][1] },

@@ -11,7 +11,8 @@ import { chromium } from 'playwright-core';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const BIN = join(root, 'target', 'release', 'tally-relay');
-export const DIST = join(root, 'dist');
+// TALLY_DIST: another build of the widget (a benchmark's "before").
+export const DIST = process.env.TALLY_DIST || join(root, 'dist');
 
 export class Relay {
   /** `args`: more `serve` flags (limits, for instance). */

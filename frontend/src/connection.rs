@@ -59,11 +59,22 @@ pub async fn run(
             window_event("online").await;
             attempt = 0;
         }
+        // The first attempt uses the socket opened at mount (dropped, so closed, if unused).
+        let early = options.early.take_socket();
         // A `getToken` that failed, or gave something that is no token (the host's login page,
         // once its session ended), means signed out, not a reason to knock once a second.
         let token = options.token().await.filter(|t| looks_like_token(t));
         let close_code = match token {
-            Some(token) => connect_once(&options, &token, &dispatch, &applied, &outlet, &mut attempt).await,
+            Some(token) => {
+                let ws = match early {
+                    Some(ws) => Some(ws),
+                    None => WebSocket::open(&options.ws_url()).ok(),
+                };
+                match ws {
+                    Some(ws) => connect_once(ws, &token, &dispatch, &applied, &outlet, &mut attempt).await,
+                    None => None,
+                }
+            }
             None => Some(close::UNAUTHORIZED),
         };
         *outlet.0.borrow_mut() = None;
@@ -113,14 +124,13 @@ pub async fn run(
 }
 
 async fn connect_once(
-    options: &MountOptions,
+    ws: WebSocket,
     token: &str,
     dispatch: &Callback<Action>,
     applied: &Rc<dyn Fn() -> Offset>,
     outlet: &Outlet,
     attempt: &mut u32,
 ) -> Option<u16> {
-    let ws = WebSocket::open(&options.ws_url()).ok()?;
     let (mut sink, mut stream) = ws.split();
     let resume_from = Some(applied()).filter(|o| o.0 > 0);
     let hello = ClientFrame::new(Request::hello_counts_first(token.to_string(), resume_from));

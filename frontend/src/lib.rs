@@ -123,6 +123,8 @@ impl Widget {
 #[wasm_bindgen]
 pub fn mount(element: web_sys::Element, options: JsValue) -> Result<Widget, JsValue> {
     let options = options::MountOptions::from_js(options)?;
+    // Under way while the widget renders for the first time (and its effects connect).
+    options.start_early();
     let storage_key = options.storage_key();
     let handle = chat::Handle::default();
     let candidates = i18n::page_candidates(options.locale.as_deref());

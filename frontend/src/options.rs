@@ -36,6 +36,39 @@ pub struct MountOptions {
     /// given. Not deserialized: read from the JS object by [`MountOptions::from_js`].
     #[serde(skip)]
     pub get_token: Option<TokenSource>,
+    /// What [`MountOptions::start_early`] set going before the first render: taken by the
+    /// first connection attempt.
+    #[serde(skip)]
+    pub early: Early,
+}
+
+/// A socket already opening and a token already asked for, when the widget mounts.
+#[derive(Clone, Default)]
+pub struct Early(
+    std::rc::Rc<std::cell::RefCell<(Option<gloo::net::websocket::futures::WebSocket>, Option<JsValue>)>>,
+);
+
+impl Early {
+    /// The socket opened at mount, once.
+    pub fn take_socket(&self) -> Option<gloo::net::websocket::futures::WebSocket> {
+        self.0.borrow_mut().0.take()
+    }
+
+    fn take_token(&self) -> Option<JsValue> {
+        self.0.borrow_mut().1.take()
+    }
+}
+
+impl std::fmt::Debug for Early {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Early")
+    }
+}
+
+impl PartialEq for Early {
+    fn eq(&self, other: &Self) -> bool {
+        std::rc::Rc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 thread_local! {
@@ -133,10 +166,26 @@ impl MountOptions {
         self.storage_key.clone().unwrap_or_else(|| "tally.outbox".into())
     }
 
-    /// A token: from `getToken()` when given, else the fixed one.
+    /// Opens the socket and asks `getToken()` for a token at once, so both are under way
+    /// while the widget renders for the first time and the first connection attempt starts
+    /// from them (a page load shows the badge that much sooner).
+    pub fn start_early(&self) {
+        let token = match &self.get_token {
+            Some(TokenSource(f)) => f.call0(&JsValue::NULL).ok(),
+            None => None,
+        };
+        let socket = gloo::net::websocket::futures::WebSocket::open(&self.ws_url()).ok();
+        *self.early.0.borrow_mut() = (socket, token);
+    }
+
+    /// A token: from `getToken()` when given (the one asked for at mount, the first time),
+    /// else the fixed one.
     pub async fn token(&self) -> Option<String> {
         if let Some(TokenSource(f)) = &self.get_token {
-            let out = f.call0(&JsValue::NULL).ok()?;
+            let out = match self.early.take_token() {
+                Some(early) => early,
+                None => f.call0(&JsValue::NULL).ok()?,
+            };
             let out = match out.dyn_into::<js_sys::Promise>() {
                 Ok(p) => wasm_bindgen_futures::JsFuture::from(p).await.ok()?,
                 Err(v) => v,
