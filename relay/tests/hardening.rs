@@ -792,6 +792,7 @@ async fn hello_names_its_protocol_version_and_one_the_relay_does_not_serve_is_to
             token: relay.token("alice"),
             resume_from: None,
             protocol: Some(version),
+            counts_first: false,
         });
         futures_util::SinkExt::send(
             &mut ws,

@@ -376,7 +376,7 @@ impl Sim {
         // Half the hellos ask for the totals ahead of a snapshot.
         let greeting = Greeting {
             resume_from,
-            counts_first: id % 2 == 0,
+            counts_first: id.is_multiple_of(2),
         };
         self.queued.push(Command::Hello {
             staff: self.clients[i].staff.clone(),
