@@ -32,14 +32,22 @@ async function start() {
   if (!d.tallyTokenUrl) {
     console.error('tally-loader: give the element a data-tally-token-url');
   }
+  const fetchToken = () =>
+    fetch(d.tallyTokenUrl, { credentials: 'same-origin', headers: { Accept: 'text/plain' } }).then((r) =>
+      r.ok ? r.text() : Promise.reject(new Error(`token: HTTP ${r.status}`)),
+    );
+  // Asked for now, while the widget's code loads; the first connection uses it.
+  let early = d.tallyTokenUrl ? fetchToken() : null;
+  if (early) early.catch(() => {});
   const { default: init, mount } = await import(new URL('tally-frontend.js', base).href);
   await init({ module_or_path: new URL('tally-frontend_bg.wasm', base) });
   const options = {
     relayUrl: d.tallyRelayUrl || base.href.replace(/\/$/, ''),
-    getToken: () =>
-      fetch(d.tallyTokenUrl, { credentials: 'same-origin', headers: { Accept: 'text/plain' } }).then((r) =>
-        r.ok ? r.text() : Promise.reject(new Error(`token: HTTP ${r.status}`)),
-      ),
+    getToken: () => {
+      const token = early || fetchToken();
+      early = null;
+      return token;
+    },
   };
   if (d.tallyLocale) options.locale = d.tallyLocale;
   if (d.tallyTheme) options.theme = d.tallyTheme;

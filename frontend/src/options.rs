@@ -170,6 +170,10 @@ impl MountOptions {
     /// while the widget renders for the first time and the first connection attempt starts
     /// from them (a page load shows the badge that much sooner).
     pub fn start_early(&self) {
+        if self.token.is_none() && self.get_token.is_none() {
+            // Nobody to sign in as: the widget says so and never connects.
+            return;
+        }
         let token = match &self.get_token {
             Some(TokenSource(f)) => f.call0(&JsValue::NULL).ok(),
             None => None,

@@ -6,6 +6,7 @@
 //! target/release/tally-loadgen run --scenario all --json target/loadgen.json
 //! ```
 
+mod capacity;
 mod ceiling;
 mod client;
 mod export;
@@ -127,6 +128,10 @@ enum Scenario {
     /// A whole company on one node (`--connections`, 100,000 by default, as many as the
     /// descriptor limits allow): idle memory, then a reconnect storm; not in `all`.
     Scale,
+    /// What a cluster's nodes hold and carry (PostgreSQL + NATS, started here): idle
+    /// connections per node with one node and three, the cost of applying the others'
+    /// events, sends/s against the number of nodes; not in `all`.
+    Capacity,
 }
 
 #[derive(Serialize, Default, Clone, Debug)]
@@ -714,7 +719,11 @@ async fn storm(staff: usize, missed: usize, behind_proxy: bool) -> Report {
     // Everyone comes back at once, resuming from their offset. (The line on stderr tells a
     // profiler watching the relay when the storm starts.)
     eprintln!("storm: {staff} staff reconnecting now");
-    let (cpu0, started) = (target.cpu_seconds(), Instant::now());
+    let (cpu0, core0, started) = (
+        target.cpu_seconds(),
+        target.thread_cpu_seconds("tally-core"),
+        Instant::now(),
+    );
     let reconnecting = stores.into_iter().map(|(i, store)| {
         let shared = shared.clone();
         let token = target.token(i);
@@ -728,6 +737,10 @@ async fn storm(staff: usize, missed: usize, behind_proxy: bool) -> Report {
     let clients = join_all(reconnecting).await;
     join_all(clients.iter().map(Client::sync)).await;
     let converged = started.elapsed().as_secs_f64();
+    let (cpu, core) = (
+        target.cpu_seconds() - cpu0,
+        target.thread_cpu_seconds("tally-core") - core0,
+    );
     // Each staff member's group got `missed / groups` messages on average; check against the
     // relay's own fresh snapshot rather than an estimate.
     let mut exact = true;
@@ -763,12 +776,15 @@ async fn storm(staff: usize, missed: usize, behind_proxy: bool) -> Report {
         }
         .into(),
         converged_s: converged,
-        cpu_percent: (target.cpu_seconds() - cpu0) / converged * 100.0,
+        cpu_percent: cpu / converged * 100.0,
         peak_rss_mib: target.rss_mib().1,
         errors: shared.errors.load(Relaxed),
         divergences: shared.divergences.load(Relaxed),
         counts_exact: Some(exact),
-        note: format!("{staff} staff resumed at once after {missed} events"),
+        note: format!(
+            "{staff} staff resumed at once after {missed} events; the relay used {cpu:.1} CPU s \
+             until they had, its core thread {core:.1}"
+        ),
         ..Report::default()
     }
 }
@@ -1156,6 +1172,9 @@ fn main() -> anyhow::Result<()> {
             if all || scenario == Scenario::Storm {
                 reports.push(storm(1000, 10_000, false).await);
                 reports.push(storm(1000, 10_000, true).await);
+                for r in &reports[reports.len() - 2..] {
+                    notes.push(format!("storm, {}: {}", r.target, r.note));
+                }
             }
             if scenario == Scenario::Scale {
                 let (n, why) = scale_connections(connections);
@@ -1165,6 +1184,17 @@ fn main() -> anyhow::Result<()> {
                 reports.push(idle(true, n).await);
                 notes.push(format!("scale, idle: {}", reports[reports.len() - 1].note));
                 reports.push(storm(n, 10_000, true).await);
+                notes.push(format!("scale, storm: {}", reports[reports.len() - 1].note));
+            }
+            if scenario == Scenario::Capacity {
+                // 6,000 connections per node, three nodes' worth within the descriptor limit.
+                let (n, why) = scale_connections(3 * 6000);
+                if let Some(why) = why {
+                    notes.push(why);
+                }
+                let r = capacity::run(n / 3).await;
+                notes.extend(r.iter().filter(|r| !r.note.is_empty()).map(|r| r.note.clone()));
+                reports.extend(r);
             }
             if scenario == Scenario::Cluster {
                 let r = cluster_runs(quick, &setups).await;

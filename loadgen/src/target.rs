@@ -233,27 +233,65 @@ impl Target {
         }
     }
 
+    /// The relay nodes (one unless a cluster), the first node first.
+    fn nodes(&self) -> impl Iterator<Item = &Child> {
+        std::iter::once(&self.child).chain(&self.others)
+    }
+
     /// CPU seconds used so far (user + system), by every relay node.
     pub(crate) fn cpu_seconds(&self) -> f64 {
-        std::iter::once(&self.child)
-            .chain(&self.others)
-            .map(|c| {
-                let stat = std::fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap_or_default();
-                let after = stat.rsplit(')').next().unwrap_or_default();
-                let f: Vec<&str> = after.split_whitespace().collect();
-                let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-                    + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-                ticks / 100.0
-            })
+        (0..self.addrs.len()).map(|n| self.cpu_seconds_of(n)).sum()
+    }
+
+    /// CPU seconds used so far (user + system) by node `n`.
+    pub(crate) fn cpu_seconds_of(&self, n: usize) -> f64 {
+        let Some(c) = self.nodes().nth(n) else { return 0.0 };
+        cpu_seconds_in(&format!("/proc/{}/stat", c.id()))
+    }
+
+    /// CPU seconds used so far by the first node's threads called `name` (the relay names its
+    /// core thread `tally-core`).
+    pub(crate) fn thread_cpu_seconds(&self, name: &str) -> f64 {
+        let dir = format!("/proc/{}/task", self.child.id());
+        let Ok(tasks) = std::fs::read_dir(&dir) else {
+            return 0.0;
+        };
+        tasks
+            .flatten()
+            .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+            .map(|t| cpu_seconds_in(&t.path().join("stat").to_string_lossy()))
             .sum()
     }
 
-    /// (current, peak) resident memory in MiB.
+    /// (current, peak) resident memory in MiB (of the first node).
     pub(crate) fn rss_mib(&self) -> (f64, f64) {
-        let status = format!("/proc/{}/status", self.child.id());
+        self.rss_mib_of(0)
+    }
+
+    /// (current, peak) resident memory of node `n` in MiB.
+    pub(crate) fn rss_mib_of(&self, n: usize) -> (f64, f64) {
+        let Some(c) = self.nodes().nth(n) else {
+            return (0.0, 0.0);
+        };
+        let status = format!("/proc/{}/status", c.id());
         let field = |name: &str| proc_word::<f64>(&status, name, 1).unwrap_or(0.0) / 1024.0;
         (field("VmRSS:"), field("VmHWM:"))
     }
+
+    /// How many relay nodes.
+    pub(crate) fn node_count(&self) -> usize {
+        self.addrs.len()
+    }
+}
+
+/// User + system CPU seconds in a `/proc/…/stat` file (a process's or a thread's).
+fn cpu_seconds_in(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
 }
 
 /// The kernel's memory for sockets, machine-wide, in KiB: the slab caches (socket structures,

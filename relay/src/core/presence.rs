@@ -27,6 +27,10 @@ pub(super) struct PresenceState {
     published: rustc_hash::FxHashMap<StaffKey, Presence>,
     /// Seconds ticked (the 1 s `ReloadStaff`), for repeating presence to the other nodes.
     ticks: u64,
+    /// Each person's last `presence` frame, encoded once for everyone who is told it (every
+    /// hello of their peers: half the frames of a reconnect storm), with the presence and
+    /// "do not disturb" it says; encoded again when either differs.
+    frames: std::cell::RefCell<rustc_hash::FxHashMap<StaffKey, (Presence, bool, Frame)>>,
 }
 
 impl PresenceState {
@@ -42,6 +46,7 @@ impl PresenceState {
 
     /// Forgets what is filed by staff key (a rebuild numbers staff anew).
     pub(super) fn forget_keys(&mut self) {
+        self.frames.get_mut().clear();
         self.announced.clear();
         self.dirty.clear();
         self.published.clear();
@@ -49,6 +54,29 @@ impl PresenceState {
 }
 
 impl Core {
+    /// The `presence` frame of what was last announced of someone (`None`: offline).
+    pub(super) fn presence_frame(&self, key: StaffKey, staff: &StaffId) -> Option<Frame> {
+        let presence = self.presence.announced(key);
+        if presence == Presence::Offline {
+            return None;
+        }
+        let dnd = self.quiet.announced(key);
+        let mut frames = self.presence.frames.borrow_mut();
+        match frames.get(&key) {
+            Some((p, d, frame)) if (*p, *d) == (presence, dnd) => Some(frame.clone()),
+            _ => {
+                let frame: Frame = encode(&ServerFrame::Presence {
+                    staff: staff.clone(),
+                    presence,
+                    dnd,
+                })
+                .into();
+                frames.insert(key, (presence, dnd, frame.clone()));
+                Some(frame)
+            }
+        }
+    }
+
     /// Relays a `typing` frame to the conversation's other participants (not to the typist's
     /// own other tabs), then acknowledges it; refused like a write to a conversation one is not
     /// in. Nothing is stored, retained or replayed.
@@ -233,15 +261,9 @@ impl Core {
         let mut sent = 0;
         for p in everyone {
             let Some(p_key) = self.engine.key(p) else { continue };
-            let Some(&presence) = self.presence.announced.get(&p_key) else {
+            let Some(frame) = self.presence_frame(p_key, p) else {
                 continue;
             };
-            let frame: Frame = encode(&ServerFrame::Presence {
-                staff: p.clone(),
-                presence,
-                dnd: self.quiet.announced(p_key),
-            })
-            .into();
             // Everyone to everyone for a new conversation; for a newcomer, everyone to them
             // and them to everyone.
             let to: Vec<&StaffId> = match newcomer {
@@ -297,6 +319,13 @@ impl Core {
                 dnd,
             })
             .into();
+            // Kept for their peers' hellos while they are not offline.
+            let frames = self.presence.frames.get_mut();
+            if now == Presence::Offline {
+                frames.remove(&key);
+            } else {
+                frames.insert(key, (now, dnd, frame.clone()));
+            }
             let mut sent = 0;
             for peer in self.engine.peers(&staff) {
                 if let Some(peer_key) = self.engine.key(&peer) {

@@ -78,14 +78,8 @@ impl Core {
             let Some(peer_key) = self.engine.key(&peer) else {
                 continue;
             };
-            let presence = self.presence.announced(peer_key);
-            if presence != tally_shared::protocol::Presence::Offline {
-                let frame = ServerFrame::Presence {
-                    staff: peer,
-                    presence,
-                    dnd: self.quiet.announced(peer_key),
-                };
-                self.send(conn, encode(&frame).into());
+            if let Some(frame) = self.presence_frame(peer_key, &peer) {
+                self.send(conn, frame);
             }
         }
         let hide_read_state = self.engine.hides_read_state(staff);
