@@ -12,7 +12,7 @@ use tally_shared::{ErrorCode, Offset, StaffId};
 use super::health::{StoreFailed, unavailable};
 use super::replica::{apply_committed, redacted_by};
 use super::store::rollback;
-use super::{Command, Core, Reply, ServiceDone, ServiceWrite, unread_frames};
+use super::{Command, Core, Reply, ServiceDone, ServiceWrite, unread_updates};
 use crate::hub::{ConnHandle, Frame};
 use crate::order::Down;
 use crate::storage::SqlLookup;
@@ -550,15 +550,17 @@ impl Core {
     pub(super) fn fan_out(&mut self, applied: &Applied, frame: Frame) {
         let at = self.clock.now();
         self.reminders.counts_changed(&applied.changes, at);
+        let mut out = 0;
         for key in &applied.recipients {
-            self.hub.send(*key, &frame, &self.metrics);
+            out += self.hub.send(*key, &frame, &self.metrics);
         }
         self.introduce(&applied.event.event);
-        let updates = unread_frames(applied);
-        for (key, text) in &updates {
-            self.hub.send(*key, text, &self.metrics);
+        let updates = unread_updates(applied, |key| self.hub.count(key) > 0);
+        for (key, update) in &updates {
+            if let super::Update::Sent(frame) = update {
+                out += self.hub.send(*key, frame, &self.metrics);
+            }
         }
-        let out = (applied.recipients.len() + updates.len()) as u64;
         self.metrics.frames_out.fetch_add(out, Relaxed);
         let recipients = applied.recipients.clone();
         self.resume

@@ -58,8 +58,8 @@ use quiet::QuietState;
 use reads::Pending;
 use reminders::Reminders;
 use replica::{apply_committed, redacted_by};
-use resume::ResumeLog;
 pub use resume::{ReplayLimit, Retention};
+use resume::{ResumeLog, Update};
 
 /// Most commands taken into one batch (the default; `--max-batch` changes it).
 pub const MAX_BATCH: usize = 256;
@@ -651,7 +651,7 @@ impl Core {
 
     /// Keeps an event for resuming clients without sending it (replayed at start, or seeded).
     fn retain_event(&mut self, applied: &Applied, frame: Frame) {
-        let updates = unread_frames(applied);
+        let updates = unread_updates(applied, |_| false);
         let recipients = applied.recipients.clone();
         self.resume
             .push(applied.event.offset, frame, recipients, updates, &self.metrics);
@@ -904,10 +904,19 @@ impl Core {
     }
 }
 
-pub(super) fn unread_frames(applied: &Applied) -> Vec<(StaffKey, Frame)> {
+/// An applied event's `unread_updated` checkpoints, as kept for replays: encoded for those
+/// `sent` says are sent them now, the rest left to be encoded if a replay needs them.
+pub(super) fn unread_updates(applied: &Applied, sent: impl Fn(StaffKey) -> bool) -> Vec<(StaffKey, Update)> {
     applied
         .changes
         .iter()
-        .map(|(k, u)| (*k, Frame::from(encode(&ServerFrame::UnreadUpdated(*u)))))
+        .map(|(k, u)| {
+            let update = if sent(*k) {
+                Update::Sent(encode(&ServerFrame::UnreadUpdated(*u)).into())
+            } else {
+                Update::Later(*u)
+            };
+            (*k, update)
+        })
         .collect()
 }

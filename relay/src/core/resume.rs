@@ -5,10 +5,42 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 
 use tally_shared::Offset;
+use tally_shared::protocol::{ServerFrame, UnreadUpdate, encode};
 use tally_shared::staff_keys::StaffKey;
 
 use crate::hub::Frame;
 use crate::metrics::Metrics;
+
+/// An `unread_updated` kept for replays: the frame that was sent (its recipient had a
+/// connection here), or the checkpoint itself, encoded only if a replay needs it. Most
+/// recipients of an event have no connection on a given node (they are offline, or connected
+/// to another node of a cluster): encoding theirs at once was most of a node's work for the
+/// events the others commit.
+#[derive(Debug, Clone)]
+pub(crate) enum Update {
+    /// Sent as this frame.
+    Sent(Frame),
+    /// Not sent: encoded when replayed.
+    Later(UnreadUpdate),
+}
+
+impl Update {
+    /// Its frame.
+    fn frame(&self) -> Frame {
+        match self {
+            Update::Sent(f) => f.clone(),
+            Update::Later(u) => encode(&ServerFrame::UnreadUpdated(*u)).into(),
+        }
+    }
+
+    /// What it holds in memory, roughly.
+    fn bytes(&self) -> usize {
+        match self {
+            Update::Sent(f) => f.len() + 32,
+            Update::Later(_) => std::mem::size_of::<UnreadUpdate>(),
+        }
+    }
+}
 
 /// How much of the log the core keeps in memory for resuming clients: the newest events, at
 /// most this many and this many bytes (a client that fell further behind gets a snapshot).
@@ -37,14 +69,14 @@ struct Retained {
     offset: Offset,
     frame: Frame,
     recipients: Vec<StaffKey>,
-    updates: Vec<(StaffKey, Frame)>,
+    updates: Vec<(StaffKey, Update)>,
 }
 
 impl Retained {
     /// What it holds in memory, roughly: its frames, its recipients (and their entries in
     /// the index by staff member), its bookkeeping.
     fn bytes(&self) -> usize {
-        let updates: usize = self.updates.iter().map(|(_, f)| f.len() + 32).sum();
+        let updates: usize = self.updates.iter().map(|(_, u)| u.bytes() + 8).sum();
         self.frame.len() + self.recipients.len() * 12 + updates + 96
     }
 }
@@ -109,7 +141,7 @@ impl ResumeLog {
         offset: Offset,
         frame: Frame,
         recipients: Vec<StaffKey>,
-        updates: Vec<(StaffKey, Frame)>,
+        updates: Vec<(StaffKey, Update)>,
         metrics: &Metrics,
     ) {
         if self.retain.events == 0 {
@@ -166,11 +198,15 @@ impl ResumeLog {
         let mine = self.by_staff.get(&key).into_iter().flatten();
         let retained = mine.map(|n| &self.retained[(n - self.first) as usize]);
         for r in retained.filter(|r| r.offset >= from) {
-            let event = (r.offset > from && r.recipients.contains(&key)).then_some(&r.frame);
-            let updates = r.updates.iter().filter(|(k, _)| *k == key).map(|(_, f)| f);
+            let event = (r.offset > from && r.recipients.contains(&key)).then(|| r.frame.clone());
+            let updates = r
+                .updates
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, u)| u.frame());
             for f in event.into_iter().chain(updates) {
                 bytes += f.len();
-                frames.push(f.clone());
+                frames.push(f);
             }
             if frames.len() > self.max_replay.frames || bytes > self.max_replay.bytes {
                 return None;
@@ -188,9 +224,13 @@ mod tests {
     fn scanned(log: &ResumeLog, key: StaffKey, from: Offset) -> Vec<Frame> {
         let mut frames = Vec::new();
         for r in log.retained.iter().filter(|r| r.offset >= from) {
-            let event = (r.offset > from && r.recipients.contains(&key)).then_some(&r.frame);
-            let updates = r.updates.iter().filter(|(k, _)| *k == key).map(|(_, f)| f);
-            frames.extend(event.into_iter().chain(updates).cloned());
+            let event = (r.offset > from && r.recipients.contains(&key)).then(|| r.frame.clone());
+            let updates = r
+                .updates
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, u)| u.frame());
+            frames.extend(event.into_iter().chain(updates));
         }
         frames
     }
@@ -227,7 +267,22 @@ mod tests {
             recipients.sort();
             recipients.dedup();
             let updates = (0..next() % 4)
-                .map(|i| (key(next()), Frame::from(format!("u{offset}-{i}"))))
+                .map(|i| {
+                    let update = if next() % 2 == 0 {
+                        Update::Sent(Frame::from(format!("u{offset}-{i}")))
+                    } else {
+                        Update::Later(UnreadUpdate {
+                            offset: Offset(offset),
+                            conversation: tally_shared::ConversationId(i),
+                            thread: None,
+                            unread: 0,
+                            mentions: 0,
+                            total: Default::default(),
+                            digest: None,
+                        })
+                    };
+                    (key(next()), update)
+                })
                 .collect();
             log.push(
                 Offset(offset),
