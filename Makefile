@@ -8,7 +8,7 @@ export CHROMEDRIVER := /usr/bin/chromedriver
 LISTEN ?= 127.0.0.1:8080
 DATA ?= data
 
-.PHONY: run test simulate soak setup-build setup-test frontend relay relay-dev package bench bench-history bench-tab bench-feel bench-cluster bench-scale cluster fuzz screenshots
+.PHONY: run test simulate soak setup-build setup-test frontend relay relay-dev package bench bench-history bench-tab bench-feel bench-cluster bench-capacity bench-scale cluster fuzz screenshots
 
 ## Build the widget and the relay (release), then serve the demo on http://$(LISTEN).
 run: setup-build frontend relay
@@ -79,6 +79,12 @@ bench-history:
 bench-cluster: setup-test
 	cargo build --release -p tally-relay -p tally-loadgen --bins
 	./target/release/tally-loadgen run --scenario cluster --quick --json target/cluster.json
+
+## What a cluster's nodes hold and carry (~2 minutes): idle connections per node on one node
+## and three, what a node pays for the others' events, sends/s on 1, 2 and 3 nodes.
+bench-capacity: setup-test
+	cargo build --release -p tally-relay -p tally-loadgen --bins
+	./target/release/tally-loadgen run --scenario capacity --json target/capacity.json
 
 ## A whole company on one node: 100,000 idle connections (or as many as `ulimit -n` allows),
 ## then all of them resuming at once behind a trusted proxy (docs/operations.md, "Sizing a node").
