@@ -21,6 +21,25 @@ fn sid(s: &str) -> StaffId {
     StaffId::new(s).unwrap()
 }
 
+/// The relay's engine with alice, bob and carol, and alice's direct conversation with bob.
+fn host() -> MemoryHost {
+    let staff: Vec<Staff> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|s| Staff {
+            id: sid(s),
+            name: s.to_uppercase(),
+        })
+        .collect();
+    let mut host = MemoryHost::with_staff(&staff);
+    host.execute(
+        &sid("alice"),
+        &Request::CreateDirect { staff: sid("bob") },
+        Millis(1),
+    )
+    .unwrap();
+    host
+}
+
 /// The relay's engine, driving one widget signed in as bob.
 struct World {
     host: MemoryHost,
@@ -32,21 +51,7 @@ struct World {
 
 impl World {
     async fn new(key: &str) -> World {
-        let staff: Vec<Staff> = ["alice", "bob", "carol"]
-            .iter()
-            .map(|s| Staff {
-                id: sid(s),
-                name: s.to_uppercase(),
-            })
-            .collect();
-        let mut host = MemoryHost::with_staff(&staff);
-        host.execute(
-            &sid("alice"),
-            &Request::CreateDirect { staff: sid("bob") },
-            Millis(1),
-        )
-        .unwrap();
-        let mut w = Self::mount(host, key).await;
+        let mut w = Self::mount(host(), key).await;
         w.deliver_snapshot();
         settle().await;
         w
@@ -269,20 +274,7 @@ async fn anothers_message_raises_the_badge_and_opening_reads_it_with_one_frame()
 
 #[wasm_bindgen_test]
 async fn the_badge_shows_the_relays_counts_ahead_of_the_snapshot_and_the_list_waits_for_it() {
-    let staff: Vec<Staff> = ["alice", "bob"]
-        .iter()
-        .map(|s| Staff {
-            id: sid(s),
-            name: s.to_uppercase(),
-        })
-        .collect();
-    let mut host = MemoryHost::with_staff(&staff);
-    host.execute(
-        &sid("alice"),
-        &Request::CreateDirect { staff: sid("bob") },
-        Millis(1),
-    )
-    .unwrap();
+    let mut host = host();
     for i in 0..3 {
         host.execute(
             &sid("alice"),
