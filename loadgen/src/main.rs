@@ -9,6 +9,7 @@
 mod capacity;
 mod ceiling;
 mod client;
+mod dictionary;
 mod export;
 mod history;
 mod search;
@@ -106,6 +107,19 @@ enum Cmd {
         staff: usize,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+    },
+    /// Train the dictionary the relay packs stored JSON with, on a history made by
+    /// `tally-loadgen history` (another seed than the one measured).
+    Dictionary {
+        /// The history's data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Where to write it.
+        #[arg(long, default_value = "relay/src/packed/dictionary-1.zdict")]
+        out: PathBuf,
+        /// How many stored values to train on.
+        #[arg(long, default_value_t = 20_000)]
+        samples: usize,
     },
     /// The bare fan-out server (started by `run`).
     Ceiling {
@@ -1051,6 +1065,10 @@ fn main() -> anyhow::Result<()> {
                 g.database_bytes as f64 / 1e9,
                 g.checkpoint_bytes as f64 / 1e6
             );
+            Ok(())
+        }
+        Cmd::Dictionary { data, out, samples } => {
+            println!("{}", dictionary::train(&data, &out, samples)?);
             Ok(())
         }
         Cmd::Search { data, people } => runtime.block_on(search::run(&data, people.max(1))),

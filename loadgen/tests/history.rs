@@ -47,10 +47,12 @@ async fn next(ws: &mut Ws) -> ServerFrame {
 fn stored_unread(data: &std::path::Path, conversation: ConversationId, me: &StaffId, after: Seq) -> u32 {
     let conn = storage::open_reader(data).unwrap();
     let mut stmt = conn
-        .prepare("SELECT payload FROM messages WHERE conversation = ?1 AND seq > ?2")
+        .prepare("SELECT id, conversation, seq, payload FROM messages WHERE conversation = ?1 AND seq > ?2")
         .unwrap();
     let rows = stmt
-        .query_map([conversation.0 as i64, after.0 as i64], |r| r.get::<_, String>(0))
+        .query_map([conversation.0 as i64, after.0 as i64], |r| {
+            storage::message_json(r, 0)
+        })
         .unwrap();
     let mut n = 0;
     for row in rows {

@@ -52,6 +52,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod order;
 pub mod paced;
+pub mod packed;
 pub mod pages;
 pub mod pg;
 pub mod postgres;

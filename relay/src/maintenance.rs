@@ -34,10 +34,11 @@ pub fn check_replica(url: &str, data: &Path) -> anyhow::Result<Vec<String>> {
             ));
             break;
         }
-        let mine: Vec<String> = conn
-            .prepare_cached("SELECT frame FROM events WHERE offset > ?1 ORDER BY offset LIMIT ?2")?
-            .query_map(rusqlite::params![at.0 as i64, shared.len() as i64], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let mut mine: Vec<String> = Vec::with_capacity(shared.len());
+        storage::for_each_frame(&conn, at, tally_shared::Offset(u64::MAX), |_, frame| {
+            mine.push(frame.to_string());
+            Ok(mine.len() < shared.len())
+        })?;
         for (i, (m, s)) in mine.iter().zip(&shared).enumerate() {
             if m != s {
                 problems.push(format!("event {} differs from PostgreSQL's", at.0 + 1 + i as u64));
@@ -165,11 +166,10 @@ fn check_checkpoint(data: &Path, conn: &Connection) -> anyhow::Result<Vec<String
     for s in saved.keyed_staff() {
         replayed.register(&s);
     }
-    let mut stmt = conn.prepare("SELECT frame FROM events WHERE offset <= ?1 ORDER BY offset")?;
-    let mut rows = stmt.query([offset.0 as i64])?;
-    while let Some(row) = rows.next()? {
-        replayed.apply(serde_json::from_str(row.get_ref(0)?.as_str()?)?);
-    }
+    storage::for_each_frame(conn, tally_shared::Offset(0), offset, |_, frame| {
+        replayed.apply(serde_json::from_str(frame)?);
+        Ok(true)
+    })?;
     if replayed.offset() != offset {
         return Ok(vec![format!(
             "checkpoint {name} is at offset {offset}, past the log's end {}",

@@ -153,7 +153,7 @@ impl TextSearch for Connection {
         // The scope is in the FTS query; checked again on the row, so the answer never depends
         // on the index alone.
         let mut stmt = self.prepare_cached(
-            "SELECT m.payload FROM message_text t JOIN messages m ON m.id = t.rowid
+            "SELECT m.id, m.conversation, m.seq, m.payload FROM message_text t JOIN messages m ON m.id = t.rowid
              WHERE message_text MATCH ?1 AND t.rowid < ?2
                AND m.conversation IN (SELECT value FROM json_each(?3))
              ORDER BY t.rowid DESC LIMIT ?4",
@@ -165,7 +165,7 @@ impl TextSearch for Connection {
                 scope,
                 q.limit.min(MAX_RESULTS) as i64
             ],
-            |r| r.get::<_, String>(0),
+            |r| crate::storage::message_json(r, 0),
         )?;
         let limit = q.limit.min(MAX_RESULTS) as usize;
         let mut found = Found::default();

@@ -178,9 +178,78 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO message_text (message_text) VALUES ('optimize');",
 ];
 
+/// The migrations that are code, by the version they make (run after the SQL of that version,
+/// which is empty for them).
+fn code_migration(version: usize) -> Option<fn(&Connection) -> anyhow::Result<()>> {
+    match version {
+        10 => Some(pack_stored),
+        _ => None,
+    }
+}
+
+/// The number of migrations: [`MIGRATIONS`] and then the code ones.
+const VERSIONS: usize = 10;
+const _: () = assert!(MIGRATIONS.len() <= VERSIONS);
+
+/// 10: messages stored once, and packed (see [`crate::packed`]). A message's creation in the
+/// log is its row in `messages` (the frame is stored empty and rebuilt from the row, byte for
+/// byte) until the message first changes, when the creation's frame is written out; the
+/// messages' JSON and the log's other frames are packed, but for those SQL reads
+/// ([`stays_json`]). Rewrites the whole log once: about 25 s per million messages on one of
+/// this machine's cores (`docs/benchmarks.md`).
+fn pack_stored(tx: &Connection) -> anyhow::Result<()> {
+    const CHUNK: i64 = 20_000;
+    let mut after = 0i64;
+    loop {
+        let rows: Vec<(i64, String, Option<String>)> = tx
+            .prepare_cached(
+                "SELECT e.offset, e.frame, m.payload FROM events e LEFT JOIN messages m ON m.id = e.message
+                 WHERE e.offset > ?1 ORDER BY e.offset LIMIT ?2",
+            )?
+            .query_map([after, CHUNK], |r| {
+                Ok((r.get(0)?, crate::packed::column(r, 1)?, r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let Some(last) = rows.last() else { break };
+        after = last.0;
+        for (offset, frame, payload) in rows {
+            let as_message =
+                payload.is_some_and(|p| message_payload(Offset(offset as u64), &frame) == Some(p.as_str()));
+            let stored = if as_message {
+                rusqlite::types::Value::Text(String::new())
+            } else if stays_json(&serde_json::from_str::<LoggedEvent>(&frame)?.event) {
+                continue;
+            } else {
+                rusqlite::types::Value::Blob(crate::packed::pack(&frame))
+            };
+            tx.prepare_cached("UPDATE events SET frame = ?2 WHERE offset = ?1")?
+                .execute(params![offset, stored])?;
+        }
+    }
+    let mut after = i64::MIN;
+    loop {
+        let rows: Vec<(i64, i64, i64, String)> = tx
+            .prepare_cached(
+                "SELECT id, conversation, seq, payload FROM messages
+                 WHERE id > ?1 AND typeof(payload) = 'text' ORDER BY id LIMIT ?2",
+            )?
+            .query_map([after, CHUNK], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let Some(last) = rows.last() else { break };
+        after = last.0;
+        for (id, conversation, seq, payload) in rows {
+            tx.prepare_cached("UPDATE messages SET payload = ?2 WHERE id = ?1")?
+                .execute(params![id, pack_message(&payload, id, conversation, seq)])?;
+        }
+    }
+    Ok(())
+}
+
 /// The schema version this build writes (the number of migrations).
 pub fn schema_version() -> usize {
-    MIGRATIONS.len()
+    VERSIONS
 }
 
 /// The identity of the log in this database (16 hex digits, made when the schema was).
@@ -350,10 +419,15 @@ pub fn open_reader(data: &Path) -> anyhow::Result<Connection> {
 
 fn migrate(conn: &Connection) -> anyhow::Result<()> {
     let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+    for v in version + 1..=VERSIONS {
         let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i + 1)?;
+        if let Some(sql) = MIGRATIONS.get(v - 1) {
+            tx.execute_batch(sql)?;
+        }
+        if let Some(code) = code_migration(v) {
+            code(&tx)?;
+        }
+        tx.pragma_update(None, "user_version", v)?;
         tx.commit()?;
     }
     Ok(())
@@ -479,36 +553,123 @@ pub fn for_each_event_after(
     after: Offset,
     mut f: impl FnMut(LoggedEvent),
 ) -> anyhow::Result<()> {
-    let mut stmt = conn.prepare_cached("SELECT frame FROM events WHERE offset > ?1 ORDER BY offset")?;
-    let mut rows = stmt.query([after.0 as i64])?;
-    while let Some(row) = rows.next()? {
-        let text: String = row.get(0)?;
-        f(serde_json::from_str(&text)?);
-    }
-    Ok(())
+    for_each_frame(conn, after, Offset(u64::MAX), |_, frame| {
+        f(serde_json::from_str(frame)?);
+        Ok(true)
+    })
 }
 
 /// Up to `limit` stored events after `after`, in offset order.
 pub fn events_after(conn: &Connection, after: Offset, limit: usize) -> anyhow::Result<Vec<LoggedEvent>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT frame FROM events WHERE offset > ?1 ORDER BY offset LIMIT ?2")?;
-    let mut rows = stmt.query(params![after.0 as i64, limit as i64])?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let text: String = row.get(0)?;
-        out.push(serde_json::from_str(&text)?);
-    }
+    for_each_frame(conn, after, Offset(u64::MAX), |_, frame| {
+        out.push(serde_json::from_str(frame)?);
+        Ok(out.len() < limit)
+    })?;
     Ok(out)
 }
 
-/// The message inside a `message_created` frame, as its own JSON: the frame is
-/// `{"offset":…,"type":"message_created","message":{…}}` with the message last, so the stored
-/// payload is a slice of it rather than a second serialization (`None` for any other shape).
-fn message_payload(frame: &str) -> Option<&str> {
-    const KEY: &str = "\"type\":\"message_created\",\"message\":";
-    let start = frame.find(KEY)? + KEY.len();
-    let payload = frame.get(start..frame.len().checked_sub(1)?)?;
-    (payload.starts_with('{') && frame.ends_with("}}")).then_some(payload)
+/// The log's frames and their messages' rows, for [`stored_frame`].
+const FRAMES: &str = "SELECT e.offset, e.frame, m.id, m.conversation, m.seq, m.payload FROM events e
+    LEFT JOIN messages m ON e.frame = '' AND m.id = e.message";
+
+/// Calls `f` with the stored frames (JSON, as sent) after `after` and up to `upto`, in offset
+/// order, while it returns true.
+pub fn for_each_frame(
+    conn: &Connection,
+    after: Offset,
+    upto: Offset,
+    mut f: impl FnMut(Offset, &str) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{FRAMES} WHERE e.offset > ?1 AND e.offset <= ?2 ORDER BY e.offset"
+    ))?;
+    let mut rows = stmt.query([after.0 as i64, upto.0.min(i64::MAX as u64) as i64])?;
+    while let Some(row) = rows.next()? {
+        let (offset, frame) = stored_frame(row)?;
+        if !f(offset, &frame)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The stored frames of a message's events (its creation and edits), in offset order.
+pub fn message_frames(conn: &Connection, message: MessageId) -> rusqlite::Result<Vec<(Offset, String)>> {
+    conn.prepare_cached(&format!("{FRAMES} WHERE e.message = ?1 ORDER BY e.offset"))?
+        .query_map([message.0 as i64], stored_frame)?
+        .collect()
+}
+
+/// One row of [`FRAMES`]: its offset and its frame (rebuilt from its message's row for a
+/// creation stored as its message).
+fn stored_frame(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Offset, String)> {
+    let offset = Offset(row.get::<_, i64>(0)? as u64);
+    let frame = crate::packed::column(row, 1)?;
+    if !frame.is_empty() {
+        return Ok((offset, frame));
+    }
+    let payload = message_json(row, 2)?;
+    Ok((offset, created_frame(offset, &payload)))
+}
+
+/// The columns of `messages` that [`message_json`] reads, in its order.
+pub const MESSAGE_COLUMNS: &str = "id, conversation, seq, payload";
+
+/// The start of a message's JSON: its key, which its row holds as columns.
+fn message_key(id: i64, conversation: i64, seq: i64) -> String {
+    format!("{{\"id\":{id},\"conversation\":{conversation},\"seq\":{seq},")
+}
+
+/// What a message's row stores of its JSON: the rest after its key ([`message_key`], which
+/// starts with `{`, as the rest never does), packed; all of it if it does not start so.
+fn pack_message(json: &str, id: i64, conversation: i64, seq: i64) -> Vec<u8> {
+    let rest = json.strip_prefix(message_key(id, conversation, seq).as_str());
+    crate::packed::pack(rest.filter(|r| !r.starts_with('{')).unwrap_or(json))
+}
+
+/// A stored message's JSON, as it was serialized, from the four columns at `i`
+/// ([`MESSAGE_COLUMNS`]).
+pub fn message_json(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
+    let stored = crate::packed::column(row, i + 3)?;
+    if stored.starts_with('{') {
+        return Ok(stored);
+    }
+    let mut json = message_key(row.get(i)?, row.get(i + 1)?, row.get(i + 2)?);
+    json.push_str(&stored);
+    Ok(json)
+}
+
+/// Whether an event's stored frame stays JSON text rather than packed: those that SQL reads
+/// ([`joined_at`]).
+fn stays_json(event: &Event) -> bool {
+    matches!(event, Event::ParticipantAdded { .. })
+}
+
+/// The start of the `message_created` frame at `offset`; the message's JSON and `}` follow.
+fn created_prefix(offset: Offset) -> String {
+    format!(
+        "{{\"offset\":{},\"type\":\"message_created\",\"message\":",
+        offset.0
+    )
+}
+
+/// The `message_created` frame at `offset` of the message whose JSON is `payload`.
+fn created_frame(offset: Offset, payload: &str) -> String {
+    let mut frame = created_prefix(offset);
+    frame.push_str(payload);
+    frame.push('}');
+    frame
+}
+
+/// The message inside the `message_created` frame at `offset`, as its own JSON, when the frame
+/// is exactly [`created_frame`] of it: then the log stores it once, as the message's row
+/// (`None` for any other shape, which is stored as it is).
+fn message_payload(offset: Offset, frame: &str) -> Option<&str> {
+    let payload = frame
+        .strip_prefix(created_prefix(offset).as_str())?
+        .strip_suffix('}')?;
+    payload.starts_with('{').then_some(payload)
 }
 
 /// Appends one event (`frame` is its JSON as sent) and keeps the messages it changes.
@@ -519,15 +680,32 @@ pub fn append(tx: &Connection, event: &LoggedEvent, frame: &str) -> anyhow::Resu
         Event::MessageEdited { message, .. } => Some(*message),
         _ => None,
     };
+    use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+    let created = match &event.event {
+        Event::MessageCreated { message } => Some(match message_payload(event.offset, frame) {
+            Some(payload) => (ToSqlOutput::Borrowed(ValueRef::Text(b"")), payload.to_string()),
+            None => (
+                ToSqlOutput::Owned(Value::Blob(crate::packed::pack(frame))),
+                serde_json::to_string(message)?,
+            ),
+        }),
+        _ => None,
+    };
+    let stored = match &created {
+        Some((stored, _)) => stored.clone(),
+        None if stays_json(&event.event) => ToSqlOutput::Borrowed(ValueRef::Text(frame.as_bytes())),
+        None => ToSqlOutput::Owned(Value::Blob(crate::packed::pack(frame))),
+    };
     tx.prepare_cached("INSERT INTO events (offset, conversation, frame, message) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![
             event.offset.0 as i64,
             conversation.0 as i64,
-            frame,
+            stored,
             message.map(|m| m.0 as i64)
         ])?;
     match &event.event {
         Event::MessageCreated { message } => {
+            let payload = created.map(|(_, p)| p).unwrap_or_default();
             tx.prepare_cached(
                 "INSERT INTO messages (conversation, seq, id, payload, reply_to, thread) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
@@ -535,8 +713,12 @@ pub fn append(tx: &Connection, event: &LoggedEvent, frame: &str) -> anyhow::Resu
                 conversation.0 as i64,
                 message.seq.0 as i64,
                 message.id.0 as i64,
-                message_payload(frame)
-                    .map_or_else(|| serde_json::to_string(message), |p| Ok(p.to_string()))?,
+                pack_message(
+                    &payload,
+                    message.id.0 as i64,
+                    conversation.0 as i64,
+                    message.seq.0 as i64
+                ),
                 message.reply_to.as_ref().map(|r| r.message.0 as i64),
                 message.thread.map(|t| t.0 as i64),
             ])?;
@@ -613,11 +795,7 @@ pub fn redacted_frames(tx: &Connection, deleted: &[MessageId]) -> anyhow::Result
                 .collect::<Result<Vec<_>, _>>()?,
         );
         for m in ids {
-            let rows = tx
-                .prepare_cached("SELECT offset, frame FROM events WHERE message = ?1")?
-                .query_map([m], |r| Ok((Offset(r.get::<_, i64>(0)? as u64), r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            out.extend(rows);
+            out.extend(message_frames(tx, MessageId(m as u64))?);
         }
     }
     Ok(out)
@@ -625,19 +803,18 @@ pub fn redacted_frames(tx: &Connection, deleted: &[MessageId]) -> anyhow::Result
 
 /// Rewrites the stored frames of a message's events (its creation and edits).
 fn rewrite_events(tx: &Connection, message: MessageId, change: impl Fn(&mut Event)) -> anyhow::Result<()> {
-    let rows: Vec<(i64, String)> = tx
-        .prepare_cached("SELECT offset, frame FROM events WHERE message = ?1")?
-        .query_map([message.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    for (offset, frame) in rows {
+    for (offset, frame) in message_frames(tx, message)? {
         let mut event: LoggedEvent = serde_json::from_str(&frame)?;
         change(&mut event.event);
+        let frame = crate::packed::pack(&tally_shared::protocol::encode(&event));
         tx.prepare_cached("UPDATE events SET frame = ?2 WHERE offset = ?1")?
-            .execute(params![offset, tally_shared::protocol::encode(&event)])?;
+            .execute(params![offset.0 as i64, frame])?;
     }
     Ok(())
 }
 
+/// Changes a stored message. Its creation, stored as its row until now, is written out first:
+/// the log keeps what was sent.
 fn update_message(
     tx: &Connection,
     conversation: ConversationId,
@@ -645,16 +822,32 @@ fn update_message(
     change: impl FnOnce(&mut Message),
 ) -> anyhow::Result<()> {
     let key = params![conversation.0 as i64, seq.0 as i64];
-    let payload: String = tx
-        .prepare_cached("SELECT payload FROM messages WHERE conversation = ?1 AND seq = ?2")?
-        .query_row(key, |r| r.get(0))?;
+    let (id, payload): (i64, String) = tx
+        .prepare_cached(&format!(
+            "SELECT id, {MESSAGE_COLUMNS} FROM messages WHERE conversation = ?1 AND seq = ?2"
+        ))?
+        .query_row(key, |r| Ok((r.get(0)?, message_json(r, 1)?)))?;
+    let created: Option<i64> = tx
+        .prepare_cached("SELECT offset FROM events WHERE message = ?1 AND frame = ''")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    if let Some(offset) = created {
+        let frame = created_frame(Offset(offset as u64), &payload);
+        tx.prepare_cached("UPDATE events SET frame = ?2 WHERE offset = ?1")?
+            .execute(params![offset, crate::packed::pack(&frame)])?;
+    }
     let mut m: Message = serde_json::from_str(&payload)?;
     change(&mut m);
     tx.prepare_cached("UPDATE messages SET payload = ?3 WHERE conversation = ?1 AND seq = ?2")?
         .execute(params![
             conversation.0 as i64,
             seq.0 as i64,
-            serde_json::to_string(&m)?
+            pack_message(
+                &serde_json::to_string(&m)?,
+                id,
+                conversation.0 as i64,
+                seq.0 as i64
+            )
         ])?;
     Ok(())
 }
@@ -681,12 +874,10 @@ pub fn message_versions(
     conn: &Connection,
     message: MessageId,
 ) -> rusqlite::Result<Option<(ConversationId, bool, Vec<Version>)>> {
-    let mut stmt = conn.prepare_cached("SELECT frame FROM events WHERE message = ?1 ORDER BY offset")?;
-    let frames = stmt.query_map(params![message.0 as i64], |r| r.get::<_, String>(0))?;
     let mut found: Option<(ConversationId, bool)> = None;
     let mut versions = Vec::new();
-    for frame in frames {
-        let Ok(e) = serde_json::from_str::<LoggedEvent>(&frame?) else {
+    for (_, frame) in message_frames(conn, message)? {
+        let Ok(e) = serde_json::from_str::<LoggedEvent>(&frame) else {
             continue;
         };
         match e.event {
@@ -716,14 +907,10 @@ pub fn message_versions(
     let Some((conversation, _)) = found else {
         return Ok(None);
     };
-    let deleted: bool = conn
-        .query_row(
-            "SELECT coalesce(json_extract(payload, '$.deleted'), 0) FROM messages WHERE id = ?1",
-            params![message.0 as i64],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(true);
+    let deleted = SqlLookup(conn)
+        .message(message)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.0.into()))?
+        .is_none_or(|m| m.deleted);
     Ok(Some((conversation, deleted, versions)))
 }
 
@@ -735,9 +922,11 @@ pub fn joined_at(
     staff: &StaffId,
 ) -> rusqlite::Result<Option<Offset>> {
     let at: Option<i64> = conn.query_row(
+        // Only some frames are JSON text ([`stays_json`]); the others are packed, or empty.
         "SELECT max(offset) FROM events WHERE conversation = ?1
-           AND json_extract(frame, '$.type') = 'participant_added'
-           AND json_extract(frame, '$.staff') = ?2",
+           AND CASE WHEN typeof(frame) = 'text' AND frame != ''
+                    THEN json_extract(frame, '$.type') = 'participant_added'
+                         AND json_extract(frame, '$.staff') = ?2 END",
         params![conversation.0 as i64, staff.as_str()],
         |r| r.get(0),
     )?;
@@ -752,10 +941,12 @@ pub fn message_range(
     to: Seq,
 ) -> rusqlite::Result<Vec<Message>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT payload FROM messages WHERE conversation = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
+        &format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq"
+        ),
     )?;
     let rows = stmt.query_map(params![conversation.0 as i64, from.0 as i64, to.0 as i64], |r| {
-        r.get::<_, String>(0)
+        message_json(r, 0)
     })?;
     let mut out = Vec::new();
     for row in rows {
@@ -778,11 +969,13 @@ pub fn messages_newest_first(
     take: &mut dyn FnMut(Message, usize) -> bool,
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
-        "SELECT payload FROM messages WHERE conversation = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq DESC",
+        &format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq DESC"
+        ),
     )?;
     let mut rows = stmt.query(params![conversation.0 as i64, from.0 as i64, to.0 as i64])?;
     while let Some(row) = rows.next()? {
-        let payload: String = row.get(0)?;
+        let payload = message_json(row, 0)?;
         let m = serde_json::from_str(&payload).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
         })?;
@@ -853,13 +1046,13 @@ pub fn thread_page(
     limit: u64,
     max_bytes: usize,
 ) -> rusqlite::Result<Vec<Message>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT payload FROM (
-            SELECT seq, payload FROM messages WHERE conversation = ?1 AND thread = ?2 AND seq < ?3
-            UNION ALL
-            SELECT seq, payload FROM messages WHERE conversation = ?1 AND seq = ?2 AND seq < ?3
-         ) ORDER BY seq DESC LIMIT ?4",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM (
+                SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation = ?1 AND thread = ?2 AND seq < ?3
+                UNION ALL
+                SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation = ?1 AND seq = ?2 AND seq < ?3
+             ) ORDER BY seq DESC LIMIT ?4"
+    ))?;
     let before = before.map_or(i64::MAX, |b| b.0 as i64);
     let mut rows = stmt.query(params![
         conversation.0 as i64,
@@ -869,7 +1062,7 @@ pub fn thread_page(
     ])?;
     let (mut page, mut bytes) = (Vec::new(), 0);
     while let Some(row) = rows.next()? {
-        let payload: String = row.get(0)?;
+        let payload = message_json(row, 0)?;
         if !page.is_empty() && bytes + payload.len() > max_bytes {
             break;
         }
@@ -1027,8 +1220,8 @@ impl Lookup for SqlLookup<'_> {
         let failed = |e: &dyn std::fmt::Display| LookupFailed(e.to_string());
         let payload: Option<String> = self
             .0
-            .prepare_cached("SELECT payload FROM messages WHERE id = ?1")
-            .and_then(|mut s| s.query_row([id.0 as i64], |r| r.get(0)).optional())
+            .prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"))
+            .and_then(|mut s| s.query_row([id.0 as i64], |r| message_json(r, 0)).optional())
             .map_err(|e| failed(&e))?;
         payload
             .map(|p| serde_json::from_str(&p).map_err(|e| failed(&e)))
@@ -1039,9 +1232,11 @@ impl Lookup for SqlLookup<'_> {
         let failed = |e: &dyn std::fmt::Display| LookupFailed(e.to_string());
         let payload: Option<String> = self
             .0
-            .prepare_cached("SELECT payload FROM messages WHERE conversation = ?1 AND seq = ?2")
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation = ?1 AND seq = ?2"
+            ))
             .and_then(|mut s| {
-                s.query_row([conversation.0 as i64, seq.0 as i64], |r| r.get(0))
+                s.query_row([conversation.0 as i64, seq.0 as i64], |r| message_json(r, 0))
                     .optional()
             })
             .map_err(|e| failed(&e))?;
@@ -1170,6 +1365,85 @@ mod tests {
     }
 
     #[test]
+    fn a_message_is_stored_once_and_its_creation_reads_as_sent_after_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path(), Durability::Normal).unwrap();
+        let message = Message {
+            reactions: Vec::new(),
+            mention_ranges: Vec::new(),
+            thread: None,
+            id: MessageId(7),
+            conversation: ConversationId(2),
+            seq: Seq(3),
+            sender: StaffId::new("alice").unwrap(),
+            body: "the door code is 4711".into(),
+            mentions: Vec::new(),
+            attachments: Vec::new(),
+            reply_to: None,
+            forwarded_from: None,
+            notice: None,
+            client_id: None,
+            created_at: Millis(1),
+            edited_at: None,
+            deleted: false,
+        };
+        let created = LoggedEvent {
+            offset: Offset(1),
+            event: Event::MessageCreated { message },
+        };
+        append(&conn, &created, &encode(&created)).unwrap();
+        let stored = |offset: i64| -> (String, usize) {
+            conn.query_row(
+                "SELECT typeof(frame), length(frame) FROM events WHERE offset = ?1",
+                [offset],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        // Once: the creation is its message's row.
+        assert_eq!(stored(1), ("text".into(), 0));
+        let row: String = conn
+            .query_row("SELECT payload FROM messages WHERE id = 7", [], |r| {
+                crate::packed::column(r, 0)
+            })
+            .unwrap();
+        assert!(
+            row.starts_with("\"sender\":\"alice\""),
+            "its key is in columns: {row}"
+        );
+        assert_eq!(
+            message_frames(&conn, MessageId(7)).unwrap(),
+            [(Offset(1), encode(&created))]
+        );
+        let edited = LoggedEvent {
+            offset: Offset(2),
+            event: Event::MessageEdited {
+                conversation: ConversationId(2),
+                message: MessageId(7),
+                seq: Seq(3),
+                body: "the door code changed".into(),
+                mention_ranges: Vec::new(),
+                edited_at: Millis(2),
+            },
+        };
+        append(&conn, &edited, &encode(&edited)).unwrap();
+        // The row changed, so the creation was written out (packed), and reads as it was sent.
+        assert_eq!(stored(1).0, "blob");
+        assert_eq!(
+            message_frames(&conn, MessageId(7)).unwrap(),
+            [(Offset(1), encode(&created)), (Offset(2), encode(&edited))]
+        );
+        let now = SqlLookup(&conn).message(MessageId(7)).unwrap().unwrap();
+        assert_eq!(now.body, "the door code changed");
+        let mut replayed = Vec::new();
+        for_each_event(&conn, |e| replayed.push(e)).unwrap();
+        assert_eq!(replayed, [created, edited]);
+        let versions = message_versions(&conn, MessageId(7)).unwrap().unwrap();
+        assert_eq!(versions.2.len(), 2);
+        assert!(!versions.1);
+    }
+
+    #[test]
     fn a_stored_payload_is_the_message_as_serialized_whatever_its_text() {
         for body in [
             "hi",
@@ -1203,11 +1477,14 @@ mod tests {
                 },
             };
             let frame = encode(&logged);
-            assert_eq!(
-                message_payload(&frame),
-                Some(serde_json::to_string(&message).unwrap().as_str())
-            );
+            let payload = serde_json::to_string(&message).unwrap();
+            assert_eq!(message_payload(Offset(9), &frame), Some(payload.as_str()));
+            assert_eq!(created_frame(Offset(9), &payload), frame);
+            assert_eq!(message_payload(Offset(8), &frame), None);
         }
-        assert_eq!(message_payload(r#"{"offset":1,"type":"messages_read"}"#), None);
+        assert_eq!(
+            message_payload(Offset(1), r#"{"offset":1,"type":"messages_read"}"#),
+            None
+        );
     }
 }

@@ -228,7 +228,7 @@ async fn a_deleted_message_leaves_no_text_in_quotes_history_or_the_log_and_its_f
     for sql in ["SELECT payload FROM messages", "SELECT frame FROM events"] {
         let mut stmt = db.prepare(sql).unwrap();
         let rows: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
+            .query_map([], |r| tally_relay::packed::column(r, 0))
             .unwrap()
             .map(Result::unwrap)
             .collect();

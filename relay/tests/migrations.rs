@@ -29,12 +29,49 @@ async fn a_data_directory_of_schema_1_migrates_with_its_counts_history_and_files
     }
     let dir = tempfile::tempdir().unwrap();
     copy(std::path::Path::new(FIXTURE), dir.path());
+    let frames_before: Vec<String> = {
+        let db = rusqlite::Connection::open(dir.path().join("tally.sqlite3")).unwrap();
+        let mut stmt = db.prepare("SELECT frame FROM events ORDER BY offset").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
     let relay = Relay::start_in(dir, &[], |_| {}).await;
     let (dm, group) = (ConversationId(1), ConversationId(2));
     let db = rusqlite::Connection::open(relay.dir.path().join("tally.sqlite3")).unwrap();
     let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version as usize, tally_relay::storage::schema_version());
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
+    // Migration 10: each message stored once, packed; the log reads as it was, byte for byte.
+    let unpacked: i64 = db
+        .query_row(
+            "SELECT count(*) FROM messages WHERE typeof(payload) != 'blob'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(unpacked, 0);
+    let (creations, as_rows): (i64, i64) = db
+        .query_row(
+            "SELECT count(*), count(*) FILTER (WHERE frame = '') FROM events WHERE message IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(as_rows > 0 && as_rows <= creations, "{as_rows} of {creations}");
+    let mut frames_after = Vec::new();
+    tally_relay::storage::for_each_frame(
+        &db,
+        tally_shared::Offset(0),
+        tally_shared::Offset(u64::MAX),
+        |_, f| {
+            frames_after.push(f.to_string());
+            Ok(true)
+        },
+    )
+    .unwrap();
+    assert_eq!(frames_after, frames_before);
     // Migration 9: the search index has its prefix indexes.
     let index: String = db
         .query_row(
@@ -131,7 +168,7 @@ async fn a_data_directory_of_schema_1_migrates_with_its_counts_history_and_files
     for sql in ["SELECT payload FROM messages", "SELECT frame FROM events"] {
         let mut stmt = db.prepare(sql).unwrap();
         let rows: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
+            .query_map([], |r| tally_relay::packed::column(r, 0))
             .unwrap()
             .map(Result::unwrap)
             .collect();

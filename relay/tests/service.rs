@@ -64,13 +64,8 @@ async fn offset(addr: SocketAddr) -> u64 {
 /// The stored log, as the oracle counts it.
 fn oracle_of(data: &std::path::Path) -> Oracle {
     let conn = rusqlite::Connection::open(data.join("tally.sqlite3")).unwrap();
-    let mut stmt = conn.prepare("SELECT frame FROM events ORDER BY offset").unwrap();
     let mut oracle = Oracle::new();
-    let frames = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
-    for f in frames {
-        let e: LoggedEvent = serde_json::from_str(&f.unwrap()).unwrap();
-        oracle.observe_logged(&e.event);
-    }
+    tally_relay::storage::for_each_event(&conn, |e: LoggedEvent| oracle.observe_logged(&e.event)).unwrap();
     oracle
 }
 

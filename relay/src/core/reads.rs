@@ -171,6 +171,11 @@ impl Core {
         if deleted {
             return Err(ErrorCode::NotFound);
         }
+        // Never edited: no earlier version (and no need to look for when they joined, which
+        // reads the conversation's events).
+        if versions.len() < 2 {
+            return Ok(Vec::new());
+        }
         let joined = storage::joined_at(&self.conn, conversation, staff)
             .map_err(unavailable)?
             .unwrap_or_default();
