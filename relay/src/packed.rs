@@ -1,7 +1,8 @@
 //! How the log's frames and the messages' JSON are stored: compressed with zstd and a dictionary
 //! trained on Tally's own JSON, about three times smaller than the text (a message is a few
 //! hundred bytes; alone, zstd could not find much to share in it, the dictionary holds what
-//! messages have in common: the field names, the shape, common words).
+//! messages have in common: the field names, the shape, common words). `docs/benchmarks.md`,
+//! "Disk per message", has the figures.
 //!
 //! A packed value is a SQLite BLOB: one byte naming the format (today [`ZSTD_DICT_1`]: zstd with
 //! dictionary 1, without the frame's magic number), the text's length (LEB128), then the zstd
@@ -22,12 +23,12 @@ use zstd::zstd_safe::{CParameter, DParameter, FrameFormat};
 /// The format byte of values packed with zstd and [`DICTIONARY_1`].
 pub const ZSTD_DICT_1: u8 = 1;
 
-/// The first dictionary (`tally-loadgen dictionary`): 16 KiB trained on messages, frames and
-/// checkpoints-to-be of a generated history.
+/// The first dictionary (`tally-loadgen dictionary`): 16 KiB trained on the stored rows and
+/// frames of a generated history (seed 1; the benchmarks measure seed 7).
 pub const DICTIONARY_1: &[u8] = include_bytes!("packed/dictionary-1.zdict");
 
-/// zstd's level: with a dictionary, small values gain little from more effort (3 and 9 differ
-/// by about 1%), and packing is on the writer's path.
+/// zstd's level (its default): packing is on the writer's path, and with a dictionary most of
+/// what a small value shares is found at any level.
 const LEVEL: i32 = 3;
 
 /// The longest text a packed value may claim to hold: a guard against a corrupt length (a

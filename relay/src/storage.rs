@@ -195,8 +195,8 @@ const _: () = assert!(MIGRATIONS.len() <= VERSIONS);
 /// log is its row in `messages` (the frame is stored empty and rebuilt from the row, byte for
 /// byte) until the message first changes, when the creation's frame is written out; the
 /// messages' JSON and the log's other frames are packed, but for those SQL reads
-/// ([`stays_json`]). Rewrites the whole log once: about 25 s per million messages on one of
-/// this machine's cores (`docs/benchmarks.md`).
+/// ([`stays_json`]). Rewrites the whole log once: about 16 s per million messages
+/// (`docs/benchmarks.md`). The file keeps its size until compacted (`backup`).
 fn pack_stored(tx: &Connection) -> anyhow::Result<()> {
     const CHUNK: i64 = 20_000;
     let mut after = 0i64;
