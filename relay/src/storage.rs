@@ -562,6 +562,9 @@ pub fn for_each_event_after(
 /// Up to `limit` stored events after `after`, in offset order.
 pub fn events_after(conn: &Connection, after: Offset, limit: usize) -> anyhow::Result<Vec<LoggedEvent>> {
     let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
     for_each_frame(conn, after, Offset(u64::MAX), |_, frame| {
         out.push(serde_json::from_str(frame)?);
         Ok(out.len() < limit)
