@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tally_relay::auth::{self, Keys};
-use tally_relay::storage;
+use tally_relay::{packed, storage};
 use tally_shared::protocol::{ServerFrame, encode};
 use tally_shared::{ClientFrame, ConversationId, Engine, Request, Seq, StaffId};
 use tokio_tungstenite::tungstenite::Message;
@@ -51,7 +51,7 @@ fn stored_unread(data: &std::path::Path, conversation: ConversationId, me: &Staf
         .unwrap();
     let rows = stmt
         .query_map([conversation.0 as i64, after.0 as i64], |r| {
-            storage::message_json(r, 0)
+            packed::message_json(r, 0)
         })
         .unwrap();
     let mut n = 0;

@@ -10,6 +10,9 @@
 //! packing, and the small frames that are not worth it): [`text`] reads both. A dictionary, once
 //! used, is kept for as long as a database may hold a value packed with it; a better one gets
 //! the next format byte.
+//!
+//! A message's row in `messages` holds its key (id, conversation, seq) as columns and packs
+//! only the rest of its JSON ([`pack_message`], [`message_json`]).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -149,6 +152,33 @@ pub fn column(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
     text(row.get_ref(i)?)
         .map(Cow::into_owned)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, Box::new(e)))
+}
+
+/// The columns of `messages` that [`message_json`] reads, in its order.
+pub const MESSAGE_COLUMNS: &str = "id, conversation, seq, payload";
+
+/// The start of a message's JSON: its key, which its row holds as columns.
+fn message_key(id: i64, conversation: i64, seq: i64) -> String {
+    format!("{{\"id\":{id},\"conversation\":{conversation},\"seq\":{seq},")
+}
+
+/// What a message's row stores of its JSON: the rest after its key ([`message_key`], which
+/// starts with `{`, as the rest never does), packed; all of it if it does not start so.
+pub fn pack_message(json: &str, id: i64, conversation: i64, seq: i64) -> Vec<u8> {
+    let rest = json.strip_prefix(message_key(id, conversation, seq).as_str());
+    pack(rest.filter(|r| !r.starts_with('{')).unwrap_or(json))
+}
+
+/// A stored message's JSON, as it was serialized, from the four columns at `i`
+/// ([`MESSAGE_COLUMNS`]).
+pub fn message_json(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
+    let stored = column(row, i + 3)?;
+    if stored.starts_with('{') {
+        return Ok(stored);
+    }
+    let mut json = message_key(row.get(i)?, row.get(i + 1)?, row.get(i + 2)?);
+    json.push_str(&stored);
+    Ok(json)
 }
 
 #[cfg(test)]

@@ -165,7 +165,7 @@ impl TextSearch for Connection {
                 scope,
                 q.limit.min(MAX_RESULTS) as i64
             ],
-            |r| crate::storage::message_json(r, 0),
+            |r| crate::packed::message_json(r, 0),
         )?;
         let limit = q.limit.min(MAX_RESULTS) as usize;
         let mut found = Found::default();

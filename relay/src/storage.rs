@@ -15,6 +15,8 @@ use tally_shared::{
     Attachment, AttachmentId, ConversationId, Message, MessageId, Offset, Seq, Staff, StaffId,
 };
 
+use crate::packed::{MESSAGE_COLUMNS, message_json, pack_message};
+
 /// How hard a commit waits for the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Durability {
@@ -176,6 +178,21 @@ const MIGRATIONS: &[&str] = &[
         SELECT id, json_extract(payload, '$.body'), 'tallyin' || conversation FROM messages
         WHERE coalesce(json_extract(payload, '$.body'), '') != '';
      INSERT INTO message_text (message_text) VALUES ('optimize');",
+    // 10: code ([`pack_stored`]).
+    "",
+    // 11: a message whose creation is stored as its row (frame '') knows that creation's offset
+    // (`created`, NULL once the creation is written out), so the index of events by message
+    // leaves those creations out: most messages never change, and the index held one entry
+    // for each (12 of about 200 bytes a message, against 4 for the column). And the frames
+    // that stay JSON ([`stays_json`]: someone joining) are indexed by conversation, which
+    // [`joined_at`] scanned the whole log for: an entry for each join, nothing for messages.
+    "ALTER TABLE messages ADD COLUMN created INTEGER;
+     UPDATE messages SET created = (
+        SELECT offset FROM events WHERE events.message = messages.id AND events.frame = ''
+     );
+     DROP INDEX events_by_message;
+     CREATE INDEX events_by_message ON events (message) WHERE message IS NOT NULL AND frame <> '';
+     CREATE INDEX events_in_json ON events (conversation) WHERE typeof(frame) = 'text' AND frame <> '';",
 ];
 
 /// The migrations that are code, by the version they make (run after the SQL of that version,
@@ -188,7 +205,7 @@ fn code_migration(version: usize) -> Option<fn(&Connection) -> anyhow::Result<()
 }
 
 /// The number of migrations: [`MIGRATIONS`] and then the code ones.
-const VERSIONS: usize = 10;
+const VERSIONS: usize = 11;
 const _: () = assert!(MIGRATIONS.len() <= VERSIONS);
 
 /// 10: messages stored once, and packed (see [`crate::packed`]). A message's creation in the
@@ -597,11 +614,16 @@ pub fn for_each_frame(
     Ok(())
 }
 
-/// The stored frames of a message's events (its creation and edits), in offset order.
+/// The stored frames of a message's events (its creation and edits), in offset order: its
+/// creation by the row's `created` while it is stored as the row, the others by the index.
 pub fn message_frames(conn: &Connection, message: MessageId) -> rusqlite::Result<Vec<(Offset, String)>> {
-    conn.prepare_cached(&format!("{FRAMES} WHERE e.message = ?1 ORDER BY e.offset"))?
-        .query_map([message.0 as i64], stored_frame)?
-        .collect()
+    conn.prepare_cached(&format!(
+        "{FRAMES} WHERE e.offset = (SELECT created FROM messages WHERE id = ?1)
+            OR (e.message = ?1 AND e.frame <> '')
+         ORDER BY e.offset"
+    ))?
+    .query_map([message.0 as i64], stored_frame)?
+    .collect()
 }
 
 /// One row of [`FRAMES`]: its offset and its frame (rebuilt from its message's row for a
@@ -614,33 +636,6 @@ fn stored_frame(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Offset, String)> {
     }
     let payload = message_json(row, 2)?;
     Ok((offset, created_frame(offset, &payload)))
-}
-
-/// The columns of `messages` that [`message_json`] reads, in its order.
-pub const MESSAGE_COLUMNS: &str = "id, conversation, seq, payload";
-
-/// The start of a message's JSON: its key, which its row holds as columns.
-fn message_key(id: i64, conversation: i64, seq: i64) -> String {
-    format!("{{\"id\":{id},\"conversation\":{conversation},\"seq\":{seq},")
-}
-
-/// What a message's row stores of its JSON: the rest after its key ([`message_key`], which
-/// starts with `{`, as the rest never does), packed; all of it if it does not start so.
-fn pack_message(json: &str, id: i64, conversation: i64, seq: i64) -> Vec<u8> {
-    let rest = json.strip_prefix(message_key(id, conversation, seq).as_str());
-    crate::packed::pack(rest.filter(|r| !r.starts_with('{')).unwrap_or(json))
-}
-
-/// A stored message's JSON, as it was serialized, from the four columns at `i`
-/// ([`MESSAGE_COLUMNS`]).
-pub fn message_json(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
-    let stored = crate::packed::column(row, i + 3)?;
-    if stored.starts_with('{') {
-        return Ok(stored);
-    }
-    let mut json = message_key(row.get(i)?, row.get(i + 1)?, row.get(i + 2)?);
-    json.push_str(&stored);
-    Ok(json)
 }
 
 /// Whether an event's stored frame stays JSON text rather than packed: those that SQL reads
@@ -684,20 +679,22 @@ pub fn append(tx: &Connection, event: &LoggedEvent, frame: &str) -> anyhow::Resu
         _ => None,
     };
     use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+    // A creation: the message's JSON, and whether the frame is exactly its `created_frame`, so
+    // that the log stores it as the message's row (its frame empty).
     let created = match &event.event {
         Event::MessageCreated { message } => Some(match message_payload(event.offset, frame) {
-            Some(payload) => (ToSqlOutput::Borrowed(ValueRef::Text(b"")), payload.to_string()),
-            None => (
-                ToSqlOutput::Owned(Value::Blob(crate::packed::pack(frame))),
-                serde_json::to_string(message)?,
-            ),
+            Some(payload) => (payload.to_string(), true),
+            None => (serde_json::to_string(message)?, false),
         }),
         _ => None,
     };
-    let stored = match &created {
-        Some((stored, _)) => stored.clone(),
-        None if stays_json(&event.event) => ToSqlOutput::Borrowed(ValueRef::Text(frame.as_bytes())),
-        None => ToSqlOutput::Owned(Value::Blob(crate::packed::pack(frame))),
+    let as_row = matches!(created, Some((_, true)));
+    let stored = if as_row {
+        ToSqlOutput::Borrowed(ValueRef::Text(b""))
+    } else if stays_json(&event.event) {
+        ToSqlOutput::Borrowed(ValueRef::Text(frame.as_bytes()))
+    } else {
+        ToSqlOutput::Owned(Value::Blob(crate::packed::pack(frame)))
     };
     tx.prepare_cached("INSERT INTO events (offset, conversation, frame, message) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![
@@ -708,9 +705,10 @@ pub fn append(tx: &Connection, event: &LoggedEvent, frame: &str) -> anyhow::Resu
         ])?;
     match &event.event {
         Event::MessageCreated { message } => {
-            let payload = created.map(|(_, p)| p).unwrap_or_default();
+            let payload = created.map(|(p, _)| p).unwrap_or_default();
             tx.prepare_cached(
-                "INSERT INTO messages (conversation, seq, id, payload, reply_to, thread) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO messages (conversation, seq, id, payload, reply_to, thread, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 conversation.0 as i64,
@@ -724,6 +722,7 @@ pub fn append(tx: &Connection, event: &LoggedEvent, frame: &str) -> anyhow::Resu
                 ),
                 message.reply_to.as_ref().map(|r| r.message.0 as i64),
                 message.thread.map(|t| t.0 as i64),
+                as_row.then_some(event.offset.0 as i64),
             ])?;
             crate::search::index_new(tx, message.id, conversation, &message.body)?;
             for a in &message.attachments {
@@ -825,15 +824,11 @@ fn update_message(
     change: impl FnOnce(&mut Message),
 ) -> anyhow::Result<()> {
     let key = params![conversation.0 as i64, seq.0 as i64];
-    let (id, payload): (i64, String) = tx
+    let (id, payload, created): (i64, String, Option<i64>) = tx
         .prepare_cached(&format!(
-            "SELECT id, {MESSAGE_COLUMNS} FROM messages WHERE conversation = ?1 AND seq = ?2"
+            "SELECT id, {MESSAGE_COLUMNS}, created FROM messages WHERE conversation = ?1 AND seq = ?2"
         ))?
-        .query_row(key, |r| Ok((r.get(0)?, message_json(r, 1)?)))?;
-    let created: Option<i64> = tx
-        .prepare_cached("SELECT offset FROM events WHERE message = ?1 AND frame = ''")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
+        .query_row(key, |r| Ok((r.get(0)?, message_json(r, 1)?, r.get(5)?)))?;
     if let Some(offset) = created {
         let frame = created_frame(Offset(offset as u64), &payload);
         tx.prepare_cached("UPDATE events SET frame = ?2 WHERE offset = ?1")?
@@ -841,17 +836,19 @@ fn update_message(
     }
     let mut m: Message = serde_json::from_str(&payload)?;
     change(&mut m);
-    tx.prepare_cached("UPDATE messages SET payload = ?3 WHERE conversation = ?1 AND seq = ?2")?
-        .execute(params![
+    tx.prepare_cached(
+        "UPDATE messages SET payload = ?3, created = NULL WHERE conversation = ?1 AND seq = ?2",
+    )?
+    .execute(params![
+        conversation.0 as i64,
+        seq.0 as i64,
+        pack_message(
+            &serde_json::to_string(&m)?,
+            id,
             conversation.0 as i64,
-            seq.0 as i64,
-            pack_message(
-                &serde_json::to_string(&m)?,
-                id,
-                conversation.0 as i64,
-                seq.0 as i64
-            )
-        ])?;
+            seq.0 as i64
+        )
+    ])?;
     Ok(())
 }
 
@@ -926,8 +923,11 @@ pub fn joined_at(
 ) -> rusqlite::Result<Option<Offset>> {
     let at: Option<i64> = conn.query_row(
         // Only some frames are JSON text ([`stays_json`]); the others are packed, or empty.
+        // `events_in_json` holds those, by conversation (the CASE keeps json_extract off the
+        // others whatever order SQLite tries the terms in).
         "SELECT max(offset) FROM events WHERE conversation = ?1
-           AND CASE WHEN typeof(frame) = 'text' AND frame != ''
+           AND typeof(frame) = 'text' AND frame <> ''
+           AND CASE WHEN typeof(frame) = 'text' AND frame <> ''
                     THEN json_extract(frame, '$.type') = 'participant_added'
                          AND json_extract(frame, '$.staff') = ?2 END",
         params![conversation.0 as i64, staff.as_str()],
@@ -1367,11 +1367,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_message_is_stored_once_and_its_creation_reads_as_sent_after_it_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = open(dir.path(), Durability::Normal).unwrap();
-        let message = Message {
+    /// Message 7, seq 3 of conversation 2, from alice.
+    fn alices_message(body: &str) -> Message {
+        Message {
             reactions: Vec::new(),
             mention_ranges: Vec::new(),
             thread: None,
@@ -1379,7 +1377,7 @@ mod tests {
             conversation: ConversationId(2),
             seq: Seq(3),
             sender: StaffId::new("alice").unwrap(),
-            body: "the door code is 4711".into(),
+            body: body.into(),
             mentions: Vec::new(),
             attachments: Vec::new(),
             reply_to: None,
@@ -1389,7 +1387,14 @@ mod tests {
             created_at: Millis(1),
             edited_at: None,
             deleted: false,
-        };
+        }
+    }
+
+    #[test]
+    fn a_message_is_stored_once_and_its_creation_reads_as_sent_after_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path(), Durability::Normal).unwrap();
+        let message = alices_message("the door code is 4711");
         let created = LoggedEvent {
             offset: Offset(1),
             event: Event::MessageCreated { message },
@@ -1403,8 +1408,22 @@ mod tests {
             )
             .unwrap()
         };
-        // Once: the creation is its message's row.
+        // Once: the creation is its message's row, which knows its offset (not the index).
         assert_eq!(stored(1), ("text".into(), 0));
+        let creation_at = || -> Option<i64> {
+            conn.query_row("SELECT created FROM messages WHERE id = 7", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(creation_at(), Some(1));
+        let indexed = || -> i64 {
+            conn.query_row(
+                "SELECT count(*) FROM events INDEXED BY events_by_message WHERE message = 7 AND frame <> ''",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(indexed(), 0);
         let row: String = conn
             .query_row("SELECT payload FROM messages WHERE id = 7", [], |r| {
                 crate::packed::column(r, 0)
@@ -1430,8 +1449,10 @@ mod tests {
             },
         };
         append(&conn, &edited, &encode(&edited)).unwrap();
-        // The row changed, so the creation was written out (packed), and reads as it was sent.
+        // The row changed, so the creation was written out (packed), and reads as it was sent;
+        // the index finds it now.
         assert_eq!(stored(1).0, "blob");
+        assert_eq!((creation_at(), indexed()), (None, 2));
         assert_eq!(
             message_frames(&conn, MessageId(7)).unwrap(),
             [(Offset(1), encode(&created)), (Offset(2), encode(&edited))]
@@ -1454,25 +1475,7 @@ mod tests {
             "}}",
             "é \u{0} \" \\",
         ] {
-            let message = Message {
-                reactions: Vec::new(),
-                mention_ranges: Vec::new(),
-                thread: None,
-                id: MessageId(7),
-                conversation: ConversationId(2),
-                seq: Seq(3),
-                sender: StaffId::new("alice").unwrap(),
-                body: body.into(),
-                mentions: Vec::new(),
-                attachments: Vec::new(),
-                reply_to: None,
-                forwarded_from: None,
-                notice: None,
-                client_id: None,
-                created_at: Millis(1),
-                edited_at: None,
-                deleted: false,
-            };
+            let message = alices_message(body);
             let logged = LoggedEvent {
                 offset: Offset(9),
                 event: Event::MessageCreated {

@@ -374,7 +374,7 @@ pub fn redact_pending(conn: &Connection, deleted: tally_shared::MessageId) -> ru
             "SELECT o.id, m.id, m.conversation, m.seq, m.payload FROM outbox o JOIN messages m ON o.message = m.id
              WHERE o.event = 'message_created' AND (m.id = ?1 OR m.reply_to = ?1)",
         )?
-        .query_map([deleted.0 as i64], |r| Ok((r.get(0)?, crate::storage::message_json(r, 1)?)))?
+        .query_map([deleted.0 as i64], |r| Ok((r.get(0)?, crate::packed::message_json(r, 1)?)))?
         .collect::<Result<_, _>>()?;
     for (id, message) in &pending {
         conn.prepare_cached("UPDATE outbox SET body = json_set(body, '$.message', json(?2)) WHERE id = ?1")?

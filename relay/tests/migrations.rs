@@ -42,7 +42,26 @@ async fn a_data_directory_of_schema_1_migrates_with_its_counts_history_and_files
     let db = rusqlite::Connection::open(relay.dir.path().join("tally.sqlite3")).unwrap();
     let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version as usize, tally_relay::storage::schema_version());
-    assert_eq!(version, 10);
+    assert_eq!(version, 11);
+    // Migration 11: a creation stored as its message's row is found by the row, not the index.
+    let (rows, known): (i64, i64) = db
+        .query_row(
+            "SELECT (SELECT count(*) FROM events WHERE frame = ''),
+                    (SELECT count(*) FROM messages m JOIN events e ON e.offset = m.created
+                     WHERE e.frame = '' AND e.message = m.id)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(rows, known);
+    let index: String = db
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'events_by_message'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(index.contains("frame <> ''"), "{index}");
     // Migration 10: each message stored once, packed; the log reads as it was, byte for byte.
     let unpacked: i64 = db
         .query_row(
