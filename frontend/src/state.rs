@@ -7,7 +7,7 @@
 use tally_shared::protocol::ServerFrame;
 use tally_shared::store::{Divergence, PendingSend};
 use tally_shared::{
-    ChatStore, ClientFrame, ClientMsgId, ConversationId, Message, Millis, Request, RequestId, Seq,
+    ChatStore, ClientFrame, ClientMsgId, ConversationId, Message, MessageId, Millis, Request, RequestId, Seq,
 };
 
 /// Where the connection stands, as the widget shows it.
@@ -180,6 +180,18 @@ pub enum Action {
     Switcher(bool),
     /// Show or hide the keyboard shortcuts (showing them opens the panel).
     Shortcuts(bool),
+}
+
+impl Action {
+    /// Putting `emoji` on a message, or taking it off.
+    pub fn react(message: MessageId, emoji: &str, add: bool) -> Action {
+        let emoji = emoji.to_string();
+        Action::Request(if add {
+            Request::AddReaction { message, emoji }
+        } else {
+            Request::RemoveReaction { message, emoji }
+        })
+    }
 }
 
 /// The widget's state: the shared store plus what only the UI needs.

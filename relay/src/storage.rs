@@ -780,8 +780,26 @@ fn redact(tx: &Connection, deleted: MessageId) -> anyhow::Result<()> {
         })?;
     }
     // Webhook deliveries still waiting (or retrying) carry the message as stored now.
-    crate::webhooks::redact_pending(tx, deleted)?;
+    redact_pending(tx, deleted)?;
     Ok(())
+}
+
+/// Rewrites the webhook deliveries still waiting that carry `deleted` (its own, and those of replies
+/// quoting it) to carry the messages as they are stored now, redacted (inside the deletion's
+/// transaction).
+fn redact_pending(conn: &Connection, deleted: MessageId) -> rusqlite::Result<usize> {
+    let pending: Vec<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT o.id, m.id, m.conversation, m.seq, m.payload FROM outbox o JOIN messages m ON o.message = m.id
+             WHERE o.event = 'message_created' AND (m.id = ?1 OR m.reply_to = ?1)",
+        )?
+        .query_map([deleted.0 as i64], |r| Ok((r.get(0)?, message_json(r, 1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, message) in &pending {
+        conn.prepare_cached("UPDATE outbox SET body = json_set(body, '$.message', json(?2)) WHERE id = ?1")?
+            .execute(params![id, message])?;
+    }
+    Ok(pending.len())
 }
 
 /// The stored frames a deletion of `deleted` rewrote (in `tx`, after `append`): the deleted

@@ -365,24 +365,6 @@ pub fn enqueue(
     Ok(queued)
 }
 
-/// Rewrites the deliveries still waiting that carry `deleted` (its own, and those of replies
-/// quoting it) to carry the messages as they are stored now, redacted (inside the deletion's
-/// transaction).
-pub fn redact_pending(conn: &Connection, deleted: tally_shared::MessageId) -> rusqlite::Result<usize> {
-    let pending: Vec<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT o.id, m.id, m.conversation, m.seq, m.payload FROM outbox o JOIN messages m ON o.message = m.id
-             WHERE o.event = 'message_created' AND (m.id = ?1 OR m.reply_to = ?1)",
-        )?
-        .query_map([deleted.0 as i64], |r| Ok((r.get(0)?, crate::packed::message_json(r, 1)?)))?
-        .collect::<Result<_, _>>()?;
-    for (id, message) in &pending {
-        conn.prepare_cached("UPDATE outbox SET body = json_set(body, '$.message', json(?2)) WHERE id = ?1")?
-            .execute(rusqlite::params![id, message])?;
-    }
-    Ok(pending.len())
-}
-
 /// Records how a delivery went: a delivered one is deleted; a failed one is retried later, or
 /// given up after [`MAX_ATTEMPTS`].
 pub fn settle(conn: &Connection, id: i64, result: &Result<(), String>) -> rusqlite::Result<()> {

@@ -374,7 +374,7 @@ pub fn emoji_picker(props: &EmojiProps) -> Html {
                                 let pressed = mine.iter().any(|m| m == e);
                                 let (chat, on_close, message) = (chat.clone(), props.on_close.clone(), props.message);
                                 let onclick = Callback::from(move |_: MouseEvent| {
-                                    chat.dispatch(Action::Request(super::conversation::reaction(message, e, !pressed)));
+                                    chat.dispatch(Action::react(message, e, !pressed));
                                     on_close.emit(());
                                 });
                                 html! { <button class="tally-emoji" aria-pressed={pressed.to_string()} {onclick}>{ e }</button> }

@@ -72,16 +72,6 @@ fn reacted(m: &Message, me: Option<&tally_shared::StaffId>, emoji: &str) -> bool
     })
 }
 
-/// Putting `emoji` on a message, or taking it off.
-pub(crate) fn reaction(message: MessageId, emoji: &str, add: bool) -> Request {
-    let emoji = emoji.to_string();
-    if add {
-        Request::AddReaction { message, emoji }
-    } else {
-        Request::RemoveReaction { message, emoji }
-    }
-}
-
 /// A message's reactions: each emoji with how many put it there, pressed when I did; who did
 /// shows on hover, focus (its name) and tap (the title). A press toggles mine.
 fn reactions_row(chat: &Chat, store: &ChatStore, m: &Message) -> Html {
@@ -94,7 +84,7 @@ fn reactions_row(chat: &Chat, store: &ChatStore, m: &Message) -> Html {
                 let count = r.staff.len().to_string();
                 let who = ta("reactions.by", &[("emoji", &r.emoji), ("count", &count), ("names", &names.join(", "))]);
                 let (chat, id, emoji) = (chat.clone(), m.id, r.emoji.clone());
-                let onclick = Callback::from(move |_: MouseEvent| chat.dispatch(Action::Request(reaction(id, &emoji, !mine))));
+                let onclick = Callback::from(move |_: MouseEvent| chat.dispatch(Action::react(id, &emoji, !mine)));
                 html! {
                     <button class={classes!("tally-reaction", mine.then_some("tally-reaction-mine"))} aria-pressed={mine.to_string()}
                         title={who.clone()} aria-label={who} data-emoji={r.emoji.clone()} data-count={count.clone()} {onclick}>
@@ -552,7 +542,7 @@ fn message_row(
                                 { for QUICK_REACTIONS.iter().map(|e| {
                                     let (chat, menu, mine) = (chat.clone(), menu.clone(), reacted(m, store.me(), e));
                                     let onclick = Callback::from(move |_: MouseEvent| {
-                                        chat.dispatch(Action::Request(reaction(id, e, !mine)));
+                                        chat.dispatch(Action::react(id, e, !mine));
                                         menu.set(None);
                                     });
                                     html! { <button role="menuitemcheckbox" class="tally-emoji" aria-checked={mine.to_string()} data-testid="quick-reaction" {onclick}>{ *e }</button> }

@@ -4,7 +4,6 @@
 //! [`message`]; where unread starts and what reading asks for are the store's rules.
 
 pub(crate) mod message;
-pub(crate) use message::reaction;
 pub(crate) mod reading;
 mod scroll;
 
