@@ -1486,6 +1486,55 @@ mod tests {
     }
 
     #[test]
+    fn a_creation_of_another_shape_is_stored_whole_and_found_by_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path(), Durability::Normal).unwrap();
+        let created = LoggedEvent {
+            offset: Offset(1),
+            event: Event::MessageCreated {
+                message: alices_message("written by another serializer"),
+            },
+        };
+        // The same event spaced otherwise (a log written elsewhere, or by an older release):
+        // not its row's frame, so kept as it came.
+        let message = serde_json::to_string(&alices_message("written by another serializer")).unwrap();
+        let frame = format!(r#"{{"offset":1,"type":"message_created","message": {message}}}"#);
+        assert_eq!(serde_json::from_str::<LoggedEvent>(&frame).unwrap(), created);
+        append(&conn, &created, &frame).unwrap();
+        let (kind, at, indexed): (String, Option<i64>, i64) = conn
+            .query_row(
+                "SELECT (SELECT typeof(frame) FROM events WHERE offset = 1),
+                        (SELECT created FROM messages WHERE id = 7),
+                        (SELECT count(*) FROM events INDEXED BY events_by_message
+                         WHERE message = 7 AND frame <> '')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((kind.as_str(), at, indexed), ("blob", None, 1));
+        assert_eq!(
+            message_frames(&conn, MessageId(7)).unwrap(),
+            [(Offset(1), frame.clone())]
+        );
+        let deleted = LoggedEvent {
+            offset: Offset(2),
+            event: Event::MessageDeleted {
+                conversation: ConversationId(2),
+                message: MessageId(7),
+                seq: Seq(3),
+                sender: StaffId::new("alice").unwrap(),
+                mentions: Vec::new(),
+                thread: None,
+            },
+        };
+        append(&conn, &deleted, &encode(&deleted)).unwrap();
+        // Redacted where it is, found by the index.
+        let frames = message_frames(&conn, MessageId(7)).unwrap();
+        assert_eq!(frames.len(), 1);
+        assert!(!frames[0].1.contains("another serializer"), "{}", frames[0].1);
+    }
+
+    #[test]
     fn a_stored_payload_is_the_message_as_serialized_whatever_its_text() {
         for body in [
             "hi",
