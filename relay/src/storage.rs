@@ -183,7 +183,7 @@ const MIGRATIONS: &[&str] = &[
     // 11: a message whose creation is stored as its row (frame '') knows that creation's offset
     // (`created`, NULL once the creation is written out), so the index of events by message
     // leaves those creations out: most messages never change, and the index held one entry
-    // for each (12 of about 200 bytes a message, against 4 for the column). And the frames
+    // for each (13–14 of about 200 bytes a message, against 4–5 for the column). And the frames
     // that stay JSON ([`stays_json`]: someone joining) are indexed by conversation, which
     // [`joined_at`] scanned the whole log for: an entry for each join, nothing for messages.
     "ALTER TABLE messages ADD COLUMN created INTEGER;
@@ -784,9 +784,9 @@ fn redact(tx: &Connection, deleted: MessageId) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Rewrites the webhook deliveries still waiting that carry `deleted` (its own, and those of replies
-/// quoting it) to carry the messages as they are stored now, redacted (inside the deletion's
-/// transaction).
+/// Rewrites the webhook deliveries still waiting that carry `deleted` (its own, and those of
+/// replies quoting it) to carry the messages as they are stored now, redacted (inside the
+/// deletion's transaction).
 fn redact_pending(conn: &Connection, deleted: MessageId) -> rusqlite::Result<usize> {
     let pending: Vec<(i64, String)> = conn
         .prepare_cached(
