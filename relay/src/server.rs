@@ -224,7 +224,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         Some(url) => Some(off_runtime(move || crate::postgres::Sharer::start(&url))?),
         None => None,
     };
-    let state = AppState {
+    let state = AppState::new(crate::state::Shared {
         core: tx,
         keys,
         metrics,
@@ -235,7 +235,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         sockets: sockets.clone(),
         searcher,
         sharer,
-    };
+    });
 
     tokio::spawn(tick(state.core.clone()));
     tokio::spawn(flush_seen(state.core.clone()));

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tally_shared::protocol::{
     ErrorFrame, ProtocolRange, ServerFrame, close, decode_client_frame, encode, peek_req,
@@ -115,12 +116,33 @@ fn error_text(
 
 /// Serves one upgraded socket to its end: the hello, then the reader here and the writer in
 /// its own task, then a teardown that closes the socket for sure.
-pub async fn serve<S>(ws: WebSocketStream<S>, state: AppState, socket: Arc<Socket>, ip: IpAddr)
+///
+/// Not an `async fn` itself: the future of one keeps room for its arguments for as long as it
+/// lives (the task holds the largest of its states while the connection is open), and the
+/// stream moves into its two halves here.
+pub fn serve<S>(
+    ws: WebSocketStream<S>,
+    state: AppState,
+    socket: Arc<Socket>,
+    ip: IpAddr,
+) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (sink, stream) = ws.split();
+    serve_halves(sink, stream, state, socket, ip)
+}
+
+async fn serve_halves<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    mut stream: SplitStream<WebSocketStream<S>>,
+    state: AppState,
+    socket: Arc<Socket>,
+    ip: IpAddr,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     state.metrics.connections.fetch_add(1, Relaxed);
-    let (mut sink, mut stream) = ws.split();
     let Some((token, greeting)) = hello(&mut sink, &mut stream, &state, &socket).await else {
         state.metrics.connections.fetch_sub(1, Relaxed);
         return;
