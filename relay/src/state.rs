@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 pub struct AppState(Arc<Shared>);
 
 impl AppState {
-    /// The state around these parts.
+    /// Shares `shared` (one allocation for the life of the relay).
     pub fn new(shared: Shared) -> AppState {
         AppState(Arc::new(shared))
     }
